@@ -1,0 +1,85 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "popfetch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "popfetch", targets: ["popfetch"]),
+        .library(name: "POP3Core", targets: ["POP3Core"]),
+        .library(name: "PopfetchKit", targets: ["PopfetchKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // Pure POP3 grammar, incremental parser, encoder and client state machine. No I/O.
+        .target(
+            name: "POP3Core",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        // Sockets and TLS at the edge: a thin SwiftNIO transport that drives POP3Core.
+        .target(
+            name: "MailTransport",
+            dependencies: [
+                "POP3Core",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Configuration, state, spool, delivery and the poll engine.
+        .target(
+            name: "PopfetchKit",
+            dependencies: [
+                "POP3Core",
+                "MailTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The command-line interface, as a library so tests can drive it.
+        .target(
+            name: "PopfetchCLI",
+            dependencies: [
+                "PopfetchKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "POP3CoreTests",
+            dependencies: ["POP3Core", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "PopfetchKitTests",
+            dependencies: [
+                "PopfetchKit", "POP3Core", "MailTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

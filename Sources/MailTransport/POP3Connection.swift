@@ -1,0 +1,414 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import POP3Core
+
+/// Where and how to connect.
+public struct POP3Endpoint: Hashable, Sendable {
+    public var host: String
+    public var port: Int
+    public var tls: TLSMode
+    /// Applies to connecting, the TLS handshake, the greeting and every reply (and to each read inside a message).
+    public var timeout: TimeAmount
+
+    public init(host: String, port: Int, tls: TLSMode, timeout: TimeAmount) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.timeout = timeout
+    }
+}
+
+/// A connected POP3 session: a thin SwiftNIO transport that feeds bytes to ``POP3ClientStateMachine`` and carries
+/// out what it says. Use it only inside ``withConnection(to:tlsContext:body:)``; it is not shared between tasks.
+///
+/// TCP_NODELAY is set on the socket (Nagle plus delayed ACK costs ~45 ms a round trip on loopback).
+public final class POP3Connection {
+    public let endpoint: POP3Endpoint
+    public private(set) var greeting: StatusLine?
+    public private(set) var apopTimestamp: String?
+    /// True once TLS protects the connection (implicit TLS or after STLS).
+    public private(set) var isEncrypted: Bool
+
+    private var machine = POP3ClientStateMachine()
+    private var buffer = ByteBuffer()
+    private var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private let channel: any Channel
+    private let tlsContext: NIOSSLContext?
+    private let stlsGuard: NIOLoopBound<STLSGuardHandler>
+    private let timedOut = NIOLockedValueBox(false)
+    private var phase = "connecting"
+
+    private init(
+        endpoint: POP3Endpoint,
+        channel: any Channel,
+        inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        tlsContext: NIOSSLContext?,
+        stlsGuard: NIOLoopBound<STLSGuardHandler>
+    ) {
+        self.endpoint = endpoint
+        self.channel = channel
+        self.iterator = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.tlsContext = tlsContext
+        self.stlsGuard = stlsGuard
+        self.isEncrypted = endpoint.tls == .implicit
+    }
+
+    public var state: POP3ClientStateMachine.SessionState { self.machine.state }
+
+    /// Connects, waits for the TLS handshake (implicit TLS) and the greeting, runs `body`, and closes.
+    public static func withConnection<Result>(
+        to endpoint: POP3Endpoint,
+        tlsContext: NIOSSLContext?,
+        body: (POP3Connection) async throws -> Result
+    ) async throws -> Result {
+        let handshake: EventLoopPromise<Void>?
+        let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let guardBox: NIOLoopBound<STLSGuardHandler>
+        let group = MultiThreadedEventLoopGroup.singleton
+        let eventLoop = group.next()
+        handshake = endpoint.tls == .implicit ? eventLoop.makePromise(of: Void.self) : nil
+        if endpoint.tls != .none && tlsContext == nil {
+            preconditionFailure("TLS requested without a TLS context")
+        }
+        do {
+            let (ch, g) = try await ClientBootstrap(group: eventLoop)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(endpoint.timeout)
+                .connect(host: endpoint.host, port: endpoint.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        if let handshake, let tlsContext {
+                            let sni = TLSContextFactory.isIPLiteral(endpoint.host) ? nil : endpoint.host
+                            try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                            try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+                        }
+                        let guardHandler = STLSGuardHandler()
+                        try sync.addHandler(guardHandler)
+                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        return (async, NIOLoopBound(guardHandler, eventLoop: channel.eventLoop))
+                    }
+                }
+            asyncChannel = ch
+            guardBox = g
+        } catch {
+            handshake?.fail(error)
+            throw Self.mapConnectError(error, endpoint: endpoint)
+        }
+        if let handshake {
+            try await Self.awaitHandshake(handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint)
+        }
+        return try await asyncChannel.executeThenClose { inbound, outbound in
+            let connection = POP3Connection(
+                endpoint: endpoint,
+                channel: asyncChannel.channel,
+                inbound: inbound,
+                outbound: outbound,
+                tlsContext: tlsContext,
+                stlsGuard: guardBox
+            )
+            try await connection.readGreeting()
+            return try await body(connection)
+        }
+    }
+
+    private static func awaitHandshake(_ future: EventLoopFuture<Void>, channel: any Channel, endpoint: POP3Endpoint)
+        async throws
+    {
+        let timer = channel.eventLoop.scheduleTask(in: endpoint.timeout) {
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            try await future.get()
+        } catch {
+            channel.close(promise: nil)
+            if case ChannelError.eof = error {
+                throw TransportError(.timeout, host: endpoint.host, port: endpoint.port, phase: "TLS handshake")
+            }
+            throw TransportError(
+                .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake",
+                detail: Self.describeTLSError(error))
+        }
+    }
+
+    static func describeTLSError(_ error: any Error) -> String {
+        if let e = error as? NIOSSLExtraError, e == .failedToValidateHostname {
+            return "certificate does not match the host name"
+        }
+        if let e = error as? NIOSSLError {
+            switch e {
+            case .handshakeFailed(let inner):
+                let text = "\(inner)"
+                if text.contains("CERTIFICATE_VERIFY_FAILED") {
+                    return "certificate verification failed (untrusted issuer, expired, or not yet valid): \(text)"
+                }
+                return "handshake failed: \(text)"
+            default:
+                return "\(e)"
+            }
+        }
+        return "\(error)"
+    }
+
+    static func mapConnectError(_ error: any Error, endpoint: POP3Endpoint) -> TransportError {
+        if let t = error as? TransportError { return t }
+        if let e = error as? NIOConnectionError {
+            if e.connectionErrors.isEmpty && (e.dnsAError != nil || e.dnsAAAAError != nil) {
+                return TransportError(.unknownHost, host: endpoint.host, port: endpoint.port, phase: "connecting")
+            }
+            let detail = e.connectionErrors.map { "\($0.target): \($0.error)" }.joined(separator: "; ")
+            return TransportError(
+                .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting", detail: detail)
+        }
+        if case ChannelError.connectTimeout = error {
+            return TransportError(.timeout, host: endpoint.host, port: endpoint.port, phase: "connecting")
+        }
+        if let e = error as? IOError {
+            return TransportError(
+                .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting",
+                detail: e.description)
+        }
+        if error is SocketAddressError {
+            return TransportError(.unknownHost, host: endpoint.host, port: endpoint.port, phase: "connecting")
+        }
+        return TransportError(
+            .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting", detail: "\(error)")
+    }
+
+    // MARK: - Low level: send and receive
+
+    /// Queues a command in the state machine and writes it (one write; pipelined commands may follow).
+    public func send(_ command: Command) async throws {
+        let bytes = try self.machine.send(command)
+        self.phase = "waiting for the reply to \(command.keyword)"
+        try await self.write(bytes)
+    }
+
+    /// Writes several commands in one write (RFC 2449 PIPELINING). The caller checks the server supports it.
+    public func sendPipelined(_ commands: [Command]) async throws {
+        var out = ByteBuffer()
+        for c in commands {
+            out.writeBytes(try self.machine.send(c))
+        }
+        if let last = commands.last { self.phase = "waiting for the reply to \(last.keyword)" }
+        do {
+            try await self.outbound.write(out)
+        } catch {
+            throw self.mapIOError(error)
+        }
+    }
+
+    private func write(_ bytes: [UInt8]) async throws {
+        do {
+            try await self.outbound.write(ByteBuffer(bytes: bytes))
+        } catch {
+            throw self.mapIOError(error)
+        }
+    }
+
+    /// The next protocol event, reading from the socket as needed, each read bounded by the time-out.
+    public func nextEvent() async throws -> POP3ClientStateMachine.Event {
+        while true {
+            if let event = try self.machine.receive(&self.buffer) {
+                if self.buffer.readableBytes == 0 {
+                    self.buffer.clear()
+                }
+                return event
+            }
+            let more = try await self.readChunk()
+            if self.buffer.readableBytes == 0 {
+                self.buffer = more
+            } else {
+                self.buffer.discardReadBytes()
+                var more = more
+                self.buffer.writeBuffer(&more)
+            }
+        }
+    }
+
+    private func readChunk() async throws -> ByteBuffer {
+        let channel = self.channel
+        let flag = self.timedOut
+        let timer = channel.eventLoop.scheduleTask(in: self.endpoint.timeout) {
+            flag.withLockedValue { $0 = true }
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            guard let chunk = try await self.iterator.next() else {
+                throw self.closedError()
+            }
+            return chunk
+        } catch {
+            throw self.mapIOError(error)
+        }
+    }
+
+    private func closedError() -> TransportError {
+        let kind: TransportError.Kind = self.timedOut.withLockedValue { $0 } ? .timeout : .connectionClosed
+        return TransportError(kind, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
+    }
+
+    private func mapIOError(_ error: any Error) -> any Error {
+        if error is TransportError || error is POP3ProtocolError || error is CommandEncodingError
+            || error is POP3ClientStateMachine.UsageError
+        {
+            return error
+        }
+        if self.timedOut.withLockedValue({ $0 }) {
+            return TransportError(.timeout, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
+        }
+        if error is NIOSSLError {
+            return TransportError(
+                .tlsFailed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,
+                detail: Self.describeTLSError(error))
+        }
+        return TransportError(
+            .connectionClosed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,
+            detail: "\(error)")
+    }
+
+    // MARK: - High level commands
+
+    private func readGreeting() async throws {
+        self.phase = "waiting for the greeting"
+        let event = try await self.nextEvent()
+        guard case .greeting(let status, let ts) = event else {
+            preconditionFailure("first event of a session is not the greeting")
+        }
+        self.greeting = status
+        self.apopTimestamp = ts
+        guard status.isOK else {
+            throw POP3CommandError(command: "greeting", status: status)
+        }
+    }
+
+    /// Sends a command expecting a single-line reply. Returns the reply whether +OK or -ERR.
+    public func execute(_ command: Command) async throws -> StatusLine {
+        try await self.send(command)
+        return try await self.awaitResponse(to: command)
+    }
+
+    /// Waits for the single-line reply to `command` (after ``send(_:)``).
+    public func awaitResponse(to command: Command) async throws -> StatusLine {
+        let event = try await self.nextEvent()
+        switch event {
+        case .response(_, let status):
+            return status
+        default:
+            throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected multi-line reply"))
+        }
+    }
+
+    /// Sends a command and throws ``POP3CommandError`` unless the reply is +OK.
+    @discardableResult
+    public func executeExpectingOK(_ command: Command) async throws -> StatusLine {
+        let status = try await self.execute(command)
+        guard status.isOK else { throw POP3CommandError(command: command.description, status: status) }
+        return status
+    }
+
+    /// CAPA. Returns nil if the server does not support CAPA (answers -ERR).
+    public func capabilities() async throws -> Capabilities? {
+        try await self.send(.capa)
+        switch try await self.nextEvent() {
+        case .capabilities(let caps, _): return caps
+        case .response(_, let status) where !status.isOK: return nil
+        default: throw POP3ProtocolError(.malformedReply(command: "CAPA", excerpt: "unexpected reply"))
+        }
+    }
+
+    /// UIDL without argument. Returns nil when the server does not support UIDL.
+    public func uidlListing() async throws -> [UIDLEntry]? {
+        try await self.send(.uidl(nil))
+        switch try await self.nextEvent() {
+        case .uidlListing(let entries): return entries
+        case .response(_, let status) where !status.isOK: return nil
+        default: throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: "unexpected reply"))
+        }
+    }
+
+    /// LIST without argument.
+    public func scanListing() async throws -> [ScanEntry] {
+        try await self.send(.list(nil))
+        switch try await self.nextEvent() {
+        case .scanListing(let entries): return entries
+        case .response(let c, let status): throw POP3CommandError(command: c.description, status: status)
+        default: throw POP3ProtocolError(.malformedReply(command: "LIST", excerpt: "unexpected reply"))
+        }
+    }
+
+    /// Streams the response to an already sent RETR or TOP into `sink`. Returns the -ERR status if refused.
+    public func receiveMessage(_ command: Command, sink: (ByteBuffer) throws -> Void) async throws -> StatusLine? {
+        self.phase = "receiving \(command.description)"
+        switch try await self.nextEvent() {
+        case .messageBegin:
+            break
+        case .response(_, let status):
+            return status
+        default:
+            throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected reply"))
+        }
+        while true {
+            switch try await self.nextEvent() {
+            case .messageBytes(let bytes):
+                try sink(bytes)
+            case .messageEnd:
+                return nil
+            default:
+                throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected event"))
+            }
+        }
+    }
+
+    /// RFC 2595 STLS: upgrade to TLS, verifying the certificate, and discard what was learned in clear text.
+    public func startTLS() async throws {
+        guard let tlsContext = self.tlsContext else { preconditionFailure("STLS without a TLS context") }
+        let guardBox = self.stlsGuard
+        try await self.channel.eventLoop.submit { guardBox.value.arm() }.get()
+        let status = try await self.execute(.stls)
+        guard status.isOK else {
+            throw TransportError(
+                .stlsRefused, host: self.endpoint.host, port: self.endpoint.port, phase: "STLS",
+                detail: status.description)
+        }
+        // Whatever arrived in clear after +OK is discarded (the guard drops it on the wire side too).
+        self.buffer.clear()
+        let handshake = self.channel.eventLoop.makePromise(of: Void.self)
+        let host = self.endpoint.host
+        let channel = self.channel
+        try await channel.eventLoop.submit {
+            let sni = TLSContextFactory.isIPLiteral(host) ? nil : host
+            let sync = channel.pipeline.syncOperations
+            let ssl = try NIOSSLClientHandler(context: tlsContext, serverHostname: sni)
+            try sync.addHandler(ssl, position: .first)
+            try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
+        }.get()
+        try await Self.awaitHandshake(handshake.futureResult, channel: channel, endpoint: self.endpoint)
+        self.machine.tlsEstablished()
+        self.isEncrypted = true
+    }
+
+    /// QUIT: on success in TRANSACTION state the server runs the UPDATE state and removes messages marked deleted.
+    public func quit() async throws -> StatusLine {
+        try await self.execute(.quit)
+    }
+}
+
+/// The server answered a command with -ERR (or a greeting with -ERR).
+public struct POP3CommandError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The command, with secrets redacted.
+    public var command: String
+    public var status: StatusLine
+    public init(command: String, status: StatusLine) {
+        self.command = command
+        self.status = status
+    }
+    public var description: String { "server answered \(self.command) with \(self.status)" }
+}

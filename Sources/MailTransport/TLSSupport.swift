@@ -1,0 +1,123 @@
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// How a POP3 connection is protected (RFC 8314, RFC 2595).
+public enum TLSMode: String, Hashable, Sendable, CaseIterable {
+    /// TLS from the first byte (POP3S, port 995).
+    case implicit
+    /// Plain connection upgraded with STLS; never continues in clear text if that fails.
+    case starttls
+    /// No TLS at all.
+    case none
+}
+
+/// Builds the TLS client context once per account: verification on, system trust store plus `ca_file`.
+public enum TLSContextFactory {
+    public static func makeContext(caFile: String?, minimumVersion: TLSVersion = .tlsv12) throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.certificateVerification = .fullVerification
+        config.minimumTLSVersion = minimumVersion
+        if let caFile {
+            config.additionalTrustRoots = [.file(caFile)]
+        }
+        return try NIOSSLContext(configuration: config)
+    }
+
+    /// Whether `host` is an IP literal (no SNI is sent for it; the IP address SAN is checked instead).
+    public static func isIPLiteral(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+/// Completes a promise when the TLS handshake finishes, or fails it with the handshake error.
+///
+/// Writing before the handshake completed made a certificate failure surface as "I/O on closed channel";
+/// waiting for this gives the real error.
+final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let promise: EventLoopPromise<Void>
+    private var done = false
+
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, !self.done {
+            self.done = true
+            self.promise.succeed(())
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !self.done {
+            self.done = true
+            self.promise.fail(error)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !self.done {
+            self.done = true
+            self.promise.fail(ChannelError.eof)
+        }
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if !self.done {
+            self.done = true
+            self.promise.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+}
+
+/// Guards the STLS upgrade against injected clear text (the STARTTLS command-injection class of bugs).
+///
+/// Armed when STLS is sent: it passes the first line (the server's answer) and drops every byte after it until the
+/// TLS handshake completes, so nothing that arrived in clear after `+OK` can be read as if it came over TLS.
+final class STLSGuardHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private enum State {
+        case open
+        case awaitingReply
+        case droppingUntilHandshake
+    }
+
+    private var state: State = .open
+
+    func arm() { self.state = .awaitingReply }
+    func disarm() { self.state = .open }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.state {
+        case .open:
+            context.fireChannelRead(data)
+        case .droppingUntilHandshake:
+            break
+        case .awaitingReply:
+            var buffer = self.unwrapInboundIn(data)
+            if let lf = buffer.readableBytesView.firstIndex(of: 10) {
+                let length = lf - buffer.readerIndex + 1
+                if let line = buffer.readSlice(length: length) {
+                    self.state = .droppingUntilHandshake
+                    context.fireChannelRead(self.wrapInboundOut(line))
+                }
+            } else {
+                context.fireChannelRead(data)
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            self.state = .open
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

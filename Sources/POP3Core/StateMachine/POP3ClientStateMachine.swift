@@ -1,0 +1,334 @@
+import struct NIOCore.ByteBuffer
+
+/// The client side of a POP3 session as a pure value type: commands go in, bytes come in, events come out.
+///
+/// Several commands may be in flight at once (RFC 2449 §6.6 PIPELINING): ``send(_:)`` queues each command and the
+/// machine pairs every response with the oldest outstanding command, so it knows which responses carry a multi-line
+/// block. Whether to pipeline is the caller's decision (only when the server announced PIPELINING, and never across
+/// STLS or authentication).
+///
+/// Any error thrown moves the machine to ``SessionState/failed``; the connection must then be closed.
+public struct POP3ClientStateMachine: Sendable {
+    public enum SessionState: Hashable, Sendable {
+        case awaitingGreeting
+        /// RFC 1939 §4: AUTHORIZATION state.
+        case authorization
+        /// RFC 1939 §5: TRANSACTION state.
+        case transaction
+        /// QUIT was answered; in TRANSACTION state this means the UPDATE state ran.
+        case closed
+        case failed
+    }
+
+    public enum Event: Hashable, Sendable {
+        /// The server greeting. `apopTimestamp` is the `<...>` token for APOP, when present.
+        case greeting(StatusLine, apopTimestamp: String?)
+        /// A single-line reply, or the negative reply to a multi-line command.
+        case response(Command, StatusLine)
+        /// A SASL challenge (`+ base64`) to the AUTH command in flight.
+        case continuation(String)
+        case capabilities(Capabilities, StatusLine)
+        case uidlListing([UIDLEntry])
+        case scanListing([ScanEntry])
+        /// RETR/TOP succeeded; ``messageBytes(_:)`` follow, then ``messageEnd``.
+        case messageBegin(Command, StatusLine)
+        case messageBytes(ByteBuffer)
+        case messageEnd
+    }
+
+    /// Thrown when the caller asks for something the protocol state does not allow.
+    public struct UsageError: Error, Hashable, Sendable, CustomStringConvertible {
+        public var command: String
+        public var state: SessionState
+        public var description: String { "\(self.command) is not allowed in state \(self.state)" }
+    }
+
+    private enum Listing: Sendable {
+        case capabilities(StatusLine, [Capability])
+        case uidl([UIDLEntry])
+        case scan([ScanEntry])
+    }
+
+    public private(set) var state: SessionState = .awaitingGreeting
+    private var pending: [Command] = []
+    private var pendingHead = 0
+    private var parser = ResponseParser()
+    private var listing: Listing?
+    private var lineBuffer: [UInt8] = []
+    private var inMessage = false
+
+    public init() {}
+
+    /// Number of commands sent whose responses have not completely arrived.
+    public var commandsInFlight: Int { self.pending.count - self.pendingHead }
+
+    /// The oldest command still waiting for (the rest of) its response.
+    public var oldestPendingCommand: Command? {
+        self.pendingHead < self.pending.count ? self.pending[self.pendingHead] : nil
+    }
+
+    /// Queues a command and returns its wire bytes.
+    public mutating func send(_ command: Command) throws -> [UInt8] {
+        switch (self.state, command) {
+        case (.failed, _), (.closed, _), (.awaitingGreeting, _):
+            throw UsageError(command: command.keyword, state: self.state)
+        case (_, .saslResponse):
+            guard case .auth = self.oldestPendingCommand, self.commandsInFlight == 1 else {
+                throw UsageError(command: command.keyword, state: self.state)
+            }
+            return try command.encoded()
+        case (.authorization, .capa), (.authorization, .stls), (.authorization, .user), (.authorization, .pass),
+            (.authorization, .apop), (.authorization, .auth), (.authorization, .quit), (.authorization, .noop):
+            break
+        case (.transaction, .capa), (.transaction, .stat), (.transaction, .list), (.transaction, .uidl),
+            (.transaction, .retr), (.transaction, .top), (.transaction, .dele), (.transaction, .rset),
+            (.transaction, .noop), (.transaction, .quit):
+            break
+        default:
+            throw UsageError(command: command.keyword, state: self.state)
+        }
+        let bytes = try command.encoded()
+        self.pending.append(command)
+        return bytes
+    }
+
+    /// Parses what arrived and returns the next event, or `nil` when more bytes are needed.
+    public mutating func receive(_ buffer: inout ByteBuffer) throws -> Event? {
+        do {
+            while true {
+                guard let event = try self.parser.parse(&buffer) else { return nil }
+                if let out = try self.handle(event) { return out }
+            }
+        } catch {
+            self.state = .failed
+            throw error
+        }
+    }
+
+    /// After STLS was answered `+OK` and TLS is in place: what the server said before TLS no longer counts
+    /// (RFC 2595 §4). The caller must also discard any bytes that arrived in clear after the `+OK`.
+    public mutating func tlsEstablished() {
+        self.parser = ResponseParser()
+        self.lineBuffer = []
+        self.listing = nil
+    }
+
+    private mutating func handle(_ event: ResponseParser.Event) throws -> Event? {
+        switch event {
+        case .status(let status):
+            return try self.handleStatus(status)
+        case .blockBytes(let bytes):
+            if self.inMessage { return .messageBytes(bytes) }
+            try self.accumulateListing(bytes)
+            return nil
+        case .blockEnd:
+            return try self.finishBlock()
+        }
+    }
+
+    private mutating func popPending() -> Command? {
+        guard self.pendingHead < self.pending.count else { return nil }
+        let c = self.pending[self.pendingHead]
+        self.pendingHead += 1
+        if self.pendingHead > 64 && self.pendingHead * 2 > self.pending.count {
+            self.pending.removeFirst(self.pendingHead)
+            self.pendingHead = 0
+        }
+        return c
+    }
+
+    private mutating func handleStatus(_ status: StatusLine) throws -> Event? {
+        if self.state == .awaitingGreeting {
+            guard status.indicator != .continuation else {
+                throw POP3ProtocolError(.invalidStatusLine(excerpt: status.description))
+            }
+            if status.isOK {
+                self.state = .authorization
+            } else {
+                self.state = .closed
+            }
+            return .greeting(status, apopTimestamp: Self.apopTimestamp(in: status.text))
+        }
+        if status.indicator == .continuation {
+            guard case .auth = self.oldestPendingCommand else {
+                throw POP3ProtocolError(.unexpectedContinuation(command: self.oldestPendingCommand?.keyword ?? "nothing"))
+            }
+            return .continuation(status.text)
+        }
+        guard let command = self.oldestPendingCommand else {
+            throw POP3ProtocolError(.unsolicitedResponse(excerpt: status.description))
+        }
+        if status.isOK && command.expectsMultilineOnSuccess {
+            // The command stays pending until its block ends.
+            self.parser.beginBlock()
+            switch command {
+            case .retr, .top:
+                self.inMessage = true
+                return .messageBegin(command, status)
+            case .capa:
+                self.listing = .capabilities(status, [])
+            case .uidl:
+                self.listing = .uidl([])
+            case .list:
+                self.listing = .scan([])
+            default:
+                preconditionFailure("multi-line command without a block handler: \(command.keyword)")
+            }
+            return nil
+        }
+        _ = self.popPending()
+        if status.isOK {
+            switch command {
+            case .pass, .apop, .auth:
+                self.state = .transaction
+            case .quit:
+                self.state = .closed
+            default:
+                break
+            }
+        }
+        return .response(command, status)
+    }
+
+    private mutating func accumulateListing(_ bytes: ByteBuffer) throws {
+        var view = bytes.readableBytesView[...]
+        while let lf = view.firstIndex(of: 10) {
+            self.lineBuffer.append(contentsOf: view[view.startIndex..<lf])
+            view = view[(lf + 1)...]
+            try self.checkLineLength()
+            var line = self.lineBuffer
+            self.lineBuffer.removeAll(keepingCapacity: true)
+            if line.last == 13 { line.removeLast() }
+            try self.addListingLine(line)
+        }
+        self.lineBuffer.append(contentsOf: view)
+        try self.checkLineLength()
+    }
+
+    private func checkLineLength() throws {
+        if self.lineBuffer.count > POP3Defaults.maximumListingLineLength {
+            throw POP3ProtocolError(.listingLineTooLong(limit: POP3Defaults.maximumListingLineLength))
+        }
+    }
+
+    private mutating func addListingLine(_ line: [UInt8]) throws {
+        guard let listing = self.listing else { return }
+        // Avoid a copy-on-write of the growing array while it is mutated.
+        self.listing = nil
+        switch listing {
+        case .capabilities(let status, var caps):
+            if let cap = Capability(line: String(decoding: line, as: UTF8.self)) { caps.append(cap) }
+            self.listing = .capabilities(status, caps)
+        case .uidl(var entries):
+            guard entries.count < POP3Defaults.maximumListingEntries else {
+                throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
+            }
+            guard let entry = Self.parseUIDLLine(line[...]) else {
+                if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
+                    self.listing = .uidl(entries)
+                    return
+                }
+                throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+            }
+            entries.append(entry)
+            self.listing = .uidl(entries)
+        case .scan(var entries):
+            guard entries.count < POP3Defaults.maximumListingEntries else {
+                throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
+            }
+            guard let entry = Self.parseScanLine(line[...]) else {
+                if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
+                    self.listing = .scan(entries)
+                    return
+                }
+                throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+            }
+            entries.append(entry)
+            self.listing = .scan(entries)
+        }
+    }
+
+    private mutating func finishBlock() throws -> Event? {
+        guard let command = self.popPending() else {
+            preconditionFailure("block ended with no command pending")
+        }
+        if self.inMessage {
+            self.inMessage = false
+            return .messageEnd
+        }
+        if !self.lineBuffer.isEmpty {
+            let line = self.lineBuffer
+            self.lineBuffer.removeAll()
+            try self.addListingLine(line.last == 13 ? Array(line.dropLast()) : line)
+        }
+        let listing = self.listing
+        self.listing = nil
+        switch listing {
+        case .capabilities(let status, let caps):
+            return .capabilities(Capabilities(caps), status)
+        case .uidl(let entries):
+            return .uidlListing(entries)
+        case .scan(let entries):
+            return .scanListing(entries)
+        case .none:
+            preconditionFailure("block ended for \(command.keyword) without a listing")
+        }
+    }
+
+    // unique-id listing line = msg-number SP unique-id   ; RFC 1939 §7 (uid: 1*70 of 0x21-0x7E)
+    static func parseUIDLLine(_ line: ArraySlice<UInt8>) -> UIDLEntry? {
+        let parts = line.split(separator: 32, maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, let n = Self.parseNumber(parts[0]) else { return nil }
+        var uidBytes = parts[1]
+        while let last = uidBytes.last, last == 32 || last == 9 { uidBytes = uidBytes.dropLast() }
+        guard !uidBytes.isEmpty, uidBytes.count <= POP3Defaults.maximumUIDLength * 4,
+            uidBytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
+        else { return nil }
+        return UIDLEntry(number: n, uid: String(decoding: uidBytes, as: UTF8.self))
+    }
+
+    // scan listing line = msg-number SP size *(SP extra)   ; RFC 1939 §5
+    static func parseScanLine(_ line: ArraySlice<UInt8>) -> ScanEntry? {
+        let parts = line.split(separator: 32, omittingEmptySubsequences: true)
+        guard parts.count >= 2, let n = Self.parseNumber(parts[0]), let s = Self.parseNumber(parts[1]) else {
+            return nil
+        }
+        return ScanEntry(number: n, size: s)
+    }
+
+    static func parseNumber(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var v = 0
+        for b in bytes {
+            guard b >= 48 && b <= 57 else { return nil }
+            v = v * 10 + Int(b - 48)
+        }
+        return v
+    }
+
+    /// RFC 1939 §7: the greeting may carry a timestamp `<process-ID.clock@hostname>` used by APOP.
+    static func apopTimestamp(in text: String) -> String? {
+        guard let open = text.firstIndex(of: "<"), let close = text[open...].firstIndex(of: ">") else { return nil }
+        let token = String(text[open...close])
+        return token.contains("@") ? token : nil
+    }
+}
+
+extension StatusLine {
+    /// Parses the `+OK count size` reply to STAT.
+    public func maildropStatus() throws -> MaildropStatus {
+        let parts = self.text.split(separator: " ")
+        guard parts.count >= 2, let c = Int(parts[0]), let s = Int(parts[1]), c >= 0, s >= 0 else {
+            throw POP3ProtocolError(.malformedReply(command: "STAT", excerpt: self.text))
+        }
+        return MaildropStatus(count: c, size: s)
+    }
+
+    /// Parses the `+OK n uid` reply to `UIDL n`.
+    public func uidlEntry() throws -> UIDLEntry {
+        guard let e = POP3ClientStateMachine.parseUIDLLine(Array(self.text.utf8)[...]) else {
+            throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: self.text))
+        }
+        return e
+    }
+}
