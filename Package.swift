@@ -60,6 +60,7 @@ let package = Package(
             name: "PopfetchCLI",
             dependencies: [
                 "PopfetchKit",
+                "MailTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

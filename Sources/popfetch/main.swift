@@ -1,1 +1,8 @@
-print("x")
+import PopfetchCLI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let status = await Popfetch.run()
+exit(status)

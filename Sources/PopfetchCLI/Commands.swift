@@ -1,0 +1,126 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import Logging
+import PopfetchKit
+
+extension Popfetch {
+    /// `popfetch poll`: poll every enabled account once (concurrently), then exit.
+    struct Poll: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Poll every enabled account (or those named) once, then exit.",
+            discussion: """
+                Exit status: 0 when every account succeeded (no new mail is success); otherwise the most serious \
+                of 78 config, 70 internal, 74 state/spool I/O, 77 authentication, 76 protocol/TLS, 68 unknown host, \
+                69 connection refused or time-out, 75 temporary (IN-USE, LOGIN-DELAY, SYS/TEMP, MDA exit 75).
+                """)
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "Poll only this account (repeatable). A disabled account named here is polled.")
+        var account: [String] = []
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let logger = try g.makeLogger()
+            let config = try g.loadConfiguration()
+            var selected: [AccountConfiguration]
+            if self.account.isEmpty {
+                selected = config.accounts.filter(\.enabled)
+                let disabled = config.accounts.filter { !$0.enabled }
+                for a in disabled { logger.debug("account \(a.name) is disabled (enabled = false); skipped") }
+            } else {
+                selected = []
+                for name in self.account {
+                    guard let a = config.accounts.first(where: { $0.name == name }) else {
+                        throw ConfigurationError(
+                            file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+                    }
+                    selected.append(a)
+                }
+            }
+            if selected.isEmpty {
+                logger.notice("no enabled accounts in \(config.path)")
+                return
+            }
+            let store = try g.openStore()
+            let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
+            let limit = max(1, config.global.maxConcurrentPolls)
+            let reports = await Self.pollAll(selected, environment: env, limit: limit)
+            let status = ExitStatus.mostSerious(reports.map(\.exitStatus))
+            if status != .ok { throw CommandExit(status: status) }
+        }
+
+        /// Polls accounts concurrently, at most `limit` at a time.
+        static func pollAll(_ accounts: [AccountConfiguration], environment: PollEnvironment, limit: Int) async
+            -> [PollReport]
+        {
+            await withTaskGroup(of: PollReport.self) { group in
+                var reports: [PollReport] = []
+                var iterator = accounts.makeIterator()
+                var running = 0
+                while running < limit, let a = iterator.next() {
+                    group.addTask { await AccountPoller(account: a, environment: environment).poll() }
+                    running += 1
+                }
+                while let r = await group.next() {
+                    reports.append(r)
+                    if let a = iterator.next() {
+                        group.addTask { await AccountPoller(account: a, environment: environment).poll() }
+                    }
+                }
+                return reports
+            }
+        }
+    }
+
+    /// `popfetch config check`.
+    struct ConfigCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "config", abstract: "Work with the configuration file.", subcommands: [Check.self])
+
+        struct Check: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Validate the configuration and print what popfetch understood (secrets hidden).")
+
+            @OptionGroup var globals: GlobalOptions
+            @ParentCommand var parent: ConfigCommand
+
+            func run() async throws {
+                let g = self.globals.merged(with: self.parent.globals)
+                let config = try g.loadConfiguration()
+                print(ConfigurationSummary.render(config, statePath: g.statePath))
+            }
+        }
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+    }
+
+    /// `popfetch retry --account NAME`: failed messages are tried again at the next poll.
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bring back messages marked failed after max_attempts, so the next poll tries them again.")
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "The account whose failed messages to retry.")
+        var account: String
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let config = try g.loadConfiguration()
+            guard let a = config.accounts.first(where: { $0.name == self.account }) else {
+                throw ConfigurationError(
+                    file: config.path, line: nil, key: nil, message: "no account named \(self.account.debugDescription)")
+            }
+            let store = try g.openStore()
+            let n = try store.retryFailed(account: a.stateKey)
+            print("\(a.name): \(n) failed message\(n == 1 ? "" : "s") will be tried again at the next poll")
+        }
+    }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Logging
+import PopfetchKit
+
+/// Options accepted before or after any subcommand.
+public struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Configuration file (default: $XDG_CONFIG_HOME/popfetch/config.toml).")
+    var config: String?
+
+    @Option(name: .long, help: "State database (default: $XDG_STATE_HOME/popfetch/state.sqlite).")
+    var state: String?
+
+    @Flag(name: [.short, .long], help: "Log more (debug level).")
+    var verbose = false
+
+    @Flag(name: [.short, .long], help: "Log only errors.")
+    var quiet = false
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    public init() {}
+
+    /// Merges the options given before the subcommand (`parent`) with those given after it (`self`).
+    func merged(with parent: GlobalOptions?) -> GlobalOptions {
+        guard let parent else { return self }
+        var m = self
+        m.config = self.config ?? parent.config
+        m.state = self.state ?? parent.state
+        m.verbose = self.verbose || parent.verbose
+        m.quiet = self.quiet || parent.quiet
+        m.logLevel = self.logLevel ?? parent.logLevel
+        return m
+    }
+
+    var configPath: String { self.config.map(Paths.expandTilde) ?? Paths.defaultConfigFile() }
+    var statePath: String { self.state.map(Paths.expandTilde) ?? Paths.defaultStateFile() }
+
+    func level() throws -> Logger.Level {
+        if let raw = self.logLevel {
+            guard let l = Logger.Level(rawValue: raw.lowercased()) else {
+                throw ValidationError("unknown log level \(raw.debugDescription)")
+            }
+            return l
+        }
+        if self.verbose { return .debug }
+        if self.quiet { return .error }
+        return .info
+    }
+
+    func makeLogger() throws -> Logger {
+        var logger = Logger(label: "popfetch") { label in StderrLogHandler(label: label) }
+        logger.logLevel = try self.level()
+        return logger
+    }
+}

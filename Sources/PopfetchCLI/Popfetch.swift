@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import Logging
+import PopfetchKit
+
+/// The root command.
+public struct Popfetch: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "popfetch",
+        abstract: "Fetch new mail from POP3 servers and hand it to local delivery, without ever losing a message.",
+        version: "popfetch \(PopfetchVersion.current)",
+        subcommands: [Poll.self, ConfigCommand.self, Retry.self]
+    )
+
+    @OptionGroup var globals: GlobalOptions
+
+    public init() {}
+
+    /// Entry point used by `main.swift`: maps every error to a sysexits code, never a crash.
+    public static func run(arguments: [String]? = nil) async -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        umask(0o077)
+        do {
+            var command = try Self.parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+            return 0
+        } catch let e as CommandExit {
+            return e.status.rawValue
+        } catch let e as ConfigurationError {
+            Self.printError(e.description)
+            return ExitStatus.config.rawValue
+        } catch let e as StateError {
+            Self.printError(e.description)
+            return ExitStatus.ioError.rawValue
+        } catch {
+            let code = Self.exitCode(for: error)
+            if code.rawValue != 0 {
+                let message = Self.fullMessage(for: error)
+                if !message.isEmpty { writeStderr(message + "\n") }
+            } else {
+                let message = Self.fullMessage(for: error)
+                if !message.isEmpty { print(message) }
+            }
+            return code.rawValue
+        }
+    }
+
+    static func printError(_ message: String) {
+        writeStderr("popfetch: \(message)\n")
+    }
+}
+
+/// Ends a command with an exit status (after it printed what it had to say).
+struct CommandExit: Error {
+    var status: ExitStatus
+}
+
+extension GlobalOptions {
+    func loadConfiguration() throws -> Configuration {
+        try ConfigurationLoader().load(path: self.configPath)
+    }
+
+    func openStore() throws -> StateStore {
+        try StateStore(path: self.statePath)
+    }
+
+    var stateDirectory: String { (self.statePath as NSString).deletingLastPathComponent }
+}
+
+/// Writes to file descriptor 2 without going through the C library's shared `stderr` stream.
+func writeStderr(_ s: String) {
+    var bytes = Array(s.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { p -> Int in
+            guard let b = p.baseAddress else { return 0 }
+            return write(2, b, p.count)
+        }
+        if n <= 0 { return }
+        bytes = bytes.dropFirst(n)
+    }
+}

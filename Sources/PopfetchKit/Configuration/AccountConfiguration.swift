@@ -1,0 +1,105 @@
+import MailTransport
+
+/// Where a secret comes from. Its description never shows the secret itself.
+public enum SecretSource: Hashable, Sendable, CustomStringConvertible {
+    case literal(String)
+    /// A command whose first line of standard output is the secret.
+    case command(String)
+    /// A file whose first line is the secret.
+    case file(String)
+
+    public var description: String {
+        switch self {
+        case .literal: return "password (inline, hidden)"
+        case .command(let c): return "password_command \(c.debugDescription)"
+        case .file(let f): return "password_file \(f.debugDescription)"
+        }
+    }
+}
+
+/// How to log in (more mechanisms come later).
+public enum AuthMethod: String, Hashable, Sendable, CaseIterable {
+    /// APOP when the greeting carries a timestamp and the connection is clear text, else USER/PASS.
+    case auto
+    case user
+    case apop
+}
+
+public enum OversizePolicy: String, Hashable, Sendable, CaseIterable {
+    /// Leave it on the server and report it (default).
+    case skip
+    /// Delete it from the server without fetching it (reported).
+    case delete
+}
+
+public enum WithoutUIDLPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Stop with a clear error: without UIDL, "only new mail" cannot be guaranteed with keep = true.
+    case refuse
+    /// Fetch every message and delete each once delivered (only safe with keep = false).
+    case fetchAndDelete = "fetch-and-delete"
+}
+
+/// One `[[account]]`, with `[defaults]` applied and every value checked.
+public struct AccountConfiguration: Hashable, Sendable {
+    public var name: String
+    public var enabled: Bool = true
+    public var host: String
+    public var port: Int
+    public var tls: TLSMode = .implicit
+    public var allowInsecureAuth: Bool = false
+    public var caFile: String?
+    public var user: String
+    public var password: SecretSource
+    public var auth: AuthMethod = .auto
+    public var keep: Bool = false
+    /// With keep = true: delete messages delivered longer ago than this many seconds.
+    public var deleteAfter: Int?
+    /// Larger messages (by LIST size) are not fetched. nil = no limit.
+    public var maxSize: Int?
+    public var oversize: OversizePolicy = .skip
+    /// At most this many messages per poll (0 = no limit).
+    public var fetchLimit: Int = 0
+    public var withoutUIDL: WithoutUIDLPolicy = .refuse
+    /// Network time-out in seconds.
+    public var timeout: Int = 60
+    public var mda: MDACommand
+    public var mdaTimeout: Int = 600
+    public var recipients: [String]
+    /// After this many failed delivery attempts a message is marked failed and skipped until `popfetch retry`.
+    public var maxAttempts: Int = 5
+    /// Line of the `[[account]]` header in the config file.
+    public var line: Int
+
+    /// The identity of the mailbox in the state database: renaming an account does not make its mail new again.
+    public var stateKey: String { "\(self.user)@\(self.host):\(self.port)" }
+
+    /// Whether the host is a loopback address (credentials may go there in clear text).
+    public var hostIsLoopback: Bool { Self.isLoopback(self.host) }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        if h == "localhost" || h == "localhost." || h == "::1" || h == "[::1]" { return true }
+        let parts = h.split(separator: ".")
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
+
+/// Root-level settings.
+public struct GlobalSettings: Hashable, Sendable {
+    /// Most accounts polled at once.
+    public var maxConcurrentPolls: Int = 8
+    public init() {}
+}
+
+/// The whole validated configuration file.
+public struct Configuration: Hashable, Sendable {
+    public var path: String
+    public var global: GlobalSettings
+    public var accounts: [AccountConfiguration]
+
+    public init(path: String, global: GlobalSettings, accounts: [AccountConfiguration]) {
+        self.path = path
+        self.global = global
+        self.accounts = accounts
+    }
+}

@@ -1,0 +1,117 @@
+/// An MDA command line split like a shell would split it (quotes honoured), without any expansion.
+///
+/// `%T` (envelope recipient), `%F` (envelope sender) and `%U` (account user) are substituted inside single
+/// arguments after splitting, so a substituted value can never become several arguments or shell syntax.
+public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
+    public var raw: String
+    public var arguments: [String]
+
+    public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
+        public var message: String
+        public var description: String { self.message }
+    }
+
+    public init(_ raw: String) throws {
+        self.raw = raw
+        self.arguments = try Self.split(raw)
+        if self.arguments.isEmpty {
+            throw ParseError(message: "is empty")
+        }
+    }
+
+    public var description: String { self.raw }
+
+    /// Whether the command runs once per recipient (it mentions `%T`).
+    public var perRecipient: Bool { self.arguments.contains { $0.contains("%T") } }
+
+    /// The argument vector with `%T`, `%F`, `%U` (and `%%`) substituted.
+    public func expanded(recipient: String, sender: String, user: String) -> [String] {
+        self.arguments.map { arg in
+            var out = ""
+            var it = arg.makeIterator()
+            while let c = it.next() {
+                guard c == "%" else {
+                    out.append(c)
+                    continue
+                }
+                switch it.next() {
+                case "T": out += recipient
+                case "F": out += sender
+                case "U": out += user
+                case "%": out += "%"
+                case .some(let other):
+                    out.append("%")
+                    out.append(other)
+                case .none: out.append("%")
+                }
+            }
+            return out
+        }
+    }
+
+    static func split(_ s: String) throws -> [String] {
+        var args: [String] = []
+        var current = ""
+        var inWord = false
+        var it = Array(s).makeIterator()
+        while let c = it.next() {
+            switch c {
+            case " ", "\t", "\n":
+                if inWord {
+                    args.append(current)
+                    current = ""
+                    inWord = false
+                }
+            case "'":
+                inWord = true
+                var closed = false
+                while let d = it.next() {
+                    if d == "'" {
+                        closed = true
+                        break
+                    }
+                    current.append(d)
+                }
+                if !closed { throw ParseError(message: "has an unterminated single quote") }
+            case "\"":
+                inWord = true
+                var closed = false
+                while let d = it.next() {
+                    if d == "\"" {
+                        closed = true
+                        break
+                    }
+                    if d == "\\" {
+                        guard let e = it.next() else { break }
+                        if e == "\"" || e == "\\" {
+                            current.append(e)
+                        } else {
+                            current.append(d)
+                            current.append(e)
+                        }
+                        continue
+                    }
+                    if d == "$" || d == "`" {
+                        throw ParseError(
+                            message: "uses shell expansion (\(d)) inside double quotes, which popfetch does not "
+                                + "perform; use single quotes, or run it through sh -c '...'")
+                    }
+                    current.append(d)
+                }
+                if !closed { throw ParseError(message: "has an unterminated double quote") }
+            case "\\":
+                inWord = true
+                if let e = it.next() { current.append(e) }
+            case "|", ">", "<", ";", "&", "$", "`", "(", ")":
+                throw ParseError(
+                    message: "contains the shell character '\(c)'; popfetch runs the MDA directly, without a "
+                        + "shell. Write it as sh -c '...' if you need the shell")
+            default:
+                inWord = true
+                current.append(c)
+            }
+        }
+        if inWord { args.append(current) }
+        return args
+    }
+}

@@ -1,0 +1,73 @@
+import Logging
+
+/// How one delivery attempt of one message to one set of recipients ended.
+public enum DeliveryResult: Hashable, Sendable {
+    /// The receiver accepted the message (MDA exit 0).
+    case delivered
+    /// A temporary failure: keep the message on the server and try again next poll.
+    case temporaryFailure(String)
+    /// A failure that counts toward `max_attempts`.
+    case failure(String)
+}
+
+/// A local delivery method. Every method takes a complete spooled message.
+public protocol Deliverer: Sendable {
+    /// Groups of recipients, each delivered with one call of ``deliver(_:to:)``.
+    func recipientGroups(_ recipients: [String]) -> [[String]]
+    func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> DeliveryResult
+}
+
+/// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.
+///
+/// Exit 0 = delivered; 75 (EX_TEMPFAIL) = temporary; any other exit or a signal = failure. An MDA that runs past
+/// its time-out is killed and counts as a failure.
+public struct MDADeliverer: Deliverer {
+    public var command: MDACommand
+    public var timeout: Int
+    public var accountUser: String
+
+    public init(command: MDACommand, timeout: Int, accountUser: String) {
+        self.command = command
+        self.timeout = timeout
+        self.accountUser = accountUser
+    }
+
+    public func recipientGroups(_ recipients: [String]) -> [[String]] {
+        // With %T the MDA runs once per recipient (as fetchmail does); otherwise once for all of them.
+        self.command.perRecipient ? recipients.map { [$0] } : [recipients]
+    }
+
+    public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> DeliveryResult {
+        let argv = self.command.expanded(
+            recipient: recipients.first ?? "", sender: message.envelopeSender, user: self.accountUser)
+        // The MDA reads the whole spool file from the start: trace header, then the message.
+        guard lseek(message.fd, 0, SEEK_SET) == 0 else {
+            throw SpoolError(message: "cannot rewind the spool file")
+        }
+        let outcome: ProcessOutcome
+        do {
+            outcome = try await ProcessRunner.run(arguments: argv, stdin: message.fd, timeout: self.timeout)
+        } catch let e as ProcessLaunchError {
+            return .failure(e.description)
+        }
+        let name = argv.first ?? "mda"
+        let tail = outcome.output.isEmpty ? "" : ": " + String(outcome.output.suffix(300))
+        if outcome.timedOut {
+            return .failure("\(name) ran longer than \(Units.formatDuration(self.timeout)) and was killed")
+        }
+        switch outcome.termination {
+        case .exited(0):
+            return .delivered
+        case .exited(75):
+            return .temporaryFailure("\(name) exited 75 (EX_TEMPFAIL)\(tail)")
+        case .exited(let code):
+            return .failure("\(name) exited \(code)\(tail)")
+        case .signaled(let sig):
+            return .failure("\(name) was killed by signal \(sig)\(tail)")
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,417 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import MailTransport
+import NIOCore
+import NIOSSL
+import POP3Core
+
+/// Everything a poll needs from outside the account's configuration.
+public struct PollEnvironment: Sendable {
+    public var store: StateStore
+    /// Directory of the state database: lock files and spool files go here.
+    public var stateDirectory: String
+    public var logger: Logger
+    /// How long to wait for another process's poll of the same account to finish.
+    public var lockWait: Double
+    public var localHostName: String
+
+    public init(store: StateStore, stateDirectory: String, logger: Logger, lockWait: Double = 30) {
+        self.store = store
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+        self.lockWait = lockWait
+        self.localHostName = TraceHeader.localHostName()
+    }
+}
+
+/// Polls one account once: connect, log in, list, fetch what is new into the spool, deliver, commit, delete, quit.
+///
+/// The order per message is fixed: RETR into the spool → the terminating dot line arrived → deliver → the receiver
+/// accepted → commit "delivered" in SQLite → DELE. So a crash at any instant can cause at most one duplicate
+/// (delivered but not yet committed), never a loss, and never a truncated message handed to a receiver.
+public struct AccountPoller: Sendable {
+    public var account: AccountConfiguration
+    public var environment: PollEnvironment
+
+    public init(account: AccountConfiguration, environment: PollEnvironment) {
+        self.account = account
+        self.environment = environment
+    }
+
+    private var logger: Logger {
+        var l = self.environment.logger
+        l[metadataKey: "account"] = "\(self.account.name)"
+        return l
+    }
+
+    public func poll() async -> PollReport {
+        var report = PollReport(account: self.account.name)
+        let started = Date()
+        let store = self.environment.store
+        let key = self.account.stateKey
+        var lock: AccountLock?
+        do {
+            lock = try await AccountLock.acquire(
+                stateDirectory: self.environment.stateDirectory, stateKey: key, wait: self.environment.lockWait)
+        } catch {
+            report.error = Self.classify(error)
+        }
+        if lock == nil && report.error == nil {
+            report.error = PollError(
+                .temporary, "another popfetch process is polling \(key); try again when it has finished")
+        }
+        if let error = report.error {
+            report.outcome = .error
+            report.durationSeconds = Date().timeIntervalSince(started)
+            self.logger.error("poll failed: \(error.message)")
+            return report
+        }
+        defer { lock?.release() }
+
+        var pollID: Int64?
+        do {
+            pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
+            try await self.run(&report)
+            report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
+        } catch {
+            report.error = Self.classify(error)
+            report.outcome = .error
+        }
+        report.durationSeconds = Date().timeIntervalSince(started)
+        if let pollID {
+            do {
+                try store.finishPoll(id: pollID, report: report, at: Date())
+            } catch {
+                if report.error == nil {
+                    report.error = Self.classify(error)
+                    report.outcome = .error
+                }
+            }
+        }
+        self.log(report)
+        return report
+    }
+
+    private func log(_ r: PollReport) {
+        let metadata: Logger.Metadata = [
+            "listed": "\(r.listed)", "new": "\(r.new)", "delivered": "\(r.delivered)", "bytes": "\(r.bytes)",
+            "deleted": "\(r.deleted)", "deferred": "\(r.deferred)", "failed": "\(r.failed)",
+            "skipped": "\(r.skipped)", "duration": "\(String(format: "%.3f", r.durationSeconds))s",
+            "outcome": "\(r.outcome.rawValue)",
+        ]
+        if let e = r.error {
+            self.logger.error("poll failed: \(e.message)", metadata: metadata)
+        } else if r.outcome == .partial {
+            self.logger.warning("poll finished with deferred or failed messages", metadata: metadata)
+        } else {
+            self.logger.info("poll finished", metadata: metadata)
+        }
+    }
+
+    // MARK: - The session
+
+    private func run(_ report: inout PollReport) async throws {
+        let account = self.account
+        let password = try await SecretResolver.resolve(account.password, account: account.name)
+        let tlsContext: NIOSSLContext?
+        if account.tls == .none {
+            tlsContext = nil
+        } else {
+            do {
+                tlsContext = try TLSContextFactory.makeContext(caFile: account.caFile)
+            } catch {
+                throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
+            }
+        }
+        let endpoint = POP3Endpoint(
+            host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+        self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
+        var result = report
+        try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+            try await self.session(conn, password: password, report: &result)
+        }
+        report = result
+    }
+
+    private func session(_ conn: POP3Connection, password: String, report: inout PollReport) async throws {
+        let account = self.account
+        var caps = try await conn.capabilities()
+        if account.tls == .starttls {
+            guard let c = caps, c.supportsSTLS else {
+                throw TransportError(.stlsNotOffered, host: account.host, port: account.port, phase: "CAPA")
+            }
+            try await conn.startTLS()
+            caps = try await conn.capabilities()
+        }
+        try await self.login(conn, password: password)
+        self.logger.debug("logged in as \(account.user)")
+
+        // Listing: UIDL (one command), then LIST for sizes.
+        let uidl = try await conn.uidlListing()
+        let scan = try await conn.scanListing()
+        var sizes: [Int: Int] = [:]
+        sizes.reserveCapacity(scan.count)
+        for e in scan { sizes[e.number] = e.size }
+        let store = self.environment.store
+        let key = account.stateKey
+        let now = Date()
+
+        let listing: [UIDLEntry]
+        let trackState: Bool
+        if let uidl {
+            listing = uidl
+            trackState = true
+        } else {
+            switch account.withoutUIDL {
+            case .refuse:
+                throw PollError(
+                    .protocolError,
+                    "\(account.host) does not support UIDL, so popfetch cannot tell new mail from old; set "
+                        + "without_uidl = \"fetch-and-delete\" (with keep = false) to fetch and delete everything")
+            case .fetchAndDelete:
+                listing = scan.map { UIDLEntry(number: $0.number, uid: "no-uidl-\($0.number)") }
+                trackState = false
+            }
+        }
+        let known = trackState ? try store.messages(account: key) : [:]
+        if trackState {
+            var listed: [String: Int] = [:]
+            listed.reserveCapacity(listing.count)
+            for e in listing { listed[e.uid] = sizes[e.number] ?? 0 }
+            try store.recordListing(account: key, listed: listed, known: known, at: now)
+        }
+        let policy = PollPlan.Policy(
+            keep: account.keep, deleteAfter: account.deleteAfter, maxSize: account.maxSize,
+            deleteOversize: account.oversize == .delete, fetchLimit: account.fetchLimit,
+            recipients: account.recipients)
+        let plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
+        report.listed = listing.count
+        report.new = plan.fetchCount
+
+        let pipelining = caps?.supportsPipelining ?? false
+        let deliverer = MDADeliverer(command: account.mda, timeout: account.mdaTimeout, accountUser: account.user)
+        if geteuid() == 0 && plan.fetchCount > 0 {
+            self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
+        }
+        var spool: SpoolFile?
+        var deletedUIDs: [String] = []
+        // A DELE waiting to be sent; with PIPELINING it goes out in the same write as the next RETR.
+        var pendingDele: (number: Int, uid: String)?
+
+        func flushDele() async throws {
+            guard let d = pendingDele else { return }
+            pendingDele = nil
+            let status = try await conn.execute(.dele(d.number))
+            if status.isOK { deletedUIDs.append(d.uid) } else {
+                self.logger.warning("server refused DELE \(d.number): \(status)")
+            }
+        }
+
+        for item in plan.items {
+            switch item.action {
+            case .keep:
+                continue
+            case .skipFailed, .skipLimit, .skipOversize:
+                report.skipped += 1
+                if item.action == .skipOversize {
+                    self.logger.notice(
+                        "message \(item.number) is \(item.size) bytes, over max_size; left on the server",
+                        metadata: ["uid": "\(item.uid)"])
+                }
+                continue
+            case .deleteDelivered, .deleteExpired, .deleteOversize:
+                try await flushDele()
+                if item.action == .deleteOversize {
+                    self.logger.notice(
+                        "message \(item.number) is \(item.size) bytes, over max_size; deleting it unread",
+                        metadata: ["uid": "\(item.uid)"])
+                    report.skipped += 1
+                }
+                pendingDele = (item.number, item.uid)
+                continue
+            case .fetch(let recipients):
+                if spool == nil {
+                    do {
+                        spool = try SpoolFile(directory: self.environment.stateDirectory)
+                    } catch {
+                        throw PollError(.io, "\(error)")
+                    }
+                }
+                guard let spool else { continue }
+                try spool.begin(
+                    traceHeader: TraceHeader.make(
+                        serverHost: account.host, accountName: account.name,
+                        localHost: self.environment.localHostName, date: Date()))
+                let retr = Command.retr(item.number)
+                if let d = pendingDele, pipelining {
+                    pendingDele = nil
+                    try await conn.sendPipelined([.dele(d.number), retr])
+                    let status = try await conn.awaitResponse(to: .dele(d.number))
+                    if status.isOK { deletedUIDs.append(d.uid) }
+                } else {
+                    try await flushDele()
+                    try await conn.send(retr)
+                }
+                let refused = try await conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
+                if let refused {
+                    report.failed += 1
+                    self.logger.warning("server refused RETR \(item.number): \(refused)")
+                    continue
+                }
+                // The terminating dot line has arrived: only now does any receiver see the message.
+                let message = try spool.finish()
+                let complete = try await self.deliver(
+                    message, uid: item.uid, recipients: recipients, deliverer: deliverer, trackState: trackState,
+                    report: &report)
+                if complete {
+                    report.delivered += 1
+                    report.bytes += message.receivedSize
+                    if !account.keep {
+                        pendingDele = (item.number, item.uid)
+                    }
+                }
+            }
+        }
+        try await flushDele()
+        let bye = try await conn.quit()
+        if bye.isOK {
+            if trackState {
+                try store.recordDeleted(account: key, uids: deletedUIDs, at: Date())
+            }
+            report.deleted = deletedUIDs.count
+        } else if !deletedUIDs.isEmpty {
+            // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
+            self.logger.warning("server answered QUIT with \(bye); deletions may not have taken effect")
+        }
+    }
+
+    /// Delivers one spooled message to every recipient that lacks it. Returns whether all have it now.
+    private func deliver(
+        _ message: SpooledMessage, uid: String, recipients: [String], deliverer: some Deliverer, trackState: Bool,
+        report: inout PollReport
+    ) async throws -> Bool {
+        let store = self.environment.store
+        let key = self.account.stateKey
+        for group in deliverer.recipientGroups(recipients) {
+            let result = try await deliverer.deliver(message, to: group)
+            switch result {
+            case .delivered:
+                if trackState {
+                    try store.recordDelivered(
+                        account: key, uid: uid, recipients: group, allRecipients: self.account.recipients, at: Date())
+                }
+            case .temporaryFailure(let why):
+                report.deferred += 1
+                self.logger.warning("delivery deferred, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
+                if trackState {
+                    try store.recordDeliveryFailure(
+                        account: key, uid: uid, error: why, countsTowardLimit: false,
+                        maxAttempts: self.account.maxAttempts, at: Date())
+                }
+                return false
+            case .failure(let why):
+                report.failed += 1
+                var marked = false
+                if trackState {
+                    marked = try store.recordDeliveryFailure(
+                        account: key, uid: uid, error: why, countsTowardLimit: true,
+                        maxAttempts: self.account.maxAttempts, at: Date())
+                }
+                if marked {
+                    self.logger.error(
+                        """
+                        delivery failed \(self.account.maxAttempts) times; message marked failed and kept on the \
+                        server until `popfetch retry --account \(self.account.name)`: \(why)
+                        """,
+                        metadata: ["uid": "\(uid)"])
+                } else {
+                    self.logger.warning("delivery failed, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
+                }
+                return false
+            }
+        }
+        return true
+    }
+
+    private func login(_ conn: POP3Connection, password: String) async throws {
+        let account = self.account
+        guard conn.isEncrypted || account.hostIsLoopback || account.allowInsecureAuth else {
+            throw PollError(
+                .config,
+                "\(account.name): refusing to send credentials in clear text to \(account.host); use tls = "
+                    + "\"implicit\" or \"starttls\", or set allow_insecure_auth = true")
+        }
+        var method = account.auth
+        if method == .auto {
+            method = (!conn.isEncrypted && conn.apopTimestamp != nil) ? .apop : .user
+        }
+        switch method {
+        case .apop:
+            guard let ts = conn.apopTimestamp else {
+                throw PollError(.protocolError, "\(account.host) offers no APOP timestamp in its greeting")
+            }
+            let digest = MD5.hex(Array((ts + password).utf8))
+            let status = try await conn.execute(.apop(user: account.user, digest: digest))
+            if !status.isOK { throw self.loginError(status) }
+        case .user, .auto:
+            let u = try await conn.execute(.user(account.user))
+            if !u.isOK { throw self.loginError(u) }
+            let p = try await conn.execute(.pass(password))
+            if !p.isOK { throw self.loginError(p) }
+        }
+    }
+
+    private func loginError(_ status: StatusLine) -> PollError {
+        let said = "server said: \(status)"
+        switch status.code {
+        case .inUse:
+            return PollError(.mailboxInUse, "mailbox of \(self.account.stateKey) is locked by another session; \(said)")
+        case .loginDelay:
+            return PollError(.loginDelay, "logged in too recently for the server's LOGIN-DELAY; \(said)")
+        case .sysTemp:
+            return PollError(.temporary, "temporary server problem at login; \(said)")
+        case .sysPerm:
+            return PollError(.protocolError, "permanent server problem at login; \(said)")
+        default:
+            return PollError(.auth, "authentication failed for \(self.account.stateKey); \(said)")
+        }
+    }
+
+    /// Maps any error of a poll to its class and a message without secrets.
+    public static func classify(_ error: any Error) -> PollError {
+        switch error {
+        case let e as PollError:
+            return e
+        case let e as TransportError:
+            switch e.kind {
+            case .unknownHost: return PollError(.unknownHost, e.description)
+            case .connectionRefused, .timeout, .connectionClosed: return PollError(.unavailable, e.description)
+            case .tlsFailed, .stlsNotOffered, .stlsRefused: return PollError(.protocolError, e.description)
+            }
+        case let e as POP3ProtocolError:
+            return PollError(.protocolError, e.description)
+        case let e as POP3CommandError:
+            switch e.status.code {
+            case .inUse: return PollError(.mailboxInUse, e.description)
+            case .loginDelay: return PollError(.loginDelay, e.description)
+            case .sysTemp: return PollError(.temporary, e.description)
+            default: return PollError(.protocolError, e.description)
+            }
+        case let e as StateError:
+            return PollError(.io, e.description)
+        case let e as SpoolError:
+            return PollError(.io, e.description)
+        case let e as ConfigurationError:
+            return PollError(.config, e.description)
+        case let e as CommandEncodingError:
+            return PollError(.config, e.description)
+        case let e as POP3ClientStateMachine.UsageError:
+            return PollError(.internalError, e.description)
+        default:
+            return PollError(.internalError, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,210 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOCore
+
+/// What was learned about a message while it was spooled.
+public struct SpooledMessage: Sendable {
+    /// The spool file descriptor; the message is complete (its terminating dot line arrived).
+    public let fd: Int32
+    /// Bytes of the trace header written before the message.
+    public let traceHeaderLength: Int
+    /// Bytes of the message as stored (LF line ends), without the trace header.
+    public let storedSize: Int
+    /// Bytes of the message as received from the server (dot-unstuffed, CRLF line ends).
+    public let receivedSize: Int
+    /// Whether any byte has the high bit set (needs 8BITMIME over SMTP).
+    public let has8Bit: Bool
+    /// Whether the message contains NUL bytes.
+    public let hasNUL: Bool
+    /// The address in the first Return-Path header, if any (without angle brackets; "" for `<>`).
+    public let returnPath: String?
+    /// The address in the first From header, if any.
+    public let fromAddress: String?
+
+    /// The envelope sender: Return-Path, else the From address, else empty.
+    public var envelopeSender: String { self.returnPath ?? self.fromAddress ?? "" }
+}
+
+/// An unlinked temporary file a message streams into, in constant memory.
+///
+/// Line ends are converted from the wire's CRLF to LF (the local convention for MDAs); a bare LF, a bare CR, long
+/// lines, 8-bit and NUL bytes are kept. The file is unlinked as soon as it is created, so nothing is left behind
+/// by a crash, and a receiver only ever gets it after ``finish()``, when the whole message has arrived.
+public final class SpoolFile {
+    public let fd: Int32
+    private var out: [UInt8] = []
+    private var pendingCR = false
+    private var written = 0
+    private var stored = 0
+    private var received = 0
+    private var traceLength = 0
+    private var has8Bit = false
+    private var hasNUL = false
+    // Header scanning (bounded: only the first `headerScanLimit` bytes of the header section are examined).
+    private var inHeader = true
+    private var headerLine: [UInt8] = []
+    private var headerScanned = 0
+    private var returnPath: String?
+    private var fromAddress: String?
+    private var lastHeaderName: String?
+
+    static let flushThreshold = 256 * 1024
+    static let headerScanLimit = 256 * 1024
+    static let headerLineLimit = 8 * 1024
+
+    /// Creates the spool file in `directory` (falls back to $TMPDIR, then /tmp) and unlinks it at once.
+    public init(directory: String?) throws {
+        var candidates: [String] = []
+        if let directory { candidates.append(directory) }
+        if let t = ProcessInfo.processInfo.environment["TMPDIR"], !t.isEmpty { candidates.append(t) }
+        candidates.append("/tmp")
+        var lastError = "no directory"
+        for dir in candidates {
+            var template = Array((dir + "/popfetch-spool-XXXXXX").utf8CString)
+            let fd = template.withUnsafeMutableBufferPointer { p -> Int32 in
+                guard let base = p.baseAddress else { return -1 }
+                let fd = mkstemp(base)
+                if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                return fd
+            }
+            if fd >= 0 {
+                template.withUnsafeBufferPointer { p in
+                    if let base = p.baseAddress { unlink(base) }
+                }
+                self.fd = fd
+                return
+            }
+            lastError = "\(dir): \(String(cString: strerror(errno)))"
+        }
+        throw SpoolError(message: "cannot create a spool file (\(lastError))")
+    }
+
+    deinit {
+        close(self.fd)
+    }
+
+    /// Starts a new message: empties the file and writes the trace header.
+    public func begin(traceHeader: [UInt8]) throws {
+        guard ftruncate(self.fd, 0) == 0, lseek(self.fd, 0, SEEK_SET) == 0 else {
+            throw SpoolError(message: "cannot reset the spool file: \(String(cString: strerror(errno)))")
+        }
+        self.out.removeAll(keepingCapacity: true)
+        self.pendingCR = false
+        self.written = 0
+        self.stored = 0
+        self.received = 0
+        self.has8Bit = false
+        self.hasNUL = false
+        self.inHeader = true
+        self.headerLine.removeAll(keepingCapacity: true)
+        self.headerScanned = 0
+        self.returnPath = nil
+        self.fromAddress = nil
+        self.lastHeaderName = nil
+        self.out.append(contentsOf: traceHeader)
+        self.traceLength = traceHeader.count
+    }
+
+    /// Appends dot-unstuffed message bytes as they arrive.
+    public func append(_ buffer: ByteBuffer) throws {
+        self.received += buffer.readableBytes
+        buffer.withUnsafeReadableBytes { bytes in
+            for b in bytes {
+                if self.pendingCR {
+                    self.pendingCR = false
+                    if b != 10 { self.emit(13) }
+                }
+                if b == 13 {
+                    self.pendingCR = true
+                    continue
+                }
+                self.emit(b)
+            }
+        }
+        if self.out.count >= Self.flushThreshold { try self.flush() }
+    }
+
+    @inline(__always)
+    private func emit(_ b: UInt8) {
+        self.out.append(b)
+        self.stored += 1
+        if b >= 0x80 { self.has8Bit = true } else if b == 0 { self.hasNUL = true }
+        if self.inHeader { self.scanHeader(b) }
+    }
+
+    private func scanHeader(_ b: UInt8) {
+        self.headerScanned += 1
+        if self.headerScanned > Self.headerScanLimit {
+            self.inHeader = false
+            return
+        }
+        if b != 10 {
+            if self.headerLine.count < Self.headerLineLimit { self.headerLine.append(b) }
+            return
+        }
+        let line = self.headerLine
+        self.headerLine.removeAll(keepingCapacity: true)
+        if line.isEmpty {
+            self.inHeader = false
+            return
+        }
+        if line.first == 32 || line.first == 9 { return }  // continuation lines are not needed here
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
+        let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
+        let value = String(decoding: line[(colon + 1)...], as: UTF8.self)
+        if name == "return-path" && self.returnPath == nil {
+            self.returnPath = Self.extractAddress(value) ?? ""
+        } else if name == "from" && self.fromAddress == nil {
+            self.fromAddress = Self.extractAddress(value)
+        }
+    }
+
+    /// The address in `<...>`, else the first token containing `@`.
+    static func extractAddress(_ value: String) -> String? {
+        if let open = value.firstIndex(of: "<"), let close = value[open...].firstIndex(of: ">") {
+            return String(value[value.index(after: open)..<close]).trimmingCharacters(in: .whitespaces)
+        }
+        for token in value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }) where token.contains("@") {
+            return String(token)
+        }
+        return nil
+    }
+
+    private func flush() throws {
+        var offset = 0
+        let count = self.out.count
+        while offset < count {
+            let n = self.out.withUnsafeBytes { p -> Int in
+                guard let base = p.baseAddress else { return 0 }
+                return write(self.fd, base + offset, count - offset)
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError(message: "cannot write the spool file: \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+        self.written += count
+        self.out.removeAll(keepingCapacity: true)
+    }
+
+    /// The terminating dot line arrived: flushes and returns the complete message.
+    public func finish() throws -> SpooledMessage {
+        if self.pendingCR {
+            self.pendingCR = false
+            self.emit(13)
+        }
+        try self.flush()
+        return SpooledMessage(
+            fd: self.fd, traceHeaderLength: self.traceLength, storedSize: self.stored,
+            receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL,
+            returnPath: self.returnPath, fromAddress: self.fromAddress)
+    }
+}
+
+public struct SpoolError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { "spool: \(self.message)" }
+}
