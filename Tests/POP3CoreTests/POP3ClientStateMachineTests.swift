@@ -688,6 +688,19 @@ struct POP3ClientStateMachineTests {
         #expect(throws: Machine.UsageError(command: "NOOP", state: .closed)) { try session.send(.noop) }
     }
 
+    /// RFC 1939 §6: whether the UPDATE state succeeded or not, the server releases the lock and closes the
+    /// connection after answering QUIT. `SessionState.closed` is documented as "QUIT was answered".
+    /// Known to fail against the current sources: a `-ERR` answer leaves the machine in TRANSACTION.
+    @Test("-ERR to QUIT in TRANSACTION still ends the session (RFC 1939 §6)")
+    func quitErrorStillCloses() throws {
+        var session = try Session.inTransaction()
+        try session.send(.quit)
+        #expect(try session.receive("-ERR some deleted messages not removed\r\n")
+            == [.response(.quit, err("some deleted messages not removed"))])
+        #expect(session.state == .closed)
+        #expect(throws: Machine.UsageError.self) { try session.send(.stat) }
+    }
+
     // MARK: STLS
 
     @Test("STLS +OK then tlsEstablished: the session continues in AUTHORIZATION")

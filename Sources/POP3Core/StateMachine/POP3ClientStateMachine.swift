@@ -177,12 +177,13 @@ public struct POP3ClientStateMachine: Sendable {
             return nil
         }
         _ = self.popPending()
-        if status.isOK {
+        if case .quit = command {
+            // RFC 1939 §6: the server closes the connection after answering QUIT, whether +OK or -ERR.
+            self.state = .closed
+        } else if status.isOK {
             switch command {
             case .pass, .apop, .auth:
                 self.state = .transaction
-            case .quit:
-                self.state = .closed
             default:
                 break
             }

@@ -267,6 +267,12 @@ public struct ConfigurationLoader: Sendable {
                 value("delete_after")?.1 ?? .account(i), key: "delete_after",
                 "only applies with keep = true (with keep = false every message is deleted once delivered)")
         }
+        if account.tls == .none && !account.hostIsLoopback && !account.allowInsecureAuth {
+            throw ctx.error(
+                value("tls")?.1 ?? .account(i), key: "tls",
+                "\"none\" would send the password in clear text to \(host); use \"implicit\" or \"starttls\", "
+                    + "or set allow_insecure_auth = true if you accept that risk")
+        }
         if account.withoutUIDL == .fetchAndDelete && account.keep {
             throw ctx.error(
                 value("without_uidl")?.1 ?? .account(i), key: "without_uidl",

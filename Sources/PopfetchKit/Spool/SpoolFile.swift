@@ -107,31 +107,60 @@ public final class SpoolFile {
         self.traceLength = traceHeader.count
     }
 
-    /// Appends dot-unstuffed message bytes as they arrive.
+    /// Appends dot-unstuffed message bytes as they arrive. CRLF becomes LF; every other byte is kept.
     public func append(_ buffer: ByteBuffer) throws {
         self.received += buffer.readableBytes
-        buffer.withUnsafeReadableBytes { bytes in
-            for b in bytes {
-                if self.pendingCR {
-                    self.pendingCR = false
-                    if b != 10 { self.emit(13) }
+        buffer.withUnsafeReadableBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            let n = raw.count
+            var i = 0
+            if self.pendingCR, n > 0 {
+                self.pendingCR = false
+                if raw[0] != 10 { self.emitCR() }
+            }
+            while i < n {
+                let idx: Int
+                if let found = memchr(base + i, 13, n - i) {
+                    idx = base.distance(to: UnsafeRawPointer(found))
+                } else {
+                    idx = n
                 }
-                if b == 13 {
+                if idx > i { self.emit(UnsafeRawBufferPointer(start: base + i, count: idx - i)) }
+                if idx >= n { break }
+                if idx + 1 < n {
+                    // CR LF: the CR is dropped; a bare CR is kept.
+                    if raw[idx + 1] != 10 { self.emitCR() }
+                } else {
                     self.pendingCR = true
-                    continue
                 }
-                self.emit(b)
+                i = idx + 1
             }
         }
         if self.out.count >= Self.flushThreshold { try self.flush() }
     }
 
-    @inline(__always)
-    private func emit(_ b: UInt8) {
-        self.out.append(b)
-        self.stored += 1
-        if b >= 0x80 { self.has8Bit = true } else if b == 0 { self.hasNUL = true }
-        if self.inHeader { self.scanHeader(b) }
+    private func emitCR() {
+        withUnsafeBytes(of: UInt8(13)) { self.emit($0) }
+    }
+
+    private func emit(_ bytes: UnsafeRawBufferPointer) {
+        self.out.append(contentsOf: bytes)
+        self.stored += bytes.count
+        if !self.has8Bit || !self.hasNUL {
+            for b in bytes {
+                if b >= 0x80 {
+                    self.has8Bit = true
+                } else if b == 0 {
+                    self.hasNUL = true
+                }
+            }
+        }
+        if self.inHeader {
+            for b in bytes {
+                self.scanHeader(b)
+                if !self.inHeader { break }
+            }
+        }
     }
 
     private func scanHeader(_ b: UInt8) {
@@ -194,7 +223,7 @@ public final class SpoolFile {
     public func finish() throws -> SpooledMessage {
         if self.pendingCR {
             self.pendingCR = false
-            self.emit(13)
+            self.emitCR()
         }
         try self.flush()
         return SpooledMessage(

@@ -1,0 +1,183 @@
+import Foundation
+import Testing
+
+@testable import PopfetchKit
+import MailTransport
+
+@Suite("Configuration: every error names file, line and key")
+struct ConfigurationTests {
+    static let good = """
+        [defaults]
+        keep = true
+
+        [[account]]
+        name = "work"
+        host = "pop.example.org"
+        user = "alice"
+        password_command = "pass show mail/work"
+        mda = "/usr/bin/procmail -d %T"
+        recipient = ["alice", "bob"]
+        max_size = "50MB"
+        timeout = "30s"
+        delete_after = "30d"
+        """
+
+    func parse(_ text: String) throws -> Configuration {
+        try ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false).parse(text: text, path: "/x/c.toml")
+    }
+
+    @Test("a good config parses with defaults applied")
+    func goodConfig() throws {
+        let c = try self.parse(Self.good)
+        let a = try #require(c.accounts.first)
+        #expect(a.name == "work")
+        #expect(a.port == 995)
+        #expect(a.tls == .implicit)
+        #expect(a.keep == true, "[defaults] keep = true is inherited")
+        #expect(a.maxSize == 50 * 1024 * 1024)
+        #expect(a.timeout == 30)
+        #expect(a.deleteAfter == 30 * 86400)
+        #expect(a.recipients == ["alice", "bob"])
+        #expect(a.mda.arguments == ["/usr/bin/procmail", "-d", "%T"])
+        #expect(a.stateKey == "alice@pop.example.org:995")
+        #expect(a.line == 4)
+    }
+
+    struct BadCase: Sendable, CustomStringConvertible {
+        var name: String
+        var text: String
+        var line: Int?
+        var key: String?
+        var fragment: String
+        var description: String { self.name }
+    }
+
+    static let base = """
+        [[account]]
+        name = "a"
+        host = "pop.example.org"
+        user = "u"
+        password = "p"
+        mda = "/bin/cat"
+        """
+
+    static let badCases: [BadCase] = [
+        BadCase(name: "unknown key", text: base + "\nkepp = true", line: 7, key: "kepp", fragment: "did you mean keep"),
+        BadCase(name: "wrong type", text: base + "\nport = \"995\"", line: 7, key: "port", fragment: "integer"),
+        BadCase(name: "bad enum", text: base + "\ntls = \"maybe\"", line: 7, key: "tls", fragment: "must be one of"),
+        BadCase(
+            name: "missing host", text: base.replacingOccurrences(of: "host = \"pop.example.org\"\n", with: ""),
+            line: 1, key: "host", fragment: "required"),
+        BadCase(
+            name: "missing mda", text: base.replacingOccurrences(of: "\nmda = \"/bin/cat\"", with: ""), line: 1,
+            key: "mda", fragment: "required"),
+        BadCase(
+            name: "duplicate account", text: base + "\n\n" + base, line: 9, key: "name", fragment: "duplicate"),
+        BadCase(
+            name: "shell syntax in mda", text: base.replacingOccurrences(of: "/bin/cat", with: "cat >> /tmp/x"),
+            line: 6, key: "mda", fragment: "sh -c"),
+        BadCase(name: "bad duration", text: base + "\ntimeout = \"soon\"", line: 7, key: "timeout", fragment: "duration"),
+        BadCase(name: "bad size", text: base + "\nmax_size = \"big\"", line: 7, key: "max_size", fragment: "size"),
+        BadCase(
+            name: "unknown root key", text: "colour = 1\n" + base, line: 1, key: "colour", fragment: "unknown key"),
+        BadCase(
+            name: "unknown key in defaults", text: "[defaults]\nkeeep = true\n" + base, line: 2,
+            key: "defaults.keeep", fragment: "unknown key"),
+        BadCase(
+            name: "two secrets", text: base + "\npassword_file = \"/x\"", line: 7, key: "password_file",
+            fragment: "only one"),
+        BadCase(
+            name: "clear text to a remote host", text: base + "\ntls = \"none\"", line: 7, key: "tls",
+            fragment: "clear text"),
+        BadCase(name: "syntax error", text: base + "\nport = ", line: 7, key: nil, fragment: "syntax"),
+        BadCase(
+            name: "delete_after without keep", text: base + "\ndelete_after = \"1d\"", line: 7, key: "delete_after",
+            fragment: "keep = true"),
+    ]
+
+    @Test("bad config files", arguments: badCases)
+    func badConfig(_ c: BadCase) throws {
+        do {
+            _ = try self.parse(c.text)
+            Issue.record("\(c.name): expected an error")
+        } catch let e as ConfigurationError {
+            #expect(e.file == "/x/c.toml")
+            #expect(e.line == c.line, "\(c.name): \(e)")
+            #expect(e.key == c.key, "\(c.name): \(e)")
+            #expect(e.description.contains(c.fragment), "\(c.name): \(e)")
+            #expect(!e.description.contains("\"p\""), "no secret in errors")
+        }
+    }
+
+    @Test("mda splitting honours quotes and substitutes %T %F %U as single arguments")
+    func mdaSplitting() throws {
+        let m = try MDACommand("/usr/bin/maildrop -d '%T' \"-f\" %F -u%U")
+        #expect(m.arguments == ["/usr/bin/maildrop", "-d", "%T", "-f", "%F", "-u%U"])
+        #expect(m.perRecipient)
+        let e = m.expanded(recipient: "a b; rm -rf /", sender: "x@y", user: "u")
+        #expect(e == ["/usr/bin/maildrop", "-d", "a b; rm -rf /", "-f", "x@y", "-uu"])
+        #expect(throws: MDACommand.ParseError.self) { try MDACommand("procmail | tee") }
+        #expect(throws: MDACommand.ParseError.self) { try MDACommand("deliver $HOME") }
+        let sh = try MDACommand("sh -c 'cat >> $HOME/mbox'")
+        #expect(sh.arguments == ["sh", "-c", "cat >> $HOME/mbox"])
+    }
+
+    @Test("durations and sizes")
+    func units() {
+        #expect(Units.parseDuration("30s") == 30)
+        #expect(Units.parseDuration("5m") == 300)
+        #expect(Units.parseDuration("2h") == 7200)
+        #expect(Units.parseDuration("30d") == 2_592_000)
+        #expect(Units.parseDuration("45") == 45)
+        #expect(Units.parseDuration("x") == nil)
+        #expect(Units.parseSize("50MB") == 52_428_800)
+        #expect(Units.parseSize("512KB") == 524_288)
+        #expect(Units.parseSize("1GB") == 1_073_741_824)
+        #expect(Units.parseSize("100") == 100)
+        #expect(Units.parseSize("lots") == nil)
+    }
+
+    @Test("a group-readable config holding a password is refused, with the fix")
+    func permissions() throws {
+        let dir = NSTemporaryDirectory() + "popfetch-perm-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.toml"
+        try Self.base.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o644)
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader().load(path: path) }
+        do {
+            _ = try ConfigurationLoader().load(path: path)
+        } catch let e as ConfigurationError {
+            #expect(e.description.contains("chmod 600"))
+        }
+        chmod(path, 0o600)
+        #expect(try ConfigurationLoader().load(path: path).accounts.count == 1)
+    }
+
+    @Test("the CLI exits 78 on a broken config and names file, line and key")
+    func cliExitCode() throws {
+        let dir = NSTemporaryDirectory() + "popfetch-cli-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.toml"
+        try (Self.base + "\nkepp = true\n").write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        let r = try popfetch(["--config", path, "--state", dir + "/s.sqlite", "poll"])
+        #expect(r.status == 78)
+        #expect(r.stderr.contains("\(path):7: kepp: unknown key"), "\(r.stderr)")
+        let check = try popfetch(["config", "check", "--config", path])
+        #expect(check.status == 78)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/s.sqlite"), "a broken config changes nothing")
+    }
+
+    @Test("the example config in etc/ is valid")
+    func exampleConfig() throws {
+        let c = try ConfigurationLoader(checkPermissions: false).load(path: Package.root + "/etc/config.example.toml")
+        #expect(!c.accounts.isEmpty)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

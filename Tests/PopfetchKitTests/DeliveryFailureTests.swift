@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+@Suite("MDA failures keep mail on the server")
+struct DeliveryFailureTests {
+    @Test("MDA exit 75 and exit 1: kept on the server, delivered at the next poll once the MDA succeeds",
+          arguments: [75, 1])
+    func failingMDAKeepsMessage(code: Int) throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(3, seed: 20 + code)
+        try f.user.deliver(corpus)
+        try f.writeConfig()
+        try "\(code)".write(toFile: f.mdaExitFile, atomically: true, encoding: .utf8)
+        let r1 = try f.poll()
+        #expect(r1.status == (code == 75 ? 75 : 0), "\(r1.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 3, "nothing deleted while the MDA fails")
+        #expect(r1.stderr.contains(code == 75 ? "deferred" : "delivery failed"))
+
+        try FileManager.default.removeItem(atPath: f.mdaExitFile)
+        let r2 = try f.poll()
+        #expect(r2.status == 0, "\(r2.stderr)")
+        do {
+            let same = sameMessages(try f.delivered(), corpus)
+            #expect(same, "delivered messages differ from the originals")
+        }
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("after max_attempts a message is marked failed, skipped, and `retry` brings it back")
+    func maxAttemptsThenRetry() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(1, seed: 30)
+        try f.user.deliver(corpus)
+        try f.writeConfig(extra: "max_attempts = 2")
+        try "1".write(toFile: f.mdaExitFile, atomically: true, encoding: .utf8)
+        _ = try f.poll()
+        let r2 = try f.poll()
+        #expect(r2.stderr.contains("marked failed"), "\(r2.stderr)")
+        // The MDA works again, but the message is marked failed: it is skipped.
+        try FileManager.default.removeItem(atPath: f.mdaExitFile)
+        let r3 = try f.poll()
+        #expect(r3.status == 0)
+        #expect(r3.stderr.contains("skipped=1"), "\(r3.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 1)
+
+        let retry = try popfetch(["--config", f.configPath, "--state", f.statePath, "retry", "--account", f.accountName])
+        #expect(retry.status == 0, "\(retry.stderr)")
+        #expect(retry.stdout.contains("1 failed message"))
+        let r4 = try f.poll()
+        #expect(r4.status == 0, "\(r4.stderr)")
+        do {
+            let same = sameMessages(try f.delivered(), corpus)
+            #expect(same, "delivered messages differ from the originals")
+        }
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("an MDA that runs past mda_timeout is killed and the message kept")
+    func mdaTimeout() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 31))
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\ncat >/dev/null\nsleep 30\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(extra: "mda_timeout = \"1s\"", mda: slow)
+        let start = Date()
+        let r = try f.poll()
+        #expect(Date().timeIntervalSince(start) < 15)
+        #expect(r.stderr.contains("was killed") || r.stderr.contains("longer than"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+    }
+}
+
+@Suite("Connection and login failures: clear error, documented exit code, nothing touched")
+struct FailureModeTests {
+    @Test("wrong password: exit 77, nothing delivered, nothing deleted")
+    func wrongPassword() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 40))
+        try f.writeConfig(tls: "starttls", password: "not-the-password")
+        let r = try f.poll()
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(r.stderr.contains("authentication failed"))
+        #expect(!r.stderr.contains("not-the-password"), "the password must never be logged")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 2)
+    }
+
+    @Test("connection refused: exit 69")
+    func connectionRefused() throws {
+        let f = try PopfetchFixture()
+        // A port nobody listens on: bind one, note it, close it.
+        let port = try freePort()
+        try f.writeConfig(port: port)
+        let r = try f.poll()
+        #expect(r.status == 69, "\(r.stderr)")
+        #expect(r.stderr.contains("cannot connect"))
+    }
+
+    @Test("unknown host: exit 68 (resolver pointed at loopback in a private mount namespace)")
+    func unknownHost() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "allow_insecure_auth = true", host: "no-such-host.invalid")
+        let resolv = f.directory + "/resolv.conf"
+        try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: resolv, atomically: true, encoding: .utf8)
+        // Never let a lookup leave the machine: the test resolver is 127.0.0.1, where nothing answers.
+        let script = "mount --bind \(resolv) /etc/resolv.conf && exec \(Package.binary) --config \(f.configPath) "
+            + "--state \(f.statePath) poll"
+        let r = try runProgram(["/usr/bin/unshare", "-m", "/bin/sh", "-c", script])
+        #expect(r.status == 68, "\(r.stderr)")
+        #expect(r.stderr.contains("cannot resolve"))
+    }
+
+    @Test("tls = starttls against a server without STLS: stops before any credential, exit 76")
+    func stlsNotOffered() throws {
+        let plain = try DovecotServer(ssl: false)
+        let f = try PopfetchFixture(server: plain)
+        try f.user.deliver(Corpus.messages(1, seed: 41))
+        try f.writeConfig(tls: "starttls")
+        let r = try f.poll()
+        #expect(r.status == 76, "\(r.stderr)")
+        #expect(r.stderr.contains("does not offer STLS"))
+        #expect(f.user.messageCount() == 1)
+        let log = (try? String(contentsOfFile: plain.directory + "/run/dovecot.log", encoding: .utf8)) ?? ""
+        #expect(!log.contains("user=<\(f.user.name)>"), "no login may have been attempted")
+    }
+
+    @Test("[IN-USE]: a locked mailbox is a temporary failure (75), not a wrong password")
+    func mailboxInUse() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 42))
+        // Dovecot waits about 10 s for the session lock before it answers -ERR [IN-USE].
+        try f.writeConfig(timeout: "40s")
+        // Hold a session on the mailbox (Dovecot runs with pop3_lock_session = yes).
+        let holder = try LineClient(port: f.server.pop3Port)
+        _ = try holder.readLine()
+        try holder.send("USER \(f.user.name)\r\n")
+        _ = try holder.readLine()
+        try holder.send("PASS \(f.user.password)\r\n")
+        let ok = try holder.readLine()
+        #expect(ok.hasPrefix("+OK"), "holder login: \(ok)")
+        let r = try f.poll()
+        holder.close()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("IN-USE") || r.stderr.contains("locked"))
+        #expect(!r.stderr.contains("authentication failed"))
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 2)
+    }
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let rc = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp -> Int32 in
+            guard bind(fd, sp, len) == 0 else { return -1 }
+            return getsockname(fd, sp, &len)
+        }
+    }
+    guard rc == 0 else { throw TestFailure("cannot bind") }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A minimal blocking line client for holding a POP3 session open in tests.
+final class LineClient {
+    let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard rc == 0 else { throw TestFailure("connect failed") }
+    }
+
+    func send(_ s: String) throws {
+        let bytes = Array(s.utf8)
+        let n = bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, 0) }
+        guard n == bytes.count else { throw TestFailure("send failed") }
+    }
+
+    func readLine() throws -> String {
+        while true {
+            if let i = self.pending.firstIndex(of: 10) {
+                let line = Array(self.pending[..<i])
+                self.pending.removeFirst(i + 1)
+                return String(decoding: line, as: UTF8.self)
+            }
+            var buf = [UInt8](repeating: 0, count: 4096)
+            let n = buf.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw TestFailure("connection closed") }
+            self.pending += buf[0..<n]
+        }
+    }
+
+    func close() { Glibc.close(self.fd) }
+}

@@ -1,0 +1,150 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// One test's world: a Dovecot user, a config file, a state database, and an MDA that saves each message.
+struct PopfetchFixture {
+    let server: DovecotServer
+    let user: MailUser
+    let directory: String
+    var accountName = "test"
+
+    var configPath: String { self.directory + "/config.toml" }
+    var statePath: String { self.directory + "/state/state.sqlite" }
+    var outDirectory: String { self.directory + "/out" }
+    var mdaScript: String { self.directory + "/save-mda" }
+    /// Write an exit code here to make the MDA fail with it (after reading its input).
+    var mdaExitFile: String { self.directory + "/mda-exit" }
+
+    init(server: DovecotServer? = nil) throws {
+        let server = try server ?? DovecotServer.get()
+        self.server = server
+        self.user = try server.addUser()
+        self.directory = try makeTempDirectory("fixture")
+        try FileManager.default.createDirectory(atPath: self.outDirectory, withIntermediateDirectories: true)
+        let script = """
+            #!/bin/sh
+            # Test MDA: saves stdin as one file, atomically; exits with the code in mda-exit if that file exists.
+            t=$(mktemp "\(self.outDirectory)/.tmp.XXXXXX") || exit 74
+            cat > "$t" || exit 74
+            if [ -f "\(self.mdaExitFile)" ]; then
+              code=$(cat "\(self.mdaExitFile)")
+              if [ "$code" != 0 ]; then rm -f "$t"; exit "$code"; fi
+            fi
+            mv "$t" "\(self.outDirectory)/msg.$(date +%s%N).$$"
+            """
+        try script.write(toFile: self.mdaScript, atomically: true, encoding: .utf8)
+        chmod(self.mdaScript, 0o755)
+    }
+
+    /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.
+    func writeConfig(tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
+                     port: Int? = nil, password: String? = nil, timeout: String = "10s") throws {
+        let port = port ?? (tls == "implicit" ? self.server.pop3sPort : self.server.pop3Port)
+        let text = """
+            [[account]]
+            name = "\(self.accountName)"
+            host = "\(host)"
+            port = \(port)
+            tls = "\(tls)"
+            ca_file = "\(self.server.caFile)"
+            user = "\(self.user.name)"
+            password = "\(password ?? self.user.password)"
+            mda = "\(mda ?? self.mdaScript)"
+            timeout = "\(timeout)"
+            \(extra)
+
+            """
+        try text.write(toFile: self.configPath, atomically: true, encoding: .utf8)
+        chmod(self.configPath, 0o600)
+    }
+
+    func poll(_ extra: [String] = [], environment: [String: String] = [:]) throws -> RunResult {
+        try popfetch(["--config", self.configPath, "--state", self.statePath, "poll"] + extra, environment: environment)
+    }
+
+    /// The messages the MDA saved, each without popfetch's trace header, in no particular order.
+    func delivered() throws -> [[UInt8]] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: self.outDirectory).filter {
+            $0.hasPrefix("msg.")
+        }
+        return try names.map { name in
+            let data = try Data(contentsOf: URL(fileURLWithPath: self.outDirectory + "/" + name))
+            return try Self.stripTraceHeader(Array(data))
+        }
+    }
+
+    func clearDelivered() throws {
+        for name in try FileManager.default.contentsOfDirectory(atPath: self.outDirectory) {
+            try FileManager.default.removeItem(atPath: self.outDirectory + "/" + name)
+        }
+    }
+
+    /// Removes the `Received: from ... by ... with POP3 (popfetch ...)` header popfetch adds at the top.
+    static func stripTraceHeader(_ bytes: [UInt8]) throws -> [UInt8] {
+        let prefix = Array("Received: from ".utf8)
+        try #require(bytes.starts(with: prefix), "delivered message does not start with popfetch's trace header")
+        var i = 0
+        // first line, then continuation lines starting with a tab
+        while i < bytes.count && bytes[i] != 10 { i += 1 }
+        i += 1
+        while i < bytes.count && bytes[i] == 9 {
+            while i < bytes.count && bytes[i] != 10 { i += 1 }
+            i += 1
+        }
+        let header = String(decoding: bytes[0..<min(i, bytes.count)], as: UTF8.self)
+        #expect(header.contains("with POP3 (popfetch"))
+        return Array(bytes[min(i, bytes.count)...])
+    }
+}
+
+/// Deterministic test messages with the awkward parts: dot lines, 8-bit bytes, long lines, bare CR.
+enum Corpus {
+    static func message(_ i: Int, seed: Int = 1, bodyLines: Int = 20) -> [UInt8] {
+        var rng = SplitMix(seed: UInt64(seed * 100_003 + i))
+        var s = "Return-Path: <sender\(i)@example.org>\n"
+        s += "From: Sender \(i) <sender\(i)@example.org>\nTo: rcpt@example.net\n"
+        s += "Subject: message \(i) of seed \(seed)\nMessage-ID: <\(seed).\(i)@corpus.test>\n\n"
+        var bytes = Array(s.utf8)
+        for l in 0..<bodyLines {
+            switch rng.next() % 8 {
+            case 0: bytes += Array(".leading dot line \(l)\n".utf8)
+            case 1: bytes += Array("..two dots\n".utf8)
+            case 2: bytes += Array(".\n".utf8).dropLast() + Array(" \n".utf8)  // ". " line
+            case 3: bytes += [0xC3, 0xA9, 0x20, 0xE2, 0x82, 0xAC, 0x20, 0xFF, 0x0A]  // 8-bit
+            case 4: bytes += Array(repeating: UInt8(ascii: "L"), count: 1200) + [10]  // > 998 octets
+            case 5: bytes += Array("bare\rCR inside\n".utf8)
+            default:
+                bytes += Array("plain line \(l) \(rng.next() % 1_000_000)\n".utf8)
+            }
+        }
+        bytes += Array(".\n".utf8).dropLast() + Array("end\n".utf8)
+        return bytes
+    }
+
+    static func messages(_ count: Int, seed: Int = 1) -> [[UInt8]] {
+        (0..<count).map { message($0, seed: seed) }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Compares two collections of messages as multisets.
+func sameMessages(_ a: [[UInt8]], _ b: [[UInt8]]) -> Bool {
+    var counts: [[UInt8]: Int] = [:]
+    for m in a { counts[m, default: 0] += 1 }
+    for m in b { counts[m, default: 0] -= 1 }
+    return counts.values.allSatisfy { $0 == 0 }
+}

@@ -1,0 +1,239 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Paths of the package under test.
+enum Package {
+    /// The package root (two levels above this file's folder).
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The popfetch binary: $POPFETCH_BIN, else .build/debug/popfetch (scripts/test builds it first).
+    static var binary: String {
+        if let b = ProcessInfo.processInfo.environment["POPFETCH_BIN"], !b.isEmpty { return b }
+        return root + "/.build/debug/popfetch"
+    }
+}
+
+/// A fresh temporary directory per test.
+func makeTempDirectory(_ name: String = "t") throws -> String {
+    let base = ProcessInfo.processInfo.environment["POPFETCH_TEST_TMP"] ?? "/tmp"
+    var template = Array("\(base)/popfetch-\(name)-XXXXXX".utf8CString)
+    let ok = template.withUnsafeMutableBufferPointer { p -> Bool in
+        guard let b = p.baseAddress else { return false }
+        return mkdtemp(b) != nil
+    }
+    try #require(ok, "mkdtemp failed")
+    let path = template.withUnsafeBufferPointer { p in String(cString: p.baseAddress!) }
+    chmod(path, 0o755)
+    return path
+}
+
+/// The result of running a program.
+struct RunResult: Sendable {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// A child process started with posix_spawn (not Foundation.Process, whose waitUntilExit hangs while a daemon
+/// the child started still holds an inherited descriptor).
+struct Child {
+    let pid: pid_t
+
+    /// Starts `arguments` with stdin from /dev/null and stdout/stderr into the given files.
+    static func spawn(_ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String)
+        throws -> Child
+    {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var env = ProcessInfo.processInfo.environment
+        env["SWIFT_BACKTRACE"] = "enable=no"
+        for (k, v) in environment { env[k] = v }
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, arguments[0], &actions, &attr, argv, envp)
+        guard rc == 0 else { throw TestFailure("cannot run \(arguments[0]): \(String(cString: strerror(rc)))") }
+        return Child(pid: pid)
+    }
+
+    /// Waits for the child; kills it after `timeout` seconds. Returns the exit status (128+signal if killed).
+    func wait(timeout: Double = 600) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while true {
+            let w = waitpid(self.pid, &status, WNOHANG)
+            if w == self.pid { break }
+            if w < 0 { return -1 }
+            if Date() > deadline {
+                kill(self.pid, SIGKILL)
+                Issue.record("child \(self.pid) ran longer than \(timeout) s and was killed")
+                _ = waitpid(self.pid, &status, 0)
+                break
+            }
+            usleep(2_000)
+        }
+        if status & 0x7f == 0 { return (status >> 8) & 0xff }
+        return 128 + (status & 0x7f)
+    }
+
+    var isRunning: Bool {
+        var status: Int32 = 0
+        return waitpid(self.pid, &status, WNOHANG) == 0
+    }
+}
+
+/// Runs a program to completion, its output collected through files (no pipe deadlocks).
+func runProgram(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws
+    -> RunResult
+{
+    let dir = try makeTempDirectory("run")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let outPath = dir + "/out"
+    let errPath = dir + "/err"
+    let child = try Child.spawn(arguments, environment: environment, stdout: outPath, stderr: errPath)
+    let status = child.wait(timeout: timeout)
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return RunResult(status: status, stdout: out, stderr: err)
+}
+
+/// Runs the popfetch binary.
+func popfetch(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws -> RunResult {
+    try runProgram([Package.binary] + arguments, environment: environment, timeout: timeout)
+}
+
+/// The private Dovecot instance of this test process, started once (scripts/dovecot-instance) and stopped at exit.
+final class DovecotServer: Sendable {
+    let directory: String
+    let pop3Port: Int
+    let pop3sPort: Int
+    let caFile: String
+    let mailDirectory: String
+
+    static let shared: Result<DovecotServer, any Error> = Result { try DovecotServer(ssl: true) }
+
+    static func get() throws -> DovecotServer { try Self.shared.get() }
+
+    /// Starts a Dovecot instance. `ssl: false` gives a server that offers no STLS.
+    init(ssl: Bool) throws {
+        let dir = try makeTempDirectory(ssl ? "dovecot" : "dovecot-nossl")
+        let script = Package.root + "/scripts/dovecot-instance"
+        let r = try runProgram([script, "start", dir], environment: ssl ? [:] : ["DOVECOT_SSL": "no"], timeout: 60)
+        guard r.status == 0 else {
+            throw TestFailure("could not start Dovecot (a missing server is a test failure): \(r.stderr) \(r.stdout)")
+        }
+        var values: [String: String] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+        }
+        guard let p = values["POP3_PORT"].flatMap(Int.init), let ps = values["POP3S_PORT"].flatMap(Int.init),
+            let ca = values["CA_FILE"], let mail = values["MAIL_DIR"]
+        else { throw TestFailure("dovecot-instance printed no ports: \(r.stdout)") }
+        self.directory = dir
+        self.pop3Port = p
+        self.pop3sPort = ps
+        self.caFile = ca
+        self.mailDirectory = mail
+        DovecotRegistry.register(dir)
+    }
+
+    /// Adds a user with a fresh, empty Maildir and returns the name.
+    /// (The test Dovecot's static passdb gives every user the password "secret-NAME".)
+    func addUser() throws -> MailUser {
+        let name = "u" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        let r = try runProgram(
+            [Package.root + "/scripts/dovecot-instance", "add-user", self.directory, name], timeout: 30)
+        guard r.status == 0 else { throw TestFailure("add-user failed: \(r.stderr)") }
+        return MailUser(name: name, password: "secret-" + name, maildir: self.mailDirectory + "/" + name)
+    }
+}
+
+/// Stops every Dovecot this process started, when the process exits.
+enum DovecotRegistry {
+    nonisolated(unsafe) private static var directories: [String] = []
+    private static let lock = NSLock()
+    private static let installed: Void = {
+        atexit {
+            DovecotRegistry.lock.lock()
+            let dirs = DovecotRegistry.directories
+            DovecotRegistry.lock.unlock()
+            for d in dirs {
+                if let pid = try? String(contentsOfFile: d + "/run/dovecot.pid", encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines), let p = Int32(pid)
+                {
+                    kill(p, SIGTERM)
+                }
+            }
+        }
+    }()
+
+    static func register(_ dir: String) {
+        _ = Self.installed
+        self.lock.lock()
+        self.directories.append(dir)
+        self.lock.unlock()
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { self.description = d }
+}
+
+/// A mailbox user of the test Dovecot.
+struct MailUser: Sendable {
+    var name: String
+    var password: String
+    var maildir: String
+
+    /// Puts messages into the Maildir as a local delivery agent would (new/, owned by the mail uid).
+    func deliver(_ messages: [[UInt8]]) throws {
+        guard let pw = getpwnam("nobody") else { throw TestFailure("no user nobody") }
+        let uid = pw.pointee.pw_uid
+        let gid = pw.pointee.pw_gid
+        for m in messages {
+            let name = "\(Int(Date().timeIntervalSince1970)).\(UUID().uuidString).test"
+            let tmp = self.maildir + "/tmp/" + name
+            let dst = self.maildir + "/new/" + name
+            guard FileManager.default.createFile(atPath: tmp, contents: Data(m)) else {
+                throw TestFailure("cannot write \(tmp)")
+            }
+            chown(tmp, uid, gid)
+            guard rename(tmp, dst) == 0 else { throw TestFailure("rename failed") }
+        }
+    }
+
+    /// Number of messages in the mailbox (new/ and cur/).
+    func messageCount() -> Int {
+        let fm = FileManager.default
+        let n = (try? fm.contentsOfDirectory(atPath: self.maildir + "/new"))?.count ?? 0
+        let c = (try? fm.contentsOfDirectory(atPath: self.maildir + "/cur"))?.count ?? 0
+        return n + c
+    }
+}
