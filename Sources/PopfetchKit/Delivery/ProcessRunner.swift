@@ -107,6 +107,8 @@ public enum ProcessRunner {
         var reaped = false
         var timedOut = false
         var outputOpen = true
+        // Once the child closed its output it is normally exiting: poll for its end with a short, growing pause.
+        var pause: UInt32 = 20
         while !reaped {
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 && !timedOut {
@@ -131,17 +133,13 @@ public enum ProcessRunner {
                         outputOpen = false
                     }
                 }
-            } else {
-                usleep(timedOut ? 10_000 : 500)
             }
-            // The child closed its output or time passed: see whether it ended.
             let w = waitpid(pid, &status, WNOHANG)
-            if w == pid {
-                reaped = true
-            } else if w < 0 && errno != EINTR {
+            if w == pid || (w < 0 && errno != EINTR) {
                 reaped = true
             } else if !outputOpen {
-                continue
+                usleep(pause)
+                pause = min(pause * 2, timedOut ? 10_000 : 5_000)
             }
         }
         let termination: ProcessOutcome.Termination

@@ -41,23 +41,26 @@ struct PopfetchFixture {
 
     /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.
     func writeConfig(tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
-                     port: Int? = nil, password: String? = nil, timeout: String = "10s") throws {
+                     port: Int? = nil, password: String? = nil, timeout: String = "10s",
+                     caFile: Bool = true, name: String? = nil, append: Bool = false,
+                     user: String? = nil) throws {
         let port = port ?? (tls == "implicit" ? self.server.pop3sPort : self.server.pop3Port)
         let text = """
             [[account]]
-            name = "\(self.accountName)"
+            name = "\(name ?? self.accountName)"
             host = "\(host)"
             port = \(port)
             tls = "\(tls)"
-            ca_file = "\(self.server.caFile)"
-            user = "\(self.user.name)"
+            \(caFile ? "ca_file = \"\(self.server.caFile)\"" : "")
+            user = "\(user ?? self.user.name)"
             password = "\(password ?? self.user.password)"
             mda = "\(mda ?? self.mdaScript)"
             timeout = "\(timeout)"
             \(extra)
 
             """
-        try text.write(toFile: self.configPath, atomically: true, encoding: .utf8)
+        let previous = append ? ((try? String(contentsOfFile: self.configPath, encoding: .utf8)) ?? "") : ""
+        try (previous + text).write(toFile: self.configPath, atomically: true, encoding: .utf8)
         chmod(self.configPath, 0o600)
     }
 
