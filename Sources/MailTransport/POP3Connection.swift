@@ -100,10 +100,10 @@ public final class POP3Connection {
             handshake?.fail(error)
             throw Self.mapConnectError(error, endpoint: endpoint)
         }
-        if let handshake {
-            try await Self.awaitHandshake(handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint)
-        }
         return try await asyncChannel.executeThenClose { inbound, outbound in
+            if let handshake {
+                try await Self.awaitHandshake(handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint)
+            }
             let connection = POP3Connection(
                 endpoint: endpoint,
                 channel: asyncChannel.channel,
@@ -134,6 +134,19 @@ public final class POP3Connection {
             throw TransportError(
                 .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake",
                 detail: Self.describeTLSError(error))
+        }
+        guard !TLSContextFactory.isIPLiteral(endpoint.host) else { return }
+        let host = endpoint.host
+        let problem = try await channel.eventLoop.submit { () -> String? in
+            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
+                return "server presented no certificate"
+            }
+            return HostNameCheck.verify(host: host, certificate: cert)
+        }.get()
+        if let problem {
+            channel.close(promise: nil)
+            throw TransportError(
+                .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake", detail: problem)
         }
     }
 

@@ -121,3 +121,45 @@ final class STLSGuardHandler: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 }
+
+/// Host name check after the handshake, for a `host` that is a DNS name.
+///
+/// NIOSSL accepts a certificate whose IP-address SAN matches the connected peer even when the requested host name
+/// is not in the certificate; for a name, popfetch requires one of the certificate's DNS names to match it
+/// (RFC 6125 §6.4: case-insensitive, a wildcard only as the whole left-most label).
+enum HostNameCheck {
+    static func dnsNames(of certificate: NIOSSLCertificate) -> [String] {
+        certificate._subjectAlternativeNames().compactMap { san in
+            guard san.nameType == .dnsName else { return nil }
+            return san.contents.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    static func hasAnySAN(_ certificate: NIOSSLCertificate) -> Bool {
+        certificate._subjectAlternativeNames().contains { _ in true }
+    }
+
+    static func matches(host: String, pattern: String) -> Bool {
+        var h = host.lowercased()
+        var p = pattern.lowercased()
+        if h.hasSuffix(".") { h.removeLast() }
+        if p.hasSuffix(".") { p.removeLast() }
+        if p == h { return true }
+        guard p.hasPrefix("*."), let dot = h.firstIndex(of: ".") else { return false }
+        let hostRest = h[h.index(after: dot)...]
+        let patternRest = p.dropFirst(2)
+        return !hostRest.isEmpty && hostRest == patternRest && hostRest.contains(".")
+    }
+
+    /// Returns nil when the name is acceptable, else why not.
+    static func verify(host: String, certificate: NIOSSLCertificate) -> String? {
+        let names = Self.dnsNames(of: certificate)
+        if names.isEmpty {
+            // No SAN at all: NIOSSL already matched the common name against the host name.
+            return Self.hasAnySAN(certificate)
+                ? "certificate has no DNS name, so it cannot be valid for host name \(host)" : nil
+        }
+        if names.contains(where: { Self.matches(host: host, pattern: $0) }) { return nil }
+        return "certificate is for \(names.prefix(5).joined(separator: ", ")), not for host name \(host)"
+    }
+}

@@ -92,3 +92,36 @@ struct CLITests {
         #expect(f.user.messageCount() == 1)
     }
 }
+
+@Suite("TLS host name verification")
+struct HostNameTests {
+    /// Runs popfetch in a private mount namespace whose /etc/hosts maps `name` to 127.0.0.1 (no DNS involved).
+    func pollWithHostsEntry(_ f: PopfetchFixture, name: String) throws -> RunResult {
+        let hosts = f.directory + "/hosts"
+        try "127.0.0.1 localhost \(name)\n".write(toFile: hosts, atomically: true, encoding: .utf8)
+        let script = "mount --bind \(hosts) /etc/hosts && exec \(Package.binary) --config \(f.configPath) "
+            + "--state \(f.statePath) poll"
+        return try runProgram(["/usr/bin/unshare", "-m", "/bin/sh", "-c", script])
+    }
+
+    @Test("a certificate whose IP SAN matches but whose DNS names do not is refused for a host name")
+    func ipSANDoesNotCoverAName() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 66))
+        try f.writeConfig(tls: "implicit", host: "wrong.example.test")
+        let r = try self.pollWithHostsEntry(f, name: "wrong.example.test")
+        #expect(r.status == 76, "\(r.stderr)")
+        #expect(r.stderr.contains("not for host name wrong.example.test"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+    }
+
+    @Test("the certificate's DNS name is accepted")
+    func matchingName() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 67))
+        try f.writeConfig(tls: "implicit", host: "localhost")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+    }
+}
