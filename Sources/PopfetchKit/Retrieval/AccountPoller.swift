@@ -196,10 +196,14 @@ public struct AccountPoller: Sendable {
         if geteuid() == 0 && plan.fetchCount > 0 {
             self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
         }
-        var spool: SpoolFile?
+        // Two spool files: while the MDA reads one message, the next one streams into the other.
+        var spools: [SpoolFile] = []
+        var nextSpool = 0
         var deletedUIDs: [String] = []
         // A DELE waiting to be sent; with PIPELINING it goes out in the same write as the next RETR.
         var pendingDele: (number: Int, uid: String)?
+        // The delivery running while the next message is fetched.
+        var inFlight: InFlightDelivery?
 
         func flushDele() async throws {
             guard let d = pendingDele else { return }
@@ -210,70 +214,90 @@ public struct AccountPoller: Sendable {
             }
         }
 
-        for item in plan.items {
-            switch item.action {
-            case .keep:
-                continue
-            case .skipFailed, .skipLimit, .skipOversize:
-                report.skipped += 1
-                if item.action == .skipOversize {
-                    self.logger.notice(
-                        "message \(item.number) is \(item.size) bytes, over max_size; left on the server",
-                        metadata: ["uid": "\(item.uid)"])
-                }
-                continue
-            case .deleteDelivered, .deleteExpired, .deleteOversize:
-                try await flushDele()
-                if item.action == .deleteOversize {
-                    self.logger.notice(
-                        "message \(item.number) is \(item.size) bytes, over max_size; deleting it unread",
-                        metadata: ["uid": "\(item.uid)"])
-                    report.skipped += 1
-                }
-                pendingDele = (item.number, item.uid)
-                continue
-            case .fetch(let recipients):
-                if spool == nil {
-                    do {
-                        spool = try SpoolFile(directory: self.environment.stateDirectory)
-                    } catch {
-                        throw PollError(.io, "\(error)")
-                    }
-                }
-                guard let spool else { continue }
-                try spool.begin(
-                    traceHeader: TraceHeader.make(
-                        serverHost: account.host, accountName: account.name,
-                        localHost: self.environment.localHostName, date: Date()))
-                let retr = Command.retr(item.number)
-                if let d = pendingDele, pipelining {
-                    pendingDele = nil
-                    try await conn.sendPipelined([.dele(d.number), retr])
-                    let status = try await conn.awaitResponse(to: .dele(d.number))
-                    if status.isOK { deletedUIDs.append(d.uid) }
-                } else {
+        /// Waits for the delivery in flight, commits its outcome, and queues its DELE.
+        func settle() async throws {
+            guard let d = inFlight else { return }
+            inFlight = nil
+            let outcomes = await d.task.value
+            let complete = try self.record(outcomes, uid: d.uid, trackState: trackState, report: &report)
+            if complete {
+                report.delivered += 1
+                report.bytes += d.receivedSize
+                if !account.keep {
                     try await flushDele()
-                    try await conn.send(retr)
-                }
-                let refused = try await conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
-                if let refused {
-                    report.failed += 1
-                    self.logger.warning("server refused RETR \(item.number): \(refused)")
-                    continue
-                }
-                // The terminating dot line has arrived: only now does any receiver see the message.
-                let message = try spool.finish()
-                let complete = try await self.deliver(
-                    message, uid: item.uid, recipients: recipients, deliverer: deliverer, trackState: trackState,
-                    report: &report)
-                if complete {
-                    report.delivered += 1
-                    report.bytes += message.receivedSize
-                    if !account.keep {
-                        pendingDele = (item.number, item.uid)
-                    }
+                    pendingDele = (d.number, d.uid)
                 }
             }
+        }
+
+        do {
+            for item in plan.items {
+                switch item.action {
+                case .keep:
+                    continue
+                case .skipFailed, .skipLimit, .skipOversize:
+                    report.skipped += 1
+                    if item.action == .skipOversize {
+                        self.logger.notice(
+                            "message \(item.number) is \(item.size) bytes, over max_size; left on the server",
+                            metadata: ["uid": "\(item.uid)"])
+                    }
+                    continue
+                case .deleteDelivered, .deleteExpired, .deleteOversize:
+                    try await flushDele()
+                    if item.action == .deleteOversize {
+                        self.logger.notice(
+                            "message \(item.number) is \(item.size) bytes, over max_size; deleting it unread",
+                            metadata: ["uid": "\(item.uid)"])
+                        report.skipped += 1
+                    }
+                    pendingDele = (item.number, item.uid)
+                    continue
+                case .fetch(let recipients):
+                    if spools.count < 2 {
+                        do {
+                            spools.append(try SpoolFile(directory: self.environment.stateDirectory))
+                        } catch {
+                            throw PollError(.io, "\(error)")
+                        }
+                    }
+                    let spool = spools[nextSpool % spools.count]
+                    nextSpool += 1
+                    try spool.begin(
+                        traceHeader: TraceHeader.make(
+                            serverHost: account.host, accountName: account.name,
+                            localHost: self.environment.localHostName, date: Date()))
+                    let retr = Command.retr(item.number)
+                    if let d = pendingDele, pipelining {
+                        pendingDele = nil
+                        try await conn.sendPipelined([.dele(d.number), retr])
+                        let status = try await conn.awaitResponse(to: .dele(d.number))
+                        if status.isOK { deletedUIDs.append(d.uid) }
+                    } else {
+                        try await flushDele()
+                        try await conn.send(retr)
+                    }
+                    let refused = try await conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
+                    if let refused {
+                        report.failed += 1
+                        self.logger.warning("server refused RETR \(item.number): \(refused)")
+                        continue
+                    }
+                    // The terminating dot line has arrived: only now may any receiver see the message.
+                    let message = try spool.finish()
+                    // The previous delivery must be settled (committed) before this one starts.
+                    try await settle()
+                    let groups = deliverer.recipientGroups(recipients)
+                    let task = Task { await Self.deliver(message, groups: groups, deliverer: deliverer) }
+                    inFlight = InFlightDelivery(
+                        number: item.number, uid: item.uid, receivedSize: message.receivedSize, task: task)
+                }
+            }
+            try await settle()
+        } catch {
+            // Whatever failed, a delivery that ran must be committed before giving up: no avoidable duplicate.
+            if inFlight != nil { try? await settle() }
+            throw error
         }
         try await flushDele()
         let bye = try await conn.quit()
@@ -288,15 +312,40 @@ public struct AccountPoller: Sendable {
         }
     }
 
-    /// Delivers one spooled message to every recipient that lacks it. Returns whether all have it now.
-    private func deliver(
-        _ message: SpooledMessage, uid: String, recipients: [String], deliverer: some Deliverer, trackState: Bool,
+    /// A delivery running in the background while the next message is fetched.
+    private struct InFlightDelivery {
+        var number: Int
+        var uid: String
+        var receivedSize: Int
+        var task: Task<[(recipients: [String], result: DeliveryResult)], Never>
+    }
+
+    /// Delivers one spooled message to each recipient group in turn, stopping at the first that does not accept.
+    private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: some Deliverer) async
+        -> [(recipients: [String], result: DeliveryResult)]
+    {
+        var out: [(recipients: [String], result: DeliveryResult)] = []
+        for group in groups {
+            let result: DeliveryResult
+            do {
+                result = try await deliverer.deliver(message, to: group)
+            } catch {
+                result = .temporaryFailure("\(error)")
+            }
+            out.append((group, result))
+            if result != .delivered { break }
+        }
+        return out
+    }
+
+    /// Commits the outcome of one message's delivery. Returns whether every recipient has it now.
+    private func record(
+        _ outcomes: [(recipients: [String], result: DeliveryResult)], uid: String, trackState: Bool,
         report: inout PollReport
-    ) async throws -> Bool {
+    ) throws -> Bool {
         let store = self.environment.store
         let key = self.account.stateKey
-        for group in deliverer.recipientGroups(recipients) {
-            let result = try await deliverer.deliver(message, to: group)
+        for (group, result) in outcomes {
             switch result {
             case .delivered:
                 if trackState {
@@ -333,7 +382,7 @@ public struct AccountPoller: Sendable {
                 return false
             }
         }
-        return true
+        return !outcomes.isEmpty
     }
 
     private func login(_ conn: POP3Connection, password: String) async throws {

@@ -16,12 +16,18 @@ public enum TraceHeader {
             .map(Character.init))
     }
 
+    /// `Thu, 26 Nov 2026 16:18:31 +0000` (RFC 5322 §3.3), formatted without Foundation's (costly) DateFormatter.
     public static func rfc5322Date(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
-        return f.string(from: date)
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let day = days[Int(tm.tm_wday) % 7]
+        let month = months[Int(tm.tm_mon) % 12]
+        return "\(day), \(two(tm.tm_mday)) \(month) \(tm.tm_year + 1900) \(two(tm.tm_hour)):\(two(tm.tm_min)):"
+            + "\(two(tm.tm_sec)) +0000"
     }
 
     public static func localHostName() -> String {
