@@ -27,21 +27,7 @@ extension Popfetch {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
-            var selected: [AccountConfiguration]
-            if self.account.isEmpty {
-                selected = config.accounts.filter(\.enabled)
-                let disabled = config.accounts.filter { !$0.enabled }
-                for a in disabled { logger.debug("account \(a.name) is disabled (enabled = false); skipped") }
-            } else {
-                selected = []
-                for name in self.account {
-                    guard let a = config.accounts.first(where: { $0.name == name }) else {
-                        throw ConfigurationError(
-                            file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
-                    }
-                    selected.append(a)
-                }
-            }
+            let selected = try Self.select(config, names: self.account, logger: logger)
             if selected.isEmpty {
                 logger.notice("no enabled accounts in \(config.path)")
                 return
@@ -52,6 +38,23 @@ extension Popfetch {
             let reports = await Self.pollAll(selected, environment: env, limit: limit)
             let status = ExitStatus.mostSerious(reports.map(\.exitStatus))
             if status != .ok { throw CommandExit(status: status) }
+        }
+
+        /// The enabled accounts, or the ones named (a disabled account named explicitly is included).
+        static func select(_ config: Configuration, names: [String], logger: Logger) throws -> [AccountConfiguration] {
+            if names.isEmpty {
+                for a in config.accounts where !a.enabled {
+                    logger.debug("account \(a.name) is disabled (enabled = false); skipped")
+                }
+                return config.accounts.filter(\.enabled)
+            }
+            return try names.map { name in
+                guard let a = config.accounts.first(where: { $0.name == name }) else {
+                    throw ConfigurationError(
+                        file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+                }
+                return a
+            }
         }
 
         /// Polls accounts concurrently, at most `limit` at a time.

@@ -35,10 +35,13 @@ public struct PollEnvironment: Sendable {
 public struct AccountPoller: Sendable {
     public var account: AccountConfiguration
     public var environment: PollEnvironment
+    /// `check` only logs in and counts what is new; it fetches, delivers, deletes and records nothing.
+    public var checkOnly: Bool
 
-    public init(account: AccountConfiguration, environment: PollEnvironment) {
+    public init(account: AccountConfiguration, environment: PollEnvironment, checkOnly: Bool = false) {
         self.account = account
         self.environment = environment
+        self.checkOnly = checkOnly
     }
 
     private var logger: Logger {
@@ -73,7 +76,9 @@ public struct AccountPoller: Sendable {
 
         var pollID: Int64?
         do {
-            pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
+            if !self.checkOnly {
+                pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
+            }
             try await self.run(&report)
             report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
         } catch {
@@ -102,7 +107,13 @@ public struct AccountPoller: Sendable {
             "skipped": "\(r.skipped)", "duration": "\(String(format: "%.3f", r.durationSeconds))s",
             "outcome": "\(r.outcome.rawValue)",
         ]
-        if let e = r.error {
+        if self.checkOnly {
+            if let e = r.error {
+                self.logger.error("check failed: \(e.message)")
+            } else {
+                self.logger.info("check: \(r.new) new of \(r.listed) on the server")
+            }
+        } else if let e = r.error {
             self.logger.error("poll failed: \(e.message)", metadata: metadata)
         } else if r.outcome == .partial {
             self.logger.warning("poll finished with deferred or failed messages", metadata: metadata)
@@ -177,7 +188,7 @@ public struct AccountPoller: Sendable {
             }
         }
         let known = trackState ? try store.messages(account: key) : [:]
-        if trackState {
+        if trackState && !self.checkOnly {
             var listed: [String: Int] = [:]
             listed.reserveCapacity(listing.count)
             for e in listing { listed[e.uid] = sizes[e.number] ?? 0 }
@@ -190,6 +201,17 @@ public struct AccountPoller: Sendable {
         let plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         report.listed = listing.count
         report.new = plan.fetchCount
+        if self.checkOnly {
+            _ = try await conn.quit()
+            return
+        }
+        report.loginDelay = caps?.loginDelay
+        let waiting = plan.items.reduce(0) { n, item in
+            switch item.action {
+            case .fetch, .skipLimit, .skipOversize: return n + 1
+            default: return n
+            }
+        }
 
         let pipelining = caps?.supportsPipelining ?? false
         let deliverer = MDADeliverer(command: account.mda, timeout: account.mdaTimeout, accountUser: account.user)
@@ -299,6 +321,7 @@ public struct AccountPoller: Sendable {
             if inFlight != nil { try? await settle() }
             throw error
         }
+        report.pending = max(0, waiting - report.delivered)
         try await flushDele()
         let bye = try await conn.quit()
         if bye.isOK {

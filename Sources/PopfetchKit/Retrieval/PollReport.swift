@@ -106,6 +106,10 @@ public struct PollReport: Hashable, Sendable {
     public var failed = 0
     /// Not fetched: over max_size, beyond fetch_limit, or already marked failed.
     public var skipped = 0
+    /// Messages still waiting on the server after this poll (not delivered yet, not marked failed).
+    public var pending = 0
+    /// Seconds the server asked between logins (RFC 2449 LOGIN-DELAY), when it announced it.
+    public var loginDelay: Int?
     public var error: PollError?
     public var durationSeconds: Double = 0
 

@@ -35,6 +35,16 @@ public struct PollRecord: Hashable, Sendable {
     public var failed: Int
     public var skipped: Int
     public var error: String?
+    public var pending: Int = 0
+}
+
+/// What `popfetch status` shows for one account.
+public struct AccountStatusRecord: Hashable, Sendable {
+    public var lastPoll: PollRecord?
+    public var failedMessages: Int
+    public var deliveredTotal: Int
+    public var consecutiveFailures: Int
+    public var nextPoll: Date?
 }
 
 /// Failure of the state database (the CLI maps it to EX_IOERR).
@@ -139,6 +149,17 @@ public final class StateStore: Sendable {
                     );
                     CREATE INDEX polls_by_name ON polls(account_name, id);
                     CREATE INDEX polls_by_account ON polls(account, id);
+                    """)
+        }
+        m.registerMigration("v2: pending count per poll, daemon schedule") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE polls ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE schedule (
+                        account_name TEXT PRIMARY KEY NOT NULL,
+                        next_poll REAL,
+                        consecutive_failures INTEGER NOT NULL DEFAULT 0
+                    );
                     """)
         }
         return m
@@ -345,33 +366,80 @@ public final class StateStore: Sendable {
             try db.execute(
                 sql: """
                     UPDATE polls SET finished = ?, outcome = ?, listed = ?, new = ?, delivered = ?, bytes = ?,
-                        deleted = ?, deferred = ?, failed = ?, skipped = ?, error = ?, exit_code = ?
+                        deleted = ?, deferred = ?, failed = ?, skipped = ?, error = ?, exit_code = ?, pending = ?
                     WHERE id = ?
                     """,
                 arguments: [
                     now.timeIntervalSince1970, report.outcome.rawValue, report.listed, report.new, report.delivered,
                     report.bytes, report.deleted, report.deferred, report.failed, report.skipped,
-                    report.error?.message, report.error.map { Int($0.exitCode.rawValue) }, id,
+                    report.error?.message, report.error.map { Int($0.exitCode.rawValue) }, report.pending, id,
                 ])
         }
     }
 
-    public func recentPolls(accountName: String, limit: Int) throws -> [PollRecord] {
+    /// Everything `popfetch status` shows for one account, in one read transaction.
+    public func accountStatus(accountName: String, accountKey: String) throws -> AccountStatusRecord {
         try self.read { db in
-            try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, account, account_name, started, finished, outcome, listed, new, delivered, bytes,
-                        deleted, deferred, failed, skipped, error
-                    FROM polls WHERE account_name = ? ORDER BY id DESC LIMIT ?
-                    """, arguments: [accountName, limit]
-            ).map { r in
-                PollRecord(
-                    id: r[0], accountKey: r[1], accountName: r[2], started: Date(timeIntervalSince1970: r[3]),
-                    finished: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)), outcome: r[5], listed: r[6],
-                    new: r[7], delivered: r[8], bytes: r[9], deleted: r[10], deferred: r[11], failed: r[12],
-                    skipped: r[13], error: r[14])
-            }
+            // A poll still marked "running" is in flight (or was killed): the summary shows the last finished one.
+            let last = try Self.polls(db, accountName: accountName, limit: 1, finishedOnly: true).first
+            let failed =
+                try Int.fetchOne(
+                    db,
+                    sql: "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL",
+                    arguments: [accountKey]) ?? 0
+            let total =
+                try Int.fetchOne(
+                    db, sql: "SELECT COALESCE(SUM(delivered), 0) FROM polls WHERE account_name = ?",
+                    arguments: [accountName]) ?? 0
+            // Consecutive failures: the most recent polls with outcome "error", up to the last other outcome.
+            let outcomes = try String.fetchAll(
+                db, sql: "SELECT outcome FROM polls WHERE account_name = ? AND outcome != 'running' ORDER BY id DESC LIMIT 1000",
+                arguments: [accountName])
+            let consecutive = outcomes.prefix { $0 == "error" }.count
+            let next = try Double.fetchOne(
+                db, sql: "SELECT next_poll FROM schedule WHERE account_name = ?", arguments: [accountName])
+            return AccountStatusRecord(
+                lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
+                nextPoll: next.map(Date.init(timeIntervalSince1970:)))
         }
+    }
+
+    /// The daemon records when it will next poll each account.
+    public func setNextPoll(accountName: String, at date: Date?) throws {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO schedule (account_name, next_poll) VALUES (?, ?)
+                    ON CONFLICT (account_name) DO UPDATE SET next_poll = excluded.next_poll
+                    """, arguments: [accountName, date?.timeIntervalSince1970])
+        }
+    }
+
+    public func clearSchedule() throws {
+        try self.write { db in try db.execute(sql: "DELETE FROM schedule") }
+    }
+
+    static func polls(_ db: GRDB.Database, accountName: String, limit: Int, finishedOnly: Bool = false) throws
+        -> [PollRecord]
+    {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, account, account_name, started, finished, outcome, listed, new, delivered, bytes,
+                    deleted, deferred, failed, skipped, error, pending
+                FROM polls WHERE account_name = ? \(finishedOnly ? "AND finished IS NOT NULL" : "")
+                ORDER BY id DESC LIMIT ?
+                """, arguments: [accountName, limit]
+        ).map { r in
+            PollRecord(
+                id: r[0], accountKey: r[1], accountName: r[2], started: Date(timeIntervalSince1970: r[3]),
+                finished: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)), outcome: r[5], listed: r[6],
+                new: r[7], delivered: r[8], bytes: r[9], deleted: r[10], deferred: r[11], failed: r[12],
+                skipped: r[13], error: r[14], pending: r[15])
+        }
+    }
+
+    public func recentPolls(accountName: String, limit: Int) throws -> [PollRecord] {
+        try self.read { db in try Self.polls(db, accountName: accountName, limit: limit) }
     }
 }

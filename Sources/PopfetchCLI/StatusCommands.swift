@@ -1,0 +1,245 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import Logging
+import PopfetchKit
+
+extension Popfetch {
+    /// `popfetch status`: the last poll of every account, from the state database.
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the last poll results of every account (works whether or not the daemon runs).",
+            discussion: """
+                Exit status 0 when no account's last poll is "error" or "partial", 1 otherwise (for monitoring). \
+                --json prints {"daemon": {...}, "accounts": [...]} with every documented key present (null when \
+                unknown).
+                """)
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Flag(name: .long, help: "Print JSON instead of a table.")
+        var json = false
+
+        @Option(name: .long, help: "Only this account.")
+        var account: String?
+
+        @Option(name: .long, help: "Show the last N polls of the account given with --account.")
+        var history: Int?
+
+        func validate() throws {
+            if self.history != nil && self.account == nil {
+                throw ValidationError("--history needs --account NAME")
+            }
+            if let h = self.history, h < 1 { throw ValidationError("--history must be at least 1") }
+        }
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let config = try g.loadConfiguration()
+            var accounts = config.accounts
+            if let name = self.account {
+                accounts = accounts.filter { $0.name == name }
+                if accounts.isEmpty {
+                    throw ConfigurationError(
+                        file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+                }
+            }
+            let store = try g.openStore()
+            let daemon = DaemonLock.probe(stateDirectory: g.stateDirectory)
+            if let n = self.history, let a = accounts.first {
+                let polls = try store.recentPolls(accountName: a.name, limit: n)
+                print(self.json ? StatusRenderer.historyJSON(a, polls) : StatusRenderer.historyTable(a, polls))
+                return
+            }
+            var rows: [(AccountConfiguration, AccountStatusRecord)] = []
+            for a in accounts {
+                var record = try store.accountStatus(accountName: a.name, accountKey: a.stateKey)
+                if daemon == nil { record.nextPoll = nil }
+                rows.append((a, record))
+            }
+            if self.json {
+                print(StatusRenderer.json(daemon: daemon, rows: rows))
+            } else {
+                print(StatusRenderer.table(daemon: daemon, rows: rows, now: Date()))
+            }
+            let bad = rows.contains { $0.1.lastPoll.map { $0.outcome == "error" || $0.outcome == "partial" } ?? false }
+            if bad { throw ExitCode(1) }
+        }
+    }
+
+    /// `popfetch check`: log in and report how many new messages wait, without fetching.
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Log in to each account and report how many new messages wait, without fetching anything.",
+            discussion: "Exit 0 when there is new mail, 1 when there is none, another sysexits code on error.")
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "Check only this account (repeatable).")
+        var account: [String] = []
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let logger = try g.makeLogger()
+            let config = try g.loadConfiguration()
+            let selected = try Popfetch.Poll.select(config, names: self.account, logger: logger)
+            let store = try g.openStore()
+            let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
+            var total = 0
+            var statuses: [ExitStatus] = []
+            for a in selected {
+                let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
+                if let e = r.error {
+                    print("\(a.name): error: \(e.message)")
+                    statuses.append(e.exitCode)
+                } else {
+                    print("\(a.name): \(r.new) new message\(r.new == 1 ? "" : "s") (\(r.listed) on the server)")
+                    total += r.new
+                }
+            }
+            let worst = ExitStatus.mostSerious(statuses)
+            if worst != .ok { throw CommandExit(status: worst) }
+            if total == 0 { throw ExitCode(1) }
+        }
+    }
+}
+
+enum StatusRenderer {
+    static func outcome(_ r: AccountStatusRecord) -> String {
+        guard let p = r.lastPoll else { return "never" }
+        switch p.outcome {
+        case "ok", "partial", "error": return p.outcome
+        default: return "error"
+        }
+    }
+
+    static func json(daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)]) -> String {
+        let d: JSONValue = .object([
+            ("running", .bool(daemon != nil)),
+            ("pid", .optional(daemon?.pid.map(Int.init))),
+            ("started", .optional(daemon?.started)),
+        ])
+        let accounts: [JSONValue] = rows.map { a, r in
+            .object([
+                ("account", .string(a.name)),
+                ("last_poll_started", .optional(r.lastPoll?.started)),
+                ("last_poll_finished", .optional(r.lastPoll?.finished)),
+                ("outcome", .string(Self.outcome(r))),
+                ("error", .optional(r.lastPoll?.error)),
+                ("delivered_last_poll", .optional(r.lastPoll?.delivered)),
+                ("bytes_last_poll", .optional(r.lastPoll?.bytes)),
+                ("pending", .optional(r.lastPoll?.pending)),
+                ("failed", .int(r.failedMessages)),
+                ("delivered_total", .int(r.deliveredTotal)),
+                ("consecutive_failures", .int(r.consecutiveFailures)),
+                ("next_poll", .optional(r.nextPoll)),
+            ])
+        }
+        return JSONValue.object([("daemon", d), ("accounts", .array(accounts))]).render()
+    }
+
+    static func relative(_ date: Date, now: Date) -> String {
+        let s = Int(now.timeIntervalSince(date).rounded())
+        let future = s < 0
+        let a = abs(s)
+        let text: String
+        if a < 60 {
+            text = "\(a) s"
+        } else if a < 3600 {
+            text = "\(a / 60) min"
+        } else if a < 86400 {
+            text = "\(a / 3600) h"
+        } else {
+            text = "\(a / 86400) d"
+        }
+        return future ? "in \(text)" : "\(text) ago"
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n < 1024 { return "\(n) B" }
+        if n < 1024 * 1024 { return "\(n / 1024) KB" }
+        if n < 1024 * 1024 * 1024 { return String(format: "%.1f MB", Double(n) / 1_048_576) }
+        return String(format: "%.1f GB", Double(n) / 1_073_741_824)
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String {
+        let t = s.count > width ? String(s.prefix(width - 1)) + "…" : s
+        return t + String(repeating: " ", count: max(0, width - t.count))
+    }
+
+    /// An aligned table that fits 80 columns.
+    static func table(daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)], now: Date)
+        -> String
+    {
+        var lines: [String] = []
+        if let daemon {
+            let since = daemon.started.map { ", started " + Self.relative($0, now: now) } ?? ""
+            lines.append("daemon: running (pid \(daemon.pid.map(String.init) ?? "?")\(since))")
+        } else {
+            lines.append("daemon: not running")
+        }
+        lines.append(
+            Self.pad("ACCOUNT", 14) + Self.pad("LAST POLL", 12) + Self.pad("OUTCOME", 9) + Self.pad("DELIV", 7)
+                + Self.pad("BYTES", 9) + Self.pad("PEND", 6) + Self.pad("FAIL", 6) + Self.pad("TOTAL", 7) + "NEXT")
+        var errors: [String] = []
+        for (a, r) in rows {
+            let last = r.lastPoll
+            let when = last.map { Self.relative($0.started, now: now) } ?? "never"
+            let next = r.nextPoll.map { Self.relative($0, now: now) } ?? "-"
+            lines.append(
+                Self.pad(a.name + (a.enabled ? "" : "*"), 14) + Self.pad(when, 12) + Self.pad(Self.outcome(r), 9)
+                    + Self.pad(last.map { String($0.delivered) } ?? "-", 7)
+                    + Self.pad(last.map { Self.bytes($0.bytes) } ?? "-", 9)
+                    + Self.pad(last.map { String($0.pending) } ?? "-", 6) + Self.pad(String(r.failedMessages), 6)
+                    + Self.pad(String(r.deliveredTotal), 7) + next)
+            if let e = last?.error {
+                let streak = r.consecutiveFailures > 1 ? " (\(r.consecutiveFailures) failures in a row)" : ""
+                errors.append("\(a.name): \(e)\(streak)")
+            }
+        }
+        if rows.contains(where: { !$0.0.enabled }) { lines.append("* disabled") }
+        if !errors.isEmpty {
+            lines.append("")
+            lines.append(contentsOf: errors)
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func historyTable(_ a: AccountConfiguration, _ polls: [PollRecord]) -> String {
+        var lines = ["\(a.name) (\(a.stateKey)): last \(polls.count) poll\(polls.count == 1 ? "" : "s")"]
+        lines.append(
+            Self.pad("STARTED", 22) + Self.pad("TOOK", 8) + Self.pad("OUTCOME", 9) + Self.pad("NEW", 6)
+                + Self.pad("DELIV", 7) + Self.pad("BYTES", 10) + "ERROR")
+        for p in polls {
+            let took = p.finished.map { String(format: "%.2fs", $0.timeIntervalSince(p.started)) } ?? "-"
+            lines.append(
+                Self.pad(ISO8601.format(p.started), 22) + Self.pad(took, 8) + Self.pad(p.outcome, 9)
+                    + Self.pad(String(p.new), 6) + Self.pad(String(p.delivered), 7) + Self.pad(Self.bytes(p.bytes), 10)
+                    + (p.error ?? ""))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func historyJSON(_ a: AccountConfiguration, _ polls: [PollRecord]) -> String {
+        JSONValue.object([
+            ("account", .string(a.name)),
+            (
+                "polls",
+                .array(
+                    polls.map { p in
+                        .object([
+                            ("started", .optional(p.started)), ("finished", .optional(p.finished)),
+                            ("outcome", .string(p.outcome)), ("listed", .int(p.listed)), ("new", .int(p.new)),
+                            ("delivered", .int(p.delivered)), ("bytes", .int(p.bytes)), ("deleted", .int(p.deleted)),
+                            ("deferred", .int(p.deferred)), ("failed", .int(p.failed)), ("skipped", .int(p.skipped)),
+                            ("pending", .int(p.pending)), ("error", .optional(p.error)),
+                        ])
+                    })
+            ),
+        ]).render()
+    }
+}
