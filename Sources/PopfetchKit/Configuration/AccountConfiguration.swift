@@ -67,6 +67,8 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var recipients: [String]
     /// After this many failed delivery attempts a message is marked failed and skipped until `popfetch retry`.
     public var maxAttempts: Int = 5
+    /// Seconds between polls in the daemon.
+    public var interval: Int = 300
     /// Line of the `[[account]]` header in the config file.
     public var line: Int
 
@@ -88,6 +90,8 @@ public struct AccountConfiguration: Hashable, Sendable {
 public struct GlobalSettings: Hashable, Sendable {
     /// Most accounts polled at once.
     public var maxConcurrentPolls: Int = 8
+    /// How long the daemon lets polls in flight finish after SIGTERM/SIGINT, in seconds.
+    public var shutdownGrace: Int = 30
     public init() {}
 }
 

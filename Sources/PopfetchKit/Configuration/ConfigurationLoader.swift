@@ -17,9 +17,9 @@ public struct ConfigurationLoader: Sendable {
     public static let accountKeys: Set<String> = [
         "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
-        "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts",
+        "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
     ]
-    public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls"]
+    public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
     /// Login name of the user running popfetch: the default recipient.
     public var defaultRecipient: String
@@ -87,6 +87,9 @@ public struct ConfigurationLoader: Sendable {
         var global = GlobalSettings()
         if let v = table["max_concurrent_polls"] {
             global.maxConcurrentPolls = try ctx.positiveInt(v, section: .root, key: "max_concurrent_polls")
+        }
+        if let v = table["shutdown_grace"] {
+            global.shutdownGrace = try ctx.duration(v, section: .root, key: "shutdown_grace")
         }
 
         var defaults: [String: any TOMLValueConvertible] = [:]
@@ -257,6 +260,10 @@ public struct ConfigurationLoader: Sendable {
         account.mdaTimeout = try duration("mda_timeout") ?? 600
         if account.mdaTimeout == 0 {
             throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")
+        }
+        account.interval = try duration("interval") ?? 300
+        if account.interval == 0 {
+            throw ctx.error(value("interval")?.1 ?? .account(i), key: "interval", "must be at least 1 second")
         }
         account.maxAttempts = try nonNegativeInt("max_attempts") ?? 5
         if account.maxAttempts == 0 {

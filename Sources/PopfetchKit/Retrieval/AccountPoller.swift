@@ -17,13 +17,19 @@ public struct PollEnvironment: Sendable {
     /// How long to wait for another process's poll of the same account to finish.
     public var lockWait: Double
     public var localHostName: String
+    /// Asked between messages: when true, the poll finishes the message in hand, then QUITs (daemon shutdown).
+    public var stopRequested: @Sendable () -> Bool
 
-    public init(store: StateStore, stateDirectory: String, logger: Logger, lockWait: Double = 30) {
+    public init(
+        store: StateStore, stateDirectory: String, logger: Logger, lockWait: Double = 30,
+        stopRequested: @escaping @Sendable () -> Bool = { false }
+    ) {
         self.store = store
         self.stateDirectory = stateDirectory
         self.logger = logger
         self.lockWait = lockWait
         self.localHostName = TraceHeader.localHostName()
+        self.stopRequested = stopRequested
     }
 }
 
@@ -253,7 +259,7 @@ public struct AccountPoller: Sendable {
         }
 
         do {
-            for item in plan.items {
+            messages: for item in plan.items {
                 switch item.action {
                 case .keep:
                     continue
@@ -276,6 +282,11 @@ public struct AccountPoller: Sendable {
                     pendingDele = (item.number, item.uid)
                     continue
                 case .fetch(let recipients):
+                    if self.environment.stopRequested() {
+                        // Shutting down: no new message; what is in hand is settled below, then QUIT.
+                        self.logger.notice("stopping: remaining messages are left for the next poll")
+                        break messages
+                    }
                     if spools.count < 2 {
                         do {
                             spools.append(try SpoolFile(directory: self.environment.stateDirectory))

@@ -1,0 +1,67 @@
+import Foundation
+
+/// Sleeps until a deadline unless woken earlier (`popfetch wake`, SIGUSR1, shutdown).
+actor Waker {
+    private var continuation: CheckedContinuation<Void, Never>?
+    private var generation = 0
+    private var woken = false
+
+    /// Returns when `seconds` have passed or ``wake()`` was called (a wake that came while not sleeping is kept
+    /// for the next sleep).
+    func sleep(seconds: Double) async {
+        if self.woken {
+            self.woken = false
+            return
+        }
+        self.generation += 1
+        let gen = self.generation
+        let timer = Task {
+            try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1_000_000_000))
+            self.timerFired(gen)
+        }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            self.continuation = c
+        }
+        timer.cancel()
+    }
+
+    private func timerFired(_ gen: Int) {
+        guard gen == self.generation, let c = self.continuation else { return }
+        self.continuation = nil
+        c.resume()
+    }
+
+    func wake() {
+        if let c = self.continuation {
+            self.continuation = nil
+            self.generation += 1
+            c.resume()
+        } else {
+            self.woken = true
+        }
+    }
+}
+
+/// At most N polls at once across all accounts.
+actor PollSlots {
+    private var free: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(_ count: Int) { self.free = max(1, count) }
+
+    func acquire() async {
+        if self.free > 0 {
+            self.free -= 1
+            return
+        }
+        await withCheckedContinuation { self.waiters.append($0) }
+    }
+
+    func release() {
+        if self.waiters.isEmpty {
+            self.free += 1
+        } else {
+            self.waiters.removeFirst().resume()
+        }
+    }
+}
