@@ -204,9 +204,27 @@ enum StatusRenderer {
         if rows.contains(where: { !$0.0.enabled }) { lines.append("* disabled") }
         if !errors.isEmpty {
             lines.append("")
-            lines.append(contentsOf: errors)
+            for e in errors { lines.append(contentsOf: Self.wrap(e, width: 80, indent: "    ")) }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Breaks a long line at spaces so that no line exceeds `width`; continuation lines are indented.
+    static func wrap(_ text: String, width: Int, indent: String) -> [String] {
+        var lines: [String] = []
+        var current = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: false) {
+            let prefix = lines.isEmpty ? "" : indent
+            if !current.isEmpty && prefix.count + current.count + 1 + word.count > width {
+                lines.append(prefix + current)
+                current = String(word)
+            } else {
+                current = current.isEmpty ? String(word) : current + " " + word
+            }
+        }
+        if !current.isEmpty || lines.isEmpty { lines.append((lines.isEmpty ? "" : indent) + current) }
+        // A single word longer than the width is cut rather than overflowing.
+        return lines.map { $0.count > width ? String($0.prefix(width - 1)) + "…" : $0 }
     }
 
     static func historyTable(_ a: AccountConfiguration, _ polls: [PollRecord]) -> String {

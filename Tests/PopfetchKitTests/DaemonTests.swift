@@ -1,0 +1,272 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// A running `popfetch daemon` with its log file.
+struct RunningDaemon {
+    let child: Child
+    let log: String
+
+    static func start(_ f: PopfetchFixture) throws -> RunningDaemon {
+        let log = f.directory + "/daemon.log"
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "daemon"], stdout: log + ".out",
+            stderr: log)
+        let d = RunningDaemon(child: child, log: log)
+        try d.waitFor("daemon started", timeout: 15)
+        return d
+    }
+
+    var output: String { (try? String(contentsOfFile: self.log, encoding: .utf8)) ?? "" }
+
+    func waitFor(_ text: String, timeout: Double) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if self.output.contains(text) { return }
+            usleep(50_000)
+        }
+        throw TestFailure("daemon log never showed \(text.debugDescription):\n\(self.output)")
+    }
+
+    func signal(_ sig: Int32) { kill(self.child.pid, sig) }
+
+    /// SIGTERM, then the exit status (nil if it did not exit in time).
+    func stop(timeout: Double = 40) -> Int32 {
+        self.signal(SIGTERM)
+        return self.child.wait(timeout: timeout)
+    }
+}
+
+/// Waits until `condition` holds, up to `timeout` seconds.
+func eventually(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(100_000)
+    }
+    return try condition()
+}
+
+func statusJSON(_ f: PopfetchFixture, _ extra: [String] = []) throws -> (Int32, [String: Any]) {
+    let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"] + extra)
+    let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    return (r.status, try #require(object, "status --json printed: \(r.stdout) \(r.stderr)"))
+}
+
+@Suite("Daemon", .serialized)
+struct DaemonTests {
+    @Test("delivers mail arriving while it runs; one daemon per state; SIGHUP reload; wake; SIGTERM exits 0")
+    func lifecycle() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1s\"")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+
+        // A second daemon on the same state is refused, clearly.
+        let second = try popfetch(["--config", f.configPath, "--state", f.statePath, "daemon"], timeout: 30)
+        #expect(second.status == 75)
+        #expect(second.stderr.contains("already running"), "\(second.stderr)")
+
+        // status sees the daemon through its lock.
+        let (_, s1) = try statusJSON(f)
+        let d1 = try #require(s1["daemon"] as? [String: Any])
+        #expect(d1["running"] as? Bool == true)
+        #expect(d1["pid"] as? Int == Int(daemon.child.pid))
+
+        // Mail arriving while it runs is delivered within an interval or so.
+        let first = Corpus.messages(3, seed: 70)
+        try f.user.deliver(first)
+        #expect(try eventually(10) { try f.delivered().count == 3 }, "\(daemon.output)")
+
+        // SIGHUP with a broken config: logged, the running config kept (mail still flows).
+        let good = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        try (good + "\nbogus_key = 1\n").write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+        daemon.signal(SIGHUP)
+        try daemon.waitFor("keeping the running one", timeout: 10)
+        try f.user.deliver(Corpus.messages(2, seed: 71))
+        #expect(try eventually(10) { try f.delivered().count == 5 }, "\(daemon.output)")
+
+        // SIGHUP with a good config: applied (a new account is polled; the old one now waits an hour).
+        let g = try PopfetchFixture()
+        try g.user.deliver(Corpus.messages(2, seed: 72))
+        try f.writeConfig(extra: "interval = \"1h\"")
+        try f.writeConfig(
+            extra: "interval = \"1h\"", password: g.user.password, name: "second", append: true, user: g.user.name)
+        daemon.signal(SIGHUP)
+        try daemon.waitFor("now polling second", timeout: 10)
+        #expect(try eventually(10) { try f.delivered().count == 7 }, "\(daemon.output)")
+
+        // wake polls at once, although the interval is an hour.
+        sleep(1)
+        try f.user.deliver(Corpus.messages(1, seed: 73))
+        let wake = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake", "--account", "test"])
+        #expect(wake.status == 0, "\(wake.stderr)")
+        #expect(try eventually(10) { try f.delivered().count == 8 }, "\(daemon.output)")
+        let unknown = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake", "--account", "nope"])
+        #expect(unknown.status != 0)
+
+        // SIGTERM: exit 0, and status knows it stopped.
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+        let (_, s2) = try statusJSON(f)
+        #expect((s2["daemon"] as? [String: Any])?["running"] as? Bool == false)
+        let noDaemon = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        #expect(noDaemon.status == 69)
+    }
+
+    @Test("SIGTERM in the middle of a large poll: exit 0 within the grace period, nothing lost, ≤ 1 duplicate")
+    func sigtermMidPoll() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(40, seed: 74)
+        try f.user.deliver(corpus)
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\nsleep 0.15\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(extra: "interval = \"1h\"", mda: slow)
+        let config = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        try ("shutdown_grace = \"20s\"\n" + config).write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+        let daemon = try RunningDaemon.start(f)
+        #expect(try eventually(15) { try f.delivered().count >= 3 })
+        let start = Date()
+        let status = daemon.stop()
+        #expect(status == 0, "\(daemon.output)")
+        #expect(Date().timeIntervalSince(start) < 20)
+        let during = try f.delivered().count
+        #expect(during < corpus.count, "the shutdown should have cut the poll short")
+        #expect(daemon.output.contains("stopping"))
+        // A clean poll delivers the rest.
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        let gotSet = Set(got)
+        #expect(corpus.allSatisfy { gotSet.contains($0) }, "a message was lost")
+        #expect(got.count <= corpus.count + 1)
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("a failing account backs off (its intervals grow) while a healthy one keeps its interval")
+    func backoff() throws {
+        let f = try PopfetchFixture()
+        let g = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1s\"", name: "healthy")
+        try f.writeConfig(
+            extra: "interval = \"1s\"", password: "wrong", name: "broken", append: true, user: g.user.name)
+        let daemon = try RunningDaemon.start(f)
+        sleep(12)
+        #expect(daemon.stop() == 0)
+        let healthy = try popfetch(
+            ["--config", f.configPath, "--state", f.statePath, "status", "--account", "healthy", "--history", "50",
+             "--json"])
+        let broken = try popfetch(
+            ["--config", f.configPath, "--state", f.statePath, "status", "--account", "broken", "--history", "50",
+             "--json"])
+        func starts(_ text: String) throws -> [Double] {
+            let o = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            let polls = (o?["polls"] as? [[String: Any]]) ?? []
+            let f = ISO8601DateFormatter()
+            return polls.compactMap { ($0["started"] as? String).flatMap(f.date(from:))?.timeIntervalSince1970 }
+                .sorted()
+        }
+        let h = try starts(healthy.stdout)
+        let b = try starts(broken.stdout)
+        #expect(h.count >= 6, "healthy account polled \(h.count) times in 12 s")
+        #expect(b.count >= 2 && b.count <= 4, "broken account polled \(b.count) times in 12 s: no tight loop")
+        if b.count >= 3 {
+            let gaps = zip(b.dropFirst(), b).map { $0 - $1 }
+            #expect(gaps[1] > gaps[0], "backoff intervals must grow: \(gaps)")
+        }
+        let authLines = daemon.output.components(separatedBy: "authentication failed").count - 1
+        #expect(authLines == 1, "the authentication failure is logged once, not every poll:\n\(daemon.output)")
+    }
+}
+
+@Suite("status and check")
+struct StatusTests {
+    @Test("status --json after success, partial, failure and never-polled, field by field; exit status")
+    func statusFields() throws {
+        let f = try PopfetchFixture()
+        let p = try PopfetchFixture()
+        let e = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 80))
+        try p.user.deliver(Corpus.messages(1, seed: 81))
+        try f.writeConfig(name: "ok")
+        try f.writeConfig(password: p.user.password, name: "partial", append: true, user: p.user.name)
+        try f.writeConfig(password: "wrong", name: "error", append: true, user: e.user.name)
+        try f.writeConfig(name: "never", append: true, user: e.user.name)
+
+        #expect(try f.poll(["--account", "ok"]).status == 0)
+        try "1".write(toFile: f.mdaExitFile, atomically: true, encoding: .utf8)
+        _ = try f.poll(["--account", "partial"])
+        try FileManager.default.removeItem(atPath: f.mdaExitFile)
+        #expect(try f.poll(["--account", "error"]).status == 77)
+        #expect(try f.poll(["--account", "error"]).status == 77)
+
+        let (status, json) = try statusJSON(f)
+        #expect(status == 1, "an error or partial account makes status exit 1")
+        let accounts = try #require(json["accounts"] as? [[String: Any]])
+        let byName = Dictionary(uniqueKeysWithValues: accounts.map { ($0["account"] as? String ?? "", $0) })
+        let keys: Set<String> = [
+            "account", "last_poll_started", "last_poll_finished", "outcome", "error", "delivered_last_poll",
+            "bytes_last_poll", "pending", "failed", "delivered_total", "consecutive_failures", "next_poll",
+        ]
+        for a in accounts { #expect(Set(a.keys) == keys, "every key present, null when unknown") }
+
+        let ok = try #require(byName["ok"])
+        #expect(ok["outcome"] as? String == "ok")
+        #expect(ok["error"] is NSNull)
+        #expect(ok["delivered_last_poll"] as? Int == 2)
+        #expect((ok["bytes_last_poll"] as? Int ?? 0) > 0)
+        #expect(ok["pending"] as? Int == 0)
+        #expect(ok["failed"] as? Int == 0)
+        #expect(ok["delivered_total"] as? Int == 2)
+        #expect(ok["consecutive_failures"] as? Int == 0)
+        #expect(ok["next_poll"] is NSNull)
+        #expect((ok["last_poll_started"] as? String)?.hasSuffix("Z") == true)
+        #expect((ok["last_poll_finished"] as? String)?.hasSuffix("Z") == true)
+
+        let partial = try #require(byName["partial"])
+        #expect(partial["outcome"] as? String == "partial")
+        #expect(partial["delivered_last_poll"] as? Int == 0)
+        #expect(partial["pending"] as? Int == 1)
+
+        let error = try #require(byName["error"])
+        #expect(error["outcome"] as? String == "error")
+        #expect((error["error"] as? String)?.contains("authentication failed") == true)
+        #expect(error["consecutive_failures"] as? Int == 2)
+        #expect(!((error["error"] as? String) ?? "").contains("wrong"), "no secret in status")
+
+        let never = try #require(byName["never"])
+        #expect(never["outcome"] as? String == "never")
+        #expect(never["last_poll_started"] is NSNull)
+        #expect(never["delivered_last_poll"] is NSNull)
+        #expect(never["pending"] is NSNull)
+        #expect(never["delivered_total"] as? Int == 0)
+
+        let okOnly = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--account", "ok"])
+        #expect(okOnly.status == 0)
+        let table = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(table.status == 1)
+        #expect(table.stdout.split(separator: "\n").allSatisfy { $0.count <= 80 }, "the table fits 80 columns")
+        #expect(table.stdout.contains("daemon: not running"))
+    }
+
+    @Test("check: 0 with new mail, 1 without, the sysexits code on error; nothing fetched")
+    func check() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig()
+        let none = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(none.status == 1, "\(none.stderr)")
+        try f.user.deliver(Corpus.messages(2, seed: 82))
+        let some = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(some.status == 0, "\(some.stderr)")
+        #expect(some.stdout.contains("2 new messages"))
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 2)
+        try f.writeConfig(password: "wrong")
+        let bad = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(bad.status == 77)
+    }
+}
