@@ -270,3 +270,130 @@ struct StatusTests {
         #expect(bad.status == 77)
     }
 }
+
+@Suite("Daemon details", .serialized)
+struct DaemonDetailTests {
+    @Test("sd_notify: READY=1 at start, STOPPING=1 at SIGTERM, through $NOTIFY_SOCKET")
+    func systemdNotify() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        let path = f.directory + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in Array(path.utf8).enumerated() { p[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(rc == 0)
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func receive(until text: String, timeout: Double) -> String {
+            var all = ""
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline && !all.contains(text) {
+                var buf = [UInt8](repeating: 0, count: 1024)
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n > 0 { all += String(decoding: buf[0..<n], as: UTF8.self) + "\n" }
+            }
+            return all
+        }
+        let log = f.directory + "/daemon.log"
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "daemon"],
+            environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"], stdout: log, stderr: log)
+        let ready = receive(until: "READY=1", timeout: 15)
+        #expect(ready.contains("READY=1"))
+        #expect(ready.contains("STATUS="))
+        let pings = receive(until: "WATCHDOG=1", timeout: 3)
+        #expect(pings.contains("WATCHDOG=1"), "watchdog pings when WATCHDOG_USEC is set")
+        kill(child.pid, SIGTERM)
+        let stopping = receive(until: "STOPPING=1", timeout: 10)
+        #expect(stopping.contains("STOPPING=1"))
+        #expect(child.wait(timeout: 30) == 0)
+    }
+
+    @Test("max_concurrent_polls bounds concurrency; accounts keep their own intervals; SIGUSR1 wakes all")
+    func concurrencyAndIntervals() throws {
+        let f = try PopfetchFixture()
+        let g = try PopfetchFixture()
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.user.deliver(Corpus.messages(3, seed: 90))
+        try g.user.deliver(Corpus.messages(3, seed: 91))
+        try f.writeConfig(extra: "interval = \"1s\"", mda: slow, name: "fast")
+        try f.writeConfig(
+            extra: "interval = \"4s\"", mda: slow, password: g.user.password, name: "slow", append: true,
+            user: g.user.name)
+        let config = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        try ("max_concurrent_polls = 1\n" + config).write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+        let daemon = try RunningDaemon.start(f)
+        sleep(9)
+        daemon.signal(SIGUSR1)
+        try daemon.waitFor("SIGUSR1", timeout: 5)
+        sleep(1)
+        #expect(daemon.stop() == 0)
+        #expect(try f.delivered().count == 6)
+
+        let store = try PopfetchKitStoreReader(path: f.statePath)
+        let fast = try store.polls(name: "fast")
+        let slowPolls = try store.polls(name: "slow")
+        #expect(fast.count >= 5, "fast account (1 s) polled \(fast.count) times")
+        #expect(slowPolls.count >= 2 && slowPolls.count <= 5, "slow account (4 s) polled \(slowPolls.count) times")
+        #expect(fast.count > slowPolls.count)
+        // With max_concurrent_polls = 1 no two polls overlap in time.
+        let all = (fast + slowPolls).sorted { $0.start < $1.start }
+        for (a, b) in zip(all, all.dropFirst()) {
+            #expect(b.start >= a.end - 0.001, "polls overlap: \(a) and \(b)")
+        }
+    }
+
+    @Test("popfetch poll while the daemon runs waits for the account lock and does no harm")
+    func pollDuringDaemon() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(30, seed: 92)
+        try f.user.deliver(corpus)
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\nsleep 0.05\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(extra: "interval = \"1s\"", mda: slow)
+        let daemon = try RunningDaemon.start(f)
+        var statuses: [Int32] = []
+        for _ in 0..<3 {
+            statuses.append(try f.poll().status)
+        }
+        #expect(try eventually(20) { try f.delivered().count >= corpus.count })
+        #expect(daemon.stop() == 0)
+        #expect(statuses.allSatisfy { $0 == 0 || $0 == 75 }, "\(statuses)")
+        let got = try f.delivered()
+        let same = sameMessages(got, corpus)
+        #expect(same, "every message exactly once")
+        #expect(f.user.messageCount() == 0)
+    }
+}
+
+/// Reads poll records straight from the state database.
+struct PopfetchKitStoreReader {
+    struct Poll: CustomStringConvertible {
+        var start: Double
+        var end: Double
+        var description: String { "[\(start), \(end)]" }
+    }
+    let queue: DatabaseQueue
+    init(path: String) throws { self.queue = try DatabaseQueue(path: path) }
+    func polls(name: String) throws -> [Poll] {
+        try self.queue.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT started, finished FROM polls WHERE account_name = ? AND finished IS NOT NULL",
+                arguments: [name]
+            ).map { Poll(start: $0[0], end: $0[1]) }
+        }
+    }
+}
+
+import GRDB
