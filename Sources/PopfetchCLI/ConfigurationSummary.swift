@@ -28,10 +28,21 @@ enum ConfigurationSummary {
             lines.append("  fetch_limit    \(a.fetchLimit == 0 ? "none" : String(a.fetchLimit))")
             lines.append("  without_uidl   \(a.withoutUIDL.rawValue)")
             lines.append("  timeout        \(Units.formatDuration(a.timeout))")
-            lines.append("  mda            \(a.mda.arguments.map { $0.debugDescription }.joined(separator: " "))")
-            lines.append(
-                "                 runs \(a.mda.perRecipient ? "once per recipient" : "once per message"), "
-                    + "time-out \(Units.formatDuration(a.mdaTimeout)), max_attempts \(a.maxAttempts)")
+            switch a.delivery {
+            case .mda(let mda):
+                lines.append("  mda            \(mda.arguments.map { $0.debugDescription }.joined(separator: " "))")
+                lines.append(
+                    "                 runs \(mda.perRecipient ? "once per recipient" : "once per message"), "
+                        + "time-out \(Units.formatDuration(a.mdaTimeout)), max_attempts \(a.maxAttempts)")
+            case .maildir(let path):
+                lines.append("  maildir        \(path)")
+            case .smtp(let t):
+                lines.append("  smtp           \(t) (smtp_tls \(a.smtpTLS.rawValue))")
+                lines.append("                 on_permanent_failure \(a.onPermanentFailure.rawValue)")
+            case .lmtp(let t):
+                lines.append("  lmtp           \(t)")
+                lines.append("                 on_permanent_failure \(a.onPermanentFailure.rawValue)")
+            }
             lines.append("  recipient      \(a.recipients.joined(separator: ", "))")
         }
         return lines.joined(separator: "\n")

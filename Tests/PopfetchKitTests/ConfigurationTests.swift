@@ -38,7 +38,7 @@ struct ConfigurationTests {
         #expect(a.timeout == 30)
         #expect(a.deleteAfter == 30 * 86400)
         #expect(a.recipients == ["alice", "bob"])
-        #expect(a.mda.arguments == ["/usr/bin/procmail", "-d", "%T"])
+        #expect(a.delivery == .mda(try MDACommand("/usr/bin/procmail -d %T")))
         #expect(a.stateKey == "alice@pop.example.org:995")
         #expect(a.line == 4)
     }
@@ -91,6 +91,11 @@ struct ConfigurationTests {
             fragment: "clear text"),
         BadCase(name: "syntax error", text: base + "\nport = ", line: 7, key: nil, fragment: "syntax"),
         BadCase(
+            name: "two delivery methods", text: base + "\nmaildir = \"~/Maildir\"", line: 7, key: "maildir",
+            fragment: "exactly one delivery method"),
+        BadCase(name: "bad smtp target", text: base.replacingOccurrences(of: "mda = \"/bin/cat\"", with: "smtp = \"host:x\""),
+            line: 6, key: "smtp", fragment: "host:port"),
+        BadCase(
             name: "delete_after without keep", text: base + "\ndelete_after = \"1d\"", line: 7, key: "delete_after",
             fragment: "keep = true"),
     ]
@@ -120,6 +125,16 @@ struct ConfigurationTests {
         #expect(throws: MDACommand.ParseError.self) { try MDACommand("deliver $HOME") }
         let sh = try MDACommand("sh -c 'cat >> $HOME/mbox'")
         #expect(sh.arguments == ["sh", "-c", "cat >> $HOME/mbox"])
+    }
+
+    @Test("SMTP/LMTP targets: host:port, [v6]:port, bare host, unix socket")
+    func socketTargets() {
+        #expect(SocketTarget.parse("127.0.0.1:2525", defaultPort: 25) == .tcp(host: "127.0.0.1", port: 2525))
+        #expect(SocketTarget.parse("[::1]:24", defaultPort: 25) == .tcp(host: "::1", port: 24))
+        #expect(SocketTarget.parse("mail.example", defaultPort: 25) == .tcp(host: "mail.example", port: 25))
+        #expect(SocketTarget.parse("/run/dovecot/lmtp", defaultPort: 24) == .unix(path: "/run/dovecot/lmtp"))
+        #expect(SocketTarget.parse("host:0", defaultPort: 25) == nil)
+        #expect(SocketTarget.parse("[::1", defaultPort: 25) == nil)
     }
 
     @Test("durations and sizes")

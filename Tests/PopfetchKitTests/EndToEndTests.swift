@@ -144,3 +144,29 @@ struct EndToEndTests {
         #expect(f.user.messageCount() == 2)
     }
 }
+
+@Suite("Built-in Maildir delivery")
+struct MaildirDeliveryTests {
+    @Test("every message lands byte-exact in new/ (via tmp/), once; nothing left in tmp/")
+    func maildir() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(12, seed: 100)
+        try f.user.deliver(corpus)
+        let maildir = f.directory + "/Maildir"
+        try f.writeConfig(extra: "maildir = \"\(maildir)\"", mda: "")
+        let r1 = try f.poll()
+        #expect(r1.status == 0, "\(r1.stderr)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: maildir + "/new")
+        let got = try names.map {
+            try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: maildir + "/new/" + $0))))
+        }
+        let same = sameMessages(got, corpus)
+        #expect(same, "Maildir messages differ from the originals")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: maildir + "/tmp").isEmpty)
+        #expect(names.allSatisfy { $0.contains(",S=") })
+        #expect(f.user.messageCount() == 0)
+        let r2 = try f.poll()
+        #expect(r2.status == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: maildir + "/new").count == 12)
+    }
+}

@@ -62,11 +62,15 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var withoutUIDL: WithoutUIDLPolicy = .refuse
     /// Network time-out in seconds.
     public var timeout: Int = 60
-    public var mda: MDACommand
+    /// Where delivered mail goes: exactly one of `mda`, `smtp`, `lmtp`, `maildir`.
+    public var delivery: DeliveryMethod
     public var mdaTimeout: Int = 600
     public var recipients: [String]
     /// After this many failed delivery attempts a message is marked failed and skipped until `popfetch retry`.
     public var maxAttempts: Int = 5
+    /// Reaction to a permanent (5xx) rejection by the MTA.
+    public var onPermanentFailure: PermanentFailurePolicy = .keep
+    public var smtpTLS: SMTPTLSMode = .none
     /// Seconds between polls in the daemon.
     public var interval: Int = 300
     /// Line of the `[[account]]` header in the config file.
@@ -84,6 +88,70 @@ public struct AccountConfiguration: Hashable, Sendable {
         let parts = h.split(separator: ".")
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
+}
+
+/// Where to send a host:port or unix-socket SMTP/LMTP connection.
+public enum SocketTarget: Hashable, Sendable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        case .unix(let path): return path
+        }
+    }
+
+    /// `host:port`, `[v6]:port`, or an absolute unix socket path. `defaultPort` applies to a bare host.
+    public static func parse(_ s: String, defaultPort: Int) -> SocketTarget? {
+        if s.hasPrefix("/") { return .unix(path: s) }
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { return nil }
+            let host = String(s[s.index(after: s.startIndex)..<close])
+            let rest = s[s.index(after: close)...]
+            if rest.isEmpty { return host.isEmpty ? nil : .tcp(host: host, port: defaultPort) }
+            guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()), p > 0, p < 65536, !host.isEmpty else {
+                return nil
+            }
+            return .tcp(host: host, port: p)
+        }
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        if parts.count == 1 { return s.isEmpty ? nil : .tcp(host: s, port: defaultPort) }
+        guard parts.count == 2, !parts[0].isEmpty, let p = Int(parts[1]), p > 0, p < 65536 else { return nil }
+        return .tcp(host: String(parts[0]), port: p)
+    }
+}
+
+/// Local delivery methods.
+public enum DeliveryMethod: Hashable, Sendable {
+    case mda(MDACommand)
+    /// A Maildir directory (tmp/ then rename into new/, fsync'd).
+    case maildir(String)
+    case smtp(SocketTarget)
+    case lmtp(SocketTarget)
+
+    public var keyName: String {
+        switch self {
+        case .mda: return "mda"
+        case .maildir: return "maildir"
+        case .smtp: return "smtp"
+        case .lmtp: return "lmtp"
+        }
+    }
+}
+
+/// What to do when the local side rejects a message permanently (SMTP/LMTP 5xx).
+public enum PermanentFailurePolicy: String, Hashable, Sendable, CaseIterable {
+    /// Keep it on the server, marked failed (like the MDA's max_attempts); `popfetch retry` brings it back.
+    case keep
+    /// Delete it from the server.
+    case delete
+}
+
+public enum SMTPTLSMode: String, Hashable, Sendable, CaseIterable {
+    case none
+    case starttls
+    case implicit
 }
 
 /// Root-level settings.

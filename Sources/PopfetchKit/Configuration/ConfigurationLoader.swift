@@ -18,6 +18,7 @@ public struct ConfigurationLoader: Sendable {
         "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
+        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -205,13 +206,40 @@ public struct ConfigurationLoader: Sendable {
                 .account(i), key: "password", "is required but missing (or password_command / password_file)")
         }
 
-        let mdaRaw = try required("mda", try string("mda"))
-        let mda: MDACommand
-        do {
-            mda = try MDACommand(mdaRaw)
-        } catch let e as MDACommand.ParseError {
-            let s = value("mda")?.1 ?? .account(i)
-            throw ctx.error(s, key: "mda", e.message)
+        let methods = ["mda", "smtp", "lmtp", "maildir"].filter { value($0) != nil }
+        if methods.count > 1 {
+            throw ctx.error(
+                value(methods[1])?.1 ?? .account(i), key: methods[1],
+                "give exactly one delivery method (mda, smtp, lmtp or maildir); this account also has \(methods[0])")
+        }
+        let delivery: DeliveryMethod
+        if let mdaRaw = try string("mda") {
+            do {
+                delivery = .mda(try MDACommand(mdaRaw))
+            } catch let e as MDACommand.ParseError {
+                let s = value("mda")?.1 ?? .account(i)
+                throw ctx.error(s, key: "mda", e.message)
+            }
+        } else if let raw = try string("smtp") {
+            guard let t = SocketTarget.parse(raw, defaultPort: 25) else {
+                throw ctx.error(
+                    value("smtp")?.1 ?? .account(i), key: "smtp",
+                    "must be host:port, [v6-address]:port or an absolute unix socket path")
+            }
+            delivery = .smtp(t)
+        } else if let raw = try string("lmtp") {
+            guard let t = SocketTarget.parse(raw, defaultPort: 24) else {
+                throw ctx.error(
+                    value("lmtp")?.1 ?? .account(i), key: "lmtp",
+                    "must be host:port, [v6-address]:port or an absolute unix socket path")
+            }
+            delivery = .lmtp(t)
+        } else if let raw = try string("maildir") {
+            if raw.isEmpty { throw ctx.error(value("maildir")?.1 ?? .account(i), key: "maildir", "must not be empty") }
+            delivery = .maildir(Paths.expandTilde(raw))
+        } else {
+            throw ctx.error(
+                .account(i), key: "mda", "is required but missing (a delivery method: mda, smtp, lmtp or maildir)")
         }
 
         let tls = try choice("tls", TLSMode.self) ?? .implicit
@@ -242,7 +270,8 @@ public struct ConfigurationLoader: Sendable {
         }
 
         var account = AccountConfiguration(
-            name: name, host: host, port: port, user: user, password: password, mda: mda, recipients: recipients,
+            name: name, host: host, port: port, user: user, password: password, delivery: delivery,
+            recipients: recipients,
             line: ctx.index.accountLine(i) ?? 0)
         account.tls = tls
         account.enabled = try bool("enabled") ?? true
@@ -261,6 +290,8 @@ public struct ConfigurationLoader: Sendable {
         if account.mdaTimeout == 0 {
             throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")
         }
+        account.onPermanentFailure = try choice("on_permanent_failure", PermanentFailurePolicy.self) ?? .keep
+        account.smtpTLS = try choice("smtp_tls", SMTPTLSMode.self) ?? .none
         account.interval = try duration("interval") ?? 300
         if account.interval == 0 {
             throw ctx.error(value("interval")?.1 ?? .account(i), key: "interval", "must be at least 1 second")

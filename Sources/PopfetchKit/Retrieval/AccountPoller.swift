@@ -220,9 +220,17 @@ public struct AccountPoller: Sendable {
         }
 
         let pipelining = caps?.supportsPipelining ?? false
-        let deliverer = MDADeliverer(command: account.mda, timeout: account.mdaTimeout, accountUser: account.user)
-        if geteuid() == 0 && plan.fetchCount > 0 {
-            self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
+        let deliverer: any Deliverer
+        switch account.delivery {
+        case .mda(let command):
+            deliverer = MDADeliverer(command: command, timeout: account.mdaTimeout, accountUser: account.user)
+            if geteuid() == 0 && plan.fetchCount > 0 {
+                self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
+            }
+        case .maildir(let path):
+            deliverer = MaildirDeliverer(directory: path)
+        case .smtp, .lmtp:
+            throw PollError(.config, "\(account.name): SMTP and LMTP delivery are not available yet")
         }
         // Two spool files: while the MDA reads one message, the next one streams into the other.
         var spools: [SpoolFile] = []
@@ -355,7 +363,7 @@ public struct AccountPoller: Sendable {
     }
 
     /// Delivers one spooled message to each recipient group in turn, stopping at the first that does not accept.
-    private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: some Deliverer) async
+    private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: any Deliverer) async
         -> [(recipients: [String], result: DeliveryResult)]
     {
         var out: [(recipients: [String], result: DeliveryResult)] = []

@@ -54,7 +54,7 @@ struct PopfetchFixture {
             \(caFile ? "ca_file = \"\(self.server.caFile)\"" : "")
             user = "\(user ?? self.user.name)"
             password = "\(password ?? self.user.password)"
-            mda = "\(mda ?? self.mdaScript)"
+            \(mda == "" ? "" : "mda = \"\(mda ?? self.mdaScript)\"")
             timeout = "\(timeout)"
             \(extra)
 
