@@ -31,11 +31,18 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
+        // Pure SMTP/LMTP grammar: reply parser, commands, the DATA encoder. No I/O.
+        .target(
+            name: "SMTPCore",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // Sockets and TLS at the edge: a thin SwiftNIO transport that drives POP3Core.
         .target(
             name: "MailTransport",
             dependencies: [
                 "POP3Core",
+                "SMTPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -48,6 +55,7 @@ let package = Package(
             name: "PopfetchKit",
             dependencies: [
                 "POP3Core",
+                "SMTPCore",
                 "MailTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -81,7 +89,7 @@ let package = Package(
         .testTarget(
             name: "PopfetchKitTests",
             dependencies: [
-                "PopfetchKit", "POP3Core", "MailTransport",
+                "PopfetchKit", "POP3Core", "SMTPCore", "MailTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),

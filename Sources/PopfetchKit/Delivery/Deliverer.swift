@@ -8,13 +8,32 @@ public enum DeliveryResult: Hashable, Sendable {
     case temporaryFailure(String)
     /// A failure that counts toward `max_attempts`.
     case failure(String)
+    /// A permanent rejection (SMTP/LMTP 5xx): handled per `on_permanent_failure`.
+    case permanentFailure(String)
+}
+
+/// The result for some of a message's recipients.
+public struct RecipientOutcome: Hashable, Sendable {
+    public var recipients: [String]
+    public var result: DeliveryResult
+    public init(recipients: [String], result: DeliveryResult) {
+        self.recipients = recipients
+        self.result = result
+    }
 }
 
 /// A local delivery method. Every method takes a complete spooled message.
 public protocol Deliverer: Sendable {
     /// Groups of recipients, each delivered with one call of ``deliver(_:to:)``.
     func recipientGroups(_ recipients: [String]) -> [[String]]
-    func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> DeliveryResult
+    /// Delivers to one group of recipients; the outcomes cover every recipient of the group.
+    func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> [RecipientOutcome]
+    /// The poll is over: close connections.
+    func finish() async
+}
+
+extension Deliverer {
+    public func finish() async {}
 }
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.
@@ -37,7 +56,11 @@ public struct MDADeliverer: Deliverer {
         self.command.perRecipient ? recipients.map { [$0] } : [recipients]
     }
 
-    public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> DeliveryResult {
+    public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> [RecipientOutcome] {
+        [RecipientOutcome(recipients: recipients, result: try await self.run(message, recipients: recipients))]
+    }
+
+    func run(_ message: SpooledMessage, recipients: [String]) async throws -> DeliveryResult {
         let argv = self.command.expanded(
             recipient: recipients.first ?? "", sender: message.envelopeSender, user: self.accountUser)
         // The MDA reads the whole spool file from the start: trace header, then the message.

@@ -17,7 +17,11 @@ public struct MaildirDeliverer: Deliverer {
 
     public func recipientGroups(_ recipients: [String]) -> [[String]] { [recipients] }
 
-    public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> DeliveryResult {
+    public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> [RecipientOutcome] {
+        [RecipientOutcome(recipients: recipients, result: self.store(message))]
+    }
+
+    func store(_ message: SpooledMessage) -> DeliveryResult {
         do {
             try self.ensureDirectories()
             let name = Self.uniqueName(size: message.traceHeaderLength + message.storedSize)
@@ -42,6 +46,8 @@ public struct MaildirDeliverer: Deliverer {
             return .delivered
         } catch let e as MaildirError {
             return .temporaryFailure("maildir \(self.directory): \(e.message)")
+        } catch {
+            return .temporaryFailure("maildir \(self.directory): \(error)")
         }
     }
 

@@ -7,6 +7,7 @@ import MailTransport
 import NIOCore
 import NIOSSL
 import POP3Core
+import SMTPCore
 
 /// Everything a poll needs from outside the account's configuration.
 public struct PollEnvironment: Sendable {
@@ -229,9 +230,19 @@ public struct AccountPoller: Sendable {
             }
         case .maildir(let path):
             deliverer = MaildirDeliverer(directory: path)
-        case .smtp, .lmtp:
-            throw PollError(.config, "\(account.name): SMTP and LMTP delivery are not available yet")
+        case .smtp(let target), .lmtp(let target):
+            var lmtp = false
+            if case .lmtp = account.delivery { lmtp = true }
+            let endpoint: SMTPEndpoint
+            switch target {
+            case .tcp(let h, let p): endpoint = .tcp(host: h, port: p)
+            case .unix(let path): endpoint = .unix(path: path)
+            }
+            deliverer = SMTPDeliverer(
+                endpoint: endpoint, lmtp: lmtp, heloName: self.environment.localHostName,
+                connectTimeout: .seconds(Int64(account.timeout)))
         }
+        defer { Task { await deliverer.finish() } }
         // Two spool files: while the MDA reads one message, the next one streams into the other.
         var spools: [SpoolFile] = []
         var nextSpool = 0
@@ -255,14 +266,19 @@ public struct AccountPoller: Sendable {
             guard let d = inFlight else { return }
             inFlight = nil
             let outcomes = await d.task.value
-            let complete = try self.record(outcomes, uid: d.uid, trackState: trackState, report: &report)
-            if complete {
+            switch try self.record(outcomes, uid: d.uid, trackState: trackState, report: &report) {
+            case .complete:
                 report.delivered += 1
                 report.bytes += d.receivedSize
                 if !account.keep {
                     try await flushDele()
                     pendingDele = (d.number, d.uid)
                 }
+            case .rejectedDelete:
+                try await flushDele()
+                pendingDele = (d.number, d.uid)
+            case .incomplete:
+                break
             }
         }
 
@@ -359,52 +375,66 @@ public struct AccountPoller: Sendable {
         var number: Int
         var uid: String
         var receivedSize: Int
-        var task: Task<[(recipients: [String], result: DeliveryResult)], Never>
+        var task: Task<[RecipientOutcome], Never>
     }
 
     /// Delivers one spooled message to each recipient group in turn, stopping at the first that does not accept.
     private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: any Deliverer) async
-        -> [(recipients: [String], result: DeliveryResult)]
+        -> [RecipientOutcome]
     {
-        var out: [(recipients: [String], result: DeliveryResult)] = []
+        var out: [RecipientOutcome] = []
         for group in groups {
-            let result: DeliveryResult
+            let outcomes: [RecipientOutcome]
             do {
-                result = try await deliverer.deliver(message, to: group)
+                outcomes = try await deliverer.deliver(message, to: group)
             } catch {
-                result = .temporaryFailure("\(error)")
+                outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure("\(error)"))]
             }
-            out.append((group, result))
-            if result != .delivered { break }
+            out += outcomes
+            if outcomes.contains(where: { $0.result != .delivered }) { break }
         }
         return out
     }
 
-    /// Commits the outcome of one message's delivery. Returns whether every recipient has it now.
-    private func record(
-        _ outcomes: [(recipients: [String], result: DeliveryResult)], uid: String, trackState: Bool,
-        report: inout PollReport
-    ) throws -> Bool {
+    enum Settlement {
+        /// Every recipient has the message: it may be deleted (keep = false).
+        case complete
+        /// Some recipient still lacks it: it stays on the server.
+        case incomplete
+        /// Rejected permanently with on_permanent_failure = "delete": delete it undelivered.
+        case rejectedDelete
+    }
+
+    /// Commits the outcome of one message's delivery, recipient by recipient.
+    private func record(_ outcomes: [RecipientOutcome], uid: String, trackState: Bool, report: inout PollReport)
+        throws -> Settlement
+    {
         let store = self.environment.store
         let key = self.account.stateKey
-        for (group, result) in outcomes {
-            switch result {
+        var settlement: Settlement = outcomes.isEmpty ? .incomplete : .complete
+        var counted = false
+        for outcome in outcomes {
+            switch outcome.result {
             case .delivered:
                 if trackState {
                     try store.recordDelivered(
-                        account: key, uid: uid, recipients: group, allRecipients: self.account.recipients, at: Date())
+                        account: key, uid: uid, recipients: outcome.recipients,
+                        allRecipients: self.account.recipients, at: Date())
                 }
             case .temporaryFailure(let why):
-                report.deferred += 1
+                if !counted { report.deferred += 1 }
+                counted = true
+                settlement = .incomplete
                 self.logger.warning("delivery deferred, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
                 if trackState {
                     try store.recordDeliveryFailure(
                         account: key, uid: uid, error: why, countsTowardLimit: false,
                         maxAttempts: self.account.maxAttempts, at: Date())
                 }
-                return false
             case .failure(let why):
-                report.failed += 1
+                if !counted { report.failed += 1 }
+                counted = true
+                settlement = .incomplete
                 var marked = false
                 if trackState {
                     marked = try store.recordDeliveryFailure(
@@ -421,10 +451,36 @@ public struct AccountPoller: Sendable {
                 } else {
                     self.logger.warning("delivery failed, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
                 }
-                return false
+            case .permanentFailure(let why):
+                if !counted { report.failed += 1 }
+                counted = true
+                switch self.account.onPermanentFailure {
+                case .keep:
+                    settlement = .incomplete
+                    if trackState {
+                        try store.recordDeliveryFailure(
+                            account: key, uid: uid, error: why, countsTowardLimit: true, maxAttempts: 1, at: Date())
+                    }
+                    self.logger.error(
+                        """
+                        rejected permanently; message marked failed and kept on the server until \
+                        `popfetch retry --account \(self.account.name)`: \(why)
+                        """,
+                        metadata: ["uid": "\(uid)"])
+                case .delete:
+                    if settlement == .complete { settlement = .rejectedDelete }
+                    if trackState {
+                        try store.recordDeliveryFailure(
+                            account: key, uid: uid, error: why, countsTowardLimit: false,
+                            maxAttempts: self.account.maxAttempts, at: Date())
+                    }
+                    self.logger.error(
+                        "rejected permanently; deleting it from the server (on_permanent_failure = \"delete\"): \(why)",
+                        metadata: ["uid": "\(uid)"])
+                }
             }
         }
-        return !outcomes.isEmpty
+        return settlement
     }
 
     private func login(_ conn: POP3Connection, password: String) async throws {

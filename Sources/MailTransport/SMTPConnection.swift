@@ -1,0 +1,183 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SMTPCore
+
+/// Collects SMTP replies on the event loop and hands each to the oldest waiter.
+final class SMTPReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var parser = SMTPReplyParser()
+    private var buffer = ByteBuffer()
+    private var waiters = CircularBuffer<EventLoopPromise<SMTPReply>>()
+    private var ready = CircularBuffer<SMTPReply>()
+    private var failure: (any Error)?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = self.unwrapInboundIn(data)
+        self.buffer.writeBuffer(&incoming)
+        do {
+            while let reply = try self.parser.parse(&self.buffer) {
+                if let w = self.waiters.popFirst() {
+                    w.succeed(reply)
+                } else {
+                    self.ready.append(reply)
+                }
+            }
+            self.buffer.discardReadBytes()
+        } catch {
+            self.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    private func fail(_ error: any Error) {
+        if self.failure == nil { self.failure = error }
+        while let w = self.waiters.popFirst() { w.fail(error) }
+    }
+
+    /// Registers a waiter for the next reply.
+    func expect(_ promise: EventLoopPromise<SMTPReply>) {
+        if let r = self.ready.popFirst() {
+            promise.succeed(r)
+        } else if let f = self.failure {
+            promise.fail(f)
+        } else {
+            self.waiters.append(promise)
+        }
+    }
+}
+
+/// Where an SMTP/LMTP connection goes.
+public enum SMTPEndpoint: Hashable, Sendable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
+        case .unix(let path): return path
+        }
+    }
+}
+
+/// A failure talking to the MTA.
+public struct SMTPTransportError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var endpoint: String
+    public var phase: String
+    public var detail: String
+    public var description: String { "MTA \(self.endpoint): \(self.detail) while \(self.phase)" }
+    public init(endpoint: String, phase: String, detail: String) {
+        self.endpoint = endpoint
+        self.phase = phase
+        self.detail = detail
+    }
+}
+
+/// An SMTP or LMTP client connection (RFC 5321, RFC 2033) on SwiftNIO with TCP_NODELAY. Replies are parsed by
+/// ``SMTPReplyParser``; commands may be pipelined (RFC 2920). The connection outlives a single message, so one
+/// connection serves a whole poll (RSET between messages).
+public final class SMTPConnection: Sendable {
+    public let endpoint: SMTPEndpoint
+    private let channel: any Channel
+    private let handler: NIOLoopBound<SMTPReplyHandler>
+
+    /// RFC 5321 §4.5.3.2 minimum time-outs.
+    public enum Timeouts {
+        public static let greeting: TimeAmount = .minutes(5)
+        public static let command: TimeAmount = .minutes(5)
+        public static let dataInitiation: TimeAmount = .minutes(2)
+        public static let dataBlock: TimeAmount = .minutes(3)
+        /// After the final dot: 10 minutes, so that a slow MTA does not cause a re-delivery loop.
+        public static let dataTermination: TimeAmount = .minutes(10)
+    }
+
+    private init(endpoint: SMTPEndpoint, channel: any Channel, handler: NIOLoopBound<SMTPReplyHandler>) {
+        self.endpoint = endpoint
+        self.channel = channel
+        self.handler = handler
+    }
+
+    public static func connect(to endpoint: SMTPEndpoint, connectTimeout: TimeAmount) async throws -> SMTPConnection {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SMTPReplyHandler())
+                }
+            }
+        do {
+            let channel: any Channel
+            switch endpoint {
+            case .tcp(let host, let port):
+                channel = try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connect(host: host, port: port).get()
+            case .unix(let path):
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            }
+            let handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+            return SMTPConnection(endpoint: endpoint, channel: channel, handler: handler)
+        } catch {
+            throw SMTPTransportError(endpoint: endpoint.description, phase: "connecting", detail: "\(error)")
+        }
+    }
+
+    /// The next reply, within `timeout`.
+    public func reply(timeout: TimeAmount, phase: String) async throws -> SMTPReply {
+        let loop = self.channel.eventLoop
+        let promise = loop.makePromise(of: SMTPReply.self)
+        let handler = self.handler
+        loop.execute { handler.value.expect(promise) }
+        let channel = self.channel
+        let timer = loop.scheduleTask(in: timeout) {
+            promise.fail(SMTPTransportError(endpoint: "", phase: phase, detail: "time-out"))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        do {
+            return try await promise.futureResult.get()
+        } catch let e as SMTPTransportError where e.endpoint.isEmpty {
+            throw SMTPTransportError(endpoint: self.endpoint.description, phase: phase, detail: "no reply in time")
+        } catch let e as SMTPProtocolError {
+            throw e
+        } catch {
+            throw SMTPTransportError(
+                endpoint: self.endpoint.description, phase: phase, detail: "connection lost (\(error))")
+        }
+    }
+
+    /// Writes bytes (one write; several pipelined commands or a block of DATA).
+    public func write(_ bytes: [UInt8], phase: String) async throws {
+        do {
+            try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+        } catch {
+            throw SMTPTransportError(
+                endpoint: self.endpoint.description, phase: phase, detail: "connection lost (\(error))")
+        }
+    }
+
+    public func send(_ commands: [SMTPCommand], phase: String) async throws {
+        var bytes: [UInt8] = []
+        for c in commands { bytes += try c.encoded() }
+        try await self.write(bytes, phase: phase)
+    }
+
+    public func close() {
+        self.channel.close(promise: nil)
+    }
+
+    public var isActive: Bool { self.channel.isActive }
+}
