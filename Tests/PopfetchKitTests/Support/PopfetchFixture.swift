@@ -105,10 +105,13 @@ struct PopfetchFixture {
 
 /// Deterministic test messages with the awkward parts: dot lines, 8-bit bytes, long lines, bare CR.
 enum Corpus {
-    static func message(_ i: Int, seed: Int = 1, bodyLines: Int = 20) -> [UInt8] {
+    static func message(
+        _ i: Int, seed: Int = 1, bodyLines: Int = 20, bareCR: Bool = true, returnPath: String? = nil
+    ) -> [UInt8] {
         var rng = SplitMix(seed: UInt64(seed * 100_003 + i))
-        var s = "Return-Path: <sender\(i)@example.org>\n"
+        var s = "Return-Path: <\(returnPath ?? "sender\(i)@example.org")>\n"
         s += "From: Sender \(i) <sender\(i)@example.org>\nTo: rcpt@example.net\n"
+        s += "Date: Thu, 26 Nov 2026 12:00:00 +0000\n"
         s += "Subject: message \(i) of seed \(seed)\nMessage-ID: <\(seed).\(i)@corpus.test>\n\n"
         var bytes = Array(s.utf8)
         for l in 0..<bodyLines {
@@ -118,7 +121,7 @@ enum Corpus {
             case 2: bytes += Array(".\n".utf8).dropLast() + Array(" \n".utf8)  // ". " line
             case 3: bytes += [0xC3, 0xA9, 0x20, 0xE2, 0x82, 0xAC, 0x20, 0xFF, 0x0A]  // 8-bit
             case 4: bytes += Array(repeating: UInt8(ascii: "L"), count: 1200) + [10]  // > 998 octets
-            case 5: bytes += Array("bare\rCR inside\n".utf8)
+            case 5: bytes += Array((bareCR ? "bare\rCR inside\n" : "no bare CR here\n").utf8)
             default:
                 bytes += Array("plain line \(l) \(rng.next() % 1_000_000)\n".utf8)
             }

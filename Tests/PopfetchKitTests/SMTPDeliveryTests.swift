@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// SMTP delivery through a real Postfix on 127.0.0.1 (scripts/postfix-instance).
+@Suite("SMTP delivery through Postfix")
+struct SMTPDeliveryTests {
+    func fixture(recipients: [String], extra: String = "") throws -> (PopfetchFixture, PostfixServer) {
+        let postfix = try PostfixServer.get()
+        let f = try PopfetchFixture()
+        let list = recipients.map { "\"\($0)\"" }.joined(separator: ", ")
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(postfix.smtpPort)\"\nrecipient = [\(list)]\n" + extra, mda: "")
+        return (f, postfix)
+    }
+
+    @Test("every message arrives byte-exact through Postfix (dot lines, 8-bit, long lines); second poll sends nothing")
+    func byteExact() throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [rcpt])
+        let corpus = (0..<20).map { Corpus.message($0, seed: 110, bareCR: false) }
+        try f.user.deliver(corpus)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(eventually(15) { postfix.count(rcpt) == corpus.count })
+        let got = try postfix.delivered(to: rcpt)
+        // Postfix's cleanup(8) drops the Return-Path header (the delivering agent sets it); everything else is kept.
+        let same = sameMessages(got, corpus.map(withoutReturnPath))
+        #expect(same, "messages delivered through Postfix differ from the originals")
+        #expect(f.user.messageCount() == 0)
+        let r2 = try f.poll()
+        #expect(r2.status == 0)
+        #expect(r2.stderr.contains("delivered=0"))
+        sleep(1)
+        #expect(postfix.count(rcpt) == corpus.count)
+    }
+
+    @Test("a 20 MB message goes through Postfix byte-exact")
+    func twentyMegabytes() throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [rcpt])
+        var big = Corpus.message(0, seed: 111, bareCR: false)
+        let line = Array("attachment line with base64-ish content ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/\n".utf8)
+        while big.count < 20 * 1024 * 1024 { big += line }
+        try f.user.deliver([big])
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(eventually(30) { postfix.count(rcpt) == 1 })
+        let got = try postfix.delivered(to: rcpt)
+        let exact = got.first == withoutReturnPath(big)
+        #expect(exact, "the 20 MB message arrived byte-exact")
+    }
+
+    @Test("5xx at RCPT: kept on the server and marked failed (default), or deleted with on_permanent_failure = delete")
+    func permanentRecipientFailure() throws {
+        let (f, _) = try self.fixture(recipients: ["reject5@mail.test"])
+        try f.user.deliver([Corpus.message(1, seed: 112, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.stderr.contains("550"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        let again = try f.poll()
+        #expect(again.stderr.contains("skipped=1"), "marked failed: skipped by the next poll: \(again.stderr)")
+        let (_, s) = try statusJSON(f)
+        let acct = (s["accounts"] as? [[String: Any]])?.first
+        #expect(acct?["failed"] as? Int == 1)
+
+        let (g, _) = try self.fixture(recipients: ["reject5@mail.test"], extra: "on_permanent_failure = \"delete\"")
+        try g.user.deliver([Corpus.message(2, seed: 112, bareCR: false)])
+        _ = try g.poll()
+        #expect(g.user.messageCount() == 0, "on_permanent_failure = delete removes it")
+    }
+
+    @Test("4xx at RCPT: deferred (exit 75), kept, retried next poll; other recipients get it exactly once")
+    func partialRecipients() throws {
+        let postfix = try PostfixServer.get()
+        let good = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [good, "defer4@mail.test"])
+        let m = Corpus.message(1, seed: 113, bareCR: false)
+        try f.user.deliver([m])
+        let r1 = try f.poll()
+        #expect(r1.status == 75, "\(r1.stderr)")
+        #expect(eventually(15) { postfix.count(good) == 1 })
+        #expect(f.user.messageCount() == 1, "kept while a recipient is missing")
+        let r2 = try f.poll()
+        #expect(r2.status == 75)
+        sleep(1)
+        #expect(postfix.count(good) == 1, "the recipient that has it does not get it again")
+    }
+
+    @Test("failures at MAIL and after the final dot, from Postfix's access maps", arguments: [
+        ("reject5@sender.test", 0, "553"), ("defer4@sender.test", 75, "451"),
+        ("eod-reject@sender.test", 0, "554"), ("eod-defer@sender.test", 75, "451"),
+    ])
+    func senderAndEndOfData(sender: String, exit: Int32, code: String) throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [rcpt])
+        try f.user.deliver([Corpus.message(1, seed: 114, bareCR: false, returnPath: sender)])
+        let r = try f.poll()
+        #expect(r.status == exit, "\(r.stderr)")
+        #expect(r.stderr.contains(code), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1, "nothing deleted")
+        sleep(1)
+        #expect(postfix.count(rcpt) == 0)
+    }
+
+    @Test("MTA unreachable: deferred, nothing lost, delivered once it is back")
+    func mtaUnreachable() throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let f = try PopfetchFixture()
+        let port = try freePort()
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"\(rcpt)\"", mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 115, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"", mda: "")
+        #expect(try f.poll().status == 0)
+        #expect(eventually(15) { postfix.count(rcpt) == 1 })
+        #expect(f.user.messageCount() == 0)
+    }
+}
+
+/// The message without its first line when that is a Return-Path header.
+func withoutReturnPath(_ m: [UInt8]) -> [UInt8] {
+    guard m.starts(with: Array("Return-Path:".utf8)), let lf = m.firstIndex(of: 10) else { return m }
+    return Array(m[(lf + 1)...])
+}
