@@ -292,6 +292,11 @@ public struct ConfigurationLoader: Sendable {
         }
         account.onPermanentFailure = try choice("on_permanent_failure", PermanentFailurePolicy.self) ?? .keep
         account.smtpTLS = try choice("smtp_tls", SMTPTLSMode.self) ?? .none
+        if account.smtpTLS != .none {
+            throw ctx.error(
+                value("smtp_tls")?.1 ?? .account(i), key: "smtp_tls",
+                "\"\(account.smtpTLS.rawValue)\" is not supported yet: deliver to a local MTA (loopback or a unix socket)")
+        }
         account.interval = try duration("interval") ?? 300
         if account.interval == 0 {
             throw ctx.error(value("interval")?.1 ?? .account(i), key: "interval", "must be at least 1 second")

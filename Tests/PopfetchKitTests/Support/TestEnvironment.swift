@@ -134,6 +134,7 @@ final class DovecotServer: Sendable {
     let pop3sPort: Int
     let caFile: String
     let mailDirectory: String
+    let lmtpPort: Int
 
     static let shared: Result<DovecotServer, any Error> = Result { try DovecotServer(ssl: true) }
 
@@ -153,8 +154,9 @@ final class DovecotServer: Sendable {
             if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
         }
         guard let p = values["POP3_PORT"].flatMap(Int.init), let ps = values["POP3S_PORT"].flatMap(Int.init),
-            let ca = values["CA_FILE"], let mail = values["MAIL_DIR"]
+            let ca = values["CA_FILE"], let mail = values["MAIL_DIR"], let lmtp = values["LMTP_PORT"].flatMap(Int.init)
         else { throw TestFailure("dovecot-instance printed no ports: \(r.stdout)") }
+        self.lmtpPort = lmtp
         self.directory = dir
         self.pop3Port = p
         self.pop3sPort = ps
@@ -165,10 +167,11 @@ final class DovecotServer: Sendable {
 
     /// Adds a user with a fresh, empty Maildir and returns the name.
     /// (The test Dovecot's static passdb gives every user the password "secret-NAME".)
-    func addUser() throws -> MailUser {
+    func addUser(quota: String? = nil) throws -> MailUser {
         let name = "u" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        let r = try runProgram(
-            [Package.root + "/scripts/dovecot-instance", "add-user", self.directory, name], timeout: 30)
+        var args = [Package.root + "/scripts/dovecot-instance", "add-user", self.directory, name]
+        if let quota { args += ["secret-" + name, quota] }
+        let r = try runProgram(args, timeout: 30)
         guard r.status == 0 else { throw TestFailure("add-user failed: \(r.stderr)") }
         return MailUser(name: name, password: "secret-" + name, maildir: self.mailDirectory + "/" + name)
     }
