@@ -130,3 +130,36 @@ func withoutReturnPath(_ m: [UInt8]) -> [UInt8] {
     guard m.starts(with: Array("Return-Path:".utf8)), let lf = m.firstIndex(of: 10) else { return m }
     return Array(m[(lf + 1)...])
 }
+
+@Suite("SMTP faults a real MTA cannot be made to produce")
+struct SMTPFaultTests {
+    @Test("the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool")
+    func dropMidData() throws {
+        let f = try PopfetchFixture()
+        let out = f.directory + "/smtp-out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let portFile = f.directory + "/smtp-port"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-smtp.py", portFile, out,
+             "drop-mid-data"], stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        #expect(eventually(10) { FileManager.default.fileExists(atPath: portFile) })
+        let port = try #require(Int(try String(contentsOfFile: portFile, encoding: .utf8)))
+        var m = Corpus.message(1, seed: 130, bareCR: false)
+        m += Array(repeating: UInt8(ascii: "d"), count: 5000) + [10]
+        try f.user.deliver([m])
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }
+        #expect(saved.count == 1, "exactly one complete copy")
+        let connections = try String(contentsOfFile: out + "/connections", encoding: .utf8)
+        #expect(connections == "2", "the second connection carried the message")
+        if let name = saved.first {
+            let got = try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: out + "/" + name))))
+            let exact = got == m
+            #expect(exact, "the resent message is complete and byte-exact")
+        }
+        #expect(f.user.messageCount() == 0)
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""A scripted SMTP server for what a real MTA cannot be made to do on demand (test kit only).
+
+  scripted-smtp.py PORTFILE OUTDIR MODE
+    MODE drop-mid-data: the first connection is dropped in the middle of DATA; later ones accept the message.
+Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
+dot-unstuffed); OUTDIR/connections counts connections. Exits after 60 s.
+"""
+import os, socket, sys, threading, time
+
+portfile, outdir, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+srv.settimeout(60)
+with open(portfile + ".tmp", "w") as f:
+    f.write(str(srv.getsockname()[1]))
+os.rename(portfile + ".tmp", portfile)
+connections = 0
+saved = 0
+deadline = time.time() + 60
+
+def serve(conn, number):
+    global saved
+    f = conn.makefile("rb")
+    def send(line):
+        conn.sendall(line.encode() + b"\r\n")
+    send("220 scripted ESMTP")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line.strip().upper()
+        if cmd.startswith(b"EHLO") or cmd.startswith(b"LHLO"):
+            conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n")
+        elif cmd.startswith(b"MAIL") or cmd.startswith(b"RCPT") or cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
+            send("250 ok")
+        elif cmd == b"DATA":
+            send("354 go ahead")
+            data = bytearray()
+            while True:
+                l = f.readline()
+                if not l:
+                    return
+                if mode == "drop-mid-data" and number == 1 and len(data) > 200:
+                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
+                    return
+                if l == b".\r\n":
+                    break
+                if l.startswith(b".."):
+                    l = l[1:]
+                data += l.replace(b"\r\n", b"\n")
+            saved += 1
+            with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
+                out.write(data)
+            send("250 saved")
+        elif cmd == b"QUIT":
+            send("221 bye")
+            return
+        else:
+            send("502 unknown")
+
+while time.time() < deadline:
+    try:
+        conn, _ = srv.accept()
+    except socket.timeout:
+        break
+    connections += 1
+    with open(os.path.join(outdir, "connections"), "w") as c:
+        c.write(str(connections))
+    threading.Thread(target=serve, args=(conn, connections), daemon=True).start()
