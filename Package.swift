@@ -94,6 +94,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
+            exclude: ["Support/scripted-smtp.py"],
             swiftSettings: strictSettings
         ),
     ]

@@ -163,3 +163,32 @@ struct SMTPFaultTests {
         #expect(f.user.messageCount() == 0)
     }
 }
+
+@Suite("Bounces")
+struct BounceTests {
+    @Test("on_permanent_failure = bounce: a DSN goes to bounce_to through the MTA, the original is deleted")
+    func bounce() throws {
+        let postfix = try PostfixServer.get()
+        let f = try PopfetchFixture()
+        let admin = postfix.newRecipient()
+        try f.writeConfig(
+            extra: """
+                smtp = "127.0.0.1:\(postfix.smtpPort)"
+                recipient = "reject5@mail.test"
+                on_permanent_failure = "bounce"
+                bounce_to = "\(admin)"
+                """, mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 140, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.stderr.contains("bounce sent"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 0, "the original is deleted once the bounce was accepted")
+        #expect(eventually(15) { postfix.count(admin) == 1 })
+        let dir = postfix.vmail + "/" + String(admin.prefix { $0 != "@" }) + "/new"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: dir).first)
+        let text = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+        #expect(text.contains("multipart/report"))
+        #expect(text.contains("550"))
+        #expect(text.contains("Subject: message 1 of seed 140"), "the original headers are attached")
+        #expect(!text.contains("To: <sender1@example.org>"), "never to the claimed sender")
+    }
+}

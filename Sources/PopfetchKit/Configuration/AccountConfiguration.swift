@@ -70,6 +70,8 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var maxAttempts: Int = 5
     /// Reaction to a permanent (5xx) rejection by the MTA.
     public var onPermanentFailure: PermanentFailurePolicy = .keep
+    /// Where bounces go (default: the first recipient).
+    public var bounceTo: String?
     public var smtpTLS: SMTPTLSMode = .none
     /// Seconds between polls in the daemon.
     public var interval: Int = 300
@@ -146,6 +148,9 @@ public enum PermanentFailurePolicy: String, Hashable, Sendable, CaseIterable {
     case keep
     /// Delete it from the server.
     case delete
+    /// Send a delivery status notification to the local recipient (or `bounce_to`) through the same MTA, then
+    /// delete it. Never to the message's claimed sender: fetched mail's Return-Path is often forged (backscatter).
+    case bounce
 }
 
 public enum SMTPTLSMode: String, Hashable, Sendable, CaseIterable {

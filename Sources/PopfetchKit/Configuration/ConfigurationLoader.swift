@@ -18,7 +18,7 @@ public struct ConfigurationLoader: Sendable {
         "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
-        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls",
+        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -291,6 +291,16 @@ public struct ConfigurationLoader: Sendable {
             throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")
         }
         account.onPermanentFailure = try choice("on_permanent_failure", PermanentFailurePolicy.self) ?? .keep
+        account.bounceTo = try string("bounce_to")
+        if account.onPermanentFailure == .bounce {
+            switch delivery {
+            case .smtp, .lmtp: break
+            default:
+                throw ctx.error(
+                    value("on_permanent_failure")?.1 ?? .account(i), key: "on_permanent_failure",
+                    "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
+            }
+        }
         account.smtpTLS = try choice("smtp_tls", SMTPTLSMode.self) ?? .none
         if account.smtpTLS != .none {
             throw ctx.error(

@@ -277,6 +277,14 @@ public struct AccountPoller: Sendable {
             case .rejectedDelete:
                 try await flushDele()
                 pendingDele = (d.number, d.uid)
+            case .bounce(let reason, let rejected):
+                if try await self.bounce(
+                    d.message, uid: d.uid, reason: reason, rejected: rejected, deliverer: deliverer,
+                    trackState: trackState)
+                {
+                    try await flushDele()
+                    pendingDele = (d.number, d.uid)
+                }
             case .incomplete:
                 break
             }
@@ -347,7 +355,8 @@ public struct AccountPoller: Sendable {
                     let groups = deliverer.recipientGroups(recipients)
                     let task = Task { await Self.deliver(message, groups: groups, deliverer: deliverer) }
                     inFlight = InFlightDelivery(
-                        number: item.number, uid: item.uid, receivedSize: message.receivedSize, task: task)
+                        number: item.number, uid: item.uid, receivedSize: message.receivedSize, message: message,
+                        task: task)
                 }
             }
             try await settle()
@@ -375,6 +384,7 @@ public struct AccountPoller: Sendable {
         var number: Int
         var uid: String
         var receivedSize: Int
+        var message: SpooledMessage
         var task: Task<[RecipientOutcome], Never>
     }
 
@@ -396,6 +406,39 @@ public struct AccountPoller: Sendable {
         return out
     }
 
+    /// Sends a delivery status notification for a permanently rejected message to `bounce_to` (else the first
+    /// recipient) through the same MTA. Returns whether it was accepted (then the original may be deleted);
+    /// otherwise the original is kept and marked failed.
+    private func bounce(
+        _ message: SpooledMessage, uid: String, reason: String, rejected: [String], deliverer: any Deliverer,
+        trackState: Bool
+    ) async throws -> Bool {
+        let to = self.account.bounceTo ?? self.account.recipients.first ?? ConfigurationLoader.currentLoginName()
+        let dsn = BounceMessage.make(
+            original: message, reason: reason, rejectedRecipients: rejected, bounceTo: to, account: self.account,
+            localHost: self.environment.localHostName, date: Date())
+        let spool = try SpoolFile(directory: self.environment.stateDirectory)
+        try spool.begin(traceHeader: [])
+        try spool.append(ByteBuffer(bytes: dsn))
+        let bounceMessage = try spool.finish()
+        let outcomes = (try? await deliverer.deliver(bounceMessage, to: [to])) ?? []
+        let accepted = !outcomes.isEmpty && outcomes.allSatisfy { $0.result == .delivered }
+        if accepted {
+            self.logger.notice("bounce sent to \(to); deleting the rejected message", metadata: ["uid": "\(uid)"])
+            return true
+        }
+        let why = outcomes.first.map { "\($0.result)" } ?? "no answer"
+        self.logger.error(
+            "the bounce to \(to) was not accepted either (\(why)); message kept on the server and marked failed",
+            metadata: ["uid": "\(uid)"])
+        if trackState {
+            try self.environment.store.recordDeliveryFailure(
+                account: self.account.stateKey, uid: uid, error: reason, countsTowardLimit: true, maxAttempts: 1,
+                at: Date())
+        }
+        return false
+    }
+
     enum Settlement {
         /// Every recipient has the message: it may be deleted (keep = false).
         case complete
@@ -403,6 +446,8 @@ public struct AccountPoller: Sendable {
         case incomplete
         /// Rejected permanently with on_permanent_failure = "delete": delete it undelivered.
         case rejectedDelete
+        /// Rejected permanently with on_permanent_failure = "bounce": send a DSN, then delete it.
+        case bounce(reason: String, recipients: [String])
     }
 
     /// Commits the outcome of one message's delivery, recipient by recipient.
@@ -467,8 +512,15 @@ public struct AccountPoller: Sendable {
                         `popfetch retry --account \(self.account.name)`: \(why)
                         """,
                         metadata: ["uid": "\(uid)"])
+                case .bounce:
+                    if case .complete = settlement { settlement = .bounce(reason: why, recipients: outcome.recipients) }
+                    if trackState {
+                        try store.recordDeliveryFailure(
+                            account: key, uid: uid, error: why, countsTowardLimit: false,
+                            maxAttempts: self.account.maxAttempts, at: Date())
+                    }
                 case .delete:
-                    if settlement == .complete { settlement = .rejectedDelete }
+                    if case .complete = settlement { settlement = .rejectedDelete }
                     if trackState {
                         try store.recordDeliveryFailure(
                             account: key, uid: uid, error: why, countsTowardLimit: false,
