@@ -1,6 +1,8 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import SMTPCore
 
 /// Collects SMTP replies on the event loop and hands each to the oldest waiter.
@@ -44,6 +46,13 @@ final class SMTPReplyHandler: ChannelInboundHandler {
     private func fail(_ error: any Error) {
         if self.failure == nil { self.failure = error }
         while let w = self.waiters.popFirst() { w.fail(error) }
+    }
+
+    /// Forgets anything received so far (after STARTTLS: clear text after the 220 must not count).
+    func discardBuffered() {
+        self.buffer.clear()
+        self.parser = SMTPReplyParser()
+        self.ready.removeAll()
     }
 
     /// Registers a waiter for the next reply.
@@ -108,13 +117,27 @@ public final class SMTPConnection: Sendable {
         self.handler = handler
     }
 
-    public static func connect(to endpoint: SMTPEndpoint, connectTimeout: TimeAmount) async throws -> SMTPConnection {
+    /// Connects; with `implicitTLS` the TLS handshake (verified, host name checked) completes first.
+    public static func connect(
+        to endpoint: SMTPEndpoint, connectTimeout: TimeAmount, implicitTLS: NIOSSLContext? = nil
+    ) async throws -> SMTPConnection {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let handshake = implicitTLS.map { _ in loop.makePromise(of: Void.self) }
+        let host: String? = {
+            if case .tcp(let h, _) = endpoint { return h }
+            return nil
+        }()
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(SMTPReplyHandler())
+                    let sync = channel.pipeline.syncOperations
+                    if let implicitTLS, let handshake {
+                        let sni = host.flatMap { TLSContextFactory.isIPLiteral($0) ? nil : $0 }
+                        try sync.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: sni))
+                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+                    }
+                    try sync.addHandler(SMTPReplyHandler())
                 }
             }
         do {
@@ -129,7 +152,13 @@ public final class SMTPConnection: Sendable {
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
             }.get()
-            return SMTPConnection(endpoint: endpoint, channel: channel, handler: handler)
+            let connection = SMTPConnection(endpoint: endpoint, channel: channel, handler: handler)
+            if let handshake {
+                try await connection.finishHandshake(handshake.futureResult, timeout: connectTimeout)
+            }
+            return connection
+        } catch let e as SMTPTransportError {
+            throw e
         } catch {
             throw SMTPTransportError(endpoint: endpoint.description, phase: "connecting", detail: "\(error)")
         }
@@ -173,6 +202,51 @@ public final class SMTPConnection: Sendable {
         var bytes: [UInt8] = []
         for c in commands { bytes += try c.encoded() }
         try await self.write(bytes, phase: phase)
+    }
+
+    /// RFC 3207 STARTTLS, after the server answered 220: TLS from now on, verified; what came before is forgotten.
+    public func startTLS(context: NIOSSLContext, timeout: TimeAmount) async throws {
+        let channel = self.channel
+        let handlerBox = self.handler
+        let handshake = channel.eventLoop.makePromise(of: Void.self)
+        let host: String? = {
+            if case .tcp(let h, _) = self.endpoint { return h }
+            return nil
+        }()
+        try await channel.eventLoop.submit {
+            handlerBox.value.discardBuffered()
+            let sni = host.flatMap { TLSContextFactory.isIPLiteral($0) ? nil : $0 }
+            let ssl = try NIOSSLClientHandler(context: context, serverHostname: sni)
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(ssl, position: .first)
+            try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
+        }.get()
+        try await self.finishHandshake(handshake.futureResult, timeout: timeout)
+    }
+
+    private func finishHandshake(_ future: EventLoopFuture<Void>, timeout: TimeAmount) async throws {
+        let channel = self.channel
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        defer { timer.cancel() }
+        do {
+            try await future.get()
+        } catch {
+            channel.close(promise: nil)
+            throw SMTPTransportError(
+                endpoint: self.endpoint.description, phase: "TLS handshake",
+                detail: "TLS failed: \(POP3Connection.describeTLSError(error))")
+        }
+        guard case .tcp(let host, _) = self.endpoint, !TLSContextFactory.isIPLiteral(host) else { return }
+        let problem = try await channel.eventLoop.submit { () -> String? in
+            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
+                return "server presented no certificate"
+            }
+            return HostNameCheck.verify(host: host, certificate: cert)
+        }.get()
+        if let problem {
+            channel.close(promise: nil)
+            throw SMTPTransportError(endpoint: self.endpoint.description, phase: "TLS handshake", detail: problem)
+        }
     }
 
     public func close() {

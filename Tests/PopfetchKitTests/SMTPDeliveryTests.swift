@@ -192,3 +192,69 @@ struct BounceTests {
         #expect(!text.contains("To: <sender1@example.org>"), "never to the claimed sender")
     }
 }
+
+@Suite("SMTP TLS and AUTH to the relay")
+struct SMTPSecurityTests {
+    func config(_ f: PopfetchFixture, _ postfix: PostfixServer, rcpt: String, _ extra: String) throws {
+        try f.writeConfig(extra: "smtp = \"localhost:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"\n" + extra, mda: "")
+    }
+
+    @Test("smtp_tls = starttls with a verified certificate, and AUTH PLAIN with smtp_user/smtp_password")
+    func starttlsAndAuth() throws {
+        let postfix = try PostfixServer.get()
+        let f = try PopfetchFixture()
+        let relayUser = try f.server.addUser()
+        let rcpt = postfix.newRecipient()
+        try self.config(
+            f, postfix, rcpt: rcpt,
+            """
+            smtp_tls = "starttls"
+            smtp_ca_file = "\(postfix.caFile)"
+            smtp_user = "\(relayUser.name)"
+            smtp_password = "\(relayUser.password)"
+            """)
+        try f.user.deliver([Corpus.message(1, seed: 150, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(eventually(15) { postfix.count(rcpt) == 1 })
+        #expect(postfix.log.contains("sasl_username=\(relayUser.name)"), "AUTH happened")
+        #expect(!r.stderr.contains(relayUser.password))
+    }
+
+    @Test("starttls to a relay whose certificate is not trusted: deferred, never sent in clear, nothing lost")
+    func untrustedRelay() throws {
+        let postfix = try PostfixServer.get()
+        let f = try PopfetchFixture()
+        let rcpt = postfix.newRecipient()
+        try self.config(f, postfix, rcpt: rcpt, "smtp_tls = \"starttls\"")
+        try f.user.deliver([Corpus.message(1, seed: 151, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("TLS"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        sleep(1)
+        #expect(postfix.count(rcpt) == 0)
+    }
+
+    @Test("a wrong relay password defers the message (kept, retried), without logging the password")
+    func wrongRelayPassword() throws {
+        let postfix = try PostfixServer.get()
+        let f = try PopfetchFixture()
+        let relayUser = try f.server.addUser()
+        let rcpt = postfix.newRecipient()
+        try self.config(
+            f, postfix, rcpt: rcpt,
+            """
+            smtp_tls = "starttls"
+            smtp_ca_file = "\(postfix.caFile)"
+            smtp_user = "\(relayUser.name)"
+            smtp_password = "not-the-relay-password"
+            """)
+        try f.user.deliver([Corpus.message(1, seed: 152, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("authentication"), "\(r.stderr)")
+        #expect(!r.stderr.contains("not-the-relay-password"))
+        #expect(f.user.messageCount() == 1)
+    }
+}

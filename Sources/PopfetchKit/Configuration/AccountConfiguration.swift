@@ -73,6 +73,11 @@ public struct AccountConfiguration: Hashable, Sendable {
     /// Where bounces go (default: the first recipient).
     public var bounceTo: String?
     public var smtpTLS: SMTPTLSMode = .none
+    /// Extra trust anchor for the SMTP relay's certificate.
+    public var smtpCAFile: String?
+    /// AUTH PLAIN/LOGIN to the relay, when set.
+    public var smtpUser: String?
+    public var smtpPassword: SecretSource?
     /// Seconds between polls in the daemon.
     public var interval: Int = 300
     /// Line of the `[[account]]` header in the config file.

@@ -18,7 +18,8 @@ public struct ConfigurationLoader: Sendable {
         "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
-        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to",
+        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
+        "smtp_password", "smtp_password_command", "smtp_password_file",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -57,7 +58,11 @@ public struct ConfigurationLoader: Sendable {
     }
 
     static func checkMode(path: String, config: Configuration) throws {
-        guard config.accounts.contains(where: { if case .literal = $0.password { true } else { false } }) else {
+        guard config.accounts.contains(where: { a in
+            if case .literal = a.password { return true }
+            if case .literal = a.smtpPassword { return true }
+            return false
+        }) else {
             return
         }
         var st = stat()
@@ -302,10 +307,23 @@ public struct ConfigurationLoader: Sendable {
             }
         }
         account.smtpTLS = try choice("smtp_tls", SMTPTLSMode.self) ?? .none
-        if account.smtpTLS != .none {
+        account.smtpCAFile = try string("smtp_ca_file").map(Paths.expandTilde)
+        account.smtpUser = try string("smtp_user")
+        let smtpSecrets = ["smtp_password", "smtp_password_command", "smtp_password_file"].filter { value($0) != nil }
+        if smtpSecrets.count > 1 {
+            throw ctx.error(.account(i), key: smtpSecrets[1], "give only one of \(smtpSecrets.joined(separator: ", "))")
+        }
+        if let p = try string("smtp_password") {
+            account.smtpPassword = .literal(p)
+        } else if let c = try string("smtp_password_command") {
+            account.smtpPassword = .command(c)
+        } else if let f = try string("smtp_password_file") {
+            account.smtpPassword = .file(Paths.expandTilde(f))
+        }
+        if (account.smtpUser == nil) != (account.smtpPassword == nil) {
             throw ctx.error(
-                value("smtp_tls")?.1 ?? .account(i), key: "smtp_tls",
-                "\"\(account.smtpTLS.rawValue)\" is not supported yet: deliver to a local MTA (loopback or a unix socket)")
+                .account(i), key: account.smtpUser == nil ? "smtp_user" : "smtp_password",
+                "smtp_user and smtp_password (or smtp_password_command / smtp_password_file) go together")
         }
         account.interval = try duration("interval") ?? 300
         if account.interval == 0 {

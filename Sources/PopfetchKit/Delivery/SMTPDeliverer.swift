@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import MailTransport
 import NIOCore
+import NIOSSL
 import SMTPCore
 
 /// Delivery into the local MTA over SMTP (RFC 5321) or LMTP (RFC 2033), from the spool.
@@ -18,15 +19,28 @@ public actor SMTPDeliverer: Deliverer {
     public let lmtp: Bool
     private let heloName: String
     private let connectTimeout: TimeAmount
+    private let tls: SMTPTLSMode
+    private let tlsContext: NIOSSLContext?
+    private let credentials: (user: String, password: String)?
+    /// Credentials may go over a clear connection (loopback host or unix socket).
+    private let clearTextAuthAllowed: Bool
     private var connection: SMTPConnection?
     private var capabilities = SMTPCapabilities()
     private var needsReset = false
 
-    public init(endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount) {
+    public init(
+        endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount,
+        tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil, credentials: (user: String, password: String)? = nil,
+        clearTextAuthAllowed: Bool = false
+    ) {
         self.endpoint = endpoint
         self.lmtp = lmtp
         self.heloName = heloName
         self.connectTimeout = connectTimeout
+        self.tls = tls
+        self.tlsContext = tlsContext
+        self.credentials = credentials
+        self.clearTextAuthAllowed = clearTextAuthAllowed
     }
 
     public nonisolated func recipientGroups(_ recipients: [String]) -> [[String]] { [recipients] }
@@ -42,6 +56,8 @@ public actor SMTPDeliverer: Deliverer {
                 lastError = e.description
             } catch let e as SMTPCommand.EncodingError {
                 return [RecipientOutcome(recipients: recipients, result: .failure(e.description))]
+            } catch let e as SMTPAuthError {
+                return [RecipientOutcome(recipients: recipients, result: .temporaryFailure(e.description))]
             }
             // The MTA dropped the connection (or broke the protocol): reconnect and send again from the spool.
             self.connection?.close()
@@ -65,7 +81,9 @@ public actor SMTPDeliverer: Deliverer {
 
     private func connect() async throws -> SMTPConnection {
         if let c = self.connection, c.isActive { return c }
-        let c = try await SMTPConnection.connect(to: self.endpoint, connectTimeout: self.connectTimeout)
+        let implicit = self.tls == .implicit ? self.tlsContext : nil
+        let c = try await SMTPConnection.connect(
+            to: self.endpoint, connectTimeout: self.connectTimeout, implicitTLS: implicit)
         let greeting = try await c.reply(timeout: SMTPConnection.Timeouts.greeting, phase: "waiting for the greeting")
         guard greeting.code == 220 else {
             c.close()
@@ -87,9 +105,77 @@ public actor SMTPDeliverer: Deliverer {
             c.close()
             throw SMTPTransportError(endpoint: self.endpoint.description, phase: "EHLO", detail: "MTA said \(reply)")
         }
+        var encrypted = self.tls == .implicit
+        if self.tls == .starttls {
+            // RFC 3207; never continue in clear text when STARTTLS is missing or refused.
+            guard self.capabilities.startTLS, let context = self.tlsContext else {
+                c.close()
+                throw SMTPTransportError(
+                    endpoint: self.endpoint.description, phase: "EHLO",
+                    detail: "smtp_tls = \"starttls\" but the MTA does not offer STARTTLS")
+            }
+            try await c.send([.startTLS], phase: "STARTTLS")
+            let go = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "STARTTLS")
+            guard go.code == 220 else {
+                c.close()
+                throw SMTPTransportError(
+                    endpoint: self.endpoint.description, phase: "STARTTLS", detail: "MTA refused STARTTLS: \(go)")
+            }
+            try await c.startTLS(context: context, timeout: self.connectTimeout)
+            encrypted = true
+            try await c.send([hello], phase: "EHLO after STARTTLS")
+            let again = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "EHLO after STARTTLS")
+            guard again.isPositive else {
+                c.close()
+                throw SMTPTransportError(endpoint: self.endpoint.description, phase: "EHLO", detail: "MTA said \(again)")
+            }
+            self.capabilities = SMTPCapabilities(ehloReply: again)
+        }
+        if let credentials = self.credentials {
+            try await self.authenticate(c, credentials, encrypted: encrypted)
+        }
         self.connection = c
         self.needsReset = false
         return c
+    }
+
+    /// RFC 4954 AUTH with PLAIN (preferred) or LOGIN.
+    private func authenticate(_ c: SMTPConnection, _ cred: (user: String, password: String), encrypted: Bool)
+        async throws
+    {
+        guard encrypted || self.clearTextAuthAllowed else {
+            c.close()
+            throw SMTPTransportError(
+                endpoint: self.endpoint.description, phase: "AUTH",
+                detail: "refusing to send SMTP credentials in clear text; set smtp_tls")
+        }
+        let mechanisms = (self.capabilities.keywords["AUTH"] ?? []).map { $0.uppercased() }
+        func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+        var reply: SMTPReply
+        if mechanisms.contains("PLAIN") {
+            try await c.write(Array("AUTH PLAIN \(b64("\0\(cred.user)\0\(cred.password)"))\r\n".utf8), phase: "AUTH")
+            reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH PLAIN")
+        } else if mechanisms.contains("LOGIN") {
+            try await c.write(Array("AUTH LOGIN\r\n".utf8), phase: "AUTH")
+            reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+            if reply.code == 334 {
+                try await c.write(Array("\(b64(cred.user))\r\n".utf8), phase: "AUTH")
+                reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+            }
+            if reply.code == 334 {
+                try await c.write(Array("\(b64(cred.password))\r\n".utf8), phase: "AUTH")
+                reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+            }
+        } else {
+            c.close()
+            throw SMTPTransportError(
+                endpoint: self.endpoint.description, phase: "AUTH",
+                detail: "smtp_user is set but the MTA offers neither AUTH PLAIN nor LOGIN")
+        }
+        guard reply.code == 235 else {
+            c.close()
+            throw SMTPAuthError(endpoint: self.endpoint.description, reply: reply)
+        }
     }
 
     private static func outcome(_ reply: SMTPReply, _ what: String) -> DeliveryResult {
@@ -204,4 +290,11 @@ public actor SMTPDeliverer: Deliverer {
         encoder.finish(into: &out)
         try await c.write(out, phase: "sending the message")
     }
+}
+
+/// SMTP authentication to the relay failed: the message stays on the POP3 server.
+struct SMTPAuthError: Error, CustomStringConvertible {
+    var endpoint: String
+    var reply: SMTPReply
+    var description: String { "SMTP authentication to \(self.endpoint) failed: MTA said \(self.reply)" }
 }

@@ -238,9 +238,26 @@ public struct AccountPoller: Sendable {
             case .tcp(let h, let p): endpoint = .tcp(host: h, port: p)
             case .unix(let path): endpoint = .unix(path: path)
             }
+            var tlsContext: NIOSSLContext?
+            if account.smtpTLS != .none {
+                do {
+                    tlsContext = try TLSContextFactory.makeContext(caFile: account.smtpCAFile)
+                } catch {
+                    throw PollError(.config, "\(account.name): cannot set up TLS for the MTA (smtp_ca_file): \(error)")
+                }
+            }
+            var credentials: (user: String, password: String)?
+            if let user = account.smtpUser, let secret = account.smtpPassword {
+                credentials = (user, try await SecretResolver.resolve(secret, account: account.name))
+            }
+            let clearOK: Bool = {
+                if case .tcp(let h, _) = target { return AccountConfiguration.isLoopback(h) }
+                return true
+            }()
             deliverer = SMTPDeliverer(
                 endpoint: endpoint, lmtp: lmtp, heloName: self.environment.localHostName,
-                connectTimeout: .seconds(Int64(account.timeout)))
+                connectTimeout: .seconds(Int64(account.timeout)), tls: account.smtpTLS, tlsContext: tlsContext,
+                credentials: credentials, clearTextAuthAllowed: clearOK)
         }
         defer { Task { await deliverer.finish() } }
         // Two spool files: while the MDA reads one message, the next one streams into the other.

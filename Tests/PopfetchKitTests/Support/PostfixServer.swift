@@ -9,13 +9,18 @@ final class PostfixServer: Sendable {
     let directory: String
     let smtpPort: Int
     let vmail: String
+    let caFile: String
 
     static let shared: Result<PostfixServer, any Error> = Result { try PostfixServer() }
     static func get() throws -> PostfixServer { try Self.shared.get() }
 
     init() throws {
         let dir = try makeTempDirectory("postfix")
-        let r = try runProgram([Package.root + "/scripts/postfix-instance", "start", dir], timeout: 60)
+        // SMTP AUTH is checked against the test Dovecot's users.
+        let dovecot = try DovecotServer.get()
+        let r = try runProgram(
+            [Package.root + "/scripts/postfix-instance", "start", dir],
+            environment: ["DOVECOT_AUTH_SOCKET": dovecot.directory + "/run/base/auth-postfix"], timeout: 60)
         guard r.status == 0 else {
             throw TestFailure("could not start Postfix (a missing server is a test failure): \(r.stderr) \(r.stdout)")
         }
@@ -24,14 +29,19 @@ final class PostfixServer: Sendable {
             let parts = line.split(separator: "=", maxSplits: 1)
             if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
         }
-        guard let port = values["SMTP_PORT"].flatMap(Int.init), let vmail = values["VMAIL_DIR"] else {
+        guard let port = values["SMTP_PORT"].flatMap(Int.init), let vmail = values["VMAIL_DIR"],
+            let ca = values["CA_FILE"]
+        else {
             throw TestFailure("postfix-instance printed no port: \(r.stdout)")
         }
+        self.caFile = ca
         self.directory = dir
         self.smtpPort = port
         self.vmail = vmail
         PostfixRegistry.register(dir)
     }
+
+    var log: String { (try? String(contentsOfFile: self.directory + "/postfix.log", encoding: .utf8)) ?? "" }
 
     /// A fresh recipient address at the test domain.
     func newRecipient() -> String {
