@@ -133,6 +133,34 @@ func withoutReturnPath(_ m: [UInt8]) -> [UInt8] {
 
 @Suite("SMTP faults a real MTA cannot be made to produce")
 struct SMTPFaultTests {
+    func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
+        let out = f.directory + "/smtp-out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let portFile = f.directory + "/smtp-port"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-smtp.py", portFile, out, mode],
+            stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
+        return (server, port, out)
+    }
+
+    @Test("a slow MTA (reply after the final dot 3 s late) is waited for with RFC 5321's time-out, not the POP3 one")
+    func slowMTA() throws {
+        let f = try PopfetchFixture()
+        let (server, port, out) = try self.startServer(f, mode: "stall-after-dot")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        try f.user.deliver([Corpus.message(1, seed: 131, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "", timeout: "1s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }
+        #expect(saved.count == 1, "delivered once, no re-delivery loop")
+        #expect(f.user.messageCount() == 0)
+    }
+
     @Test("the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool")
     func dropMidData() throws {
         let f = try PopfetchFixture()

@@ -3,6 +3,7 @@
 
   scripted-smtp.py PORTFILE OUTDIR MODE
     MODE drop-mid-data: the first connection is dropped in the middle of DATA; later ones accept the message.
+    MODE stall-after-dot: the reply after the final dot comes 3 s late (a slow MTA).
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
 dot-unstuffed); OUTDIR/connections counts connections. Exits after 60 s.
 """
@@ -51,6 +52,8 @@ def serve(conn, number):
                 if l.startswith(b".."):
                     l = l[1:]
                 data += l.replace(b"\r\n", b"\n")
+            if mode == "stall-after-dot":
+                time.sleep(3)
             saved += 1
             with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                 out.write(data)
