@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Pure POP3 grammar, incremental parser, encoder and client state machine. No I/O.
@@ -35,6 +36,15 @@ let package = Package(
         .target(
             name: "SMTPCore",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        // Pure SASL client mechanisms (RFC 4422): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2, OAUTHBEARER.
+        .target(
+            name: "SASL",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         // Sockets and TLS at the edge: a thin SwiftNIO transport that drives POP3Core.
@@ -56,7 +66,9 @@ let package = Package(
             dependencies: [
                 "POP3Core",
                 "SMTPCore",
+                "SASL",
                 "MailTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -81,6 +93,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "SASLTests",
+            dependencies: ["SASL"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "POP3CoreTests",
             dependencies: ["POP3Core", .product(name: "NIOCore", package: "swift-nio")],
