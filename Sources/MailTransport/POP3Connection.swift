@@ -203,6 +203,12 @@ public final class POP3Connection {
         try await self.write(bytes)
     }
 
+    /// Answers a SASL challenge of the AUTH in flight (base64, empty, or `*` to cancel). Never logged.
+    public func sendSASL(_ line: String) async throws {
+        let bytes = try self.machine.send(.saslResponse(line))
+        try await self.write(bytes)
+    }
+
     /// Writes several commands in one write (RFC 2449 PIPELINING). The caller checks the server supports it.
     public func sendPipelined(_ commands: [Command]) async throws {
         var out = ByteBuffer()

@@ -67,7 +67,8 @@ struct LMTPDeliveryTests {
     func quotaPartialFailure() throws {
         let f = try PopfetchFixture()
         let roomy = try f.server.addUser()
-        let full = try f.server.addUser(quota: "1K")
+        // scripts/dovecot-instance creates "quotafull" with a 1 KB quota when it starts.
+        let full = MailUser(name: "quotafull", password: "secret-quotafull", maildir: f.server.mailDirectory + "/quotafull")
         try f.writeConfig(
             extra: "lmtp = \"127.0.0.1:\(f.server.lmtpPort)\"\nrecipient = [\"\(roomy.name)\", \"\(full.name)\"]",
             mda: "")

@@ -17,12 +17,20 @@ public enum SecretSource: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// How to log in (more mechanisms come later).
+/// How to log in.
 public enum AuthMethod: String, Hashable, Sendable, CaseIterable {
-    /// APOP when the greeting carries a timestamp and the connection is clear text, else USER/PASS.
+    /// The strongest the server offers that the account can use: OAUTHBEARER/XOAUTH2 (with a token), then
+    /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP (clear-text connections), PLAIN, LOGIN, USER/PASS.
     case auto
     case user
     case apop
+    case plain
+    case login
+    case cramMD5 = "cram-md5"
+    case scramSHA1 = "scram-sha-1"
+    case scramSHA256 = "scram-sha-256"
+    case xoauth2
+    case oauthbearer
 }
 
 public enum OversizePolicy: String, Hashable, Sendable, CaseIterable {
@@ -50,6 +58,8 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var caFile: String?
     public var user: String
     public var password: SecretSource
+    /// A command printing an OAuth2 access token (for XOAUTH2/OAUTHBEARER).
+    public var oauthTokenCommand: String?
     public var auth: AuthMethod = .auto
     public var keep: Bool = false
     /// With keep = true: delete messages delivered longer ago than this many seconds.

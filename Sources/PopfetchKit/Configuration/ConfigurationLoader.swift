@@ -19,7 +19,7 @@ public struct ConfigurationLoader: Sendable {
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
-        "smtp_password", "smtp_password_command", "smtp_password_file",
+        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -206,9 +206,14 @@ public struct ConfigurationLoader: Sendable {
             password = .command(c)
         } else if let f = try string("password_file") {
             password = .file(Paths.expandTilde(f))
+        } else if value("oauth_token_command") != nil {
+            password = .literal("")
+        } else if let netrc = Netrc.lookup(host: host, user: user) {
+            password = .literal(netrc)
         } else {
             throw ctx.error(
-                .account(i), key: "password", "is required but missing (or password_command / password_file)")
+                .account(i), key: "password",
+                "is required but missing (or password_command / password_file / oauth_token_command, or a ~/.netrc entry)")
         }
 
         let methods = ["mda", "smtp", "lmtp", "maildir"].filter { value($0) != nil }
@@ -283,6 +288,12 @@ public struct ConfigurationLoader: Sendable {
         account.allowInsecureAuth = try bool("allow_insecure_auth") ?? false
         account.caFile = try string("ca_file").map(Paths.expandTilde)
         account.auth = try choice("auth", AuthMethod.self) ?? .auto
+        account.oauthTokenCommand = try string("oauth_token_command")
+        if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil {
+            throw ctx.error(
+                value("auth")?.1 ?? .account(i), key: "auth",
+                "\"\(account.auth.rawValue)\" needs oauth_token_command (a command that prints an access token)")
+        }
         account.keep = try bool("keep") ?? false
         account.deleteAfter = try duration("delete_after")
         if let ms = try size("max_size") { account.maxSize = ms == 0 ? nil : ms }

@@ -6,7 +6,9 @@ import Logging
 import MailTransport
 import NIOCore
 import NIOSSL
+import Crypto
 import POP3Core
+import SASL
 import SMTPCore
 
 /// Everything a poll needs from outside the account's configuration.
@@ -164,7 +166,7 @@ public struct AccountPoller: Sendable {
             try await conn.startTLS()
             caps = try await conn.capabilities()
         }
-        try await self.login(conn, password: password)
+        try await self.login(conn, password: password, capabilities: caps)
         self.logger.debug("logged in as \(account.user)")
 
         // Listing: UIDL (one command), then LIST for sizes.
@@ -552,7 +554,7 @@ public struct AccountPoller: Sendable {
         return settlement
     }
 
-    private func login(_ conn: POP3Connection, password: String) async throws {
+    private func login(_ conn: POP3Connection, password: String, capabilities: Capabilities?) async throws {
         let account = self.account
         guard conn.isEncrypted || account.hostIsLoopback || account.allowInsecureAuth else {
             throw PollError(
@@ -560,16 +562,27 @@ public struct AccountPoller: Sendable {
                 "\(account.name): refusing to send credentials in clear text to \(account.host); use tls = "
                     + "\"implicit\" or \"starttls\", or set allow_insecure_auth = true")
         }
+        let offered = Set(capabilities?.saslMechanisms ?? [])
+        var token: String?
+        if let command = account.oauthTokenCommand {
+            token = try await SecretResolver.resolve(.command(command), account: account.name)
+        }
         var method = account.auth
         if method == .auto {
-            method = (!conn.isEncrypted && conn.apopTimestamp != nil) ? .apop : .user
+            method = Self.strongestMethod(
+                offered: offered, hasToken: token != nil, apopTimestamp: conn.apopTimestamp != nil,
+                encrypted: conn.isEncrypted)
         }
+        self.logger.debug("authenticating with \(method.rawValue)")
         switch method {
         case .apop:
             guard let ts = conn.apopTimestamp else {
                 throw PollError(.protocolError, "\(account.host) offers no APOP timestamp in its greeting")
             }
-            let digest = MD5.hex(Array((ts + password).utf8))
+            let digest = Insecure.MD5.hash(data: Array((ts + password).utf8)).map { b -> String in
+                let h = String(b, radix: 16)
+                return h.count == 1 ? "0" + h : h
+            }.joined()
             let status = try await conn.execute(.apop(user: account.user, digest: digest))
             if !status.isOK { throw self.loginError(status) }
         case .user, .auto:
@@ -577,6 +590,97 @@ public struct AccountPoller: Sendable {
             if !u.isOK { throw self.loginError(u) }
             let p = try await conn.execute(.pass(password))
             if !p.isOK { throw self.loginError(p) }
+        case .plain:
+            try await self.sasl(conn, PlainMechanism(user: account.user, password: password))
+        case .login:
+            try await self.sasl(conn, LoginMechanism(user: account.user, password: password))
+        case .cramMD5:
+            try await self.sasl(conn, CramMD5Mechanism(user: account.user, password: password))
+        case .scramSHA1:
+            try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.user, password: password))
+        case .scramSHA256:
+            try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.user, password: password))
+        case .xoauth2, .oauthbearer:
+            guard let token else {
+                throw PollError(.config, "\(account.name): \(method.rawValue) needs oauth_token_command")
+            }
+            if method == .xoauth2 {
+                try await self.sasl(conn, XOAuth2Mechanism(user: account.user, token: token))
+            } else {
+                try await self.sasl(conn, OAuthBearerMechanism(user: account.user, token: token))
+            }
+        }
+    }
+
+    /// `auth = "auto"`: the strongest mechanism the server offers that the account can use.
+    static func strongestMethod(offered: Set<String>, hasToken: Bool, apopTimestamp: Bool, encrypted: Bool)
+        -> AuthMethod
+    {
+        if hasToken {
+            if offered.contains("OAUTHBEARER") { return .oauthbearer }
+            if offered.contains("XOAUTH2") { return .xoauth2 }
+        }
+        if offered.contains("SCRAM-SHA-256") { return .scramSHA256 }
+        if offered.contains("SCRAM-SHA-1") { return .scramSHA1 }
+        if offered.contains("CRAM-MD5") { return .cramMD5 }
+        if !encrypted && apopTimestamp { return .apop }
+        if offered.contains("PLAIN") { return .plain }
+        return .user
+    }
+
+    /// RFC 5034 AUTH: the initial response goes with the command only if the whole line fits in 255 octets (else
+    /// it is sent after the server's empty challenge: the Office 365 trap); challenges and responses are base64.
+    private func sasl(_ conn: POP3Connection, _ mechanism: some SASLMechanism) async throws {
+        var m = mechanism
+        var pendingInitial: [UInt8]?
+        let initial: [UInt8]?
+        do {
+            initial = try m.initialResponse()
+        } catch {
+            throw PollError(.auth, "\(m.name): \(error)")
+        }
+        var command = Command.auth(mechanism: m.name, initialResponse: nil)
+        if let initial {
+            let encoded = initial.isEmpty ? "=" : Base64.encode(initial)
+            if "AUTH \(m.name) \(encoded)\r\n".utf8.count <= POP3Defaults.maximumCommandLength {
+                command = .auth(mechanism: m.name, initialResponse: encoded)
+            } else {
+                pendingInitial = initial
+            }
+        }
+        try await conn.send(command)
+        while true {
+            switch try await conn.nextEvent() {
+            case .continuation(let text):
+                guard let challenge = Base64.decode(text.trimmingCharacters(in: .whitespaces)) else {
+                    try await conn.sendSASL("*")
+                    throw PollError(.protocolError, "\(m.name): the server's challenge is not base64")
+                }
+                let response: [UInt8]
+                if let p = pendingInitial, challenge.isEmpty {
+                    response = p
+                    pendingInitial = nil
+                } else {
+                    do {
+                        response = try m.respond(to: challenge)
+                    } catch {
+                        try await conn.sendSASL("*")
+                        _ = try? await conn.nextEvent()
+                        throw PollError(.auth, "authentication failed for \(self.account.stateKey): \(error)")
+                    }
+                }
+                try await conn.sendSASL(response.isEmpty ? "" : Base64.encode(response))
+            case .response(_, let status):
+                guard status.isOK else { throw self.loginError(status) }
+                do {
+                    try m.verifyCompletion()
+                } catch {
+                    throw PollError(.auth, "authentication of the server failed: \(error)")
+                }
+                return
+            default:
+                throw PollError(.protocolError, "unexpected reply during AUTH \(m.name)")
+            }
         }
     }
 

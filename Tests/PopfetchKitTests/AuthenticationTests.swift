@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+@Suite("Authentication mechanisms against the real Dovecot")
+struct AuthenticationTests {
+    static let mechanisms = ["user", "apop", "plain", "login", "cram-md5", "scram-sha-1", "scram-sha-256", "auto"]
+
+    @Test("each mechanism logs in and fetches, over TLS and over loopback clear text", arguments: mechanisms)
+    func mechanism(_ auth: String) throws {
+        for tls in auth == "apop" ? ["none"] : ["none", "starttls"] {
+            let f = try PopfetchFixture()
+            try f.user.deliver(Corpus.messages(1, seed: 160))
+            try f.writeConfig(tls: tls, extra: "auth = \"\(auth)\"")
+            let r = try f.poll(["-v"])
+            #expect(r.status == 0, "\(auth) over \(tls): \(r.stderr)")
+            #expect(try f.delivered().count == 1)
+            #expect(!r.stderr.contains(f.user.password), "the password never reaches the log")
+            if auth == "auto" {
+                #expect(r.stderr.contains("authenticating with scram-sha-256"), "auto picks the strongest offered")
+            }
+        }
+    }
+
+    @Test("a wrong password fails with exit 77 for every mechanism, and the password is never logged",
+          arguments: mechanisms)
+    func wrongPassword(_ auth: String) throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 161))
+        try f.writeConfig(extra: "auth = \"\(auth)\"", password: "Wrong-Secret-\(auth)")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 77, "\(auth): \(r.stderr)")
+        #expect(!r.stderr.contains("Wrong-Secret"))
+        #expect(f.user.messageCount() == 1)
+    }
+
+    @Test("~/.netrc supplies the password when the account has none")
+    func netrc() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 162))
+        let netrc = f.directory + "/netrc"
+        try "machine 127.0.0.1 login \(f.user.name) password \(f.user.password)\n".write(
+            toFile: netrc, atomically: true, encoding: .utf8)
+        chmod(netrc, 0o600)
+        try f.writeConfig()
+        var text = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        text = text.split(separator: "\n").filter { !$0.hasPrefix("password =") }.joined(separator: "\n") + "\n"
+        try text.write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+        let r = try f.poll([], environment: ["NETRC": netrc])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        chmod(netrc, 0o644)
+        let refused = try popfetch(["--config", f.configPath, "config", "check"], environment: ["NETRC": netrc])
+        #expect(refused.status == 78, "a group-readable netrc is ignored, so the password is missing")
+    }
+}
