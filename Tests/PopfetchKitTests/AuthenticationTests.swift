@@ -16,7 +16,8 @@ struct AuthenticationTests {
             try f.writeConfig(tls: tls, extra: "auth = \"\(auth)\"")
             let r = try f.poll(["-v"])
             #expect(r.status == 0, "\(auth) over \(tls): \(r.stderr)")
-            #expect(try f.delivered().count == 1)
+            let n = try f.delivered().count
+            #expect(n == 1, "\(auth) over \(tls): \(n) delivered: \(r.stderr)")
             #expect(!r.stderr.contains(f.user.password), "the password never reaches the log")
             if auth == "auto" {
                 #expect(r.stderr.contains("authenticating with scram-sha-256"), "auto picks the strongest offered")

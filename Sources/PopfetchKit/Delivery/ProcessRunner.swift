@@ -92,10 +92,17 @@ public enum ProcessRunner {
 
         let envStrings = environment.map { env in env.map { "\($0.key)=\($0.value)" } } ?? Self.inheritedEnvironment
         var pid: pid_t = 0
-        let rc = withCStrings(arguments) { argv in
-            withCStrings(envStrings) { envp in
-                posix_spawnp(&pid, program, &actions, &attr, argv, envp)
+        var rc: Int32 = 0
+        // ETXTBSY: the program file is still open for writing somewhere (being installed, or a descriptor
+        // inherited by another fork for an instant); it clears within milliseconds, so try again briefly.
+        for attempt in 0..<20 {
+            rc = withCStrings(arguments) { argv in
+                withCStrings(envStrings) { envp in
+                    posix_spawnp(&pid, program, &actions, &attr, argv, envp)
+                }
             }
+            if rc != ETXTBSY || attempt == 19 { break }
+            usleep(10_000)
         }
         close(writeFD)
         guard rc == 0 else {
