@@ -1,3 +1,4 @@
+import Crypto
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -12,12 +13,17 @@ public struct POP3Endpoint: Hashable, Sendable {
     public var tls: TLSMode
     /// Applies to connecting, the TLS handshake, the greeting and every reply (and to each read inside a message).
     public var timeout: TimeAmount
+    /// A pinned certificate (SHA-256 of its DER): then it alone decides, instead of the authorities.
+    public var pinnedFingerprint: [UInt8]?
+    /// Only looking at the server's certificate: no checks, and nothing is sent after TLS.
+    var inspectOnly = false
 
-    public init(host: String, port: Int, tls: TLSMode, timeout: TimeAmount) {
+    public init(host: String, port: Int, tls: TLSMode, timeout: TimeAmount, pinnedFingerprint: [UInt8]? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
         self.timeout = timeout
+        self.pinnedFingerprint = pinnedFingerprint
     }
 }
 
@@ -135,12 +141,21 @@ public final class POP3Connection {
                 .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake",
                 detail: Self.describeTLSError(error))
         }
-        guard !TLSContextFactory.isIPLiteral(endpoint.host) else { return }
+        if endpoint.inspectOnly { return }
         let host = endpoint.host
+        let pin = endpoint.pinnedFingerprint
         let problem = try await channel.eventLoop.submit { () -> String? in
             guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
                 return "server presented no certificate"
             }
+            if let pin {
+                let actual = Array(SHA256.hash(data: try cert.toDERBytes()))
+                return actual == pin
+                    ? nil
+                    : "certificate pin mismatch: the server presented \(CertificateFingerprint.format(actual)), "
+                        + "the account pins \(CertificateFingerprint.format(pin))"
+            }
+            if TLSContextFactory.isIPLiteral(host) { return nil }
             return HostNameCheck.verify(host: host, certificate: cert)
         }.get()
         if let problem {
@@ -412,6 +427,28 @@ public final class POP3Connection {
         try await Self.awaitHandshake(handshake.futureResult, channel: channel, endpoint: self.endpoint)
         self.machine.tlsEstablished()
         self.isEncrypted = true
+    }
+
+    /// Connects only to look at the server's certificate (implicit TLS, or after STLS), accepting any; nothing
+    /// else is sent. For diagnosing a failed verification and for `check --show-certificate`.
+    public static func inspectCertificate(host: String, port: Int, tls: TLSMode, timeout: TimeAmount) async throws
+        -> CertificateSummary
+    {
+        var endpoint = POP3Endpoint(host: host, port: port, tls: tls, timeout: timeout)
+        endpoint.inspectOnly = true
+        let context = try TLSContextFactory.makeInspectionContext()
+        return try await Self.withConnection(to: endpoint, tlsContext: context) { conn in
+            if tls == .starttls {
+                try await conn.startTLS()
+            }
+            let channel = conn.channel
+            return try await channel.eventLoop.submit { () -> CertificateSummary in
+                guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
+                    throw TransportError(.tlsFailed, host: host, port: port, phase: "TLS", detail: "no certificate")
+                }
+                return CertificateSummary(cert, fingerprint: Array(SHA256.hash(data: try cert.toDERBytes())))
+            }.get()
+        }
     }
 
     /// QUIT: on success in TRANSACTION state the server runs the UPDATE state and removes messages marked deleted.

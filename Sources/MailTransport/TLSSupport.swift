@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -14,13 +15,25 @@ public enum TLSMode: String, Hashable, Sendable, CaseIterable {
 
 /// Builds the TLS client context once per account: verification on, system trust store plus `ca_file`.
 public enum TLSContextFactory {
-    public static func makeContext(caFile: String?, minimumVersion: TLSVersion = .tlsv12) throws -> NIOSSLContext {
+    /// - Parameter pinned: with a pinned certificate the chain is not checked against authorities; the leaf's
+    ///   SHA-256 fingerprint must match instead (checked right after the handshake, before any byte is sent).
+    public static func makeContext(caFile: String?, minimumVersion: TLSVersion = .tlsv12, pinned: Bool = false)
+        throws -> NIOSSLContext
+    {
         var config = TLSConfiguration.makeClientConfiguration()
-        config.certificateVerification = .fullVerification
+        config.certificateVerification = pinned ? .none : .fullVerification
         config.minimumTLSVersion = minimumVersion
         if let caFile {
             config.additionalTrustRoots = [.file(caFile)]
         }
+        return try NIOSSLContext(configuration: config)
+    }
+
+    /// A context that accepts any certificate: only for looking at a server's certificate (diagnosis,
+    /// `check --show-certificate`), never for sending anything.
+    static func makeInspectionContext() throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeClientConfiguration()
+        config.certificateVerification = .none
         return try NIOSSLContext(configuration: config)
     }
 
@@ -163,3 +176,80 @@ enum HostNameCheck {
         return "certificate is for \(names.prefix(5).joined(separator: ", ")), not for host name \(host)"
     }
 }
+
+/// `sha256:AB:CD:...` — the SHA-256 of the certificate's DER, as `openssl x509 -noout -fingerprint -sha256` prints it.
+public enum CertificateFingerprint {
+    public static func parse(_ s: String) -> [UInt8]? {
+        var text = String(s.lowercased().filter { !$0.isWhitespace })
+        if text.hasPrefix("sha256:") {
+            text.removeFirst(7)
+        } else if text.hasPrefix("sha256fingerprint=") {
+            text.removeFirst(18)
+        }
+        let hex = text.filter { $0 != ":" }
+        guard hex.count == 64 else { return nil }
+        var out: [UInt8] = []
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() {
+            guard let v = UInt8(String([a, b]), radix: 16) else { return nil }
+            out.append(v)
+        }
+        return out
+    }
+
+    public static func format(_ bytes: [UInt8]) -> String {
+        "sha256:" + bytes.map { b in
+            let h = String(b, radix: 16, uppercase: true)
+            return h.count == 1 ? "0" + h : h
+        }.joined(separator: ":")
+    }
+}
+
+/// What a certificate says, for error messages and `check --show-certificate`.
+public struct CertificateSummary: Hashable, Sendable, CustomStringConvertible {
+    public var fingerprint: [UInt8]
+    public var dnsNames: [String]
+    public var notValidBefore: Int
+    public var notValidAfter: Int
+
+    init(_ cert: NIOSSLCertificate, fingerprint: [UInt8]) {
+        self.fingerprint = fingerprint
+        self.dnsNames = HostNameCheck.dnsNames(of: cert)
+        self.notValidBefore = Int(cert.notValidBefore)
+        self.notValidAfter = Int(cert.notValidAfter)
+    }
+
+    public var description: String {
+        "names: \(self.dnsNames.isEmpty ? "(none)" : self.dnsNames.joined(separator: ", ")); "
+            + "valid \(Self.date(self.notValidBefore)) to \(Self.date(self.notValidAfter)); "
+            + "fingerprint \(CertificateFingerprint.format(self.fingerprint))"
+    }
+
+    static func date(_ t: Int) -> String {
+        var tt = time_t(t)
+        var tm = tm()
+        gmtime_r(&tt, &tm)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))"
+    }
+
+    /// Why this certificate is not acceptable for `host`, as precisely as can be told.
+    public func diagnose(host: String, now: Int) -> String {
+        if now > self.notValidAfter { return "certificate expired on \(Self.date(self.notValidAfter)) (\(self))" }
+        if now < self.notValidBefore {
+            return "certificate is not valid before \(Self.date(self.notValidBefore)) (\(self))"
+        }
+        if !TLSContextFactory.isIPLiteral(host) && !self.dnsNames.isEmpty
+            && !self.dnsNames.contains(where: { HostNameCheck.matches(host: host, pattern: $0) })
+        {
+            return "certificate does not match host name \(host) (\(self))"
+        }
+        return "certificate is not issued by a trusted authority (unknown issuer or self-signed); trust its CA "
+            + "with ca_file, or pin it with fingerprint = \"\(CertificateFingerprint.format(self.fingerprint))\" "
+            + "(\(self))"
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

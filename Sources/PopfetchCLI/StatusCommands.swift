@@ -4,6 +4,8 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Logging
+import MailTransport
+import NIOCore
 import PopfetchKit
 
 extension Popfetch {
@@ -82,11 +84,28 @@ extension Popfetch {
         @Option(name: .long, help: "Check only this account (repeatable).")
         var account: [String] = []
 
+        @Flag(name: .long, help: "Print each server's certificate (names, validity, SHA-256 fingerprint for pinning).")
+        var showCertificate = false
+
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
             let selected = try Popfetch.Poll.select(config, names: self.account, logger: logger)
+            if self.showCertificate {
+                for a in selected where a.tls != .none {
+                    do {
+                        let c = try await POP3Connection.inspectCertificate(
+                            host: a.host, port: a.port, tls: a.tls, timeout: .seconds(Int64(a.timeout)))
+                        print("\(a.name): \(a.host):\(a.port)")
+                        print("  names        \(c.dnsNames.joined(separator: ", "))")
+                        print("  fingerprint  \(CertificateFingerprint.format(c.fingerprint))")
+                        print("  pin it with  fingerprint = \"\(CertificateFingerprint.format(c.fingerprint))\"")
+                    } catch {
+                        print("\(a.name): cannot get the certificate: \(error)")
+                    }
+                }
+            }
             let store = try g.openStore()
             let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
             var total = 0

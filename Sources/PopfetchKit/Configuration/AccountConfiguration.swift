@@ -56,6 +56,10 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var tls: TLSMode = .implicit
     public var allowInsecureAuth: Bool = false
     public var caFile: String?
+    /// A pinned server certificate (SHA-256 of its DER).
+    public var fingerprint: [UInt8]?
+    /// "1.2" (default) or "1.3".
+    public var tlsMinimumVersion: String = "1.2"
     public var user: String
     public var password: SecretSource
     /// A command printing an OAuth2 access token (for XOAUTH2/OAUTHBEARER).

@@ -19,7 +19,8 @@ public struct ConfigurationLoader: Sendable {
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
-        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command",
+        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint",
+        "tls_min_version",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -287,6 +288,20 @@ public struct ConfigurationLoader: Sendable {
         account.enabled = try bool("enabled") ?? true
         account.allowInsecureAuth = try bool("allow_insecure_auth") ?? false
         account.caFile = try string("ca_file").map(Paths.expandTilde)
+        if let fp = try string("fingerprint") {
+            guard let bytes = CertificateFingerprint.parse(fp) else {
+                throw ctx.error(
+                    value("fingerprint")?.1 ?? .account(i), key: "fingerprint",
+                    "must be \"sha256:AB:CD:...\" (32 bytes, as `openssl x509 -noout -fingerprint -sha256` prints)")
+            }
+            account.fingerprint = bytes
+        }
+        if let v = try string("tls_min_version") {
+            guard v == "1.2" || v == "1.3" else {
+                throw ctx.error(value("tls_min_version")?.1 ?? .account(i), key: "tls_min_version", "must be \"1.2\" or \"1.3\"")
+            }
+            account.tlsMinimumVersion = v
+        }
         account.auth = try choice("auth", AuthMethod.self) ?? .auto
         account.oauthTokenCommand = try string("oauth_token_command")
         if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil {

@@ -141,17 +141,30 @@ public struct AccountPoller: Sendable {
             tlsContext = nil
         } else {
             do {
-                tlsContext = try TLSContextFactory.makeContext(caFile: account.caFile)
+                tlsContext = try TLSContextFactory.makeContext(
+                    caFile: account.caFile, minimumVersion: account.tlsMinimumVersion == "1.3" ? .tlsv13 : .tlsv12,
+                    pinned: account.fingerprint != nil)
             } catch {
                 throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
             }
         }
         let endpoint = POP3Endpoint(
-            host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+            host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)),
+            pinnedFingerprint: account.fingerprint)
         self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
         var result = report
-        try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
-            try await self.session(conn, password: password, report: &result)
+        do {
+            try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                try await self.session(conn, password: password, report: &result)
+            }
+        } catch var e as TransportError where e.kind == .tlsFailed && (e.detail ?? "").contains("verification failed") {
+            // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
+            if let summary = try? await POP3Connection.inspectCertificate(
+                host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+            {
+                e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+            }
+            throw e
         }
         report = result
     }
