@@ -1,0 +1,53 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// What a real server cannot be made to do, from a small scripted server: each has a defined outcome.
+@Suite("Hostile or broken POP3 servers")
+struct HostileServerTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var mode: String
+        var tls: String
+        var exit: Int32
+        var fragment: String
+        var description: String { self.mode }
+    }
+
+    static let cases: [Case] = [
+        Case(mode: "stls-err", tls: "starttls", exit: 76, fragment: "refused STLS"),
+        Case(mode: "login-delay", tls: "none", exit: 75, fragment: "LOGIN-DELAY"),
+        Case(mode: "sys-temp", tls: "none", exit: 75, fragment: "SYS/TEMP"),
+        Case(mode: "drop-mid-retr", tls: "none", exit: 69, fragment: "closed the connection"),
+        Case(mode: "garbage", tls: "none", exit: 76, fragment: "invalid status line"),
+        Case(mode: "long-line", tls: "none", exit: 76, fragment: "longer than"),
+    ]
+
+    @Test("defined outcome, nothing delivered, no credential sent where TLS was required", arguments: cases)
+    func hostile(_ c: Case) throws {
+        let f = try PopfetchFixture()
+        let portFile = f.directory + "/pop3-port"
+        let log = f.directory + "/pop3-client.log"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log,
+             c.mode], stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.wait(timeout: 5)
+        }
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
+        try f.writeConfig(tls: c.tls, port: port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == c.exit, "\(c.mode): \(r.stderr)")
+        #expect(r.stderr.contains(c.fragment), "\(c.mode): \(r.stderr)")
+        #expect(try f.delivered().isEmpty, "no truncated or partial message is ever delivered")
+        let sent = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        if c.tls == "starttls" {
+            #expect(!sent.contains("USER") && !sent.contains("PASS") && !sent.contains("AUTH"),
+                    "no credential after a refused STLS: \(sent)")
+        }
+        #expect(!r.stderr.contains(f.user.password))
+    }
+}
