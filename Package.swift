@@ -113,7 +113,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
-            exclude: ["Support/scripted-smtp.py", "Support/scripted-pop3.py"],
+            exclude: ["Support/scripted-smtp.py", "Support/scripted-pop3.py", "Fixtures"],
             swiftSettings: strictSettings
         ),
     ]

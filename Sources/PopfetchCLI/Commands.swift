@@ -103,6 +103,29 @@ extension Popfetch {
         @ParentCommand var root: Popfetch
     }
 
+    /// `popfetch import-fetchmailrc [FILE]`: print an equivalent popfetch config.
+    struct ImportFetchmailrc: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "import-fetchmailrc",
+            abstract: "Read a .fetchmailrc and print an equivalent popfetch TOML configuration.",
+            discussion: "Options without an equivalent become comments. Default file: ~/.fetchmailrc.")
+
+        @Argument(help: "The .fetchmailrc to read.")
+        var file: String?
+
+        func run() async throws {
+            let path = Paths.expandTilde(self.file ?? "~/.fetchmailrc")
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigurationError(file: path, line: nil, key: nil, message: "cannot read the file")
+            }
+            do {
+                print(try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path), terminator: "")
+            } catch let e as FetchmailrcImporter.ParseError {
+                throw ConfigurationError(file: path, line: e.line, key: nil, message: e.message)
+            }
+        }
+    }
+
     /// `popfetch retry --account NAME`: failed messages are tried again at the next poll.
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -12,7 +12,10 @@ public struct Popfetch: AsyncParsableCommand {
         commandName: "popfetch",
         abstract: "Fetch new mail from POP3 servers and hand it to local delivery, without ever losing a message.",
         version: "popfetch \(PopfetchVersion.current)",
-        subcommands: [Poll.self, Daemon.self, Status.self, Check.self, Wake.self, ConfigCommand.self, Retry.self]
+        subcommands: [
+            Poll.self, Daemon.self, Status.self, Check.self, Wake.self, ConfigCommand.self, Retry.self,
+            ImportFetchmailrc.self,
+        ]
     )
 
     @OptionGroup var globals: GlobalOptions

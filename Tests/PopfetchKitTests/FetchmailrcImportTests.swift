@@ -1,0 +1,72 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+import MailTransport
+@testable import PopfetchKit
+
+@Suite("popfetch import-fetchmailrc")
+struct FetchmailrcImportTests {
+    static let fixtures = ["typical", "multiuser"]
+
+    func convert(_ name: String) throws -> String {
+        let path = Package.root + "/Tests/PopfetchKitTests/Fixtures/\(name).fetchmailrc"
+        let r = try popfetch(["import-fetchmailrc", path])
+        try #require(r.status == 0, "\(r.stderr)")
+        return r.stdout
+    }
+
+    @Test("the output passes popfetch config check", arguments: fixtures)
+    func passesConfigCheck(_ name: String) throws {
+        let toml = try self.convert(name)
+        let dir = try makeTempDirectory("import")
+        let path = dir + "/config.toml"
+        try toml.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        let r = try popfetch(["--config", path, "config", "check"])
+        #expect(r.status == 0, "\(r.stderr)\n\(toml)")
+    }
+
+    @Test("translations: skip, ssl, keep/flush, limits, mda with shell syntax, smtphost host/port, is ... here")
+    func translations() throws {
+        let t = try self.convert("typical")
+        let config = try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(text: t, path: "t")
+        let alice = try #require(config.accounts.first { $0.user == "alice" })
+        #expect(alice.tls == .implicit && alice.port == 995)
+        #expect(alice.keep, "`defaults ... keep` applies")
+        #expect(alice.password == .literal("s3cr\"et"))
+        #expect(alice.fetchLimit == 50 && alice.maxSize == 2_000_000)
+        #expect(alice.delivery == .mda(try MDACommand("/usr/bin/procmail -d %T")))
+        #expect(alice.interval == 300)
+        let bob = try #require(config.accounts.first { $0.user == "bob" })
+        #expect(!bob.enabled, "skip becomes enabled = false")
+        #expect(bob.recipients == ["bob", "carol"])
+        #expect(bob.delivery == .smtp(.tcp(host: "mail.local", port: 2525)))
+        #expect(!bob.keep)
+        let dave = try #require(config.accounts.first { $0.user == "dave" })
+        #expect(!dave.enabled, "IMAP is out of scope")
+        #expect(dave.delivery == .mda(try MDACommand("sh -c 'cat >> $HOME/mbox'")))
+
+        let m = try self.convert("multiuser")
+        let c2 = try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(text: m, path: "m")
+        #expect(c2.accounts.count == 3)
+        let joe = try #require(c2.accounts.first { $0.user == "joe" })
+        #expect(joe.host == "192.0.2.10", "via names the host to connect to")
+        #expect(joe.port == 110 && joe.timeout == 30 && joe.auth == .user)
+        #expect(m.contains("sh -c '/usr/bin/procmail -a %T >> /tmp/log 2>&1'"))
+        let ann = try #require(c2.accounts.first { $0.user == "ann" })
+        #expect(ann.password == .literal("ann'pw"))
+        #expect(ann.delivery == .smtp(.tcp(host: "localhost", port: 25)))
+        #expect(m.contains("MD5 fingerprint"), "an MD5 pin is explained, not carried over")
+        #expect(m.contains("set logfile"), "an option without equivalent becomes a comment")
+    }
+
+    @Test("an unterminated string is an error with the line")
+    func parseError() throws {
+        #expect(throws: FetchmailrcImporter.ParseError.self) {
+            try FetchmailrcImporter.convert("poll x\n user \"broken\n", source: "t")
+        }
+    }
+}
