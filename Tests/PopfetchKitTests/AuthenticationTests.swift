@@ -58,3 +58,35 @@ struct AuthenticationTests {
         #expect(refused.status == 78, "a group-readable netrc is ignored, so the password is missing")
     }
 }
+
+@Suite("OAuth2 logins against Dovecot's oauth2 passdb (local introspection endpoint)")
+struct OAuthTests {
+    @Test("XOAUTH2, OAUTHBEARER and auto log in with the token from oauth_token_command; the token is never logged",
+          arguments: ["xoauth2", "oauthbearer", "auto"])
+    func token(_ auth: String) throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 180))
+        try f.writeConfig(
+            tls: "starttls", extra: "auth = \"\(auth)\"\noauth_token_command = \"echo tok-\(f.user.name)\"",
+            password: "unused")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(auth): \(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        #expect(!r.stderr.contains("tok-\(f.user.name)"), "the token never reaches the log")
+        if auth == "auto" { #expect(r.stderr.contains("authenticating with oauthbearer")) }
+    }
+
+    @Test("an invalid token fails with exit 77 (the XOAUTH2 error challenge is answered and the login refused)",
+          arguments: ["xoauth2", "oauthbearer"])
+    func badToken(_ auth: String) throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 181))
+        try f.writeConfig(
+            tls: "starttls", extra: "auth = \"\(auth)\"\noauth_token_command = \"echo expired-token-123\"",
+            password: "unused")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 77, "\(auth): \(r.stderr)")
+        #expect(!r.stderr.contains("expired-token-123"))
+        #expect(f.user.messageCount() == 1)
+    }
+}

@@ -189,10 +189,12 @@ enum DovecotRegistry {
             let dirs = DovecotRegistry.directories
             DovecotRegistry.lock.unlock()
             for d in dirs {
-                if let pid = try? String(contentsOfFile: d + "/run/dovecot.pid", encoding: .utf8)
-                    .trimmingCharacters(in: .whitespacesAndNewlines), let p = Int32(pid)
-                {
-                    kill(p, SIGTERM)
+                for file in ["/run/dovecot.pid", "/run/oauth.pid"] {
+                    if let pid = try? String(contentsOfFile: d + file, encoding: .utf8)
+                        .trimmingCharacters(in: .whitespacesAndNewlines), let p = Int32(pid)
+                    {
+                        kill(p, SIGTERM)
+                    }
                 }
             }
         }
