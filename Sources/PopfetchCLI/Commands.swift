@@ -103,6 +103,77 @@ extension Popfetch {
         @ParentCommand var root: Popfetch
     }
 
+    /// `popfetch oauth login|set-refresh-token --account NAME`.
+    struct OAuth: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "oauth", abstract: "Obtain and store OAuth2 tokens for an account.",
+            subcommands: [Login.self, SetRefreshToken.self])
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        static func account(_ g: GlobalOptions, _ name: String) throws -> (AccountConfiguration, OAuth2.Settings) {
+            let config = try g.loadConfiguration()
+            guard let a = config.accounts.first(where: { $0.name == name }) else {
+                throw ConfigurationError(
+                    file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+            }
+            guard let s = a.oauth else {
+                throw ConfigurationError(
+                    file: config.path, line: a.line, key: "oauth_token_url",
+                    message: "account \(name) has no oauth_token_url / oauth_client_id")
+            }
+            return (a, s)
+        }
+
+        /// RFC 8628 device flow: shows a code to enter in a browser, waits, stores the refresh token.
+        struct Login: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Authorize popfetch for an account (OAuth2 device flow) and store its refresh token.")
+            @OptionGroup var globals: GlobalOptions
+            @ParentCommand var parent: OAuth
+            @Option(name: .long, help: "The account.") var account: String
+
+            func run() async throws {
+                let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
+                let (a, s) = try OAuth.account(g, self.account)
+                let store = try g.openStore()
+                do {
+                    let d = try await OAuth2.authorizeDevice(s, account: a.name)
+                    print("To authorize popfetch for \(a.name), open \(d.verificationURI) and enter the code \(d.userCode)")
+                    let t = try await OAuth2.waitForDeviceToken(s, d, account: a.name)
+                    try store.saveOAuthTokens(
+                        account: a.stateKey, refreshToken: t.refreshToken, accessToken: t.accessToken,
+                        expiresAt: Date().addingTimeInterval(Double(t.expiresIn ?? 3600)))
+                    print("\(a.name): authorized; the refresh token is stored in \(g.statePath)")
+                } catch let e as OAuth2.OAuthError {
+                    writeStderr("popfetch: \(a.name): \(e.message)\n")
+                    throw CommandExit(status: .authFailed)
+                }
+            }
+        }
+
+        /// For refresh tokens obtained elsewhere: read one line from standard input.
+        struct SetRefreshToken: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "set-refresh-token",
+                abstract: "Store a refresh token (read from standard input) for an account.")
+            @OptionGroup var globals: GlobalOptions
+            @ParentCommand var parent: OAuth
+            @Option(name: .long, help: "The account.") var account: String
+
+            func run() async throws {
+                let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
+                let (a, _) = try OAuth.account(g, self.account)
+                guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+                    throw ValidationError("no refresh token on standard input")
+                }
+                try g.openStore().saveOAuthTokens(account: a.stateKey, refreshToken: line, accessToken: nil, expiresAt: nil)
+                print("\(a.name): refresh token stored")
+            }
+        }
+    }
+
     /// `popfetch import-fetchmailrc [FILE]`: print an equivalent popfetch config.
     struct ImportFetchmailrc: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import GRDB
 import Testing
 
 @Suite("Authentication mechanisms against the real Dovecot")
@@ -87,6 +88,60 @@ struct OAuthTests {
         let r = try f.poll(["--log-level", "trace"])
         #expect(r.status == 77, "\(auth): \(r.stderr)")
         #expect(!r.stderr.contains("expired-token-123"))
+        #expect(f.user.messageCount() == 1)
+    }
+}
+
+@Suite("Built-in OAuth2: device login, stored refresh token, refresh before expiry", .serialized)
+struct OAuthRefreshTests {
+    @Test("oauth login (device flow) stores a refresh token; polls refresh the access token; a refused refresh is clear")
+    func deviceFlowAndRefresh() throws {
+        let f = try PopfetchFixture()
+        let port = f.server.oauthPort
+        try #require(port > 0)
+        try f.writeConfig(
+            tls: "starttls",
+            extra: """
+                auth = "oauthbearer"
+                oauth_token_url = "http://127.0.0.1:\(port)/token"
+                oauth_device_url = "http://127.0.0.1:\(port)/device"
+                oauth_client_id = "client-\(f.user.name)"
+                oauth_client_secret = "client-secret-xyz"
+                """, password: "unused")
+        try f.user.deliver(Corpus.messages(1, seed: 190))
+        let before = try f.poll()
+        #expect(before.status == 77)
+        #expect(before.stderr.contains("oauth login"), "\(before.stderr)")
+
+        let login = try popfetch(["--config", f.configPath, "--state", f.statePath, "oauth", "login", "--account", "test"])
+        #expect(login.status == 0, "\(login.stderr)")
+        #expect(login.stdout.contains("WDJB-MJHT"), "the user code is shown")
+
+        let r1 = try f.poll(["--log-level", "trace"])
+        #expect(r1.status == 0, "\(r1.stderr)")
+        #expect(try f.delivered().count == 1)
+        #expect(!r1.stderr.contains("tok-") && !r1.stderr.contains("refresh-") && !r1.stderr.contains("client-secret"))
+
+        // The access token expires: the next poll gets a new one with the stored refresh token.
+        let db = try PopfetchKitStoreReader(path: f.statePath)
+        try db.queue.write { try $0.execute(sql: "UPDATE oauth_tokens SET expires_at = 0, access_token = 'stale'") }
+        try f.user.deliver(Corpus.messages(1, seed: 191))
+        let r2 = try f.poll(["-v"])
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(r2.stderr.contains("refreshed the OAuth2 access token"))
+        #expect(try f.delivered().count == 2)
+        var st = stat()
+        #expect(stat(f.statePath, &st) == 0 && st.st_mode & 0o077 == 0, "the refresh token lives in a 0600 database")
+
+        // A refresh token the server refuses: a clear error, nothing fetched.
+        try db.queue.write {
+            try $0.execute(sql: "UPDATE oauth_tokens SET refresh_token = 'revoked', access_token = NULL, expires_at = 0")
+        }
+        try f.user.deliver(Corpus.messages(1, seed: 192))
+        let r3 = try f.poll()
+        #expect(r3.status == 77, "\(r3.stderr)")
+        #expect(r3.stderr.contains("refresh token was refused"))
+        #expect(!r3.stderr.contains("revoked"))
         #expect(f.user.messageCount() == 1)
     }
 }

@@ -64,6 +64,8 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var password: SecretSource
     /// A command printing an OAuth2 access token (for XOAUTH2/OAUTHBEARER).
     public var oauthTokenCommand: String?
+    /// Built-in OAuth2: refresh tokens kept in the state database, access tokens refreshed before expiry.
+    public var oauth: OAuth2.Settings?
     public var auth: AuthMethod = .auto
     public var keep: Bool = false
     /// With keep = true: delete messages delivered longer ago than this many seconds.

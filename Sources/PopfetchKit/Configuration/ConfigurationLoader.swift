@@ -19,7 +19,8 @@ public struct ConfigurationLoader: Sendable {
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
-        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint",
+        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id",
+        "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
         "tls_min_version",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
@@ -207,7 +208,7 @@ public struct ConfigurationLoader: Sendable {
             password = .command(c)
         } else if let f = try string("password_file") {
             password = .file(Paths.expandTilde(f))
-        } else if value("oauth_token_command") != nil {
+        } else if value("oauth_token_command") != nil || value("oauth_token_url") != nil {
             password = .literal("")
         } else if let netrc = Netrc.lookup(host: host, user: user) {
             password = .literal(netrc)
@@ -304,10 +305,23 @@ public struct ConfigurationLoader: Sendable {
         }
         account.auth = try choice("auth", AuthMethod.self) ?? .auto
         account.oauthTokenCommand = try string("oauth_token_command")
-        if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil {
+        if let url = try string("oauth_token_url") {
+            guard let id = try string("oauth_client_id") else {
+                throw ctx.error(value("oauth_token_url")?.1 ?? .account(i), key: "oauth_client_id", "is required with oauth_token_url")
+            }
+            var secret: SecretSource?
+            if let s = try string("oauth_client_secret") { secret = .literal(s) }
+            if let c = try string("oauth_client_secret_command") { secret = .command(c) }
+            account.oauth = OAuth2.Settings(
+                tokenURL: url, deviceURL: try string("oauth_device_url"), clientID: id, clientSecret: secret,
+                scope: try string("oauth_scope"))
+        }
+        if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil
+            && account.oauth == nil
+        {
             throw ctx.error(
                 value("auth")?.1 ?? .account(i), key: "auth",
-                "\"\(account.auth.rawValue)\" needs oauth_token_command (a command that prints an access token)")
+                "\"\(account.auth.rawValue)\" needs oauth_token_command, or oauth_token_url with oauth_client_id")
         }
         account.keep = try bool("keep") ?? false
         account.deleteAfter = try duration("delete_after")

@@ -579,6 +579,8 @@ public struct AccountPoller: Sendable {
         var token: String?
         if let command = account.oauthTokenCommand {
             token = try await SecretResolver.resolve(.command(command), account: account.name)
+        } else if let settings = account.oauth {
+            token = try await self.oauthAccessToken(settings)
         }
         var method = account.auth
         if method == .auto {
@@ -622,6 +624,38 @@ public struct AccountPoller: Sendable {
             } else {
                 try await self.sasl(conn, OAuthBearerMechanism(user: account.user, token: token))
             }
+        }
+    }
+
+    /// The stored access token while it is valid for another minute, else a new one from the refresh token.
+    private func oauthAccessToken(_ settings: OAuth2.Settings) async throws -> String {
+        let store = self.environment.store
+        let key = self.account.stateKey
+        let stored = try store.oauthTokens(account: key)
+        if let access = stored?.accessToken, let expires = stored?.expiresAt, expires.timeIntervalSinceNow > 60 {
+            return access
+        }
+        guard let refresh = stored?.refreshToken else {
+            throw PollError(
+                .auth,
+                "\(self.account.name): no OAuth2 refresh token stored; run `popfetch oauth login --account "
+                    + "\(self.account.name)`")
+        }
+        do {
+            let r = try await OAuth2.refresh(settings, refreshToken: refresh, account: self.account.name)
+            try store.saveOAuthTokens(
+                account: key, refreshToken: r.refreshToken, accessToken: r.accessToken,
+                expiresAt: Date().addingTimeInterval(Double(r.expiresIn ?? 3600)))
+            self.logger.debug("refreshed the OAuth2 access token")
+            return r.accessToken
+        } catch let e as OAuth2.OAuthError {
+            if e.code == "invalid_grant" {
+                throw PollError(
+                    .auth,
+                    "\(self.account.name): the OAuth2 refresh token was refused (\(e.message)); run `popfetch oauth "
+                        + "login --account \(self.account.name)` again")
+            }
+            throw PollError(.unavailable, "\(self.account.name): \(e.message)")
         }
     }
 
@@ -684,7 +718,14 @@ public struct AccountPoller: Sendable {
                 }
                 try await conn.sendSASL(response.isEmpty ? "" : Base64.encode(response))
             case .response(_, let status):
-                guard status.isOK else { throw self.loginError(status) }
+                guard status.isOK else {
+                    if self.account.oauth != nil, m.name == "XOAUTH2" || m.name == "OAUTHBEARER" {
+                        // The access token may have been revoked early: refresh it at the next poll.
+                        try? self.environment.store.saveOAuthTokens(
+                            account: self.account.stateKey, refreshToken: nil, accessToken: nil, expiresAt: nil)
+                    }
+                    throw self.loginError(status)
+                }
                 do {
                     try m.verifyCompletion()
                 } catch {

@@ -162,6 +162,17 @@ public final class StateStore: Sendable {
                     );
                     """)
         }
+        m.registerMigration("v3: OAuth2 tokens") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE oauth_tokens (
+                        account TEXT PRIMARY KEY NOT NULL,
+                        refresh_token TEXT,
+                        access_token TEXT,
+                        expires_at REAL
+                    );
+                    """)
+        }
         return m
     }
 
@@ -348,6 +359,37 @@ public final class StateStore: Sendable {
     public func failedMessages(account: String) throws -> [MessageRecord] {
         try self.messages(account: account).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
             .sorted { $0.firstSeen < $1.firstSeen }
+    }
+
+    // MARK: - OAuth2 tokens (the database is 0600, like the refresh token deserves)
+
+    public struct OAuthTokens: Sendable {
+        public var refreshToken: String?
+        public var accessToken: String?
+        public var expiresAt: Date?
+    }
+
+    public func oauthTokens(account: String) throws -> OAuthTokens? {
+        try self.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT refresh_token, access_token, expires_at FROM oauth_tokens WHERE account = ?",
+                arguments: [account]
+            ).map { r in
+                OAuthTokens(
+                    refreshToken: r[0], accessToken: r[1], expiresAt: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)))
+            }
+        }
+    }
+
+    public func saveOAuthTokens(account: String, refreshToken: String?, accessToken: String?, expiresAt: Date?) throws {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO oauth_tokens (account, refresh_token, access_token, expires_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (account) DO UPDATE SET refresh_token = COALESCE(excluded.refresh_token, refresh_token),
+                        access_token = excluded.access_token, expires_at = excluded.expires_at
+                    """, arguments: [account, refreshToken, accessToken, expiresAt?.timeIntervalSince1970])
+        }
     }
 
     // MARK: - Polls

@@ -167,6 +167,11 @@ final class DovecotServer: Sendable {
         DovecotRegistry.register(dir)
     }
 
+    /// The port of the local OAuth2 server (token, device and introspection endpoints).
+    var oauthPort: Int {
+        Int((try? String(contentsOfFile: self.directory + "/run/oauth.port", encoding: .utf8)) ?? "") ?? 0
+    }
+
     /// Adds a user with a fresh, empty Maildir and returns the name.
     /// (The test Dovecot's static passdb gives every user the password "secret-NAME".)
     func addUser(quota: String? = nil) throws -> MailUser {
