@@ -145,3 +145,36 @@ struct OAuthRefreshTests {
         #expect(f.user.messageCount() == 1)
     }
 }
+
+@Suite("Secrets never reach any output")
+struct SecretHygieneTests {
+    @Test("passwords, relay passwords, client secrets and tokens are absent from every command's output at every level")
+    func noSecretsAnywhere() throws {
+        let f = try PopfetchFixture()
+        let g = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 200))
+        let secrets = ["Sup3r-Secret-Pass", "Smtp-Relay-S3cret", "Client-S3cret-Value"]
+        try f.writeConfig(
+            extra: """
+                smtp_user = "relay"
+                smtp_password = "\(secrets[1])"
+                """, password: secrets[0])
+        try f.writeConfig(
+            extra: """
+                auth = "oauthbearer"
+                oauth_token_url = "http://127.0.0.1:\(f.server.oauthPort)/token"
+                oauth_client_id = "client-\(g.user.name)"
+                oauth_client_secret = "\(secrets[2])"
+                """, password: "x", name: "oauth", append: true, user: g.user.name)
+        let commands: [[String]] = [
+            ["config", "check"], ["poll", "--log-level", "trace"], ["status"], ["status", "--json"],
+            ["check", "--log-level", "trace"], ["status", "--account", "test", "--history", "5", "--json"],
+        ]
+        for c in commands {
+            let r = try popfetch(["--config", f.configPath, "--state", f.statePath] + c)
+            for s in secrets {
+                #expect(!r.stdout.contains(s) && !r.stderr.contains(s), "\(c.joined(separator: " ")) shows a secret")
+            }
+        }
+    }
+}
