@@ -195,7 +195,8 @@ public actor SMTPDeliverer: Deliverer {
         let total = message.traceHeaderLength + message.storedSize
         if caps.size != nil { params.append("SIZE=\(total)") }
         if message.has8Bit && caps.eightBitMIME { params.append("BODY=8BITMIME") }
-        let needsUTF8 = ([sender] + rcpts).contains { $0.unicodeScalars.contains { $0.value > 0x7F } }
+        let needsUTF8 =
+            message.headerHas8Bit || ([sender] + rcpts).contains { $0.unicodeScalars.contains { $0.value > 0x7F } }
         if needsUTF8 && caps.smtpUTF8 { params.append("SMTPUTF8") }
 
         var commands: [SMTPCommand] = []

@@ -18,6 +18,8 @@ public struct SpooledMessage: Sendable {
     public let has8Bit: Bool
     /// Whether the message contains NUL bytes.
     public let hasNUL: Bool
+    /// Whether the header section has 8-bit bytes (raw UTF-8 headers need SMTPUTF8, RFC 6532).
+    public let headerHas8Bit: Bool
     /// The address in the first Return-Path header, if any (without angle brackets; "" for `<>`).
     public let returnPath: String?
     /// The address in the first From header, if any.
@@ -42,6 +44,7 @@ public final class SpoolFile {
     private var traceLength = 0
     private var has8Bit = false
     private var hasNUL = false
+    private var header8Bit = false
     // Header scanning (bounded: only the first `headerScanLimit` bytes of the header section are examined).
     private var inHeader = true
     private var headerLine: [UInt8] = []
@@ -97,6 +100,7 @@ public final class SpoolFile {
         self.received = 0
         self.has8Bit = false
         self.hasNUL = false
+        self.header8Bit = false
         self.inHeader = true
         self.headerLine.removeAll(keepingCapacity: true)
         self.headerScanned = 0
@@ -164,6 +168,7 @@ public final class SpoolFile {
     }
 
     private func scanHeader(_ b: UInt8) {
+        if b >= 0x80 { self.header8Bit = true }
         self.headerScanned += 1
         if self.headerScanned > Self.headerScanLimit {
             self.inHeader = false
@@ -228,7 +233,7 @@ public final class SpoolFile {
         try self.flush()
         return SpooledMessage(
             fd: self.fd, traceHeaderLength: self.traceLength, storedSize: self.stored,
-            receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL,
+            receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL, headerHas8Bit: self.header8Bit,
             returnPath: self.returnPath, fromAddress: self.fromAddress)
     }
 }

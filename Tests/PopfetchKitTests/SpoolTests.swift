@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import NIOCore
+import Testing
+
+@testable import PopfetchKit
+
+@Suite("Spool file")
+struct SpoolTests {
+    func spool(_ chunks: [[UInt8]], trace: String = "") throws -> (SpooledMessage, [UInt8]) {
+        let s = try SpoolFile(directory: nil)
+        try s.begin(traceHeader: Array(trace.utf8))
+        for c in chunks { try s.append(ByteBuffer(bytes: c)) }
+        let m = try s.finish()
+        lseek(m.fd, 0, SEEK_SET)
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(m.fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        withExtendedLifetime(s) {}
+        return (m, out)
+    }
+
+    @Test("CRLF becomes LF even when split across chunks; bare CR, bare LF, NUL and 8-bit bytes are kept")
+    func lineEnds() throws {
+        let input = Array("Subject: x\r\n\r\na\r\nb\rc\nd\u{0}e\u{e9}\r\n".utf8)
+        for split in 0...input.count {
+            let (m, out) = try self.spool([Array(input[..<split]), Array(input[split...])])
+            #expect(out == Array("Subject: x\n\na\nb\rc\nd\u{0}e\u{e9}\n".utf8), "split at \(split)")
+            #expect(m.hasNUL && m.has8Bit)
+            #expect(m.receivedSize == input.count)
+        }
+    }
+
+    @Test("Return-Path and From give the envelope sender; 8-bit headers are noticed (SMTPUTF8)")
+    func facts() throws {
+        let (m, _) = try self.spool([Array("Return-Path: <a@b.example>\r\nFrom: X <x@y.example>\r\n\r\nbody\r\n".utf8)])
+        #expect(m.envelopeSender == "a@b.example")
+        #expect(!m.headerHas8Bit)
+        let (n, _) = try self.spool([Array("From: Zoë <z@y.example>\r\nSubject: héllo\r\n\r\nbody é\r\n".utf8)])
+        #expect(n.envelopeSender == "z@y.example")
+        #expect(n.headerHas8Bit)
+        let (o, _) = try self.spool([Array("From: z@y.example\r\n\r\nbody é\r\n".utf8)])
+        #expect(!o.headerHas8Bit && o.has8Bit)
+        let (p, _) = try self.spool([Array("Return-Path: <>\r\nFrom: z@y.example\r\n\r\nx\r\n".utf8)])
+        #expect(p.envelopeSender == "", "the null sender stays null")
+    }
+
+    @Test("the trace header comes first and is not part of the message facts")
+    func traceHeader() throws {
+        let (m, out) = try self.spool([Array("From: a@b\r\n\r\nx\r\n".utf8)], trace: "Received: from h\n")
+        #expect(out.starts(with: Array("Received: from h\nFrom: a@b\n".utf8)))
+        #expect(m.traceHeaderLength == 17 && m.storedSize == out.count - 17)
+    }
+}
