@@ -3,7 +3,7 @@
 token endpoint (refresh_token and device_code grants, RFC 6749 / RFC 8628) plus a device authorization endpoint.
 
   oauth-introspection-server.py PORTFILE
-Access tokens "tok-USER" are active for USER. Refresh token "refresh-USER" yields a new "tok-USER". The device flow
+Access tokens "tok-USER" (optionally followed by ".anything") are active for USER. Refresh token "refresh-USER" yields a new "tok-USER". The device flow
 for client_id "client-USER" answers authorization_pending once, then issues tok-USER / refresh-USER.
 Listens on 127.0.0.1 only.
 """
@@ -28,7 +28,8 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(self):
         token = self._token()
         if token.startswith("tok-"):
-            reply = {"active": True, "username": token[4:]}
+            # "tok-USER" or "tok-USER.anything" (long tokens, for the 255-octet AUTH line rule)
+            reply = {"active": True, "username": token[4:].split(".")[0]}
         else:
             reply = {"active": False}
         data = json.dumps(reply).encode()

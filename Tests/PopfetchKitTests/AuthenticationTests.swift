@@ -178,3 +178,18 @@ struct SecretHygieneTests {
         }
     }
 }
+
+@Suite("RFC 5034 initial responses")
+struct InitialResponseTests {
+    @Test("a token too long for a 255-octet AUTH line is sent after the server's empty challenge (the Office 365 trap)")
+    func longToken() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 210))
+        let token = "tok-\(f.user.name)." + String(repeating: "x", count: 400)
+        try f.writeConfig(
+            tls: "starttls", extra: "auth = \"xoauth2\"\noauth_token_command = \"echo \(token)\"", password: "x")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+    }
+}

@@ -24,6 +24,30 @@ struct HostileServerTests {
         Case(mode: "long-line", tls: "none", exit: 76, fragment: "longer than"),
     ]
 
+    @Test("RFC 5034: an initial response that would make the AUTH line exceed 255 octets goes in a second step")
+    func authLineLimit() throws {
+        let f = try PopfetchFixture()
+        let portFile = f.directory + "/pop3-port"
+        let log = f.directory + "/pop3-client.log"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log,
+             "strict-255"], stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.wait(timeout: 5)
+        }
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
+        let token = String(repeating: "t", count: 400)
+        try f.writeConfig(
+            extra: "auth = \"xoauth2\"\noauth_token_command = \"echo \(token)\"", port: port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        let sent = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(sent.contains("AUTH XOAUTH2\r\n"), "the AUTH line went without the initial response")
+    }
+
     @Test("defined outcome, nothing delivered, no credential sent where TLS was required", arguments: cases)
     func hostile(_ c: Case) throws {
         let f = try PopfetchFixture()

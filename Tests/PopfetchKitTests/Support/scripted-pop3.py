@@ -2,7 +2,8 @@
 """A scripted POP3 server for what a real server cannot be made to do (test kit only).
 
   scripted-pop3.py PORTFILE LOGFILE MODE
-MODEs: stls-err (STLS offered, answered -ERR), login-delay, sys-temp, drop-mid-retr, garbage, long-line.
+MODEs: stls-err (STLS offered, answered -ERR), login-delay, sys-temp, drop-mid-retr, garbage, long-line,
+strict-255 (SASL XOAUTH2 offered; an AUTH line over 255 octets is refused, as Office 365 does).
 Everything the client sends is appended to LOGFILE. One connection at a time; exits after 60 s.
 """
 import socket, sys, time
@@ -39,7 +40,16 @@ def session(conn):
         log.flush()
         cmd = line.strip().split(b" ")[0].upper()
         if cmd == b"CAPA":
-            send(b"+OK\r\nUSER\r\nUIDL\r\nRESP-CODES\r\n" + (b"STLS\r\n" if mode == "stls-err" else b"") + b".\r\n")
+            send(b"+OK\r\nUSER\r\nUIDL\r\nRESP-CODES\r\n" + (b"STLS\r\n" if mode == "stls-err" else b"")
+                 + (b"SASL XOAUTH2\r\n" if mode == "strict-255" else b"") + b".\r\n")
+        elif cmd == b"AUTH":
+            if len(line) > 255:
+                send(b"-ERR command line too long\r\n")
+                continue
+            send(b"+ \r\n")
+            response = f.readline()
+            log.write(response)
+            send(b"+OK logged in\r\n" if len(response) > 255 else b"-ERR [AUTH] bad\r\n")
         elif cmd == b"STLS":
             send(b"-ERR TLS not available right now\r\n")
         elif cmd == b"USER":
