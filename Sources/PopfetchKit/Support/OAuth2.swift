@@ -1,7 +1,5 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import MailTransport
 
 /// OAuth2 client side (RFC 6749 refresh grant, RFC 8628 device authorization grant) for XOAUTH2/OAUTHBEARER
 /// logins. Secrets (client secret, tokens) never appear in errors.
@@ -36,27 +34,20 @@ public enum OAuth2 {
     }
 
     static func post(_ url: String, form: [String: String]) async throws -> (Int, [String: Any]) {
-        guard let u = URL(string: url) else { throw OAuthError(code: nil, message: "invalid OAuth2 URL \(url)") }
-        var request = URLRequest(url: u)
-        request.httpMethod = "POST"
-        request.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
-        request.setValue("application/json", forHTTPHeaderField: "Accept")
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
-        request.httpBody = Data(
-            form.sorted { $0.key < $1.key }.map { k, v in
-                "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
-            }.joined(separator: "&").utf8)
-        request.timeoutInterval = 30
-        let data: Data
-        let response: URLResponse
+        let body = form.sorted { $0.key < $1.key }.map { k, v in
+            "\(k)=\(v.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+        let status: Int
+        let data: [UInt8]
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            (status, data) = try await HTTPPost.post(
+                url: url, body: Array(body.utf8), contentType: "application/x-www-form-urlencoded")
         } catch {
-            throw OAuthError(code: nil, message: "cannot reach the OAuth2 endpoint \(url): \(error.localizedDescription)")
+            throw OAuthError(code: nil, message: "cannot reach the OAuth2 endpoint \(url): \(error)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        let object = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any] ?? [:]
         return (status, object)
     }
 
