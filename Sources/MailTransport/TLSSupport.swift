@@ -17,14 +17,20 @@ public enum TLSMode: String, Hashable, Sendable, CaseIterable {
 public enum TLSContextFactory {
     /// - Parameter pinned: with a pinned certificate the chain is not checked against authorities; the leaf's
     ///   SHA-256 fingerprint must match instead (checked right after the handshake, before any byte is sent).
-    public static func makeContext(caFile: String?, minimumVersion: TLSVersion = .tlsv12, pinned: Bool = false)
-        throws -> NIOSSLContext
-    {
+    /// - Parameter clientCertificate: a PEM certificate (chain) and key for TLS client authentication (EXTERNAL).
+    public static func makeContext(
+        caFile: String?, minimumVersion: TLSVersion = .tlsv12, pinned: Bool = false,
+        clientCertificate: (certificate: String, key: String)? = nil
+    ) throws -> NIOSSLContext {
         var config = TLSConfiguration.makeClientConfiguration()
         config.certificateVerification = pinned ? .none : .fullVerification
         config.minimumTLSVersion = minimumVersion
         if let caFile {
             config.additionalTrustRoots = [.file(caFile)]
+        }
+        if let client = clientCertificate {
+            config.certificateChain = try NIOSSLCertificate.fromPEMFile(client.certificate).map { .certificate($0) }
+            config.privateKey = .privateKey(try NIOSSLPrivateKey(file: client.key, format: .pem))
         }
         return try NIOSSLContext(configuration: config)
     }

@@ -193,3 +193,30 @@ struct InitialResponseTests {
         #expect(try f.delivered().count == 1)
     }
 }
+
+@Suite("TLS client certificates and AUTH EXTERNAL")
+struct ExternalAuthTests {
+    @Test("EXTERNAL with a client certificate logs in (no password anywhere); without the certificate it fails (77)")
+    func external() throws {
+        let server = try DovecotServer(ssl: true, clientCertificates: true)
+        let f = try PopfetchFixture(server: server)
+        try f.user.deliver(Corpus.messages(1, seed: 220))
+        let prefix = f.directory + "/client"
+        let r0 = try runProgram(
+            [Package.root + "/scripts/dovecot-instance", "client-cert", server.directory, f.user.name, prefix])
+        try #require(r0.status == 0, "\(r0.stderr)")
+        try f.writeConfig(
+            tls: "implicit",
+            extra: "auth = \"external\"\ntls_client_cert = \"\(prefix).pem\"\ntls_client_key = \"\(prefix).key\"",
+            password: "unused")
+        let ok = try f.poll()
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(try f.delivered().count == 1)
+
+        try f.user.deliver(Corpus.messages(1, seed: 221))
+        try f.writeConfig(tls: "starttls", extra: "auth = \"auto\"", password: "unused")
+        let noCert = try f.poll()
+        #expect(noCert.status == 77, "without a certificate EXTERNAL cannot succeed: \(noCert.stderr)")
+        #expect(f.user.messageCount() == 1)
+    }
+}

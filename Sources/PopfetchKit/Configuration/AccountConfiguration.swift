@@ -31,6 +31,8 @@ public enum AuthMethod: String, Hashable, Sendable, CaseIterable {
     case scramSHA256 = "scram-sha-256"
     case xoauth2
     case oauthbearer
+    /// RFC 4422 EXTERNAL: the identity is the TLS client certificate (tls_client_cert / tls_client_key).
+    case external
 }
 
 public enum OversizePolicy: String, Hashable, Sendable, CaseIterable {
@@ -58,6 +60,9 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var caFile: String?
     /// A pinned server certificate (SHA-256 of its DER).
     public var fingerprint: [UInt8]?
+    /// TLS client certificate and key (PEM files), for servers that authenticate clients by certificate.
+    public var tlsClientCertificate: String?
+    public var tlsClientKey: String?
     /// "1.2" (default) or "1.3".
     public var tlsMinimumVersion: String = "1.2"
     public var user: String

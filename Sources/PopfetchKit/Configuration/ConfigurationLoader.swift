@@ -19,7 +19,7 @@ public struct ConfigurationLoader: Sendable {
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
         "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
-        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id",
+        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
         "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
         "tls_min_version",
     ]
@@ -208,7 +208,9 @@ public struct ConfigurationLoader: Sendable {
             password = .command(c)
         } else if let f = try string("password_file") {
             password = .file(Paths.expandTilde(f))
-        } else if value("oauth_token_command") != nil || value("oauth_token_url") != nil {
+        } else if try value("oauth_token_command") != nil || value("oauth_token_url") != nil
+            || string("auth") == "external"
+        {
             password = .literal("")
         } else if let netrc = Netrc.lookup(host: host, user: user) {
             password = .literal(netrc)
@@ -289,6 +291,13 @@ public struct ConfigurationLoader: Sendable {
         account.enabled = try bool("enabled") ?? true
         account.allowInsecureAuth = try bool("allow_insecure_auth") ?? false
         account.caFile = try string("ca_file").map(Paths.expandTilde)
+        account.tlsClientCertificate = try string("tls_client_cert").map(Paths.expandTilde)
+        account.tlsClientKey = try string("tls_client_key").map(Paths.expandTilde)
+        if (account.tlsClientCertificate == nil) != (account.tlsClientKey == nil) {
+            throw ctx.error(
+                .account(i), key: account.tlsClientCertificate == nil ? "tls_client_cert" : "tls_client_key",
+                "tls_client_cert and tls_client_key go together")
+        }
         if let fp = try string("fingerprint") {
             guard let bytes = CertificateFingerprint.parse(fp) else {
                 throw ctx.error(
@@ -315,6 +324,11 @@ public struct ConfigurationLoader: Sendable {
             account.oauth = OAuth2.Settings(
                 tokenURL: url, deviceURL: try string("oauth_device_url"), clientID: id, clientSecret: secret,
                 scope: try string("oauth_scope"))
+        }
+        if account.auth == .external && (account.tlsClientCertificate == nil || account.tls == .none) {
+            throw ctx.error(
+                value("auth")?.1 ?? .account(i), key: "auth",
+                "\"external\" needs tls_client_cert and tls_client_key, and TLS (tls = \"implicit\" or \"starttls\")")
         }
         if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil
             && account.oauth == nil

@@ -141,9 +141,11 @@ public struct AccountPoller: Sendable {
             tlsContext = nil
         } else {
             do {
+                var client: (certificate: String, key: String)?
+                if let c = account.tlsClientCertificate, let k = account.tlsClientKey { client = (c, k) }
                 tlsContext = try TLSContextFactory.makeContext(
                     caFile: account.caFile, minimumVersion: account.tlsMinimumVersion == "1.3" ? .tlsv13 : .tlsv12,
-                    pinned: account.fingerprint != nil)
+                    pinned: account.fingerprint != nil, clientCertificate: client)
             } catch {
                 throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
             }
@@ -587,6 +589,9 @@ public struct AccountPoller: Sendable {
             method = Self.strongestMethod(
                 offered: offered, hasToken: token != nil, apopTimestamp: conn.apopTimestamp != nil,
                 encrypted: conn.isEncrypted)
+            if account.tlsClientCertificate != nil && conn.isEncrypted && offered.contains("EXTERNAL") {
+                method = .external
+            }
         }
         self.logger.debug("authenticating with \(method.rawValue)")
         switch method {
@@ -615,6 +620,11 @@ public struct AccountPoller: Sendable {
             try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.user, password: password))
         case .scramSHA256:
             try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.user, password: password))
+        case .external:
+            guard conn.isEncrypted else {
+                throw PollError(.config, "\(account.name): EXTERNAL needs a TLS connection with a client certificate")
+            }
+            try await self.sasl(conn, ExternalMechanism())
         case .xoauth2, .oauthbearer:
             guard let token else {
                 throw PollError(.config, "\(account.name): \(method.rawValue) needs oauth_token_command")

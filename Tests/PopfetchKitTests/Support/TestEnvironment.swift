@@ -141,11 +141,12 @@ final class DovecotServer: Sendable {
     static func get() throws -> DovecotServer { try Self.shared.get() }
 
     /// Starts a Dovecot instance. `ssl: false` gives a server that offers no STLS.
-    init(ssl: Bool, expiredCertificate: Bool = false) throws {
+    init(ssl: Bool, expiredCertificate: Bool = false, clientCertificates: Bool = false) throws {
         let dir = try makeTempDirectory(ssl ? "dovecot" : "dovecot-nossl")
         let script = Package.root + "/scripts/dovecot-instance"
         var env: [String: String] = ssl ? [:] : ["DOVECOT_SSL": "no"]
         if expiredCertificate { env["DOVECOT_CERT"] = "expired" }
+        if clientCertificates { env["DOVECOT_CLIENT_CERTS"] = "yes" }
         let r = try runProgram([script, "start", dir], environment: env, timeout: 60)
         guard r.status == 0 else {
             throw TestFailure("could not start Dovecot (a missing server is a test failure): \(r.stderr) \(r.stdout)")
