@@ -129,12 +129,12 @@ struct ConfigurationTests {
 
     @Test("SMTP/LMTP targets: host:port, [v6]:port, bare host, unix socket")
     func socketTargets() {
-        #expect(SocketTarget.parse("127.0.0.1:2525", defaultPort: 25) == .tcp(host: "127.0.0.1", port: 2525))
-        #expect(SocketTarget.parse("[::1]:24", defaultPort: 25) == .tcp(host: "::1", port: 24))
-        #expect(SocketTarget.parse("mail.example", defaultPort: 25) == .tcp(host: "mail.example", port: 25))
-        #expect(SocketTarget.parse("/run/dovecot/lmtp", defaultPort: 24) == .unix(path: "/run/dovecot/lmtp"))
-        #expect(SocketTarget.parse("host:0", defaultPort: 25) == nil)
-        #expect(SocketTarget.parse("[::1", defaultPort: 25) == nil)
+        #expect(SMTPEndpoint.parse("127.0.0.1:2525", defaultPort: 25) == .tcp(host: "127.0.0.1", port: 2525))
+        #expect(SMTPEndpoint.parse("[::1]:24", defaultPort: 25) == .tcp(host: "::1", port: 24))
+        #expect(SMTPEndpoint.parse("mail.example", defaultPort: 25) == .tcp(host: "mail.example", port: 25))
+        #expect(SMTPEndpoint.parse("/run/dovecot/lmtp", defaultPort: 24) == .unix(path: "/run/dovecot/lmtp"))
+        #expect(SMTPEndpoint.parse("host:0", defaultPort: 25) == nil)
+        #expect(SMTPEndpoint.parse("[::1", defaultPort: 25) == nil)
     }
 
     @Test("durations and sizes")

@@ -118,20 +118,10 @@ public struct AccountConfiguration: Hashable, Sendable {
     }
 }
 
-/// Where to send a host:port or unix-socket SMTP/LMTP connection.
-public enum SocketTarget: Hashable, Sendable, CustomStringConvertible {
-    case tcp(host: String, port: Int)
-    case unix(path: String)
-
-    public var description: String {
-        switch self {
-        case .tcp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
-        case .unix(let path): return path
-        }
-    }
-
+/// Reading an SMTP/LMTP target from the config.
+extension SMTPEndpoint {
     /// `host:port`, `[v6]:port`, or an absolute unix socket path. `defaultPort` applies to a bare host.
-    public static func parse(_ s: String, defaultPort: Int) -> SocketTarget? {
+    public static func parse(_ s: String, defaultPort: Int) -> SMTPEndpoint? {
         if s.hasPrefix("/") { return .unix(path: s) }
         if s.hasPrefix("[") {
             guard let close = s.firstIndex(of: "]") else { return nil }
@@ -155,8 +145,8 @@ public enum DeliveryMethod: Hashable, Sendable {
     case mda(MDACommand)
     /// A Maildir directory (tmp/ then rename into new/, fsync'd).
     case maildir(String)
-    case smtp(SocketTarget)
-    case lmtp(SocketTarget)
+    case smtp(SMTPEndpoint)
+    case lmtp(SMTPEndpoint)
 
     public var keyName: String {
         switch self {

@@ -235,14 +235,14 @@ public struct ConfigurationLoader: Sendable {
                 throw ctx.error(s, key: "mda", e.message)
             }
         } else if let raw = try string("smtp") {
-            guard let t = SocketTarget.parse(raw, defaultPort: 25) else {
+            guard let t = SMTPEndpoint.parse(raw, defaultPort: 25) else {
                 throw ctx.error(
                     value("smtp")?.1 ?? .account(i), key: "smtp",
                     "must be host:port, [v6-address]:port or an absolute unix socket path")
             }
             delivery = .smtp(t)
         } else if let raw = try string("lmtp") {
-            guard let t = SocketTarget.parse(raw, defaultPort: 24) else {
+            guard let t = SMTPEndpoint.parse(raw, defaultPort: 24) else {
                 throw ctx.error(
                     value("lmtp")?.1 ?? .account(i), key: "lmtp",
                     "must be host:port, [v6-address]:port or an absolute unix socket path")

@@ -250,11 +250,7 @@ public struct AccountPoller: Sendable {
         case .smtp(let target), .lmtp(let target):
             var lmtp = false
             if case .lmtp = account.delivery { lmtp = true }
-            let endpoint: SMTPEndpoint
-            switch target {
-            case .tcp(let h, let p): endpoint = .tcp(host: h, port: p)
-            case .unix(let path): endpoint = .unix(path: path)
-            }
+            let endpoint = target
             var tlsContext: NIOSSLContext?
             if account.smtpTLS != .none {
                 do {
