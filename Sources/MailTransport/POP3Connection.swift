@@ -126,62 +126,19 @@ public final class POP3Connection {
     private static func awaitHandshake(_ future: EventLoopFuture<Void>, channel: any Channel, endpoint: POP3Endpoint)
         async throws
     {
-        let timer = channel.eventLoop.scheduleTask(in: endpoint.timeout) {
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
         do {
-            try await future.get()
-        } catch {
-            channel.close(promise: nil)
-            if case ChannelError.eof = error {
-                throw TransportError(.timeout, host: endpoint.host, port: endpoint.port, phase: "TLS handshake")
-            }
-            throw TransportError(
-                .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake",
-                detail: Self.describeTLSError(error))
+            // Inspect-only connections accept any certificate and check nothing.
+            try await TLSHandshake.complete(
+                future, channel: channel, timeout: endpoint.timeout, host: endpoint.inspectOnly ? nil : endpoint.host,
+                pin: endpoint.inspectOnly ? nil : endpoint.pinnedFingerprint)
+        } catch TLSHandshakeFailure.timeout {
+            throw TransportError(.timeout, host: endpoint.host, port: endpoint.port, phase: "TLS handshake")
+        } catch TLSHandshakeFailure.rejected(let detail, let unverified) {
+            var e = TransportError(
+                .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake", detail: detail)
+            e.certificateUnverified = unverified
+            throw e
         }
-        if endpoint.inspectOnly { return }
-        let host = endpoint.host
-        let pin = endpoint.pinnedFingerprint
-        let problem = try await channel.eventLoop.submit { () -> String? in
-            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
-                return "server presented no certificate"
-            }
-            if let pin {
-                let actual = Array(SHA256.hash(data: try cert.toDERBytes()))
-                return actual == pin
-                    ? nil
-                    : "certificate pin mismatch: the server presented \(CertificateFingerprint.format(actual)), "
-                        + "the account pins \(CertificateFingerprint.format(pin))"
-            }
-            if TLSContextFactory.isIPLiteral(host) { return nil }
-            return HostNameCheck.verify(host: host, certificate: cert)
-        }.get()
-        if let problem {
-            channel.close(promise: nil)
-            throw TransportError(
-                .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake", detail: problem)
-        }
-    }
-
-    static func describeTLSError(_ error: any Error) -> String {
-        if let e = error as? NIOSSLExtraError, e == .failedToValidateHostname {
-            return "certificate does not match the host name"
-        }
-        if let e = error as? NIOSSLError {
-            switch e {
-            case .handshakeFailed(let inner):
-                let text = "\(inner)"
-                if text.contains("CERTIFICATE_VERIFY_FAILED") {
-                    return "certificate verification failed (untrusted issuer, expired, or not yet valid): \(text)"
-                }
-                return "handshake failed: \(text)"
-            default:
-                return "\(e)"
-            }
-        }
-        return "\(error)"
     }
 
     static func mapConnectError(_ error: any Error, endpoint: POP3Endpoint) -> TransportError {
@@ -301,7 +258,7 @@ public final class POP3Connection {
         if error is NIOSSLError {
             return TransportError(
                 .tlsFailed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,
-                detail: Self.describeTLSError(error))
+                detail: TLSHandshake.describe(error))
         }
         return TransportError(
             .connectionClosed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,

@@ -225,27 +225,15 @@ public final class SMTPConnection: Sendable {
     }
 
     private func finishHandshake(_ future: EventLoopFuture<Void>, timeout: TimeAmount) async throws {
-        let channel = self.channel
-        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-        defer { timer.cancel() }
+        var host: String?
+        if case .tcp(let h, _) = self.endpoint { host = h }
         do {
-            try await future.get()
-        } catch {
-            channel.close(promise: nil)
+            try await TLSHandshake.complete(future, channel: self.channel, timeout: timeout, host: host, pin: nil)
+        } catch TLSHandshakeFailure.timeout {
+            throw SMTPTransportError(endpoint: self.endpoint.description, phase: "TLS handshake", detail: "time-out")
+        } catch TLSHandshakeFailure.rejected(let detail, _) {
             throw SMTPTransportError(
-                endpoint: self.endpoint.description, phase: "TLS handshake",
-                detail: "TLS failed: \(POP3Connection.describeTLSError(error))")
-        }
-        guard case .tcp(let host, _) = self.endpoint, !TLSContextFactory.isIPLiteral(host) else { return }
-        let problem = try await channel.eventLoop.submit { () -> String? in
-            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
-                return "server presented no certificate"
-            }
-            return HostNameCheck.verify(host: host, certificate: cert)
-        }.get()
-        if let problem {
-            channel.close(promise: nil)
-            throw SMTPTransportError(endpoint: self.endpoint.description, phase: "TLS handshake", detail: problem)
+                endpoint: self.endpoint.description, phase: "TLS handshake", detail: "TLS failed: \(detail)")
         }
     }
 

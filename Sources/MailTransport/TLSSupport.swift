@@ -259,3 +259,72 @@ public struct CertificateSummary: Hashable, Sendable, CustomStringConvertible {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Why a TLS handshake did not give a trustworthy connection. Shared by the POP3 and SMTP transports.
+enum TLSHandshakeFailure: Error {
+    case timeout
+    /// `certificateUnverified` is true when the chain failed verification (BoringSSL does not say why; a caller can
+    /// look at the certificate on an inspect-only connection to tell the user).
+    case rejected(detail: String, certificateUnverified: Bool)
+}
+
+enum TLSHandshake {
+    /// Waits for the handshake (within `timeout`), then checks the peer: the pinned fingerprint when there is one,
+    /// else the host name against the certificate's DNS names when `host` is a name (NIOSSL alone accepts a
+    /// matching IP SAN for any name). Closes the channel on any failure.
+    static func complete(
+        _ future: EventLoopFuture<Void>, channel: any Channel, timeout: TimeAmount, host: String?, pin: [UInt8]?
+    ) async throws {
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+        defer { timer.cancel() }
+        do {
+            try await future.get()
+        } catch {
+            channel.close(promise: nil)
+            if case ChannelError.eof = error { throw TLSHandshakeFailure.timeout }
+            throw TLSHandshakeFailure.rejected(
+                detail: Self.describe(error), certificateUnverified: Self.isVerificationFailure(error))
+        }
+        let problem = try await channel.eventLoop.submit { () -> String? in
+            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
+                return "server presented no certificate"
+            }
+            if let pin {
+                let actual = Array(SHA256.hash(data: try cert.toDERBytes()))
+                return actual == pin
+                    ? nil
+                    : "certificate pin mismatch: the server presented \(CertificateFingerprint.format(actual)), "
+                        + "the account pins \(CertificateFingerprint.format(pin))"
+            }
+            guard let host, !TLSContextFactory.isIPLiteral(host) else { return nil }
+            return HostNameCheck.verify(host: host, certificate: cert)
+        }.get()
+        if let problem {
+            channel.close(promise: nil)
+            throw TLSHandshakeFailure.rejected(detail: problem, certificateUnverified: false)
+        }
+    }
+
+    static func isVerificationFailure(_ error: any Error) -> Bool {
+        if case .handshakeFailed(let inner)? = error as? NIOSSLError {
+            return "\(inner)".contains("CERTIFICATE_VERIFY_FAILED")
+        }
+        return false
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? NIOSSLExtraError, e == .failedToValidateHostname {
+            return "certificate does not match the host name"
+        }
+        if let e = error as? NIOSSLError {
+            if case .handshakeFailed(let inner) = e {
+                if Self.isVerificationFailure(error) {
+                    return "certificate verification failed (untrusted issuer, expired, or not yet valid): \(inner)"
+                }
+                return "handshake failed: \(inner)"
+            }
+            return "\(e)"
+        }
+        return "\(error)"
+    }
+}

@@ -26,6 +26,8 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
     public var phase: String
     /// Extra detail from below (never contains secrets: it comes from the network layer).
     public var detail: String?
+    /// The server's certificate chain failed verification (the reason is not known yet).
+    public var certificateUnverified = false
 
     public init(_ kind: Kind, host: String, port: Int, phase: String, detail: String? = nil) {
         self.kind = kind

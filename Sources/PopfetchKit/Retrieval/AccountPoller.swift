@@ -159,7 +159,7 @@ public struct AccountPoller: Sendable {
             try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
                 try await self.session(conn, password: password, report: &result)
             }
-        } catch var e as TransportError where e.kind == .tlsFailed && (e.detail ?? "").contains("verification failed") {
+        } catch var e as TransportError where e.certificateUnverified {
             // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
             if let summary = try? await POP3Connection.inspectCertificate(
                 host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
