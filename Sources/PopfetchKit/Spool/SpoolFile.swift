@@ -143,6 +143,21 @@ public final class SpoolFile {
         if self.out.count >= Self.flushThreshold { try self.flush() }
     }
 
+    /// Whether any byte has the high bit set, eight bytes at a time.
+    static func contains8Bit(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = 0
+        let n = bytes.count
+        while i + 8 <= n {
+            if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return true }
+            i += 8
+        }
+        while i < n {
+            if bytes[i] >= 0x80 { return true }
+            i += 1
+        }
+        return false
+    }
+
     private func emitCR() {
         withUnsafeBytes(of: UInt8(13)) { self.emit($0) }
     }
@@ -150,15 +165,8 @@ public final class SpoolFile {
     private func emit(_ bytes: UnsafeRawBufferPointer) {
         self.out.append(contentsOf: bytes)
         self.stored += bytes.count
-        if !self.has8Bit || !self.hasNUL {
-            for b in bytes {
-                if b >= 0x80 {
-                    self.has8Bit = true
-                } else if b == 0 {
-                    self.hasNUL = true
-                }
-            }
-        }
+        if !self.hasNUL, let base = bytes.baseAddress, memchr(base, 0, bytes.count) != nil { self.hasNUL = true }
+        if !self.has8Bit && Self.contains8Bit(bytes) { self.has8Bit = true }
         if self.inHeader {
             for b in bytes {
                 self.scanHeader(b)

@@ -271,28 +271,25 @@ public final class StateStore: Sendable {
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)",
-                arguments: [account, uid, t])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [account, uid, t])
             for r in recipients {
-                try db.execute(
-                    sql: """
+                try db.cachedStatement(sql: """
                         INSERT INTO deliveries (account, uidl, recipient, delivered_at, attempts) VALUES (?, ?, ?, ?, 1)
                         ON CONFLICT (account, uidl, recipient) DO UPDATE SET delivered_at = excluded.delivered_at,
                             attempts = attempts + 1, last_error = NULL
-                        """, arguments: [account, uid, r, t])
+                        """).execute(arguments: [account, uid, r, t])
             }
             let done = try String.fetchSet(
-                db,
-                sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL",
+                db.cachedStatement(
+                    sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"),
                 arguments: [account, uid])
             let complete = allRecipients.allSatisfy { done.contains($0) }
             if complete {
-                try db.execute(
-                    sql: """
+                try db.cachedStatement(sql: """
                         UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL
                         WHERE account = ? AND uidl = ?
-                        """, arguments: [t, account, uid])
+                        """).execute(arguments: [t, account, uid])
             }
             return complete
         }
@@ -306,26 +303,26 @@ public final class StateStore: Sendable {
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
-            try db.execute(
-                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)",
-                arguments: [account, uid, t])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [account, uid, t])
             if countsTowardLimit {
-                try db.execute(
-                    sql: "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE account = ? AND uidl = ?",
-                    arguments: [error, account, uid])
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, account, uid])
             } else {
-                try db.execute(
-                    sql: "UPDATE messages SET last_error = ? WHERE account = ? AND uidl = ?",
-                    arguments: [error, account, uid])
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, account, uid])
             }
             let attempts =
                 try Int.fetchOne(
-                    db, sql: "SELECT attempts FROM messages WHERE account = ? AND uidl = ?", arguments: [account, uid])
+                    db.cachedStatement(sql: "SELECT attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [account, uid])
                 ?? 0
             if countsTowardLimit && attempts >= maxAttempts {
-                try db.execute(
-                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL",
-                    arguments: [t, account, uid])
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, account, uid])
                 return true
             }
             return false
