@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Crypto
 import _CryptoExtras
 
@@ -146,43 +147,16 @@ public struct SCRAMMechanism: SASLMechanism {
     }
 }
 
-/// RFC 4648 base64, for SASL exchanges.
+/// RFC 4648 base64 for SASL exchanges: Foundation's, tolerant of the whitespace and missing padding that some
+/// servers send.
 public enum Base64 {
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
     public static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var i = 0
-        while i < bytes.count {
-            let b0 = bytes[i]
-            let b1 = i + 1 < bytes.count ? bytes[i + 1] : 0
-            let b2 = i + 2 < bytes.count ? bytes[i + 2] : 0
-            out.append(alphabet[Int(b0 >> 2)])
-            out.append(alphabet[Int((b0 & 3) << 4 | b1 >> 4)])
-            out.append(i + 1 < bytes.count ? alphabet[Int((b1 & 15) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            out.append(i + 2 < bytes.count ? alphabet[Int(b2 & 63)] : UInt8(ascii: "="))
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
+        Data(bytes).base64EncodedString()
     }
 
     public static func decode(_ s: String) -> [UInt8]? {
-        var values: [UInt8] = []
-        for c in s.utf8 {
-            if c == UInt8(ascii: "=") { break }
-            if c == 13 || c == 10 || c == 32 { continue }
-            guard let v = alphabet.firstIndex(of: c) else { return nil }
-            values.append(UInt8(v))
-        }
-        var out: [UInt8] = []
-        var i = 0
-        while i + 1 < values.count {
-            out.append(values[i] << 2 | values[i + 1] >> 4)
-            if i + 2 < values.count { out.append((values[i + 1] & 15) << 4 | values[i + 2] >> 2) }
-            if i + 3 < values.count { out.append((values[i + 2] & 3) << 6 | values[i + 3]) }
-            i += 4
-        }
-        return out
+        var text = s.filter { !$0.isWhitespace }
+        while text.count % 4 != 0 { text.append("=") }
+        return Data(base64Encoded: text).map { Array($0) }
     }
 }

@@ -24,20 +24,26 @@ struct HostileServerTests {
         Case(mode: "long-line", tls: "none", exit: 76, fragment: "longer than"),
     ]
 
-    @Test("RFC 5034: an initial response that would make the AUTH line exceed 255 octets goes in a second step")
-    func authLineLimit() throws {
-        let f = try PopfetchFixture()
+    /// Starts the scripted POP3 server in `mode`; returns it, its port and the file logging what the client sent.
+    func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
         let portFile = f.directory + "/pop3-port"
         let log = f.directory + "/pop3-client.log"
         let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log,
-             "strict-255"], stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log, mode],
+            stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)
+    }
+
+    @Test("RFC 5034: an initial response that would make the AUTH line exceed 255 octets goes in a second step")
+    func authLineLimit() throws {
+        let f = try PopfetchFixture()
+        let (server, port, log) = try self.startServer(f, mode: "strict-255")
         defer {
             kill(server.pid, SIGKILL)
             _ = server.wait(timeout: 5)
         }
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
+        try #require(port > 0)
         let token = String(repeating: "t", count: 400)
         try f.writeConfig(
             extra: "auth = \"xoauth2\"\noauth_token_command = \"echo \(token)\"", port: port, timeout: "5s")
@@ -51,17 +57,12 @@ struct HostileServerTests {
     @Test("defined outcome, nothing delivered, no credential sent where TLS was required", arguments: cases)
     func hostile(_ c: Case) throws {
         let f = try PopfetchFixture()
-        let portFile = f.directory + "/pop3-port"
-        let log = f.directory + "/pop3-client.log"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log,
-             c.mode], stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+        let (server, port, log) = try self.startServer(f, mode: c.mode)
         defer {
             kill(server.pid, SIGKILL)
             _ = server.wait(timeout: 5)
         }
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
+        try #require(port > 0)
         try f.writeConfig(tls: c.tls, port: port, timeout: "5s")
         let r = try f.poll()
         #expect(r.status == c.exit, "\(c.mode): \(r.stderr)")

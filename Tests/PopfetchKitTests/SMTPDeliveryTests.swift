@@ -164,15 +164,9 @@ struct SMTPFaultTests {
     @Test("the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool")
     func dropMidData() throws {
         let f = try PopfetchFixture()
-        let out = f.directory + "/smtp-out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let portFile = f.directory + "/smtp-port"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-smtp.py", portFile, out,
-             "drop-mid-data"], stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
+        let (server, port, out) = try self.startServer(f, mode: "drop-mid-data")
         defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        #expect(eventually(10) { FileManager.default.fileExists(atPath: portFile) })
-        let port = try #require(Int(try String(contentsOfFile: portFile, encoding: .utf8)))
+        try #require(port > 0)
         var m = Corpus.message(1, seed: 130, bareCR: false)
         m += Array(repeating: UInt8(ascii: "d"), count: 5000) + [10]
         try f.user.deliver([m])
