@@ -14,7 +14,9 @@ extension Popfetch {
             discussion: """
                 Exit status: 0 when every account succeeded (no new mail is success); otherwise the most serious \
                 of 78 config, 70 internal, 74 state/spool I/O, 77 authentication, 76 protocol/TLS, 68 unknown host, \
-                69 connection refused or time-out, 75 temporary (IN-USE, LOGIN-DELAY, SYS/TEMP, MDA exit 75).
+                69 connection refused or time-out, 75 temporary (IN-USE, LOGIN-DELAY, SYS/TEMP) or any message not \
+                delivered in this poll (deferred, failed, refused by the server, short of its LIST size), or an \
+                account paused by flood protection.
                 """)
 
         @OptionGroup var globals: GlobalOptions
@@ -218,6 +220,63 @@ extension Popfetch {
             let store = try g.openStore()
             let n = try store.retryFailed(account: a.stateKey)
             print("\(a.name): \(n) failed message\(n == 1 ? "" : "s") will be tried again at the next poll")
+        }
+    }
+}
+
+extension Popfetch {
+    /// `popfetch mark-seen --account NAME`: the answer to a flood-protection pause that records what is there.
+    struct MarkSeen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mark-seen",
+            abstract: "Answer a paused account: record every message now on its server as seen, without delivering.",
+            discussion: """
+                Flood protection pauses an account with keep = true when popfetch has no record of its mailbox (first \
+                poll, lost state database) and it holds more than flood_limit messages, or when the server's UIDLs \
+                look reset. The next poll carries the answer out; mail arriving after it is delivered as usual.
+                """)
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "The paused account.")
+        var account: String
+
+        func run() async throws {
+            try Popfetch.decide(self.globals.merged(with: self.root.globals), account: self.account, .markSeen)
+        }
+    }
+
+    /// `popfetch fetch-all --account NAME`: the answer to a flood-protection pause that delivers everything.
+    struct FetchAll: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fetch-all",
+            abstract: "Answer a paused account: deliver every message on its server at the next poll.")
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "The paused account.")
+        var account: String
+
+        func run() async throws {
+            try Popfetch.decide(self.globals.merged(with: self.root.globals), account: self.account, .fetchAll)
+        }
+    }
+
+    static func decide(_ g: GlobalOptions, account name: String, _ decision: MailboxState.Decision) throws {
+        let config = try g.loadConfiguration()
+        guard let a = config.accounts.first(where: { $0.name == name }) else {
+            throw ConfigurationError(
+                file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+        }
+        let store = try g.openStore()
+        try store.decide(account: a.stateKey, decision)
+        switch decision {
+        case .markSeen:
+            print("\(a.name): the next poll records the messages on the server as seen, without delivering them")
+        case .fetchAll:
+            print("\(a.name): the next poll delivers every message on the server")
         }
     }
 }

@@ -14,7 +14,7 @@ public struct Popfetch: AsyncParsableCommand {
         version: "popfetch \(PopfetchVersion.current)",
         subcommands: [
             Poll.self, Daemon.self, Status.self, Check.self, Wake.self, ConfigCommand.self, Retry.self,
-            ImportFetchmailrc.self, OAuth.self,
+            ImportFetchmailrc.self, OAuth.self, MarkSeen.self, FetchAll.self,
         ]
     )
 

@@ -57,17 +57,23 @@ extension Popfetch {
                 return
             }
             var rows: [(AccountConfiguration, AccountStatusRecord)] = []
+            var failures: [String: [MessageRecord]] = [:]
             for a in accounts {
                 var record = try store.accountStatus(accountName: a.name, accountKey: a.stateKey)
                 if daemon == nil { record.nextPoll = nil }
                 rows.append((a, record))
+                if record.failedMessages > 0 { failures[a.name] = try store.failedMessages(account: a.stateKey) }
             }
             if self.json {
-                print(StatusRenderer.json(daemon: daemon, rows: rows))
+                print(StatusRenderer.json(daemon: daemon, rows: rows, failures: failures))
             } else {
-                print(StatusRenderer.table(daemon: daemon, rows: rows, now: Date()))
+                print(StatusRenderer.table(daemon: daemon, rows: rows, now: Date(), failures: failures))
             }
-            let bad = rows.contains { $0.1.lastPoll.map { $0.outcome == "error" || $0.outcome == "partial" } ?? false }
+            // Exit 1 while anything needs attention: a failed or partial last poll, a message marked failed, a pause.
+            let bad = rows.contains {
+                ($0.1.lastPoll.map { $0.outcome == "error" || $0.outcome == "partial" } ?? false)
+                    || $0.1.failedMessages > 0 || $0.1.pausedReason != nil
+            }
             if bad { throw ExitCode(1) }
         }
     }
@@ -129,6 +135,7 @@ extension Popfetch {
 
 enum StatusRenderer {
     static func outcome(_ r: AccountStatusRecord) -> String {
+        if r.pausedReason != nil { return "paused" }
         guard let p = r.lastPoll else { return "never" }
         switch p.outcome {
         case "ok", "partial", "error": return p.outcome
@@ -136,7 +143,10 @@ enum StatusRenderer {
         }
     }
 
-    static func json(daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)]) -> String {
+    static func json(
+        daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)],
+        failures: [String: [MessageRecord]] = [:]
+    ) -> String {
         let d: JSONValue = .object([
             ("running", .bool(daemon != nil)),
             ("pid", .optional(daemon?.pid.map(Int.init))),
@@ -153,6 +163,14 @@ enum StatusRenderer {
                 ("bytes_last_poll", .optional(r.lastPoll?.bytes)),
                 ("pending", .optional(r.lastPoll?.pending)),
                 ("failed", .int(r.failedMessages)),
+                (
+                    "failed_messages",
+                    .array(
+                        (failures[a.name] ?? []).prefix(20).map { m in
+                            .object([("uidl", .string(m.uid)), ("error", .optional(m.lastError))])
+                        })
+                ),
+                ("paused", .optional(r.pausedReason)),
                 ("delivered_total", .int(r.deliveredTotal)),
                 ("consecutive_failures", .int(r.consecutiveFailures)),
                 ("next_poll", .optional(r.nextPoll)),
@@ -191,9 +209,10 @@ enum StatusRenderer {
     }
 
     /// An aligned table that fits 80 columns.
-    static func table(daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)], now: Date)
-        -> String
-    {
+    static func table(
+        daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)], now: Date,
+        failures: [String: [MessageRecord]] = [:]
+    ) -> String {
         var lines: [String] = []
         if let daemon {
             let since = daemon.started.map { ", started " + Self.relative($0, now: now) } ?? ""
@@ -218,6 +237,16 @@ enum StatusRenderer {
             if let e = last?.error {
                 let streak = r.consecutiveFailures > 1 ? " (\(r.consecutiveFailures) failures in a row)" : ""
                 errors.append("\(a.name): \(e)\(streak)")
+            }
+            if let why = r.pausedReason {
+                errors.append("\(a.name): paused: \(why)")
+            }
+            if let failed = failures[a.name], !failed.isEmpty {
+                let n = failed.count
+                let why = failed.last?.lastError.map { "; the latest: \($0)" } ?? ""
+                errors.append(
+                    "\(a.name): \(n) message\(n == 1 ? "" : "s") marked failed, kept on the server until "
+                        + "`popfetch retry --account \(a.name)`\(why)")
             }
         }
         if rows.contains(where: { !$0.0.enabled }) { lines.append("* disabled") }

@@ -39,7 +39,7 @@ struct ConfigurationTests {
         #expect(a.deleteAfter == 30 * 86400)
         #expect(a.recipients == ["alice", "bob"])
         #expect(a.delivery == .mda(try MDACommand("/usr/bin/procmail -d %T")))
-        #expect(a.stateKey == "alice@pop.example.org:995")
+        #expect(a.stateKey == "alice@pop.example.org", "the mailbox identity leaves out the port")
         #expect(a.line == 4)
     }
 

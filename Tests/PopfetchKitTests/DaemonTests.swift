@@ -211,7 +211,8 @@ struct StatusTests {
         let byName = Dictionary(uniqueKeysWithValues: accounts.map { ($0["account"] as? String ?? "", $0) })
         let keys: Set<String> = [
             "account", "last_poll_started", "last_poll_finished", "outcome", "error", "delivered_last_poll",
-            "bytes_last_poll", "pending", "failed", "delivered_total", "consecutive_failures", "next_poll",
+            "bytes_last_poll", "pending", "failed", "failed_messages", "paused", "delivered_total",
+            "consecutive_failures", "next_poll",
         ]
         for a in accounts { #expect(Set(a.keys) == keys, "every key present, null when unknown") }
 

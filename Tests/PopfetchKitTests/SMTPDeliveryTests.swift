@@ -91,8 +91,8 @@ struct SMTPDeliveryTests {
     }
 
     @Test("failures at MAIL and after the final dot, from Postfix's access maps", arguments: [
-        ("reject5@sender.test", 0, "553"), ("defer4@sender.test", 75, "451"),
-        ("eod-reject@sender.test", 0, "554"), ("eod-defer@sender.test", 75, "451"),
+        ("reject5@sender.test", 75, "553"), ("defer4@sender.test", 75, "451"),
+        ("eod-reject@sender.test", 75, "554"), ("eod-defer@sender.test", 75, "451"),
     ])
     func senderAndEndOfData(sender: String, exit: Int32, code: String) throws {
         let postfix = try PostfixServer.get()

@@ -89,6 +89,16 @@ public struct AccountConfiguration: Hashable, Sendable {
     public var recipients: [String]
     /// After this many failed delivery attempts a message is marked failed and skipped until `popfetch retry`.
     public var maxAttempts: Int = 5
+    /// How many octets a message may fall short of its LIST size and still count as complete (0: none). A shorter
+    /// message is not delivered: it is counted as a failed retrieval, and never deleted.
+    public var sizeTolerance: Int = 0
+    /// A message's record is forgotten this many seconds after a listing last showed it.
+    public var forgetAfter: Int = AccountConfiguration.defaultForgetAfter
+    public static let defaultForgetAfter = 30 * 86_400
+    /// Flood protection: with keep = true, a mailbox popfetch has no record of (first poll, lost state file) holding
+    /// more than this many messages, or a UIDL reset bringing more than this many unknown ones, pauses the account
+    /// until the user runs `popfetch mark-seen` or `popfetch fetch-all`. 0 turns it off.
+    public var floodLimit: Int = 20
     /// Reaction to a permanent (5xx) rejection by the MTA.
     public var onPermanentFailure: PermanentFailurePolicy = .keep
     /// Where bounces go (default: the first recipient).
@@ -104,8 +114,9 @@ public struct AccountConfiguration: Hashable, Sendable {
     /// Line of the `[[account]]` header in the config file.
     public var line: Int
 
-    /// The identity of the mailbox in the state database: renaming an account does not make its mail new again.
-    public var stateKey: String { "\(self.user)@\(self.host):\(self.port)" }
+    /// The mailbox's identity in the state database: `user@host`. Port and TLS mode are left out on purpose, so
+    /// moving from 110 with STLS to 995 with implicit TLS keeps every record (and floods nothing).
+    public var stateKey: String { "\(self.user)@\(self.host)" }
 
     /// Whether the host is a loopback address (credentials may go there in clear text).
     public var hostIsLoopback: Bool { Self.isLoopback(self.host) }

@@ -21,7 +21,7 @@ public struct ConfigurationLoader: Sendable {
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
         "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
         "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
-        "tls_min_version",
+        "tls_min_version", "size_tolerance", "forget_after", "flood_limit",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -387,6 +387,14 @@ public struct ConfigurationLoader: Sendable {
         if account.maxAttempts == 0 {
             throw ctx.error(value("max_attempts")?.1 ?? .account(i), key: "max_attempts", "must be at least 1")
         }
+        account.sizeTolerance = try size("size_tolerance") ?? 0
+        account.forgetAfter = try duration("forget_after") ?? AccountConfiguration.defaultForgetAfter
+        if account.forgetAfter < 86_400 {
+            throw ctx.error(
+                value("forget_after")?.1 ?? .account(i), key: "forget_after",
+                "must be at least 1d (a shorter memory would re-deliver messages after a server hiccup)")
+        }
+        account.floodLimit = try nonNegativeInt("flood_limit") ?? 20
         if account.deleteAfter != nil && !account.keep {
             throw ctx.error(
                 value("delete_after")?.1 ?? .account(i), key: "delete_after",

@@ -202,15 +202,13 @@ public final class PollScheduler: Service, Sendable {
                 await self.slots.release()
                 return
             }
-            var logger = self.logger
             let repeated = lastError != nil
-            if repeated {
-                // The same failure again: it was logged clearly the first time; say it once more only at debug.
-                logger.logLevel = .critical
-            }
-            let env = PollEnvironment(
-                store: self.store, stateDirectory: self.stateDirectory, logger: logger, lockWait: 5,
+            var env = PollEnvironment(
+                store: self.store, stateDirectory: self.stateDirectory, logger: self.logger, lockWait: 5,
                 stopRequested: { [weak self] in self?.isStopping ?? true })
+            // The same poll failure again was logged clearly the first time: its summary goes to debug. Nothing
+            // else is muted: every per-message error is still logged at its level.
+            env.repeatedFailure = repeated
             let report = await AccountPoller(account: account, environment: env).poll()
             await self.slots.release()
             var loginDelay = report.loginDelay

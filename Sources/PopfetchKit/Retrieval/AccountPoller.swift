@@ -22,6 +22,8 @@ public struct PollEnvironment: Sendable {
     public var localHostName: String
     /// Asked between messages: when true, the poll finishes the message in hand, then QUITs (daemon shutdown).
     public var stopRequested: @Sendable () -> Bool
+    /// The previous poll of this account failed already (daemon): a failed poll's summary line goes to debug.
+    public var repeatedFailure = false
 
     public init(
         store: StateStore, stateDirectory: String, logger: Logger, lockWait: Double = 30,
@@ -89,7 +91,11 @@ public struct AccountPoller: Sendable {
                 pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
             }
             try await self.run(&report)
-            report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
+            if report.paused != nil {
+                report.outcome = .paused
+            } else {
+                report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
+            }
         } catch {
             report.error = Self.classify(error)
             report.outcome = .error
@@ -123,9 +129,13 @@ public struct AccountPoller: Sendable {
                 self.logger.info("check: \(r.new) new of \(r.listed) on the server")
             }
         } else if let e = r.error {
-            self.logger.error("poll failed: \(e.message)", metadata: metadata)
+            self.logger.log(
+                level: self.environment.repeatedFailure ? .debug : .error, "poll failed: \(e.message)",
+                metadata: metadata)
+        } else if let why = r.paused {
+            self.logger.error("account paused: \(why)", metadata: metadata)
         } else if r.outcome == .partial {
-            self.logger.warning("poll finished with deferred or failed messages", metadata: metadata)
+            self.logger.error("poll finished with deferred or failed messages", metadata: metadata)
         } else {
             self.logger.info("poll finished", metadata: metadata)
         }
@@ -154,11 +164,29 @@ public struct AccountPoller: Sendable {
             host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)),
             pinnedFingerprint: account.fingerprint)
         self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
-        var result = report
+        let start = report
         do {
-            try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
-                try await self.session(conn, password: password, report: &result)
+            report = try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                let session = PollSession(poller: self, conn: conn, password: password, report: start)
+                do {
+                    try await session.run()
+                } catch {
+                    throw SessionFailure(error: error, report: session.report)
+                }
+                return session.report
             }
+        } catch let failure as SessionFailure {
+            // What the session did before it failed (delivered, deferred, ...) is part of the poll's report.
+            report = failure.report
+            if var e = failure.error as? TransportError, e.certificateUnverified {
+                if let summary = try? await POP3Connection.inspectCertificate(
+                    host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+                {
+                    e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+                }
+                throw e
+            }
+            throw failure.error
         } catch var e as TransportError where e.certificateUnverified {
             // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
             if let summary = try? await POP3Connection.inspectCertificate(
@@ -168,89 +196,28 @@ public struct AccountPoller: Sendable {
             }
             throw e
         }
-        report = result
     }
 
-    private func session(_ conn: POP3Connection, password: String, report: inout PollReport) async throws {
+    /// A session's error, with the report of what it did before it failed.
+    struct SessionFailure: Error {
+        var error: any Error
+        var report: PollReport
+    }
+
+    /// The deliverer for this poll's delivery method.
+    func makeDeliverer(fetchCount: Int) async throws -> any Deliverer {
         let account = self.account
-        var caps = try await conn.capabilities()
-        if account.tls == .starttls {
-            guard let c = caps, c.supportsSTLS else {
-                throw TransportError(.stlsNotOffered, host: account.host, port: account.port, phase: "CAPA")
-            }
-            try await conn.startTLS()
-            caps = try await conn.capabilities()
-        }
-        try await self.login(conn, password: password, capabilities: caps)
-        self.logger.debug("logged in as \(account.user)")
-
-        // Listing: UIDL (one command), then LIST for sizes.
-        let uidl = try await conn.uidlListing()
-        let scan = try await conn.scanListing()
-        var sizes: [Int: Int] = [:]
-        sizes.reserveCapacity(scan.count)
-        for e in scan { sizes[e.number] = e.size }
-        let store = self.environment.store
-        let key = account.stateKey
-        let now = Date()
-
-        let listing: [UIDLEntry]
-        let trackState: Bool
-        if let uidl {
-            listing = uidl
-            trackState = true
-        } else {
-            switch account.withoutUIDL {
-            case .refuse:
-                throw PollError(
-                    .protocolError,
-                    "\(account.host) does not support UIDL, so popfetch cannot tell new mail from old; set "
-                        + "without_uidl = \"fetch-and-delete\" (with keep = false) to fetch and delete everything")
-            case .fetchAndDelete:
-                listing = scan.map { UIDLEntry(number: $0.number, uid: "no-uidl-\($0.number)") }
-                trackState = false
-            }
-        }
-        let known = trackState ? try store.messages(account: key) : [:]
-        if trackState && !self.checkOnly {
-            var listed: [String: Int] = [:]
-            listed.reserveCapacity(listing.count)
-            for e in listing { listed[e.uid] = sizes[e.number] ?? 0 }
-            try store.recordListing(account: key, listed: listed, known: known, at: now)
-        }
-        let policy = PollPlan.Policy(
-            keep: account.keep, deleteAfter: account.deleteAfter, maxSize: account.maxSize,
-            deleteOversize: account.oversize == .delete, fetchLimit: account.fetchLimit,
-            recipients: account.recipients)
-        let plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
-        report.listed = listing.count
-        report.new = plan.fetchCount
-        if self.checkOnly {
-            _ = try await conn.quit()
-            return
-        }
-        report.loginDelay = caps?.loginDelay
-        let waiting = plan.items.reduce(0) { n, item in
-            switch item.action {
-            case .fetch, .skipLimit, .skipOversize: return n + 1
-            default: return n
-            }
-        }
-
-        let pipelining = caps?.supportsPipelining ?? false
-        let deliverer: any Deliverer
         switch account.delivery {
         case .mda(let command):
-            deliverer = MDADeliverer(command: command, timeout: account.mdaTimeout, accountUser: account.user)
-            if geteuid() == 0 && plan.fetchCount > 0 {
+            if geteuid() == 0 && fetchCount > 0 {
                 self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
             }
+            return MDADeliverer(command: command, timeout: account.mdaTimeout, accountUser: account.user)
         case .maildir(let path):
-            deliverer = MaildirDeliverer(directory: path)
+            return MaildirDeliverer(directory: path)
         case .smtp(let target), .lmtp(let target):
             var lmtp = false
             if case .lmtp = account.delivery { lmtp = true }
-            let endpoint = target
             var tlsContext: NIOSSLContext?
             if account.smtpTLS != .none {
                 do {
@@ -267,179 +234,17 @@ public struct AccountPoller: Sendable {
                 if case .tcp(let h, _) = target { return AccountConfiguration.isLoopback(h) }
                 return true
             }()
-            deliverer = SMTPDeliverer(
-                endpoint: endpoint, lmtp: lmtp, heloName: self.environment.localHostName,
+            return SMTPDeliverer(
+                endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
                 connectTimeout: .seconds(Int64(account.timeout)), tls: account.smtpTLS, tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK)
         }
-        defer { Task { await deliverer.finish() } }
-        // Two spool files: while the MDA reads one message, the next one streams into the other.
-        var spools: [SpoolFile] = []
-        var nextSpool = 0
-        var deletedUIDs: [String] = []
-        // A DELE waiting to be sent; with PIPELINING it goes out in the same write as the next RETR.
-        var pendingDele: (number: Int, uid: String)?
-        // The delivery running while the next message is fetched.
-        var inFlight: InFlightDelivery?
-
-        func flushDele() async throws {
-            guard let d = pendingDele else { return }
-            pendingDele = nil
-            let status = try await conn.execute(.dele(d.number))
-            if status.isOK { deletedUIDs.append(d.uid) } else {
-                self.logger.warning("server refused DELE \(d.number): \(status)")
-            }
-        }
-
-        /// Waits for the delivery in flight, commits its outcome, and queues its DELE.
-        func settle() async throws {
-            guard let d = inFlight else { return }
-            inFlight = nil
-            let outcomes = await d.task.value
-            switch try self.record(outcomes, uid: d.uid, trackState: trackState, report: &report) {
-            case .complete:
-                report.delivered += 1
-                report.bytes += d.receivedSize
-                if !account.keep {
-                    try await flushDele()
-                    pendingDele = (d.number, d.uid)
-                }
-            case .rejectedDelete:
-                try await flushDele()
-                pendingDele = (d.number, d.uid)
-            case .bounce(let reason, let rejected):
-                if try await self.bounce(
-                    d.message, uid: d.uid, reason: reason, rejected: rejected, deliverer: deliverer,
-                    trackState: trackState)
-                {
-                    try await flushDele()
-                    pendingDele = (d.number, d.uid)
-                }
-            case .incomplete:
-                break
-            }
-        }
-
-        do {
-            messages: for item in plan.items {
-                switch item.action {
-                case .keep:
-                    continue
-                case .skipFailed, .skipLimit, .skipOversize:
-                    report.skipped += 1
-                    if item.action == .skipOversize {
-                        self.logger.notice(
-                            "message \(item.number) is \(item.size) bytes, over max_size; left on the server",
-                            metadata: ["uid": "\(item.uid)"])
-                    }
-                    continue
-                case .deleteDelivered, .deleteExpired, .deleteOversize:
-                    try await flushDele()
-                    if item.action == .deleteOversize {
-                        self.logger.notice(
-                            "message \(item.number) is \(item.size) bytes, over max_size; deleting it unread",
-                            metadata: ["uid": "\(item.uid)"])
-                        report.skipped += 1
-                    }
-                    pendingDele = (item.number, item.uid)
-                    continue
-                case .fetch(let recipients):
-                    if self.environment.stopRequested() {
-                        // Shutting down: no new message; what is in hand is settled below, then QUIT.
-                        self.logger.notice("stopping: remaining messages are left for the next poll")
-                        break messages
-                    }
-                    if spools.count < 2 {
-                        do {
-                            spools.append(try SpoolFile(directory: self.environment.stateDirectory))
-                        } catch {
-                            throw PollError(.io, "\(error)")
-                        }
-                    }
-                    let spool = spools[nextSpool % spools.count]
-                    nextSpool += 1
-                    try spool.begin(
-                        traceHeader: TraceHeader.make(
-                            serverHost: account.host, accountName: account.name,
-                            localHost: self.environment.localHostName, date: Date()))
-                    let retr = Command.retr(item.number)
-                    if let d = pendingDele, pipelining {
-                        pendingDele = nil
-                        try await conn.sendPipelined([.dele(d.number), retr])
-                        let status = try await conn.awaitResponse(to: .dele(d.number))
-                        if status.isOK { deletedUIDs.append(d.uid) }
-                    } else {
-                        try await flushDele()
-                        try await conn.send(retr)
-                    }
-                    let refused = try await conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
-                    if let refused {
-                        report.failed += 1
-                        self.logger.warning("server refused RETR \(item.number): \(refused)")
-                        continue
-                    }
-                    // The terminating dot line has arrived: only now may any receiver see the message.
-                    let message = try spool.finish()
-                    // The previous delivery must be settled (committed) before this one starts.
-                    try await settle()
-                    let groups = deliverer.recipientGroups(recipients)
-                    let task = Task { await Self.deliver(message, groups: groups, deliverer: deliverer) }
-                    inFlight = InFlightDelivery(
-                        number: item.number, uid: item.uid, receivedSize: message.receivedSize, message: message,
-                        task: task)
-                }
-            }
-            try await settle()
-        } catch {
-            // Whatever failed, a delivery that ran must be committed before giving up: no avoidable duplicate.
-            if inFlight != nil { try? await settle() }
-            throw error
-        }
-        report.pending = max(0, waiting - report.delivered)
-        try await flushDele()
-        let bye = try await conn.quit()
-        if bye.isOK {
-            if trackState {
-                try store.recordDeleted(account: key, uids: deletedUIDs, at: Date())
-            }
-            report.deleted = deletedUIDs.count
-        } else if !deletedUIDs.isEmpty {
-            // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
-            self.logger.warning("server answered QUIT with \(bye); deletions may not have taken effect")
-        }
-    }
-
-    /// A delivery running in the background while the next message is fetched.
-    private struct InFlightDelivery {
-        var number: Int
-        var uid: String
-        var receivedSize: Int
-        var message: SpooledMessage
-        var task: Task<[RecipientOutcome], Never>
-    }
-
-    /// Delivers one spooled message to each recipient group in turn, stopping at the first that does not accept.
-    private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: any Deliverer) async
-        -> [RecipientOutcome]
-    {
-        var out: [RecipientOutcome] = []
-        for group in groups {
-            let outcomes: [RecipientOutcome]
-            do {
-                outcomes = try await deliverer.deliver(message, to: group)
-            } catch {
-                outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure("\(error)"))]
-            }
-            out += outcomes
-            if outcomes.contains(where: { $0.result != .delivered }) { break }
-        }
-        return out
     }
 
     /// Sends a delivery status notification for a permanently rejected message to `bounce_to` (else the first
     /// recipient) through the same MTA. Returns whether it was accepted (then the original may be deleted);
     /// otherwise the original is kept and marked failed.
-    private func bounce(
+    func bounce(
         _ message: SpooledMessage, uid: String, reason: String, rejected: [String], deliverer: any Deliverer,
         trackState: Bool
     ) async throws -> Bool {
@@ -467,101 +272,5 @@ public struct AccountPoller: Sendable {
                 at: Date())
         }
         return false
-    }
-
-    enum Settlement {
-        /// Every recipient has the message: it may be deleted (keep = false).
-        case complete
-        /// Some recipient still lacks it: it stays on the server.
-        case incomplete
-        /// Rejected permanently with on_permanent_failure = "delete": delete it undelivered.
-        case rejectedDelete
-        /// Rejected permanently with on_permanent_failure = "bounce": send a DSN, then delete it.
-        case bounce(reason: String, recipients: [String])
-    }
-
-    /// Commits the outcome of one message's delivery, recipient by recipient.
-    private func record(_ outcomes: [RecipientOutcome], uid: String, trackState: Bool, report: inout PollReport)
-        throws -> Settlement
-    {
-        let store = self.environment.store
-        let key = self.account.stateKey
-        var settlement: Settlement = outcomes.isEmpty ? .incomplete : .complete
-        var counted = false
-        for outcome in outcomes {
-            switch outcome.result {
-            case .delivered:
-                if trackState {
-                    try store.recordDelivered(
-                        account: key, uid: uid, recipients: outcome.recipients,
-                        allRecipients: self.account.recipients, at: Date())
-                }
-            case .temporaryFailure(let why):
-                if !counted { report.deferred += 1 }
-                counted = true
-                settlement = .incomplete
-                self.logger.warning("delivery deferred, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
-                if trackState {
-                    try store.recordDeliveryFailure(
-                        account: key, uid: uid, error: why, countsTowardLimit: false,
-                        maxAttempts: self.account.maxAttempts, at: Date())
-                }
-            case .failure(let why):
-                if !counted { report.failed += 1 }
-                counted = true
-                settlement = .incomplete
-                var marked = false
-                if trackState {
-                    marked = try store.recordDeliveryFailure(
-                        account: key, uid: uid, error: why, countsTowardLimit: true,
-                        maxAttempts: self.account.maxAttempts, at: Date())
-                }
-                if marked {
-                    self.logger.error(
-                        """
-                        delivery failed \(self.account.maxAttempts) times; message marked failed and kept on the \
-                        server until `popfetch retry --account \(self.account.name)`: \(why)
-                        """,
-                        metadata: ["uid": "\(uid)"])
-                } else {
-                    self.logger.warning("delivery failed, message kept on the server: \(why)", metadata: ["uid": "\(uid)"])
-                }
-            case .permanentFailure(let why):
-                if !counted { report.failed += 1 }
-                counted = true
-                switch self.account.onPermanentFailure {
-                case .keep:
-                    settlement = .incomplete
-                    if trackState {
-                        try store.recordDeliveryFailure(
-                            account: key, uid: uid, error: why, countsTowardLimit: true, maxAttempts: 1, at: Date())
-                    }
-                    self.logger.error(
-                        """
-                        rejected permanently; message marked failed and kept on the server until \
-                        `popfetch retry --account \(self.account.name)`: \(why)
-                        """,
-                        metadata: ["uid": "\(uid)"])
-                case .bounce:
-                    if case .complete = settlement { settlement = .bounce(reason: why, recipients: outcome.recipients) }
-                    if trackState {
-                        try store.recordDeliveryFailure(
-                            account: key, uid: uid, error: why, countsTowardLimit: false,
-                            maxAttempts: self.account.maxAttempts, at: Date())
-                    }
-                case .delete:
-                    if case .complete = settlement { settlement = .rejectedDelete }
-                    if trackState {
-                        try store.recordDeliveryFailure(
-                            account: key, uid: uid, error: why, countsTowardLimit: false,
-                            maxAttempts: self.account.maxAttempts, at: Date())
-                    }
-                    self.logger.error(
-                        "rejected permanently; deleting it from the server (on_permanent_failure = \"delete\"): \(why)",
-                        metadata: ["uid": "\(uid)"])
-                }
-            }
-        }
-        return settlement
     }
 }

@@ -2,6 +2,14 @@ import Foundation
 import POP3Core
 
 /// What to do with each message on the server: a pure decision from the listing, the state and the policy.
+///
+/// The DELE rule lives here and in ``Settlement``: a message is deleted on the server only if, in this mailbox,
+/// popfetch received it completely (terminating dot line, at least its LIST size less `size_tolerance`, and the next
+/// reply well-formed), delivered it, and committed that. A message delivered in an earlier poll whose DELE did not
+/// take effect may be deleted without being fetched again only when it is certainly the same message: its key is
+/// listed once, its record was not deleted before, and its LIST size equals the size recorded when it was first
+/// listed. Anything else (a UIDL listed twice, a UIDL seen again after its message was deleted, a different size)
+/// is a new message: it is fetched, never deleted unread.
 public struct PollPlan: Hashable, Sendable {
     public enum Action: Hashable, Sendable {
         /// RETR it and deliver to these recipients (those that do not have it yet).
@@ -24,12 +32,18 @@ public struct PollPlan: Hashable, Sendable {
 
     public struct Item: Hashable, Sendable {
         public var number: Int
+        /// The UIDL as the server listed it (escaped by the parser if it was not valid RFC 1939).
         public var uid: String
+        /// The message's key in the state database: the UIDL, or for a UIDL listed several times, the UIDL with
+        /// its occurrence (``PollPlan/keys(for:)``).
+        public var key: String
         public var size: Int
         public var action: Action
     }
 
     public var items: [Item]
+    /// Every listed key with its LIST size, for the state database.
+    public var listed: [String: Int]
 
     public struct Policy: Hashable, Sendable {
         public var keep: Bool
@@ -51,34 +65,67 @@ public struct PollPlan: Hashable, Sendable {
         }
     }
 
+    /// The state key of each listing entry, in listing order. A UIDL listed once is its own key; a UIDL listed n > 1
+    /// times (popa3d hashes headers, so messages without Message-ID share one) gets "UIDL #k" for its k-th
+    /// occurrence. The space cannot occur in a valid UIDL, so these keys never collide with a real one.
+    public static func keys(for listing: [UIDLEntry]) -> [String] {
+        var count: [String: Int] = [:]
+        count.reserveCapacity(listing.count)
+        for e in listing { count[e.uid, default: 0] += 1 }
+        var seen: [String: Int] = [:]
+        return listing.map { e in
+            guard let n = count[e.uid], n > 1 else { return e.uid }
+            let k = (seen[e.uid] ?? 0) + 1
+            seen[e.uid] = k
+            return "\(e.uid) #\(k)"
+        }
+    }
+
+    /// Whether `record` describes the message now listed with `size`, rather than an earlier one under the same
+    /// key: it was not deleted by popfetch, and its recorded LIST size (when known) is the same.
+    public static func isSameMessage(_ record: MessageRecord, listedSize: Int?) -> Bool {
+        if record.deletedAt != nil { return false }
+        if let was = record.size, let now = listedSize, was != now { return false }
+        return true
+    }
+
     /// - Parameters:
     ///   - listing: (message number, UIDL) in server order.
     ///   - sizes: LIST sizes by message number.
-    ///   - known: the state database's records for this mailbox.
+    ///   - known: the state database's records for this mailbox, by key.
     public init(
         listing: [UIDLEntry], sizes: [Int: Int], known: [String: MessageRecord], policy: Policy, now: Date
     ) {
+        let keys = Self.keys(for: listing)
         var items: [Item] = []
         items.reserveCapacity(listing.count)
+        var listed: [String: Int] = [:]
+        listed.reserveCapacity(listing.count)
+        // Messages whose retrieval failed before go last, so one that always breaks the connection cannot keep the
+        // messages behind it from being fetched.
+        var retried: [Item] = []
         var fetches = 0
-        var seen = Set<String>()
-        for entry in listing {
-            let size = sizes[entry.number] ?? 0
-            let record = known[entry.uid]
+        for (entry, key) in zip(listing, keys) {
+            let listedSize = sizes[entry.number]
+            let size = listedSize ?? 0
+            listed[key] = size
+            let unique = key == entry.uid
+            let record = known[key].flatMap { Self.isSameMessage($0, listedSize: listedSize) ? $0 : nil }
+            let deliveredEverywhere =
+                record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
+                ?? false
+            // Deleting without fetching needs certainty that this is the message that was delivered.
+            let certain = unique && record?.size != nil
+            // keep = false and not certain: fetch it again (a duplicate at worst), then delete it.
+            let refetch = deliveredEverywhere && !policy.keep && !certain
             let action: Action
-            // A server listing one UIDL twice is broken; fetch it once.
-            if !seen.insert(entry.uid).inserted {
-                continue
-            }
-            if let record, record.deliveredAt != nil
-                || policy.recipients.allSatisfy({ record.deliveredTo.contains($0) })
-            {
+            if deliveredEverywhere, !refetch, let record {
                 if !policy.keep {
                     action = .deleteDelivered
                 } else if let after = policy.deleteAfter, let at = record.deliveredAt,
                     now.timeIntervalSince(at) >= Double(after)
                 {
-                    action = .deleteExpired
+                    action = certain ? .deleteExpired : .keep
                 } else {
                     action = .keep
                 }
@@ -86,19 +133,75 @@ public struct PollPlan: Hashable, Sendable {
                 action = .skipFailed
             } else if let max = policy.maxSize, size > max {
                 action = policy.deleteOversize ? .deleteOversize : .skipOversize
-            } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
-                action = .skipLimit
+            } else {
+                let missing =
+                    refetch ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
+                let item = Item(
+                    number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
+                if (record?.retrievalAttempts ?? 0) > 0 {
+                    retried.append(item)
+                } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
+                    items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: .skipLimit))
+                } else {
+                    fetches += 1
+                    items.append(item)
+                }
+                continue
+            }
+            items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
+        }
+        for var item in retried {
+            if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
+                item.action = .skipLimit
             } else {
                 fetches += 1
-                let missing = policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
-                action = .fetch(recipients: missing)
             }
-            items.append(Item(number: entry.number, uid: entry.uid, size: size, action: action))
+            items.append(item)
         }
         self.items = items
+        self.listed = listed
     }
 
     public var fetchCount: Int {
         self.items.reduce(0) { if case .fetch = $1.action { $0 + 1 } else { $0 } }
+    }
+}
+
+/// Flood protection: a pure verdict on whether a listing may be acted on, or the account pauses for the user.
+///
+/// Only `keep = true` mailboxes can flood (with keep = false every delivered message is gone from the server).
+/// Two listings pause them: one of a mailbox popfetch has no record of (first poll, or a lost state database)
+/// holding more than `limit` messages; and a UIDL reset, where at least half of the known messages vanished while
+/// more than `limit` unknown ones appeared (a server migration that renumbered every UIDL).
+public enum FloodGuard {
+    public enum Verdict: Hashable, Sendable {
+        case proceed
+        case pause(String)
+    }
+
+    public static func assess(
+        listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
+    ) -> Verdict {
+        guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
+        var unknown = 0
+        for key in listed.keys where known[key] == nil { unknown += 1 }
+        guard unknown > limit else { return .proceed }
+        let remedy = "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
+            + "`popfetch fetch-all --account NAME` to deliver them all"
+        if mailbox.firstListed == nil {
+            return .pause(
+                "popfetch has no record of this mailbox (first poll, or the state database was lost or replaced) and "
+                    + "it holds \(unknown) messages; with keep = true they may all have been delivered before, so "
+                    + "the account is paused: \(remedy)")
+        }
+        let present = known.values.filter { $0.deletedAt == nil }
+        let stillListed = present.reduce(0) { listed[$1.uid] != nil ? $0 + 1 : $0 }
+        let vanished = present.count - stillListed
+        if !present.isEmpty && vanished * 2 >= present.count {
+            return .pause(
+                "the server's UIDLs look reset: \(vanished) of \(present.count) known messages vanished and "
+                    + "\(unknown) unknown ones appeared (a mailbox migration?); the account is paused: \(remedy)")
+        }
+        return .proceed
     }
 }

@@ -88,6 +88,8 @@ public struct PollReport: Hashable, Sendable {
         case error
         /// The account is disabled or no poll ran.
         case skipped
+        /// Flood protection paused the account until the user runs `popfetch mark-seen` or `fetch-all`.
+        case paused
     }
 
     public var account: String
@@ -111,13 +113,16 @@ public struct PollReport: Hashable, Sendable {
     /// Seconds the server asked between logins (RFC 2449 LOGIN-DELAY), when it announced it.
     public var loginDelay: Int?
     public var error: PollError?
+    /// Why flood protection paused the account (nothing was fetched or deleted).
+    public var paused: String?
     public var durationSeconds: Double = 0
 
     public init(account: String) { self.account = account }
 
     public var exitStatus: ExitStatus {
         if let error { return error.exitCode }
-        if self.deferred > 0 { return .tempFail }
+        // Any message not delivered in this poll (deferred, failed, refused, short) or a pause: EX_TEMPFAIL.
+        if self.deferred > 0 || self.failed > 0 || self.paused != nil { return .tempFail }
         return .ok
     }
 }

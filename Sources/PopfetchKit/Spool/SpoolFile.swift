@@ -6,8 +6,11 @@ import NIOCore
 
 /// What was learned about a message while it was spooled.
 public struct SpooledMessage: Sendable {
+    /// Owns the spool file's descriptor: it stays open while any copy of this message (a delivery in flight)
+    /// exists, and no other message can ever be written into it.
+    let descriptor: SpoolDescriptor
     /// The spool file descriptor; the message is complete (its terminating dot line arrived).
-    public let fd: Int32
+    public var fd: Int32 { self.descriptor.fd }
     /// Bytes of the trace header written before the message.
     public let traceHeaderLength: Int
     /// Bytes of the message as stored (LF line ends), without the trace header.
@@ -29,13 +32,25 @@ public struct SpooledMessage: Sendable {
     public var envelopeSender: String { self.returnPath ?? self.fromAddress ?? "" }
 }
 
-/// An unlinked temporary file a message streams into, in constant memory.
+/// An open, unlinked spool file, closed when the last owner lets go of it.
+final class SpoolDescriptor: Sendable {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+    deinit { close(self.fd) }
+}
+
+/// An unlinked temporary file one message streams into, in constant memory.
+///
+/// One spool file holds one message: ``begin(traceHeader:)`` may be called once. A new message gets a new spool
+/// file, so a delivery still reading an earlier message can never see its file emptied or overwritten.
 ///
 /// Line ends are converted from the wire's CRLF to LF (the local convention for MDAs); a bare LF, a bare CR, long
 /// lines, 8-bit and NUL bytes are kept. The file is unlinked as soon as it is created, so nothing is left behind
 /// by a crash, and a receiver only ever gets it after ``finish()``, when the whole message has arrived.
 public final class SpoolFile {
-    public let fd: Int32
+    let descriptor: SpoolDescriptor
+    public var fd: Int32 { self.descriptor.fd }
+    private var begun = false
     private var out: [UInt8] = []
     private var pendingCR = false
     private var written = 0
@@ -76,7 +91,7 @@ public final class SpoolFile {
                 template.withUnsafeBufferPointer { p in
                     if let base = p.baseAddress { unlink(base) }
                 }
-                self.fd = fd
+                self.descriptor = SpoolDescriptor(fd: fd)
                 return
             }
             lastError = "\(dir): \(String(cString: strerror(errno)))"
@@ -84,15 +99,12 @@ public final class SpoolFile {
         throw SpoolError(message: "cannot create a spool file (\(lastError))")
     }
 
-    deinit {
-        close(self.fd)
-    }
-
-    /// Starts a new message: empties the file and writes the trace header.
+    /// Starts the message: writes the trace header. A spool file holds one message only.
     public func begin(traceHeader: [UInt8]) throws {
-        guard ftruncate(self.fd, 0) == 0, lseek(self.fd, 0, SEEK_SET) == 0 else {
-            throw SpoolError(message: "cannot reset the spool file: \(String(cString: strerror(errno)))")
+        guard !self.begun else {
+            throw SpoolError(message: "a spool file holds one message; it was already used")
         }
+        self.begun = true
         self.out.removeAll(keepingCapacity: true)
         self.pendingCR = false
         self.written = 0
@@ -240,7 +252,7 @@ public final class SpoolFile {
         }
         try self.flush()
         return SpooledMessage(
-            fd: self.fd, traceHeaderLength: self.traceLength, storedSize: self.stored,
+            descriptor: self.descriptor, traceHeaderLength: self.traceLength, storedSize: self.stored,
             receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL, headerHas8Bit: self.header8Bit,
             returnPath: self.returnPath, fromAddress: self.fromAddress)
     }

@@ -8,14 +8,56 @@ import GRDB
 public struct MessageRecord: Hashable, Sendable {
     public var uid: String
     public var firstSeen: Date
-    public var missingCount: Int
+    /// When a listing last showed it (refreshed at most once a day, so a poll that finds nothing new writes nothing).
+    public var lastSeen: Date?
+    /// The LIST size when it was first listed (nil in databases from before this was recorded).
+    public var size: Int?
     public var deliveredAt: Date?
+    /// Deleted on the server by popfetch (DELE acknowledged and QUIT answered +OK).
     public var deletedAt: Date?
+    /// Failed delivery attempts that count toward max_attempts.
     public var attempts: Int
+    /// Failed retrievals (RETR refused, connection lost mid-message, size short of LIST, malformed reply after it).
+    public var retrievalAttempts: Int = 0
     public var lastError: String?
     public var failedAt: Date?
     /// Recipients that already accepted this message.
     public var deliveredTo: Set<String>
+
+    public init(
+        uid: String, firstSeen: Date, lastSeen: Date? = nil, size: Int? = nil, deliveredAt: Date? = nil,
+        deletedAt: Date? = nil, attempts: Int = 0, retrievalAttempts: Int = 0, lastError: String? = nil,
+        failedAt: Date? = nil, deliveredTo: Set<String> = []
+    ) {
+        self.uid = uid
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.size = size
+        self.deliveredAt = deliveredAt
+        self.deletedAt = deletedAt
+        self.attempts = attempts
+        self.retrievalAttempts = retrievalAttempts
+        self.lastError = lastError
+        self.failedAt = failedAt
+        self.deliveredTo = deliveredTo
+    }
+}
+
+/// Flood protection state of one mailbox: whether it was ever listed, and a pause waiting for the user.
+public struct MailboxState: Hashable, Sendable {
+    /// The first successful listing of this mailbox (nil: popfetch has no record of it: first poll or lost state).
+    public var firstListed: Date?
+    /// Why polling is paused (nil: not paused).
+    public var pausedReason: String?
+    /// What the user decided: ``Decision``.
+    public var decision: Decision?
+
+    public enum Decision: String, Hashable, Sendable {
+        /// Record every message now on the server as seen, without delivering it.
+        case markSeen = "mark-seen"
+        /// Fetch everything on the server.
+        case fetchAll = "fetch-all"
+    }
 }
 
 /// Counts and outcome of one poll of one account, as stored in `polls`.
@@ -45,6 +87,8 @@ public struct AccountStatusRecord: Hashable, Sendable {
     public var deliveredTotal: Int
     public var consecutiveFailures: Int
     public var nextPoll: Date?
+    /// Why the account is paused for the user's decision (flood protection), if it is.
+    public var pausedReason: String?
 }
 
 /// Failure of the state database (the CLI maps it to EX_IOERR).
@@ -61,9 +105,6 @@ public struct StateError: Error, Hashable, Sendable, CustomStringConvertible {
 public final class StateStore: Sendable {
     public let path: String
     private let db: DatabaseQueue
-
-    /// A UIDL absent from this many successful listings in a row is forgotten.
-    public static let forgetAfterMissingListings = 3
 
     public init(path: String) throws {
         self.path = path
@@ -173,7 +214,50 @@ public final class StateStore: Sendable {
                     );
                     """)
         }
+        m.registerMigration("v4: mailbox identity without port, retrieval attempts, age-based forgetting, pauses") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE messages ADD COLUMN retrieval_attempts INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE messages ADD COLUMN last_seen REAL;
+                    UPDATE messages SET last_seen = first_seen;
+                    CREATE TABLE mailboxes (
+                        account TEXT PRIMARY KEY NOT NULL,
+                        first_listed REAL,
+                        paused_reason TEXT,
+                        paused_at REAL,
+                        decision TEXT
+                    );
+                    """)
+            // The mailbox identity was user@host:port; it is now user@host, so a port or TLS change keeps it.
+            let keys = try String.fetchAll(db, sql: "SELECT DISTINCT account FROM messages")
+            for old in keys {
+                let new = Self.portlessKey(old)
+                guard new != old else { continue }
+                for table in ["messages", "deliveries", "oauth_tokens"] {
+                    try db.execute(sql: "UPDATE OR IGNORE \(table) SET account = ? WHERE account = ?", arguments: [new, old])
+                    try db.execute(sql: "DELETE FROM \(table) WHERE account = ?", arguments: [old])
+                }
+                try db.execute(sql: "UPDATE polls SET account = ? WHERE account = ?", arguments: [new, old])
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO mailboxes (account, first_listed) VALUES (?, ?)",
+                    arguments: [new, Date().timeIntervalSince1970])
+            }
+            let tokenKeys = try String.fetchAll(db, sql: "SELECT account FROM oauth_tokens")
+            for old in tokenKeys where Self.portlessKey(old) != old {
+                try db.execute(
+                    sql: "UPDATE OR IGNORE oauth_tokens SET account = ? WHERE account = ?",
+                    arguments: [Self.portlessKey(old), old])
+            }
+        }
         return m
+    }
+
+    /// `user@host:port` (the identity before v4) without its `:port`.
+    static func portlessKey(_ key: String) -> String {
+        guard let colon = key.lastIndex(of: ":"), let at = key.lastIndex(of: "@"), colon > at else { return key }
+        let port = key[key.index(after: colon)...]
+        guard !port.isEmpty, port.allSatisfy(\.isASCII), port.allSatisfy(\.isNumber) else { return key }
+        return String(key[..<colon])
     }
 
     private func write<T: Sendable>(_ body: @Sendable (GRDB.Database) throws -> T) throws -> T {
@@ -201,18 +285,19 @@ public final class StateStore: Sendable {
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
-                    SELECT uidl, first_seen, missing_count, delivered_at, deleted_at, attempts, last_error, failed_at
+                    SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
+                        last_error, failed_at
                     FROM messages WHERE account = ?
                     """, arguments: [account])
             while let r = try rows.next() {
                 let uid: String = r[0]
                 out[uid] = MessageRecord(
-                    uid: uid, firstSeen: Date(timeIntervalSince1970: r[1]), missingCount: r[2],
-                    deliveredAt: (r[3] as Double?).map(Date.init(timeIntervalSince1970:)),
-                    deletedAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
-                    attempts: r[5], lastError: r[6],
-                    failedAt: (r[7] as Double?).map(Date.init(timeIntervalSince1970:)),
-                    deliveredTo: [])
+                    uid: uid, firstSeen: Date(timeIntervalSince1970: r[1]),
+                    lastSeen: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)), size: r[3],
+                    deliveredAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
+                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)))
             }
             let d = try Row.fetchCursor(
                 db, sql: "SELECT uidl, recipient FROM deliveries WHERE account = ? AND delivered_at IS NOT NULL",
@@ -226,40 +311,162 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Records a successful UIDL listing: new UIDLs are inserted, UIDLs seen again are reset, and UIDLs missing
-    /// from ``forgetAfterMissingListings`` successful listings in a row are forgotten. Only changed rows are
-    /// written, so a poll that finds nothing new writes almost nothing.
+    /// How long a record lives after its message was last listed (flood protection: forgetting is by age, never
+    /// by count, so empty or shrunken listings from a server hiccup forget nothing).
+    public static let defaultForgetAfter: Double = 30 * 86_400
+    /// `last_seen` is refreshed at most this often, so a poll that finds nothing new writes almost nothing.
+    static let lastSeenGranularity: Double = 86_400
+
+    /// Records a successful UIDL listing: new keys are inserted with their LIST size; a key listed again after
+    /// popfetch deleted its message starts over as a new message; keys not listed for `forgetAfter` seconds are
+    /// forgotten. Only changed rows are written.
     public func recordListing(
-        account: String, listed: [String: Int], known: [String: MessageRecord], at now: Date
+        account: String, listed: [String: Int], known: [String: MessageRecord], at now: Date,
+        forgetAfter: Double = StateStore.defaultForgetAfter
     ) throws {
-        let new = listed.filter { known[$0.key] == nil }
-        let reappeared = known.values.filter { $0.missingCount > 0 && listed[$0.uid] != nil }.map(\.uid)
-        let missing = known.values.filter { listed[$0.uid] == nil }
-        if new.isEmpty && reappeared.isEmpty && missing.isEmpty { return }
+        let t = now.timeIntervalSince1970
+        var new: [(String, Int)] = []
+        var reborn: [(String, Int)] = []
+        var refresh: [String] = []
+        var sized: [(String, Int)] = []
+        for (uid, size) in listed {
+            guard let r = known[uid] else {
+                new.append((uid, size))
+                continue
+            }
+            if r.deletedAt != nil {
+                reborn.append((uid, size))
+                continue
+            }
+            if (r.lastSeen?.timeIntervalSince1970 ?? 0) < t - Self.lastSeenGranularity { refresh.append(uid) }
+            if r.size == nil { sized.append((uid, size)) }
+        }
+        let cutoff = t - forgetAfter
+        let forget = known.values.filter {
+            listed[$0.uid] == nil && ($0.lastSeen ?? $0.firstSeen).timeIntervalSince1970 < cutoff
+        }.map(\.uid)
+        let firstListing = try self.mailboxState(account: account).firstListed == nil
+        let (newRows, rebornRows, refreshRows, sizedRows) = (new, reborn, refresh, sized)
+        if new.isEmpty && reborn.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
+            return
+        }
+        try self.write { db in
+            if firstListing {
+                try db.execute(
+                    sql: """
+                        INSERT INTO mailboxes (account, first_listed) VALUES (?, ?)
+                        ON CONFLICT (account) DO UPDATE SET first_listed = COALESCE(first_listed, excluded.first_listed)
+                        """, arguments: [account, t])
+            }
+            let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
+            let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
+            for uid in forget + rebornRows.map(\.0) {
+                try forgetRow.execute(arguments: [account, uid])
+                try forgetDeliveries.execute(arguments: [account, uid])
+            }
+            let insert = try db.makeStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
+            for (uid, size) in newRows + rebornRows {
+                try insert.execute(arguments: [account, uid, t, t, size])
+            }
+            let touch = try db.makeStatement(sql: "UPDATE messages SET last_seen = ? WHERE account = ? AND uidl = ?")
+            for uid in refreshRows { try touch.execute(arguments: [t, account, uid]) }
+            let setSize = try db.makeStatement(sql: "UPDATE messages SET size = ? WHERE account = ? AND uidl = ?")
+            for (uid, size) in sizedRows { try setSize.execute(arguments: [size, account, uid]) }
+        }
+    }
+
+    /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
+    public func recordSeen(account: String, listed: [String: Int], at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
-            let insert = try db.makeStatement(
-                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, size) VALUES (?, ?, ?, ?)")
-            for (uid, size) in new {
-                try insert.execute(arguments: [account, uid, t, size])
+            let upsert = try db.makeStatement(
+                sql: """
+                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, last_error)
+                    VALUES (?, ?, ?, ?, ?, ?, 'marked seen without delivery')
+                    ON CONFLICT (account, uidl) DO UPDATE SET delivered_at = COALESCE(delivered_at, excluded.delivered_at),
+                        last_error = CASE WHEN delivered_at IS NULL THEN excluded.last_error ELSE last_error END,
+                        failed_at = NULL, deleted_at = NULL
+                    """)
+            for (uid, size) in listed { try upsert.execute(arguments: [account, uid, t, t, size, t]) }
+        }
+    }
+
+    /// Records a failed retrieval: RETR refused, the connection lost mid-message, fewer octets than LIST said, or a
+    /// malformed reply after the message. Returns true when the message is now marked failed (`maxAttempts`).
+    @discardableResult
+    public func recordRetrievalFailure(account: String, uid: String, error: String, maxAttempts: Int, at now: Date)
+        throws -> Bool
+    {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [account, uid, t, t])
+            try db.cachedStatement(
+                sql: """
+                    UPDATE messages SET retrieval_attempts = retrieval_attempts + 1, last_error = ?
+                    WHERE account = ? AND uidl = ?
+                    """
+            ).execute(arguments: [error, account, uid])
+            let attempts =
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT retrieval_attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [account, uid]) ?? 0
+            if attempts >= maxAttempts {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, account, uid])
+                return true
             }
-            let reset = try db.makeStatement(
-                sql: "UPDATE messages SET missing_count = 0 WHERE account = ? AND uidl = ?")
-            for uid in reappeared {
-                try reset.execute(arguments: [account, uid])
-            }
-            let bump = try db.makeStatement(
-                sql: "UPDATE messages SET missing_count = missing_count + 1 WHERE account = ? AND uidl = ?")
-            let forget = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
-            let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
-            for m in missing {
-                if m.missingCount + 1 >= Self.forgetAfterMissingListings {
-                    try forget.execute(arguments: [account, m.uid])
-                    try forgetDeliveries.execute(arguments: [account, m.uid])
-                } else {
-                    try bump.execute(arguments: [account, m.uid])
-                }
-            }
+            return false
+        }
+    }
+
+    // MARK: - Mailboxes (flood protection)
+
+    public func mailboxState(account: String) throws -> MailboxState {
+        try self.read { db in
+            guard
+                let r = try Row.fetchOne(
+                    db, sql: "SELECT first_listed, paused_reason, decision FROM mailboxes WHERE account = ?",
+                    arguments: [account])
+            else { return MailboxState() }
+            return MailboxState(
+                firstListed: (r[0] as Double?).map(Date.init(timeIntervalSince1970:)), pausedReason: r[1],
+                decision: (r[2] as String?).flatMap(MailboxState.Decision.init(rawValue:)))
+        }
+    }
+
+    /// Pauses the mailbox until the user decides (``decide(account:_:)``).
+    public func pause(account: String, reason: String, at now: Date) throws {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO mailboxes (account, paused_reason, paused_at) VALUES (?, ?, ?)
+                    ON CONFLICT (account) DO UPDATE SET paused_reason = excluded.paused_reason,
+                        paused_at = COALESCE(paused_at, excluded.paused_at), decision = NULL
+                    """, arguments: [account, reason, now.timeIntervalSince1970])
+        }
+    }
+
+    /// The user's answer to a pause; the next poll carries it out.
+    public func decide(account: String, _ decision: MailboxState.Decision) throws {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO mailboxes (account, decision) VALUES (?, ?)
+                    ON CONFLICT (account) DO UPDATE SET decision = excluded.decision
+                    """, arguments: [account, decision.rawValue])
+        }
+    }
+
+    /// The decision was carried out: the mailbox is no longer paused.
+    public func resolvePause(account: String) throws {
+        try self.write { db in
+            try db.execute(
+                sql: "UPDATE mailboxes SET paused_reason = NULL, paused_at = NULL, decision = NULL WHERE account = ?",
+                arguments: [account])
         }
     }
 
@@ -345,7 +552,7 @@ public final class StateStore: Sendable {
         try self.write { db in
             try db.execute(
                 sql: """
-                    UPDATE messages SET failed_at = NULL, attempts = 0
+                    UPDATE messages SET failed_at = NULL, attempts = 0, retrieval_attempts = 0
                     WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL
                     """, arguments: [account])
             return db.changesCount
@@ -437,9 +644,11 @@ public final class StateStore: Sendable {
             let consecutive = outcomes.prefix { $0 == "error" }.count
             let next = try Double.fetchOne(
                 db, sql: "SELECT next_poll FROM schedule WHERE account_name = ?", arguments: [accountName])
+            let paused = try String.fetchOne(
+                db, sql: "SELECT paused_reason FROM mailboxes WHERE account = ?", arguments: [accountKey])
             return AccountStatusRecord(
                 lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
-                nextPoll: next.map(Date.init(timeIntervalSince1970:)))
+                nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused)
         }
     }
 

@@ -1,0 +1,236 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Each loss path, flood and silent failure the adversarial review found (issue 8), reproduced against the fault
+/// server or the real Dovecot, with the behaviour now expected. Each of these failed before its fix.
+@Suite("No mail lost, nothing silent")
+struct LossPathTests {
+    /// The body as an MDA receives it (LF line ends).
+    func local(_ body: String) -> [UInt8] {
+        Array(body.replacingOccurrences(of: "\r\n", with: "\n").utf8)
+    }
+
+    func delivered(_ f: PopfetchFixture) throws -> Set<[UInt8]> {
+        Set(try f.delivered())
+    }
+
+    @Test("spool reuse: RETR refused while the previous message's MDA still reads; both neighbours arrive whole")
+    func spoolReuse() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("alpha", lines: 3000)
+        let c = faultMessage("gamma", lines: 10)
+        let server = try FaultServer.start(
+            f,
+            messages: [
+                .init(uid: "a", body: a), .init(uid: "b", body: faultMessage("beta"), retr: "err"),
+                .init(uid: "c", body: c),
+            ])
+        defer { server.stop() }
+        // The MDA waits before reading, so message a's delivery is still running when RETR b is refused.
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\nsleep 1\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(mda: slow, port: server.port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 75, "a message not delivered makes poll exit 75: \(r.stderr)")
+        #expect(try self.delivered(f) == [self.local(a), self.local(c)])
+        #expect(server.deleted() == ["a", "c"], "only what was delivered is deleted")
+    }
+
+    @Test("a UIDL reused after its message was deleted is a new message: fetched, never deleted unread")
+    func reusedUIDL() throws {
+        let f = try PopfetchFixture()
+        let first = faultMessage("first")
+        let second = faultMessage("second, a different message under the same UIDL", lines: 7)
+        let server = try FaultServer.start(f, messages: [.init(uid: "U1", body: first, id: "m1")])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        #expect(server.deleted() == ["m1"])
+        try server.set(messages: [.init(uid: "U1", body: second, id: "m2")])
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try self.delivered(f) == [self.local(first), self.local(second)])
+        #expect(server.deleted() == ["m1", "m2"])
+    }
+
+    @Test("two messages sharing one UIDL in a listing (popa3d) are both delivered before either is deleted")
+    func duplicateUIDL() throws {
+        let f = try PopfetchFixture()
+        let x = faultMessage("x")
+        let y = faultMessage("y", lines: 9)
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "same", body: x, id: "x"), .init(uid: "same", body: y, id: "y")])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try self.delivered(f) == [self.local(x), self.local(y)])
+        #expect(server.deleted() == ["x", "y"])
+    }
+
+    @Test("QUIT answered -ERR: the next poll deletes the same message without fetching it again")
+    func quitRefusedThenDeleted() throws {
+        let f = try PopfetchFixture()
+        let m = faultMessage("kept by a failed QUIT")
+        let server = try FaultServer.start(f, messages: [.init(uid: "k1", body: m)], options: ["quit": "err"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        _ = try f.poll()
+        #expect(try f.delivered().count == 1)
+        #expect(server.deleted().isEmpty)
+        try server.set(messages: [.init(uid: "k1", body: m)])
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1, "no duplicate")
+        #expect(server.deleted() == ["k1"])
+        #expect(server.sent().components(separatedBy: "RETR").count - 1 == 1, "fetched once")
+    }
+
+    @Test("an unstuffed dot line truncates a message: nothing delivered, nothing deleted, poll fails loudly")
+    func unstuffedDot() throws {
+        let f = try PopfetchFixture()
+        let body = faultMessage("dots", lines: 20) + ".\r\n" + faultMessage("after the dot", lines: 300)
+        let server = try FaultServer.start(f, messages: [.init(uid: "d1", body: body, retr: "unstuffed-dot")])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        for _ in 0..<2 {
+            let r = try f.poll()
+            #expect(r.status != 0, "\(r.stderr)")
+            #expect(r.stderr.contains("LIST announced") || r.stderr.contains("malformed"), "\(r.stderr)")
+            #expect(try f.delivered().isEmpty, "a truncated copy is never delivered")
+            #expect(server.deleted().isEmpty, "the original is never deleted")
+            #expect(!server.sent().contains("DELE"))
+        }
+    }
+
+    @Test("a message whose RETR always drops the connection is tried last, then marked failed; the rest arrive")
+    func poisonedMessage() throws {
+        let f = try PopfetchFixture()
+        let q = faultMessage("q")
+        let r2 = faultMessage("r", lines: 5)
+        let server = try FaultServer.start(
+            f,
+            messages: [
+                .init(uid: "p", body: faultMessage("poison"), retr: "drop"), .init(uid: "q", body: q),
+                .init(uid: "r", body: r2),
+            ])
+        defer { server.stop() }
+        try f.writeConfig(extra: "max_attempts = 2", port: server.port, timeout: "5s")
+        let first = try f.poll()
+        #expect(first.status == 69, "\(first.stderr)")
+        let second = try f.poll()
+        #expect(second.status == 69, "\(second.stderr)")
+        #expect(try self.delivered(f) == [self.local(q), self.local(r2)])
+        let third = try f.poll()
+        #expect(third.status == 0, "the failed message is skipped: \(third.stderr)")
+        #expect(server.deleted() == ["q", "r"])
+        let status = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(status.status == 1, "status exits 1 while a message is marked failed: \(status.stdout)")
+        #expect(status.stdout.contains("marked failed"), "\(status.stdout)")
+    }
+
+    @Test("empty listings from a hiccup forget nothing: no message is delivered twice")
+    func emptyListings() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<5).map { FaultServer.Message(uid: "e\($0)", body: faultMessage("e\($0)")) }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 5)
+        try server.set(messages: msgs, options: ["uidl": "empty"])
+        for _ in 0..<4 { #expect(try f.poll().status == 0) }
+        try server.set(messages: msgs)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 5, "nothing delivered again")
+    }
+
+    @Test("a UIDL reset (every UIDL renumbered) pauses the account instead of delivering everything again")
+    func uidlReset() throws {
+        let f = try PopfetchFixture()
+        let bodies = (0..<12).map { faultMessage("reset \($0)") }
+        let server = try FaultServer.start(
+            f, messages: bodies.enumerated().map { FaultServer.Message(uid: "old\($0.offset)", body: $0.element) })
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nflood_limit = 10", port: server.port, timeout: "5s")
+        let paused = try f.poll()
+        #expect(paused.status == 75, "first poll of 12 > flood_limit messages pauses: \(paused.stderr)")
+        #expect(paused.stderr.contains("fetch-all"), "\(paused.stderr)")
+        #expect(try f.delivered().isEmpty)
+        let decide = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
+        #expect(decide.status == 0, "\(decide.stderr)")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 12)
+        try server.set(messages: bodies.enumerated().map { FaultServer.Message(uid: "new\($0.offset)", body: $0.element) })
+        let reset = try f.poll()
+        #expect(reset.status == 75, "\(reset.stderr)")
+        #expect(reset.stderr.contains("reset"), "\(reset.stderr)")
+        #expect(try f.delivered().count == 12, "nothing delivered again")
+        let seen = try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"])
+        #expect(seen.status == 0)
+        let after = try f.poll()
+        #expect(after.status == 0, "\(after.stderr)")
+        #expect(try f.delivered().count == 12)
+    }
+
+    @Test("first poll of a keep = true mailbox, or a lost state file, pauses; mark-seen and fetch-all answer it")
+    func firstPollAndLostState() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(25, seed: 81))
+        try f.writeConfig(extra: "keep = true")
+        let r1 = try f.poll()
+        #expect(r1.status == 75, "\(r1.stderr)")
+        #expect(r1.stderr.contains("mark-seen"), "\(r1.stderr)")
+        #expect(try f.delivered().isEmpty)
+        let st = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(st.status == 1)
+        #expect(st.stdout.contains("paused"), "\(st.stdout)")
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"])
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().isEmpty, "marked seen, not delivered")
+        try f.user.deliver(Corpus.messages(1, seed: 82))
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 1, "new mail after the answer is delivered")
+        // The state database is lost: popfetch pauses again rather than delivering 26 messages a second time.
+        for suffix in ["", "-wal", "-shm"] { unlink(f.statePath + suffix) }
+        try f.clearDelivered()
+        let r2 = try f.poll()
+        #expect(r2.status == 75, "\(r2.stderr)")
+        #expect(try f.delivered().isEmpty)
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 26)
+    }
+
+    @Test("moving an account from 110 + STLS to 995 + implicit TLS keeps its identity: nothing delivered again")
+    func portChangeKeepsIdentity() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(8, seed: 83))
+        try f.writeConfig(tls: "starttls", extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 8)
+        try f.writeConfig(tls: "implicit", extra: "keep = true")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 8, "nothing delivered again")
+    }
+
+    @Test("every delivery failing makes poll exit 75, is printed even with -q, and status exits 1 once marked failed")
+    func failuresAreLoud() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 84))
+        try f.writeConfig(extra: "max_attempts = 1", mda: f.directory + "/no-such-mda")
+        let r = try f.poll(["-q"])
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("delivery failed") || r.stderr.contains("marked failed"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 2)
+        let st = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(st.status == 1, "\(st.stdout)")
+        #expect(st.stdout.contains("no-such-mda"), "status shows why: \(st.stdout)")
+    }
+}

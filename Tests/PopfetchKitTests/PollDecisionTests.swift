@@ -1,0 +1,199 @@
+import Foundation
+import POP3Core
+import Testing
+
+@testable import PopfetchKit
+
+/// Table tests of the pure decisions: the plan (and its DELE rule), the flood guard, and the settlement.
+@Suite("Poll decisions (pure)")
+struct PollDecisionTests {
+    static let now = Date(timeIntervalSince1970: 1_800_000_000)
+    static let policy = PollPlan.Policy(
+        keep: false, deleteAfter: nil, maxSize: nil, deleteOversize: false, fetchLimit: 0, recipients: ["me"])
+
+    static func record(
+        _ key: String, size: Int? = 100, delivered: Bool = true, deleted: Bool = false, failed: Bool = false,
+        retrievals: Int = 0
+    ) -> MessageRecord {
+        MessageRecord(
+            uid: key, firstSeen: now, lastSeen: now, size: size, deliveredAt: delivered ? now : nil,
+            deletedAt: deleted ? now : nil, retrievalAttempts: retrievals, failedAt: failed ? now : nil,
+            deliveredTo: delivered ? ["me"] : [])
+    }
+
+    struct PlanCase: Sendable, CustomStringConvertible {
+        var description: String
+        var listing: [(Int, String)]
+        var sizes: [Int: Int]
+        var known: [MessageRecord]
+        var keep = false
+        var expected: [String]
+    }
+
+    static func name(_ a: PollPlan.Action) -> String {
+        switch a {
+        case .fetch: return "fetch"
+        case .deleteDelivered: return "delete"
+        case .deleteExpired: return "expire"
+        case .deleteOversize: return "delete-oversize"
+        case .skipOversize: return "skip-oversize"
+        case .skipFailed: return "skip-failed"
+        case .skipLimit: return "skip-limit"
+        case .keep: return "keep"
+        }
+    }
+
+    static let planCases: [PlanCase] = [
+        PlanCase(
+            description: "new message is fetched", listing: [(1, "a")], sizes: [1: 100], known: [],
+            expected: ["a:fetch"]),
+        PlanCase(
+            description: "delivered, same size, listed once: deleted without RETR", listing: [(1, "a")],
+            sizes: [1: 100], known: [record("a")], expected: ["a:delete"]),
+        PlanCase(
+            description: "delivered but a different size: a new message, fetched", listing: [(1, "a")],
+            sizes: [1: 101], known: [record("a")], expected: ["a:fetch"]),
+        PlanCase(
+            description: "seen again after popfetch deleted it: a new message, fetched", listing: [(1, "a")],
+            sizes: [1: 100], known: [record("a", deleted: true)], expected: ["a:fetch"]),
+        PlanCase(
+            description: "listed twice: both fetched under occurrence keys", listing: [(1, "d"), (2, "d")],
+            sizes: [1: 100, 2: 100], known: [record("d")], expected: ["d #1:fetch", "d #2:fetch"]),
+        PlanCase(
+            description: "listed twice, delivered before under occurrence keys, keep = false: fetched again, never "
+                + "deleted unread",
+            listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
+            expected: ["d #1:fetch", "d #2:fetch"]),
+        PlanCase(
+            description: "listed twice, keep = true: delivered occurrences are kept, not fetched again",
+            listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
+            keep: true, expected: ["d #1:keep", "d #2:keep"]),
+        PlanCase(
+            description: "delivered with no recorded size: fetched again rather than deleted unread",
+            listing: [(1, "a")], sizes: [1: 100], known: [record("a", size: nil)], expected: ["a:fetch"]),
+        PlanCase(
+            description: "marked failed: skipped", listing: [(1, "a")], sizes: [1: 100],
+            known: [record("a", delivered: false, failed: true)], expected: ["a:skip-failed"]),
+        PlanCase(
+            description: "a message whose retrieval failed before goes last",
+            listing: [(1, "p"), (2, "q"), (3, "r")], sizes: [1: 100, 2: 100, 3: 100],
+            known: [record("p", delivered: false, retrievals: 1)], expected: ["q:fetch", "r:fetch", "p:fetch"]),
+    ]
+
+    @Test("the plan and its DELE rule", arguments: planCases)
+    func plan(_ c: PlanCase) {
+        var policy = Self.policy
+        policy.keep = c.keep
+        let plan = PollPlan(
+            listing: c.listing.map { UIDLEntry(number: $0.0, uid: $0.1) }, sizes: c.sizes,
+            known: Dictionary(uniqueKeysWithValues: c.known.map { ($0.uid, $0) }), policy: policy, now: Self.now)
+        #expect(plan.items.map { "\($0.key):\(Self.name($0.action))" } == c.expected)
+    }
+
+    @Test("keys: a UIDL listed once is its own key; repeated UIDLs get occurrence keys that cannot collide")
+    func keys() {
+        let listing = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "a")].map { UIDLEntry(number: $0.0, uid: $0.1) }
+        #expect(PollPlan.keys(for: listing) == ["a #1", "b", "a #2", "c", "a #3"])
+    }
+
+    struct FloodCase: Sendable, CustomStringConvertible {
+        var description: String
+        var listed: Int
+        var knownPresent: Int
+        var stillListed: Int
+        var firstListed: Bool
+        var keep = true
+        var decision: MailboxState.Decision?
+        var pauses: Bool
+    }
+
+    static let floodCases: [FloodCase] = [
+        FloodCase(description: "first poll, 20 messages: proceed", listed: 20, knownPresent: 0, stillListed: 0,
+                  firstListed: false, pauses: false),
+        FloodCase(description: "first poll, 21 messages: pause", listed: 21, knownPresent: 0, stillListed: 0,
+                  firstListed: false, pauses: true),
+        FloodCase(description: "first poll, 500 messages, keep = false: proceed", listed: 500, knownPresent: 0,
+                  stillListed: 0, firstListed: false, keep: false, pauses: false),
+        FloodCase(description: "first poll, 500 messages, fetch-all decided: proceed", listed: 500, knownPresent: 0,
+                  stillListed: 0, firstListed: false, decision: .fetchAll, pauses: false),
+        FloodCase(description: "UIDL reset: 50 known vanished, 50 unknown appeared: pause", listed: 50,
+                  knownPresent: 50, stillListed: 0, firstListed: true, pauses: true),
+        FloodCase(description: "30 new messages on a known mailbox: proceed", listed: 80, knownPresent: 50,
+                  stillListed: 50, firstListed: true, pauses: false),
+        FloodCase(description: "a few vanished, many new: proceed", listed: 75, knownPresent: 50, stillListed: 45,
+                  firstListed: true, pauses: false),
+    ]
+
+    @Test("flood guard", arguments: floodCases)
+    func flood(_ c: FloodCase) {
+        var known: [String: MessageRecord] = [:]
+        for i in 0..<c.knownPresent { known["k\(i)"] = Self.record("k\(i)") }
+        var listed: [String: Int] = [:]
+        for i in 0..<c.stillListed { listed["k\(i)"] = 100 }
+        for i in 0..<(c.listed - c.stillListed) { listed["n\(i)"] = 100 }
+        let mailbox = MailboxState(firstListed: c.firstListed ? Self.now : nil, pausedReason: nil, decision: c.decision)
+        let v = FloodGuard.assess(listed: listed, known: known, mailbox: mailbox, keep: c.keep, limit: 20)
+        #expect((v != .proceed) == c.pauses)
+    }
+
+    struct SettleCase: Sendable, CustomStringConvertible {
+        var description: String
+        var outcomes: [DeliveryResult]
+        var complete = true
+        var keep = false
+        var onPermanent: PermanentFailurePolicy = .keep
+        var disposition: String
+        var count: Settlement.Count
+        var delivered: Bool
+    }
+
+    static let settleCases: [SettleCase] = [
+        SettleCase(description: "delivered, keep = false: delete", outcomes: [.delivered], disposition: "delete",
+                   count: .delivered, delivered: true),
+        SettleCase(description: "delivered, keep = true: keep", outcomes: [.delivered], keep: true,
+                   disposition: "keep", count: .delivered, delivered: true),
+        SettleCase(description: "delivered but the next reply was malformed: nothing committed, kept",
+                   outcomes: [.delivered], complete: false, disposition: "keep", count: .failed, delivered: false),
+        SettleCase(description: "no outcome at all: kept", outcomes: [], disposition: "keep", count: .failed,
+                   delivered: false),
+        SettleCase(description: "temporary failure: kept, deferred", outcomes: [.temporaryFailure("x")],
+                   disposition: "keep", count: .deferred, delivered: false),
+        SettleCase(description: "failure: kept, failed", outcomes: [.failure("x")], disposition: "keep",
+                   count: .failed, delivered: false),
+        SettleCase(description: "one recipient accepted, one failed: kept", outcomes: [.delivered, .failure("x")],
+                   disposition: "keep", count: .failed, delivered: true),
+        SettleCase(description: "5xx with on_permanent_failure = delete: delete", outcomes: [.permanentFailure("x")],
+                   onPermanent: .delete, disposition: "delete", count: .failed, delivered: false),
+        SettleCase(description: "5xx with on_permanent_failure = bounce: bounce", outcomes: [.permanentFailure("x")],
+                   onPermanent: .bounce, disposition: "bounce", count: .failed, delivered: false),
+        SettleCase(description: "5xx then 4xx with bounce: kept (a recipient may still take it)",
+                   outcomes: [.permanentFailure("x"), .temporaryFailure("y")], onPermanent: .bounce,
+                   disposition: "keep", count: .failed, delivered: false),
+    ]
+
+    @Test("settlement: outcome in, writes and DELE out", arguments: settleCases)
+    func settle(_ c: SettleCase) {
+        let s = Settlement(
+            outcomes: c.outcomes.enumerated().map { RecipientOutcome(recipients: ["r\($0.offset)"], result: $0.element) },
+            complete: c.complete, priorAttempts: 0,
+            policy: Settlement.Policy(keep: c.keep, onPermanentFailure: c.onPermanent, maxAttempts: 5, accountName: "t"))
+        let disposition: String
+        switch s.disposition {
+        case .delete: disposition = "delete"
+        case .keepOnServer: disposition = "keep"
+        case .bounce: disposition = "bounce"
+        }
+        #expect(disposition == c.disposition)
+        #expect(s.count == c.count)
+        let committed = s.writes.contains { if case .delivered = $0 { true } else { false } }
+        #expect(committed == c.delivered)
+    }
+
+    @Test("state keys before v4 (user@host:port) lose their port")
+    func portlessKey() {
+        #expect(StateStore.portlessKey("alice@pop.example.org:995") == "alice@pop.example.org")
+        #expect(StateStore.portlessKey("a:b@::1:110") == "a:b@::1")
+        #expect(StateStore.portlessKey("alice@pop.example.org") == "alice@pop.example.org")
+        #expect(StateStore.portlessKey("al:ice@host") == "al:ice@host")
+    }
+}

@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// The fault-injecting POP3 mailbox (Support/fault-pop3.py): a scenario file the test rewrites between polls, a log
+/// of every line the client sent, and a record of which messages a QUIT really deleted.
+final class FaultServer {
+    struct Message: Sendable {
+        var uid: String
+        var body: String
+        /// Distinguishes messages that share a UIDL (default: the UIDL).
+        var id: String?
+        var listSize: Int?
+        /// ok, err, drop, drop-before, unstuffed-dot, trickle
+        var retr = "ok"
+    }
+
+    let child: Child
+    let port: Int
+    let log: String
+    let scenarioPath: String
+    let statePath: String
+
+    private init(child: Child, port: Int, log: String, scenarioPath: String, statePath: String) {
+        self.child = child
+        self.port = port
+        self.log = log
+        self.scenarioPath = scenarioPath
+        self.statePath = statePath
+    }
+
+    static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws -> FaultServer {
+        let portFile = f.directory + "/fault-port"
+        let log = f.directory + "/fault-client.log"
+        let scenario = f.directory + "/fault-scenario.json"
+        let state = f.directory + "/fault-deleted.json"
+        try Self.writeScenario(scenario, state: state, messages: messages, options: options)
+        let child = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/fault-pop3.py", portFile, log, scenario],
+            stdout: f.directory + "/fault.out", stderr: f.directory + "/fault.out")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
+        try #require(port > 0, "the fault server did not start")
+        return FaultServer(child: child, port: port, log: log, scenarioPath: scenario, statePath: state)
+    }
+
+    /// Replaces the mailbox for the next session.
+    func set(messages: [Message], options: [String: Any] = [:]) throws {
+        try Self.writeScenario(self.scenarioPath, state: self.statePath, messages: messages, options: options)
+    }
+
+    /// Forgets which messages were deleted (a fresh mailbox).
+    func resetDeleted() {
+        unlink(self.statePath)
+    }
+
+    static func writeScenario(_ path: String, state: String, messages: [Message], options: [String: Any]) throws {
+        var o = options
+        o["state"] = state
+        o["messages"] = messages.map { m -> [String: Any] in
+            var d: [String: Any] = ["uid": m.uid, "body": m.body, "retr": m.retr]
+            if let id = m.id { d["id"] = id }
+            if let s = m.listSize { d["list_size"] = s }
+            return d
+        }
+        let data = try JSONSerialization.data(withJSONObject: o)
+        try data.write(to: URL(fileURLWithPath: path + ".tmp"))
+        rename(path + ".tmp", path)
+    }
+
+    /// Ids (or UIDLs) of the messages a QUIT +OK really removed.
+    func deleted() -> Set<String> {
+        guard let data = FileManager.default.contents(atPath: self.statePath),
+            let list = try? JSONSerialization.jsonObject(with: data) as? [String]
+        else { return [] }
+        return Set(list)
+    }
+
+    /// Every line the client sent, across sessions.
+    func sent() -> String {
+        (try? String(contentsOfFile: self.log, encoding: .utf8)) ?? ""
+    }
+
+    func stop() {
+        kill(self.child.pid, SIGKILL)
+        _ = self.child.wait(timeout: 5)
+    }
+}
+
+/// A test message body (CRLF line ends) with a recognisable subject.
+func faultMessage(_ subject: String, lines: Int = 40) -> String {
+    var s = "From: sender@example.org\r\nSubject: \(subject)\r\nMessage-ID: <\(subject)@example.org>\r\n\r\n"
+    for i in 0..<lines { s += "line \(i) of \(subject): the quick brown fox jumps over the lazy dog\r\n" }
+    return s
+}
