@@ -15,6 +15,11 @@ public struct POP3Endpoint: Hashable, Sendable {
     public var timeout: TimeAmount
     /// A pinned certificate (SHA-256 of its DER): then it alone decides, instead of the authorities.
     public var pinnedFingerprint: [UInt8]?
+    /// The whole session must end within this (nil: no limit). A server that keeps a poll busy longer loses it.
+    public var sessionTimeout: TimeAmount?
+    /// Replies must progress at least this fast on average (bytes per second) after the first `timeout`: a server
+    /// that trickles a byte every second never trips a per-read time-out, but trips this.
+    public var minimumRate: Int = 1024
     /// Only looking at the server's certificate: no checks, and nothing is sent after TLS.
     var inspectOnly = false
 
@@ -47,6 +52,11 @@ public final class POP3Connection {
     private let stlsGuard: NIOLoopBound<STLSGuardHandler>
     private let timedOut = NIOLockedValueBox(false)
     private var phase = "connecting"
+    /// When the reply being read started (the last command was sent), and how many bytes of it arrived since:
+    /// the reply's deadline is `replyStarted + timeout + replyBytes / minimumRate`.
+    private var replyStarted = NIODeadline.now()
+    private var replyBytes = 0
+    private let sessionDeadline: NIODeadline?
 
     private init(
         endpoint: POP3Endpoint,
@@ -63,6 +73,13 @@ public final class POP3Connection {
         self.tlsContext = tlsContext
         self.stlsGuard = stlsGuard
         self.isEncrypted = endpoint.tls == .implicit
+        self.sessionDeadline = endpoint.sessionTimeout.map { NIODeadline.now() + $0 }
+    }
+
+    /// A command went out: its reply's deadline starts now.
+    private func startReply() {
+        self.replyStarted = .now()
+        self.replyBytes = 0
     }
 
     public var state: POP3ClientStateMachine.SessionState { self.machine.state }
@@ -173,12 +190,14 @@ public final class POP3Connection {
         let bytes = try self.machine.send(command)
         self.phase = "waiting for the reply to \(command.keyword)"
         try await self.write(bytes)
+        self.startReply()
     }
 
     /// Answers a SASL challenge of the AUTH in flight (base64, empty, or `*` to cancel). Never logged.
     public func sendSASL(_ line: String) async throws {
         let bytes = try self.machine.send(.saslResponse(line))
         try await self.write(bytes)
+        self.startReply()
     }
 
     /// Writes several commands in one write (RFC 2449 PIPELINING). The caller checks the server supports it.
@@ -188,18 +207,43 @@ public final class POP3Connection {
             out.writeBytes(try self.machine.send(c))
         }
         if let last = commands.last { self.phase = "waiting for the reply to \(last.keyword)" }
+        try await self.write(out)
+        self.startReply()
+    }
+
+    private func write(_ bytes: [UInt8]) async throws {
+        try await self.write(ByteBuffer(bytes: bytes))
+    }
+
+    /// Writes within the time-out (and the session's deadline): a server that stops reading cannot hang a poll.
+    private func write(_ buffer: ByteBuffer) async throws {
+        let timer = self.armTimer(self.deadline(progressive: false))
+        defer { timer.cancel() }
         do {
-            try await self.outbound.write(out)
+            try await self.outbound.write(buffer)
         } catch {
             throw self.mapIOError(error)
         }
     }
 
-    private func write(_ bytes: [UInt8]) async throws {
-        do {
-            try await self.outbound.write(ByteBuffer(bytes: bytes))
-        } catch {
-            throw self.mapIOError(error)
+    /// The earliest of: the time-out from now, the reply's progress deadline, the session's deadline.
+    private func deadline(progressive: Bool) -> NIODeadline {
+        var d = NIODeadline.now() + self.endpoint.timeout
+        if progressive {
+            let allowance = TimeAmount.nanoseconds(
+                Int64(min(Double(self.replyBytes) / Double(max(1, self.endpoint.minimumRate)), 1e9) * 1e9))
+            d = min(d, self.replyStarted + self.endpoint.timeout + allowance)
+        }
+        if let s = self.sessionDeadline { d = min(d, s) }
+        return d
+    }
+
+    private func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
+        let channel = self.channel
+        let flag = self.timedOut
+        return channel.eventLoop.scheduleTask(deadline: deadline) {
+            flag.withLockedValue { $0 = true }
+            channel.close(promise: nil)
         }
     }
 
@@ -224,17 +268,13 @@ public final class POP3Connection {
     }
 
     private func readChunk() async throws -> ByteBuffer {
-        let channel = self.channel
-        let flag = self.timedOut
-        let timer = channel.eventLoop.scheduleTask(in: self.endpoint.timeout) {
-            flag.withLockedValue { $0 = true }
-            channel.close(promise: nil)
-        }
+        let timer = self.armTimer(self.deadline(progressive: true))
         defer { timer.cancel() }
         do {
             guard let chunk = try await self.iterator.next() else {
                 throw self.closedError()
             }
+            self.replyBytes += chunk.readableBytes
             return chunk
         } catch {
             throw self.mapIOError(error)
@@ -242,8 +282,20 @@ public final class POP3Connection {
     }
 
     private func closedError() -> TransportError {
-        let kind: TransportError.Kind = self.timedOut.withLockedValue { $0 } ? .timeout : .connectionClosed
-        return TransportError(kind, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
+        if self.timedOut.withLockedValue({ $0 }) { return self.timeoutError() }
+        return TransportError(.connectionClosed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
+    }
+
+    /// A time-out, saying which deadline passed.
+    private func timeoutError() -> TransportError {
+        var detail: String?
+        if let s = self.sessionDeadline, s <= .now() {
+            detail = "the session ran past its deadline (poll_timeout)"
+        } else if self.replyStarted + self.endpoint.timeout <= .now() {
+            detail = "the reply came too slowly (under \(self.endpoint.minimumRate) bytes a second)"
+        }
+        return TransportError(
+            .timeout, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase, detail: detail)
     }
 
     private func mapIOError(_ error: any Error) -> any Error {
@@ -252,9 +304,7 @@ public final class POP3Connection {
         {
             return error
         }
-        if self.timedOut.withLockedValue({ $0 }) {
-            return TransportError(.timeout, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
-        }
+        if self.timedOut.withLockedValue({ $0 }) { return self.timeoutError() }
         if error is NIOSSLError {
             return TransportError(
                 .tlsFailed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,

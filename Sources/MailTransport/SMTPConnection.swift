@@ -188,11 +188,24 @@ public final class SMTPConnection: Sendable {
         }
     }
 
-    /// Writes bytes (one write; several pipelined commands or a block of DATA).
-    public func write(_ bytes: [UInt8], phase: String) async throws {
+    /// Writes bytes (one write; several pipelined commands or a block of DATA), within `timeout` (RFC 5321
+    /// §4.5.3.2.5: 3 minutes per data block): an MTA that stops reading cannot hold a poll for ever.
+    public func write(_ bytes: [UInt8], phase: String, timeout: TimeAmount = Timeouts.dataBlock) async throws {
+        let channel = self.channel
+        let expired = NIOLockedValueBox(false)
+        let timer = channel.eventLoop.scheduleTask(in: timeout) {
+            expired.withLockedValue { $0 = true }
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
         do {
-            try await self.channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
         } catch {
+            if expired.withLockedValue({ $0 }) {
+                throw SMTPTransportError(
+                    endpoint: self.endpoint.description, phase: phase,
+                    detail: "the MTA did not take the data within \(timeout.nanoseconds / 1_000_000_000) s")
+            }
             throw SMTPTransportError(
                 endpoint: self.endpoint.description, phase: phase, detail: "connection lost (\(error))")
         }

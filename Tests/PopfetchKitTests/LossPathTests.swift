@@ -233,4 +233,42 @@ struct LossPathTests {
         #expect(st.status == 1, "\(st.stdout)")
         #expect(st.stdout.contains("no-such-mda"), "status shows why: \(st.stdout)")
     }
+
+    @Test("a server trickling a byte a second cannot keep a poll alive: the reply's progress deadline ends it")
+    func trickle() throws {
+        let f = try PopfetchFixture()
+        var m = FaultServer.Message(uid: "t1", body: faultMessage("trickled"), retr: "trickle")
+        m.listSize = nil
+        let server = try FaultServer.start(f, messages: [m])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "2s")
+        let started = Date()
+        let r = try f.poll()
+        #expect(Date().timeIntervalSince(started) < 15, "\(r.stderr)")
+        #expect(r.status == 69, "\(r.stderr)")
+        #expect(r.stderr.contains("too slowly"), "\(r.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(server.deleted().isEmpty)
+    }
+
+    @Test("poll_timeout bounds a whole session of slow but steady replies")
+    func pollDeadline() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<40).map { FaultServer.Message(uid: "s\($0)", body: faultMessage("s\($0)", lines: 2)) }
+        let server = try FaultServer.start(f, messages: msgs, options: ["delay": 0.3])
+        defer { server.stop() }
+        try f.writeConfig(extra: "poll_timeout = \"4s\"", port: server.port, timeout: "2s")
+        let started = Date()
+        let r = try f.poll()
+        #expect(Date().timeIntervalSince(started) < 15, "\(r.stderr)")
+        #expect(r.status == 69, "\(r.stderr)")
+        #expect(r.stderr.contains("poll_timeout"), "\(r.stderr)")
+        #expect(server.deleted().isEmpty, "no QUIT, so nothing deleted")
+        // What was delivered before the deadline is recorded: the next poll does not deliver it again.
+        let before = try f.delivered().count
+        try server.set(messages: msgs)
+        try f.writeConfig(port: server.port, timeout: "10s")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 40, "each message delivered once (\(before) in the first poll)")
+    }
 }

@@ -161,6 +161,26 @@ struct SMTPFaultTests {
         #expect(f.user.messageCount() == 0)
     }
 
+    @Test("an MTA that stops reading after 354 cannot hang a poll: the write times out, the message is kept")
+    func mtaStopsReading() throws {
+        let f = try PopfetchFixture()
+        let (server, port, _) = try self.startServer(f, mode: "stop-reading")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        // Large enough to fill the socket buffers on loopback, so the write itself blocks.
+        var m = Corpus.message(1, seed: 132, bareCR: false)
+        for _ in 0..<200_000 { m += Array("a line of a message that the MTA will never read\n".utf8) }
+        try f.user.deliver([m])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\nsmtp_timeout = \"2s\"", mda: "")
+        let started = Date()
+        let r = try f.poll()
+        #expect(Date().timeIntervalSince(started) < 30, "the poll ended by the SMTP time-out")
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("did not take the data") || r.stderr.contains("time"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1, "kept on the server")
+    }
+
     @Test("the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool")
     func dropMidData() throws {
         let f = try PopfetchFixture()

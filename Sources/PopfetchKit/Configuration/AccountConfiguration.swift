@@ -81,8 +81,14 @@ public struct AccountConfiguration: Hashable, Sendable {
     /// At most this many messages per poll (0 = no limit).
     public var fetchLimit: Int = 0
     public var withoutUIDL: WithoutUIDLPolicy = .refuse
-    /// Network time-out in seconds.
+    /// Network time-out in seconds: for connecting, for each read and write, and for each reply to start; a reply
+    /// must then keep arriving at 1 KB/s or more.
     public var timeout: Int = 60
+    /// Caps every SMTP/LMTP wait (reads and writes); nil: RFC 5321's time-outs (5 min per command, 3 min per data
+    /// block, 10 min after the final dot).
+    public var smtpTimeout: Int?
+    /// The whole POP3 session of one poll must end within this many seconds; what is left waits for the next poll.
+    public var pollTimeout: Int = 3600
     /// Where delivered mail goes: exactly one of `mda`, `smtp`, `lmtp`, `maildir`.
     public var delivery: DeliveryMethod
     public var mdaTimeout: Int = 600

@@ -21,7 +21,7 @@ public struct ConfigurationLoader: Sendable {
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
         "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
         "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
-        "tls_min_version", "size_tolerance", "forget_after", "flood_limit",
+        "tls_min_version", "size_tolerance", "forget_after", "flood_limit", "poll_timeout", "smtp_timeout",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -345,6 +345,15 @@ public struct ConfigurationLoader: Sendable {
         account.withoutUIDL = try choice("without_uidl", WithoutUIDLPolicy.self) ?? .refuse
         account.timeout = try duration("timeout") ?? 60
         if account.timeout == 0 { throw ctx.error(value("timeout")?.1 ?? .account(i), key: "timeout", "must be > 0") }
+        account.smtpTimeout = try duration("smtp_timeout")
+        if account.smtpTimeout == 0 {
+            throw ctx.error(value("smtp_timeout")?.1 ?? .account(i), key: "smtp_timeout", "must be > 0")
+        }
+        account.pollTimeout = try duration("poll_timeout") ?? 3600
+        if account.pollTimeout < account.timeout {
+            throw ctx.error(
+                value("poll_timeout")?.1 ?? .account(i), key: "poll_timeout", "must be at least timeout")
+        }
         account.mdaTimeout = try duration("mda_timeout") ?? 600
         if account.mdaTimeout == 0 {
             throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")

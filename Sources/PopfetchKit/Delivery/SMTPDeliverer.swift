@@ -27,12 +27,15 @@ public actor SMTPDeliverer: Deliverer {
     private var connection: SMTPConnection?
     private var capabilities = SMTPCapabilities()
     private var needsReset = false
+    /// `smtp_timeout`: every SMTP/LMTP wait is at most this (default: RFC 5321 §4.5.3.2's time-outs).
+    private let timeoutCap: TimeAmount?
 
     public init(
         endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount,
         tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil, credentials: (user: String, password: String)? = nil,
-        clearTextAuthAllowed: Bool = false
+        clearTextAuthAllowed: Bool = false, timeoutCap: TimeAmount? = nil
     ) {
+        self.timeoutCap = timeoutCap
         self.endpoint = endpoint
         self.lmtp = lmtp
         self.heloName = heloName
@@ -41,6 +44,12 @@ public actor SMTPDeliverer: Deliverer {
         self.tlsContext = tlsContext
         self.credentials = credentials
         self.clearTextAuthAllowed = clearTextAuthAllowed
+    }
+
+    /// An RFC 5321 time-out, capped by `smtp_timeout`.
+    private func limit(_ rfc: TimeAmount) -> TimeAmount {
+        guard let cap = self.timeoutCap else { return rfc }
+        return min(rfc, cap)
     }
 
     public nonisolated func recipientGroups(_ recipients: [String]) -> [[String]] { [recipients] }
@@ -84,7 +93,7 @@ public actor SMTPDeliverer: Deliverer {
         let implicit = self.tls == .implicit ? self.tlsContext : nil
         let c = try await SMTPConnection.connect(
             to: self.endpoint, connectTimeout: self.connectTimeout, implicitTLS: implicit)
-        let greeting = try await c.reply(timeout: SMTPConnection.Timeouts.greeting, phase: "waiting for the greeting")
+        let greeting = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.greeting), phase: "waiting for the greeting")
         guard greeting.code == 220 else {
             c.close()
             throw SMTPTransportError(
@@ -92,11 +101,11 @@ public actor SMTPDeliverer: Deliverer {
         }
         let hello: SMTPCommand = self.lmtp ? .lhlo(self.heloName) : .ehlo(self.heloName)
         try await c.send([hello], phase: self.lmtp ? "LHLO" : "EHLO")
-        var reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "EHLO")
+        var reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "EHLO")
         if !reply.isPositive && !self.lmtp {
             // RFC 5321 §4.1.4: fall back to HELO.
             try await c.send([.helo(self.heloName)], phase: "HELO")
-            reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "HELO")
+            reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "HELO")
             self.capabilities = SMTPCapabilities()
         } else {
             self.capabilities = SMTPCapabilities(ehloReply: reply)
@@ -115,7 +124,7 @@ public actor SMTPDeliverer: Deliverer {
                     detail: "smtp_tls = \"starttls\" but the MTA does not offer STARTTLS")
             }
             try await c.send([.startTLS], phase: "STARTTLS")
-            let go = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "STARTTLS")
+            let go = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "STARTTLS")
             guard go.code == 220 else {
                 c.close()
                 throw SMTPTransportError(
@@ -124,7 +133,7 @@ public actor SMTPDeliverer: Deliverer {
             try await c.startTLS(context: context, timeout: self.connectTimeout)
             encrypted = true
             try await c.send([hello], phase: "EHLO after STARTTLS")
-            let again = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "EHLO after STARTTLS")
+            let again = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "EHLO after STARTTLS")
             guard again.isPositive else {
                 c.close()
                 throw SMTPTransportError(endpoint: self.endpoint.description, phase: "EHLO", detail: "MTA said \(again)")
@@ -153,18 +162,18 @@ public actor SMTPDeliverer: Deliverer {
         func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
         var reply: SMTPReply
         if mechanisms.contains("PLAIN") {
-            try await c.write(Array("AUTH PLAIN \(b64("\0\(cred.user)\0\(cred.password)"))\r\n".utf8), phase: "AUTH")
-            reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH PLAIN")
+            try await c.write(Array("AUTH PLAIN \(b64("\0\(cred.user)\0\(cred.password)"))\r\n".utf8), phase: "AUTH", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+            reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "AUTH PLAIN")
         } else if mechanisms.contains("LOGIN") {
-            try await c.write(Array("AUTH LOGIN\r\n".utf8), phase: "AUTH")
-            reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+            try await c.write(Array("AUTH LOGIN\r\n".utf8), phase: "AUTH", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+            reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "AUTH LOGIN")
             if reply.code == 334 {
-                try await c.write(Array("\(b64(cred.user))\r\n".utf8), phase: "AUTH")
-                reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+                try await c.write(Array("\(b64(cred.user))\r\n".utf8), phase: "AUTH", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+                reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "AUTH LOGIN")
             }
             if reply.code == 334 {
-                try await c.write(Array("\(b64(cred.password))\r\n".utf8), phase: "AUTH")
-                reply = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "AUTH LOGIN")
+                try await c.write(Array("\(b64(cred.password))\r\n".utf8), phase: "AUTH", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+                reply = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "AUTH LOGIN")
             }
         } else {
             c.close()
@@ -211,22 +220,26 @@ public actor SMTPDeliverer: Deliverer {
             try await c.send(commands, phase: "MAIL/RCPT/DATA")
         }
         if commands.first == .rset {
-            _ = try await Self.exchange(.rset, on: c, pipelined: pipelining, phase: "RSET")
+            _ = try await Self.exchange(
+                .rset, on: c, pipelined: pipelining, phase: "RSET", timeout: self.limit(SMTPConnection.Timeouts.command))
         }
         let mail = try await Self.exchange(
-            .mailFrom(sender, parameters: params), on: c, pipelined: pipelining, phase: "MAIL FROM")
+            .mailFrom(sender, parameters: params), on: c, pipelined: pipelining, phase: "MAIL FROM",
+            timeout: self.limit(SMTPConnection.Timeouts.command))
         if !mail.isPositive {
             if pipelining {
                 // The RCPTs and DATA were sent too: read their (negative) replies to stay in step.
-                for _ in rcpts { _ = try await c.reply(timeout: SMTPConnection.Timeouts.command, phase: "RCPT TO") }
-                _ = try await c.reply(timeout: SMTPConnection.Timeouts.dataInitiation, phase: "DATA")
+                for _ in rcpts { _ = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.command), phase: "RCPT TO") }
+                _ = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.dataInitiation), phase: "DATA")
             }
             return [RecipientOutcome(recipients: recipients, result: Self.outcome(mail, "MAIL FROM"))]
         }
         var outcomes: [RecipientOutcome] = []
         var accepted: [(original: String, address: String)] = []
         for (original, address) in zip(recipients, rcpts) {
-            let r = try await Self.exchange(.rcptTo(address), on: c, pipelined: pipelining, phase: "RCPT TO")
+            let r = try await Self.exchange(
+                .rcptTo(address), on: c, pipelined: pipelining, phase: "RCPT TO",
+                timeout: self.limit(SMTPConnection.Timeouts.command))
             if r.isPositive {
                 accepted.append((original, address))
             } else {
@@ -235,12 +248,12 @@ public actor SMTPDeliverer: Deliverer {
         }
         if accepted.isEmpty {
             if pipelining {
-                _ = try await c.reply(timeout: SMTPConnection.Timeouts.dataInitiation, phase: "DATA")
+                _ = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.dataInitiation), phase: "DATA")
             }
             return outcomes
         }
         let data = try await Self.exchange(
-            .data, on: c, pipelined: pipelining, phase: "DATA", timeout: SMTPConnection.Timeouts.dataInitiation)
+            .data, on: c, pipelined: pipelining, phase: "DATA", timeout: self.limit(SMTPConnection.Timeouts.dataInitiation))
         guard data.code == 354 else {
             let result = Self.outcome(data, "DATA")
             outcomes.append(RecipientOutcome(recipients: accepted.map(\.original), result: result))
@@ -250,11 +263,11 @@ public actor SMTPDeliverer: Deliverer {
         if self.lmtp {
             // RFC 2033 §4.2: one reply per accepted recipient, in order.
             for (original, address) in accepted {
-                let r = try await c.reply(timeout: SMTPConnection.Timeouts.dataTermination, phase: "end of data")
+                let r = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.dataTermination), phase: "end of data")
                 outcomes.append(RecipientOutcome(recipients: [original], result: Self.outcome(r, "LMTP <\(address)>")))
             }
         } else {
-            let r = try await c.reply(timeout: SMTPConnection.Timeouts.dataTermination, phase: "end of data")
+            let r = try await c.reply(timeout: self.limit(SMTPConnection.Timeouts.dataTermination), phase: "end of data")
             outcomes.append(RecipientOutcome(recipients: accepted.map(\.original), result: Self.outcome(r, "end of data")))
         }
         return outcomes
@@ -263,7 +276,7 @@ public actor SMTPDeliverer: Deliverer {
     /// Sends `command` (unless it went out pipelined already) and reads its reply.
     private static func exchange(
         _ command: SMTPCommand, on c: SMTPConnection, pipelined: Bool, phase: String,
-        timeout: TimeAmount = SMTPConnection.Timeouts.command
+        timeout: TimeAmount
     ) async throws -> SMTPReply {
         if !pipelined { try await c.send([command], phase: phase) }
         return try await c.reply(timeout: timeout, phase: phase)
@@ -285,11 +298,11 @@ public actor SMTPDeliverer: Deliverer {
             offset += off_t(n)
             out.removeAll(keepingCapacity: true)
             encoder.encode(chunk[0..<n], into: &out)
-            try await c.write(out, phase: "sending the message")
+            try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
         }
         out.removeAll(keepingCapacity: true)
         encoder.finish(into: &out)
-        try await c.write(out, phase: "sending the message")
+        try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
     }
 }
 

@@ -160,9 +160,10 @@ public struct AccountPoller: Sendable {
                 throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
             }
         }
-        let endpoint = POP3Endpoint(
+        var endpoint = POP3Endpoint(
             host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)),
             pinnedFingerprint: account.fingerprint)
+        endpoint.sessionTimeout = .seconds(Int64(account.pollTimeout))
         self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
         let start = report
         do {
@@ -237,7 +238,8 @@ public struct AccountPoller: Sendable {
             return SMTPDeliverer(
                 endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
                 connectTimeout: .seconds(Int64(account.timeout)), tls: account.smtpTLS, tlsContext: tlsContext,
-                credentials: credentials, clearTextAuthAllowed: clearOK)
+                credentials: credentials, clearTextAuthAllowed: clearOK,
+                timeoutCap: account.smtpTimeout.map { .seconds(Int64($0)) })
         }
     }
 

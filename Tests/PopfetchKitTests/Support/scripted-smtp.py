@@ -4,6 +4,7 @@
   scripted-smtp.py PORTFILE OUTDIR MODE
     MODE drop-mid-data: the first connection is dropped in the middle of DATA; later ones accept the message.
     MODE stall-after-dot: the reply after the final dot comes 3 s late (a slow MTA).
+    MODE stop-reading: after 354 the server never reads again (a wedged MTA); popfetch's write must time out.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
 dot-unstuffed); OUTDIR/connections counts connections. Exits after 60 s.
 """
@@ -38,6 +39,9 @@ def serve(conn, number):
             send("250 ok")
         elif cmd == b"DATA":
             send("354 go ahead")
+            if mode == "stop-reading":
+                time.sleep(55)
+                return
             data = bytearray()
             while True:
                 l = f.readline()
