@@ -57,4 +57,22 @@ struct SpoolTests {
         #expect(out.starts(with: Array("Received: from h\nFrom: a@b\n".utf8)))
         #expect(m.traceHeaderLength == 17 && m.storedSize == out.count - 17)
     }
+
+    @Test("a spool file holds one message: a second begin is refused, and a finished message outlives its writer")
+    func oneMessagePerSpool() throws {
+        var message: SpooledMessage?
+        do {
+            let s = try SpoolFile(directory: nil)
+            try s.begin(traceHeader: [])
+            try s.append(ByteBuffer(bytes: Array("Subject: one\r\n\r\nbody\r\n".utf8)))
+            message = try s.finish()
+            #expect(throws: SpoolError.self) { try s.begin(traceHeader: []) }
+        }
+        // The writer is gone; the delivery still holding the message reads it whole.
+        let m = try #require(message)
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = buf.withUnsafeMutableBytes { pread(m.fd, $0.baseAddress, $0.count, 0) }
+        #expect(n > 0)
+        #expect(Array(buf[0..<max(0, n)]) == Array("Subject: one\n\nbody\n".utf8))
+    }
 }
