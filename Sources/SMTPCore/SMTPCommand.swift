@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// SMTP (RFC 5321) and LMTP (RFC 2033) client commands.
 public enum SMTPCommand: Hashable, Sendable {
     case ehlo(String)
@@ -67,23 +70,75 @@ public struct DataEncoder: Sendable {
     public init() {}
 
     public mutating func encode(_ input: some Collection<UInt8>, into out: inout [UInt8]) {
-        out.reserveCapacity(out.count + input.count + input.count / 16 + 8)
+        if let done: Void = input.withContiguousStorageIfAvailable({ self.encode(UnsafeRawBufferPointer($0), into: &out) }) {
+            return done
+        }
+        let copy = Array(input)
+        copy.withUnsafeBytes { self.encode($0, into: &out) }
+    }
+
+    /// Encodes contiguous bytes a line at a time: `memchr` finds each LF, whole lines are copied at once, and only a
+    /// line holding a CR (rare in a spool, whose line ends are LF) goes byte by byte.
+    public mutating func encode(_ input: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        guard let base = input.baseAddress, !input.isEmpty else { return }
+        let n = input.count
+        out.reserveCapacity(out.count + n + n / 16 + 8)
+        var i = 0
+        while i < n {
+            if self.pendingCR {
+                self.pendingCR = false
+                out.append(13)
+                out.append(10)
+                self.atLineStart = true
+                if input[i] == 10 {
+                    i += 1
+                    continue
+                }
+            }
+            let end: Int
+            let hasLF: Bool
+            if let p = memchr(base + i, 10, n - i) {
+                end = base.distance(to: UnsafeRawPointer(p))
+                hasLF = true
+            } else {
+                end = n
+                hasLF = false
+            }
+            let segment = UnsafeRawBufferPointer(start: base + i, count: end - i)
+            if !segment.isEmpty, memchr(base + i, 13, end - i) != nil {
+                self.encodeBytes(segment, into: &out)
+            } else if !segment.isEmpty {
+                if self.atLineStart && segment[0] == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
+                out.append(contentsOf: segment)
+                self.atLineStart = false
+            }
+            if hasLF {
+                if self.pendingCR {
+                    // CR LF in the spool: one line end.
+                    self.pendingCR = false
+                }
+                out.append(13)
+                out.append(10)
+                self.atLineStart = true
+                i = end + 1
+            } else {
+                i = end
+            }
+        }
+    }
+
+    /// The byte-by-byte path, for a segment (no LF) that holds a CR.
+    private mutating func encodeBytes(_ input: UnsafeRawBufferPointer, into out: inout [UInt8]) {
         for b in input {
             if self.pendingCR {
                 self.pendingCR = false
                 out.append(13)
                 out.append(10)
                 self.atLineStart = true
-                if b == 10 { continue }  // CR LF in the spool (rare): one line end
             }
-            switch b {
-            case 10:
-                out.append(13)
-                out.append(10)
-                self.atLineStart = true
-            case 13:
+            if b == 13 {
                 self.pendingCR = true
-            default:
+            } else {
                 if self.atLineStart && b == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
                 out.append(b)
                 self.atLineStart = false
