@@ -241,7 +241,9 @@ public struct AccountPoller: Sendable {
         let deliverer: any Deliverer
         switch account.delivery {
         case .mda(let command):
-            deliverer = MDADeliverer(command: command, timeout: account.mdaTimeout, accountUser: account.user)
+            deliverer = MDADeliverer(
+                command: command, timeout: account.mdaTimeout, accountUser: account.user, accountName: account.name,
+                partialRead: account.mdaPartialRead)
             if geteuid() == 0 && plan.fetchCount > 0 {
                 self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
             }
