@@ -17,4 +17,24 @@ public enum POP3Defaults {
 
     /// RFC 1939 §7: a unique-id consists of 1 to 70 characters in the range 0x21 to 0x7E.
     public static let maximumUIDLength = 70
+
+    /// Printable unique-ids (0x21-0x7E) up to this length are used as they are, although RFC 1939 §7 allows only
+    /// 70 characters: some servers send longer ones, and changing their keys would deliver those messages again.
+    /// Anything else is kept under an escaped key (see ``UIDLEntry/escapedKey(for:)``).
+    public static let maximumVerbatimUIDLength = maximumUIDLength * 4
+
+    /// RFC 1939 §5: message numbers start at 1. No real maildrop comes near 2^31 messages; a larger number is a
+    /// broken or hostile server, not a message.
+    public static let maximumMessageNumber = Int(Int32.max)
+
+    /// Sizes in LIST and STAT replies are clamped to this (1 TiB): far above any real message, yet the sum of
+    /// ``maximumListingEntries`` of them cannot overflow an `Int`.
+    public static let maximumMessageSize = 1 << 40
+
+    /// RFC 2449 §6.5 LOGIN-DELAY is clamped to one day: a larger value would only park the account (and seconds
+    /// far beyond this overflow nanosecond timers).
+    public static let maximumLoginDelay = 86_400
+
+    /// RFC 2449 §6.7 EXPIRE is clamped to 100 years of days.
+    public static let maximumExpireDays = 36_500
 }

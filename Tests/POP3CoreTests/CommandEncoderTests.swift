@@ -41,6 +41,7 @@ struct CommandEncoderTests {
         .init(command: .rset, wire: "RSET\r\n"),
         .init(command: .noop, wire: "NOOP\r\n"),
         .init(command: .quit, wire: "QUIT\r\n"),
+        .init(command: .utf8, wire: "UTF8\r\n"),
     ]
 
     @Test("every command encodes to its exact bytes ending in CRLF", arguments: encodings)

@@ -30,7 +30,7 @@ extension Command {
     public func encoded() throws -> [UInt8] {
         var line: String
         switch self {
-        case .capa, .stls, .stat, .rset, .noop, .quit:
+        case .capa, .stls, .stat, .rset, .noop, .quit, .utf8:
             line = self.keyword
         case .user(let u):
             try Self.check(u, keyword: "USER")

@@ -50,9 +50,34 @@ public struct Capabilities: Hashable, Sendable {
         self.all.first { $0.name == "SASL" }?.parameters.map { $0.uppercased() } ?? []
     }
 
-    /// RFC 2449 §6.5: `LOGIN-DELAY n` — seconds the server wants between logins.
+    /// RFC 6856 §2: the server offers the `UTF8` command (and may alter 8-bit messages for clients that do not
+    /// send it).
+    public var supportsUTF8: Bool { self.contains("UTF8") }
+
+    // LOGIN-DELAY capa = "LOGIN-DELAY" SP delay-secs [SP "USER"]   ; RFC 2449 §6.5
+    /// RFC 2449 §6.5: `LOGIN-DELAY n` — seconds the server wants between logins, clamped to
+    /// ``POP3Defaults/maximumLoginDelay``; `nil` when absent or not a plain number.
     public var loginDelay: Int? {
-        guard let p = self.all.first(where: { $0.name == "LOGIN-DELAY" })?.parameters.first else { return nil }
-        return Int(p)
+        guard let p = self.all.first(where: { $0.name == "LOGIN-DELAY" })?.parameters.first,
+            let n = DecimalNumber.parse(Substring(p))
+        else { return nil }
+        return min(n, POP3Defaults.maximumLoginDelay)
+    }
+
+    /// RFC 2449 §6.7: how long the server keeps a message after it was retrieved.
+    public enum Expiry: Hashable, Sendable {
+        /// `EXPIRE NEVER`: the server does not delete messages by itself.
+        case never
+        /// `EXPIRE n`: days, clamped to ``POP3Defaults/maximumExpireDays`` (0: deleted at the end of the session).
+        case days(Int)
+    }
+
+    // EXPIRE capa = "EXPIRE" SP expire-policy [SP "USER"]; expire-policy = "NEVER" / 1*DIGIT   ; RFC 2449 §6.7
+    /// The `EXPIRE` policy, or `nil` when absent or malformed.
+    public var expire: Expiry? {
+        guard let p = self.all.first(where: { $0.name == "EXPIRE" })?.parameters.first else { return nil }
+        if p.uppercased() == "NEVER" { return .never }
+        guard let n = DecimalNumber.parse(Substring(p)) else { return nil }
+        return .days(min(n, POP3Defaults.maximumExpireDays))
     }
 }

@@ -19,6 +19,8 @@ public enum Command: Hashable, Sendable {
     case rset
     case noop
     case quit
+    /// `UTF8` (RFC 6856 §2): switch the session to UTF-8 mode, so the server hands out 8-bit messages unaltered.
+    case utf8
 
     /// Whether a positive answer to this command is followed by a multi-line block ending in `.CRLF`.
     public var expectsMultilineOnSuccess: Bool {
@@ -48,6 +50,7 @@ public enum Command: Hashable, Sendable {
         case .rset: return "RSET"
         case .noop: return "NOOP"
         case .quit: return "QUIT"
+        case .utf8: return "UTF8"
         }
     }
 

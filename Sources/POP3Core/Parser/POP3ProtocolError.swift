@@ -17,6 +17,9 @@ public struct POP3ProtocolError: Error, Hashable, Sendable, CustomStringConverti
         case malformedReply(command: String, excerpt: String)
         /// The server sent a SASL continuation to a command that is not AUTH.
         case unexpectedContinuation(command: String)
+        /// A number that cannot be what it claims (a message number of 0 or beyond
+        /// ``POP3Defaults/maximumMessageNumber``, a message count beyond it).
+        case numberOutOfRange(field: String, excerpt: String)
     }
 
     public var reason: Reason
@@ -33,6 +36,7 @@ public struct POP3ProtocolError: Error, Hashable, Sendable, CustomStringConverti
         case .unsolicitedResponse(let e): return "server sent a response nobody asked for: \(e.debugDescription)"
         case .malformedReply(let c, let e): return "server's reply to \(c) does not parse: \(e.debugDescription)"
         case .unexpectedContinuation(let c): return "server sent a SASL continuation in reply to \(c)"
+        case .numberOutOfRange(let f, let e): return "server sent a \(f) out of range: \(e.debugDescription)"
         }
     }
 }

@@ -78,11 +78,13 @@ public struct POP3ClientStateMachine: Sendable {
             }
             return try command.encoded()
         case (.authorization, .capa), (.authorization, .stls), (.authorization, .user), (.authorization, .pass),
-            (.authorization, .apop), (.authorization, .auth), (.authorization, .quit), (.authorization, .noop):
+            (.authorization, .apop), (.authorization, .auth), (.authorization, .quit), (.authorization, .noop),
+            (.authorization, .utf8):
             break
+        // UTF8 is allowed after login too: popfetch sends it right after logging in (a -ERR is harmless).
         case (.transaction, .capa), (.transaction, .stat), (.transaction, .list), (.transaction, .uidl),
             (.transaction, .retr), (.transaction, .top), (.transaction, .dele), (.transaction, .rset),
-            (.transaction, .noop), (.transaction, .quit):
+            (.transaction, .noop), (.transaction, .quit), (.transaction, .utf8):
             break
         default:
             throw UsageError(command: command.keyword, state: self.state)
@@ -224,27 +226,21 @@ public struct POP3ClientStateMachine: Sendable {
             guard entries.count < POP3Defaults.maximumListingEntries else {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
-            guard let entry = Self.parseUIDLLine(line[...]) else {
-                if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
-                    self.listing = .uidl(entries)
-                    return
-                }
-                throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+            if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
+                self.listing = .uidl(entries)
+                return
             }
-            entries.append(entry)
+            entries.append(try Self.parseUIDLLine(line[...]))
             self.listing = .uidl(entries)
         case .scan(var entries):
             guard entries.count < POP3Defaults.maximumListingEntries else {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
-            guard let entry = Self.parseScanLine(line[...]) else {
-                if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
-                    self.listing = .scan(entries)
-                    return
-                }
-                throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+            if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
+                self.listing = .scan(entries)
+                return
             }
-            entries.append(entry)
+            entries.append(try Self.parseScanLine(line[...]))
             self.listing = .scan(entries)
         }
     }
@@ -277,34 +273,45 @@ public struct POP3ClientStateMachine: Sendable {
     }
 
     // unique-id listing line = msg-number SP unique-id   ; RFC 1939 §7 (uid: 1*70 of 0x21-0x7E)
-    static func parseUIDLLine(_ line: ArraySlice<UInt8>) -> UIDLEntry? {
-        let parts = line.split(separator: 32, maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, let n = Self.parseNumber(parts[0]) else { return nil }
-        var uidBytes = parts[1]
-        while let last = uidBytes.last, last == 32 || last == 9 { uidBytes = uidBytes.dropLast() }
-        guard !uidBytes.isEmpty, uidBytes.count <= POP3Defaults.maximumUIDLength * 4,
-            uidBytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E })
-        else { return nil }
-        return UIDLEntry(number: n, uid: String(decoding: uidBytes, as: UTF8.self))
+    /// A line with a unique-id outside the grammar still parses, under ``UIDLEntry/escapedKey(for:)``; only a line
+    /// without a message number and a unique-id is invalid.
+    static func parseUIDLLine(_ line: ArraySlice<UInt8>) throws -> UIDLEntry {
+        var rest = line.drop { $0 == 32 }
+        guard let space = rest.firstIndex(of: 32) else {
+            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+        }
+        let n = try Self.parseMessageNumber(rest[..<space], line: line)
+        rest = rest[space...].drop { $0 == 32 }
+        while let last = rest.last, last == 32 || last == 9 { rest = rest.dropLast() }
+        guard !rest.isEmpty else {
+            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+        }
+        if rest.count <= POP3Defaults.maximumVerbatimUIDLength, rest.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+            return UIDLEntry(number: n, uid: String(decoding: rest, as: UTF8.self))
+        }
+        return UIDLEntry(number: n, uid: UIDLEntry.escapedKey(for: rest))
     }
 
     // scan listing line = msg-number SP size *(SP extra)   ; RFC 1939 §5
-    static func parseScanLine(_ line: ArraySlice<UInt8>) -> ScanEntry? {
+    /// Sizes above ``POP3Defaults/maximumMessageSize`` are clamped to it.
+    static func parseScanLine(_ line: ArraySlice<UInt8>) throws -> ScanEntry {
         let parts = line.split(separator: 32, omittingEmptySubsequences: true)
-        guard parts.count >= 2, let n = Self.parseNumber(parts[0]), let s = Self.parseNumber(parts[1]) else {
-            return nil
+        guard parts.count >= 2, let s = DecimalNumber.parse(parts[1]) else {
+            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
         }
-        return ScanEntry(number: n, size: s)
+        let n = try Self.parseMessageNumber(parts[0], line: line)
+        return ScanEntry(number: n, size: min(s, POP3Defaults.maximumMessageSize))
     }
 
-    static func parseNumber(_ bytes: ArraySlice<UInt8>) -> Int? {
-        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
-        var v = 0
-        for b in bytes {
-            guard b >= 48 && b <= 57 else { return nil }
-            v = v * 10 + Int(b - 48)
+    // msg-number = 1*DIGIT   ; RFC 1939 §5: 1 ... count
+    static func parseMessageNumber(_ bytes: ArraySlice<UInt8>, line: ArraySlice<UInt8>) throws -> Int {
+        guard let n = DecimalNumber.parse(bytes) else {
+            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
         }
-        return v
+        guard n >= 1 && n <= POP3Defaults.maximumMessageNumber else {
+            throw POP3ProtocolError(.numberOutOfRange(field: "message number", excerpt: String.excerpt(of: line)))
+        }
+        return n
     }
 
     /// RFC 1939 §7: the greeting may carry a timestamp `<process-ID.clock@hostname>` used by APOP.
@@ -317,19 +324,30 @@ public struct POP3ClientStateMachine: Sendable {
 
 extension StatusLine {
     /// Parses the `+OK count size` reply to STAT.
+    /// The size is clamped to ``POP3Defaults/maximumMessageSize``; a count beyond
+    /// ``POP3Defaults/maximumMessageNumber`` is refused.
     public func maildropStatus() throws -> MaildropStatus {
         let parts = self.text.split(separator: " ")
-        guard parts.count >= 2, let c = Int(parts[0]), let s = Int(parts[1]), c >= 0, s >= 0 else {
+        guard parts.count >= 2, let c = DecimalNumber.parse(parts[0]), let s = DecimalNumber.parse(parts[1]) else {
             throw POP3ProtocolError(.malformedReply(command: "STAT", excerpt: self.text))
         }
-        return MaildropStatus(count: c, size: s)
+        guard c <= POP3Defaults.maximumMessageNumber else {
+            throw POP3ProtocolError(
+                .numberOutOfRange(field: "message count", excerpt: String.excerpt(of: self.text.utf8)))
+        }
+        return MaildropStatus(count: c, size: min(s, POP3Defaults.maximumMessageSize))
     }
 
-    /// Parses the `+OK n uid` reply to `UIDL n`.
+    /// Parses the `+OK n uid` reply to `UIDL n`. The status text was decoded as UTF-8, so an escaped key made
+    /// from it can differ from the listing's (which keeps the raw bytes) for a unique-id that is not valid UTF-8.
     public func uidlEntry() throws -> UIDLEntry {
-        guard let e = POP3ClientStateMachine.parseUIDLLine(Array(self.text.utf8)[...]) else {
-            throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: self.text))
+        do {
+            return try POP3ClientStateMachine.parseUIDLLine(Array(self.text.utf8)[...])
+        } catch let e as POP3ProtocolError {
+            if case .invalidListingLine = e.reason {
+                throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: self.text))
+            }
+            throw e
         }
-        return e
     }
 }

@@ -92,6 +92,8 @@ public struct AccountConfiguration: Hashable, Sendable {
     /// Where delivered mail goes: exactly one of `mda`, `smtp`, `lmtp`, `maildir`.
     public var delivery: DeliveryMethod
     public var mdaTimeout: Int = 600
+    /// An MDA that exits 0 without reading all of the message: a failure (the default), or accepted.
+    public var mdaPartialRead: MDAPartialReadPolicy = .fail
     public var recipients: [String]
     /// After this many failed delivery attempts a message is marked failed and skipped until `popfetch retry`.
     public var maxAttempts: Int = 5
@@ -173,6 +175,14 @@ public enum DeliveryMethod: Hashable, Sendable {
         case .lmtp: return "lmtp"
         }
     }
+}
+
+/// `mda_partial_read`: what an MDA exit 0 means when the MDA did not read the whole message.
+public enum MDAPartialReadPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Not delivered: the message stays on the server and the attempt counts toward `max_attempts`.
+    case fail
+    /// Delivered: for filters that read only the header and decide from it.
+    case accept
 }
 
 /// What to do when the local side rejects a message permanently (SMTP/LMTP 5xx).

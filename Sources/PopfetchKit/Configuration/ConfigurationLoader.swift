@@ -17,7 +17,7 @@ public struct ConfigurationLoader: Sendable {
     public static let accountKeys: Set<String> = [
         "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
         "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
-        "without_uidl", "timeout", "mda", "mda_timeout", "recipient", "max_attempts", "interval",
+        "without_uidl", "timeout", "mda", "mda_timeout", "mda_partial_read", "recipient", "max_attempts", "interval",
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
         "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
         "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
@@ -358,6 +358,7 @@ public struct ConfigurationLoader: Sendable {
         if account.mdaTimeout == 0 {
             throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")
         }
+        account.mdaPartialRead = try choice("mda_partial_read", MDAPartialReadPolicy.self) ?? .fail
         account.onPermanentFailure = try choice("on_permanent_failure", PermanentFailurePolicy.self) ?? .keep
         account.bounceTo = try string("bounce_to")
         if account.onPermanentFailure == .bounce {

@@ -1,7 +1,10 @@
 /// An MDA command line split like a shell would split it (quotes honoured), without any expansion.
 ///
 /// `%T` (envelope recipient), `%F` (envelope sender) and `%U` (account user) are substituted inside single
-/// arguments after splitting, so a substituted value can never become several arguments or shell syntax.
+/// arguments after splitting, so a substituted value can never become several arguments. `%F` and `%T` are also
+/// sanitised (``sanitized(_:)``): the sender comes from the message, so anyone who sends mail chooses it, and a
+/// command such as `sh -c 'procmail -f %F'` hands the argument to a shell. The raw values are in the MDA's
+/// environment instead (`POPFETCH_SENDER`, `POPFETCH_RECIPIENT`), for `"$POPFETCH_SENDER"` in double quotes.
 public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
     public var raw: String
     public var arguments: [String]
@@ -24,8 +27,33 @@ public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
     /// Whether the command runs once per recipient (it mentions `%T`).
     public var perRecipient: Bool { self.arguments.contains { $0.contains("%T") } }
 
-    /// The argument vector with `%T`, `%F`, `%U` (and `%%`) substituted.
-    public func expanded(recipient: String, sender: String, user: String) -> [String] {
+    /// The characters `%F` and `%T` keep (as fetchmail does): ASCII letters and digits and `@ . _ + - =`. None is
+    /// special to a shell, in or out of quotes.
+    static let safeCharacters: Set<Unicode.Scalar> = Set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._+-=".unicodeScalars)
+
+    /// `value` with every character outside ``safeCharacters`` replaced by `_`, and a leading `-` too (so it cannot
+    /// become an option of the MDA). Envelope addresses are ASCII in practice and pass unchanged.
+    public static func sanitized(_ value: String) -> String {
+        var out = String.UnicodeScalarView()
+        for scalar in value.unicodeScalars {
+            out.append(Self.safeCharacters.contains(scalar) ? scalar : "_")
+        }
+        if out.first == "-" {
+            out.removeFirst()
+            out.insert("_", at: out.startIndex)
+        }
+        return String(out)
+    }
+
+    /// The argument vector with `%T`, `%F` (both sanitised), `%U` (and `%%`) substituted.
+    public func expanded(recipient rawRecipient: String, sender rawSender: String, user: String) -> [String] {
+        let recipient = Self.sanitized(rawRecipient)
+        let sender = Self.sanitized(rawSender)
+        return self.expandedVerbatim(recipient: recipient, sender: sender, user: user)
+    }
+
+    private func expandedVerbatim(recipient: String, sender: String, user: String) -> [String] {
         self.arguments.map { arg in
             var out = ""
             var it = arg.makeIterator()

@@ -16,7 +16,9 @@ actor Waker {
         self.generation += 1
         let gen = self.generation
         let timer = Task {
-            try? await Task.sleep(nanoseconds: UInt64(max(0, seconds) * 1_000_000_000))
+            // Clamped (to ~31 years) before the conversion: a huge delay would trap converting to UInt64.
+            let bounded = seconds.isFinite ? min(max(0, seconds), 1_000_000_000) : 0
+            try? await Task.sleep(nanoseconds: UInt64(bounded * 1_000_000_000))
             self.timerFired(gen)
         }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in

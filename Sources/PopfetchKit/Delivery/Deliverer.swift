@@ -38,17 +38,26 @@ extension Deliverer {
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.
 ///
-/// Exit 0 = delivered; 75 (EX_TEMPFAIL) = temporary; any other exit or a signal = failure. An MDA that runs past
-/// its time-out is killed and counts as a failure.
+/// Exit 0 = delivered, if the MDA read the whole message (see ``MDAPartialReadPolicy``); 75 (EX_TEMPFAIL) =
+/// temporary; any other exit or a signal = failure. An MDA that runs past its time-out is killed and counts as a
+/// failure. The MDA's environment is popfetch's plus `POPFETCH_SENDER`, `POPFETCH_RECIPIENT`, `POPFETCH_ACCOUNT`
+/// and `POPFETCH_USER` (see ``environment(sender:recipients:)``).
 public struct MDADeliverer: Deliverer {
     public var command: MDACommand
     public var timeout: Int
     public var accountUser: String
+    public var accountName: String
+    public var partialRead: MDAPartialReadPolicy
 
-    public init(command: MDACommand, timeout: Int, accountUser: String) {
+    public init(
+        command: MDACommand, timeout: Int, accountUser: String, accountName: String = "",
+        partialRead: MDAPartialReadPolicy = .fail
+    ) {
         self.command = command
         self.timeout = timeout
         self.accountUser = accountUser
+        self.accountName = accountName
+        self.partialRead = partialRead
     }
 
     public func recipientGroups(_ recipients: [String]) -> [[String]] {
@@ -60,16 +69,31 @@ public struct MDADeliverer: Deliverer {
         [RecipientOutcome(recipients: recipients, result: try await self.run(message, recipients: recipients))]
     }
 
+    /// The variables added to the MDA's environment. Values are as received, minus control characters (they
+    /// cannot carry a NUL, and a CR or LF would confuse a log line); quoted in a shell (`"$POPFETCH_SENDER"`) they
+    /// are safe whatever they contain.
+    public func environment(sender: String, recipients: [String]) -> [String: String] {
+        func clean(_ s: String) -> String {
+            String(String.UnicodeScalarView(s.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
+        }
+        return [
+            "POPFETCH_SENDER": clean(sender),
+            "POPFETCH_RECIPIENT": clean(recipients.joined(separator: ",")),
+            "POPFETCH_ACCOUNT": clean(self.accountName),
+            "POPFETCH_USER": clean(self.accountUser),
+        ]
+    }
+
     func run(_ message: SpooledMessage, recipients: [String]) async throws -> DeliveryResult {
         let argv = self.command.expanded(
             recipient: recipients.first ?? "", sender: message.envelopeSender, user: self.accountUser)
-        // The MDA reads the whole spool file from the start: trace header, then the message.
-        guard lseek(message.fd, 0, SEEK_SET) == 0 else {
-            throw SpoolError(message: "cannot rewind the spool file")
-        }
+        // The MDA reads the whole spool file from the start (trace header, then the message) through a pipe, so
+        // popfetch knows how much of it the MDA read.
         let outcome: ProcessOutcome
         do {
-            outcome = try await ProcessRunner.run(arguments: argv, stdin: message.fd, timeout: self.timeout)
+            outcome = try await ProcessRunner.run(
+                arguments: argv, input: .file(message.fd), timeout: self.timeout,
+                extraEnvironment: self.environment(sender: message.envelopeSender, recipients: recipients))
         } catch let e as ProcessLaunchError {
             return .failure(e.description)
         }
@@ -80,6 +104,12 @@ public struct MDADeliverer: Deliverer {
         }
         switch outcome.termination {
         case .exited(0):
+            if let input = outcome.input, !input.readAll, self.partialRead == .fail {
+                return .failure(
+                    "\(name) exited 0 but read only \(input.consumed) of \(input.length) bytes of the message, so it "
+                        + "may not have delivered it; set mda_partial_read = \"accept\" for a filter that reads only "
+                        + "the header\(tail)")
+            }
             return .delivered
         case .exited(75):
             return .temporaryFailure("\(name) exited 75 (EX_TEMPFAIL)\(tail)")

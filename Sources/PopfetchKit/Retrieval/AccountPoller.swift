@@ -213,7 +213,9 @@ public struct AccountPoller: Sendable {
             if geteuid() == 0 && fetchCount > 0 {
                 self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
             }
-            return MDADeliverer(command: command, timeout: account.mdaTimeout, accountUser: account.user)
+            return MDADeliverer(
+                command: command, timeout: account.mdaTimeout, accountUser: account.user, accountName: account.name,
+                partialRead: account.mdaPartialRead)
         case .maildir(let path):
             return MaildirDeliverer(directory: path)
         case .smtp(let target), .lmtp(let target):

@@ -99,7 +99,8 @@ public enum OAuth2 {
     public static func waitForDeviceToken(_ s: Settings, _ d: DeviceAuthorization, account: String) async throws
         -> TokenResponse
     {
-        var interval = max(1, d.interval)
+        // The server's interval is clamped (1 s to 10 min) so that no value can overflow the sleep below.
+        var interval = min(max(1, d.interval), 600)
         let deadline = Date().addingTimeInterval(Double(d.expiresIn))
         var form = try await Self.clientForm(s, account: account)
         form["grant_type"] = "urn:ietf:params:oauth:grant-type:device_code"
@@ -109,7 +110,7 @@ public enum OAuth2 {
             do {
                 return try Self.tokenResponse(status, o, url: s.tokenURL)
             } catch let e as OAuthError where e.code == "authorization_pending" || e.code == "slow_down" {
-                if e.code == "slow_down" { interval += 5 }
+                if e.code == "slow_down" { interval = min(interval + 5, 600) }
                 try await Task.sleep(nanoseconds: UInt64(interval) * 1_000_000_000)
             }
         }

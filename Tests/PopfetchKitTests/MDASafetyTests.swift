@@ -1,0 +1,143 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import PopfetchKit
+import Testing
+
+/// Issue 8, items 1-3: what a message can make an MDA do, and what an MDA inherits.
+@Suite("MDA safety: sanitised %F/%T, environment, whole-input check, descriptors")
+struct MDASafetyTests {
+    static let hostileSenders = [
+        "x@y; touch PWNED",
+        "$(touch PWNED)@evil.example",
+        "`touch PWNED`@evil.example",
+        "-oQ/tmp/x'$(touch PWNED)'@evil.example",
+    ]
+
+    @Test("a hostile envelope sender in %F reaches sh -c only sanitised and runs nothing", arguments: hostileSenders)
+    func hostileSender(_ template: String) throws {
+        let f = try PopfetchFixture()
+        let pwned = f.directory + "/pwned"
+        let sender = template.replacingOccurrences(of: "PWNED", with: pwned)
+        try f.user.deliver([Corpus.message(0, seed: 300, returnPath: sender)])
+        let out = f.directory + "/sender-arg"
+        let env = f.directory + "/sender-env"
+        // As README recommended and import-fetchmailrc generated: the sender substituted into a shell command.
+        try f.writeConfig(
+            mda: "sh -c 'cat >/dev/null; echo %F >\(out); printf %s \\\"$POPFETCH_SENDER\\\" >\(env)'")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pwned), "the sender ran a command: \(sender)")
+        let arg = try String(contentsOfFile: out, encoding: .utf8).trimmingCharacters(in: .newlines)
+        #expect(arg == MDACommand.sanitized(sender))
+        #expect(!arg.contains(where: { " ;$`()'<>|&/\\".contains($0) }), "\(arg)")
+        #expect(!arg.hasPrefix("-"))
+        #expect(try String(contentsOfFile: env, encoding: .utf8) == sender, "the raw value, safe in double quotes")
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test(
+        "sanitising keeps ordinary addresses and replaces everything else",
+        arguments: [
+            ("alice@example.org", "alice@example.org"),
+            ("bounce+list=alice.example@lists.example.org", "bounce+list=alice.example@lists.example.org"),
+            ("", ""),
+            ("a b;c", "a_b_c"),
+            ("$(id)@x", "__id_@x"),
+            ("-oQ@x", "_oQ@x"),
+            ("--", "_-"),
+            ("caf\u{E9}@x", "caf_@x"),
+            ("a\nb", "a_b"),
+        ] as [(String, String)])
+    func sanitised(raw: String, expected: String) {
+        #expect(MDACommand.sanitized(raw) == expected)
+    }
+
+    @Test("the MDA gets POPFETCH_SENDER, POPFETCH_RECIPIENT, POPFETCH_ACCOUNT and POPFETCH_USER")
+    func environment() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver([Corpus.message(0, seed: 301, returnPath: "sender@example.org")])
+        let out = f.directory + "/env"
+        try f.writeConfig(
+            extra: "recipient = [\"rcpt-one\", \"rcpt-two\"]",
+            mda: "sh -c 'cat >/dev/null; env | grep ^POPFETCH_ | sort >\(out)'")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "POPFETCH_ACCOUNT=\(f.accountName)", "POPFETCH_RECIPIENT=rcpt-one,rcpt-two",
+            "POPFETCH_SENDER=sender@example.org", "POPFETCH_USER=\(f.user.name)",
+        ])
+    }
+
+    @Test(
+        "an MDA that exits 0 without reading all of its input has not delivered: the message stays",
+        arguments: ["head -c 100 >OUT", "true"])
+    func partialRead(_ body: String) throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 302))
+        let out = f.directory + "/partial"
+        try f.writeConfig(mda: "sh -c '\(body.replacingOccurrences(of: "OUT", with: out))'")
+        let r = try f.poll()
+        #expect(r.stderr.contains("exited 0 but read only"), "\(r.stderr)")
+        #expect(r.stderr.contains("mda_partial_read"), "the message names the key that accepts it")
+        #expect(f.user.messageCount() == 1, "not deleted")
+    }
+
+    @Test("mda_partial_read = \"accept\" takes exit 0 as delivered (filters that read only the header)")
+    func partialReadAccepted() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 303))
+        try f.writeConfig(extra: "mda_partial_read = \"accept\"", mda: "sh -c 'head -c 100 >/dev/null'")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(!r.stderr.contains("read only"))
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("a %T command runs once per recipient, and every run gets the whole message")
+    func perRecipientRunsGetEverything() throws {
+        let f = try PopfetchFixture()
+        let corpus = [Corpus.message(0, seed: 304, bodyLines: 400)]
+        try f.user.deliver(corpus)
+        try f.writeConfig(
+            extra: "recipient = [\"r1\", \"r2\", \"r3\"]",
+            mda: "sh -c 'cat >\(f.directory)/out/msg.%T'")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 3)
+        #expect(got.allSatisfy { sameMessages([$0], corpus) }, "each run read the spool from its start")
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("an MDA inherits only descriptors 0, 1 and 2")
+    func descriptors() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 305))
+        let out = f.directory + "/fds"
+        // ls opens one descriptor of its own (3) to read the directory.
+        try f.writeConfig(mda: "sh -c 'cat >/dev/null; exec ls /proc/self/fd >\(out)'")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let fds = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").compactMap { Int($0) }
+        #expect(Set(fds).isSubset(of: [0, 1, 2, 3]), "inherited: \(fds.sorted())")
+    }
+
+    @Test("password_command also inherits only descriptors 0, 1 and 2")
+    func passwordCommandDescriptors() throws {
+        let f = try PopfetchFixture()
+        let out = f.directory + "/fds"
+        try f.writeConfig(mda: "/bin/cat")
+        var text = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        text = text.split(separator: "\n").filter { !$0.hasPrefix("password =") }.joined(separator: "\n")
+        text += "\npassword_command = \"ls /proc/self/fd >\(out); echo \(f.user.password)\"\n"
+        try text.write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let fds = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").compactMap { Int($0) }
+        #expect(Set(fds).isSubset(of: [0, 1, 2, 3]), "inherited: \(fds.sorted())")
+    }
+}
