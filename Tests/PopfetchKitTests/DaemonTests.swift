@@ -196,7 +196,7 @@ struct StatusTests {
         try f.writeConfig(name: "ok")
         try f.writeConfig(password: p.user.password, name: "partial", append: true, user: p.user.name)
         try f.writeConfig(password: "wrong", name: "error", append: true, user: e.user.name)
-        try f.writeConfig(name: "never", append: true, user: e.user.name)
+        try f.writeConfig(extra: "mailbox_id = \"never-polled\"", name: "never", append: true, user: e.user.name)
 
         #expect(try f.poll(["--account", "ok"]).status == 0)
         try "1".write(toFile: f.mdaExitFile, atomically: true, encoding: .utf8)

@@ -271,4 +271,155 @@ struct LossPathTests {
         #expect(try f.poll().status == 0)
         #expect(try f.delivered().count == 40, "each message delivered once (\(before) in the first poll)")
     }
+
+    // MARK: - Found by the adversarial review of this engine
+
+    @Test("a UIDL listing naming one message number twice is refused: nothing fetched, nothing deleted")
+    func repeatedMessageNumber() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("A")
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "A", body: a), .init(uid: "B", body: faultMessage("B"))],
+            options: ["uidl_raw": "+OK\r\n1 A\r\n1 B\r\n.\r\n"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 76, "\(r.stderr)")
+        #expect(r.stderr.contains("inconsistent listings"), "\(r.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(!server.sent().contains("RETR") && !server.sent().contains("DELE"))
+    }
+
+    @Test("a message missing from LIST is refused with the listing, never fetched by a size of 0")
+    func missingFromList() throws {
+        let f = try PopfetchFixture()
+        var m = FaultServer.Message(uid: "a1", body: "first part\r\n.\r\n+OK the rest\r\n", retr: "unstuffed-dot")
+        m.listOmit = true
+        let server = try FaultServer.start(f, messages: [m])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        for _ in 0..<2 {
+            let r = try f.poll()
+            #expect(r.status == 76, "\(r.stderr)")
+            #expect(try f.delivered().isEmpty)
+            #expect(server.deleted().isEmpty)
+        }
+    }
+
+    @Test("two accounts that are one mailbox (same user@host, other ports) are a config error naming mailbox_id")
+    func sharedIdentity() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(port: 11000, name: "a")
+        try f.writeConfig(port: 11001, name: "b", append: true)
+        let r = try f.poll()
+        #expect(r.status == 78, "\(r.stderr)")
+        #expect(r.stderr.contains("mailbox_id"), "\(r.stderr)")
+        try f.writeConfig(port: 11000, name: "a")
+        try f.writeConfig(extra: "mailbox_id = \"second\"", port: 11001, name: "b", append: true)
+        let ok = try popfetch(["--config", f.configPath, "--state", f.statePath, "config", "check"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+    }
+
+    @Test("mark-seen covers only what was listed when the account paused; it is refused for an account not paused")
+    func markSeenSnapshot() throws {
+        let f = try PopfetchFixture()
+        var msgs = (0..<25).map { FaultServer.Message(uid: "p\($0)", body: faultMessage("p\($0)")) }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75)
+        let late = faultMessage("arrived during the pause")
+        msgs.append(.init(uid: "late", body: late))
+        try server.set(messages: msgs)
+        #expect(try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"]).status == 0)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try self.delivered(f) == [self.local(late)], "the late message is delivered, the 25 are not")
+        let again = try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"])
+        #expect(again.status != 0, "not paused: \(again.stderr)")
+        #expect(again.stderr.contains("not paused"), "\(again.stderr)")
+    }
+
+    @Test("the connection dropped at the NOOP after the last message: it is committed, never delivered again")
+    func dropAfterLastMessage() throws {
+        let f = try PopfetchFixture()
+        let m = faultMessage("last")
+        let server = try FaultServer.start(f, messages: [.init(uid: "l1", body: m)], options: ["noop": "drop"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        _ = try f.poll()
+        try server.set(messages: [.init(uid: "l1", body: m)])
+        for _ in 0..<3 { _ = try f.poll() }
+        #expect(try f.delivered().count == 1, "delivered once")
+        #expect(server.deleted() == ["l1"], "then deleted without a second delivery")
+    }
+
+    @Test("garbage after the last message: not committed, tried again at most max_attempts times, then failed")
+    func garbageAfterLastMessage() throws {
+        let f = try PopfetchFixture()
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "g1", body: faultMessage("garbage follows"))], options: ["noop": "garbage"])
+        defer { server.stop() }
+        try f.writeConfig(extra: "max_attempts = 2", port: server.port, timeout: "5s")
+        for i in 0..<5 {
+            let r = try f.poll()
+            // Two failing polls; then the message is marked failed and skipped (status says so).
+            if i < 2 { #expect(r.status == 76, "\(r.stderr)") } else { #expect(r.status == 0, "\(r.stderr)") }
+        }
+        #expect(try f.delivered().count <= 2, "bounded by max_attempts")
+        #expect(server.deleted().isEmpty)
+        let status = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(status.status == 1)
+    }
+
+    @Test("a server that keeps messages after DELE and QUIT (+OK): the same content is not delivered again")
+    func serverIgnoresDele() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<3).map { FaultServer.Message(uid: "k\($0)", body: faultMessage("kept \($0)")) }
+        let server = try FaultServer.start(f, messages: msgs, options: ["ignore_dele": true])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        for _ in 0..<4 {
+            let r = try f.poll()
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        #expect(try f.delivered().count == 3, "each delivered once")
+    }
+
+    @Test("keep = true and a LIST size that changes: the same content is not delivered again")
+    func sizeChangesSameContent() throws {
+        let f = try PopfetchFixture()
+        let body = faultMessage("resized")
+        let server = try FaultServer.start(f, messages: [.init(uid: "r1", body: body)])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        var m = FaultServer.Message(uid: "r1", body: body)
+        m.listSize = body.utf8.count - 1
+        try server.set(messages: [m])
+        try f.writeConfig(extra: "keep = true\nsize_tolerance = 1", port: server.port, timeout: "5s")
+        for _ in 0..<3 { #expect(try f.poll().status == 0) }
+        #expect(try f.delivered().count == 1)
+        // Other content under the same UIDL and a new size is a new message.
+        let other = faultMessage("other content", lines: 3)
+        try server.set(messages: [.init(uid: "r1", body: other)])
+        #expect(try f.poll().status == 0)
+        #expect(try self.delivered(f) == [self.local(body), self.local(other)])
+    }
+
+    @Test("size_tolerance: a message short of LIST reaches no MDA until the next reply proves it whole")
+    func toleranceNeedsConfirmation() throws {
+        let f = try PopfetchFixture()
+        let first = "Subject: t\r\n\r\nfirst part\r\n.\r\nrest\r\n"
+        let second = faultMessage("innocent")
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "t1", body: first, retr: "unstuffed-dot"), .init(uid: "t2", body: second)])
+        defer { server.stop() }
+        try f.writeConfig(extra: "size_tolerance = 100\nmax_attempts = 2", port: server.port, timeout: "5s")
+        for _ in 0..<3 { _ = try f.poll() }
+        let got = try self.delivered(f)
+        #expect(!got.contains(self.local("Subject: t\r\n\r\nfirst part\r\n")), "the truncated copy never arrives")
+        #expect(got.contains(self.local(second)), "the message behind it is not blamed, and arrives")
+        #expect(!server.deleted().contains("t1"))
+    }
 }

@@ -124,7 +124,9 @@ public struct AccountConfiguration: Hashable, Sendable {
 
     /// The mailbox's identity in the state database: `user@host`. Port and TLS mode are left out on purpose, so
     /// moving from 110 with STLS to 995 with implicit TLS keeps every record (and floods nothing).
-    public var stateKey: String { "\(self.user)@\(self.host)" }
+    public var stateKey: String { self.mailboxID ?? "\(self.user)@\(self.host)" }
+    /// Names the mailbox explicitly when two accounts share a user@host (two servers behind tunnels).
+    public var mailboxID: String?
 
     /// Whether the host is a loopback address (credentials may go there in clear text).
     public var hostIsLoopback: Bool { Self.isLoopback(self.host) }

@@ -21,7 +21,7 @@ public struct ConfigurationLoader: Sendable {
         "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
         "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
         "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
-        "tls_min_version", "size_tolerance", "forget_after", "flood_limit", "poll_timeout", "smtp_timeout",
+        "tls_min_version", "size_tolerance", "forget_after", "flood_limit", "poll_timeout", "smtp_timeout", "mailbox_id",
     ]
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
@@ -126,6 +126,15 @@ public struct ConfigurationLoader: Sendable {
                     throw ctx.error(
                         .account(i), key: "name",
                         "duplicate account name \(account.name.debugDescription) (first used on line \(prior.line))")
+                }
+                if let prior = accounts.first(where: { $0.stateKey == account.stateKey }) {
+                    throw ctx.error(
+                        .account(i), key: account.mailboxID == nil ? "user" : "mailbox_id",
+                        "accounts \(prior.name.debugDescription) (line \(prior.line)) and "
+                            + "\(account.name.debugDescription) are both the mailbox \(account.stateKey) (its identity "
+                            + "leaves out the port and TLS mode); if they are two mailboxes, give one a mailbox_id, "
+                            + "e.g. mailbox_id = \"\(account.user)@\(account.host):\(account.port)\" (the identity "
+                            + "popfetch used before version 4 of its state, which keeps that mailbox's history)")
                 }
                 accounts.append(account)
             }
@@ -398,6 +407,10 @@ public struct ConfigurationLoader: Sendable {
             throw ctx.error(value("max_attempts")?.1 ?? .account(i), key: "max_attempts", "must be at least 1")
         }
         account.sizeTolerance = try size("size_tolerance") ?? 0
+        account.mailboxID = try string("mailbox_id")
+        if account.mailboxID?.isEmpty == true {
+            throw ctx.error(value("mailbox_id")?.1 ?? .account(i), key: "mailbox_id", "must not be empty")
+        }
         account.forgetAfter = try duration("forget_after") ?? AccountConfiguration.defaultForgetAfter
         if account.forgetAfter < 86_400 {
             throw ctx.error(

@@ -39,6 +39,11 @@ public struct PollPlan: Hashable, Sendable {
         public var key: String
         public var size: Int
         public var action: Action
+        /// The key's record describes a message delivered before (then deleted, or of another size): fetch this one
+        /// and compare digests. The same content is that message, not delivered again; other content is new.
+        public var verify: String? = nil
+        /// The key's record describes an earlier message: start the record over before delivering this one.
+        public var restart = false
     }
 
     public var items: [Item]
@@ -110,19 +115,21 @@ public struct PollPlan: Hashable, Sendable {
             let size = listedSize ?? 0
             listed[key] = size
             let unique = key == entry.uid
-            let record = known[key].flatMap { Self.isSameMessage($0, listedSize: listedSize) ? $0 : nil }
+            let raw = known[key]
+            let same = raw.map { Self.isSameMessage($0, listedSize: listedSize) } ?? true
+            let record = same ? raw : nil
             let deliveredEverywhere =
                 record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
                 ?? false
             // Deleting without fetching needs certainty that this is the message that was delivered.
-            let certain = unique && record?.size != nil
-            // keep = false and not certain: fetch it again (a duplicate at worst), then delete it.
+            let certain = unique && record?.size != nil && listedSize != nil
+            // keep = false and not certain: fetch it again and compare it with what was delivered.
             let refetch = deliveredEverywhere && !policy.keep && !certain
             let action: Action
             if deliveredEverywhere, !refetch, let record {
                 if !policy.keep {
                     action = .deleteDelivered
-                } else if let after = policy.deleteAfter, let at = record.deliveredAt,
+                } else if let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly,
                     now.timeIntervalSince(at) >= Double(after)
                 {
                     action = certain ? .deleteExpired : .keep
@@ -135,13 +142,25 @@ public struct PollPlan: Hashable, Sendable {
                 action = policy.deleteOversize ? .deleteOversize : .skipOversize
             } else {
                 let missing =
-                    refetch ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
-                let item = Item(
+                    refetch || !same
+                    ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
+                var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
-                if (record?.retrievalAttempts ?? 0) > 0 {
+                // A record of an earlier message under this key: compare contents if it was delivered, else start
+                // the record over.
+                let earlier = refetch ? record : (same ? nil : raw)
+                if let earlier {
+                    if earlier.deliveredAt != nil, let digest = earlier.digest {
+                        item.verify = digest
+                    } else {
+                        item.restart = true
+                    }
+                }
+                if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
                     retried.append(item)
                 } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
-                    items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: .skipLimit))
+                    item.action = .skipLimit
+                    items.append(item)
                 } else {
                     fetches += 1
                     items.append(item)

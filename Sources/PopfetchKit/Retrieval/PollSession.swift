@@ -64,7 +64,9 @@ final class PollSession {
         if trackState {
             let mailbox = try self.store.mailboxState(account: self.key)
             if mailbox.decision == .markSeen && !self.poller.checkOnly {
-                let unseen = plan.listed.filter { known[$0.key]?.deliveredAt == nil }
+                // Only what was listed when the account paused: mail that arrived since is delivered as usual.
+                let snapshot = try self.store.pausedKeys(account: self.key)
+                let unseen = plan.listed.filter { snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil }
                 try self.store.recordSeen(account: self.key, listed: unseen, at: now)
                 try self.store.resolvePause(account: self.key)
                 self.logger.notice("recorded \(unseen.count) messages as seen without delivering them (mark-seen)")
@@ -77,7 +79,8 @@ final class PollSession {
                 self.report.new = plan.fetchCount
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
                 if !self.poller.checkOnly {
-                    try self.store.pause(account: self.key, reason: self.report.paused ?? why, at: now)
+                    try self.store.pause(
+                        account: self.key, reason: self.report.paused ?? why, keys: Array(plan.listed.keys), at: now)
                 }
                 _ = try await self.conn.quit()
                 return
@@ -133,8 +136,29 @@ final class PollSession {
         let scan = try await self.conn.scanListing()
         var sizes: [Int: Int] = [:]
         sizes.reserveCapacity(scan.count)
-        for e in scan { sizes[e.number] = e.size }
-        if let uidl { return (uidl, sizes, true) }
+        for e in scan {
+            guard sizes.updateValue(e.size, forKey: e.number) == nil else {
+                throw self.listingsDisagree("LIST names message \(e.number) twice")
+            }
+        }
+        if let uidl {
+            // Every message number once in each listing, and the same numbers in both: otherwise a RETR or DELE
+            // by number could reach another message than the one its UIDL names.
+            var numbers = Set<Int>()
+            numbers.reserveCapacity(uidl.count)
+            for e in uidl {
+                guard numbers.insert(e.number).inserted else {
+                    throw self.listingsDisagree("UIDL names message \(e.number) twice")
+                }
+                guard sizes[e.number] != nil else {
+                    throw self.listingsDisagree("UIDL names message \(e.number), LIST does not")
+                }
+            }
+            guard numbers.count == sizes.count else {
+                throw self.listingsDisagree("LIST names \(sizes.count) messages, UIDL \(numbers.count)")
+            }
+            return (uidl, sizes, true)
+        }
         switch self.account.withoutUIDL {
         case .refuse:
             throw PollError(
@@ -144,6 +168,13 @@ final class PollSession {
         case .fetchAndDelete:
             return (scan.map { UIDLEntry(number: $0.number, uid: "no-uidl-\($0.number)") }, sizes, false)
         }
+    }
+
+    private func listingsDisagree(_ what: String) -> PollError {
+        PollError(
+            .protocolError,
+            "\(self.account.host) sent inconsistent listings (\(what)); nothing was fetched or deleted, since a "
+                + "message number could not be trusted to name one message")
     }
 
     // MARK: - The transaction loop
@@ -163,13 +194,15 @@ final class PollSession {
             var inFlight: InFlight?
 
             func settle() async throws {
-                guard var d = inFlight else { return }
-                inFlight = nil
-                if !d.confirmed {
-                    // The message's completeness rests on the next reply being well-formed: ask for one.
+                guard let pending = inFlight else { return }
+                if !pending.confirmed {
+                    // The message's completeness rests on the next reply being well-formed: ask for one. If this
+                    // fails, the message is still in flight for the error path below to settle.
                     _ = try await self.conn.execute(.noop)
-                    d.confirmed = true
                 }
+                inFlight = nil
+                var d = pending
+                d.confirmed = true
                 let outcomes = try await group.next() ?? []
                 try await self.settle(d, outcomes: outcomes, complete: true, known: known, trackState: trackState, deliverer: deliverer)
             }
@@ -202,7 +235,10 @@ final class PollSession {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             break messages
                         }
-                        guard let message = try await self.retrieve(item, pipelining: pipelining, trackState: trackState)
+                        guard
+                            let message = try await self.retrieve(
+                                item, pipelining: pipelining, trackState: trackState,
+                                previousUnconfirmed: inFlight.map { !$0.confirmed } ?? false)
                         else {
                             // Refused or short: a well-formed reply did arrive after the previous message.
                             inFlight?.confirmed = true
@@ -212,6 +248,24 @@ final class PollSession {
                         // (commit, queue its DELE) before this message's delivery starts.
                         inFlight?.confirmed = true
                         try await settle()
+                        if let expected = item.verify, message.digest == expected {
+                            // The message delivered before, listed again (the server kept it after DELE and QUIT,
+                            // or its LIST size changed): not delivered twice.
+                            self.logger.notice(
+                                "message \(item.number) is one already delivered (same content); not delivered again",
+                                metadata: ["uid": "\(item.uid)"])
+                            if trackState {
+                                try self.store.recordSameAgain(account: self.key, uid: item.key, size: item.size, at: Date())
+                            }
+                            if !self.account.keep {
+                                try await self.flushDele()
+                                self.pendingDele = (item.number, item.key)
+                            }
+                            continue
+                        }
+                        if trackState && (item.verify != nil || item.restart) {
+                            try self.store.restartMessage(account: self.key, uid: item.key, size: item.size, at: Date())
+                        }
                         let groups = deliverer.recipientGroups(recipients)
                         group.addTask { await Self.deliver(message, groups: groups, deliverer: deliverer) }
                         inFlight = InFlight(item: item, message: message)
@@ -238,7 +292,9 @@ final class PollSession {
 
     /// RETR into a new spool file of its own. Returns nil when the server refused it or sent fewer octets than
     /// LIST announced (counted as a failed retrieval; never delivered, never deleted).
-    private func retrieve(_ item: PollPlan.Item, pipelining: Bool, trackState: Bool) async throws -> SpooledMessage? {
+    private func retrieve(_ item: PollPlan.Item, pipelining: Bool, trackState: Bool, previousUnconfirmed: Bool)
+        async throws -> SpooledMessage?
+    {
         let spool: SpoolFile
         do {
             spool = try SpoolFile(directory: self.poller.environment.stateDirectory)
@@ -264,8 +320,11 @@ final class PollSession {
             refused = try await self.conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
-            // skipped after max_attempts and cannot block the ones behind it for ever).
-            if trackState && !(error is SpoolError) {
+            // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its
+            // bytes, right after a message not yet confirmed, is most likely the rest of that one (an unstuffed dot
+            // ended it early): that one is charged, not this one.
+            let blamesPrevious = previousUnconfirmed && error is POP3ProtocolError && spool.receivedSoFar == 0
+            if trackState && !(error is SpoolError) && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
                     account: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
                     maxAttempts: self.account.maxAttempts, at: Date())
@@ -285,6 +344,22 @@ final class PollSession {
         // The terminating dot line has arrived: only now may any receiver see the message, and only if it is as
         // long as LIST said.
         let message = try spool.finish()
+        if message.receivedSize < item.size && message.receivedSize + self.account.sizeTolerance >= item.size {
+            // Short of LIST but within size_tolerance: the next reply must prove the message ended where the server
+            // meant it to before any receiver sees it.
+            do {
+                _ = try await self.conn.execute(.noop)
+            } catch let e as POP3ProtocolError {
+                if trackState {
+                    try self.store.recordRetrievalFailure(
+                        account: self.key, uid: item.key,
+                        error: "the reply after this message (\(message.receivedSize) of \(item.size) octets) was "
+                            + "malformed: it arrived truncated; not delivered",
+                        maxAttempts: self.account.maxAttempts, at: Date())
+                }
+                throw e
+            }
+        }
         if message.receivedSize + self.account.sizeTolerance < item.size {
             self.report.failed += 1
             let why =
@@ -331,7 +406,7 @@ final class PollSession {
                 case .delivered(let recipients):
                     try self.store.recordDelivered(
                         account: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.recipients,
-                        at: Date())
+                        digest: d.message.digest, at: Date())
                 case .deliveryFailure(let error, let counts, let max):
                     try self.store.recordDeliveryFailure(
                         account: self.key, uid: d.item.key, error: error, countsTowardLimit: counts, maxAttempts: max,

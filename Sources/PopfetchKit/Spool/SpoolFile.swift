@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Crypto
 import Foundation
 import NIOCore
 
@@ -27,6 +28,9 @@ public struct SpooledMessage: Sendable {
     public let returnPath: String?
     /// The address in the first From header, if any.
     public let fromAddress: String?
+    /// SHA-256 of the message as received (dot-unstuffed, without popfetch's trace header), lowercase hex: tells
+    /// whether a message listed again is one already delivered.
+    public let digest: String
 
     /// The envelope sender: Return-Path, else the From address, else empty.
     public var envelopeSender: String { self.returnPath ?? self.fromAddress ?? "" }
@@ -67,6 +71,7 @@ public final class SpoolFile {
     private var returnPath: String?
     private var fromAddress: String?
     private var lastHeaderName: String?
+    private var hasher = SHA256()
 
     static let flushThreshold = 256 * 1024
     static let headerScanLimit = 256 * 1024
@@ -99,6 +104,9 @@ public final class SpoolFile {
         throw SpoolError(message: "cannot create a spool file (\(lastError))")
     }
 
+    /// Message bytes received so far (before ``finish()``).
+    public var receivedSoFar: Int { self.received }
+
     /// Starts the message: writes the trace header. A spool file holds one message only.
     public func begin(traceHeader: [UInt8]) throws {
         guard !self.begun else {
@@ -127,6 +135,7 @@ public final class SpoolFile {
     public func append(_ buffer: ByteBuffer) throws {
         self.received += buffer.readableBytes
         buffer.withUnsafeReadableBytes { raw in
+            self.hasher.update(bufferPointer: raw)
             guard let base = raw.baseAddress else { return }
             let n = raw.count
             var i = 0
@@ -254,7 +263,21 @@ public final class SpoolFile {
         return SpooledMessage(
             descriptor: self.descriptor, traceHeaderLength: self.traceLength, storedSize: self.stored,
             receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL, headerHas8Bit: self.header8Bit,
-            returnPath: self.returnPath, fromAddress: self.fromAddress)
+            returnPath: self.returnPath, fromAddress: self.fromAddress,
+            digest: Self.hex(self.hasher.finalize()))
+    }
+}
+
+extension SpoolFile {
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

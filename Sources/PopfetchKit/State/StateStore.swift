@@ -23,12 +23,19 @@ public struct MessageRecord: Hashable, Sendable {
     public var failedAt: Date?
     /// Recipients that already accepted this message.
     public var deliveredTo: Set<String>
+    /// SHA-256 (hex) of the message as delivered: a message listed again under this key with the same digest is
+    /// the same message, whatever its UIDL or size says.
+    public var digest: String?
+    /// Recorded as seen without being delivered (`popfetch mark-seen`): never deleted by delete_after.
+    public var seenOnly: Bool = false
 
     public init(
         uid: String, firstSeen: Date, lastSeen: Date? = nil, size: Int? = nil, deliveredAt: Date? = nil,
         deletedAt: Date? = nil, attempts: Int = 0, retrievalAttempts: Int = 0, lastError: String? = nil,
-        failedAt: Date? = nil, deliveredTo: Set<String> = []
+        failedAt: Date? = nil, deliveredTo: Set<String> = [], digest: String? = nil, seenOnly: Bool = false
     ) {
+        self.digest = digest
+        self.seenOnly = seenOnly
         self.uid = uid
         self.firstSeen = firstSeen
         self.lastSeen = lastSeen
@@ -219,7 +226,14 @@ public final class StateStore: Sendable {
                 sql: """
                     ALTER TABLE messages ADD COLUMN retrieval_attempts INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE messages ADD COLUMN last_seen REAL;
+                    ALTER TABLE messages ADD COLUMN digest TEXT;
+                    ALTER TABLE messages ADD COLUMN seen_only INTEGER NOT NULL DEFAULT 0;
                     UPDATE messages SET last_seen = first_seen;
+                    CREATE TABLE pause_keys (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        PRIMARY KEY (account, uidl)
+                    ) WITHOUT ROWID;
                     CREATE TABLE mailboxes (
                         account TEXT PRIMARY KEY NOT NULL,
                         first_listed REAL,
@@ -228,25 +242,29 @@ public final class StateStore: Sendable {
                         decision TEXT
                     );
                     """)
-            // The mailbox identity was user@host:port; it is now user@host, so a port or TLS change keeps it.
-            let keys = try String.fetchAll(db, sql: "SELECT DISTINCT account FROM messages")
-            for old in keys {
-                let new = Self.portlessKey(old)
-                guard new != old else { continue }
-                for table in ["messages", "deliveries", "oauth_tokens"] {
-                    try db.execute(sql: "UPDATE OR IGNORE \(table) SET account = ? WHERE account = ?", arguments: [new, old])
-                    try db.execute(sql: "DELETE FROM \(table) WHERE account = ?", arguments: [old])
+            // The mailbox identity was user@host:port; it is now user@host, so a port or TLS change keeps it. A
+            // key moves only when it is the one key of its user@host: two mailboxes of one user@host on different
+            // ports stay apart under their old keys (the configuration then names each with `mailbox_id`).
+            let keys = Set(
+                try String.fetchAll(db, sql: "SELECT DISTINCT account FROM messages")
+                    + String.fetchAll(db, sql: "SELECT account FROM oauth_tokens"))
+            var byNew: [String: [String]] = [:]
+            for old in keys { byNew[Self.portlessKey(old), default: []].append(old) }
+            for (new, olds) in byNew where olds.count == 1 && olds[0] != new {
+                let old = olds[0]
+                for table in ["messages", "deliveries", "oauth_tokens", "polls"] {
+                    try db.execute(sql: "UPDATE \(table) SET account = ? WHERE account = ?", arguments: [new, old])
                 }
-                try db.execute(sql: "UPDATE polls SET account = ? WHERE account = ?", arguments: [new, old])
                 try db.execute(
                     sql: "INSERT OR IGNORE INTO mailboxes (account, first_listed) VALUES (?, ?)",
                     arguments: [new, Date().timeIntervalSince1970])
             }
-            let tokenKeys = try String.fetchAll(db, sql: "SELECT account FROM oauth_tokens")
-            for old in tokenKeys where Self.portlessKey(old) != old {
-                try db.execute(
-                    sql: "UPDATE OR IGNORE oauth_tokens SET account = ? WHERE account = ?",
-                    arguments: [Self.portlessKey(old), old])
+            for (_, olds) in byNew where olds.count > 1 {
+                for old in olds {
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO mailboxes (account, first_listed) VALUES (?, ?)",
+                        arguments: [old, Date().timeIntervalSince1970])
+                }
             }
         }
         return m
@@ -286,7 +304,7 @@ public final class StateStore: Sendable {
                 db,
                 sql: """
                     SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
-                        last_error, failed_at
+                        last_error, failed_at, digest, seen_only
                     FROM messages WHERE account = ?
                     """, arguments: [account])
             while let r = try rows.next() {
@@ -297,7 +315,8 @@ public final class StateStore: Sendable {
                     deliveredAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
                     deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
                     attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
-                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)))
+                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)), digest: r[10],
+                    seenOnly: (r[11] as Int? ?? 0) != 0)
             }
             let d = try Row.fetchCursor(
                 db, sql: "SELECT uidl, recipient FROM deliveries WHERE account = ? AND delivered_at IS NOT NULL",
@@ -317,16 +336,15 @@ public final class StateStore: Sendable {
     /// `last_seen` is refreshed at most this often, so a poll that finds nothing new writes almost nothing.
     static let lastSeenGranularity: Double = 86_400
 
-    /// Records a successful UIDL listing: new keys are inserted with their LIST size; a key listed again after
-    /// popfetch deleted its message starts over as a new message; keys not listed for `forgetAfter` seconds are
-    /// forgotten. Only changed rows are written.
+    /// Records a successful UIDL listing: new keys are inserted with their LIST size; keys not listed for
+    /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
+    /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
     public func recordListing(
         account: String, listed: [String: Int], known: [String: MessageRecord], at now: Date,
         forgetAfter: Double = StateStore.defaultForgetAfter
     ) throws {
         let t = now.timeIntervalSince1970
         var new: [(String, Int)] = []
-        var reborn: [(String, Int)] = []
         var refresh: [String] = []
         var sized: [(String, Int)] = []
         for (uid, size) in listed {
@@ -334,20 +352,16 @@ public final class StateStore: Sendable {
                 new.append((uid, size))
                 continue
             }
-            if r.deletedAt != nil {
-                reborn.append((uid, size))
-                continue
-            }
             if (r.lastSeen?.timeIntervalSince1970 ?? 0) < t - Self.lastSeenGranularity { refresh.append(uid) }
-            if r.size == nil { sized.append((uid, size)) }
+            if r.size == nil && r.deletedAt == nil { sized.append((uid, size)) }
         }
         let cutoff = t - forgetAfter
         let forget = known.values.filter {
             listed[$0.uid] == nil && ($0.lastSeen ?? $0.firstSeen).timeIntervalSince1970 < cutoff
         }.map(\.uid)
         let firstListing = try self.mailboxState(account: account).firstListed == nil
-        let (newRows, rebornRows, refreshRows, sizedRows) = (new, reborn, refresh, sized)
-        if new.isEmpty && reborn.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
+        let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
+        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
             return
         }
         try self.write { db in
@@ -360,13 +374,13 @@ public final class StateStore: Sendable {
             }
             let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
             let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
-            for uid in forget + rebornRows.map(\.0) {
+            for uid in forget {
                 try forgetRow.execute(arguments: [account, uid])
                 try forgetDeliveries.execute(arguments: [account, uid])
             }
             let insert = try db.makeStatement(
                 sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
-            for (uid, size) in newRows + rebornRows {
+            for (uid, size) in newRows {
                 try insert.execute(arguments: [account, uid, t, t, size])
             }
             let touch = try db.makeStatement(sql: "UPDATE messages SET last_seen = ? WHERE account = ? AND uidl = ?")
@@ -376,17 +390,43 @@ public final class StateStore: Sendable {
         }
     }
 
+    /// A new message under a key whose record described an earlier one (deleted before, or another size and
+    /// content): the record starts over, with no delivery and the new size.
+    public func restartMessage(account: String, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [account, uid])
+            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [account, uid])
+            try db.execute(
+                sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
+                arguments: [account, uid, t, t, size])
+        }
+    }
+
+    /// The message listed again under a key (after popfetch deleted it, or with another LIST size) has the digest
+    /// of the one delivered: it is that message, still on the server. Its record is current again.
+    public func recordSameAgain(account: String, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(
+                sql: "UPDATE messages SET deleted_at = NULL, size = ?, last_seen = ? WHERE account = ? AND uidl = ?",
+                arguments: [size, t, account, uid])
+        }
+    }
+
     /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
     public func recordSeen(account: String, listed: [String: Int], at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
             let upsert = try db.makeStatement(
                 sql: """
-                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, last_error)
-                    VALUES (?, ?, ?, ?, ?, ?, 'marked seen without delivery')
-                    ON CONFLICT (account, uidl) DO UPDATE SET delivered_at = COALESCE(delivered_at, excluded.delivered_at),
+                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, last_error, seen_only)
+                    VALUES (?, ?, ?, ?, ?, ?, 'marked seen without delivery', 1)
+                    ON CONFLICT (account, uidl) DO UPDATE SET
+                        seen_only = CASE WHEN delivered_at IS NULL THEN 1 ELSE seen_only END,
                         last_error = CASE WHEN delivered_at IS NULL THEN excluded.last_error ELSE last_error END,
-                        failed_at = NULL, deleted_at = NULL
+                        delivered_at = COALESCE(delivered_at, excluded.delivered_at),
+                        failed_at = NULL
                     """)
             for (uid, size) in listed { try upsert.execute(arguments: [account, uid, t, t, size, t]) }
         }
@@ -438,8 +478,9 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Pauses the mailbox until the user decides (``decide(account:_:)``).
-    public func pause(account: String, reason: String, at now: Date) throws {
+    /// Pauses the mailbox until the user decides (``decide(account:_:)``), remembering the keys listed now: a
+    /// `mark-seen` answer covers only those, never mail that arrived later.
+    public func pause(account: String, reason: String, keys: [String], at now: Date) throws {
         try self.write { db in
             try db.execute(
                 sql: """
@@ -447,17 +488,30 @@ public final class StateStore: Sendable {
                     ON CONFLICT (account) DO UPDATE SET paused_reason = excluded.paused_reason,
                         paused_at = COALESCE(paused_at, excluded.paused_at), decision = NULL
                     """, arguments: [account, reason, now.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [account])
+            let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO pause_keys (account, uidl) VALUES (?, ?)")
+            for k in keys { try insert.execute(arguments: [account, k]) }
         }
     }
 
-    /// The user's answer to a pause; the next poll carries it out.
+    /// The keys listed when the mailbox was paused.
+    public func pausedKeys(account: String) throws -> Set<String> {
+        try self.read { db in
+            try String.fetchSet(db, sql: "SELECT uidl FROM pause_keys WHERE account = ?", arguments: [account])
+        }
+    }
+
+    /// The user's answer to a pause; the next poll carries it out. Only a paused mailbox takes an answer.
     public func decide(account: String, _ decision: MailboxState.Decision) throws {
+        let paused = try self.mailboxState(account: account).pausedReason != nil
+        guard paused else {
+            throw StateError(
+                path: self.path,
+                message: "\(account) is not paused; mark-seen and fetch-all answer a flood-protection pause only")
+        }
         try self.write { db in
             try db.execute(
-                sql: """
-                    INSERT INTO mailboxes (account, decision) VALUES (?, ?)
-                    ON CONFLICT (account) DO UPDATE SET decision = excluded.decision
-                    """, arguments: [account, decision.rawValue])
+                sql: "UPDATE mailboxes SET decision = ? WHERE account = ?", arguments: [decision.rawValue, account])
         }
     }
 
@@ -467,6 +521,7 @@ public final class StateStore: Sendable {
             try db.execute(
                 sql: "UPDATE mailboxes SET paused_reason = NULL, paused_at = NULL, decision = NULL WHERE account = ?",
                 arguments: [account])
+            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [account])
         }
     }
 
@@ -474,7 +529,8 @@ public final class StateStore: Sendable {
     /// counts as delivered (and may be deleted on the server).
     @discardableResult
     public func recordDelivered(
-        account: String, uid: String, recipients: [String], allRecipients: [String], at now: Date
+        account: String, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
+        at now: Date
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
@@ -494,9 +550,10 @@ public final class StateStore: Sendable {
             let complete = allRecipients.allSatisfy { done.contains($0) }
             if complete {
                 try db.cachedStatement(sql: """
-                        UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL
+                        UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
+                            digest = COALESCE(?, digest)
                         WHERE account = ? AND uidl = ?
-                        """).execute(arguments: [t, account, uid])
+                        """).execute(arguments: [t, digest, account, uid])
             }
             return complete
         }

@@ -15,6 +15,8 @@ final class FaultServer {
         var listSize: Int?
         /// ok, err, drop, drop-before, unstuffed-dot, trickle
         var retr = "ok"
+        /// Left out of LIST.
+        var listOmit = false
     }
 
     let child: Child
@@ -63,6 +65,7 @@ final class FaultServer {
             var d: [String: Any] = ["uid": m.uid, "body": m.body, "retr": m.retr]
             if let id = m.id { d["id"] = id }
             if let s = m.listSize { d["list_size"] = s }
+            if m.listOmit { d["list_omit"] = true }
             return d
         }
         let data = try JSONSerialization.data(withJSONObject: o)

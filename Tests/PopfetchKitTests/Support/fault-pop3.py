@@ -10,6 +10,10 @@ JSON object:
   "capa": ["USER", "UIDL", ...]      (default USER UIDL RESP-CODES PIPELINING)
   "uidl": "ok" | "empty" | "err"     (default ok; "empty" lists no messages at all, like a hiccup)
   "quit": "ok" | "err"               (default ok)
+  "uidl_raw": the whole UIDL reply, verbatim (e.g. one message number listed twice)
+  "noop": "ok" | "drop" | "garbage"  (default ok)
+  "ignore_dele": true                a server that answers +OK to DELE and QUIT but keeps every message
+  per message: "list_omit": true     left out of LIST
   "delay": seconds before each reply (default 0)
   "state": path of a JSON file holding the uids deleted so far (DELE takes effect only at QUIT +OK, as in RFC 1939)
 Bodies are sent dot-stuffed, except with "unstuffed-dot", which sends them raw (a "." line ends the message early).
@@ -64,17 +68,26 @@ def session(conn):
         if cmd == b"CAPA":
             caps = sc.get("capa", ["USER", "UIDL", "RESP-CODES", "PIPELINING"])
             send(b"+OK\r\n" + b"".join(c.encode() + b"\r\n" for c in caps) + b".\r\n")
+        elif cmd == b"NOOP" and sc.get("noop") == "drop":
+            conn.shutdown(socket.SHUT_RDWR)
+            return
+        elif cmd == b"NOOP" and sc.get("noop") == "garbage":
+            send(b"garbage instead of a status line\r\n")
         elif cmd in (b"USER", b"PASS", b"NOOP", b"RSET"):
             send(b"+OK\r\n")
         elif cmd == b"UIDL":
             if sc.get("uidl") == "err":
                 send(b"-ERR no UIDL\r\n")
                 continue
+            if "uidl_raw" in sc:
+                send(sc["uidl_raw"].encode("latin-1"))
+                continue
             body = b"".join(b"%d %s\r\n" % (i + 1, m["uid"].encode("latin-1")) for i, m in enumerate(msgs))
             send(b"+OK\r\n" + body + b".\r\n")
         elif cmd == b"LIST":
             body = b"".join(
-                b"%d %d\r\n" % (i + 1, m.get("list_size", len(m["body"].encode("latin-1")))) for i, m in enumerate(msgs))
+                b"%d %d\r\n" % (i + 1, m.get("list_size", len(m["body"].encode("latin-1"))))
+                for i, m in enumerate(msgs) if not m.get("list_omit"))
             send(b"+OK\r\n" + body + b".\r\n")
         elif cmd == b"RETR" and arg and 1 <= arg <= len(msgs):
             m = msgs[arg - 1]
@@ -106,7 +119,7 @@ def session(conn):
             if sc.get("quit") == "err":
                 send(b"-ERR some deleted messages not removed\r\n")
                 return
-            if state_path:
+            if state_path and not sc.get("ignore_dele"):
                 gone = deleted_before | {msgs[i - 1].get("id", msgs[i - 1]["uid"]) for i in marked}
                 with open(state_path + ".tmp", "w") as s:
                     json.dump(sorted(gone), s)
