@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import POP3Core
 import Testing
 
@@ -187,6 +188,43 @@ struct PollDecisionTests {
         #expect(s.count == c.count)
         let committed = s.writes.contains { if case .delivered = $0 { true } else { false } }
         #expect(committed == c.delivered)
+    }
+
+    @Test("verification: a record of an earlier delivered message makes the plan compare digests")
+    func verification() {
+        var delivered = Self.record("a")
+        delivered.digest = "d1"
+        delivered.deletedAt = Self.now
+        let plan = PollPlan(
+            listing: [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")], sizes: [1: 100, 2: 100],
+            known: ["a": delivered, "b": Self.record("b", size: 50, delivered: false)], policy: Self.policy,
+            now: Self.now)
+        #expect(plan.items[0].verify == "d1", "seen again after deletion: compared with what was delivered")
+        #expect(plan.items[1].verify == nil && plan.items[1].restart, "other size, never delivered: starts over")
+    }
+
+    @Test("the v4 migration moves user@host:port to user@host only when unambiguous")
+    func migration() throws {
+        let dir = NSTemporaryDirectory() + "popfetch-migration-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/state.sqlite"
+        do {
+            let q = try DatabaseQueue(path: path)
+            try StateStore.migrator.migrate(q, upTo: "v3: OAuth2 tokens")
+            try q.write { db in
+                for key in ["alice@h.example:995", "bob@h.example:110", "bob@h.example:995"] {
+                    try db.execute(
+                        sql: "INSERT INTO messages (account, uidl, first_seen, size, delivered_at) VALUES (?, 'u1', 1, 10, 1)",
+                        arguments: [key])
+                }
+            }
+        }
+        let store = try StateStore(path: path)
+        #expect(try store.messages(account: "alice@h.example")["u1"]?.deliveredAt != nil)
+        #expect(try store.mailboxState(account: "alice@h.example").firstListed != nil, "no flood pause after upgrade")
+        #expect(try store.messages(account: "bob@h.example").isEmpty, "two mailboxes are not merged")
+        #expect(try store.messages(account: "bob@h.example:110")["u1"] != nil)
+        #expect(try store.messages(account: "bob@h.example:995")["u1"] != nil)
     }
 
     @Test("state keys before v4 (user@host:port) lose their port")
