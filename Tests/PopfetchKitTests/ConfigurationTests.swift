@@ -114,13 +114,13 @@ struct ConfigurationTests {
         }
     }
 
-    @Test("mda splitting honours quotes and substitutes %T %F %U as single arguments")
+    @Test("mda splitting honours quotes and substitutes %T %F %U as single arguments (%T, %F sanitised)")
     func mdaSplitting() throws {
         let m = try MDACommand("/usr/bin/maildrop -d '%T' \"-f\" %F -u%U")
         #expect(m.arguments == ["/usr/bin/maildrop", "-d", "%T", "-f", "%F", "-u%U"])
         #expect(m.perRecipient)
         let e = m.expanded(recipient: "a b; rm -rf /", sender: "x@y", user: "u")
-        #expect(e == ["/usr/bin/maildrop", "-d", "a b; rm -rf /", "-f", "x@y", "-uu"])
+        #expect(e == ["/usr/bin/maildrop", "-d", "a_b__rm_-rf__", "-f", "x@y", "-uu"])
         #expect(throws: MDACommand.ParseError.self) { try MDACommand("procmail | tee") }
         #expect(throws: MDACommand.ParseError.self) { try MDACommand("deliver $HOME") }
         let sh = try MDACommand("sh -c 'cat >> $HOME/mbox'")
