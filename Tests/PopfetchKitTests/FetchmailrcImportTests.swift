@@ -63,6 +63,45 @@ struct FetchmailrcImportTests {
         #expect(m.contains("set logfile"), "an option without equivalent becomes a comment")
     }
 
+    @Test(
+        "an mda that needs a shell gets the sender as \"$POPFETCH_SENDER\", never substituted into the script",
+        arguments: [
+            ("procmail -f %F -d $USER", "sh -c 'procmail -f \"$POPFETCH_SENDER\" -d $USER'"),
+            ("procmail -f '%F' -d $USER", "sh -c 'procmail -f \"$POPFETCH_SENDER\" -d $USER'"),
+            ("cat >> $HOME/mbox", "sh -c 'cat >> $HOME/mbox'"),
+            ("/usr/bin/procmail -d %T", "/usr/bin/procmail -d %T"),
+            ("/usr/bin/procmail -f %F -d %T", "/usr/bin/procmail -f %F -d %T"),
+            ("procmail -a %T >> /tmp/log 2>&1", "sh -c 'procmail -a %T >> /tmp/log 2>&1'"),
+        ] as [(String, String)])
+    func mdaTranslation(fetchmail: String, popfetch: String) throws {
+        #expect(FetchmailrcImporter.mda(fetchmail) == popfetch)
+        _ = try MDACommand(popfetch)
+    }
+
+    @Test("an imported shell mda run with a hostile sender runs nothing and sees the sender verbatim")
+    func importedMDAWithHostileSender() throws {
+        let f = try PopfetchFixture()
+        let pwned = f.directory + "/pwned"
+        let sender = "$(touch \(pwned))@evil.example"
+        try f.user.deliver([Corpus.message(0, seed: 310, returnPath: sender)])
+        let out = f.directory + "/sender"
+        let rc = f.directory + "/fetchmailrc"
+        try """
+            poll 127.0.0.1 proto pop3 port \(f.server.pop3Port)
+              user "\(f.user.name)" there with password "\(f.user.password)" is x here
+              mda "cat >/dev/null; printf %s %F > \(out)"
+
+            """.write(toFile: rc, atomically: true, encoding: .utf8)
+        let r = try popfetch(["import-fetchmailrc", rc])
+        try #require(r.status == 0, "\(r.stderr)")
+        let mdaLine = try #require(r.stdout.split(separator: "\n").first { $0.hasPrefix("mda = ") })
+        try f.writeConfig(extra: "allow_insecure_auth = true\n" + mdaLine, mda: "")
+        let poll = try f.poll()
+        #expect(poll.status == 0, "\(poll.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: pwned), "the sender ran a command")
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == sender)
+    }
+
     @Test("an unterminated string is an error with the line")
     func parseError() throws {
         #expect(throws: FetchmailrcImporter.ParseError.self) {

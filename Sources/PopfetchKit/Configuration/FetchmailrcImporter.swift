@@ -270,12 +270,18 @@ public enum FetchmailrcImporter {
     }
 
     /// fetchmail runs mda through /bin/sh; popfetch runs it directly unless it needs a shell.
+    ///
+    /// Run directly, `%F` and `%T` become single (sanitised) arguments. Through `sh -c`, the sender (which whoever
+    /// sends the mail chooses) is not substituted into the script at all: `%F` (also `'%F'` and `"%F"`) becomes
+    /// `"$POPFETCH_SENDER"`, which the shell expands as one quoted word. `%T` stays: recipients come from the
+    /// configuration, are sanitised too, and keep fetchmail's one run per recipient.
     static func mda(_ raw: String) -> String {
-        var s = raw
-        if (try? MDACommand(s)) == nil {
-            s = "sh -c '" + raw.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        if (try? MDACommand(raw)) != nil { return raw }
+        var script = raw
+        for form in ["'%F'", "\"%F\"", "%F"] {
+            script = script.replacingOccurrences(of: form, with: "\"$POPFETCH_SENDER\"")
         }
-        return s
+        return "sh -c '" + script.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     static func render(_ servers: [Server], daemonInterval: Int?, notes: [String], source: String) -> String {

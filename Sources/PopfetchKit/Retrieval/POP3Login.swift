@@ -22,16 +22,45 @@ extension AccountPoller {
         } else if let settings = account.oauth {
             token = try await self.oauthAccessToken(settings)
         }
-        var method = account.auth
-        if method == .auto {
-            method = Self.strongestMethod(
+        let methods: [AuthMethod]
+        if account.auth == .auto {
+            methods = LoginPlan.candidates(
                 offered: offered, hasToken: token != nil, apopTimestamp: conn.apopTimestamp != nil,
-                encrypted: conn.isEncrypted)
-            if account.tlsClientCertificate != nil && conn.isEncrypted && offered.contains("EXTERNAL") {
-                method = .external
+                encrypted: conn.isEncrypted, clientCertificate: account.tlsClientCertificate != nil)
+        } else {
+            methods = [account.auth]
+        }
+        for (index, method) in methods.enumerated() {
+            self.logger.debug("authenticating with \(method.rawValue)")
+            guard let refusal = try await self.attempt(method, conn, password: password, token: token) else {
+                try await self.enableUTF8(conn, capabilities: capabilities)
+                return
+            }
+            switch LoginPlan.next(after: refusal, moreToTry: index + 1 < methods.count) {
+            case .tryNextMechanism:
+                self.logger.info("server refused \(method.rawValue) (\(refusal)); trying the next mechanism")
+            case .stop(let kind):
+                throw self.loginError(refusal, kind: kind)
             }
         }
-        self.logger.debug("authenticating with \(method.rawValue)")
+        preconditionFailure("no authentication mechanism to try")
+    }
+
+    /// RFC 6856 §2: a server that offers UTF8 may alter messages with 8-bit headers for a client that does not
+    /// send it (Courier wraps them in a "Cannot display Unicode content" notice). A refusal changes nothing.
+    func enableUTF8(_ conn: POP3Connection, capabilities: Capabilities?) async throws {
+        guard capabilities?.supportsUTF8 == true else { return }
+        let status = try await conn.execute(.utf8)
+        if !status.isOK {
+            self.logger.info("server offers UTF8 but refused it: \(status)")
+        }
+    }
+
+    /// One login with `method`. Returns nil once logged in, or the server's refusal.
+    private func attempt(_ method: AuthMethod, _ conn: POP3Connection, password: String, token: String?)
+        async throws -> StatusLine?
+    {
+        let account = self.account
         switch method {
         case .apop:
             guard let ts = conn.apopTimestamp else {
@@ -42,36 +71,35 @@ extension AccountPoller {
                 return h.count == 1 ? "0" + h : h
             }.joined()
             let status = try await conn.execute(.apop(user: account.user, digest: digest))
-            if !status.isOK { throw self.loginError(status) }
+            return status.isOK ? nil : status
         case .user, .auto:
             let u = try await conn.execute(.user(account.user))
-            if !u.isOK { throw self.loginError(u) }
+            if !u.isOK { return u }
             let p = try await conn.execute(.pass(password))
-            if !p.isOK { throw self.loginError(p) }
+            return p.isOK ? nil : p
         case .plain:
-            try await self.sasl(conn, PlainMechanism(user: account.user, password: password))
+            return try await self.sasl(conn, PlainMechanism(user: account.user, password: password))
         case .login:
-            try await self.sasl(conn, LoginMechanism(user: account.user, password: password))
+            return try await self.sasl(conn, LoginMechanism(user: account.user, password: password))
         case .cramMD5:
-            try await self.sasl(conn, CramMD5Mechanism(user: account.user, password: password))
+            return try await self.sasl(conn, CramMD5Mechanism(user: account.user, password: password))
         case .scramSHA1:
-            try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.user, password: password))
+            return try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.user, password: password))
         case .scramSHA256:
-            try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.user, password: password))
+            return try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.user, password: password))
         case .external:
             guard conn.isEncrypted else {
                 throw PollError(.config, "\(account.name): EXTERNAL needs a TLS connection with a client certificate")
             }
-            try await self.sasl(conn, ExternalMechanism())
+            return try await self.sasl(conn, ExternalMechanism())
         case .xoauth2, .oauthbearer:
             guard let token else {
                 throw PollError(.config, "\(account.name): \(method.rawValue) needs oauth_token_command")
             }
             if method == .xoauth2 {
-                try await self.sasl(conn, XOAuth2Mechanism(user: account.user, token: token))
-            } else {
-                try await self.sasl(conn, OAuthBearerMechanism(user: account.user, token: token))
+                return try await self.sasl(conn, XOAuth2Mechanism(user: account.user, token: token))
             }
+            return try await self.sasl(conn, OAuthBearerMechanism(user: account.user, token: token))
         }
     }
 
@@ -107,25 +135,10 @@ extension AccountPoller {
         }
     }
 
-    /// `auth = "auto"`: the strongest mechanism the server offers that the account can use.
-    static func strongestMethod(offered: Set<String>, hasToken: Bool, apopTimestamp: Bool, encrypted: Bool)
-        -> AuthMethod
-    {
-        if hasToken {
-            if offered.contains("OAUTHBEARER") { return .oauthbearer }
-            if offered.contains("XOAUTH2") { return .xoauth2 }
-        }
-        if offered.contains("SCRAM-SHA-256") { return .scramSHA256 }
-        if offered.contains("SCRAM-SHA-1") { return .scramSHA1 }
-        if offered.contains("CRAM-MD5") { return .cramMD5 }
-        if !encrypted && apopTimestamp { return .apop }
-        if offered.contains("PLAIN") { return .plain }
-        return .user
-    }
-
     /// RFC 5034 AUTH: the initial response goes with the command only if the whole line fits in 255 octets (else
     /// it is sent after the server's empty challenge: the Office 365 trap); challenges and responses are base64.
-    func sasl(_ conn: POP3Connection, _ mechanism: some SASLMechanism) async throws {
+    /// Returns nil once logged in, or the server's refusal.
+    func sasl(_ conn: POP3Connection, _ mechanism: some SASLMechanism) async throws -> StatusLine? {
         var m = mechanism
         var pendingInitial: [UInt8]?
         let initial: [UInt8]?
@@ -172,34 +185,35 @@ extension AccountPoller {
                         try? self.environment.store.saveOAuthTokens(
                             account: self.account.stateKey, refreshToken: nil, accessToken: nil, expiresAt: nil)
                     }
-                    throw self.loginError(status)
+                    return status
                 }
                 do {
                     try m.verifyCompletion()
                 } catch {
                     throw PollError(.auth, "authentication of the server failed: \(error)")
                 }
-                return
+                return nil
             default:
                 throw PollError(.protocolError, "unexpected reply during AUTH \(m.name)")
             }
         }
     }
 
-    func loginError(_ status: StatusLine) -> PollError {
+    /// The error for a refused login, in the server's words; only `[AUTH]` or no response code blames the
+    /// credentials.
+    func loginError(_ status: StatusLine, kind: PollError.Kind? = nil) -> PollError {
         let said = "server said: \(status)"
-        switch status.code {
-        case .inUse:
+        switch kind ?? LoginPlan.refusalKind(status) {
+        case .mailboxInUse:
             return PollError(.mailboxInUse, "mailbox of \(self.account.stateKey) is locked by another session; \(said)")
         case .loginDelay:
             return PollError(.loginDelay, "logged in too recently for the server's LOGIN-DELAY; \(said)")
-        case .sysTemp:
+        case .temporary:
             return PollError(.temporary, "temporary server problem at login; \(said)")
-        case .sysPerm:
-            return PollError(.protocolError, "permanent server problem at login; \(said)")
-        default:
+        case .auth:
             return PollError(.auth, "authentication failed for \(self.account.stateKey); \(said)")
+        case let other:
+            return PollError(other, "the server refused the login for a reason other than the credentials; \(said)")
         }
     }
-
 }

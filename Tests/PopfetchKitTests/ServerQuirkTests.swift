@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// Issue 8, items 4-7, against the scripted server: numbers, 8-bit UIDLs, auth fallback, UTF8.
+@Suite("Server quirks: huge numbers, 8-bit UIDLs, auth = auto fallback, UTF8")
+struct ServerQuirkTests {
+    /// Starts the scripted POP3 server in `mode`; returns it, its port and the file logging what the client sent.
+    static func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
+        let portFile = f.directory + "/pop3-port"
+        let log = f.directory + "/pop3-client.log"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log, mode],
+            stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)
+    }
+
+    /// Polls the scripted server in `mode` once; returns the result and what the client sent.
+    static func poll(mode: String, extra: String = "") throws -> (PopfetchFixture, RunResult, String) {
+        let f = try PopfetchFixture()
+        let (server, port, log) = try Self.startServer(f, mode: mode)
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.wait(timeout: 5)
+        }
+        try #require(port > 0)
+        try f.writeConfig(extra: extra, port: port, timeout: "5s")
+        let r = try f.poll(["-v"])
+        return (f, r, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    @Test("CAPA LOGIN-DELAY 100000000000 does not crash popfetch poll")
+    func hugeLoginDelay() throws {
+        let (f, r, _) = try Self.poll(mode: "huge-login-delay")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+    }
+
+    @Test("one message with an 8-bit UIDL: all three are delivered, and none again at the next poll")
+    func eightBitUIDL() throws {
+        let f = try PopfetchFixture()
+        let (server, port, _) = try Self.startServer(f, mode: "uidl-8bit")
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.wait(timeout: 5)
+        }
+        try #require(port > 0)
+        try f.writeConfig(extra: "keep = true", port: port, timeout: "5s")
+        let r1 = try f.poll()
+        #expect(r1.status == 0, "\(r1.stderr)")
+        #expect(try f.delivered().count == 3, "\(r1.stderr)")
+        let r2 = try f.poll()
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(try f.delivered().count == 3, "the escaped key is stable: nothing delivered twice")
+    }
+
+    @Test("auto: CRAM-MD5 refused without a response code, then USER/PASS logs in (Courier)")
+    func cramFallback() throws {
+        let (f, r, sent) = try Self.poll(mode: "cram-fallback")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        #expect(sent.contains("AUTH CRAM-MD5"), "\(sent)")
+        #expect(sent.contains("USER "), "\(sent)")
+        #expect(!r.stderr.contains(f.user.password))
+    }
+
+    @Test("auto: APOP refused without a response code, then USER/PASS logs in (solid-pop3d)")
+    func apopFallback() throws {
+        let (f, r, sent) = try Self.poll(mode: "apop-fallback")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        #expect(sent.contains("APOP "), "\(sent)")
+        #expect(sent.contains("USER "), "\(sent)")
+    }
+
+    @Test("auto: -ERR [AUTH] ends the login at once; no other mechanism is tried")
+    func authCodeStops() throws {
+        let (f, r, sent) = try Self.poll(mode: "auth-code")
+        #expect(r.status == 77, "\(r.stderr)")
+        #expect(sent.components(separatedBy: "AUTH ").count == 2, "one AUTH: \(sent)")
+        #expect(!sent.contains("USER") && !sent.contains("PASS"), "\(sent)")
+        #expect(try f.delivered().isEmpty)
+    }
+
+    @Test("-ERR [SYS/PERM] after PASS is a server error in the server's words, not an authentication failure")
+    func sysPermIsNotAuth() throws {
+        let (_, r, _) = try Self.poll(mode: "sys-perm")
+        #expect(r.status == 76, "\(r.stderr)")
+        #expect(r.stderr.contains("mailbox is damaged"), "\(r.stderr)")
+        #expect(!r.stderr.contains("authentication failed"), "\(r.stderr)")
+    }
+
+    @Test("UTF8 is sent after login when CAPA offers it, and not otherwise", arguments: [("utf8", true), ("login-ok", false)])
+    func utf8(mode: String, offered: Bool) throws {
+        let (f, r, sent) = try Self.poll(mode: mode)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1)
+        let lines = sent.split(separator: "\r\n").map(String.init)
+        if offered {
+            let pass = try #require(lines.firstIndex { $0.hasPrefix("PASS") })
+            let utf8 = try #require(lines.firstIndex(of: "UTF8"), "\(lines.filter { !$0.hasPrefix("PASS") })")
+            #expect(utf8 > pass, "after login")
+        } else {
+            #expect(!lines.contains("UTF8"))
+        }
+    }
+}
