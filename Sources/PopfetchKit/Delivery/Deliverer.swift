@@ -105,10 +105,10 @@ public struct MDADeliverer: Deliverer {
         switch outcome.termination {
         case .exited(0):
             if let input = outcome.input, !input.readAll, self.partialRead == .fail {
+                let part = input.consumed.map { "only \($0) of \(input.length) bytes" } ?? "only part of the \(input.length) bytes"
                 return .failure(
-                    "\(name) exited 0 but read only \(input.consumed) of \(input.length) bytes of the message, so it "
-                        + "may not have delivered it; set mda_partial_read = \"accept\" for a filter that reads only "
-                        + "the header\(tail)")
+                    "\(name) exited 0 but read \(part) of the message, so it may not have delivered it; set "
+                        + "mda_partial_read = \"accept\" for a filter that reads only the header\(tail)")
             }
             return .delivered
         case .exited(75):

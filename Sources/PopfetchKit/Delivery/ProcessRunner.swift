@@ -22,9 +22,9 @@ public struct ProcessOutcome: Hashable, Sendable {
     public struct InputAccount: Hashable, Sendable {
         /// Bytes of the file.
         public var length: Int
-        /// Bytes the child read from the pipe before it exited (written, minus what was still in the pipe).
-        public var consumed: Int
-        public var readAll: Bool { self.consumed >= self.length }
+        /// Bytes the child read before it exited, when known (nil: it left part of the file unread, amount unknown).
+        public var consumed: Int?
+        public var readAll: Bool { (self.consumed ?? -1) >= self.length }
     }
 }
 
@@ -32,9 +32,9 @@ public struct ProcessOutcome: Hashable, Sendable {
 public enum ProcessInput: Hashable, Sendable {
     /// This descriptor, shared with the child as it is (for /dev/null).
     case descriptor(Int32)
-    /// The whole regular file behind this descriptor, from offset 0, fed through a pipe in constant memory; the
-    /// outcome's ``ProcessOutcome/input`` says how much of it the child read before exiting. The descriptor's own
-    /// offset is not used, so runs one after another (or a stale offset) cannot skip any of it.
+    /// The whole regular file behind this descriptor, from offset 0, fed through a pipe by a `cat` of its own (so a
+    /// popfetch killed meanwhile cannot cut the child's input short); the outcome's ``ProcessOutcome/input`` says
+    /// whether the child read all of it before exiting.
     case file(Int32)
 }
 
@@ -118,6 +118,10 @@ public enum ProcessRunner {
         return (fds[0], fds[1])
     }
 
+    /// The program that copies a spool file into an MDA's stdin pipe: a process of its own, so that if popfetch
+    /// dies (kill -9) while the MDA reads, the MDA still gets the whole message, never a truncated one.
+    static let feederProgram: String? = ["/bin/cat", "/usr/bin/cat"].first { access($0, X_OK) == 0 }
+
     private static func spawn(
         arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?, timeout: Int, environment envStrings: [String]
     ) async throws -> ProcessOutcome {
@@ -125,38 +129,128 @@ public enum ProcessRunner {
             throw ProcessLaunchError(program: "", message: "empty command")
         }
         let (readFD, writeFD) = try Self.makePipe(program: program)
-        var feeder: InputFeeder?
+        var feeder: Feeder?
         let stdinFD: Int32
         switch input {
         case .descriptor(let fd):
             stdinFD = fd
         case .file(let fd):
-            var st = stat()
-            guard fstat(fd, &st) == 0 else {
-                let message = String(cString: strerror(errno))
-                close(readFD)
-                close(writeFD)
-                throw ProcessLaunchError(program: program, message: "cannot read its input: \(message)")
-            }
-            let inPipe: (read: Int32, write: Int32)
             do {
-                inPipe = try Self.makePipe(program: program)
+                feeder = try Self.startFeeder(file: fd, program: program)
             } catch {
                 close(readFD)
                 close(writeFD)
                 throw error
             }
-            _ = fcntl(inPipe.write, F_SETFL, fcntl(inPipe.write, F_GETFL) | O_NONBLOCK)
-            feeder = InputFeeder(source: fd, length: Int(st.st_size), pipeRead: inPipe.read, pipeWrite: inPipe.write)
-            stdinFD = inPipe.read
+            stdinFD = feeder?.pipeRead ?? -1
+        }
+        let pid: pid_t
+        do {
+            pid = try Self.spawnProcess(
+                arguments, stdin: stdinFD, stdout: stdoutFD ?? writeFD, stderr: writeFD, environment: envStrings)
+        } catch {
+            close(writeFD)
+            close(readFD)
+            feeder?.abandon()
+            throw error
+        }
+        close(writeFD)
+        let childFeeder = feeder
+        return try await NIOThreadPool.singleton.runIfActive {
+            var outcome = Self.wait(pid: pid, outputFD: readFD, timeout: timeout)
+            if let f = childFeeder {
+                outcome.input = outcome.timedOut ? f.abandon() : f.finish()
+            }
+            return outcome
+        }
+    }
+
+    /// Starts `cat` copying the whole regular file behind `fd` (from offset 0) into a new pipe; returns the pipe's
+    /// read end (the MDA's stdin) and the feeder. popfetch keeps a copy of the read end until the MDA has been
+    /// reaped, so that what it left unread can be measured (FIONREAD).
+    private static func startFeeder(file fd: Int32, program: String) throws -> Feeder {
+        var st = stat()
+        guard fstat(fd, &st) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
+            throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+        }
+        guard let cat = Self.feederProgram else {
+            throw ProcessLaunchError(program: program, message: "cannot feed its input: no /bin/cat")
+        }
+        let inPipe = try Self.makePipe(program: program)
+        let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { if devnull >= 0 { close(devnull) } }
+        let pid: pid_t
+        do {
+            pid = try Self.spawnProcess(
+                [cat], stdin: fd, stdout: inPipe.write, stderr: devnull >= 0 ? devnull : inPipe.write,
+                environment: ["PATH=/usr/bin:/bin"])
+        } catch {
+            close(inPipe.read)
+            close(inPipe.write)
+            throw error
+        }
+        close(inPipe.write)
+        return Feeder(pid: pid, pipeRead: inPipe.read, length: Int(st.st_size))
+    }
+
+    /// The `cat` feeding an MDA, and the read end of its pipe kept to measure what the MDA left unread.
+    private struct Feeder: Sendable {
+        let pid: pid_t
+        let pipeRead: Int32
+        let length: Int
+
+        private func unread() -> Int {
+            var n: Int32 = 0
+            if ioctl(self.pipeRead, UInt(FIONREAD), &n) != 0 { n = 0 }
+            return Int(n)
         }
 
+        /// After the MDA was reaped: it read everything if the feeder copied the whole file (exit 0) and nothing is
+        /// left in the pipe. A feeder still running with an empty pipe is about to write more or to exit; give it a
+        /// moment to say which.
+        func finish() -> ProcessOutcome.InputAccount {
+            var status: Int32 = 0
+            let deadline = Date().addingTimeInterval(2)
+            while true {
+                let left = self.unread()
+                let w = waitpid(self.pid, &status, WNOHANG)
+                if w == self.pid {
+                    close(self.pipeRead)
+                    let copied = status & 0x7f == 0 && (status >> 8) & 0xff == 0
+                    return ProcessOutcome.InputAccount(
+                        length: self.length, consumed: copied ? max(0, self.length - left) : nil)
+                }
+                if left > 0 || Date() > deadline || (w < 0 && errno != EINTR) {
+                    _ = self.abandon()
+                    return ProcessOutcome.InputAccount(length: self.length, consumed: nil)
+                }
+                usleep(500)
+            }
+        }
+
+        /// Stops the feeder (the MDA is gone or was killed) and reaps it.
+        @discardableResult
+        func abandon() -> ProcessOutcome.InputAccount {
+            kill(self.pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(self.pid, &status, 0) < 0 && errno == EINTR {}
+            close(self.pipeRead)
+            return ProcessOutcome.InputAccount(length: self.length, consumed: nil)
+        }
+    }
+
+    /// posix_spawnp with `stdin`, `stdout` and `stderr` as fds 0-2 and nothing else open, in a process group of its
+    /// own, with default signal dispositions.
+    private static func spawnProcess(
+        _ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32, environment envStrings: [String]
+    ) throws -> pid_t {
+        let program = arguments.first ?? ""
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdinFD, 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutFD ?? writeFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeFD, 2)
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         // The child gets fds 0-2 and nothing else: not the POP3 socket, not NIO's epoll and eventfd descriptors,
         // not another account's spool, whether or not they were opened close-on-exec.
         Self.addCloseFrom3(&actions)
@@ -196,26 +290,15 @@ public enum ProcessRunner {
             if rc != ETXTBSY || attempt == 19 { break }
             usleep(10_000)
         }
-        close(writeFD)
         guard rc == 0 else {
-            close(readFD)
-            feeder?.closeAll()
             throw ProcessLaunchError(program: program, message: String(cString: strerror(rc)))
         }
-        let childPID = pid
-        let childFeeder = feeder
-        return try await NIOThreadPool.singleton.runIfActive {
-            Self.wait(pid: childPID, outputFD: readFD, feeder: childFeeder, timeout: timeout)
-        }
+        return pid
     }
 
-    /// Reads the child's output until it closes it, feeds its input, reaps the child, and enforces the time-out.
-    private static func wait(pid: pid_t, outputFD: Int32, feeder initialFeeder: InputFeeder?, timeout: Int)
-        -> ProcessOutcome
-    {
+    /// Reads the child's output until it closes it, reaps the child, and enforces the time-out.
+    private static func wait(pid: pid_t, outputFD: Int32, timeout: Int) -> ProcessOutcome {
         defer { close(outputFD) }
-        var feeder = initialFeeder
-        defer { feeder?.closeAll() }
         let deadline = Date().addingTimeInterval(Double(timeout))
         var output: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
@@ -231,39 +314,28 @@ public enum ProcessRunner {
                 timedOut = true
                 kill(-pid, SIGKILL)
                 kill(pid, SIGKILL)
-                feeder?.stopFeeding()
             }
-            var fds: [pollfd] = []
-            if outputOpen { fds.append(pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)) }
-            if let f = feeder, f.isFeeding { fds.append(pollfd(fd: f.pipeWrite, events: Int16(POLLOUT), revents: 0)) }
-            if !fds.isEmpty {
+            if outputOpen {
+                var pfd = pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)
                 let ms = timedOut ? 50 : Int32(max(1, min(200, remaining * 1000)))
-                var progressed = false
-                if poll(&fds, nfds_t(fds.count), ms) > 0 {
-                    for p in fds where p.revents != 0 {
-                        if p.fd == outputFD {
-                            let n = buf.withUnsafeMutableBytes { b -> Int in
-                                guard let base = b.baseAddress else { return 0 }
-                                return read(outputFD, base, b.count)
-                            }
-                            if n > 0 {
-                                output.append(contentsOf: buf[0..<n])
-                                if output.count > outputLimit * 2 { output.removeFirst(output.count - outputLimit) }
-                                progressed = true
-                            } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                                outputOpen = false
-                            }
-                        } else if feeder?.pump() == true {
-                            progressed = true
-                        }
+                if poll(&pfd, 1, ms) > 0 {
+                    let n = buf.withUnsafeMutableBytes { b -> Int in
+                        guard let base = b.baseAddress else { return 0 }
+                        return read(outputFD, base, b.count)
+                    }
+                    if n > 0 {
+                        output.append(contentsOf: buf[0..<n])
+                        if output.count > outputLimit * 2 { output.removeFirst(output.count - outputLimit) }
+                        continue
+                    } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                        outputOpen = false
                     }
                 }
-                if progressed { continue }
             }
             let w = waitpid(pid, &status, WNOHANG)
             if w == pid || (w < 0 && errno != EINTR) {
                 reaped = true
-            } else if fds.isEmpty {
+            } else if !outputOpen {
                 usleep(pause)
                 pause = min(pause * 2, timedOut ? 10_000 : 5_000)
             }
@@ -276,105 +348,7 @@ public enum ProcessRunner {
         }
         if output.count > outputLimit { output.removeFirst(output.count - outputLimit) }
         let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        return ProcessOutcome(
-            termination: termination, output: text, timedOut: timedOut, input: feeder?.account())
-    }
-
-    /// Copies a file into the child's stdin pipe, 64 KiB at a time, never blocking (the write end is non-blocking).
-    ///
-    /// popfetch keeps the pipe's read end open until the child has been reaped, so that what the child left unread
-    /// can be measured (FIONREAD); a child that exits early therefore never causes EPIPE, and one that stops
-    /// reading simply stops the copy (the time-out still applies).
-    private struct InputFeeder {
-        let source: Int32
-        let length: Int
-        let pipeRead: Int32
-        private(set) var pipeWrite: Int32
-        private var offset = 0
-        private var chunk: [UInt8] = []
-        private var chunkStart = 0
-        private var written = 0
-
-        init(source: Int32, length: Int, pipeRead: Int32, pipeWrite: Int32) {
-            self.source = source
-            self.length = length
-            self.pipeRead = pipeRead
-            self.pipeWrite = pipeWrite
-        }
-
-        var isFeeding: Bool { self.pipeWrite >= 0 }
-
-        /// Writes what the pipe takes now. Returns whether any byte moved. Closes the write end (EOF for the
-        /// child) once the whole file is in the pipe.
-        mutating func pump() -> Bool {
-            var moved = false
-            while self.pipeWrite >= 0 {
-                if self.chunkStart == self.chunk.count {
-                    if self.offset >= self.length {
-                        self.stopFeeding()
-                        break
-                    }
-                    self.chunk = [UInt8](repeating: 0, count: min(65_536, self.length - self.offset))
-                    let want = self.chunk.count
-                    let source = self.source
-                    let at = off_t(self.offset)
-                    let n = self.chunk.withUnsafeMutableBytes { b -> Int in
-                        guard let base = b.baseAddress else { return 0 }
-                        return pread(source, base, want, at)
-                    }
-                    if n <= 0 {
-                        if n < 0 && errno == EINTR { continue }
-                        // The file is shorter than it was, or unreadable: the child gets EOF early, and the
-                        // account shows less than the length.
-                        self.chunk = []
-                        self.chunkStart = 0
-                        self.stopFeeding()
-                        break
-                    }
-                    if n < want { self.chunk.removeLast(want - n) }
-                    self.chunkStart = 0
-                    self.offset += n
-                }
-                let fd = self.pipeWrite
-                let start = self.chunkStart
-                let n = self.chunk.withUnsafeBytes { b -> Int in
-                    guard let base = b.baseAddress else { return 0 }
-                    return write(fd, base + start, b.count - start)
-                }
-                if n > 0 {
-                    self.chunkStart += n
-                    self.written += n
-                    moved = true
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    if n < 0 && errno != EAGAIN { self.stopFeeding() }
-                    break
-                }
-            }
-            return moved
-        }
-
-        /// Closes the write end: the child sees EOF after what is already in the pipe.
-        mutating func stopFeeding() {
-            if self.pipeWrite >= 0 {
-                close(self.pipeWrite)
-                self.pipeWrite = -1
-            }
-        }
-
-        /// What the child consumed: bytes written minus bytes still in the pipe. Call after the child was reaped.
-        func account() -> ProcessOutcome.InputAccount {
-            var unread: Int32 = 0
-            if ioctl(self.pipeRead, UInt(FIONREAD), &unread) != 0 { unread = 0 }
-            let consumed = max(0, self.written - Int(unread))
-            return ProcessOutcome.InputAccount(length: self.length, consumed: consumed)
-        }
-
-        func closeAll() {
-            if self.pipeWrite >= 0 { close(self.pipeWrite) }
-            close(self.pipeRead)
-        }
+        return ProcessOutcome(termination: termination, output: text, timedOut: timedOut, input: nil)
     }
 
     private static func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
