@@ -422,4 +422,26 @@ struct LossPathTests {
         #expect(got.contains(self.local(second)), "the message behind it is not blamed, and arrives")
         #expect(!server.deleted().contains("t1"))
     }
+
+    @Test("popfetch killed (-9) while a slow MDA reads: the MDA still gets the whole message, never a truncated one")
+    func killedWhileMDAReads() throws {
+        let f = try PopfetchFixture()
+        let big = faultMessage("big", lines: 20_000)
+        let server = try FaultServer.start(f, messages: [.init(uid: "b1", body: big)])
+        defer { server.stop() }
+        let slow = f.directory + "/slow-reader"
+        try "#!/bin/sh\nsleep 2\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(mda: slow, port: server.port, timeout: "5s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.out")
+        _ = eventually(10) { server.sent().contains("RETR") }
+        usleep(500_000)
+        kill(child.pid, SIGKILL)
+        _ = child.wait(timeout: 10)
+        _ = eventually(15) { ((try? f.delivered()) ?? []).count == 1 }
+        #expect(try f.delivered() == [self.local(big)], "the MDA read the whole message")
+        #expect(server.deleted().isEmpty)
+    }
 }
