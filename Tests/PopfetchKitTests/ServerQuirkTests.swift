@@ -93,16 +93,17 @@ struct ServerQuirkTests {
         #expect(!r.stderr.contains("authentication failed"), "\(r.stderr)")
     }
 
-    @Test("UTF8 is sent after login when CAPA offers it, and not otherwise", arguments: [("utf8", true), ("login-ok", false)])
+    @Test("UTF8 is sent in the AUTHORIZATION state (before login) when CAPA offers it, and not otherwise",
+          arguments: [("utf8", true), ("login-ok", false)])
     func utf8(mode: String, offered: Bool) throws {
         let (f, r, sent) = try Self.poll(mode: mode)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try f.delivered().count == 1)
         let lines = sent.split(separator: "\r\n").map(String.init)
         if offered {
-            let pass = try #require(lines.firstIndex { $0.hasPrefix("PASS") })
+            let user = try #require(lines.firstIndex { $0.hasPrefix("USER") })
             let utf8 = try #require(lines.firstIndex(of: "UTF8"), "\(lines.filter { !$0.hasPrefix("PASS") })")
-            #expect(utf8 > pass, "after login")
+            #expect(utf8 < user, "RFC 6856: UTF8 is valid in the AUTHORIZATION state, so before the login")
         } else {
             #expect(!lines.contains("UTF8"))
         }

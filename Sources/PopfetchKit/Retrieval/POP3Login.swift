@@ -15,6 +15,9 @@ extension AccountPoller {
                 "\(account.name): refusing to send credentials in clear text to \(account.host); use tls = "
                     + "\"implicit\" or \"starttls\", or set allow_insecure_auth = true")
         }
+        // RFC 6856: UTF8 is valid in the AUTHORIZATION state (IANA's POP3 registry), so it goes before the login;
+        // it also lets a UTF-8 user name or password through.
+        try await self.enableUTF8(conn, capabilities: capabilities)
         let offered = Set(capabilities?.saslMechanisms ?? [])
         var token: String?
         if let command = account.oauthTokenCommand {
@@ -33,7 +36,6 @@ extension AccountPoller {
         for (index, method) in methods.enumerated() {
             self.logger.debug("authenticating with \(method.rawValue)")
             guard let refusal = try await self.attempt(method, conn, password: password, token: token) else {
-                try await self.enableUTF8(conn, capabilities: capabilities)
                 return
             }
             switch LoginPlan.next(after: refusal, moreToTry: index + 1 < methods.count) {
@@ -46,7 +48,7 @@ extension AccountPoller {
         preconditionFailure("no authentication mechanism to try")
     }
 
-    /// RFC 6856 §2: a server that offers UTF8 may alter messages with 8-bit headers for a client that does not
+    /// RFC 6856: a server that offers UTF8 may alter messages with 8-bit headers for a client that does not
     /// send it (Courier wraps them in a "Cannot display Unicode content" notice). A refusal changes nothing.
     func enableUTF8(_ conn: POP3Connection, capabilities: Capabilities?) async throws {
         guard capabilities?.supportsUTF8 == true else { return }
