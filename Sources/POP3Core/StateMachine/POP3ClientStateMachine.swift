@@ -43,10 +43,12 @@ public struct POP3ClientStateMachine: Sendable {
         public var description: String { "\(self.command) is not allowed in state \(self.state)" }
     }
 
+    /// The multi-line listing being read. Its entries live in arrays of their own, appended in place: an array held
+    /// inside an enum payload would be copied on every append (quadratic in the listing's length).
     private enum Listing: Sendable {
-        case capabilities(StatusLine, [Capability])
-        case uidl([UIDLEntry])
-        case scan([ScanEntry])
+        case capabilities(StatusLine)
+        case uidl
+        case scan
     }
 
     public private(set) var state: SessionState = .awaitingGreeting
@@ -54,6 +56,9 @@ public struct POP3ClientStateMachine: Sendable {
     private var pendingHead = 0
     private var parser = ResponseParser()
     private var listing: Listing?
+    private var capabilityEntries: [Capability] = []
+    private var uidlEntries: [UIDLEntry] = []
+    private var scanEntries: [ScanEntry] = []
     private var lineBuffer: [UInt8] = []
     private var inMessage = false
 
@@ -168,11 +173,14 @@ public struct POP3ClientStateMachine: Sendable {
                 self.inMessage = true
                 return .messageBegin(command, status)
             case .capa:
-                self.listing = .capabilities(status, [])
+                self.listing = .capabilities(status)
+                self.capabilityEntries = []
             case .uidl:
-                self.listing = .uidl([])
+                self.listing = .uidl
+                self.uidlEntries = []
             case .list:
-                self.listing = .scan([])
+                self.listing = .scan
+                self.scanEntries = []
             default:
                 preconditionFailure("multi-line command without a block handler: \(command.keyword)")
             }
@@ -199,10 +207,13 @@ public struct POP3ClientStateMachine: Sendable {
             self.lineBuffer.append(contentsOf: view[view.startIndex..<lf])
             view = view[(lf + 1)...]
             try self.checkLineLength()
-            var line = self.lineBuffer
-            self.lineBuffer.removeAll(keepingCapacity: true)
+            // Take the line buffer (no copy), parse it, and give its storage back for the next line.
+            var line: [UInt8] = []
+            swap(&line, &self.lineBuffer)
             if line.last == 13 { line.removeLast() }
             try self.addListingLine(line)
+            line.removeAll(keepingCapacity: true)
+            swap(&line, &self.lineBuffer)
         }
         self.lineBuffer.append(contentsOf: view)
         try self.checkLineLength()
@@ -216,32 +227,21 @@ public struct POP3ClientStateMachine: Sendable {
 
     private mutating func addListingLine(_ line: [UInt8]) throws {
         guard let listing = self.listing else { return }
-        // Avoid a copy-on-write of the growing array while it is mutated.
-        self.listing = nil
         switch listing {
-        case .capabilities(let status, var caps):
-            if let cap = Capability(line: String(decoding: line, as: UTF8.self)) { caps.append(cap) }
-            self.listing = .capabilities(status, caps)
-        case .uidl(var entries):
-            guard entries.count < POP3Defaults.maximumListingEntries else {
+        case .capabilities:
+            if let cap = Capability(line: String(decoding: line, as: UTF8.self)) { self.capabilityEntries.append(cap) }
+        case .uidl:
+            guard self.uidlEntries.count < POP3Defaults.maximumListingEntries else {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
-            if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
-                self.listing = .uidl(entries)
-                return
-            }
-            entries.append(try Self.parseUIDLLine(line[...]))
-            self.listing = .uidl(entries)
-        case .scan(var entries):
-            guard entries.count < POP3Defaults.maximumListingEntries else {
+            if line.allSatisfy({ $0 == 32 || $0 == 9 }) { return }
+            self.uidlEntries.append(try Self.parseUIDLLine(line[...]))
+        case .scan:
+            guard self.scanEntries.count < POP3Defaults.maximumListingEntries else {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
-            if line.allSatisfy({ $0 == 32 || $0 == 9 }) {
-                self.listing = .scan(entries)
-                return
-            }
-            entries.append(try Self.parseScanLine(line[...]))
-            self.listing = .scan(entries)
+            if line.allSatisfy({ $0 == 32 || $0 == 9 }) { return }
+            self.scanEntries.append(try Self.parseScanLine(line[...]))
         }
     }
 
@@ -261,12 +261,15 @@ public struct POP3ClientStateMachine: Sendable {
         let listing = self.listing
         self.listing = nil
         switch listing {
-        case .capabilities(let status, let caps):
-            return .capabilities(Capabilities(caps), status)
-        case .uidl(let entries):
-            return .uidlListing(entries)
-        case .scan(let entries):
-            return .scanListing(entries)
+        case .capabilities(let status):
+            defer { self.capabilityEntries = [] }
+            return .capabilities(Capabilities(self.capabilityEntries), status)
+        case .uidl:
+            defer { self.uidlEntries = [] }
+            return .uidlListing(self.uidlEntries)
+        case .scan:
+            defer { self.scanEntries = [] }
+            return .scanListing(self.scanEntries)
         case .none:
             preconditionFailure("block ended for \(command.keyword) without a listing")
         }
