@@ -4,9 +4,12 @@ import Glibc
 import Foundation
 import Testing
 
-/// One test's world: a Dovecot user, a config file, a state database, and an MDA that saves each message.
+/// One test's world: a user of a real POP3 server (Dovecot unless given), a config file, a state database, and an
+/// MDA that saves each message.
 struct PopfetchFixture {
-    let server: DovecotServer
+    /// The POP3 server the account polls.
+    let pop3: any POP3TestServer
+    private let dovecot: DovecotServer?
     let user: MailUser
     let directory: String
     var accountName = "test"
@@ -18,9 +21,26 @@ struct PopfetchFixture {
     /// Write an exit code here to make the MDA fail with it (after reading its input).
     var mdaExitFile: String { self.directory + "/mda-exit" }
 
+    /// The Dovecot of a Dovecot fixture (its LMTP port, OAuth endpoint, ...); only the tests that built the fixture
+    /// on Dovecot use it.
+    var server: DovecotServer {
+        guard let dovecot = self.dovecot else { fatalError("this fixture polls \(type(of: self.pop3)), not Dovecot") }
+        return dovecot
+    }
+
     init(server: DovecotServer? = nil) throws {
         let server = try server ?? DovecotServer.get()
-        self.server = server
+        try self.init(pop3: server, dovecot: server)
+    }
+
+    /// A fixture whose account polls another real POP3 server (the second-server tests).
+    init(pop3 server: any POP3TestServer) throws {
+        try self.init(pop3: server, dovecot: server as? DovecotServer)
+    }
+
+    private init(pop3 server: any POP3TestServer, dovecot: DovecotServer?) throws {
+        self.pop3 = server
+        self.dovecot = dovecot
         self.user = try server.addUser()
         self.directory = try makeTempDirectory("fixture")
         try FileManager.default.createDirectory(atPath: self.outDirectory, withIntermediateDirectories: true)
@@ -44,14 +64,14 @@ struct PopfetchFixture {
                      port: Int? = nil, password: String? = nil, timeout: String = "10s",
                      caFile: Bool = true, name: String? = nil, append: Bool = false,
                      user: String? = nil) throws {
-        let port = port ?? (tls == "implicit" ? self.server.pop3sPort : self.server.pop3Port)
+        let port = port ?? (tls == "implicit" ? self.pop3.pop3sPort : self.pop3.pop3Port)
         let text = """
             [[account]]
             name = "\(name ?? self.accountName)"
             host = "\(host)"
             port = \(port)
             tls = "\(tls)"
-            \(caFile ? "ca_file = \"\(self.server.caFile)\"" : "")
+            \(caFile ? "ca_file = \"\(self.pop3.caFile)\"" : "")
             user = "\(user ?? self.user.name)"
             password = "\(password ?? self.user.password)"
             \(mda == "" ? "" : "mda = \"\(mda ?? self.mdaScript)\"")
