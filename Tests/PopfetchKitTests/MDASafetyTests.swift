@@ -61,7 +61,7 @@ struct MDASafetyTests {
         let out = f.directory + "/env"
         try f.writeConfig(
             extra: "recipient = [\"rcpt-one\", \"rcpt-two\"]",
-            mda: "sh -c 'cat >/dev/null; env | grep ^POPFETCH_ | sort >\(out)'")
+            mda: "sh -c 'cat >/dev/null; env | grep -e ^POPFETCH_ACCOUNT= -e ^POPFETCH_RECIPIENT= -e ^POPFETCH_SENDER= -e ^POPFETCH_USER= | sort >\(out)'")
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)

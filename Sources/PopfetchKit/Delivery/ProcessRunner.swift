@@ -280,15 +280,18 @@ public enum ProcessRunner {
         var pid: pid_t = 0
         var rc: Int32 = 0
         // ETXTBSY: the program file is still open for writing somewhere (being installed, or a descriptor
-        // inherited by another fork for an instant); it clears within milliseconds, so try again briefly.
-        for attempt in 0..<20 {
+        // inherited by another process's fork until its exec); it clears within milliseconds, or a little longer
+        // on a loaded machine, so try again for up to about two seconds.
+        var pause: UInt32 = 5_000
+        for attempt in 0..<30 {
             rc = withCStrings(arguments) { argv in
                 withCStrings(envStrings) { envp in
                     posix_spawnp(&pid, program, &actions, &attr, argv, envp)
                 }
             }
-            if rc != ETXTBSY || attempt == 19 { break }
-            usleep(10_000)
+            if rc != ETXTBSY || attempt == 29 { break }
+            usleep(pause)
+            pause = min(pause * 2, 100_000)
         }
         guard rc == 0 else {
             throw ProcessLaunchError(program: program, message: String(cString: strerror(rc)))

@@ -44,6 +44,9 @@ public struct PollPlan: Hashable, Sendable {
         public var verify: String? = nil
         /// The key's record describes an earlier message: start the record over before delivering this one.
         public var restart = false
+        /// Its retrieval failed before: the next reply must prove it whole before any receiver sees it (so a server
+        /// that sends a stray line after it costs one duplicate at most, not one per poll).
+        public var confirmFirst = false
     }
 
     public var items: [Item]
@@ -87,9 +90,10 @@ public struct PollPlan: Hashable, Sendable {
     }
 
     /// Whether `record` describes the message now listed with `size`, rather than an earlier one under the same
-    /// key: it was not deleted by popfetch, and its recorded LIST size (when known) is the same.
+    /// key: it was not deleted by popfetch (nor possibly deleted: a DELE acknowledged before an uncertain QUIT), and
+    /// its recorded LIST size (when known) is the same.
     public static func isSameMessage(_ record: MessageRecord, listedSize: Int?) -> Bool {
-        if record.deletedAt != nil { return false }
+        if record.deletedAt != nil || record.deletePending { return false }
         if let was = record.size, let now = listedSize, was != now { return false }
         return true
     }
@@ -126,7 +130,10 @@ public struct PollPlan: Hashable, Sendable {
             // keep = false and not certain: fetch it again and compare it with what was delivered.
             let refetch = deliveredEverywhere && !policy.keep && !certain
             let action: Action
-            if deliveredEverywhere, !refetch, let record {
+            if let record, record.seenOnly, record.deliveredAt != nil {
+                // Marked seen without delivery (mark-seen): popfetch never deletes what it did not deliver.
+                action = .keep
+            } else if deliveredEverywhere, !refetch, let record {
                 if !policy.keep {
                     action = .deleteDelivered
                 } else if let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly,
@@ -157,6 +164,7 @@ public struct PollPlan: Hashable, Sendable {
                     }
                 }
                 if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
+                    item.confirmFirst = true
                     retried.append(item)
                 } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
                     item.action = .skipLimit
@@ -202,21 +210,35 @@ public enum FloodGuard {
         listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
     ) -> Verdict {
         guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
+        // Unknown keys, and known keys whose record describes another message (another size): both would be
+        // fetched as new.
         var unknown = 0
-        for key in listed.keys where known[key] == nil { unknown += 1 }
-        guard unknown > limit else { return .proceed }
+        var changed = 0
+        for (key, size) in listed {
+            guard let r = known[key] else {
+                unknown += 1
+                continue
+            }
+            if r.deletedAt == nil && !PollPlan.isSameMessage(r, listedSize: size) { changed += 1 }
+        }
+        guard unknown + changed > limit else { return .proceed }
         let remedy = "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
             + "`popfetch fetch-all --account NAME` to deliver them all"
         if mailbox.firstListed == nil {
             return .pause(
                 "popfetch has no record of this mailbox (first poll, or the state database was lost or replaced) and "
-                    + "it holds \(unknown) messages; with keep = true they may all have been delivered before, so "
-                    + "the account is paused: \(remedy)")
+                    + "it holds \(unknown + changed) messages; with keep = true they may all have been delivered "
+                    + "before, so the account is paused: \(remedy)")
+        }
+        if changed > limit {
+            return .pause(
+                "\(changed) known messages changed size under the same UIDLs (a mailbox migration?); the account is "
+                    + "paused: \(remedy)")
         }
         let present = known.values.filter { $0.deletedAt == nil }
         let stillListed = present.reduce(0) { listed[$1.uid] != nil ? $0 + 1 : $0 }
         let vanished = present.count - stillListed
-        if !present.isEmpty && vanished * 2 >= present.count {
+        if unknown > limit && !present.isEmpty && vanished * 2 >= present.count {
             return .pause(
                 "the server's UIDLs look reset: \(vanished) of \(present.count) known messages vanished and "
                     + "\(unknown) unknown ones appeared (a mailbox migration?); the account is paused: \(remedy)")

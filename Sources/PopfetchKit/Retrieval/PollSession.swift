@@ -118,8 +118,11 @@ final class PollSession {
         await deliverer.finish()
         self.report.pending = max(0, waiting - self.report.delivered)
 
-        // UPDATE
+        // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
+        // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with
+        // what was delivered, never deleted unread (its UIDL may have been reused for a new message).
         try await self.flushDele()
+        if trackState { try self.store.recordDeletePending(account: self.key, uids: self.deletedKeys) }
         let bye = try await self.conn.quit()
         if bye.isOK {
             if trackState { try self.store.recordDeleted(account: self.key, uids: self.deletedKeys, at: Date()) }
@@ -192,6 +195,7 @@ final class PollSession {
     ) async throws {
         try await withThrowingTaskGroup(of: [RecipientOutcome].self) { group in
             var inFlight: InFlight?
+            var previousShort = false
 
             func settle() async throws {
                 guard let pending = inFlight else { return }
@@ -235,14 +239,23 @@ final class PollSession {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             break messages
                         }
-                        guard
-                            let message = try await self.retrieve(
-                                item, pipelining: pipelining, trackState: trackState,
-                                previousUnconfirmed: inFlight.map { !$0.confirmed } ?? false)
-                        else {
-                            // Refused or short: a well-formed reply did arrive after the previous message.
-                            inFlight?.confirmed = true
+                        let fetched = try await self.retrieve(
+                            item, pipelining: pipelining, trackState: trackState,
+                            previousUnconfirmed: (inFlight.map { !$0.confirmed } ?? false) || previousShort)
+                        // Refused or short: a well-formed reply did arrive after the previous message.
+                        inFlight?.confirmed = true
+                        previousShort = false
+                        let message: SpooledMessage
+                        switch fetched {
+                        case .refused:
                             continue
+                        case .short:
+                            // Its tail may arrive as the reply to the next command: that is its fault, not the
+                            // next message's.
+                            previousShort = true
+                            continue
+                        case .message(let m):
+                            message = m
                         }
                         // The RETR reply after the previous message was well-formed: it is complete. Settle it
                         // (commit, queue its DELE) before this message's delivery starts.
@@ -266,6 +279,9 @@ final class PollSession {
                         if trackState && (item.verify != nil || item.restart) {
                             try self.store.restartMessage(account: self.key, uid: item.key, size: item.size, at: Date())
                         }
+                        // The commit after the delivery must not fail for want of space (the message would be
+                        // delivered again at every poll): stop before delivering when the state's disk is nearly full.
+                        try self.requireStateSpace()
                         let groups = deliverer.recipientGroups(recipients)
                         group.addTask { await Self.deliver(message, groups: groups, deliverer: deliverer) }
                         inFlight = InFlight(item: item, message: message)
@@ -292,8 +308,36 @@ final class PollSession {
 
     /// RETR into a new spool file of its own. Returns nil when the server refused it or sent fewer octets than
     /// LIST announced (counted as a failed retrieval; never delivered, never deleted).
+    private enum Retrieval {
+        case message(SpooledMessage)
+        /// The server answered RETR with -ERR.
+        case refused
+        /// Fewer octets than LIST announced: not delivered, counted as a failed retrieval.
+        case short
+    }
+
+    /// Messages may run past their LIST size (a server counting LF line ends lists fewer octets than it sends), but
+    /// not without bound: a server sending an endless message would fill the state directory's disk.
+    static func sizeCap(listed: Int) -> Int { max(2 * listed, listed + 1 << 20) }
+
+    /// Free space the state directory's filesystem must have before a delivery (for the commit that follows it).
+    static let minimumStateSpace = 1 << 20
+
+    private func requireStateSpace() throws {
+        var st = statvfs()
+        guard statvfs(self.poller.environment.stateDirectory, &st) == 0 else { return }
+        let free = Int(st.f_bavail) * Int(st.f_frsize)
+        if free < Self.minimumStateSpace {
+            throw PollError(
+                .io,
+                "the state directory \(self.poller.environment.stateDirectory) has \(free / 1024) KB free; popfetch "
+                    + "stops before delivering, since the commit that follows a delivery could fail and the message "
+                    + "would be delivered again")
+        }
+    }
+
     private func retrieve(_ item: PollPlan.Item, pipelining: Bool, trackState: Bool, previousUnconfirmed: Bool)
-        async throws -> SpooledMessage?
+        async throws -> Retrieval
     {
         let spool: SpoolFile
         do {
@@ -317,14 +361,23 @@ final class PollSession {
         }
         let refused: StatusLine?
         do {
-            refused = try await self.conn.receiveMessage(retr) { bytes in try spool.append(bytes) }
+            let cap = Self.sizeCap(listed: item.size)
+            refused = try await self.conn.receiveMessage(retr) { bytes in
+                try spool.append(bytes)
+                if spool.receivedSoFar > cap {
+                    throw PollError(
+                        .protocolError,
+                        "message \(item.number) ran past \(cap) octets although LIST announced \(item.size); "
+                            + "retrieval abandoned")
+                }
+            }
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
             // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its
             // bytes, right after a message not yet confirmed, is most likely the rest of that one (an unstuffed dot
             // ended it early): that one is charged, not this one.
             let blamesPrevious = previousUnconfirmed && error is POP3ProtocolError && spool.receivedSoFar == 0
-            if trackState && !(error is SpoolError) && !blamesPrevious {
+            if trackState && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
                     account: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
                     maxAttempts: self.account.maxAttempts, at: Date())
@@ -339,22 +392,24 @@ final class PollSession {
                     account: self.key, uid: item.key, error: "server refused RETR: \(refused)",
                     maxAttempts: self.account.maxAttempts, at: Date())
             }
-            return nil
+            return .refused
         }
         // The terminating dot line has arrived: only now may any receiver see the message, and only if it is as
         // long as LIST said.
         let message = try spool.finish()
-        if message.receivedSize < item.size && message.receivedSize + self.account.sizeTolerance >= item.size {
-            // Short of LIST but within size_tolerance: the next reply must prove the message ended where the server
-            // meant it to before any receiver sees it.
+        let shortWithinTolerance =
+            message.receivedSize < item.size && message.receivedSize + self.account.sizeTolerance >= item.size
+        if shortWithinTolerance || item.confirmFirst {
+            // Short of LIST but within size_tolerance, or its retrieval failed before: the next reply must prove the
+            // message ended where the server meant it to before any receiver sees it.
             do {
                 _ = try await self.conn.execute(.noop)
             } catch let e as POP3ProtocolError {
                 if trackState {
                     try self.store.recordRetrievalFailure(
                         account: self.key, uid: item.key,
-                        error: "the reply after this message (\(message.receivedSize) of \(item.size) octets) was "
-                            + "malformed: it arrived truncated; not delivered",
+                        error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
+                            + "was malformed: it may have arrived truncated; not delivered",
                         maxAttempts: self.account.maxAttempts, at: Date())
                 }
                 throw e
@@ -371,9 +426,9 @@ final class PollSession {
                 try self.store.recordRetrievalFailure(
                     account: self.key, uid: item.key, error: why, maxAttempts: self.account.maxAttempts, at: Date())
             }
-            return nil
+            return .short
         }
-        return message
+        return .message(message)
     }
 
     /// Sends the pending DELE, if any, and waits for its reply. Returns whether a reply arrived.

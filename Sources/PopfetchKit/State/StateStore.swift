@@ -26,14 +26,19 @@ public struct MessageRecord: Hashable, Sendable {
     /// SHA-256 (hex) of the message as delivered: a message listed again under this key with the same digest is
     /// the same message, whatever its UIDL or size says.
     public var digest: String?
-    /// Recorded as seen without being delivered (`popfetch mark-seen`): never deleted by delete_after.
+    /// Recorded as seen without being delivered (`popfetch mark-seen`): never deleted by popfetch.
     public var seenOnly: Bool = false
+    /// The server acknowledged a DELE, but popfetch does not know whether the QUIT that commits it took effect (it
+    /// was refused, dropped, or popfetch died): the message may be gone, and its UIDL reused.
+    public var deletePending: Bool = false
 
     public init(
         uid: String, firstSeen: Date, lastSeen: Date? = nil, size: Int? = nil, deliveredAt: Date? = nil,
         deletedAt: Date? = nil, attempts: Int = 0, retrievalAttempts: Int = 0, lastError: String? = nil,
-        failedAt: Date? = nil, deliveredTo: Set<String> = [], digest: String? = nil, seenOnly: Bool = false
+        failedAt: Date? = nil, deliveredTo: Set<String> = [], digest: String? = nil, seenOnly: Bool = false,
+        deletePending: Bool = false
     ) {
+        self.deletePending = deletePending
         self.digest = digest
         self.seenOnly = seenOnly
         self.uid = uid
@@ -228,6 +233,7 @@ public final class StateStore: Sendable {
                     ALTER TABLE messages ADD COLUMN last_seen REAL;
                     ALTER TABLE messages ADD COLUMN digest TEXT;
                     ALTER TABLE messages ADD COLUMN seen_only INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE messages ADD COLUMN delete_pending INTEGER NOT NULL DEFAULT 0;
                     UPDATE messages SET last_seen = first_seen;
                     CREATE TABLE pause_keys (
                         account TEXT NOT NULL,
@@ -304,7 +310,7 @@ public final class StateStore: Sendable {
                 db,
                 sql: """
                     SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
-                        last_error, failed_at, digest, seen_only
+                        last_error, failed_at, digest, seen_only, delete_pending
                     FROM messages WHERE account = ?
                     """, arguments: [account])
             while let r = try rows.next() {
@@ -316,7 +322,7 @@ public final class StateStore: Sendable {
                     deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
                     attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
                     failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)), digest: r[10],
-                    seenOnly: (r[11] as Int? ?? 0) != 0)
+                    seenOnly: (r[11] as Int? ?? 0) != 0, deletePending: (r[12] as Int? ?? 0) != 0)
             }
             let d = try Row.fetchCursor(
                 db, sql: "SELECT uidl, recipient FROM deliveries WHERE account = ? AND delivered_at IS NOT NULL",
@@ -409,7 +415,10 @@ public final class StateStore: Sendable {
         let t = now.timeIntervalSince1970
         try self.write { db in
             try db.execute(
-                sql: "UPDATE messages SET deleted_at = NULL, size = ?, last_seen = ? WHERE account = ? AND uidl = ?",
+                sql: """
+                    UPDATE messages SET deleted_at = NULL, delete_pending = 0, size = ?, last_seen = ?
+                    WHERE account = ? AND uidl = ?
+                    """,
                 arguments: [size, t, account, uid])
         }
     }
@@ -598,8 +607,19 @@ public final class StateStore: Sendable {
         guard !uids.isEmpty else { return }
         let t = now.timeIntervalSince1970
         try self.write { db in
-            let s = try db.makeStatement(sql: "UPDATE messages SET deleted_at = ? WHERE account = ? AND uidl = ?")
+            let s = try db.makeStatement(
+                sql: "UPDATE messages SET deleted_at = ?, delete_pending = 0 WHERE account = ? AND uidl = ?")
             for uid in uids { try s.execute(arguments: [t, account, uid]) }
+        }
+    }
+
+    /// Before QUIT: the server acknowledged DELE for these. Until ``recordDeleted`` confirms it, a message listed
+    /// again under one of these keys is fetched and compared, never deleted unread (its UIDL may have been reused).
+    public func recordDeletePending(account: String, uids: [String]) throws {
+        guard !uids.isEmpty else { return }
+        try self.write { db in
+            let s = try db.makeStatement(sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
+            for uid in uids { try s.execute(arguments: [account, uid]) }
         }
     }
 

@@ -17,6 +17,8 @@ final class FaultServer {
         var retr = "ok"
         /// Left out of LIST.
         var listOmit = false
+        /// Sent verbatim after the message's terminating dot line.
+        var after: String?
     }
 
     let child: Child
@@ -66,6 +68,7 @@ final class FaultServer {
             if let id = m.id { d["id"] = id }
             if let s = m.listSize { d["list_size"] = s }
             if m.listOmit { d["list_omit"] = true }
+            if let a = m.after { d["after"] = a }
             return d
         }
         let data = try JSONSerialization.data(withJSONObject: o)

@@ -9,11 +9,12 @@ JSON object:
                 "retr": "ok" | "err" | "drop" | "drop-before" | "unstuffed-dot" | "trickle"}]
   "capa": ["USER", "UIDL", ...]      (default USER UIDL RESP-CODES PIPELINING)
   "uidl": "ok" | "empty" | "err"     (default ok; "empty" lists no messages at all, like a hiccup)
-  "quit": "ok" | "err"               (default ok)
+  "quit": "ok" | "err" | "err-commit" (default ok; err-commit deletes, then answers -ERR)
   "uidl_raw": the whole UIDL reply, verbatim (e.g. one message number listed twice)
   "noop": "ok" | "drop" | "garbage"  (default ok)
   "ignore_dele": true                a server that answers +OK to DELE and QUIT but keeps every message
   per message: "list_omit": true     left out of LIST
+               "after": "text"       sent verbatim right after the message's terminating dot line
   "delay": seconds before each reply (default 0)
   "state": path of a JSON file holding the uids deleted so far (DELE takes effect only at QUIT +OK, as in RFC 1939)
 Bodies are sent dot-stuffed, except with "unstuffed-dot", which sends them raw (a "." line ends the message early).
@@ -111,7 +112,7 @@ def session(conn):
                     conn.sendall(data[i:i + 1])
                     time.sleep(m.get("trickle", 1.0))
             else:
-                send(b"+OK\r\n" + stuffed(body) + b".\r\n")
+                send(b"+OK\r\n" + stuffed(body) + b".\r\n" + m.get("after", "").encode("latin-1"))
         elif cmd == b"DELE" and arg and 1 <= arg <= len(msgs):
             marked.add(arg)
             send(b"+OK marked\r\n")
@@ -124,6 +125,9 @@ def session(conn):
                 with open(state_path + ".tmp", "w") as s:
                     json.dump(sorted(gone), s)
                 os.rename(state_path + ".tmp", state_path)
+            if sc.get("quit") == "err-commit":
+                send(b"-ERR some deleted messages not removed\r\n")
+                return
             send(b"+OK bye\r\n")
             return
         else:
