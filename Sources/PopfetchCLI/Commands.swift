@@ -116,10 +116,7 @@ extension Popfetch {
 
         static func account(_ g: GlobalOptions, _ name: String) throws -> (AccountConfiguration, OAuth2.Settings) {
             let config = try g.loadConfiguration()
-            guard let a = config.accounts.first(where: { $0.name == name }) else {
-                throw ConfigurationError(
-                    file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
-            }
+            let a = try config.account(named: name)
             guard let s = a.oauth else {
                 throw ConfigurationError(
                     file: config.path, line: a.line, key: "oauth_token_url",
@@ -212,11 +209,7 @@ extension Popfetch {
 
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
-            let config = try g.loadConfiguration()
-            guard let a = config.accounts.first(where: { $0.name == self.account }) else {
-                throw ConfigurationError(
-                    file: config.path, line: nil, key: nil, message: "no account named \(self.account.debugDescription)")
-            }
+            let a = try g.loadConfiguration().account(named: self.account)
             let store = try g.openStore()
             let n = try store.retryFailed(account: a.stateKey)
             print("\(a.name): \(n) failed message\(n == 1 ? "" : "s") will be tried again at the next poll")
@@ -265,11 +258,7 @@ extension Popfetch {
     }
 
     static func decide(_ g: GlobalOptions, account name: String, _ decision: MailboxState.Decision) throws {
-        let config = try g.loadConfiguration()
-        guard let a = config.accounts.first(where: { $0.name == name }) else {
-            throw ConfigurationError(
-                file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
-        }
+        let a = try g.loadConfiguration().account(named: name)
         let store = try g.openStore()
         try store.decide(account: a.stateKey, decision)
         switch decision {

@@ -219,6 +219,15 @@ public struct Configuration: Hashable, Sendable {
     public var global: GlobalSettings
     public var accounts: [AccountConfiguration]
 
+    /// The account called `name`, or a configuration error naming the file.
+    public func account(named name: String) throws -> AccountConfiguration {
+        guard let a = self.accounts.first(where: { $0.name == name }) else {
+            throw ConfigurationError(
+                file: self.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+        }
+        return a
+    }
+
     public init(path: String, global: GlobalSettings, accounts: [AccountConfiguration]) {
         self.path = path
         self.global = global

@@ -1,0 +1,134 @@
+import Foundation
+import GRDB
+
+/// The schema, version by version (GRDB migrations), and the v4 move of mailbox keys.
+extension StateStore {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE messages (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        first_seen REAL NOT NULL,
+                        missing_count INTEGER NOT NULL DEFAULT 0,
+                        size INTEGER,
+                        delivered_at REAL,
+                        deleted_at REAL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT,
+                        failed_at REAL,
+                        PRIMARY KEY (account, uidl)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE deliveries (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        recipient TEXT NOT NULL,
+                        delivered_at REAL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT,
+                        PRIMARY KEY (account, uidl, recipient)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE polls (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        account TEXT NOT NULL,
+                        account_name TEXT NOT NULL,
+                        started REAL NOT NULL,
+                        finished REAL,
+                        outcome TEXT NOT NULL DEFAULT 'running',
+                        listed INTEGER NOT NULL DEFAULT 0,
+                        new INTEGER NOT NULL DEFAULT 0,
+                        delivered INTEGER NOT NULL DEFAULT 0,
+                        bytes INTEGER NOT NULL DEFAULT 0,
+                        deleted INTEGER NOT NULL DEFAULT 0,
+                        deferred INTEGER NOT NULL DEFAULT 0,
+                        failed INTEGER NOT NULL DEFAULT 0,
+                        skipped INTEGER NOT NULL DEFAULT 0,
+                        error TEXT,
+                        exit_code INTEGER
+                    );
+                    CREATE INDEX polls_by_name ON polls(account_name, id);
+                    CREATE INDEX polls_by_account ON polls(account, id);
+                    """)
+        }
+        m.registerMigration("v2: pending count per poll, daemon schedule") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE polls ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE schedule (
+                        account_name TEXT PRIMARY KEY NOT NULL,
+                        next_poll REAL,
+                        consecutive_failures INTEGER NOT NULL DEFAULT 0
+                    );
+                    """)
+        }
+        m.registerMigration("v3: OAuth2 tokens") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE oauth_tokens (
+                        account TEXT PRIMARY KEY NOT NULL,
+                        refresh_token TEXT,
+                        access_token TEXT,
+                        expires_at REAL
+                    );
+                    """)
+        }
+        m.registerMigration("v4: mailbox identity without port, retrieval attempts, age-based forgetting, pauses") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE messages ADD COLUMN retrieval_attempts INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE messages ADD COLUMN last_seen REAL;
+                    ALTER TABLE messages ADD COLUMN digest TEXT;
+                    ALTER TABLE messages ADD COLUMN seen_only INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE messages ADD COLUMN delete_pending INTEGER NOT NULL DEFAULT 0;
+                    UPDATE messages SET last_seen = first_seen;
+                    CREATE TABLE pause_keys (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        PRIMARY KEY (account, uidl)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE mailboxes (
+                        account TEXT PRIMARY KEY NOT NULL,
+                        first_listed REAL,
+                        paused_reason TEXT,
+                        paused_at REAL,
+                        decision TEXT
+                    );
+                    """)
+            // The mailbox identity was user@host:port; it is now user@host, so a port or TLS change keeps it. A
+            // key moves only when it is the one key of its user@host: two mailboxes of one user@host on different
+            // ports stay apart under their old keys (the configuration then names each with `mailbox_id`).
+            let keys = Set(
+                try String.fetchAll(db, sql: "SELECT DISTINCT account FROM messages")
+                    + String.fetchAll(db, sql: "SELECT account FROM oauth_tokens"))
+            var byNew: [String: [String]] = [:]
+            for old in keys { byNew[Self.portlessKey(old), default: []].append(old) }
+            for (new, olds) in byNew where olds.count == 1 && olds[0] != new {
+                let old = olds[0]
+                for table in ["messages", "deliveries", "oauth_tokens", "polls"] {
+                    try db.execute(sql: "UPDATE \(table) SET account = ? WHERE account = ?", arguments: [new, old])
+                }
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO mailboxes (account, first_listed) VALUES (?, ?)",
+                    arguments: [new, Date().timeIntervalSince1970])
+            }
+            for (_, olds) in byNew where olds.count > 1 {
+                for old in olds {
+                    try db.execute(
+                        sql: "INSERT OR IGNORE INTO mailboxes (account, first_listed) VALUES (?, ?)",
+                        arguments: [old, Date().timeIntervalSince1970])
+                }
+            }
+        }
+        return m
+    }
+
+    /// `user@host:port` (the identity before v4) without its `:port`.
+    static func portlessKey(_ key: String) -> String {
+        guard let colon = key.lastIndex(of: ":"), let at = key.lastIndex(of: "@"), colon > at else { return key }
+        let port = key[key.index(after: colon)...]
+        guard !port.isEmpty, port.allSatisfy(\.isASCII), port.allSatisfy(\.isNumber) else { return key }
+        return String(key[..<colon])
+    }
+}
