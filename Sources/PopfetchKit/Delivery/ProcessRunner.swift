@@ -32,9 +32,10 @@ public struct ProcessOutcome: Hashable, Sendable {
 public enum ProcessInput: Hashable, Sendable {
     /// This descriptor, shared with the child as it is (for /dev/null).
     case descriptor(Int32)
-    /// The whole regular file behind this descriptor, from offset 0, fed through a pipe by a `cat` of its own (so a
-    /// popfetch killed meanwhile cannot cut the child's input short); the outcome's ``ProcessOutcome/input`` says
-    /// whether the child read all of it before exiting.
+    /// The whole regular file behind this descriptor, from offset 0, through a pipe that is full before the child
+    /// starts (a file up to ``ProcessRunner/prefillLimit``), or else fed by a `cat` of its own: either way a popfetch
+    /// killed meanwhile cannot cut the child's input short. The outcome's ``ProcessOutcome/input`` says whether the
+    /// child read all of it before exiting.
     case file(Int32)
 }
 
@@ -130,19 +131,26 @@ public enum ProcessRunner {
         }
         let (readFD, writeFD) = try Self.makePipe(program: program)
         var feeder: Feeder?
+        var prefilled: Prefilled?
         let stdinFD: Int32
         switch input {
         case .descriptor(let fd):
             stdinFD = fd
         case .file(let fd):
             do {
-                feeder = try Self.startFeeder(file: fd, program: program)
+                if let p = try Self.prefill(file: fd, program: program) {
+                    prefilled = p
+                    stdinFD = p.pipeRead
+                } else {
+                    let f = try Self.startFeeder(file: fd, program: program)
+                    feeder = f
+                    stdinFD = f.pipeRead
+                }
             } catch {
                 close(readFD)
                 close(writeFD)
                 throw error
             }
-            stdinFD = feeder?.pipeRead ?? -1
         }
         let pid: pid_t
         do {
@@ -152,16 +160,88 @@ public enum ProcessRunner {
             close(writeFD)
             close(readFD)
             feeder?.abandon()
+            if let prefilled { close(prefilled.pipeRead) }
             throw error
         }
         close(writeFD)
-        let childFeeder = feeder
+        let (childFeeder, childPipe) = (feeder, prefilled)
         return try await NIOThreadPool.singleton.runIfActive {
             var outcome = Self.wait(pid: pid, outputFD: readFD, timeout: timeout)
             if let f = childFeeder {
                 outcome.input = outcome.timedOut ? f.abandon() : f.finish()
+            } else if let p = childPipe {
+                outcome.input = p.finish(timedOut: outcome.timedOut)
             }
             return outcome
+        }
+    }
+
+    /// The largest input copied into the child's pipe before it starts (the pipe is grown to hold it); larger
+    /// inputs are fed by a `cat`. 1 MiB is Linux's default `pipe-max-size` for unprivileged users.
+    public static let prefillLimit = 1 << 20
+
+    /// Copies the whole regular file behind `fd` into a new pipe large enough to hold it, and closes the pipe's
+    /// write end: the child reads a complete input whatever happens to popfetch after it starts, without a process
+    /// to feed it. Nil when the file is too large or the pipe cannot be grown (the per-user pipe memory limit):
+    /// then a feeder does the job.
+    private static func prefill(file fd: Int32, program: String) throws -> Prefilled? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+        }
+        let length = Int(st.st_size)
+        guard length <= Self.prefillLimit else { return nil }
+        let pipe = try Self.makePipe(program: program)
+        var keep = false
+        defer {
+            close(pipe.write)
+            if !keep { close(pipe.read) }
+        }
+        // F_SETPIPE_SZ and F_GETPIPE_SZ (Linux; Glibc's module leaves them out without _GNU_SOURCE).
+        let setPipeSize: Int32 = 1031
+        let getPipeSize: Int32 = 1032
+        var capacity = Int(fcntl(pipe.write, getPipeSize))
+        if capacity < length { capacity = Int(fcntl(pipe.write, setPipeSize, Int32(length))) }
+        guard capacity >= length else { return nil }
+        // Never block: if the pipe holds less than promised, the feeder takes over.
+        guard fcntl(pipe.write, F_SETFL, fcntl(pipe.write, F_GETFL) | O_NONBLOCK) == 0 else { return nil }
+        let chunk = 65536
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buffer.deallocate() }
+        var offset = 0
+        while offset < length {
+            let n = pread(fd, buffer, min(chunk, length - offset), off_t(offset))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                if n == 0 { return nil }  // the file shrank: let the feeder report it
+                throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            }
+            var written = 0
+            while written < n {
+                let w = write(pipe.write, buffer + written, n - written)
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else { return nil }
+                written += w
+            }
+            offset += n
+        }
+        keep = true
+        return Prefilled(pipeRead: pipe.read, length: length)
+    }
+
+    /// A pipe holding the child's whole input, and popfetch's copy of its read end, kept to measure what the child
+    /// left unread.
+    private struct Prefilled: Sendable {
+        let pipeRead: Int32
+        let length: Int
+
+        func finish(timedOut: Bool) -> ProcessOutcome.InputAccount {
+            defer { close(self.pipeRead) }
+            var n: Int32 = 0
+            guard !timedOut, ioctl(self.pipeRead, UInt(FIONREAD), &n) == 0 else {
+                return ProcessOutcome.InputAccount(length: self.length, consumed: nil)
+            }
+            return ProcessOutcome.InputAccount(length: self.length, consumed: max(0, self.length - Int(n)))
         }
     }
 

@@ -52,6 +52,28 @@ public struct PollPlan: Hashable, Sendable {
     public var items: [Item]
     /// Every listed key with its LIST size, for the state database.
     public var listed: [String: Int]
+    /// How the listing compares with the records, found in the same pass (so a poll that finds nothing new costs
+    /// one dictionary lookup per listed message, not one per step that needs to know).
+    public var diff: ListingDiff
+
+    /// The listing against the state database.
+    public struct ListingDiff: Hashable, Sendable {
+        public struct Entry: Hashable, Sendable {
+            public var key: String
+            public var size: Int
+        }
+        /// Listed keys with no record.
+        public var new: [Entry] = []
+        /// Listed keys whose record describes another message (deleted before, or another size), not counting
+        /// records deleted by popfetch.
+        public var changed = 0
+        /// Listed keys with a record.
+        public var matched = 0
+        /// Listed keys whose `last_seen` is older than the refresh granularity.
+        public var stale: [String] = []
+        /// Listed keys whose record has no size yet (databases from before sizes were recorded).
+        public var unsized: [Entry] = []
+    }
 
     public struct Policy: Hashable, Sendable {
         public var keep: Bool
@@ -105,11 +127,22 @@ public struct PollPlan: Hashable, Sendable {
     public init(
         listing: [UIDLEntry], sizes: [Int: Int], known: [String: MessageRecord], policy: Policy, now: Date
     ) {
-        let keys = Self.keys(for: listing)
-        var items: [Item] = []
-        items.reserveCapacity(listing.count)
         var listed: [String: Int] = [:]
         listed.reserveCapacity(listing.count)
+        for entry in listing { listed[entry.uid] = sizes[entry.number] ?? 0 }
+        // A UIDL listed twice: rebuild with the keys that tell the occurrences apart.
+        let keys: [String]
+        if listed.count == listing.count {
+            keys = listing.map(\.uid)
+        } else {
+            keys = Self.keys(for: listing)
+            listed.removeAll(keepingCapacity: true)
+            for (entry, key) in zip(listing, keys) { listed[key] = sizes[entry.number] ?? 0 }
+        }
+        var diff = ListingDiff()
+        let staleBefore = now.timeIntervalSince1970 - StateStore.lastSeenGranularity
+        var items: [Item] = []
+        items.reserveCapacity(listing.count)
         // Messages whose retrieval failed before go last, so one that always breaks the connection cannot keep the
         // messages behind it from being fetched.
         var retried: [Item] = []
@@ -117,10 +150,17 @@ public struct PollPlan: Hashable, Sendable {
         for (entry, key) in zip(listing, keys) {
             let listedSize = sizes[entry.number]
             let size = listedSize ?? 0
-            listed[key] = size
             let unique = key == entry.uid
             let raw = known[key]
             let same = raw.map { Self.isSameMessage($0, listedSize: listedSize) } ?? true
+            if let raw {
+                diff.matched += 1
+                if !same && raw.deletedAt == nil { diff.changed += 1 }
+                if (raw.lastSeen?.timeIntervalSince1970 ?? 0) < staleBefore { diff.stale.append(key) }
+                if raw.size == nil && raw.deletedAt == nil { diff.unsized.append(.init(key: key, size: size)) }
+            } else {
+                diff.new.append(.init(key: key, size: size))
+            }
             let record = same ? raw : nil
             let deliveredEverywhere =
                 record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
@@ -187,6 +227,7 @@ public struct PollPlan: Hashable, Sendable {
         }
         self.items = items
         self.listed = listed
+        self.diff = diff
     }
 
     public var fetchCount: Int {
@@ -209,7 +250,6 @@ public enum FloodGuard {
     public static func assess(
         listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
     ) -> Verdict {
-        guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
         // Unknown keys, and known keys whose record describes another message (another size): both would be
         // fetched as new.
         var unknown = 0
@@ -221,6 +261,25 @@ public enum FloodGuard {
             }
             if r.deletedAt == nil && !PollPlan.isSameMessage(r, listedSize: size) { changed += 1 }
         }
+        return self.assess(
+            unknown: unknown, changed: changed, listed: listed, known: known, mailbox: mailbox, keep: keep,
+            limit: limit)
+    }
+
+    /// The verdict from a plan's ``PollPlan/ListingDiff`` (no second pass over the listing).
+    public static func assess(
+        plan: PollPlan, known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
+    ) -> Verdict {
+        self.assess(
+            unknown: plan.diff.new.count, changed: plan.diff.changed, listed: plan.listed, known: known,
+            mailbox: mailbox, keep: keep, limit: limit)
+    }
+
+    static func assess(
+        unknown: Int, changed: Int, listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState,
+        keep: Bool, limit: Int
+    ) -> Verdict {
+        guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
         guard unknown + changed > limit else { return .proceed }
         let remedy = "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
             + "`popfetch fetch-all --account NAME` to deliver them all"

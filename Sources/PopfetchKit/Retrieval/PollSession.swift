@@ -78,8 +78,7 @@ final class PollSession {
                 known = try self.store.messages(account: self.key)
                 plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
             } else if case .pause(let why) = FloodGuard.assess(
-                listed: plan.listed, known: known, mailbox: mailbox, keep: self.account.keep,
-                limit: self.account.floodLimit)
+                plan: plan, known: known, mailbox: mailbox, keep: self.account.keep, limit: self.account.floodLimit)
             {
                 self.report.new = plan.fetchCount
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
@@ -103,8 +102,7 @@ final class PollSession {
         }
         if trackState {
             try self.store.recordListing(
-                account: self.key, listed: plan.listed, known: known, at: now,
-                forgetAfter: Double(self.account.forgetAfter))
+                account: self.key, plan: plan, known: known, at: now, forgetAfter: Double(self.account.forgetAfter))
         }
         let waiting = plan.items.reduce(0) { n, item in
             switch item.action {

@@ -156,10 +156,14 @@ public final class StateStore: Sendable {
 
     // MARK: - Messages
 
-    /// Every message known for the mailbox, with the recipients each was delivered to. One query each.
+    /// Every message known for the mailbox, with the recipients each was delivered to (for messages not yet
+    /// delivered everywhere: once `delivered_at` is set nothing reads them, and a mailbox of 20,000 delivered
+    /// messages would otherwise build 20,000 sets on every poll). One query each.
     public func messages(account: String) throws -> [String: MessageRecord] {
         try self.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [account])
             var out: [String: MessageRecord] = [:]
+            out.reserveCapacity(count ?? 0)
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
@@ -179,7 +183,12 @@ public final class StateStore: Sendable {
                     seenOnly: (r[11] as Int? ?? 0) != 0, deletePending: (r[12] as Int? ?? 0) != 0)
             }
             let d = try Row.fetchCursor(
-                db, sql: "SELECT uidl, recipient FROM deliveries WHERE account = ? AND delivered_at IS NOT NULL",
+                db,
+                sql: """
+                    SELECT d.uidl, d.recipient FROM messages m CROSS JOIN deliveries d
+                        ON d.account = m.account AND d.uidl = m.uidl
+                    WHERE m.account = ? AND m.delivered_at IS NULL AND d.delivered_at IS NOT NULL
+                    """,
                 arguments: [account])
             while let r = try d.next() {
                 let uid: String = r[0]
@@ -200,25 +209,22 @@ public final class StateStore: Sendable {
     /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
     /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
     public func recordListing(
-        account: String, listed: [String: Int], known: [String: MessageRecord], at now: Date,
+        account: String, plan: PollPlan, known: [String: MessageRecord], at now: Date,
         forgetAfter: Double = StateStore.defaultForgetAfter
     ) throws {
         let t = now.timeIntervalSince1970
-        var new: [(String, Int)] = []
-        var refresh: [String] = []
-        var sized: [(String, Int)] = []
-        for (uid, size) in listed {
-            guard let r = known[uid] else {
-                new.append((uid, size))
-                continue
-            }
-            if (r.lastSeen?.timeIntervalSince1970 ?? 0) < t - Self.lastSeenGranularity { refresh.append(uid) }
-            if r.size == nil && r.deletedAt == nil { sized.append((uid, size)) }
-        }
+        let listed = plan.listed
+        let new = plan.diff.new.map { ($0.key, $0.size) }
+        let refresh = plan.diff.stale
+        let sized = plan.diff.unsized.map { ($0.key, $0.size) }
         let cutoff = t - forgetAfter
-        let forget = known.values.filter {
-            listed[$0.uid] == nil && ($0.lastSeen ?? $0.firstSeen).timeIntervalSince1970 < cutoff
-        }.map(\.uid)
+        // Every record matched a listed key: none can be forgotten, and the records need not be walked.
+        let forget =
+            plan.diff.matched == known.count
+            ? []
+            : known.compactMap { uid, r in
+                listed[uid] == nil && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
+            }
         let firstListing = try self.mailboxState(account: account).firstListed == nil
         let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
         if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
