@@ -85,6 +85,30 @@ struct MDASafetyTests {
         #expect(f.user.messageCount() == 1, "not deleted")
     }
 
+    /// The three ways an MDA's input is fed: a message that fits the default 64 KiB pipe, one that needs the pipe
+    /// grown (up to 1 MiB, still filled before the MDA starts), and one fed by a `cat` (larger). Each must be read
+    /// whole by an MDA that does, and caught when an MDA stops early.
+    @Test(
+        "every input path (default pipe, grown pipe, feeder) delivers whole inputs and catches an MDA that stops early",
+        arguments: [60, 2_000, 12_000])
+    func partialReadEverySize(_ lines: Int) throws {
+        let f = try PopfetchFixture()
+        let message = Corpus.message(1, seed: 304, bodyLines: lines)
+        try f.user.deliver([message])
+        let out = f.directory + "/whole"
+        try f.writeConfig(mda: "sh -c 'head -c 1000 >\(out)'")
+        let r = try f.poll()
+        #expect(r.stderr.contains("exited 0 but read only"), "\(message.count) bytes: \(r.stderr)")
+        #expect(f.user.messageCount() == 1, "not deleted")
+
+        try f.writeConfig(mda: "sh -c 'cat >\(out)'")
+        let again = try f.poll()
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(f.user.messageCount() == 0)
+        let got = try PopfetchFixture.stripTraceHeader(Array(FileManager.default.contents(atPath: out) ?? Data()))
+        #expect(got == message, "\(message.count) bytes arrive whole (got \(got.count))")
+    }
+
     @Test("mda_partial_read = \"accept\" takes exit 0 as delivered (filters that read only the header)")
     func partialReadAccepted() throws {
         let f = try PopfetchFixture()

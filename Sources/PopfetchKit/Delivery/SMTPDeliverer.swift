@@ -298,6 +298,13 @@ public actor SMTPDeliverer: Deliverer {
             offset += off_t(n)
             out.removeAll(keepingCapacity: true)
             encoder.encode(chunk[0..<n], into: &out)
+            if n < chunk.count {
+                // A short read of the (complete, regular) spool file is its end: the last block carries the
+                // end-of-data line, one write and one wait fewer per message.
+                encoder.finish(into: &out)
+                try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+                return
+            }
             try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
         }
         out.removeAll(keepingCapacity: true)
