@@ -11,7 +11,7 @@ public struct Popfetch: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "popfetch",
         abstract: "Fetch new mail from POP3 servers and hand it to local delivery, without ever losing a message.",
-        version: "popfetch \(PopfetchVersion.current)",
+        version: Popfetch.versionLine,
         subcommands: [
             Poll.self, Daemon.self, Status.self, Check.self, Wake.self, ConfigCommand.self, Retry.self,
             ImportFetchmailrc.self, OAuth.self, MarkSeen.self, FetchAll.self,
@@ -19,6 +19,9 @@ public struct Popfetch: AsyncParsableCommand {
     )
 
     @OptionGroup var globals: GlobalOptions
+
+    /// What `popfetch --version` prints.
+    public static let versionLine = "popfetch \(PopfetchVersion.current)"
 
     public init() {}
 
