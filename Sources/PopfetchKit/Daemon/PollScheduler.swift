@@ -93,6 +93,20 @@ public final class PollScheduler: Service, Sendable {
     }
 
     private let running = Mutex<Set<String>>([])
+    /// Polls in flight; when the last one ends the daemon goes idle and hands freed memory back to the system.
+    private let inFlight = Mutex<Int>(0)
+
+    /// A poll allocates buffers on whichever threads it runs; glibc keeps what they freed in its arenas, so an idle
+    /// daemon would hold the high-water mark of its busiest round for ever. Trimmed when no poll is in flight.
+    private func pollStarted() { self.inFlight.withLock { $0 += 1 } }
+
+    private func pollEnded() {
+        let idle = self.inFlight.withLock { n -> Bool in
+            n -= 1
+            return n == 0
+        }
+        if idle { MemoryTrim.releaseFreedMemory() }
+    }
 
     private func waitForAccountLoops() async {
         while !self.running.withLock({ $0.isEmpty }) {
@@ -209,7 +223,12 @@ public final class PollScheduler: Service, Sendable {
             // The same poll failure again was logged clearly the first time: its summary goes to debug. Nothing
             // else is muted: every per-message error is still logged at its level.
             env.repeatedFailure = repeated
-            let report = await AccountPoller(account: account, environment: env).poll()
+            self.pollStarted()
+            // The poll runs as a child task: its frames live in that task's allocator, which goes with it. In the
+            // account's own long-lived task they would stay allocated between polls (tens of KB per account).
+            async let polled = AccountPoller(account: account, environment: env).poll()
+            let report = await polled
+            self.pollEnded()
             await self.slots.release()
             var loginDelay = report.loginDelay
             if let error = report.error {
