@@ -100,23 +100,33 @@ public final class POP3Connection {
             preconditionFailure("TLS requested without a TLS context")
         }
         do {
-            let (ch, g) = try await ClientBootstrap(group: eventLoop)
+            let bootstrap = ClientBootstrap(group: eventLoop)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(endpoint.timeout)
-                .connect(host: endpoint.host, port: endpoint.port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        if let handshake, let tlsContext {
-                            let sni = TLSContextFactory.isIPLiteral(endpoint.host) ? nil : endpoint.host
-                            try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
-                            try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
-                        }
-                        let guardHandler = STLSGuardHandler()
-                        try sync.addHandler(guardHandler)
-                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                        return (async, NIOLoopBound(guardHandler, eventLoop: channel.eventLoop))
+            let initialize: @Sendable (any Channel) -> EventLoopFuture<
+                (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
+            > = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let handshake, let tlsContext {
+                        let sni = TLSContextFactory.isIPLiteral(endpoint.host) ? nil : endpoint.host
+                        try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
                     }
+                    let guardHandler = STLSGuardHandler()
+                    try sync.addHandler(guardHandler)
+                    let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return (async, NIOLoopBound(guardHandler, eventLoop: channel.eventLoop))
                 }
+            }
+            let (ch, g): (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
+            if let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) {
+                // An address literal needs no resolver (a thread-pool hop and getaddrinfo per connection).
+                (ch, g) = try await bootstrap.connect(to: address, channelInitializer: initialize)
+            } else {
+                (ch, g) = try await bootstrap.connect(
+                    host: endpoint.host, port: endpoint.port, channelInitializer: initialize)
+            }
             asyncChannel = ch
             guardBox = g
         } catch {
