@@ -385,9 +385,27 @@ public final class POP3Connection {
         }
     }
 
+    /// UIDL and LIST, sent in one write when the server offers PIPELINING (the server builds the second listing
+    /// while the first is parsed). The UIDL listing is nil when the server does not support UIDL.
+    public func listings(pipelining: Bool) async throws -> (uidl: [UIDLEntry]?, scan: [ScanEntry]) {
+        guard pipelining else { return (try await self.uidlListing(), try await self.scanListing()) }
+        try await self.sendPipelined([.uidl(nil), .list(nil)])
+        let uidl: [UIDLEntry]?
+        switch try await self.nextEvent() {
+        case .uidlListing(let entries): uidl = entries
+        case .response(_, let status) where !status.isOK: uidl = nil
+        default: throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: "unexpected reply"))
+        }
+        return (uidl, try await self.receiveScanListing())
+    }
+
     /// LIST without argument.
     public func scanListing() async throws -> [ScanEntry] {
         try await self.send(.list(nil))
+        return try await self.receiveScanListing()
+    }
+
+    private func receiveScanListing() async throws -> [ScanEntry] {
         switch try await self.nextEvent() {
         case .scanListing(let entries): return entries
         case .response(let c, let status): throw POP3CommandError(command: c.description, status: status)

@@ -57,7 +57,7 @@ final class PollSession {
         let pipelining = caps?.supportsPipelining ?? false
 
         // TRANSACTION: the listing, and what to do with it.
-        let (listing, sizes, trackState) = try await self.list()
+        let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
         let now = Date()
         var known = trackState ? try self.store.messages(account: self.key) : [:]
         let policy = PollPlan.Policy(
@@ -137,9 +137,8 @@ final class PollSession {
     }
 
     /// UIDL (one command), then LIST for sizes. Without UIDL, only fetch-and-delete is possible.
-    private func list() async throws -> ([UIDLEntry], [Int: Int], Bool) {
-        let uidl = try await self.conn.uidlListing()
-        let scan = try await self.conn.scanListing()
+    private func list(pipelining: Bool) async throws -> ([UIDLEntry], [Int: Int], Bool) {
+        let (uidl, scan) = try await self.conn.listings(pipelining: pipelining)
         var sizes: [Int: Int] = [:]
         sizes.reserveCapacity(scan.count)
         for e in scan {
