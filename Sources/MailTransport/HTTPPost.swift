@@ -25,7 +25,7 @@ public enum HTTPPost {
         do {
             channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(timeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { ch in
                     ch.eventLoop.makeCompletedFuture {
                         let sync = ch.pipeline.syncOperations

@@ -101,7 +101,7 @@ public final class POP3Connection {
         }
         do {
             let bootstrap = ClientBootstrap(group: eventLoop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(endpoint.timeout)
             let initialize: @Sendable (any Channel) -> EventLoopFuture<
                 (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)

@@ -144,7 +144,7 @@ public final class SMTPConnection: Sendable {
             let channel: any Channel
             switch endpoint {
             case .tcp(let host, let port):
-                channel = try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .connect(host: host, port: port).get()
             case .unix(let path):
                 channel = try await bootstrap.connect(unixDomainSocketPath: path).get()

@@ -54,6 +54,31 @@ struct SMTPDeliveryTests {
         #expect(exact, "the 20 MB message arrived byte-exact")
     }
 
+    /// Issue 9 review: a short `pread` of the spool (FUSE with direct_io, 9p, network filesystems) was taken for its
+    /// end, and the message was committed and deleted after its first block.
+    @Test("spool reads that come back short (as on FUSE or network filesystems) still send the whole message")
+    func shortSpoolReads() throws {
+        let shim = try makeTempDirectory("shim") + "/short-read.so"
+        let cc = try runProgram([
+            "/usr/bin/gcc", "-shared", "-fPIC", "-O1", "-o", shim,
+            Package.root + "/Tests/PopfetchKitTests/Support/short-read.c", "-ldl",
+        ])
+        try #require(cc.status == 0, "gcc (scripts/install installs it): \(cc.stderr)")
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [rcpt])
+        var big = Corpus.message(0, seed: 112, bareCR: false)
+        let line = Array("a line long enough to fill a few blocks of the spool file quickly, 0123456789\n".utf8)
+        while big.count < 200_000 { big += line }
+        let corpus = [big, Corpus.message(1, seed: 112, bareCR: false)]
+        try f.user.deliver(corpus)
+        let r = try f.poll(environment: ["LD_PRELOAD": shim])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(eventually(15) { postfix.count(rcpt) == corpus.count })
+        let got = try postfix.delivered(to: rcpt)
+        #expect(sameMessages(got, corpus.map(withoutReturnPath)), "sizes: \(got.map(\.count))")
+    }
+
     @Test("5xx at RCPT: kept on the server and marked failed (default), or deleted with on_permanent_failure = delete")
     func permanentRecipientFailure() throws {
         let (f, _) = try self.fixture(recipients: ["reject5@mail.test"])

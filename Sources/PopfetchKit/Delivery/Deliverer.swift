@@ -95,7 +95,7 @@ public struct MDADeliverer: Deliverer {
                 arguments: argv, input: .file(message.fd), timeout: self.timeout,
                 extraEnvironment: self.environment(sender: message.envelopeSender, recipients: recipients))
         } catch let e as ProcessLaunchError {
-            return .failure(e.description)
+            return e.isTemporary ? .temporaryFailure(e.description) : .failure(e.description)
         }
         let name = argv.first ?? "mda"
         let tail = outcome.output.isEmpty ? "" : ": " + String(outcome.output.suffix(300))

@@ -42,7 +42,15 @@ public enum ProcessInput: Hashable, Sendable {
 public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvertible {
     public var program: String
     public var message: String
+    /// The system's error number, when a system call failed.
+    public var code: Int32? = nil
     public var description: String { "cannot run \(self.program): \(self.message)" }
+    /// The system ran short of processes, descriptors, pipes or memory: a passing condition, so the message waits
+    /// for the next poll rather than counting toward `max_attempts`.
+    public var isTemporary: Bool {
+        guard let code = self.code else { return false }
+        return [EMFILE, ENFILE, EAGAIN, ENOMEM, ENOBUFS].contains(code)
+    }
 }
 
 /// Runs a program directly (no shell) with a file descriptor as its standard input, in its own process group,
@@ -108,7 +116,7 @@ public enum ProcessRunner {
     private static func makePipe(program: String) throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else {
-            throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)))
+            throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)), code: errno)
         }
         guard fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
             let message = String(cString: strerror(errno))
@@ -374,7 +382,7 @@ public enum ProcessRunner {
             pause = min(pause * 2, 100_000)
         }
         guard rc == 0 else {
-            throw ProcessLaunchError(program: program, message: String(cString: strerror(rc)))
+            throw ProcessLaunchError(program: program, message: String(cString: strerror(rc)), code: rc)
         }
         return pid
     }

@@ -67,6 +67,11 @@ public actor SMTPDeliverer: Deliverer {
                 return [RecipientOutcome(recipients: recipients, result: .failure(e.description))]
             } catch let e as SMTPAuthError {
                 return [RecipientOutcome(recipients: recipients, result: .temporaryFailure(e.description))]
+            } catch let e as SpoolError {
+                // Mid-DATA: the connection must go (an end-of-data line now would commit part of the message).
+                self.connection?.close()
+                self.connection = nil
+                return [RecipientOutcome(recipients: recipients, result: .temporaryFailure(e.description))]
             }
             // The MTA dropped the connection (or broke the protocol): reconnect and send again from the spool.
             self.connection?.close()
@@ -282,34 +287,36 @@ public actor SMTPDeliverer: Deliverer {
         return try await c.reply(timeout: timeout, phase: phase)
     }
 
-    /// Streams the spool file (trace header and message) as DATA: CRLF, dot-stuffed, `.CRLF` at the end.
+    /// Streams the spool file (trace header and message, `total` bytes) as DATA: CRLF, dot-stuffed, `.CRLF` at the
+    /// end, which rides in the last block (one write and one wait fewer per message). The end is where the spool's
+    /// recorded length says, never where a read happens to come back short: a short `pread` (FUSE, network
+    /// filesystems) would otherwise end the message early and commit a truncated copy.
     private func sendBody(_ message: SpooledMessage, total: Int, on c: SMTPConnection) async throws {
         var encoder = DataEncoder()
-        var offset: off_t = 0
+        var offset = 0
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         var out: [UInt8] = []
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(message.fd, $0.baseAddress, $0.count, offset) }
+        while offset < total {
+            let want = min(chunk.count, total - offset)
+            let n = chunk.withUnsafeMutableBytes { pread(message.fd, $0.baseAddress, want, off_t(offset)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw SpoolError(message: "cannot read the spool: \(String(cString: strerror(errno)))")
             }
-            if n == 0 { break }
-            offset += off_t(n)
+            if n == 0 {
+                throw SpoolError(message: "the spool file ends after \(offset) of its \(total) bytes")
+            }
+            offset += n
             out.removeAll(keepingCapacity: true)
             encoder.encode(chunk[0..<n], into: &out)
-            if n < chunk.count {
-                // A short read of the (complete, regular) spool file is its end: the last block carries the
-                // end-of-data line, one write and one wait fewer per message.
-                encoder.finish(into: &out)
-                try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
-                return
-            }
+            if offset == total { encoder.finish(into: &out) }
             try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
         }
-        out.removeAll(keepingCapacity: true)
-        encoder.finish(into: &out)
-        try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+        if total == 0 {
+            out.removeAll(keepingCapacity: true)
+            encoder.finish(into: &out)
+            try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
+        }
     }
 }
 
