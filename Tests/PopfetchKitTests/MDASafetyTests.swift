@@ -109,6 +109,43 @@ struct MDASafetyTests {
         #expect(got == message, "\(message.count) bytes arrive whole (got \(got.count))")
     }
 
+    /// Issue 9 review: the MDA's stderr was a pipe to popfetch, so an MDA that wrote to it after popfetch was
+    /// killed died of SIGPIPE half-way through its delivery (a truncated copy in the mailbox).
+    @Test("kill -9 of popfetch while an MDA works: the MDA's later writes to stderr do not cut its delivery short")
+    func mdaOutlivesPopfetch() throws {
+        let f = try PopfetchFixture()
+        let message = Corpus.message(1, seed: 305, bodyLines: 40)
+        try f.user.deliver([message])
+        let mailbox = f.directory + "/mbox"
+        let started = f.directory + "/started"
+        let script = f.directory + "/chatty-mda"
+        try """
+            #!/bin/sh
+            # Appends the message in two parts, talking on stderr in between, as a careless MDA might.
+            dd bs=1 count=500 status=none >> \(mailbox)
+            touch \(started)
+            sleep 2
+            echo "halfway there" >&2
+            cat >> \(mailbox)
+            echo "done" >&2
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        try f.writeConfig(mda: script)
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(15) { FileManager.default.fileExists(atPath: started) })
+        kill(child.pid, SIGKILL)
+        _ = child.wait(timeout: 10)
+        // The MDA, in its own process group, finishes on its own.
+        #expect(eventually(10) {
+            ((try? Data(contentsOf: URL(fileURLWithPath: mailbox)))?.count ?? 0) > message.count
+        })
+        sleep(1)
+        let got = Array(FileManager.default.contents(atPath: mailbox) ?? Data())
+        #expect(try PopfetchFixture.stripTraceHeader(got) == message, "the mailbox holds \(got.count) bytes")
+    }
+
     @Test("mda_partial_read = \"accept\" takes exit 0 as delivered (filters that read only the header)")
     func partialReadAccepted() throws {
         let f = try PopfetchFixture()

@@ -137,7 +137,9 @@ public enum ProcessRunner {
         guard let program = arguments.first else {
             throw ProcessLaunchError(program: "", message: "empty command")
         }
-        let (readFD, writeFD) = try Self.makePipe(program: program)
+        // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
+        // the middle of a delivery must not be killed by SIGPIPE half-way through it.
+        let outputFD = try Self.makeOutputFile(program: program)
         var feeder: Feeder?
         var prefilled: Prefilled?
         let stdinFD: Int32
@@ -155,26 +157,23 @@ public enum ProcessRunner {
                     stdinFD = f.pipeRead
                 }
             } catch {
-                close(readFD)
-                close(writeFD)
+                close(outputFD)
                 throw error
             }
         }
         let pid: pid_t
         do {
             pid = try Self.spawnProcess(
-                arguments, stdin: stdinFD, stdout: stdoutFD ?? writeFD, stderr: writeFD, environment: envStrings)
+                arguments, stdin: stdinFD, stdout: stdoutFD ?? outputFD, stderr: outputFD, environment: envStrings)
         } catch {
-            close(writeFD)
-            close(readFD)
+            close(outputFD)
             feeder?.abandon()
             if let prefilled { close(prefilled.pipeRead) }
             throw error
         }
-        close(writeFD)
         let (childFeeder, childPipe) = (feeder, prefilled)
         return try await NIOThreadPool.singleton.runIfActive {
-            var outcome = Self.wait(pid: pid, outputFD: readFD, timeout: timeout)
+            var outcome = Self.wait(pid: pid, outputFD: outputFD, timeout: timeout)
             if let f = childFeeder {
                 outcome.input = outcome.timedOut ? f.abandon() : f.finish()
             } else if let p = childPipe {
@@ -387,48 +386,70 @@ public enum ProcessRunner {
         return pid
     }
 
-    /// Reads the child's output until it closes it, reaps the child, and enforces the time-out.
+    /// An unlinked file opened for appending, for a child's stdout and stderr (O_TMPFILE, else mkstemp + unlink).
+    private static func makeOutputFile(program: String) throws -> Int32 {
+        let dir = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        for candidate in dir == "/tmp" ? ["/tmp"] : [dir, "/tmp"] {
+            let fd = open(candidate, SpoolFile.tmpfileFlag | O_RDWR | O_APPEND | O_CLOEXEC, 0o600)
+            if fd >= 0 { return fd }
+            var template = Array((candidate + "/popfetch-output-XXXXXX").utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { p -> Int32 in
+                guard let base = p.baseAddress else { return -1 }
+                let fd = mkstemp(base)
+                if fd >= 0 {
+                    unlink(base)
+                    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                    _ = fcntl(fd, F_SETFL, O_APPEND)
+                }
+                return fd
+            }
+            if made >= 0 { return made }
+        }
+        throw ProcessLaunchError(
+            program: program, message: "cannot create a file for its output: \(String(cString: strerror(errno)))",
+            code: errno)
+    }
+
+    private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+
+    /// glibc ≥ 2.36's `pidfd_open` (Linux ≥ 5.3): a descriptor that becomes readable when the process exits.
+    private static let pidfdOpen: PidfdOpen? = {
+        guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
+        return unsafeBitCast(symbol, to: PidfdOpen.self)
+    }()
+
+    /// The child's output kept at most this large while it runs (older output is dropped; the tail is reported).
+    static let outputFileLimit = 1 << 20
+
+    /// Reaps the child, enforcing the time-out, then reads the tail of its output. Waits on a pidfd (woken the moment
+    /// the child exits), or where there is none by polling with a growing pause.
     private static func wait(pid: pid_t, outputFD: Int32, timeout: Int) -> ProcessOutcome {
         defer { close(outputFD) }
         let deadline = Date().addingTimeInterval(Double(timeout))
-        var output: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
+        let pidfd = Self.pidfdOpen?(pid, 0) ?? -1
+        defer { if pidfd >= 0 { close(pidfd) } }
         var status: Int32 = 0
-        var reaped = false
         var timedOut = false
-        var outputOpen = true
-        // Once the child closed its output it is normally exiting: poll for its end with a short, growing pause.
-        var pause: UInt32 = 20
-        while !reaped {
+        var pause: UInt32 = 50
+        while true {
+            let w = waitpid(pid, &status, WNOHANG)
+            if w == pid || (w < 0 && errno != EINTR) { break }
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 && !timedOut {
                 timedOut = true
                 kill(-pid, SIGKILL)
                 kill(pid, SIGKILL)
             }
-            if outputOpen {
-                var pfd = pollfd(fd: outputFD, events: Int16(POLLIN), revents: 0)
-                let ms = timedOut ? 50 : Int32(max(1, min(200, remaining * 1000)))
-                if poll(&pfd, 1, ms) > 0 {
-                    let n = buf.withUnsafeMutableBytes { b -> Int in
-                        guard let base = b.baseAddress else { return 0 }
-                        return read(outputFD, base, b.count)
-                    }
-                    if n > 0 {
-                        output.append(contentsOf: buf[0..<n])
-                        if output.count > outputLimit * 2 { output.removeFirst(output.count - outputLimit) }
-                        continue
-                    } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
-                        outputOpen = false
-                    }
-                }
-            }
-            let w = waitpid(pid, &status, WNOHANG)
-            if w == pid || (w < 0 && errno != EINTR) {
-                reaped = true
-            } else if !outputOpen {
+            // A child that writes without end must not fill the disk: keep the file small (appends go to its end).
+            var st = stat()
+            if fstat(outputFD, &st) == 0 && Int(st.st_size) > Self.outputFileLimit { _ = ftruncate(outputFD, 0) }
+            if pidfd >= 0 {
+                var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                let ms = timedOut ? 50 : Int32(max(1, min(1000, remaining * 1000)))
+                _ = poll(&pfd, 1, ms)
+            } else {
                 usleep(pause)
-                pause = min(pause * 2, timedOut ? 10_000 : 5_000)
+                pause = min(pause * 2, 10_000)
             }
         }
         let termination: ProcessOutcome.Termination
@@ -437,8 +458,17 @@ public enum ProcessRunner {
         } else {
             termination = .signaled(status & 0x7f)
         }
-        if output.count > outputLimit { output.removeFirst(output.count - outputLimit) }
-        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        // The tail of what it wrote (the file may still be written by a left-over grandchild: read what is there).
+        var output = [UInt8](repeating: 0, count: outputLimit)
+        var st = stat()
+        let size = fstat(outputFD, &st) == 0 ? Int(st.st_size) : 0
+        let start = max(0, size - outputLimit)
+        let n = output.withUnsafeMutableBytes { b -> Int in
+            guard let base = b.baseAddress else { return 0 }
+            return pread(outputFD, base, min(outputLimit, size - start), off_t(start))
+        }
+        let text = String(decoding: output.prefix(max(0, n)), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         return ProcessOutcome(termination: termination, output: text, timedOut: timedOut, input: nil)
     }
 
