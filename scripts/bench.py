@@ -362,14 +362,19 @@ def server_sent(lab, offset, settle=5.0):
     """Sessions since `offset` and the messages and bytes Dovecot sent in them (RETR + TOP), once every session
     that logged in has logged out (or `settle` seconds passed)."""
     deadline = time.monotonic() + settle
+    previous = None
     while True:
         with open(lab.dovecot_log, "rb") as f:
             f.seek(offset)
             text = f.read().decode("utf-8", "replace")
         logins, ends = len(LOGIN_RE.findall(text)), list(LOGOUT_RE.finditer(text))
-        if len(ends) >= logins or time.monotonic() > deadline:
+        # Dovecot logs a session's login and logout from other processes than the one that served the client, so
+        # the last lines can trail the client's exit: done once every login has its logout and the log stood
+        # still for a moment.
+        if time.monotonic() > deadline or (len(ends) >= logins and previous == len(text)):
             break
-        time.sleep(0.05)
+        previous = len(text) if len(ends) >= logins else None
+        time.sleep(0.05 if previous is None else 0.3)
     return {"logins": logins, "sessions": len(ends),
             "messages": sum(int(m["retr"]) + int(m["top"]) for m in ends),
             "bytes": sum(int(m["retrb"]) + int(m["topb"]) for m in ends),
