@@ -30,7 +30,7 @@ public enum HTTPPost {
                     ch.eventLoop.makeCompletedFuture {
                         let sync = ch.pipeline.syncOperations
                         if let context {
-                            let sni = TLSContextFactory.isIPLiteral(target.host) ? nil : target.host
+                            let sni = TLSContextFactory.serverName(for: target.host)
                             try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: sni))
                         }
                         try sync.addHTTPClientHandlers()

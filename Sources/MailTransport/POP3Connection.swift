@@ -109,7 +109,7 @@ public final class POP3Connection {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let handshake, let tlsContext {
-                        let sni = TLSContextFactory.isIPLiteral(endpoint.host) ? nil : endpoint.host
+                        let sni = TLSContextFactory.serverName(for: endpoint.host)
                         try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
                         try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
                     }
@@ -453,7 +453,7 @@ public final class POP3Connection {
         let host = self.endpoint.host
         let channel = self.channel
         try await channel.eventLoop.submit {
-            let sni = TLSContextFactory.isIPLiteral(host) ? nil : host
+            let sni = TLSContextFactory.serverName(for: host)
             let sync = channel.pipeline.syncOperations
             let ssl = try NIOSSLClientHandler(context: tlsContext, serverHostname: sni)
             try sync.addHandler(ssl, position: .first)

@@ -133,7 +133,7 @@ public final class SMTPConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let implicitTLS, let handshake {
-                        let sni = host.flatMap { TLSContextFactory.isIPLiteral($0) ? nil : $0 }
+                        let sni = TLSContextFactory.serverName(for: host)
                         try sync.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: sni))
                         try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
                     }
@@ -228,7 +228,7 @@ public final class SMTPConnection: Sendable {
         }()
         try await channel.eventLoop.submit {
             handlerBox.value.discardBuffered()
-            let sni = host.flatMap { TLSContextFactory.isIPLiteral($0) ? nil : $0 }
+            let sni = TLSContextFactory.serverName(for: host)
             let ssl = try NIOSSLClientHandler(context: context, serverHostname: sni)
             let sync = channel.pipeline.syncOperations
             try sync.addHandler(ssl, position: .first)

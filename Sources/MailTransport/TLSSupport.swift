@@ -47,6 +47,11 @@ public enum TLSContextFactory {
     public static func isIPLiteral(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
+
+    /// The name to send as TLS SNI for `host`: none for an address literal (RFC 6066 §3 forbids it), else the host.
+    public static func serverName(for host: String?) -> String? {
+        host.flatMap { Self.isIPLiteral($0) ? nil : $0 }
+    }
 }
 
 /// Completes a promise when the TLS handshake finishes, or fails it with the handshake error.
