@@ -3,7 +3,7 @@ public struct PollSchedule: Hashable, Sendable {
     /// Longest wait after failures.
     public static let maximumBackoff = 3600
 
-    /// Seconds until the next poll after a poll that ended as `outcome`.
+    /// Seconds until the next poll, given how many polls in a row have failed.
     ///
     /// - Success (or partial): the account's interval.
     /// - Failure: the interval doubled per consecutive failure, capped at ``maximumBackoff`` (but never below the
