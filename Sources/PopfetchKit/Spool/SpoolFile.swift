@@ -73,44 +73,18 @@ public final class SpoolFile {
     private var lastHeaderName: String?
     private var hasher = SHA256()
 
-    /// Linux's O_TMPFILE (`__O_TMPFILE | O_DIRECTORY`; Glibc's module leaves it out without _GNU_SOURCE).
-    static let tmpfileFlag: Int32 = 0o20000000 | O_DIRECTORY
-
     static let flushThreshold = 256 * 1024
     static let headerScanLimit = 256 * 1024
     static let headerLineLimit = 8 * 1024
 
     /// Creates the spool file in `directory` (falls back to $TMPDIR, then /tmp) and unlinks it at once.
     public init(directory: String?) throws {
-        var candidates: [String] = []
-        if let directory { candidates.append(directory) }
-        if let t = getenv("TMPDIR").map({ String(cString: $0) }), !t.isEmpty { candidates.append(t) }
-        candidates.append("/tmp")
-        var lastError = "no directory"
-        for dir in candidates {
-            // O_TMPFILE: a file with no name at all, in one call (ext4, xfs, btrfs, tmpfs); else mkstemp + unlink.
-            let anonymous = open(dir, Self.tmpfileFlag | O_RDWR | O_CLOEXEC, 0o600)
-            if anonymous >= 0 {
-                self.descriptor = SpoolDescriptor(fd: anonymous)
-                return
-            }
-            var template = Array((dir + "/popfetch-spool-XXXXXX").utf8CString)
-            let fd = template.withUnsafeMutableBufferPointer { p -> Int32 in
-                guard let base = p.baseAddress else { return -1 }
-                let fd = mkstemp(base)
-                if fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-                return fd
-            }
-            if fd >= 0 {
-                template.withUnsafeBufferPointer { p in
-                    if let base = p.baseAddress { unlink(base) }
-                }
-                self.descriptor = SpoolDescriptor(fd: fd)
-                return
-            }
-            lastError = "\(dir): \(String(cString: strerror(errno)))"
+        do {
+            let fd = try AnonymousFile.create(in: AnonymousFile.directories(preferring: directory))
+            self.descriptor = SpoolDescriptor(fd: fd)
+        } catch {
+            throw SpoolError(message: "cannot create a spool file (\(error.message))")
         }
-        throw SpoolError(message: "cannot create a spool file (\(lastError))")
     }
 
     /// Message bytes received so far (before ``finish()``).
