@@ -4,6 +4,7 @@ import PackageDescription
 let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
     .treatAllWarnings(as: .error),
 ]
 
@@ -13,7 +14,6 @@ let package = Package(
     products: [
         .executable(name: "popfetch", targets: ["popfetch"]),
         .library(name: "POP3Core", targets: ["POP3Core"]),
-        .library(name: "PopfetchKit", targets: ["PopfetchKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -26,19 +26,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
-        // Pure POP3 grammar, incremental parser, encoder and client state machine. No I/O.
-        .target(
-            name: "POP3Core",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strictSettings
-        ),
-        // Pure SMTP/LMTP grammar: reply parser, commands, the DATA encoder. No I/O.
-        .target(
-            name: "SMTPCore",
-            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strictSettings
-        ),
-        // Pure SASL client mechanisms (RFC 4422): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2, OAUTHBEARER.
+        // The path of one message, from the bottom up. Pure protocol cores first: no I/O, ByteBuffer in and out.
+        // POP3 grammar, streaming parser, encoder and client state machine.
+        .target(name: "POP3Core", dependencies: [nio("NIOCore")], swiftSettings: strictSettings),
+        // SMTP/LMTP grammar: reply parser, commands, the DATA encoder, the client state machine.
+        .target(name: "SMTPCore", dependencies: [nio("NIOCore")], swiftSettings: strictSettings),
+        // SASL client mechanisms (RFC 4422): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2, OAUTHBEARER.
         .target(
             name: "SASL",
             dependencies: [
@@ -47,47 +40,85 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // Sockets and TLS at the edge: a thin SwiftNIO transport that drives POP3Core.
+        // The operating system at the edge: anonymous files, lock files, child processes, paths, units.
+        .target(name: "SystemSupport", dependencies: [nio("NIOPosix")], swiftSettings: strictSettings),
+        // Sockets and TLS at the edge: thin SwiftNIO channels that drive POP3Core and SMTPCore; one TLS factory.
         .target(
             name: "MailTransport",
             dependencies: [
-                "POP3Core",
-                "SMTPCore",
+                "POP3Core", "SMTPCore", "SystemSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOTLS", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings
         ),
-        // Configuration, state, spool, delivery and the poll engine.
+        // The accounts config (TOML) as plain values, its validation, secrets, and the .fetchmailrc importer.
         .target(
-            name: "PopfetchKit",
+            name: "Configuration",
+            dependencies: ["POP3Core", "SMTPCore", "SystemSupport", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strictSettings
+        ),
+        // The SQLite state (GRDB): UIDLs per mailbox, deliveries per recipient, poll history, OAuth2 tokens.
+        .target(
+            name: "UIDLStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strictSettings
+        ),
+        // One message on disk: an unlinked spool file written as it arrives, read back by the deliverers.
+        .target(
+            name: "Spool",
+            dependencies: ["SystemSupport", .product(name: "Crypto", package: "swift-crypto"), nio("NIOCore")],
+            swiftSettings: strictSettings
+        ),
+        // OAuth2 (refresh and device grants) over a small HTTPS client; tokens kept in the state store.
+        .target(
+            name: "OAuth",
             dependencies: [
-                "POP3Core",
-                "SMTPCore",
-                "SASL",
-                "MailTransport",
-                .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "Configuration", "UIDLStore", "MailTransport",
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOHTTP1"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Local delivery of a spooled message: MDA (a child process), SMTP/LMTP to the MTA, Maildir; bounces.
+        .target(
+            name: "Delivery",
+            dependencies: [
+                "Configuration", "Spool", "SystemSupport", "SMTPCore", "SASL", "MailTransport",
+                nio("NIOCore"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // One poll of one account: log in, list, plan, fetch into the spool, deliver, commit, delete.
+        .target(
+            name: "Retrieval",
+            dependencies: [
+                "POP3Core", "SASL", "MailTransport", "Configuration", "UIDLStore", "Spool", "Delivery", "OAuth",
+                "SystemSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                nio("NIOCore"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The daemon: every account on its schedule, signals, the control socket, graceful shutdown.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "Retrieval", "Configuration", "UIDLStore", "SystemSupport",
+                nio("NIOCore"), nio("NIOPosix"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
-        // The command-line interface, as a library so tests can drive it.
+        // The command-line interface, as a library so tests can drive it. It wires; it does not decide.
         .target(
             name: "PopfetchCLI",
             dependencies: [
-                "PopfetchKit",
-                "MailTransport",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "MailTransport", "SystemSupport",
+                nio("NIOCore"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -96,22 +127,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
-        .testTarget(
-            name: "SASLTests",
-            dependencies: ["SASL"],
-            swiftSettings: strictSettings
-        ),
-        .testTarget(
-            name: "POP3CoreTests",
-            dependencies: ["POP3Core", .product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: strictSettings
-        ),
+        .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
+        .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
             name: "PopfetchKitTests",
             dependencies: [
-                "PopfetchKit", "POP3Core", "SMTPCore", "MailTransport",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "Configuration", "UIDLStore", "Spool", "Delivery", "Retrieval", "Daemon", "OAuth", "SystemSupport",
+                "PopfetchCLI", "POP3Core", "SMTPCore", "MailTransport",
+                nio("NIOCore"), nio("NIOPosix"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             exclude: [
@@ -122,3 +145,5 @@ let package = Package(
         ),
     ]
 )
+
+func nio(_ name: String) -> Target.Dependency { .product(name: name, package: "swift-nio") }

@@ -1,10 +1,10 @@
 import Crypto
 import NIOConcurrencyHelpers
-import NIOCore
+public import NIOCore
 import NIOPosix
-import NIOSSL
+public import NIOSSL
 import NIOTLS
-import POP3Core
+public import POP3Core
 
 /// Where and how to connect.
 public struct POP3Endpoint: Hashable, Sendable {

@@ -1,9 +1,9 @@
 import NIOConcurrencyHelpers
-import NIOCore
+public import NIOCore
 import NIOPosix
-import NIOSSL
+public import NIOSSL
 import NIOTLS
-import SMTPCore
+public import SMTPCore
 
 /// Collects SMTP replies on the event loop and hands each to the oldest waiter.
 final class SMTPReplyHandler: ChannelInboundHandler {
@@ -63,19 +63,6 @@ final class SMTPReplyHandler: ChannelInboundHandler {
             promise.fail(f)
         } else {
             self.waiters.append(promise)
-        }
-    }
-}
-
-/// Where an SMTP/LMTP connection goes.
-public enum SMTPEndpoint: Hashable, Sendable, CustomStringConvertible {
-    case tcp(host: String, port: Int)
-    case unix(path: String)
-
-    public var description: String {
-        switch self {
-        case .tcp(let h, let p): return h.contains(":") ? "[\(h)]:\(p)" : "\(h):\(p)"
-        case .unix(let path): return path
         }
     }
 }

@@ -1,17 +1,8 @@
 import Crypto
 import NIOCore
-import NIOSSL
+public import NIOSSL
 import NIOTLS
-
-/// How a POP3 connection is protected (RFC 8314, RFC 2595).
-public enum TLSMode: String, Hashable, Sendable, CaseIterable {
-    /// TLS from the first byte (POP3S, port 995).
-    case implicit
-    /// Plain connection upgraded with STLS; never continues in clear text if that fails.
-    case starttls
-    /// No TLS at all.
-    case none
-}
+import SystemSupport
 
 /// Builds the TLS client context once per account: verification on, system trust store plus `ca_file`.
 public enum TLSContextFactory {
@@ -185,34 +176,6 @@ enum HostNameCheck {
         }
         if names.contains(where: { Self.matches(host: host, pattern: $0) }) { return nil }
         return "certificate is for \(names.prefix(5).joined(separator: ", ")), not for host name \(host)"
-    }
-}
-
-/// `sha256:AB:CD:...` — the SHA-256 of the certificate's DER, as `openssl x509 -noout -fingerprint -sha256` prints it.
-public enum CertificateFingerprint {
-    public static func parse(_ s: String) -> [UInt8]? {
-        var text = String(s.lowercased().filter { !$0.isWhitespace })
-        if text.hasPrefix("sha256:") {
-            text.removeFirst(7)
-        } else if text.hasPrefix("sha256fingerprint=") {
-            text.removeFirst(18)
-        }
-        let hex = text.filter { $0 != ":" }
-        guard hex.count == 64 else { return nil }
-        var out: [UInt8] = []
-        var it = hex.makeIterator()
-        while let a = it.next(), let b = it.next() {
-            guard let v = UInt8(String([a, b]), radix: 16) else { return nil }
-            out.append(v)
-        }
-        return out
-    }
-
-    public static func format(_ bytes: [UInt8]) -> String {
-        "sha256:" + bytes.map { b in
-            let h = String(b, radix: 16, uppercase: true)
-            return h.count == 1 ? "0" + h : h
-        }.joined(separator: ":")
     }
 }
 

@@ -4,7 +4,11 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Logging
-import PopfetchKit
+import Configuration
+import OAuth
+import Retrieval
+import SystemSupport
+import UIDLStore
 
 extension Popfetch {
     /// `popfetch poll`: poll every enabled account once (concurrently), then exit.
@@ -114,7 +118,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        static func account(_ g: GlobalOptions, _ name: String) throws -> (AccountConfiguration, OAuth2.Settings) {
+        static func tokens(_ g: GlobalOptions, _ name: String) throws -> OAuthTokenSource {
             let config = try g.loadConfiguration()
             let a = try config.account(named: name)
             guard let s = a.oauth else {
@@ -122,7 +126,7 @@ extension Popfetch {
                     file: config.path, line: a.line, key: "oauth_token_url",
                     message: "account \(name) has no oauth_token_url / oauth_client_id")
             }
-            return (a, s)
+            return OAuthTokenSource(settings: s, store: try g.openStore(), accountName: a.name, mailbox: a.stateKey)
         }
 
         /// RFC 8628 device flow: shows a code to enter in a browser, waits, stores the refresh token.
@@ -135,18 +139,15 @@ extension Popfetch {
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
-                let (a, s) = try OAuth.account(g, self.account)
-                let store = try g.openStore()
+                let tokens = try OAuth.tokens(g, self.account)
+                let name = tokens.accountName
                 do {
-                    let d = try await OAuth2.authorizeDevice(s, account: a.name)
-                    print("To authorize popfetch for \(a.name), open \(d.verificationURI) and enter the code \(d.userCode)")
-                    let t = try await OAuth2.waitForDeviceToken(s, d, account: a.name)
-                    try store.saveOAuthTokens(
-                        account: a.stateKey, refreshToken: t.refreshToken, accessToken: t.accessToken,
-                        expiresAt: Date().addingTimeInterval(Double(t.expiresIn ?? 3600)))
-                    print("\(a.name): authorized; the refresh token is stored in \(g.statePath)")
+                    try await tokens.login { uri, code in
+                        print("To authorize popfetch for \(name), open \(uri) and enter the code \(code)")
+                    }
+                    print("\(name): authorized; the refresh token is stored in \(g.statePath)")
                 } catch let e as OAuth2.OAuthError {
-                    writeStderr("popfetch: \(a.name): \(e.message)\n")
+                    writeStderr("popfetch: \(name): \(e.message)\n")
                     throw CommandExit(status: .authFailed)
                 }
             }
@@ -163,12 +164,12 @@ extension Popfetch {
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
-                let (a, _) = try OAuth.account(g, self.account)
+                let tokens = try OAuth.tokens(g, self.account)
                 guard let line = readLine(strippingNewline: true), !line.isEmpty else {
                     throw ValidationError("no refresh token on standard input")
                 }
-                try g.openStore().saveOAuthTokens(account: a.stateKey, refreshToken: line, accessToken: nil, expiresAt: nil)
-                print("\(a.name): refresh token stored")
+                try tokens.storeRefreshToken(line)
+                print("\(tokens.accountName): refresh token stored")
             }
         }
     }

@@ -1,5 +1,8 @@
 import MailTransport
-import PopfetchKit
+import Configuration
+import SystemSupport
+import POP3Core
+import SMTPCore
 
 /// The human-readable form of a validated configuration, for `popfetch config check`. Never prints a secret.
 enum ConfigurationSummary {

@@ -4,9 +4,12 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Logging
-import PopfetchKit
 import ServiceLifecycle
 import UnixSignals
+import Configuration
+import Daemon
+import SystemSupport
+import Retrieval
 
 extension Popfetch {
     /// `popfetch daemon`: the long-running service (foreground, for systemd and terminals).
@@ -27,12 +30,12 @@ extension Popfetch {
             let logger = try g.makeLogger()
             let loader = ConfigurationLoader()
             let config = try loader.load(path: g.configPath)
-            let lock: DaemonLock
-            switch try DaemonLock.acquire(stateDirectory: g.stateDirectory) {
-            case .success(let l):
+            let lock: LockFile
+            switch try LockFile.tryAcquire(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory)) {
+            case .acquired(let l):
                 lock = l
-            case .failure(let e):
-                let pid = e.holder.pid.map { " (pid \($0))" } ?? ""
+            case .heldBy(let holder):
+                let pid = holder.pid.map { " (pid \($0))" } ?? ""
                 writeStderr(
                     "popfetch: another popfetch daemon\(pid) is already running for \(g.statePath); "
                         + "use `popfetch wake` to make it poll now\n")

@@ -1,6 +1,7 @@
-import ArgumentParser
+public import ArgumentParser
 import Logging
-import PopfetchKit
+import SystemSupport
+import Configuration
 
 /// Options accepted before or after any subcommand.
 public struct GlobalOptions: ParsableArguments {

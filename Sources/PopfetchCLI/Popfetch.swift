@@ -1,10 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import ArgumentParser
+public import ArgumentParser
 import Foundation
 import Logging
-import PopfetchKit
+import Configuration
+import Daemon
+import Retrieval
+import SystemSupport
+import UIDLStore
 
 /// The root command.
 public struct Popfetch: AsyncParsableCommand {
@@ -43,6 +47,12 @@ public struct Popfetch: AsyncParsableCommand {
             Self.printError(e.description)
             return ExitStatus.config.rawValue
         } catch let e as StateError {
+            Self.printError(e.description)
+            return ExitStatus.ioError.rawValue
+        } catch let e as LockError {
+            Self.printError(e.description)
+            return ExitStatus.ioError.rawValue
+        } catch let e as ControlSocketError {
             Self.printError(e.description)
             return ExitStatus.ioError.rawValue
         } catch {

@@ -6,7 +6,11 @@ import Foundation
 import Logging
 import MailTransport
 import NIOCore
-import PopfetchKit
+import Configuration
+import Retrieval
+import SystemSupport
+import UIDLStore
+import POP3Core
 
 extension Popfetch {
     /// `popfetch status`: the last poll of every account, from the state database.
@@ -50,7 +54,7 @@ extension Popfetch {
                 }
             }
             let store = try g.openStore()
-            let daemon = DaemonLock.probe(stateDirectory: g.stateDirectory)
+            let daemon = LockFile.probe(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory))
             if let n = self.history, let a = accounts.first {
                 let polls = try store.recentPolls(accountName: a.name, limit: n)
                 print(self.json ? StatusRenderer.historyJSON(a, polls) : StatusRenderer.historyTable(a, polls))
@@ -144,7 +148,7 @@ enum StatusRenderer {
     }
 
     static func json(
-        daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)],
+        daemon: LockFile.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)],
         failures: [String: [MessageRecord]] = [:]
     ) -> String {
         let d: JSONValue = .object([
@@ -210,7 +214,7 @@ enum StatusRenderer {
 
     /// An aligned table that fits 80 columns.
     static func table(
-        daemon: DaemonLock.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)], now: Date,
+        daemon: LockFile.Holder?, rows: [(AccountConfiguration, AccountStatusRecord)], now: Date,
         failures: [String: [MessageRecord]] = [:]
     ) -> String {
         var lines: [String] = []

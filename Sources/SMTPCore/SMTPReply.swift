@@ -1,4 +1,4 @@
-import struct NIOCore.ByteBuffer
+public import struct NIOCore.ByteBuffer
 
 /// Named limits of the SMTP/LMTP client.
 public enum SMTPDefaults {

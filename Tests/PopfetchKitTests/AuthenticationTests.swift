@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import GRDB
 import Testing
+@testable import OAuth
 
 @Suite("Authentication mechanisms against the real Dovecot")
 struct AuthenticationTests {

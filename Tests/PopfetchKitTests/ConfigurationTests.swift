@@ -1,8 +1,11 @@
 import Foundation
 import Testing
 
-@testable import PopfetchKit
 import MailTransport
+@testable import Configuration
+import SMTPCore
+@testable import SystemSupport
+import POP3Core
 
 @Suite("Configuration: every error names file, line and key")
 struct ConfigurationTests {

@@ -5,7 +5,9 @@ import Foundation
 import Testing
 
 import MailTransport
-@testable import PopfetchKit
+@testable import Configuration
+import POP3Core
+import SMTPCore
 
 @Suite("popfetch import-fetchmailrc")
 struct FetchmailrcImportTests {

@@ -1,7 +1,8 @@
 import POP3Core
 import Testing
+@testable import Configuration
+@testable import Retrieval
 
-@testable import PopfetchKit
 
 /// The pure login decisions: the order `auth = "auto"` tries mechanisms in, and when a refusal ends the login.
 @Suite("LoginPlan: auth = auto candidates and the fallback decision")

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import Foundation
-import PopfetchKit
 import Testing
+@testable import Configuration
 
 /// Issue 8, items 1-3: what a message can make an MDA do, and what an MDA inherits.
 @Suite("MDA safety: sanitised %F/%T, environment, whole-input check, descriptors")

@@ -2,8 +2,12 @@ import Foundation
 import GRDB
 import POP3Core
 import Testing
+@testable import Configuration
+@testable import Delivery
+@testable import OAuth
+@testable import Retrieval
+@testable import UIDLStore
 
-@testable import PopfetchKit
 
 /// Table tests of the pure decisions: the plan (and its DELE rule), the flood guard, and the settlement.
 @Suite("Poll decisions (pure)")

@@ -4,8 +4,8 @@ import Glibc
 import Foundation
 import NIOCore
 import Testing
+@testable import Spool
 
-@testable import PopfetchKit
 
 @Suite("Spool file")
 struct SpoolTests {

@@ -1,4 +1,4 @@
-import struct NIOCore.ByteBuffer
+public import struct NIOCore.ByteBuffer
 
 /// A command could not be encoded: an argument would break the framing, or the line is too long.
 public struct CommandEncodingError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import struct NIOCore.ByteBuffer
+public import struct NIOCore.ByteBuffer
 
 /// An incremental POP3 response parser.
 ///

@@ -1,4 +1,4 @@
-import struct NIOCore.ByteBuffer
+public import struct NIOCore.ByteBuffer
 
 /// The client side of a POP3 session as a pure value type: commands go in, bytes come in, events come out.
 ///

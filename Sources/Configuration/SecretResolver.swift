@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SystemSupport
+
+/// Resolves a ``SecretSource`` (a password, an OAuth2 client secret) to the secret. Errors never include the secret.
+public enum SecretResolver {
+    public static func resolve(_ source: SecretSource, account: String, timeout: Int = 60) async throws -> String {
+        switch source {
+        case .literal(let s):
+            return s
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SecretError("\(account): password_file \(path) cannot be read")
+            }
+            let text = String(decoding: data, as: UTF8.self)
+            let first = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let secret = first.hasSuffix("\r") ? String(first.dropLast()) : first
+            if secret.isEmpty { throw SecretError("\(account): password_file \(path) is empty") }
+            return secret
+        case .command(let command):
+            let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            defer { if devnull >= 0 { close(devnull) } }
+            // The command's output is captured by a temp file so the secret never passes through logs.
+            let out: Int32
+            do {
+                out = try AnonymousFile.create(in: AnonymousFile.directories(preferring: nil))
+            } catch {
+                throw SecretError("\(account): no file for password_command's output: \(error.message)", isIOError: true)
+            }
+            defer { close(out) }
+            let outcome = try await ProcessRunner.runCapturingStdout(
+                arguments: ["/bin/sh", "-c", command], stdin: devnull, stdout: out, timeout: timeout)
+            guard case .exited(0) = outcome.termination, !outcome.timedOut else {
+                throw SecretError(
+                    "\(account): password_command failed (\(outcome.termination))"
+                        + (outcome.output.isEmpty ? "" : ": " + String(outcome.output.prefix(200))))
+            }
+            lseek(out, 0, SEEK_SET)
+            var bytes: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while bytes.count < 65536 {
+                let n = buf.withUnsafeMutableBytes { p -> Int in
+                    guard let b = p.baseAddress else { return 0 }
+                    return read(out, b, p.count)
+                }
+                if n <= 0 { break }
+                bytes.append(contentsOf: buf[0..<n])
+                if bytes.contains(10) { break }
+            }
+            let line = bytes.split(separator: 10, omittingEmptySubsequences: false).first ?? []
+            var secret = String(decoding: line, as: UTF8.self)
+            if secret.hasSuffix("\r") { secret.removeLast() }
+            if secret.isEmpty { throw SecretError("\(account): password_command printed nothing") }
+            return secret
+        }
+    }
+}
+
+/// A secret that cannot be had: its file is missing or empty, its command failed or printed nothing. The message
+/// names the account and the source, never the secret.
+public struct SecretError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var message: String
+    /// The failure was local I/O (no temporary file), not the configured source.
+    public var isIOError: Bool
+    public var description: String { self.message }
+
+    public init(_ message: String, isIOError: Bool = false) {
+        self.message = message
+        self.isIOError = isIOError
+    }
+}

@@ -1,0 +1,287 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+public import Logging
+import MailTransport
+import NIOCore
+import NIOSSL
+import Crypto
+import POP3Core
+import SASL
+import SMTPCore
+public import Configuration
+import Delivery
+import Spool
+import SystemSupport
+public import UIDLStore
+
+/// Everything a poll needs from outside the account's configuration.
+public struct PollEnvironment: Sendable {
+    public var store: StateStore
+    /// Directory of the state database: lock files and spool files go here.
+    public var stateDirectory: String
+    public var logger: Logger
+    /// How long to wait for another process's poll of the same account to finish.
+    public var lockWait: Double
+    public var localHostName: String
+    /// Asked between messages: when true, the poll finishes the message in hand, then QUITs (daemon shutdown).
+    public var stopRequested: @Sendable () -> Bool
+    /// The previous poll of this account failed already (daemon): a failed poll's summary line goes to debug.
+    public var repeatedFailure = false
+
+    public init(
+        store: StateStore, stateDirectory: String, logger: Logger, lockWait: Double = 30,
+        stopRequested: @escaping @Sendable () -> Bool = { false }
+    ) {
+        self.store = store
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+        self.lockWait = lockWait
+        self.localHostName = TraceHeader.localHostName()
+        self.stopRequested = stopRequested
+    }
+}
+
+/// Polls one account once: connect, log in, list, fetch what is new into the spool, deliver, commit, delete, quit.
+///
+/// The order per message is fixed: RETR into the spool → the terminating dot line arrived → deliver → the receiver
+/// accepted → commit "delivered" in SQLite → DELE. So a crash at any instant can cause at most one duplicate
+/// (delivered but not yet committed), never a loss, and never a truncated message handed to a receiver.
+public struct AccountPoller: Sendable {
+    public var account: AccountConfiguration
+    public var environment: PollEnvironment
+    /// `check` only logs in and counts what is new; it fetches, delivers, deletes and records nothing.
+    public var checkOnly: Bool
+
+    public init(account: AccountConfiguration, environment: PollEnvironment, checkOnly: Bool = false) {
+        self.account = account
+        self.environment = environment
+        self.checkOnly = checkOnly
+    }
+
+    var logger: Logger {
+        var l = self.environment.logger
+        l[metadataKey: "account"] = "\(self.account.name)"
+        return l
+    }
+
+    public func poll() async -> PollReport {
+        var report = PollReport(account: self.account.name)
+        let started = Date()
+        let store = self.environment.store
+        let key = self.account.stateKey
+        var lock: LockFile?
+        do {
+            lock = try await LockFile.acquire(
+                path: LockFile.accountLockPath(stateDirectory: self.environment.stateDirectory, stateKey: key),
+                wait: self.environment.lockWait)
+        } catch {
+            report.error = Self.classify(error)
+        }
+        if lock == nil && report.error == nil {
+            report.error = PollError(
+                .temporary, "another popfetch process is polling \(key); try again when it has finished")
+        }
+        if let error = report.error {
+            report.outcome = .error
+            report.durationSeconds = Date().timeIntervalSince(started)
+            self.logger.error("poll failed: \(error.message)")
+            return report
+        }
+        defer { lock?.release() }
+
+        var pollID: Int64?
+        do {
+            if !self.checkOnly {
+                pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
+            }
+            try await self.run(&report)
+            if report.paused != nil {
+                report.outcome = .paused
+            } else {
+                report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
+            }
+        } catch {
+            report.error = Self.classify(error)
+            report.outcome = .error
+        }
+        report.durationSeconds = Date().timeIntervalSince(started)
+        if let pollID {
+            do {
+                try store.finishPoll(id: pollID, summary: report.summary, at: Date())
+            } catch {
+                if report.error == nil {
+                    report.error = Self.classify(error)
+                    report.outcome = .error
+                }
+            }
+        }
+        self.log(report)
+        return report
+    }
+
+    private func log(_ r: PollReport) {
+        let metadata: Logger.Metadata = [
+            "listed": "\(r.listed)", "new": "\(r.new)", "delivered": "\(r.delivered)", "bytes": "\(r.bytes)",
+            "deleted": "\(r.deleted)", "deferred": "\(r.deferred)", "failed": "\(r.failed)",
+            "skipped": "\(r.skipped)", "duration": "\(String(format: "%.3f", r.durationSeconds))s",
+            "outcome": "\(r.outcome.rawValue)",
+        ]
+        if self.checkOnly {
+            if let e = r.error {
+                self.logger.error("check failed: \(e.message)")
+            } else {
+                self.logger.info("check: \(r.new) new of \(r.listed) on the server")
+            }
+        } else if let e = r.error {
+            self.logger.log(
+                level: self.environment.repeatedFailure ? .debug : .error, "poll failed: \(e.message)",
+                metadata: metadata)
+        } else if let why = r.paused {
+            self.logger.error("account paused: \(why)", metadata: metadata)
+        } else if r.outcome == .partial {
+            self.logger.error("poll finished with deferred or failed messages", metadata: metadata)
+        } else {
+            self.logger.info("poll finished", metadata: metadata)
+        }
+    }
+
+    // MARK: - The session
+
+    private func run(_ report: inout PollReport) async throws {
+        let account = self.account
+        let password = try await SecretResolver.resolve(account.password, account: account.name)
+        let tlsContext: NIOSSLContext?
+        if account.tls == .none {
+            tlsContext = nil
+        } else {
+            do {
+                var client: (certificate: String, key: String)?
+                if let c = account.tlsClientCertificate, let k = account.tlsClientKey { client = (c, k) }
+                tlsContext = try TLSContextFactory.makeContext(
+                    caFile: account.caFile, minimumVersion: account.tlsMinimumVersion == "1.3" ? .tlsv13 : .tlsv12,
+                    pinned: account.fingerprint != nil, clientCertificate: client)
+            } catch {
+                throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
+            }
+        }
+        var endpoint = POP3Endpoint(
+            host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)),
+            pinnedFingerprint: account.fingerprint)
+        endpoint.sessionTimeout = .seconds(Int64(account.pollTimeout))
+        self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
+        let start = report
+        do {
+            report = try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                let session = PollSession(poller: self, conn: conn, password: password, report: start)
+                do {
+                    try await session.run()
+                } catch {
+                    throw SessionFailure(error: error, report: session.report)
+                }
+                return session.report
+            }
+        } catch let failure as SessionFailure {
+            // What the session did before it failed (delivered, deferred, ...) is part of the poll's report.
+            report = failure.report
+            if var e = failure.error as? TransportError, e.certificateUnverified {
+                if let summary = try? await POP3Connection.inspectCertificate(
+                    host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+                {
+                    e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+                }
+                throw e
+            }
+            throw failure.error
+        } catch var e as TransportError where e.certificateUnverified {
+            // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
+            if let summary = try? await POP3Connection.inspectCertificate(
+                host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+            {
+                e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+            }
+            throw e
+        }
+    }
+
+    /// A session's error, with the report of what it did before it failed.
+    struct SessionFailure: Error {
+        var error: any Error
+        var report: PollReport
+    }
+
+    /// The deliverer for this poll's delivery method.
+    func makeDeliverer(fetchCount: Int) async throws -> any Deliverer {
+        let account = self.account
+        switch account.delivery {
+        case .mda(let command):
+            if geteuid() == 0 && fetchCount > 0 {
+                self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
+            }
+            return MDADeliverer(
+                command: command, timeout: account.mdaTimeout, accountUser: account.user, accountName: account.name,
+                partialRead: account.mdaPartialRead)
+        case .maildir(let path):
+            return MaildirDeliverer(directory: path)
+        case .smtp(let target), .lmtp(let target):
+            var lmtp = false
+            if case .lmtp = account.delivery { lmtp = true }
+            var tlsContext: NIOSSLContext?
+            if account.smtpTLS != .none {
+                do {
+                    tlsContext = try TLSContextFactory.makeContext(caFile: account.smtpCAFile)
+                } catch {
+                    throw PollError(.config, "\(account.name): cannot set up TLS for the MTA (smtp_ca_file): \(error)")
+                }
+            }
+            var credentials: (user: String, password: String)?
+            if let user = account.smtpUser, let secret = account.smtpPassword {
+                credentials = (user, try await SecretResolver.resolve(secret, account: account.name))
+            }
+            let clearOK: Bool = {
+                if case .tcp(let h, _) = target { return AccountConfiguration.isLoopback(h) }
+                return true
+            }()
+            return SMTPDeliverer(
+                endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
+                connectTimeout: .seconds(Int64(account.timeout)), tls: account.smtpTLS, tlsContext: tlsContext,
+                credentials: credentials, clearTextAuthAllowed: clearOK,
+                timeoutCap: account.smtpTimeout.map { .seconds(Int64($0)) })
+        }
+    }
+
+    /// Sends a delivery status notification for a permanently rejected message to `bounce_to` (else the first
+    /// recipient) through the same MTA. Returns whether it was accepted (then the original may be deleted);
+    /// otherwise the original is kept and marked failed.
+    func bounce(
+        _ message: SpooledMessage, uid: String, reason: String, rejected: [String], deliverer: any Deliverer,
+        trackState: Bool
+    ) async throws -> Bool {
+        let to = self.account.bounceTo ?? self.account.recipients.first ?? ConfigurationLoader.currentLoginName()
+        let dsn = BounceMessage.make(
+            original: message, reason: reason, rejectedRecipients: rejected, bounceTo: to,
+            accountName: self.account.name, mailbox: self.account.stateKey,
+            localHost: self.environment.localHostName, date: Date())
+        let spool = try SpoolFile(directory: self.environment.stateDirectory)
+        try spool.begin(traceHeader: [])
+        try spool.append(ByteBuffer(bytes: dsn))
+        let bounceMessage = try spool.finish()
+        let outcomes = (try? await deliverer.deliver(bounceMessage, to: [to])) ?? []
+        let accepted = !outcomes.isEmpty && outcomes.allSatisfy { $0.result == .delivered }
+        if accepted {
+            self.logger.notice("bounce sent to \(to); deleting the rejected message", metadata: ["uid": "\(uid)"])
+            return true
+        }
+        let why = outcomes.first.map { "\($0.result)" } ?? "no answer"
+        self.logger.error(
+            "the bounce to \(to) was not accepted either (\(why)); message kept on the server and marked failed",
+            metadata: ["uid": "\(uid)"])
+        if trackState {
+            try self.environment.store.recordDeliveryFailure(
+                account: self.account.stateKey, uid: uid, error: reason, countsTowardLimit: true, maxAttempts: 1,
+                at: Date())
+        }
+        return false
+    }
+}

@@ -1,0 +1,289 @@
+public import Foundation
+public import POP3Core
+public import UIDLStore
+
+/// What to do with each message on the server: a pure decision from the listing, the state and the policy.
+///
+/// The DELE rule lives here and in ``Settlement``: a message is deleted on the server only if, in this mailbox,
+/// popfetch received it completely (terminating dot line, at least its LIST size less `size_tolerance`, and the next
+/// reply well-formed), delivered it, and committed that. A message delivered in an earlier poll whose DELE did not
+/// take effect may be deleted without being fetched again only when it is certainly the same message: its key is
+/// listed once, its record was not deleted before, and its LIST size equals the size recorded when it was first
+/// listed. Anything else (a UIDL listed twice, a UIDL seen again after its message was deleted, a different size)
+/// is a new message: it is fetched, never deleted unread.
+public struct PollPlan: Hashable, Sendable {
+    public enum Action: Hashable, Sendable {
+        /// RETR it and deliver to these recipients (those that do not have it yet).
+        case fetch(recipients: [String])
+        /// Already delivered everywhere and not kept: DELE it (finishing a poll that was cut short).
+        case deleteDelivered
+        /// keep = true and delivered longer ago than delete_after.
+        case deleteExpired
+        /// Larger than max_size with oversize = "delete".
+        case deleteOversize
+        /// Larger than max_size with oversize = "skip".
+        case skipOversize
+        /// Marked failed after max_attempts; waits for `popfetch retry`.
+        case skipFailed
+        /// Beyond fetch_limit for this poll.
+        case skipLimit
+        /// Already delivered, kept on the server.
+        case keep
+    }
+
+    public struct Item: Hashable, Sendable {
+        public var number: Int
+        /// The UIDL as the server listed it (escaped by the parser if it was not valid RFC 1939).
+        public var uid: String
+        /// The message's key in the state database: the UIDL, or for a UIDL listed several times, the UIDL with
+        /// its occurrence (``PollPlan/keys(for:)``).
+        public var key: String
+        public var size: Int
+        public var action: Action
+        /// The key's record describes a message delivered before (then deleted, or of another size): fetch this one
+        /// and compare digests. The same content is that message, not delivered again; other content is new.
+        public var verify: String? = nil
+        /// The key's record describes an earlier message: start the record over before delivering this one.
+        public var restart = false
+        /// Its retrieval failed before: the next reply must prove it whole before any receiver sees it (so a server
+        /// that sends a stray line after it costs one duplicate at most, not one per poll).
+        public var confirmFirst = false
+    }
+
+    public var items: [Item]
+    /// Every listed key with its LIST size, for the state database.
+    public var listed: [String: Int]
+    /// How the listing compares with the records, found in the same pass (so a poll that finds nothing new costs
+    /// one dictionary lookup per listed message, not one per step that needs to know).
+    public var diff: ListingDiff
+
+    public struct Policy: Hashable, Sendable {
+        public var keep: Bool
+        public var deleteAfter: Int?
+        public var maxSize: Int?
+        public var deleteOversize: Bool
+        public var fetchLimit: Int
+        public var recipients: [String]
+
+        public init(
+            keep: Bool, deleteAfter: Int?, maxSize: Int?, deleteOversize: Bool, fetchLimit: Int, recipients: [String]
+        ) {
+            self.keep = keep
+            self.deleteAfter = deleteAfter
+            self.maxSize = maxSize
+            self.deleteOversize = deleteOversize
+            self.fetchLimit = fetchLimit
+            self.recipients = recipients
+        }
+    }
+
+    /// The state key of each listing entry, in listing order. A UIDL listed once is its own key; a UIDL listed n > 1
+    /// times (popa3d hashes headers, so messages without Message-ID share one) gets "UIDL #k" for its k-th
+    /// occurrence. The space cannot occur in a valid UIDL, so these keys never collide with a real one.
+    public static func keys(for listing: [UIDLEntry]) -> [String] {
+        var count: [String: Int] = [:]
+        count.reserveCapacity(listing.count)
+        for e in listing { count[e.uid, default: 0] += 1 }
+        var seen: [String: Int] = [:]
+        return listing.map { e in
+            guard let n = count[e.uid], n > 1 else { return e.uid }
+            let k = (seen[e.uid] ?? 0) + 1
+            seen[e.uid] = k
+            return "\(e.uid) #\(k)"
+        }
+    }
+
+    /// Whether `record` describes the message now listed with `size`, rather than an earlier one under the same
+    /// key: it was not deleted by popfetch (nor possibly deleted: a DELE acknowledged before an uncertain QUIT), and
+    /// its recorded LIST size (when known) is the same.
+    public static func isSameMessage(_ record: MessageRecord, listedSize: Int?) -> Bool {
+        if record.deletedAt != nil || record.deletePending { return false }
+        if let was = record.size, let now = listedSize, was != now { return false }
+        return true
+    }
+
+    /// - Parameters:
+    ///   - listing: (message number, UIDL) in server order.
+    ///   - sizes: LIST sizes by message number.
+    ///   - known: the state database's records for this mailbox, by key.
+    public init(
+        listing: [UIDLEntry], sizes: [Int: Int], known: [String: MessageRecord], policy: Policy, now: Date
+    ) {
+        var listed: [String: Int] = [:]
+        listed.reserveCapacity(listing.count)
+        for entry in listing { listed[entry.uid] = sizes[entry.number] ?? 0 }
+        // A UIDL listed twice: rebuild with the keys that tell the occurrences apart.
+        let keys: [String]
+        if listed.count == listing.count {
+            keys = listing.map(\.uid)
+        } else {
+            keys = Self.keys(for: listing)
+            listed.removeAll(keepingCapacity: true)
+            for (entry, key) in zip(listing, keys) { listed[key] = sizes[entry.number] ?? 0 }
+        }
+        var diff = ListingDiff()
+        let staleBefore = now.timeIntervalSince1970 - StateStore.lastSeenGranularity
+        var items: [Item] = []
+        items.reserveCapacity(listing.count)
+        // Messages whose retrieval failed before go last, so one that always breaks the connection cannot keep the
+        // messages behind it from being fetched.
+        var retried: [Item] = []
+        var fetches = 0
+        for (entry, key) in zip(listing, keys) {
+            let listedSize = sizes[entry.number]
+            let size = listedSize ?? 0
+            let unique = key == entry.uid
+            let raw = known[key]
+            let same = raw.map { Self.isSameMessage($0, listedSize: listedSize) } ?? true
+            if let raw {
+                diff.matched += 1
+                if !same && raw.deletedAt == nil { diff.changed += 1 }
+                if (raw.lastSeen?.timeIntervalSince1970 ?? 0) < staleBefore { diff.stale.append(key) }
+                if raw.size == nil && raw.deletedAt == nil { diff.unsized.append(.init(key: key, size: size)) }
+            } else {
+                diff.new.append(.init(key: key, size: size))
+            }
+            let record = same ? raw : nil
+            let deliveredEverywhere =
+                record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
+                ?? false
+            // Deleting without fetching needs certainty that this is the message that was delivered.
+            let certain = unique && record?.size != nil && listedSize != nil
+            // keep = false and not certain: fetch it again and compare it with what was delivered.
+            let refetch = deliveredEverywhere && !policy.keep && !certain
+            let action: Action
+            if let record, record.seenOnly, record.deliveredAt != nil {
+                // Marked seen without delivery (mark-seen): popfetch never deletes what it did not deliver.
+                action = .keep
+            } else if deliveredEverywhere, !refetch, let record {
+                if !policy.keep {
+                    action = .deleteDelivered
+                } else if let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly,
+                    now.timeIntervalSince(at) >= Double(after)
+                {
+                    action = certain ? .deleteExpired : .keep
+                } else {
+                    action = .keep
+                }
+            } else if let record, record.failedAt != nil {
+                action = .skipFailed
+            } else if let max = policy.maxSize, size > max {
+                action = policy.deleteOversize ? .deleteOversize : .skipOversize
+            } else {
+                let missing =
+                    refetch || !same
+                    ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
+                var item = Item(
+                    number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
+                // A record of an earlier message under this key: compare contents if it was delivered, else start
+                // the record over.
+                let earlier = refetch ? record : (same ? nil : raw)
+                if let earlier {
+                    if earlier.deliveredAt != nil, let digest = earlier.digest {
+                        item.verify = digest
+                    } else {
+                        item.restart = true
+                    }
+                }
+                if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
+                    item.confirmFirst = true
+                    retried.append(item)
+                } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
+                    item.action = .skipLimit
+                    items.append(item)
+                } else {
+                    fetches += 1
+                    items.append(item)
+                }
+                continue
+            }
+            items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
+        }
+        for var item in retried {
+            if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
+                item.action = .skipLimit
+            } else {
+                fetches += 1
+            }
+            items.append(item)
+        }
+        self.items = items
+        self.listed = listed
+        self.diff = diff
+    }
+
+    public var fetchCount: Int {
+        self.items.reduce(0) { if case .fetch = $1.action { $0 + 1 } else { $0 } }
+    }
+}
+
+/// Flood protection: a pure verdict on whether a listing may be acted on, or the account pauses for the user.
+///
+/// Only `keep = true` mailboxes can flood (with keep = false every delivered message is gone from the server).
+/// Two listings pause them: one of a mailbox popfetch has no record of (first poll, or a lost state database)
+/// holding more than `limit` messages; and a UIDL reset, where at least half of the known messages vanished while
+/// more than `limit` unknown ones appeared (a server migration that renumbered every UIDL).
+public enum FloodGuard {
+    public enum Verdict: Hashable, Sendable {
+        case proceed
+        case pause(String)
+    }
+
+    public static func assess(
+        listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
+    ) -> Verdict {
+        // Unknown keys, and known keys whose record describes another message (another size): both would be
+        // fetched as new.
+        var unknown = 0
+        var changed = 0
+        for (key, size) in listed {
+            guard let r = known[key] else {
+                unknown += 1
+                continue
+            }
+            if r.deletedAt == nil && !PollPlan.isSameMessage(r, listedSize: size) { changed += 1 }
+        }
+        return self.assess(
+            unknown: unknown, changed: changed, listed: listed, known: known, mailbox: mailbox, keep: keep,
+            limit: limit)
+    }
+
+    /// The verdict from a plan's ``ListingDiff`` (no second pass over the listing).
+    public static func assess(
+        plan: PollPlan, known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
+    ) -> Verdict {
+        self.assess(
+            unknown: plan.diff.new.count, changed: plan.diff.changed, listed: plan.listed, known: known,
+            mailbox: mailbox, keep: keep, limit: limit)
+    }
+
+    static func assess(
+        unknown: Int, changed: Int, listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState,
+        keep: Bool, limit: Int
+    ) -> Verdict {
+        guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
+        guard unknown + changed > limit else { return .proceed }
+        let remedy = "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
+            + "`popfetch fetch-all --account NAME` to deliver them all"
+        if mailbox.firstListed == nil {
+            return .pause(
+                "popfetch has no record of this mailbox (first poll, or the state database was lost or replaced) and "
+                    + "it holds \(unknown + changed) messages; with keep = true they may all have been delivered "
+                    + "before, so the account is paused: \(remedy)")
+        }
+        if changed > limit {
+            return .pause(
+                "\(changed) known messages changed size under the same UIDLs (a mailbox migration?); the account is "
+                    + "paused: \(remedy)")
+        }
+        let present = known.values.filter { $0.deletedAt == nil }
+        let stillListed = present.reduce(0) { listed[$1.uid] != nil ? $0 + 1 : $0 }
+        let vanished = present.count - stillListed
+        if unknown > limit && !present.isEmpty && vanished * 2 >= present.count {
+            return .pause(
+                "the server's UIDLs look reset: \(vanished) of \(present.count) known messages vanished and "
+                    + "\(unknown) unknown ones appeared (a mailbox migration?); the account is paused: \(remedy)")
+        }
+        return .proceed
+    }
+}

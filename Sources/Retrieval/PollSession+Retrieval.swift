@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import MailTransport
+import POP3Core
+import Spool
+import Configuration
+import UIDLStore
+
+/// RETR of one message into a spool file of its own, and the checks before any receiver may see it: the size
+/// against LIST, the next reply when the message is not yet proven whole, the space the commit will need.
+extension PollSession {
+    enum Retrieval {
+        case message(SpooledMessage)
+        /// The server answered RETR with -ERR.
+        case refused
+        /// Fewer octets than LIST announced: not delivered, counted as a failed retrieval.
+        case short
+    }
+
+    /// Messages may run past their LIST size (a server counting LF line ends lists fewer octets than it sends), but
+    /// not without bound: a server sending an endless message would fill the state directory's disk.
+    static func sizeCap(listed: Int) -> Int { max(2 * listed, listed + 1 << 20) }
+
+    /// Free space the state directory's filesystem must have before a delivery (for the commit that follows it).
+    static let minimumStateSpace = 1 << 20
+
+    func requireStateSpace() throws {
+        var st = statvfs()
+        guard statvfs(self.poller.environment.stateDirectory, &st) == 0 else { return }
+        let free = Int(st.f_bavail) * Int(st.f_frsize)
+        if free < Self.minimumStateSpace {
+            throw PollError(
+                .io,
+                "the state directory \(self.poller.environment.stateDirectory) has \(free / 1024) KB free; popfetch "
+                    + "stops before delivering, since the commit that follows a delivery could fail and the message "
+                    + "would be delivered again")
+        }
+    }
+
+    func retrieve(_ item: PollPlan.Item, pipelining: Bool, trackState: Bool, previousUnconfirmed: Bool)
+        async throws -> Retrieval
+    {
+        let spool: SpoolFile
+        do {
+            spool = try SpoolFile(directory: self.poller.environment.stateDirectory)
+        } catch {
+            throw PollError(.io, "\(error)")
+        }
+        try spool.begin(
+            traceHeader: TraceHeader.make(
+                serverHost: self.account.host, accountName: self.account.name,
+                localHost: self.poller.environment.localHostName, date: Date()))
+        let retr = Command.retr(item.number)
+        if let d = self.pendingDele, pipelining {
+            self.pendingDele = nil
+            try await self.conn.sendPipelined([.dele(d.number), retr])
+            let status = try await self.conn.awaitResponse(to: .dele(d.number))
+            if status.isOK { self.deletedKeys.append(d.key) }
+        } else {
+            try await self.flushDele()
+            try await self.conn.send(retr)
+        }
+        let refused: StatusLine?
+        do {
+            let cap = Self.sizeCap(listed: item.size)
+            refused = try await self.conn.receiveMessage(retr) { bytes in
+                try spool.append(bytes)
+                if spool.receivedSoFar > cap {
+                    throw PollError(
+                        .protocolError,
+                        "message \(item.number) ran past \(cap) octets although LIST announced \(item.size); "
+                            + "retrieval abandoned")
+                }
+            }
+        } catch {
+            // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
+            // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its
+            // bytes, right after a message not yet confirmed, is most likely the rest of that one (an unstuffed dot
+            // ended it early): that one is charged, not this one.
+            let blamesPrevious = previousUnconfirmed && error is POP3ProtocolError && spool.receivedSoFar == 0
+            if trackState && !blamesPrevious {
+                _ = try? self.store.recordRetrievalFailure(
+                    account: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
+                    maxAttempts: self.account.maxAttempts, at: Date())
+            }
+            throw error
+        }
+        if let refused {
+            self.report.failed += 1
+            self.logger.error("server refused RETR \(item.number): \(refused)", metadata: ["uid": "\(item.uid)"])
+            if trackState {
+                try self.store.recordRetrievalFailure(
+                    account: self.key, uid: item.key, error: "server refused RETR: \(refused)",
+                    maxAttempts: self.account.maxAttempts, at: Date())
+            }
+            return .refused
+        }
+        // The terminating dot line has arrived: only now may any receiver see the message, and only if it is as
+        // long as LIST said.
+        let message = try spool.finish()
+        let shortWithinTolerance =
+            message.receivedSize < item.size && message.receivedSize + self.account.sizeTolerance >= item.size
+        if shortWithinTolerance || item.confirmFirst {
+            // Short of LIST but within size_tolerance, or its retrieval failed before: the next reply must prove the
+            // message ended where the server meant it to before any receiver sees it.
+            do {
+                _ = try await self.conn.execute(.noop)
+            } catch let e as POP3ProtocolError {
+                if trackState {
+                    try self.store.recordRetrievalFailure(
+                        account: self.key, uid: item.key,
+                        error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
+                            + "was malformed: it may have arrived truncated; not delivered",
+                        maxAttempts: self.account.maxAttempts, at: Date())
+                }
+                throw e
+            }
+        }
+        if message.receivedSize + self.account.sizeTolerance < item.size {
+            self.report.failed += 1
+            let why =
+                "received \(message.receivedSize) octets but LIST announced \(item.size): the message arrived "
+                + "truncated (or the server's sizes are approximate: see size_tolerance); not delivered, kept on "
+                + "the server"
+            self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
+            if trackState {
+                try self.store.recordRetrievalFailure(
+                    account: self.key, uid: item.key, error: why, maxAttempts: self.account.maxAttempts, at: Date())
+            }
+            return .short
+        }
+        return .message(message)
+    }
+}

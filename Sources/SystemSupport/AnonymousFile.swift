@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file with no name, open read-write and close-on-exec: gone from disk when its last descriptor closes. Used for
+/// spool files and for a child's output.
+package enum AnonymousFile {
+    /// Linux's O_TMPFILE (`__O_TMPFILE | O_DIRECTORY`; Glibc's module leaves it out without _GNU_SOURCE).
+    static let tmpfileFlag: Int32 = 0o20000000 | O_DIRECTORY
+
+    /// Creates one in the first of `directories` that allows it: O_TMPFILE (ext4, xfs, btrfs, tmpfs; one call, never
+    /// a name), else mkstemp + unlink. `append` opens it O_APPEND. Throws the last directory's error.
+    package static func create(in directories: [String], append: Bool = false) throws(AnonymousFileError) -> Int32 {
+        var lastError = AnonymousFileError(directory: "", code: ENOENT)
+        for dir in directories {
+            let fd = open(dir, Self.tmpfileFlag | O_RDWR | O_CLOEXEC | (append ? O_APPEND : 0), 0o600)
+            if fd >= 0 { return fd }
+            var template = Array((dir + "/popfetch-XXXXXX").utf8CString)
+            let made = template.withUnsafeMutableBufferPointer { p -> Int32 in
+                guard let base = p.baseAddress else { return -1 }
+                let fd = mkstemp(base)
+                if fd >= 0 {
+                    unlink(base)
+                    _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                    if append { _ = fcntl(fd, F_SETFL, O_APPEND) }
+                }
+                return fd
+            }
+            if made >= 0 { return made }
+            lastError = AnonymousFileError(directory: dir, code: errno)
+        }
+        throw lastError
+    }
+
+    /// `preferred` (when given), then $TMPDIR, then /tmp, without repeats.
+    package static func directories(preferring preferred: String?) -> [String] {
+        var out: [String] = []
+        for d in [preferred, getenv("TMPDIR").map { String(cString: $0) }, "/tmp"] {
+            if let d, !d.isEmpty, !out.contains(d) { out.append(d) }
+        }
+        return out
+    }
+}
+
+package struct AnonymousFileError: Error {
+    package var directory: String
+    package var code: Int32
+    package var message: String { "\(self.directory.isEmpty ? "no directory" : self.directory): \(String(cString: strerror(self.code)))" }
+}

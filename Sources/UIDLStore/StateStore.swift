@@ -1,0 +1,469 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Foundation
+import GRDB
+
+/// What the state database knows of one message of one mailbox.
+public struct MessageRecord: Hashable, Sendable {
+    public var uid: String
+    public var firstSeen: Date
+    /// When a listing last showed it (refreshed at most once a day, so a poll that finds nothing new writes nothing).
+    public var lastSeen: Date?
+    /// The LIST size when it was first listed (nil in databases from before this was recorded).
+    public var size: Int?
+    public var deliveredAt: Date?
+    /// Deleted on the server by popfetch (DELE acknowledged and QUIT answered +OK).
+    public var deletedAt: Date?
+    /// Failed delivery attempts that count toward max_attempts.
+    public var attempts: Int
+    /// Failed retrievals (RETR refused, connection lost mid-message, size short of LIST, malformed reply after it).
+    public var retrievalAttempts: Int = 0
+    public var lastError: String?
+    public var failedAt: Date?
+    /// Recipients that already accepted this message.
+    public var deliveredTo: Set<String>
+    /// SHA-256 (hex) of the message as delivered: a message listed again under this key with the same digest is
+    /// the same message, whatever its UIDL or size says.
+    public var digest: String?
+    /// Recorded as seen without being delivered (`popfetch mark-seen`): never deleted by popfetch.
+    public var seenOnly: Bool = false
+    /// The server acknowledged a DELE, but popfetch does not know whether the QUIT that commits it took effect (it
+    /// was refused, dropped, or popfetch died): the message may be gone, and its UIDL reused.
+    public var deletePending: Bool = false
+
+    public init(
+        uid: String, firstSeen: Date, lastSeen: Date? = nil, size: Int? = nil, deliveredAt: Date? = nil,
+        deletedAt: Date? = nil, attempts: Int = 0, retrievalAttempts: Int = 0, lastError: String? = nil,
+        failedAt: Date? = nil, deliveredTo: Set<String> = [], digest: String? = nil, seenOnly: Bool = false,
+        deletePending: Bool = false
+    ) {
+        self.deletePending = deletePending
+        self.digest = digest
+        self.seenOnly = seenOnly
+        self.uid = uid
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.size = size
+        self.deliveredAt = deliveredAt
+        self.deletedAt = deletedAt
+        self.attempts = attempts
+        self.retrievalAttempts = retrievalAttempts
+        self.lastError = lastError
+        self.failedAt = failedAt
+        self.deliveredTo = deliveredTo
+    }
+}
+
+/// Counts and outcome of one poll of one account, as stored in `polls`.
+public struct PollRecord: Hashable, Sendable {
+    public var id: Int64
+    public var accountKey: String
+    public var accountName: String
+    public var started: Date
+    public var finished: Date?
+    public var outcome: String
+    public var listed: Int
+    public var new: Int
+    public var delivered: Int
+    public var bytes: Int
+    public var deleted: Int
+    public var deferred: Int
+    public var failed: Int
+    public var skipped: Int
+    public var error: String?
+    public var pending: Int = 0
+}
+
+/// What `popfetch status` shows for one account.
+public struct AccountStatusRecord: Hashable, Sendable {
+    public var lastPoll: PollRecord?
+    public var failedMessages: Int
+    public var deliveredTotal: Int
+    public var consecutiveFailures: Int
+    public var nextPoll: Date?
+    /// Why the account is paused for the user's decision (flood protection), if it is.
+    public var pausedReason: String?
+}
+
+/// Failure of the state database (the CLI maps it to EX_IOERR).
+public struct StateError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var path: String
+    public var message: String
+    public var description: String { "state database \(self.path): \(self.message)" }
+}
+
+/// The SQLite state (through GRDB): UIDLs seen per mailbox, deliveries per recipient, and a record of every poll.
+///
+/// WAL mode with synchronous=NORMAL: a committed transaction survives kill -9 of the process. One transaction per
+/// delivered message, committed before the message is deleted on the server.
+public final class StateStore: Sendable {
+    public let path: String
+    private let db: DatabaseQueue
+
+    public init(path: String) throws {
+        self.path = path
+        let dir = (path as NSString).deletingLastPathComponent
+        do {
+            try Self.prepare(directory: dir, file: path)
+            var config = GRDB.Configuration()
+            config.journalMode = .wal
+            config.busyMode = .timeout(30)
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            }
+            self.db = try DatabaseQueue(path: path, configuration: config)
+            try Self.migrator.migrate(self.db)
+        } catch let e as StateError {
+            throw e
+        } catch {
+            throw StateError(path: path, message: "\(error)")
+        }
+    }
+
+    /// Creates the state directory 0700 and the database file 0600 before SQLite touches them.
+    static func prepare(directory: String, file: String) throws {
+        if !directory.isEmpty && !FileManager.default.fileExists(atPath: directory) {
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            } catch {
+                throw StateError(path: file, message: "cannot create directory \(directory): \(error)")
+            }
+        }
+        let fd = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            throw StateError(path: file, message: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+    }
+
+    func write<T: Sendable>(_ body: @Sendable (GRDB.Database) throws -> T) throws -> T {
+        do {
+            return try self.db.write(body)
+        } catch {
+            throw StateError(path: self.path, message: "\(error)")
+        }
+    }
+
+    func read<T: Sendable>(_ body: @Sendable (GRDB.Database) throws -> T) throws -> T {
+        do {
+            return try self.db.read(body)
+        } catch {
+            throw StateError(path: self.path, message: "\(error)")
+        }
+    }
+
+    // MARK: - Messages
+
+    /// Every message known for the mailbox, with the recipients each was delivered to (for messages not yet
+    /// delivered everywhere: once `delivered_at` is set nothing reads them, and a mailbox of 20,000 delivered
+    /// messages would otherwise build 20,000 sets on every poll). One query each.
+    public func messages(account: String) throws -> [String: MessageRecord] {
+        try self.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [account])
+            var out: [String: MessageRecord] = [:]
+            out.reserveCapacity(count ?? 0)
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
+                        last_error, failed_at, digest, seen_only, delete_pending
+                    FROM messages WHERE account = ?
+                    """, arguments: [account])
+            while let r = try rows.next() {
+                let uid: String = r[0]
+                out[uid] = MessageRecord(
+                    uid: uid, firstSeen: Date(timeIntervalSince1970: r[1]),
+                    lastSeen: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)), size: r[3],
+                    deliveredAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
+                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)), digest: r[10],
+                    seenOnly: (r[11] as Int? ?? 0) != 0, deletePending: (r[12] as Int? ?? 0) != 0)
+            }
+            let d = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT d.uidl, d.recipient FROM messages m CROSS JOIN deliveries d
+                        ON d.account = m.account AND d.uidl = m.uidl
+                    WHERE m.account = ? AND m.delivered_at IS NULL AND d.delivered_at IS NOT NULL
+                    """,
+                arguments: [account])
+            while let r = try d.next() {
+                let uid: String = r[0]
+                let rcpt: String = r[1]
+                out[uid]?.deliveredTo.insert(rcpt)
+            }
+            return out
+        }
+    }
+
+    /// How long a record lives after its message was last listed (flood protection: forgetting is by age, never
+    /// by count, so empty or shrunken listings from a server hiccup forget nothing).
+    public static let defaultForgetAfter: Double = 30 * 86_400
+    /// `last_seen` is refreshed at most this often, so a poll that finds nothing new writes almost nothing.
+    package static let lastSeenGranularity: Double = 86_400
+
+    /// Records a successful UIDL listing: new keys are inserted with their LIST size; keys not listed for
+    /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
+    /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
+    public func recordListing(
+        account: String, listed: [String: Int], diff: ListingDiff, known: [String: MessageRecord], at now: Date,
+        forgetAfter: Double = StateStore.defaultForgetAfter
+    ) throws {
+        let t = now.timeIntervalSince1970
+        let new = diff.new.map { ($0.key, $0.size) }
+        let refresh = diff.stale
+        let sized = diff.unsized.map { ($0.key, $0.size) }
+        let cutoff = t - forgetAfter
+        // Every record matched a listed key: none can be forgotten, and the records need not be walked.
+        let forget =
+            diff.matched == known.count
+            ? []
+            : known.compactMap { uid, r in
+                listed[uid] == nil && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
+            }
+        let firstListing = try self.mailboxState(account: account).firstListed == nil
+        let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
+        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
+            return
+        }
+        try self.write { db in
+            if firstListing {
+                try db.execute(
+                    sql: """
+                        INSERT INTO mailboxes (account, first_listed) VALUES (?, ?)
+                        ON CONFLICT (account) DO UPDATE SET first_listed = COALESCE(first_listed, excluded.first_listed)
+                        """, arguments: [account, t])
+            }
+            let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
+            let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
+            for uid in forget {
+                try forgetRow.execute(arguments: [account, uid])
+                try forgetDeliveries.execute(arguments: [account, uid])
+            }
+            let insert = try db.makeStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
+            for (uid, size) in newRows {
+                try insert.execute(arguments: [account, uid, t, t, size])
+            }
+            let touch = try db.makeStatement(sql: "UPDATE messages SET last_seen = ? WHERE account = ? AND uidl = ?")
+            for uid in refreshRows { try touch.execute(arguments: [t, account, uid]) }
+            let setSize = try db.makeStatement(sql: "UPDATE messages SET size = ? WHERE account = ? AND uidl = ?")
+            for (uid, size) in sizedRows { try setSize.execute(arguments: [size, account, uid]) }
+        }
+    }
+
+    /// A new message under a key whose record described an earlier one (deleted before, or another size and
+    /// content): the record starts over, with no delivery and the new size.
+    public func restartMessage(account: String, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [account, uid])
+            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [account, uid])
+            try db.execute(
+                sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
+                arguments: [account, uid, t, t, size])
+        }
+    }
+
+    /// The message listed again under a key (after popfetch deleted it, or with another LIST size) has the digest
+    /// of the one delivered: it is that message, still on the server. Its record is current again.
+    public func recordSameAgain(account: String, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE messages SET deleted_at = NULL, delete_pending = 0, size = ?, last_seen = ?
+                    WHERE account = ? AND uidl = ?
+                    """,
+                arguments: [size, t, account, uid])
+        }
+    }
+
+    /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
+    public func recordSeen(account: String, listed: [String: Int], at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            let upsert = try db.makeStatement(
+                sql: """
+                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, last_error, seen_only)
+                    VALUES (?, ?, ?, ?, ?, ?, 'marked seen without delivery', 1)
+                    ON CONFLICT (account, uidl) DO UPDATE SET
+                        seen_only = CASE WHEN delivered_at IS NULL THEN 1 ELSE seen_only END,
+                        last_error = CASE WHEN delivered_at IS NULL THEN excluded.last_error ELSE last_error END,
+                        delivered_at = COALESCE(delivered_at, excluded.delivered_at),
+                        failed_at = NULL
+                    """)
+            for (uid, size) in listed { try upsert.execute(arguments: [account, uid, t, t, size, t]) }
+        }
+    }
+
+    /// Records a failed retrieval: RETR refused, the connection lost mid-message, fewer octets than LIST said, or a
+    /// malformed reply after the message. Returns true when the message is now marked failed (`maxAttempts`).
+    @discardableResult
+    public func recordRetrievalFailure(account: String, uid: String, error: String, maxAttempts: Int, at now: Date)
+        throws -> Bool
+    {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [account, uid, t, t])
+            try db.cachedStatement(
+                sql: """
+                    UPDATE messages SET retrieval_attempts = retrieval_attempts + 1, last_error = ?
+                    WHERE account = ? AND uidl = ?
+                    """
+            ).execute(arguments: [error, account, uid])
+            let attempts =
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT retrieval_attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [account, uid]) ?? 0
+            if attempts >= maxAttempts {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, account, uid])
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Commits that `recipients` accepted the message. When every recipient of `allRecipients` has it, the message
+    /// counts as delivered (and may be deleted on the server).
+    @discardableResult
+    public func recordDelivered(
+        account: String, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
+        at now: Date
+    ) throws -> Bool {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [account, uid, t])
+            for r in recipients {
+                try db.cachedStatement(sql: """
+                        INSERT INTO deliveries (account, uidl, recipient, delivered_at, attempts) VALUES (?, ?, ?, ?, 1)
+                        ON CONFLICT (account, uidl, recipient) DO UPDATE SET delivered_at = excluded.delivered_at,
+                            attempts = attempts + 1, last_error = NULL
+                        """).execute(arguments: [account, uid, r, t])
+            }
+            let done = try String.fetchSet(
+                db.cachedStatement(
+                    sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"),
+                arguments: [account, uid])
+            let complete = allRecipients.allSatisfy { done.contains($0) }
+            if complete {
+                try db.cachedStatement(sql: """
+                        UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
+                            digest = COALESCE(?, digest)
+                        WHERE account = ? AND uidl = ?
+                        """).execute(arguments: [t, digest, account, uid])
+            }
+            return complete
+        }
+    }
+
+    /// Records a failed delivery attempt. `countsTowardLimit` is false for temporary failures (EX_TEMPFAIL).
+    /// Returns true when the message is now marked failed (attempts reached `maxAttempts`).
+    @discardableResult
+    public func recordDeliveryFailure(
+        account: String, uid: String, error: String, countsTowardLimit: Bool, maxAttempts: Int, at now: Date
+    ) throws -> Bool {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [account, uid, t])
+            if countsTowardLimit {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, account, uid])
+            } else {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, account, uid])
+            }
+            let attempts =
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [account, uid])
+                ?? 0
+            if countsTowardLimit && attempts >= maxAttempts {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, account, uid])
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Marks messages deleted on the server (after QUIT was answered +OK).
+    public func recordDeleted(account: String, uids: [String], at now: Date) throws {
+        guard !uids.isEmpty else { return }
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            let s = try db.makeStatement(
+                sql: "UPDATE messages SET deleted_at = ?, delete_pending = 0 WHERE account = ? AND uidl = ?")
+            for uid in uids { try s.execute(arguments: [t, account, uid]) }
+        }
+    }
+
+    /// Before QUIT: the server acknowledged DELE for these. Until ``recordDeleted`` confirms it, a message listed
+    /// again under one of these keys is fetched and compared, never deleted unread (its UIDL may have been reused).
+    public func recordDeletePending(account: String, uids: [String]) throws {
+        guard !uids.isEmpty else { return }
+        try self.write { db in
+            let s = try db.makeStatement(sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
+            for uid in uids { try s.execute(arguments: [account, uid]) }
+        }
+    }
+
+    /// Brings failed messages back: they are tried again at the next poll. Returns how many.
+    @discardableResult
+    public func retryFailed(account: String) throws -> Int {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE messages SET failed_at = NULL, attempts = 0, retrieval_attempts = 0
+                    WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL
+                    """, arguments: [account])
+            return db.changesCount
+        }
+    }
+
+    /// Messages marked failed for the mailbox.
+    public func failedMessages(account: String) throws -> [MessageRecord] {
+        try self.messages(account: account).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
+            .sorted { $0.firstSeen < $1.firstSeen }
+    }
+
+}
+
+/// A POP3 listing against the state database's records, found in one pass over the listing (by the poll
+/// plan) and recorded by ``StateStore/recordListing(account:listed:diff:known:at:forgetAfter:)``.
+public struct ListingDiff: Hashable, Sendable {
+    public struct Entry: Hashable, Sendable {
+        public var key: String
+        public var size: Int
+
+        public init(key: String, size: Int) {
+            self.key = key
+            self.size = size
+        }
+    }
+    /// Listed keys with no record.
+    public var new: [Entry] = []
+    /// Listed keys whose record describes another message (deleted before, or another size), not counting
+    /// records deleted by popfetch.
+    public var changed = 0
+    /// Listed keys with a record.
+    public var matched = 0
+    /// Listed keys whose `last_seen` is older than the refresh granularity.
+    public var stale: [String] = []
+    /// Listed keys whose record has no size yet (databases from before sizes were recorded).
+    public var unsized: [Entry] = []
+
+    public init() {}
+}
