@@ -107,6 +107,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "SMTPCoreTests",
+            dependencies: ["SMTPCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "PopfetchKitTests",
             dependencies: [
                 "PopfetchKit", "POP3Core", "SMTPCore", "MailTransport",
