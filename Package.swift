@@ -130,6 +130,11 @@ let package = Package(
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
+            name: "SMTPCoreTests",
+            dependencies: ["SMTPCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "PopfetchKitTests",
             dependencies: [
                 "Configuration", "UIDLStore", "Spool", "Delivery", "Retrieval", "Daemon", "OAuth", "SystemSupport",
