@@ -56,10 +56,7 @@ package enum BounceMessage {
 
     /// The original header section (bounded), read from the spool after the trace header.
     static func originalHeaders(_ m: SpooledMessage) -> [UInt8] {
-        var buf = [UInt8](repeating: 0, count: 64 * 1024)
-        let n = buf.withUnsafeMutableBytes { pread(m.fd, $0.baseAddress, $0.count, off_t(m.traceHeaderLength)) }
-        guard n > 0 else { return [] }
-        let bytes = Array(buf[0..<n])
+        guard let bytes = try? m.prefix(64 * 1024), !bytes.isEmpty else { return [] }
         var i = 0
         while i + 1 < bytes.count {
             if bytes[i] == 10 && bytes[i + 1] == 10 { return Array(bytes[0...i]) }

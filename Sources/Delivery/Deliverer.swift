@@ -95,7 +95,7 @@ public struct MDADeliverer: Deliverer {
         let outcome: ProcessOutcome
         do {
             outcome = try await ProcessRunner.run(
-                arguments: argv, input: .file(message.fd), timeout: self.timeout,
+                arguments: argv, input: message.processInput, timeout: self.timeout,
                 extraEnvironment: self.environment(sender: message.envelopeSender, recipients: recipients))
         } catch let e as ProcessLaunchError {
             return e.isTemporary ? .temporaryFailure(e.description) : .failure(e.description)

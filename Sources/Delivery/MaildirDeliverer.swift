@@ -25,7 +25,7 @@ public struct MaildirDeliverer: Deliverer {
     func store(_ message: SpooledMessage) -> DeliveryResult {
         do {
             try self.ensureDirectories()
-            let name = Self.uniqueName(size: message.traceHeaderLength + message.storedSize)
+            let name = Self.uniqueName(size: message.length)
             let tmp = self.directory + "/tmp/" + name
             let fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw MaildirError("cannot create \(tmp): \(Self.errno())") }
@@ -34,7 +34,7 @@ public struct MaildirDeliverer: Deliverer {
                 close(fd)
                 if !ok { unlink(tmp) }
             }
-            try Self.copy(from: message.fd, to: fd)
+            try Self.copy(message, to: fd)
             guard fsync(fd) == 0 else { throw MaildirError("fsync \(tmp): \(Self.errno())") }
             let dest = self.directory + "/new/" + name
             guard rename(tmp, dest) == 0 else { throw MaildirError("rename into new/: \(Self.errno())") }
@@ -61,30 +61,22 @@ public struct MaildirDeliverer: Deliverer {
         }
     }
 
-    /// Copies the whole spool file (trace header and message) from offset 0.
-    static func copy(from src: Int32, to dst: Int32) throws {
-        var offset: off_t = 0
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { pread(src, $0.baseAddress, $0.count, offset) }
-            if n < 0 {
+    /// Copies the whole spool file (trace header and message), exactly its recorded length.
+    static func copy(_ message: SpooledMessage, to dst: Int32) throws {
+        var reader = message.makeReader(chunkSize: 256 * 1024)
+        while try reader.nextChunk({ try Self.writeAll($0, to: dst) }) != nil {}
+    }
+
+    private static func writeAll(_ bytes: UnsafeRawBufferPointer, to dst: Int32) throws {
+        guard let base = bytes.baseAddress else { return }
+        var written = 0
+        while written < bytes.count {
+            let w = write(dst, base + written, bytes.count - written)
+            if w < 0 {
                 if Glibc.errno == EINTR { continue }
-                throw MaildirError("cannot read the spool: \(Self.errno())")
+                throw MaildirError("write: \(Self.errno())")
             }
-            if n == 0 { return }
-            var written = 0
-            while written < n {
-                let w = buffer.withUnsafeBytes { p -> Int in
-                    guard let base = p.baseAddress else { return -1 }
-                    return write(dst, base + written, n - written)
-                }
-                if w < 0 {
-                    if Glibc.errno == EINTR { continue }
-                    throw MaildirError("write: \(Self.errno())")
-                }
-                written += w
-            }
-            offset += off_t(n)
+            written += w
         }
     }
 

@@ -207,8 +207,7 @@ public actor SMTPDeliverer: Deliverer {
         if sender.unicodeScalars.contains(where: { $0.value <= 0x20 || $0 == "<" || $0 == ">" }) { sender = "" }
         let rcpts = recipients.map { self.lmtp || $0.contains("@") ? $0 : $0 + "@localhost" }
         var params: [String] = []
-        let total = message.traceHeaderLength + message.storedSize
-        if caps.size != nil { params.append("SIZE=\(total)") }
+        if caps.size != nil { params.append("SIZE=\(message.length)") }
         if message.has8Bit && caps.eightBitMIME { params.append("BODY=8BITMIME") }
         let needsUTF8 =
             message.headerHas8Bit || ([sender] + rcpts).contains { $0.unicodeScalars.contains { $0.value > 0x7F } }
@@ -265,7 +264,7 @@ public actor SMTPDeliverer: Deliverer {
             outcomes.append(RecipientOutcome(recipients: accepted.map(\.original), result: result))
             return outcomes
         }
-        try await self.sendBody(message, total: total, on: c)
+        try await self.sendBody(message, on: c)
         if self.lmtp {
             // RFC 2033 §4.2: one reply per accepted recipient, in order.
             for (original, address) in accepted {
@@ -288,36 +287,19 @@ public actor SMTPDeliverer: Deliverer {
         return try await c.reply(timeout: timeout, phase: phase)
     }
 
-    /// Streams the spool file (trace header and message, `total` bytes) as DATA: CRLF, dot-stuffed, `.CRLF` at the
-    /// end, which rides in the last block (one write and one wait fewer per message). The end is where the spool's
-    /// recorded length says, never where a read happens to come back short: a short `pread` (FUSE, network
-    /// filesystems) would otherwise end the message early and commit a truncated copy.
-    private func sendBody(_ message: SpooledMessage, total: Int, on c: SMTPConnection) async throws {
+    /// Streams the spool file (trace header and message) as DATA: CRLF, dot-stuffed, `.CRLF` at the end, which
+    /// rides in the last block (one write and one wait fewer per message). The spool reader ends exactly at the
+    /// recorded length, or throws.
+    private func sendBody(_ message: SpooledMessage, on c: SMTPConnection) async throws {
         var encoder = DataEncoder()
-        var offset = 0
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var reader = message.makeReader()
         var out: [UInt8] = []
-        while offset < total {
-            let want = min(chunk.count, total - offset)
-            let n = chunk.withUnsafeMutableBytes { pread(message.fd, $0.baseAddress, want, off_t(offset)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SpoolError(message: "cannot read the spool: \(String(cString: strerror(errno)))")
-            }
-            if n == 0 {
-                throw SpoolError(message: "the spool file ends after \(offset) of its \(total) bytes")
-            }
-            offset += n
+        repeat {
             out.removeAll(keepingCapacity: true)
-            encoder.encode(chunk[0..<n], into: &out)
-            if offset == total { encoder.finish(into: &out) }
+            _ = try reader.nextChunk { encoder.encode($0, into: &out) }
+            if reader.isAtEnd { encoder.finish(into: &out) }
             try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
-        }
-        if total == 0 {
-            out.removeAll(keepingCapacity: true)
-            encoder.finish(into: &out)
-            try await c.write(out, phase: "sending the message", timeout: self.limit(SMTPConnection.Timeouts.dataBlock))
-        }
+        } while !reader.isAtEnd
     }
 }
 

@@ -11,8 +11,6 @@ public struct SpooledMessage: Sendable {
     /// Owns the spool file's descriptor: it stays open while any copy of this message (a delivery in flight)
     /// exists, and no other message can ever be written into it.
     let descriptor: SpoolDescriptor
-    /// The spool file descriptor; the message is complete (its terminating dot line arrived).
-    public var fd: Int32 { self.descriptor.fd }
     /// Bytes of the trace header written before the message.
     public let traceHeaderLength: Int
     /// Bytes of the message as stored (LF line ends), without the trace header.
@@ -54,7 +52,6 @@ final class SpoolDescriptor: Sendable {
 /// by a crash, and a receiver only ever gets it after ``finish()``, when the whole message has arrived.
 public final class SpoolFile {
     let descriptor: SpoolDescriptor
-    public var fd: Int32 { self.descriptor.fd }
     private var begun = false
     private var out: [UInt8] = []
     private var pendingCR = false
@@ -225,7 +222,7 @@ public final class SpoolFile {
         while offset < count {
             let n = self.out.withUnsafeBytes { p -> Int in
                 guard let base = p.baseAddress else { return 0 }
-                return write(self.fd, base + offset, count - offset)
+                return write(self.descriptor.fd, base + offset, count - offset)
             }
             if n < 0 {
                 if errno == EINTR { continue }

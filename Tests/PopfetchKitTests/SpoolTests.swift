@@ -14,11 +14,11 @@ struct SpoolTests {
         try s.begin(traceHeader: Array(trace.utf8))
         for c in chunks { try s.append(ByteBuffer(bytes: c)) }
         let m = try s.finish()
-        lseek(m.fd, 0, SEEK_SET)
+        lseek(m.descriptor.fd, 0, SEEK_SET)
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buf.withUnsafeMutableBytes { read(m.fd, $0.baseAddress, $0.count) }
+            let n = buf.withUnsafeMutableBytes { read(m.descriptor.fd, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             out += buf[0..<n]
         }
@@ -71,8 +71,54 @@ struct SpoolTests {
         // The writer is gone; the delivery still holding the message reads it whole.
         let m = try #require(message)
         var buf = [UInt8](repeating: 0, count: 256)
-        let n = buf.withUnsafeMutableBytes { pread(m.fd, $0.baseAddress, $0.count, 0) }
+        let n = buf.withUnsafeMutableBytes { pread(m.descriptor.fd, $0.baseAddress, $0.count, 0) }
         #expect(n > 0)
         #expect(Array(buf[0..<max(0, n)]) == Array("Subject: one\n\nbody\n".utf8))
+    }
+}
+
+@Suite("Spool reader")
+struct SpoolReaderTests {
+    func message(_ body: String, trace: String = "Received: x\n") throws -> SpooledMessage {
+        let s = try SpoolFile(directory: nil)
+        try s.begin(traceHeader: Array(trace.utf8))
+        try s.append(ByteBuffer(bytes: Array(body.utf8)))
+        return try s.finish()
+    }
+
+    @Test("reads exactly the recorded length, in full chunks, trace header first", arguments: [1, 3, 7, 64, 65536])
+    func chunks(size: Int) throws {
+        let m = try self.message("Subject: a\r\n\r\nline one\r\nline two\r\n")
+        var reader = m.makeReader(chunkSize: size)
+        var out: [UInt8] = []
+        var sizes: [Int] = []
+        while let n = try reader.nextChunk({ p -> Int in
+            out += p
+            return p.count
+        }) {
+            sizes.append(n)
+        }
+        #expect(out == Array("Received: x\nSubject: a\n\nline one\nline two\n".utf8))
+        #expect(out.count == m.length)
+        #expect(sizes.dropLast().allSatisfy { $0 == min(size, m.length) })
+        #expect(reader.isAtEnd)
+        #expect(try reader.nextChunk { _ in 1 } == nil)
+    }
+
+    @Test("prefix is the message after the trace header, bounded")
+    func prefix() throws {
+        let m = try self.message("Subject: a\r\n\r\nbody\r\n")
+        #expect(try m.prefix(9) == Array("Subject: ".utf8))
+        #expect(try m.prefix(1000) == Array("Subject: a\n\nbody\n".utf8))
+    }
+
+    @Test("a spool file shorter than its record is an error, never a short message")
+    func truncatedFile() throws {
+        let m = try self.message("Subject: a\r\n\r\nbody\r\n")
+        #expect(ftruncate(m.descriptor.fd, off_t(m.length - 3)) == 0)
+        var reader = m.makeReader(chunkSize: 4)
+        #expect(throws: SpoolError.self) {
+            while try reader.nextChunk({ _ in () }) != nil {}
+        }
     }
 }
