@@ -117,7 +117,7 @@ let package = Package(
         .target(
             name: "PopfetchCLI",
             dependencies: [
-                "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "MailTransport", "SystemSupport",
+                "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "SystemSupport",
                 nio("NIOCore"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -33,66 +33,27 @@ extension Popfetch {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
-            let selected = try Self.select(config, names: self.account, logger: logger)
+            let selected = try PollRound.select(config, names: self.account, logger: logger)
             if selected.isEmpty {
                 logger.notice("no enabled accounts in \(config.path)")
                 return
             }
             let store = try g.openStore()
             let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
-            let limit = max(1, config.global.maxConcurrentPolls)
-            let reports = await Self.pollAll(selected, environment: env, limit: limit)
+            let reports = await PollRound.poll(selected, environment: env, limit: config.global.maxConcurrentPolls)
             let status = ExitStatus.mostSerious(reports.map(\.exitStatus))
             if status != .ok { throw CommandExit(status: status) }
-        }
-
-        /// The enabled accounts, or the ones named (a disabled account named explicitly is included).
-        static func select(_ config: Configuration, names: [String], logger: Logger) throws -> [AccountConfiguration] {
-            if names.isEmpty {
-                for a in config.accounts where !a.enabled {
-                    logger.debug("account \(a.name) is disabled (enabled = false); skipped")
-                }
-                return config.accounts.filter(\.enabled)
-            }
-            return try names.map { name in
-                guard let a = config.accounts.first(where: { $0.name == name }) else {
-                    throw ConfigurationError(
-                        file: config.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
-                }
-                return a
-            }
-        }
-
-        /// Polls accounts concurrently, at most `limit` at a time.
-        static func pollAll(_ accounts: [AccountConfiguration], environment: PollEnvironment, limit: Int) async
-            -> [PollReport]
-        {
-            await withTaskGroup(of: PollReport.self) { group in
-                var reports: [PollReport] = []
-                var iterator = accounts.makeIterator()
-                var running = 0
-                while running < limit, let a = iterator.next() {
-                    group.addTask { await AccountPoller(account: a, environment: environment).poll() }
-                    running += 1
-                }
-                while let r = await group.next() {
-                    reports.append(r)
-                    if let a = iterator.next() {
-                        group.addTask { await AccountPoller(account: a, environment: environment).poll() }
-                    }
-                }
-                return reports
-            }
         }
     }
 
     /// `popfetch config check`.
     struct ConfigCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "config", abstract: "Work with the configuration file.", subcommands: [Check.self])
+            commandName: "config", abstract: "Work with the configuration file.", subcommands: [Validate.self])
 
-        struct Check: AsyncParsableCommand {
+        struct Validate: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "check",
                 abstract: "Validate the configuration and print what popfetch understood (secrets hidden).")
 
             @OptionGroup var globals: GlobalOptions

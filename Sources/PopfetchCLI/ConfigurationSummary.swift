@@ -1,4 +1,3 @@
-import MailTransport
 import Configuration
 import SystemSupport
 import POP3Core

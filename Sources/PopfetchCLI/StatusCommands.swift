@@ -4,7 +4,6 @@ import Glibc
 import ArgumentParser
 import Foundation
 import Logging
-import MailTransport
 import NIOCore
 import Configuration
 import Retrieval
@@ -101,16 +100,16 @@ extension Popfetch {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
-            let selected = try Popfetch.Poll.select(config, names: self.account, logger: logger)
+            let selected = try PollRound.select(config, names: self.account, logger: logger)
             if self.showCertificate {
                 for a in selected where a.tls != .none {
                     do {
-                        let c = try await POP3Connection.inspectCertificate(
-                            host: a.host, port: a.port, tls: a.tls, timeout: .seconds(Int64(a.timeout)))
+                        let c = try await ServerCertificate.fetch(for: a)
                         print("\(a.name): \(a.host):\(a.port)")
-                        print("  names        \(c.dnsNames.joined(separator: ", "))")
-                        print("  fingerprint  \(CertificateFingerprint.format(c.fingerprint))")
-                        print("  pin it with  fingerprint = \"\(CertificateFingerprint.format(c.fingerprint))\"")
+                        print("  names        \(c.names.joined(separator: ", "))")
+                        print("  valid        \(Self.day(c.notValidBefore)) to \(Self.day(c.notValidAfter))")
+                        print("  fingerprint  \(c.fingerprint)")
+                        print("  pin it with  fingerprint = \"\(c.fingerprint)\"")
                     } catch {
                         print("\(a.name): cannot get the certificate: \(error)")
                     }
@@ -133,6 +132,14 @@ extension Popfetch {
             let worst = ExitStatus.mostSerious(statuses)
             if worst != .ok { throw CommandExit(status: worst) }
             if total == 0 { throw ExitCode(1) }
+        }
+
+        static func day(_ d: Date) -> String {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "UTC")
+            f.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
+            return f.string(from: d)
         }
     }
 }

@@ -1,11 +1,11 @@
 /// At most N polls at once across all accounts.
-actor PollSlots {
+public actor PollSlots {
     private var free: Int
     private var waiters: [CheckedContinuation<Void, Never>] = []
 
-    init(_ count: Int) { self.free = max(1, count) }
+    public init(_ count: Int) { self.free = max(1, count) }
 
-    func acquire() async {
+    public func acquire() async {
         if self.free > 0 {
             self.free -= 1
             return
@@ -13,7 +13,7 @@ actor PollSlots {
         await withCheckedContinuation { self.waiters.append($0) }
     }
 
-    func release() {
+    public func release() {
         if self.waiters.isEmpty {
             self.free += 1
         } else {
