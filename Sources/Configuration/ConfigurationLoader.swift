@@ -16,15 +16,8 @@ import SystemSupport
 /// Root keys: `max_concurrent_polls`. `[defaults]`: any account key except `name`. `[[account]]`: see
 /// ``AccountConfiguration`` and `etc/config.example.toml`.
 public struct ConfigurationLoader: Sendable {
-    public static let accountKeys: Set<String> = [
-        "name", "enabled", "host", "port", "tls", "allow_insecure_auth", "ca_file", "user", "password",
-        "password_command", "password_file", "auth", "keep", "delete_after", "max_size", "oversize", "fetch_limit",
-        "without_uidl", "timeout", "mda", "mda_timeout", "mda_partial_read", "recipient", "max_attempts", "interval",
-        "smtp", "lmtp", "maildir", "on_permanent_failure", "smtp_tls", "bounce_to", "smtp_ca_file", "smtp_user",
-        "smtp_password", "smtp_password_command", "smtp_password_file", "oauth_token_command", "fingerprint", "oauth_client_id", "tls_client_cert", "tls_client_key",
-        "oauth_client_secret", "oauth_client_secret_command", "oauth_token_url", "oauth_device_url", "oauth_scope",
-        "tls_min_version", "size_tolerance", "forget_after", "flood_limit", "poll_timeout", "smtp_timeout", "mailbox_id",
-    ]
+    /// Every key an `[[account]]` or `[defaults]` may hold (see ``AccountKeys``).
+    public static var accountKeys: Set<String> { AccountKeys.names }
     public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
 
     /// Login name of the user running popfetch: the default recipient.
@@ -63,8 +56,8 @@ public struct ConfigurationLoader: Sendable {
 
     static func checkMode(path: String, config: Configuration) throws {
         guard config.accounts.contains(where: { a in
-            if case .literal = a.password { return true }
-            if case .literal = a.smtpPassword { return true }
+            if case .literal = a.authentication.password { return true }
+            if case .literal = a.delivery.relay.password { return true }
             return false
         }) else {
             return
@@ -89,12 +82,12 @@ public struct ConfigurationLoader: Sendable {
                 file: path, line: e.source.begin.line, key: nil, message: "TOML syntax error: \(e.description)")
         }
         let index = LineIndex(text: text)
-        var ctx = Context(path: path, index: index)
+        let ctx = Context(path: path, index: index)
 
         for key in table.keys where !Self.rootKeys.contains(key) {
             throw ctx.error(.root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys)))
         }
-        var global = GlobalSettings()
+        var global = GlobalSettings()  // its defaults, overridden by what the file sets
         if let v = table["max_concurrent_polls"] {
             global.maxConcurrentPolls = try ctx.positiveInt(v, section: .root, key: "max_concurrent_polls")
         }
@@ -123,7 +116,7 @@ public struct ConfigurationLoader: Sendable {
                 guard let t = array[i].table else {
                     throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
                 }
-                let account = try self.account(t, number: i, defaults: defaults, ctx: &ctx)
+                let account = try self.account(t, number: i, defaults: defaults, ctx: ctx)
                 if let prior = accounts.first(where: { $0.name == account.name }) {
                     throw ctx.error(
                         .account(i), key: "name",
@@ -135,7 +128,7 @@ public struct ConfigurationLoader: Sendable {
                         "accounts \(prior.name.debugDescription) (line \(prior.line)) and "
                             + "\(account.name.debugDescription) are both the mailbox \(account.stateKey) (its identity "
                             + "leaves out the port and TLS mode); if they are two mailboxes, give one a mailbox_id, "
-                            + "e.g. mailbox_id = \"\(account.user)@\(account.host):\(account.port)\" (the identity "
+                            + "e.g. mailbox_id = \"\(account.authentication.user)@\(account.server.host):\(account.server.port)\" (the identity "
                             + "popfetch used before version 4 of its state, which keeps that mailbox's history)")
                 }
                 accounts.append(account)
@@ -144,299 +137,150 @@ public struct ConfigurationLoader: Sendable {
         return Configuration(path: path, global: global, accounts: accounts)
     }
 
+    /// One `[[account]]`: the keys the rules below read together first (identity, secret, delivery), then every
+    /// other key through ``AccountKeys/table``, then the rules that span keys.
     private func account(
-        _ t: TOMLTable, number i: Int, defaults: [String: any TOMLValueConvertible], ctx: inout Context
+        _ t: TOMLTable, number i: Int, defaults: [String: any TOMLValueConvertible], ctx: Context
     ) throws -> AccountConfiguration {
-        for key in t.keys where !Self.accountKeys.contains(key) {
-            throw ctx.error(.account(i), key: key, "unknown key" + Self.suggestion(key, Self.accountKeys))
+        for key in t.keys where !AccountKeys.names.contains(key) {
+            throw ctx.error(.account(i), key: key, "unknown key" + Self.suggestion(key, AccountKeys.names))
         }
-        // A key set in the account wins over [defaults]; errors point at wherever the value came from.
-        func value(_ key: String) -> (any TOMLValueConvertible, Section)? {
-            if let v = t[key] { return (v, .account(i)) }
-            if let v = defaults[key] { return (v, .defaults) }
-            return nil
-        }
-        func string(_ key: String) throws -> String? {
-            guard let (v, s) = value(key) else { return nil }
-            guard let str = v.string else { throw ctx.error(s, key: key, "must be a string, not \(v.type)") }
-            return str
-        }
-        func bool(_ key: String) throws -> Bool? {
-            guard let (v, s) = value(key) else { return nil }
-            guard let b = v.bool else { throw ctx.error(s, key: key, "must be true or false, not \(v.type)") }
-            return b
-        }
-        func nonNegativeInt(_ key: String) throws -> Int? {
-            guard let (v, s) = value(key) else { return nil }
-            guard let n = v.int, v.type == .int else { throw ctx.error(s, key: key, "must be an integer, not \(v.type)") }
-            guard n >= 0 else { throw ctx.error(s, key: key, "must not be negative") }
-            return n
-        }
-        func duration(_ key: String) throws -> Int? {
-            guard let (v, s) = value(key) else { return nil }
-            return try ctx.duration(v, section: s, key: key)
-        }
-        func size(_ key: String) throws -> Int? {
-            guard let (v, s) = value(key) else { return nil }
-            return try ctx.size(v, section: s, key: key)
-        }
-        func choice<E: RawRepresentable & CaseIterable>(_ key: String, _: E.Type) throws -> E?
-        where E.RawValue == String {
-            guard let raw = try string(key) else { return nil }
-            guard let e = E(rawValue: raw) else {
-                let (_, s) = value(key) ?? (raw, .account(i))
-                let allowed = E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-                throw ctx.error(s, key: key, "must be one of \(allowed), not \(raw.debugDescription)")
-            }
-            return e
-        }
-        func required<T>(_ key: String, _ v: T?) throws -> T {
-            guard let v else { throw ctx.error(.account(i), key: key, "is required but missing") }
-            return v
-        }
+        let r = AccountReader(table: t, defaults: defaults, number: i, context: ctx)
 
-        let name = try required("name", try string("name"))
+        let name = try r.required("name", try r.string("name"))
         if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
-            throw ctx.error(.account(i), key: "name", "must be non-empty, without spaces or '/'")
+            throw r.error("name", "must be non-empty, without spaces or '/'")
         }
-        let host = try required("host", try string("host"))
-        if host.isEmpty { throw ctx.error(.account(i), key: "host", "must not be empty") }
-        let user = try required("user", try string("user"))
-        if user.isEmpty { throw ctx.error(.account(i), key: "user", "must not be empty") }
+        let host = try r.required("host", try r.string("host"))
+        if host.isEmpty { throw r.error("host", "must not be empty") }
+        let user = try r.required("user", try r.string("user"))
+        if user.isEmpty { throw r.error("user", "must not be empty") }
+        var account = AccountConfiguration(
+            name: name, line: ctx.index.accountLine(i) ?? 0, server: .init(host: host),
+            authentication: .init(user: user, password: try self.password(r, host: host, user: user)),
+            delivery: .init(method: try Self.deliveryMethod(r), recipients: try self.recipients(r)))
 
-        let secretKeys = ["password", "password_command", "password_file"].filter { value($0) != nil }
-        let password: SecretSource
-        if secretKeys.count > 1 {
-            throw ctx.error(
-                .account(i), key: secretKeys[1], "give only one of password, password_command, password_file")
-        }
-        if let p = try string("password") {
-            password = .literal(p)
-        } else if let c = try string("password_command") {
-            if c.trimmingCharacters(in: .whitespaces).isEmpty {
-                throw ctx.error(.account(i), key: "password_command", "must not be empty")
-            }
-            password = .command(c)
-        } else if let f = try string("password_file") {
-            password = .file(Paths.expandTilde(f))
-        } else if try value("oauth_token_command") != nil || value("oauth_token_url") != nil
-            || string("auth") == "external"
-        {
-            password = .literal("")
-        } else if let netrc = Netrc.lookup(host: host, user: user) {
-            password = .literal(netrc)
-        } else {
-            throw ctx.error(
-                .account(i), key: "password",
-                "is required but missing (or password_command / password_file / oauth_token_command, or a ~/.netrc entry)")
-        }
+        for key in AccountKeys.table { try key.read?(&account, r) }
 
-        let methods = ["mda", "smtp", "lmtp", "maildir"].filter { value($0) != nil }
+        try Self.checkRules(account, r)
+        return account
+    }
+
+    /// `password`, `password_command` or `password_file` (one of them), else none for OAuth2 and EXTERNAL, else
+    /// `~/.netrc`.
+    private func password(_ r: AccountReader, host: String, user: String) throws -> SecretSource {
+        if let secret = try r.secret(["password", "password_command", "password_file"]) { return secret }
+        let external = try r.string("auth") == "external"
+        if r.value("oauth_token_command") != nil || r.value("oauth_token_url") != nil || external {
+            return .literal("")
+        }
+        if let netrc = Netrc.lookup(host: host, user: user) { return .literal(netrc) }
+        throw r.error(
+            "password",
+            "is required but missing (or password_command / password_file / oauth_token_command, or a ~/.netrc entry)")
+    }
+
+    /// Exactly one of `mda`, `smtp`, `lmtp`, `maildir`.
+    private static func deliveryMethod(_ r: AccountReader) throws -> DeliveryMethod {
+        let methods = ["mda", "smtp", "lmtp", "maildir"].filter { r.value($0) != nil }
         if methods.count > 1 {
-            throw ctx.error(
-                value(methods[1])?.1 ?? .account(i), key: methods[1],
+            throw r.error(
+                methods[1],
                 "give exactly one delivery method (mda, smtp, lmtp or maildir); this account also has \(methods[0])")
         }
-        let delivery: DeliveryMethod
-        if let mdaRaw = try string("mda") {
+        if let raw = try r.string("mda") {
             do {
-                delivery = .mda(try MDACommand(mdaRaw))
+                return .mda(try MDACommand(raw))
             } catch let e as MDACommand.ParseError {
-                let s = value("mda")?.1 ?? .account(i)
-                throw ctx.error(s, key: "mda", e.message)
+                throw r.error("mda", e.message)
             }
-        } else if let raw = try string("smtp") {
-            guard let t = SMTPEndpoint.parse(raw, defaultPort: 25) else {
-                throw ctx.error(
-                    value("smtp")?.1 ?? .account(i), key: "smtp",
-                    "must be host:port, [v6-address]:port or an absolute unix socket path")
+        }
+        for (key, port) in [("smtp", 25), ("lmtp", 24)] {
+            guard let raw = try r.string(key) else { continue }
+            guard let endpoint = SMTPEndpoint.parse(raw, defaultPort: port) else {
+                throw r.error(key, "must be host:port, [v6-address]:port or an absolute unix socket path")
             }
-            delivery = .smtp(t)
-        } else if let raw = try string("lmtp") {
-            guard let t = SMTPEndpoint.parse(raw, defaultPort: 24) else {
-                throw ctx.error(
-                    value("lmtp")?.1 ?? .account(i), key: "lmtp",
-                    "must be host:port, [v6-address]:port or an absolute unix socket path")
+            return key == "smtp" ? .smtp(endpoint) : .lmtp(endpoint)
+        }
+        if let raw = try r.string("maildir") {
+            if raw.isEmpty { throw r.error("maildir", "must not be empty") }
+            return .maildir(Paths.expandTilde(raw))
+        }
+        throw r.error("mda", "is required but missing (a delivery method: mda, smtp, lmtp or maildir)")
+    }
+
+    /// `recipient`: a string or an array of strings; by default the user running popfetch.
+    private func recipients(_ r: AccountReader) throws -> [String] {
+        guard let (v, _) = r.value("recipient") else { return [self.defaultRecipient] }
+        var recipients: [String]
+        if let str = v.string {
+            recipients = [str]
+        } else if let arr = v.array {
+            recipients = []
+            for j in 0..<arr.count {
+                guard let str = arr[j].string else { throw r.error("recipient", "must be a string or an array of strings") }
+                recipients.append(str)
             }
-            delivery = .lmtp(t)
-        } else if let raw = try string("maildir") {
-            if raw.isEmpty { throw ctx.error(value("maildir")?.1 ?? .account(i), key: "maildir", "must not be empty") }
-            delivery = .maildir(Paths.expandTilde(raw))
         } else {
-            throw ctx.error(
-                .account(i), key: "mda", "is required but missing (a delivery method: mda, smtp, lmtp or maildir)")
+            throw r.error("recipient", "must be a string or an array of strings")
         }
+        if recipients.isEmpty || recipients.contains(where: { $0.isEmpty }) {
+            throw r.error("recipient", "must name at least one non-empty recipient")
+        }
+        return recipients
+    }
 
-        let tls = try choice("tls", TLSMode.self) ?? .implicit
-        let port = try nonNegativeInt("port") ?? (tls == .implicit ? 995 : 110)
-        if port == 0 || port > 65535 {
-            throw ctx.error(value("port")?.1 ?? .account(i), key: "port", "must be between 1 and 65535")
+    /// The rules that span keys: what goes together, and what cannot.
+    private static func checkRules(_ a: AccountConfiguration, _ r: AccountReader) throws {
+        if (a.server.clientCertificate == nil) != (a.server.clientKey == nil) {
+            throw r.error(
+                a.server.clientCertificate == nil ? "tls_client_cert" : "tls_client_key",
+                "tls_client_cert and tls_client_key go together", at: .account(r.number))
         }
-
-        var recipients: [String] = [self.defaultRecipient]
-        if let (v, s) = value("recipient") {
-            if let str = v.string {
-                recipients = [str]
-            } else if let arr = v.array {
-                var out: [String] = []
-                for j in 0..<arr.count {
-                    guard let str = arr[j].string else {
-                        throw ctx.error(s, key: "recipient", "must be a string or an array of strings")
-                    }
-                    out.append(str)
-                }
-                recipients = out
-            } else {
-                throw ctx.error(s, key: "recipient", "must be a string or an array of strings")
-            }
-            if recipients.isEmpty || recipients.contains(where: { $0.isEmpty }) {
-                throw ctx.error(s, key: "recipient", "must name at least one non-empty recipient")
-            }
-        }
-
-        var account = AccountConfiguration(
-            name: name, host: host, port: port, user: user, password: password, delivery: delivery,
-            recipients: recipients,
-            line: ctx.index.accountLine(i) ?? 0)
-        account.tls = tls
-        account.enabled = try bool("enabled") ?? true
-        account.allowInsecureAuth = try bool("allow_insecure_auth") ?? false
-        account.caFile = try string("ca_file").map(Paths.expandTilde)
-        account.tlsClientCertificate = try string("tls_client_cert").map(Paths.expandTilde)
-        account.tlsClientKey = try string("tls_client_key").map(Paths.expandTilde)
-        if (account.tlsClientCertificate == nil) != (account.tlsClientKey == nil) {
-            throw ctx.error(
-                .account(i), key: account.tlsClientCertificate == nil ? "tls_client_cert" : "tls_client_key",
-                "tls_client_cert and tls_client_key go together")
-        }
-        if let fp = try string("fingerprint") {
-            guard let bytes = CertificateFingerprint.parse(fp) else {
-                throw ctx.error(
-                    value("fingerprint")?.1 ?? .account(i), key: "fingerprint",
-                    "must be \"sha256:AB:CD:...\" (32 bytes, as `openssl x509 -noout -fingerprint -sha256` prints)")
-            }
-            account.fingerprint = bytes
-        }
-        if let v = try string("tls_min_version") {
-            guard v == "1.2" || v == "1.3" else {
-                throw ctx.error(value("tls_min_version")?.1 ?? .account(i), key: "tls_min_version", "must be \"1.2\" or \"1.3\"")
-            }
-            account.tlsMinimumVersion = v
-        }
-        account.auth = try choice("auth", AuthMethod.self) ?? .auto
-        account.oauthTokenCommand = try string("oauth_token_command")
-        if let url = try string("oauth_token_url") {
-            guard let id = try string("oauth_client_id") else {
-                throw ctx.error(value("oauth_token_url")?.1 ?? .account(i), key: "oauth_client_id", "is required with oauth_token_url")
-            }
-            var secret: SecretSource?
-            if let s = try string("oauth_client_secret") { secret = .literal(s) }
-            if let c = try string("oauth_client_secret_command") { secret = .command(c) }
-            account.oauth = OAuthSettings(
-                tokenURL: url, deviceURL: try string("oauth_device_url"), clientID: id, clientSecret: secret,
-                scope: try string("oauth_scope"))
-        }
-        if account.auth == .external && (account.tlsClientCertificate == nil || account.tls == .none) {
-            throw ctx.error(
-                value("auth")?.1 ?? .account(i), key: "auth",
+        if a.authentication.method == .external && (a.server.clientCertificate == nil || a.server.tls == .none) {
+            throw r.error(
+                "auth",
                 "\"external\" needs tls_client_cert and tls_client_key, and TLS (tls = \"implicit\" or \"starttls\")")
         }
-        if (account.auth == .xoauth2 || account.auth == .oauthbearer) && account.oauthTokenCommand == nil
-            && account.oauth == nil
+        let method = a.authentication.method
+        if (method == .xoauth2 || method == .oauthbearer) && a.authentication.oauthTokenCommand == nil
+            && a.authentication.oauth == nil
         {
-            throw ctx.error(
-                value("auth")?.1 ?? .account(i), key: "auth",
-                "\"\(account.auth.rawValue)\" needs oauth_token_command, or oauth_token_url with oauth_client_id")
+            throw r.error(
+                "auth", "\"\(method.rawValue)\" needs oauth_token_command, or oauth_token_url with oauth_client_id")
         }
-        account.keep = try bool("keep") ?? false
-        account.deleteAfter = try duration("delete_after")
-        if let ms = try size("max_size") { account.maxSize = ms == 0 ? nil : ms }
-        account.oversize = try choice("oversize", OversizePolicy.self) ?? .skip
-        account.fetchLimit = try nonNegativeInt("fetch_limit") ?? 0
-        account.withoutUIDL = try choice("without_uidl", WithoutUIDLPolicy.self) ?? .refuse
-        account.timeout = try duration("timeout") ?? 60
-        if account.timeout == 0 { throw ctx.error(value("timeout")?.1 ?? .account(i), key: "timeout", "must be > 0") }
-        account.smtpTimeout = try duration("smtp_timeout")
-        if account.smtpTimeout == 0 {
-            throw ctx.error(value("smtp_timeout")?.1 ?? .account(i), key: "smtp_timeout", "must be > 0")
+        if a.server.pollTimeout < a.server.timeout {
+            throw r.error("poll_timeout", "must be at least timeout")
         }
-        account.pollTimeout = try duration("poll_timeout") ?? 3600
-        if account.pollTimeout < account.timeout {
-            throw ctx.error(
-                value("poll_timeout")?.1 ?? .account(i), key: "poll_timeout", "must be at least timeout")
-        }
-        account.mdaTimeout = try duration("mda_timeout") ?? 600
-        if account.mdaTimeout == 0 {
-            throw ctx.error(value("mda_timeout")?.1 ?? .account(i), key: "mda_timeout", "must be > 0")
-        }
-        account.mdaPartialRead = try choice("mda_partial_read", MDAPartialReadPolicy.self) ?? .fail
-        account.onPermanentFailure = try choice("on_permanent_failure", PermanentFailurePolicy.self) ?? .keep
-        account.bounceTo = try string("bounce_to")
-        if account.onPermanentFailure == .bounce {
-            switch delivery {
+        if a.delivery.onPermanentFailure == .bounce {
+            switch a.delivery.method {
             case .smtp, .lmtp: break
             default:
-                throw ctx.error(
-                    value("on_permanent_failure")?.1 ?? .account(i), key: "on_permanent_failure",
-                    "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
+                throw r.error(
+                    "on_permanent_failure", "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
             }
         }
-        account.smtpTLS = try choice("smtp_tls", SMTPTLSMode.self) ?? .none
-        account.smtpCAFile = try string("smtp_ca_file").map(Paths.expandTilde)
-        account.smtpUser = try string("smtp_user")
-        let smtpSecrets = ["smtp_password", "smtp_password_command", "smtp_password_file"].filter { value($0) != nil }
-        if smtpSecrets.count > 1 {
-            throw ctx.error(.account(i), key: smtpSecrets[1], "give only one of \(smtpSecrets.joined(separator: ", "))")
+        if (a.delivery.relay.user == nil) != (a.delivery.relay.password == nil) {
+            throw r.error(
+                a.delivery.relay.user == nil ? "smtp_user" : "smtp_password",
+                "smtp_user and smtp_password (or smtp_password_command / smtp_password_file) go together",
+                at: .account(r.number))
         }
-        if let p = try string("smtp_password") {
-            account.smtpPassword = .literal(p)
-        } else if let c = try string("smtp_password_command") {
-            account.smtpPassword = .command(c)
-        } else if let f = try string("smtp_password_file") {
-            account.smtpPassword = .file(Paths.expandTilde(f))
+        if a.retention.deleteAfter != nil && !a.retention.keep {
+            throw r.error(
+                "delete_after", "only applies with keep = true (with keep = false every message is deleted once delivered)")
         }
-        if (account.smtpUser == nil) != (account.smtpPassword == nil) {
-            throw ctx.error(
-                .account(i), key: account.smtpUser == nil ? "smtp_user" : "smtp_password",
-                "smtp_user and smtp_password (or smtp_password_command / smtp_password_file) go together")
-        }
-        account.interval = try duration("interval") ?? 300
-        if account.interval == 0 {
-            throw ctx.error(value("interval")?.1 ?? .account(i), key: "interval", "must be at least 1 second")
-        }
-        account.maxAttempts = try nonNegativeInt("max_attempts") ?? 5
-        if account.maxAttempts == 0 {
-            throw ctx.error(value("max_attempts")?.1 ?? .account(i), key: "max_attempts", "must be at least 1")
-        }
-        account.sizeTolerance = try size("size_tolerance") ?? 0
-        account.mailboxID = try string("mailbox_id")
-        if account.mailboxID?.isEmpty == true {
-            throw ctx.error(value("mailbox_id")?.1 ?? .account(i), key: "mailbox_id", "must not be empty")
-        }
-        account.forgetAfter = try duration("forget_after") ?? AccountConfiguration.defaultForgetAfter
-        if account.forgetAfter < 86_400 {
-            throw ctx.error(
-                value("forget_after")?.1 ?? .account(i), key: "forget_after",
-                "must be at least 1d (a shorter memory would re-deliver messages after a server hiccup)")
-        }
-        account.floodLimit = try nonNegativeInt("flood_limit") ?? 20
-        if account.deleteAfter != nil && !account.keep {
-            throw ctx.error(
-                value("delete_after")?.1 ?? .account(i), key: "delete_after",
-                "only applies with keep = true (with keep = false every message is deleted once delivered)")
-        }
-        if account.tls == .none && !account.hostIsLoopback && !account.allowInsecureAuth {
-            throw ctx.error(
-                value("tls")?.1 ?? .account(i), key: "tls",
-                "\"none\" would send the password in clear text to \(host); use \"implicit\" or \"starttls\", "
+        if a.server.tls == .none && !a.server.isLoopback && !a.server.allowInsecureAuth {
+            throw r.error(
+                "tls",
+                "\"none\" would send the password in clear text to \(a.server.host); use \"implicit\" or \"starttls\", "
                     + "or set allow_insecure_auth = true if you accept that risk")
         }
-        if account.withoutUIDL == .fetchAndDelete && account.keep {
-            throw ctx.error(
-                value("without_uidl")?.1 ?? .account(i), key: "without_uidl",
+        if a.retention.withoutUIDL == .fetchAndDelete && a.retention.keep {
+            throw r.error(
+                "without_uidl",
                 "\"fetch-and-delete\" cannot be combined with keep = true (nothing would tell old mail from new)")
         }
-        return account
     }
 
     static func suggestion(_ key: String, _ known: Set<String>) -> String {
@@ -462,117 +306,3 @@ public struct ConfigurationLoader: Sendable {
     }
 }
 
-enum Section: Hashable {
-    case root
-    case defaults
-    case account(Int)
-}
-
-/// Lines of section headers and `key =` assignments, found by scanning the text.
-struct LineIndex {
-    private var keyLines: [Section: [String: Int]] = [:]
-    private var accountLines: [Int] = []
-    private var defaultsLine: Int?
-
-    init(text: String) {
-        var section = Section.root
-        var lineNumber = 0
-        var inMultilineString = false
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
-            let tripleQuotes = line.components(separatedBy: "\"\"\"").count - 1
-                + line.components(separatedBy: "'''").count - 1
-            if inMultilineString {
-                if tripleQuotes % 2 == 1 { inMultilineString = false }
-                continue
-            }
-            if line.hasPrefix("[[") {
-                let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
-                if name == "account" {
-                    self.accountLines.append(lineNumber)
-                    section = .account(self.accountLines.count - 1)
-                } else {
-                    section = .root
-                }
-                continue
-            }
-            if line.hasPrefix("[") {
-                let name = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
-                section = name == "defaults" ? .defaults : .root
-                if name == "defaults" { self.defaultsLine = lineNumber }
-                continue
-            }
-            if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                var key = line[..<eq].trimmingCharacters(in: .whitespaces)
-                if key.count >= 2, key.first == "\"" || key.first == "'", key.last == key.first {
-                    key = String(key.dropFirst().dropLast())
-                }
-                if self.keyLines[section, default: [:]][key] == nil {
-                    self.keyLines[section, default: [:]][key] = lineNumber
-                }
-                if tripleQuotes % 2 == 1 { inMultilineString = true }
-            }
-        }
-    }
-
-    func line(of key: String, in section: Section) -> Int? {
-        if let l = self.keyLines[section]?[key] { return l }
-        return self.sectionLine(section)
-    }
-
-    func sectionLine(_ section: Section) -> Int? {
-        switch section {
-        case .root: return nil
-        case .defaults: return self.defaultsLine
-        case .account(let i): return self.accountLine(i)
-        }
-    }
-
-    func accountLine(_ i: Int) -> Int? { i < self.accountLines.count ? self.accountLines[i] : nil }
-}
-
-private struct Context {
-    var path: String
-    var index: LineIndex
-
-    func error(_ section: Section, key: String, _ message: String) -> ConfigurationError {
-        let prefix: String
-        switch section {
-        case .root: prefix = ""
-        case .defaults: prefix = "defaults."
-        case .account: prefix = ""
-        }
-        return ConfigurationError(
-            file: self.path, line: self.index.line(of: key, in: section), key: prefix + key, message: message)
-    }
-
-    func positiveInt(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        guard v.type == .int, let n = v.int else { throw self.error(section, key: key, "must be an integer") }
-        guard n > 0 else { throw self.error(section, key: key, "must be at least 1") }
-        return n
-    }
-
-    func duration(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        if v.type == .int, let n = v.int {
-            guard n >= 0 else { throw self.error(section, key: key, "must not be negative") }
-            return n
-        }
-        guard let s = v.string, let d = Units.parseDuration(s) else {
-            throw self.error(
-                section, key: key, "must be a duration such as \"30s\", \"5m\", \"2h\", \"30d\" or integer seconds")
-        }
-        return d
-    }
-
-    func size(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        if v.type == .int, let n = v.int {
-            guard n >= 0 else { throw self.error(section, key: key, "must not be negative") }
-            return n
-        }
-        guard let s = v.string, let d = Units.parseSize(s) else {
-            throw self.error(section, key: key, "must be a size such as \"50MB\", \"512KB\", \"1GB\" or integer bytes")
-        }
-        return d
-    }
-}

@@ -237,9 +237,9 @@ public final class PollScheduler: Service, Sendable {
             var loginDelay = report.loginDelay
             if let error = report.error {
                 failures += 1
-                if error.kind == .loginDelay { loginDelay = max(loginDelay ?? 0, account.interval) }
+                if error.kind == .loginDelay { loginDelay = max(loginDelay ?? 0, account.schedule.interval) }
                 let seconds = PollSchedule.delay(
-                    interval: account.interval, consecutiveFailures: failures, loginDelay: loginDelay)
+                    interval: account.schedule.interval, consecutiveFailures: failures, loginDelay: loginDelay)
                 if lastError != error.message {
                     if repeated { self.logger.error("account=\(name) poll failed: \(error.message)") }
                     let hint = error.kind == .auth ? "; fix the credentials, then `popfetch wake` or SIGHUP" : ""
@@ -254,7 +254,7 @@ public final class PollScheduler: Service, Sendable {
                 failures = 0
                 lastError = nil
                 delay = Double(
-                    PollSchedule.delay(interval: account.interval, consecutiveFailures: 0, loginDelay: loginDelay))
+                    PollSchedule.delay(interval: account.schedule.interval, consecutiveFailures: 0, loginDelay: loginDelay))
             }
             delay += PollSchedule.jitter(for: Int(delay), random: Double.random(in: 0..<1))
         }

@@ -82,7 +82,7 @@ extension Popfetch {
         static func tokens(_ g: GlobalOptions, _ name: String) throws -> OAuthTokenSource {
             let config = try g.loadConfiguration()
             let a = try config.account(named: name)
-            guard let s = a.oauth else {
+            guard let s = a.authentication.oauth else {
                 throw ConfigurationError(
                     file: config.path, line: a.line, key: "oauth_token_url",
                     message: "account \(name) has no oauth_token_url / oauth_client_id")

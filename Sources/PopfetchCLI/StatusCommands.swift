@@ -102,10 +102,10 @@ extension Popfetch {
             let config = try g.loadConfiguration()
             let selected = try PollRound.select(config, names: self.account, logger: logger)
             if self.showCertificate {
-                for a in selected where a.tls != .none {
+                for a in selected where a.server.tls != .none {
                     do {
                         let c = try await ServerCertificate.fetch(for: a)
-                        print("\(a.name): \(a.host):\(a.port)")
+                        print("\(a.name): \(a.server.host):\(a.server.port)")
                         print("  names        \(c.names.joined(separator: ", "))")
                         print("  valid        \(Self.day(c.notValidBefore)) to \(Self.day(c.notValidAfter))")
                         print("  fingerprint  \(c.fingerprint)")

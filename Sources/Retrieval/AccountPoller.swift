@@ -151,26 +151,26 @@ public struct AccountPoller: Sendable {
 
     private func run(_ report: inout PollReport) async throws {
         let account = self.account
-        let password = try await SecretResolver.resolve(account.password, account: account.name)
+        let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
         let tlsContext: NIOSSLContext?
-        if account.tls == .none {
+        if account.server.tls == .none {
             tlsContext = nil
         } else {
             do {
                 var client: (certificate: String, key: String)?
-                if let c = account.tlsClientCertificate, let k = account.tlsClientKey { client = (c, k) }
+                if let c = account.server.clientCertificate, let k = account.server.clientKey { client = (c, k) }
                 tlsContext = try TLSContextFactory.makeContext(
-                    caFile: account.caFile, minimumVersion: account.tlsMinimumVersion == "1.3" ? .tlsv13 : .tlsv12,
-                    pinned: account.fingerprint != nil, clientCertificate: client)
+                    caFile: account.server.caFile, minimumVersion: account.server.minimumTLSVersion == .tls13 ? .tlsv13 : .tlsv12,
+                    pinned: account.server.fingerprint != nil, clientCertificate: client)
             } catch {
-                throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
+                throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.server.caFile ?? "-")): \(error)")
             }
         }
         var endpoint = POP3Endpoint(
-            host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)),
-            pinnedFingerprint: account.fingerprint)
-        endpoint.sessionTimeout = .seconds(Int64(account.pollTimeout))
-        self.logger.debug("connecting to \(account.host):\(account.port) (tls \(account.tls.rawValue))")
+            host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)),
+            pinnedFingerprint: account.server.fingerprint)
+        endpoint.sessionTimeout = .seconds(Int64(account.server.pollTimeout))
+        self.logger.debug("connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
         let start = report
         do {
             report = try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
@@ -187,9 +187,9 @@ public struct AccountPoller: Sendable {
             report = failure.report
             if var e = failure.error as? TransportError, e.certificateUnverified {
                 if let summary = try? await POP3Connection.inspectCertificate(
-                    host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+                    host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)))
                 {
-                    e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+                    e.detail = summary.diagnose(host: account.server.host, now: Int(Date().timeIntervalSince1970))
                 }
                 throw e
             }
@@ -197,9 +197,9 @@ public struct AccountPoller: Sendable {
         } catch var e as TransportError where e.certificateUnverified {
             // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
             if let summary = try? await POP3Connection.inspectCertificate(
-                host: account.host, port: account.port, tls: account.tls, timeout: .seconds(Int64(account.timeout)))
+                host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)))
             {
-                e.detail = summary.diagnose(host: account.host, now: Int(Date().timeIntervalSince1970))
+                e.detail = summary.diagnose(host: account.server.host, now: Int(Date().timeIntervalSince1970))
             }
             throw e
         }
@@ -214,40 +214,40 @@ public struct AccountPoller: Sendable {
     /// The deliverer for this poll's delivery method.
     func makeDeliverer(fetchCount: Int) async throws -> any Deliverer {
         let account = self.account
-        switch account.delivery {
+        switch account.delivery.method {
         case .mda(let command):
             if geteuid() == 0 && fetchCount > 0 {
                 self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
             }
             return MDADeliverer(
-                command: command, timeout: account.mdaTimeout, accountUser: account.user, accountName: account.name,
-                partialRead: account.mdaPartialRead)
+                command: command, timeout: account.delivery.mdaTimeout, accountUser: account.authentication.user, accountName: account.name,
+                partialRead: account.delivery.mdaPartialRead)
         case .maildir(let path):
             return MaildirDeliverer(directory: path)
         case .smtp(let target), .lmtp(let target):
             var lmtp = false
-            if case .lmtp = account.delivery { lmtp = true }
+            if case .lmtp = account.delivery.method { lmtp = true }
             var tlsContext: NIOSSLContext?
-            if account.smtpTLS != .none {
+            if account.delivery.relay.tls != .none {
                 do {
-                    tlsContext = try TLSContextFactory.makeContext(caFile: account.smtpCAFile)
+                    tlsContext = try TLSContextFactory.makeContext(caFile: account.delivery.relay.caFile)
                 } catch {
                     throw PollError(.config, "\(account.name): cannot set up TLS for the MTA (smtp_ca_file): \(error)")
                 }
             }
             var credentials: (user: String, password: String)?
-            if let user = account.smtpUser, let secret = account.smtpPassword {
+            if let user = account.delivery.relay.user, let secret = account.delivery.relay.password {
                 credentials = (user, try await SecretResolver.resolve(secret, account: account.name))
             }
             let clearOK: Bool = {
-                if case .tcp(let h, _) = target { return AccountConfiguration.isLoopback(h) }
+                if case .tcp(let h, _) = target { return AccountConfiguration.Server.isLoopback(h) }
                 return true
             }()
             return SMTPDeliverer(
                 endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
-                connectTimeout: .seconds(Int64(account.timeout)), tls: account.smtpTLS, tlsContext: tlsContext,
+                connectTimeout: .seconds(Int64(account.server.timeout)), tls: account.delivery.relay.tls, tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK,
-                timeoutCap: account.smtpTimeout.map { .seconds(Int64($0)) })
+                timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) })
         }
     }
 
@@ -258,7 +258,7 @@ public struct AccountPoller: Sendable {
         _ message: SpooledMessage, uid: String, reason: String, rejected: [String], deliverer: any Deliverer,
         trackState: Bool
     ) async throws -> Bool {
-        let to = self.account.bounceTo ?? self.account.recipients.first ?? ConfigurationLoader.currentLoginName()
+        let to = self.account.delivery.bounceTo ?? self.account.delivery.recipients.first ?? ConfigurationLoader.currentLoginName()
         let dsn = BounceMessage.make(
             original: message, reason: reason, rejectedRecipients: rejected, bounceTo: to,
             accountName: self.account.name, mailbox: self.account.stateKey,

@@ -11,10 +11,10 @@ import OAuth
 extension AccountPoller {
     func login(_ conn: POP3Connection, password: String, capabilities: Capabilities?) async throws {
         let account = self.account
-        guard conn.isEncrypted || account.hostIsLoopback || account.allowInsecureAuth else {
+        guard conn.isEncrypted || account.server.isLoopback || account.server.allowInsecureAuth else {
             throw PollError(
                 .config,
-                "\(account.name): refusing to send credentials in clear text to \(account.host); use tls = "
+                "\(account.name): refusing to send credentials in clear text to \(account.server.host); use tls = "
                     + "\"implicit\" or \"starttls\", or set allow_insecure_auth = true")
         }
         // RFC 6856: UTF8 is valid in the AUTHORIZATION state (IANA's POP3 registry), so it goes before the login;
@@ -22,18 +22,18 @@ extension AccountPoller {
         try await self.enableUTF8(conn, capabilities: capabilities)
         let offered = Set(capabilities?.saslMechanisms ?? [])
         var token: String?
-        if let command = account.oauthTokenCommand {
+        if let command = account.authentication.oauthTokenCommand {
             token = try await SecretResolver.resolve(.command(command), account: account.name)
-        } else if let settings = account.oauth {
+        } else if let settings = account.authentication.oauth {
             token = try await self.oauthAccessToken(settings)
         }
         let methods: [AuthMethod]
-        if account.auth == .auto {
+        if account.authentication.method == .auto {
             methods = LoginPlan.candidates(
                 offered: offered, hasToken: token != nil, apopTimestamp: conn.apopTimestamp != nil,
-                encrypted: conn.isEncrypted, clientCertificate: account.tlsClientCertificate != nil)
+                encrypted: conn.isEncrypted, clientCertificate: account.server.clientCertificate != nil)
         } else {
-            methods = [account.auth]
+            methods = [account.authentication.method]
         }
         for (index, method) in methods.enumerated() {
             self.logger.debug("authenticating with \(method.rawValue)")
@@ -68,29 +68,29 @@ extension AccountPoller {
         switch method {
         case .apop:
             guard let ts = conn.apopTimestamp else {
-                throw PollError(.protocolError, "\(account.host) offers no APOP timestamp in its greeting")
+                throw PollError(.protocolError, "\(account.server.host) offers no APOP timestamp in its greeting")
             }
             let digest = Insecure.MD5.hash(data: Array((ts + password).utf8)).map { b -> String in
                 let h = String(b, radix: 16)
                 return h.count == 1 ? "0" + h : h
             }.joined()
-            let status = try await conn.execute(.apop(user: account.user, digest: digest))
+            let status = try await conn.execute(.apop(user: account.authentication.user, digest: digest))
             return status.isOK ? nil : status
         case .user, .auto:
-            let u = try await conn.execute(.user(account.user))
+            let u = try await conn.execute(.user(account.authentication.user))
             if !u.isOK { return u }
             let p = try await conn.execute(.pass(password))
             return p.isOK ? nil : p
         case .plain:
-            return try await self.sasl(conn, PlainMechanism(user: account.user, password: password))
+            return try await self.sasl(conn, PlainMechanism(user: account.authentication.user, password: password))
         case .login:
-            return try await self.sasl(conn, LoginMechanism(user: account.user, password: password))
+            return try await self.sasl(conn, LoginMechanism(user: account.authentication.user, password: password))
         case .cramMD5:
-            return try await self.sasl(conn, CramMD5Mechanism(user: account.user, password: password))
+            return try await self.sasl(conn, CramMD5Mechanism(user: account.authentication.user, password: password))
         case .scramSHA1:
-            return try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.user, password: password))
+            return try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.authentication.user, password: password))
         case .scramSHA256:
-            return try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.user, password: password))
+            return try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.authentication.user, password: password))
         case .external:
             guard conn.isEncrypted else {
                 throw PollError(.config, "\(account.name): EXTERNAL needs a TLS connection with a client certificate")
@@ -101,9 +101,9 @@ extension AccountPoller {
                 throw PollError(.config, "\(account.name): \(method.rawValue) needs oauth_token_command")
             }
             if method == .xoauth2 {
-                return try await self.sasl(conn, XOAuth2Mechanism(user: account.user, token: token))
+                return try await self.sasl(conn, XOAuth2Mechanism(user: account.authentication.user, token: token))
             }
-            return try await self.sasl(conn, OAuthBearerMechanism(user: account.user, token: token))
+            return try await self.sasl(conn, OAuthBearerMechanism(user: account.authentication.user, token: token))
         }
     }
 
@@ -166,7 +166,7 @@ extension AccountPoller {
                 try await conn.sendSASL(response.isEmpty ? "" : Base64.encode(response))
             case .response(_, let status):
                 guard status.isOK else {
-                    if let settings = self.account.oauth, m.name == "XOAUTH2" || m.name == "OAUTHBEARER" {
+                    if let settings = self.account.authentication.oauth, m.name == "XOAUTH2" || m.name == "OAUTHBEARER" {
                         // The access token may have been revoked early: refresh it at the next poll.
                         try? OAuthTokenSource(
                             settings: settings, store: self.environment.store, accountName: self.account.name,

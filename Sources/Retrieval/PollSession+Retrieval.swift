@@ -51,7 +51,7 @@ extension PollSession {
         }
         try spool.begin(
             traceHeader: TraceHeader.make(
-                serverHost: self.account.host, accountName: self.account.name,
+                serverHost: self.account.server.host, accountName: self.account.name,
                 localHost: self.poller.environment.localHostName, date: Date()))
         let retr = Command.retr(item.number)
         if let d = self.pendingDele, pipelining {
@@ -84,7 +84,7 @@ extension PollSession {
             if trackState && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
                     account: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
-                    maxAttempts: self.account.maxAttempts, at: Date())
+                    maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             throw error
         }
@@ -94,7 +94,7 @@ extension PollSession {
             if trackState {
                 try self.store.recordRetrievalFailure(
                     account: self.key, uid: item.key, error: "server refused RETR: \(refused)",
-                    maxAttempts: self.account.maxAttempts, at: Date())
+                    maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             return .refused
         }
@@ -102,7 +102,7 @@ extension PollSession {
         // long as LIST said.
         let message = try spool.finish()
         let shortWithinTolerance =
-            message.receivedSize < item.size && message.receivedSize + self.account.sizeTolerance >= item.size
+            message.receivedSize < item.size && message.receivedSize + self.account.retention.sizeTolerance >= item.size
         if shortWithinTolerance || item.confirmFirst {
             // Short of LIST but within size_tolerance, or its retrieval failed before: the next reply must prove the
             // message ended where the server meant it to before any receiver sees it.
@@ -114,12 +114,12 @@ extension PollSession {
                         account: self.key, uid: item.key,
                         error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
                             + "was malformed: it may have arrived truncated; not delivered",
-                        maxAttempts: self.account.maxAttempts, at: Date())
+                        maxAttempts: self.account.retention.maxAttempts, at: Date())
                 }
                 throw e
             }
         }
-        if message.receivedSize + self.account.sizeTolerance < item.size {
+        if message.receivedSize + self.account.retention.sizeTolerance < item.size {
             self.report.failed += 1
             let why =
                 "received \(message.receivedSize) octets but LIST announced \(item.size): the message arrived "
@@ -128,7 +128,7 @@ extension PollSession {
             self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    account: self.key, uid: item.key, error: why, maxAttempts: self.account.maxAttempts, at: Date())
+                    account: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             return .short
         }

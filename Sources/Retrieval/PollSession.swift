@@ -48,15 +48,15 @@ final class PollSession {
     func run() async throws {
         // AUTHORIZATION
         var caps = try await self.conn.capabilities()
-        if self.account.tls == .starttls {
+        if self.account.server.tls == .starttls {
             guard let c = caps, c.supportsSTLS else {
-                throw TransportError(.stlsNotOffered, host: self.account.host, port: self.account.port, phase: "CAPA")
+                throw TransportError(.stlsNotOffered, host: self.account.server.host, port: self.account.server.port, phase: "CAPA")
             }
             try await self.conn.startTLS()
             caps = try await self.conn.capabilities()
         }
         try await self.poller.login(self.conn, password: self.password, capabilities: caps)
-        self.logger.debug("logged in as \(self.account.user)")
+        self.logger.debug("logged in as \(self.account.authentication.user)")
         self.report.loginDelay = caps?.loginDelay
         let pipelining = caps?.supportsPipelining ?? false
 
@@ -65,9 +65,9 @@ final class PollSession {
         let now = Date()
         var known = trackState ? try self.store.messages(account: self.key) : [:]
         let policy = PollPlan.Policy(
-            keep: self.account.keep, deleteAfter: self.account.deleteAfter, maxSize: self.account.maxSize,
-            deleteOversize: self.account.oversize == .delete, fetchLimit: self.account.fetchLimit,
-            recipients: self.account.recipients)
+            keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter, maxSize: self.account.retention.maxSize,
+            deleteOversize: self.account.retention.oversize == .delete, fetchLimit: self.account.retention.fetchLimit,
+            recipients: self.account.delivery.recipients)
         var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         self.report.listed = listing.count
         if trackState {
@@ -82,7 +82,7 @@ final class PollSession {
                 known = try self.store.messages(account: self.key)
                 plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
             } else if case .pause(let why) = FloodGuard.assess(
-                plan: plan, known: known, mailbox: mailbox, keep: self.account.keep, limit: self.account.floodLimit)
+                plan: plan, known: known, mailbox: mailbox, keep: self.account.retention.keep, limit: self.account.retention.floodLimit)
             {
                 self.report.new = plan.fetchCount
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
@@ -106,7 +106,7 @@ final class PollSession {
         }
         if trackState {
             try self.store.recordListing(
-                account: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now, forgetAfter: Double(self.account.forgetAfter))
+                account: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now, forgetAfter: Double(self.account.retention.forgetAfter))
         }
         let waiting = plan.items.reduce(0) { n, item in
             switch item.action {
@@ -168,11 +168,11 @@ final class PollSession {
             }
             return (uidl, sizes, true)
         }
-        switch self.account.withoutUIDL {
+        switch self.account.retention.withoutUIDL {
         case .refuse:
             throw PollError(
                 .protocolError,
-                "\(self.account.host) does not support UIDL, so popfetch cannot tell new mail from old; set "
+                "\(self.account.server.host) does not support UIDL, so popfetch cannot tell new mail from old; set "
                     + "without_uidl = \"fetch-and-delete\" (with keep = false) to fetch and delete everything")
         case .fetchAndDelete:
             return (scan.map { UIDLEntry(number: $0.number, uid: "no-uidl-\($0.number)") }, sizes, false)
@@ -182,7 +182,7 @@ final class PollSession {
     private func listingsDisagree(_ what: String) -> PollError {
         PollError(
             .protocolError,
-            "\(self.account.host) sent inconsistent listings (\(what)); nothing was fetched or deleted, since a "
+            "\(self.account.server.host) sent inconsistent listings (\(what)); nothing was fetched or deleted, since a "
                 + "message number could not be trusted to name one message")
     }
 
@@ -276,7 +276,7 @@ final class PollSession {
                             if trackState {
                                 try self.store.recordSameAgain(account: self.key, uid: item.key, size: item.size, at: Date())
                             }
-                            if !self.account.keep {
+                            if !self.account.retention.keep {
                                 try await self.flushDele()
                                 self.pendingDele = (item.number, item.key)
                             }
@@ -336,14 +336,14 @@ final class PollSession {
         let settlement = Settlement(
             outcomes: outcomes, complete: complete, priorAttempts: known[d.item.key]?.attempts ?? 0,
             policy: Settlement.Policy(
-                keep: self.account.keep, onPermanentFailure: self.account.onPermanentFailure,
-                maxAttempts: self.account.maxAttempts, accountName: self.account.name))
+                keep: self.account.retention.keep, onPermanentFailure: self.account.delivery.onPermanentFailure,
+                maxAttempts: self.account.retention.maxAttempts, accountName: self.account.name))
         if trackState {
             for w in settlement.writes {
                 switch w {
                 case .delivered(let recipients):
                     try self.store.recordDelivered(
-                        account: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.recipients,
+                        account: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.delivery.recipients,
                         digest: d.message.digest, at: Date())
                 case .deliveryFailure(let error, let counts, let max):
                     try self.store.recordDeliveryFailure(
@@ -351,7 +351,7 @@ final class PollSession {
                         at: Date())
                 case .retrievalFailure(let error):
                     try self.store.recordRetrievalFailure(
-                        account: self.key, uid: d.item.key, error: error, maxAttempts: self.account.maxAttempts,
+                        account: self.key, uid: d.item.key, error: error, maxAttempts: self.account.retention.maxAttempts,
                         at: Date())
                 }
             }

@@ -34,14 +34,14 @@ struct ConfigurationTests {
         let c = try self.parse(Self.good)
         let a = try #require(c.accounts.first)
         #expect(a.name == "work")
-        #expect(a.port == 995)
-        #expect(a.tls == .implicit)
-        #expect(a.keep == true, "[defaults] keep = true is inherited")
-        #expect(a.maxSize == 50 * 1024 * 1024)
-        #expect(a.timeout == 30)
-        #expect(a.deleteAfter == 30 * 86400)
-        #expect(a.recipients == ["alice", "bob"])
-        #expect(a.delivery == .mda(try MDACommand("/usr/bin/procmail -d %T")))
+        #expect(a.server.port == 995)
+        #expect(a.server.tls == .implicit)
+        #expect(a.retention.keep == true, "[defaults] keep = true is inherited")
+        #expect(a.retention.maxSize == 50 * 1024 * 1024)
+        #expect(a.server.timeout == 30)
+        #expect(a.retention.deleteAfter == 30 * 86400)
+        #expect(a.delivery.recipients == ["alice", "bob"])
+        #expect(a.delivery.method == .mda(try MDACommand("/usr/bin/procmail -d %T")))
         #expect(a.stateKey == "alice@pop.example.org", "the mailbox identity leaves out the port")
         #expect(a.line == 4)
     }
@@ -188,6 +188,37 @@ struct ConfigurationTests {
         let check = try popfetch(["config", "check", "--config", path])
         #expect(check.status == 78)
         #expect(!FileManager.default.fileExists(atPath: dir + "/s.sqlite"), "a broken config changes nothing")
+    }
+
+    @Test("an account with only the required keys has exactly the defaults of AccountConfiguration's parts")
+    func defaultsLiveInOnePlace() throws {
+        let a = try #require(try self.parse(Self.base).accounts.first)
+        var expected = AccountConfiguration(
+            name: "a", line: 1, server: .init(host: "pop.example.org"),
+            authentication: .init(user: "u", password: .literal("p")),
+            delivery: .init(method: .mda(try MDACommand("/bin/cat")), recipients: ["tester"]))
+        #expect(a == expected)
+        #expect(a.server.port == 995, "implicit TLS: 995")
+        expected.server.tls = .starttls
+        #expect(expected.server.port == 110, "the default port follows the TLS mode")
+        expected.server.port = 2110
+        expected.server.tls = .implicit
+        #expect(expected.server.port == 2110, "a port that was set stays set")
+    }
+
+    @Test(
+        "every key read through the key table refuses a value of the wrong kind, naming the key and its line",
+        arguments: AccountKeys.table.filter { $0.read != nil }.map(\.name))
+    func everyKeyChecksItsValue(key: String) throws {
+        let text = Self.base + "\n\(key) = [1, 2]"
+        do {
+            _ = try self.parse(text)
+            Issue.record("\(key) = [1, 2] was accepted")
+        } catch let e as ConfigurationError {
+            #expect(e.key == key, "\(e)")
+            #expect(e.line == 7, "\(e)")
+            #expect(e.message.hasPrefix("must"), "\(e)")
+        }
     }
 
     @Test("the example config in etc/ is valid")

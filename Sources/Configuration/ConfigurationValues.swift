@@ -1,0 +1,147 @@
+import POP3Core
+public import SMTPCore
+
+// The values a configuration key can take. Each enum's raw values are what the config file says.
+
+/// Where a secret comes from. Its description never shows the secret itself.
+public enum SecretSource: Hashable, Sendable, CustomStringConvertible {
+    case literal(String)
+    /// A command whose first line of standard output is the secret.
+    case command(String)
+    /// A file whose first line is the secret.
+    case file(String)
+
+    public var description: String {
+        switch self {
+        case .literal: return "password (inline, hidden)"
+        case .command(let c): return "password_command \(c.debugDescription)"
+        case .file(let f): return "password_file \(f.debugDescription)"
+        }
+    }
+}
+
+/// How to log in.
+public enum AuthMethod: String, Hashable, Sendable, CaseIterable {
+    /// The strongest the server offers that the account can use: OAUTHBEARER/XOAUTH2 (with a token), then
+    /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, APOP (clear-text connections), PLAIN, LOGIN, USER/PASS.
+    case auto
+    case user
+    case apop
+    case plain
+    case login
+    case cramMD5 = "cram-md5"
+    case scramSHA1 = "scram-sha-1"
+    case scramSHA256 = "scram-sha-256"
+    case xoauth2
+    case oauthbearer
+    /// RFC 4422 EXTERNAL: the identity is the TLS client certificate (tls_client_cert / tls_client_key).
+    case external
+}
+
+/// `oversize`: what happens to a message larger than `max_size`.
+public enum OversizePolicy: String, Hashable, Sendable, CaseIterable {
+    /// Leave it on the server and report it (default).
+    case skip
+    /// Delete it from the server without fetching it (reported).
+    case delete
+}
+
+/// `without_uidl`: what to do with a server that has no UIDL command.
+public enum WithoutUIDLPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Stop with a clear error: without UIDL, "only new mail" cannot be guaranteed with keep = true.
+    case refuse
+    /// Fetch every message and delete each once delivered (only safe with keep = false).
+    case fetchAndDelete = "fetch-and-delete"
+}
+
+/// `tls_min_version`: the oldest TLS version a connection may use.
+public enum TLSVersion: String, Hashable, Sendable, CaseIterable {
+    case tls12 = "1.2"
+    case tls13 = "1.3"
+}
+
+/// Local delivery methods.
+public enum DeliveryMethod: Hashable, Sendable {
+    case mda(MDACommand)
+    /// A Maildir directory (tmp/ then rename into new/, fsync'd).
+    case maildir(String)
+    case smtp(SMTPEndpoint)
+    case lmtp(SMTPEndpoint)
+
+    public var keyName: String {
+        switch self {
+        case .mda: return "mda"
+        case .maildir: return "maildir"
+        case .smtp: return "smtp"
+        case .lmtp: return "lmtp"
+        }
+    }
+}
+
+/// `mda_partial_read`: what an MDA exit 0 means when the MDA did not read the whole message.
+public enum MDAPartialReadPolicy: String, Hashable, Sendable, CaseIterable {
+    /// Not delivered: the message stays on the server and the attempt counts toward `max_attempts`.
+    case fail
+    /// Delivered: for filters that read only the header and decide from it.
+    case accept
+}
+
+/// What to do when the local side rejects a message permanently (SMTP/LMTP 5xx).
+public enum PermanentFailurePolicy: String, Hashable, Sendable, CaseIterable {
+    /// Keep it on the server, marked failed (like the MDA's max_attempts); `popfetch retry` brings it back.
+    case keep
+    /// Delete it from the server.
+    case delete
+    /// Send a delivery status notification to the local recipient (or `bounce_to`) through the same MTA, then
+    /// delete it. Never to the message's claimed sender: fetched mail's Return-Path is often forged (backscatter).
+    case bounce
+}
+
+/// Root-level settings.
+public struct GlobalSettings: Hashable, Sendable {
+    /// Most accounts polled at once.
+    public var maxConcurrentPolls: Int = 8
+    /// How long the daemon lets polls in flight finish after SIGTERM/SIGINT, in seconds.
+    public var shutdownGrace: Int = 30
+    public init() {}
+}
+
+/// The whole validated configuration file.
+public struct Configuration: Hashable, Sendable {
+    public var path: String
+    public var global: GlobalSettings
+    public var accounts: [AccountConfiguration]
+
+    /// The account called `name`, or a configuration error naming the file.
+    public func account(named name: String) throws -> AccountConfiguration {
+        guard let a = self.accounts.first(where: { $0.name == name }) else {
+            throw ConfigurationError(
+                file: self.path, line: nil, key: nil, message: "no account named \(name.debugDescription)")
+        }
+        return a
+    }
+
+    public init(path: String, global: GlobalSettings, accounts: [AccountConfiguration]) {
+        self.path = path
+        self.global = global
+        self.accounts = accounts
+    }
+}
+
+/// Built-in OAuth2 for XOAUTH2/OAUTHBEARER logins: the token endpoint (RFC 6749), the device authorization
+/// endpoint (RFC 8628) for `popfetch oauth login`, and the client's identity.
+public struct OAuthSettings: Hashable, Sendable {
+    public var tokenURL: String
+    public var deviceURL: String?
+    public var clientID: String
+    public var clientSecret: SecretSource?
+    public var scope: String?
+
+    public init(tokenURL: String, deviceURL: String?, clientID: String, clientSecret: SecretSource?, scope: String?) {
+        self.tokenURL = tokenURL
+        self.deviceURL = deviceURL
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.scope = scope
+    }
+}
