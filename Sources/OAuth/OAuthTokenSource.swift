@@ -10,7 +10,7 @@ public struct OAuthTokenSource: Sendable {
     public var store: StateStore
     /// The account's name (for messages) and its mailbox key `user@host:port` (where its tokens are kept).
     public var accountName: String
-    public var mailbox: String
+    public var mailbox: MailboxID
 
     /// An access token is used only while it has at least this long to live.
     public static let minimumLifetime: Double = 60
@@ -18,7 +18,7 @@ public struct OAuthTokenSource: Sendable {
     /// `expires_in` optional), it is taken to live this long.
     public static let assumedLifetime = 3600
 
-    public init(settings: OAuthSettings, store: StateStore, accountName: String, mailbox: String) {
+    public init(settings: OAuthSettings, store: StateStore, accountName: String, mailbox: MailboxID) {
         self.settings = settings
         self.store = store
         self.accountName = accountName
@@ -40,7 +40,7 @@ public struct OAuthTokenSource: Sendable {
 
     /// The access token for a login now, and whether it was just refreshed.
     public func accessToken() async throws -> (token: String, refreshed: Bool) {
-        let stored = try self.store.oauthTokens(account: self.mailbox)
+        let stored = try self.store.oauthTokens(mailbox: self.mailbox)
         if let access = stored?.accessToken, let expires = stored?.expiresAt,
             expires.timeIntervalSinceNow > Self.minimumLifetime
         {
@@ -78,19 +78,19 @@ public struct OAuthTokenSource: Sendable {
 
     /// Stores a refresh token obtained elsewhere (the access token is fetched at the next login).
     public func storeRefreshToken(_ token: String) throws {
-        try self.store.saveOAuthTokens(account: self.mailbox, refreshToken: token, accessToken: nil, expiresAt: nil)
+        try self.store.saveOAuthTokens(mailbox: self.mailbox, refreshToken: token, accessToken: nil, expiresAt: nil)
     }
 
     /// Drops the stored access token (the server refused it: it may have been revoked early); the refresh token
     /// is kept, and the next login refreshes.
     public func forgetAccessToken() throws {
-        try self.store.saveOAuthTokens(account: self.mailbox, refreshToken: nil, accessToken: nil, expiresAt: nil)
+        try self.store.saveOAuthTokens(mailbox: self.mailbox, refreshToken: nil, accessToken: nil, expiresAt: nil)
     }
 
     private func save(_ r: OAuth2.TokenResponse) throws {
         let lifetime = r.expiresIn.map { min(max($0, 0), 366 * 86_400) } ?? Self.assumedLifetime
         try self.store.saveOAuthTokens(
-            account: self.mailbox, refreshToken: r.refreshToken, accessToken: r.accessToken,
+            mailbox: self.mailbox, refreshToken: r.refreshToken, accessToken: r.accessToken,
             expiresAt: Date().addingTimeInterval(Double(lifetime)))
     }
 }

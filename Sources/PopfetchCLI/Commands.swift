@@ -87,7 +87,7 @@ extension Popfetch {
                     file: config.path, line: a.line, key: "oauth_token_url",
                     message: "account \(name) has no oauth_token_url / oauth_client_id")
             }
-            return OAuthTokenSource(settings: s, store: try g.openStore(), accountName: a.name, mailbox: a.stateKey)
+            return OAuthTokenSource(settings: s, store: try g.openStore(), accountName: a.name, mailbox: a.mailbox)
         }
 
         /// RFC 8628 device flow: shows a code to enter in a browser, waits, stores the refresh token.
@@ -173,7 +173,7 @@ extension Popfetch {
             let g = self.globals.merged(with: self.root.globals)
             let a = try g.loadConfiguration().account(named: self.account)
             let store = try g.openStore()
-            let n = try store.retryFailed(account: a.stateKey)
+            let n = try store.retryFailed(mailbox: a.mailbox)
             print("\(a.name): \(n) failed message\(n == 1 ? "" : "s") will be tried again at the next poll")
         }
     }
@@ -222,7 +222,7 @@ extension Popfetch {
     static func decide(_ g: GlobalOptions, account name: String, _ decision: MailboxState.Decision) throws {
         let a = try g.loadConfiguration().account(named: name)
         let store = try g.openStore()
-        try store.decide(account: a.stateKey, decision)
+        try store.decide(mailbox: a.mailbox, decision)
         switch decision {
         case .markSeen:
             print("\(a.name): the next poll records the messages on the server as seen, without delivering them")

@@ -62,10 +62,10 @@ extension Popfetch {
             var rows: [(AccountConfiguration, AccountStatusRecord)] = []
             var failures: [String: [MessageRecord]] = [:]
             for a in accounts {
-                var record = try store.accountStatus(accountName: a.name, accountKey: a.stateKey)
+                var record = try store.accountStatus(accountName: a.name, mailbox: a.mailbox)
                 if daemon == nil { record.nextPoll = nil }
                 rows.append((a, record))
-                if record.failedMessages > 0 { failures[a.name] = try store.failedMessages(account: a.stateKey) }
+                if record.failedMessages > 0 { failures[a.name] = try store.failedMessages(mailbox: a.mailbox) }
             }
             if self.json {
                 print(StatusRenderer.json(daemon: daemon, rows: rows, failures: failures))

@@ -70,11 +70,11 @@ public struct AccountPoller: Sendable {
         var report = PollReport(account: self.account.name)
         let started = Date()
         let store = self.environment.store
-        let key = self.account.stateKey
+        let key = self.account.mailbox
         var lock: LockFile?
         do {
             lock = try await LockFile.acquire(
-                path: LockFile.accountLockPath(stateDirectory: self.environment.stateDirectory, stateKey: key),
+                path: LockFile.accountLockPath(stateDirectory: self.environment.stateDirectory, stateKey: key.rawValue),
                 wait: self.environment.lockWait)
         } catch {
             report.error = Self.classify(error)
@@ -94,7 +94,7 @@ public struct AccountPoller: Sendable {
         var pollID: Int64?
         do {
             if !self.checkOnly {
-                pollID = try store.beginPoll(account: key, name: self.account.name, at: started)
+                pollID = try store.beginPoll(mailbox: key, accountName: self.account.name, at: started)
             }
             try await self.run(&report)
             if report.paused != nil {
@@ -279,7 +279,7 @@ public struct AccountPoller: Sendable {
             metadata: ["uid": "\(uid)"])
         if trackState {
             try self.environment.store.recordDeliveryFailure(
-                account: self.account.stateKey, uid: uid, error: reason, countsTowardLimit: true, maxAttempts: 1,
+                mailbox: self.account.mailbox, uid: uid, error: reason, countsTowardLimit: true, maxAttempts: 1,
                 at: Date())
         }
         return false

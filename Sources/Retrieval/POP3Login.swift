@@ -111,7 +111,7 @@ extension AccountPoller {
     func oauthAccessToken(_ settings: OAuthSettings) async throws -> String {
         let source = OAuthTokenSource(
             settings: settings, store: self.environment.store, accountName: self.account.name,
-            mailbox: self.account.stateKey)
+            mailbox: self.account.mailbox)
         do {
             let (token, refreshed) = try await source.accessToken()
             if refreshed { self.logger.debug("refreshed the OAuth2 access token") }
@@ -170,7 +170,7 @@ extension AccountPoller {
                         // The access token may have been revoked early: refresh it at the next poll.
                         try? OAuthTokenSource(
                             settings: settings, store: self.environment.store, accountName: self.account.name,
-                            mailbox: self.account.stateKey
+                            mailbox: self.account.mailbox
                         ).forgetAccessToken()
                     }
                     return status

@@ -83,7 +83,7 @@ extension PollSession {
             let blamesPrevious = previousUnconfirmed && error is POP3ProtocolError && spool.receivedSoFar == 0
             if trackState && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
-                    account: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
+                    mailbox: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
                     maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             throw error
@@ -93,7 +93,7 @@ extension PollSession {
             self.logger.error("server refused RETR \(item.number): \(refused)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    account: self.key, uid: item.key, error: "server refused RETR: \(refused)",
+                    mailbox: self.key, uid: item.key, error: "server refused RETR: \(refused)",
                     maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             return .refused
@@ -111,7 +111,7 @@ extension PollSession {
             } catch let e as POP3ProtocolError {
                 if trackState {
                     try self.store.recordRetrievalFailure(
-                        account: self.key, uid: item.key,
+                        mailbox: self.key, uid: item.key,
                         error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
                             + "was malformed: it may have arrived truncated; not delivered",
                         maxAttempts: self.account.retention.maxAttempts, at: Date())
@@ -128,7 +128,7 @@ extension PollSession {
             self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    account: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts, at: Date())
+                    mailbox: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             return .short
         }

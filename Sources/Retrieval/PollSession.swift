@@ -26,7 +26,8 @@ final class PollSession {
     /// Computed once: read on every message.
     let account: AccountConfiguration
     let store: StateStore
-    let key: String
+    /// The mailbox in the state database.
+    let key: MailboxID
     let logger: Logger
 
     /// A DELE waiting to be sent; with PIPELINING it goes out in the same write as the next RETR.
@@ -41,7 +42,7 @@ final class PollSession {
         self.report = report
         self.account = poller.account
         self.store = poller.environment.store
-        self.key = poller.account.stateKey
+        self.key = poller.account.mailbox
         self.logger = poller.logger
     }
 
@@ -63,7 +64,7 @@ final class PollSession {
         // TRANSACTION: the listing, and what to do with it.
         let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
         let now = Date()
-        var known = trackState ? try self.store.messages(account: self.key) : [:]
+        var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
         let policy = PollPlan.Policy(
             keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter, maxSize: self.account.retention.maxSize,
             deleteOversize: self.account.retention.oversize == .delete, fetchLimit: self.account.retention.fetchLimit,
@@ -71,15 +72,15 @@ final class PollSession {
         var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         self.report.listed = listing.count
         if trackState {
-            let mailbox = try self.store.mailboxState(account: self.key)
+            let mailbox = try self.store.mailboxState(mailbox: self.key)
             if mailbox.decision == .markSeen && !self.poller.checkOnly {
                 // Only what was listed when the account paused: mail that arrived since is delivered as usual.
-                let snapshot = try self.store.pausedKeys(account: self.key)
+                let snapshot = try self.store.pausedKeys(mailbox: self.key)
                 let unseen = plan.listed.filter { snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil }
-                try self.store.recordSeen(account: self.key, listed: unseen, at: now)
-                try self.store.resolvePause(account: self.key)
+                try self.store.recordSeen(mailbox: self.key, listed: unseen, at: now)
+                try self.store.resolvePause(mailbox: self.key)
                 self.logger.notice("recorded \(unseen.count) messages as seen without delivering them (mark-seen)")
-                known = try self.store.messages(account: self.key)
+                known = try self.store.messages(mailbox: self.key)
                 plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
             } else if case .pause(let why) = FloodGuard.assess(
                 plan: plan, known: known, mailbox: mailbox, keep: self.account.retention.keep, limit: self.account.retention.floodLimit)
@@ -88,15 +89,15 @@ final class PollSession {
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
                 if !self.poller.checkOnly {
                     try self.store.pause(
-                        account: self.key, reason: self.report.paused ?? why, keys: Array(plan.listed.keys), at: now)
+                        mailbox: self.key, reason: self.report.paused ?? why, keys: Array(plan.listed.keys), at: now)
                 }
                 _ = try await self.conn.quit()
                 return
             } else if mailbox.decision == .fetchAll && !self.poller.checkOnly {
-                try self.store.resolvePause(account: self.key)
+                try self.store.resolvePause(mailbox: self.key)
             } else if mailbox.pausedReason != nil && !self.poller.checkOnly {
                 // The condition that paused it is gone (say, the user emptied the mailbox).
-                try self.store.resolvePause(account: self.key)
+                try self.store.resolvePause(mailbox: self.key)
             }
         }
         self.report.new = plan.fetchCount
@@ -106,7 +107,7 @@ final class PollSession {
         }
         if trackState {
             try self.store.recordListing(
-                account: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now, forgetAfter: Double(self.account.retention.forgetAfter))
+                mailbox: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now, forgetAfter: Double(self.account.retention.forgetAfter))
         }
         let waiting = plan.items.reduce(0) { n, item in
             switch item.action {
@@ -129,10 +130,10 @@ final class PollSession {
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with
         // what was delivered, never deleted unread (its UIDL may have been reused for a new message).
         try await self.flushDele()
-        if trackState { try self.store.recordDeletePending(account: self.key, uids: self.deletedKeys) }
+        if trackState { try self.store.recordDeletePending(mailbox: self.key, uids: self.deletedKeys) }
         let bye = try await self.conn.quit()
         if bye.isOK {
-            if trackState { try self.store.recordDeleted(account: self.key, uids: self.deletedKeys, at: Date()) }
+            if trackState { try self.store.recordDeleted(mailbox: self.key, uids: self.deletedKeys, at: Date()) }
             self.report.deleted = self.deletedKeys.count
         } else if !self.deletedKeys.isEmpty {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
@@ -274,7 +275,7 @@ final class PollSession {
                                 "message \(item.number) is one already delivered (same content); not delivered again",
                                 metadata: ["uid": "\(item.uid)"])
                             if trackState {
-                                try self.store.recordSameAgain(account: self.key, uid: item.key, size: item.size, at: Date())
+                                try self.store.recordSameAgain(mailbox: self.key, uid: item.key, size: item.size, at: Date())
                             }
                             if !self.account.retention.keep {
                                 try await self.flushDele()
@@ -283,7 +284,7 @@ final class PollSession {
                             continue
                         }
                         if trackState && (item.verify != nil || item.restart) {
-                            try self.store.restartMessage(account: self.key, uid: item.key, size: item.size, at: Date())
+                            try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())
                         }
                         // The commit after the delivery must not fail for want of space (the message would be
                         // delivered again at every poll): stop before delivering when the state's disk is nearly full.
@@ -343,15 +344,15 @@ final class PollSession {
                 switch w {
                 case .delivered(let recipients):
                     try self.store.recordDelivered(
-                        account: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.delivery.recipients,
+                        mailbox: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.delivery.recipients,
                         digest: d.message.digest, at: Date())
                 case .deliveryFailure(let error, let counts, let max):
                     try self.store.recordDeliveryFailure(
-                        account: self.key, uid: d.item.key, error: error, countsTowardLimit: counts, maxAttempts: max,
+                        mailbox: self.key, uid: d.item.key, error: error, countsTowardLimit: counts, maxAttempts: max,
                         at: Date())
                 case .retrievalFailure(let error):
                     try self.store.recordRetrievalFailure(
-                        account: self.key, uid: d.item.key, error: error, maxAttempts: self.account.retention.maxAttempts,
+                        mailbox: self.key, uid: d.item.key, error: error, maxAttempts: self.account.retention.maxAttempts,
                         at: Date())
                 }
             }

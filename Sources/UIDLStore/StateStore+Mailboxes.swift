@@ -20,12 +20,12 @@ public struct MailboxState: Hashable, Sendable {
 
 /// Flood protection: whether a mailbox was ever listed, and a pause waiting for the user's answer.
 extension StateStore {
-    public func mailboxState(account: String) throws -> MailboxState {
+    public func mailboxState(mailbox: MailboxID) throws -> MailboxState {
         try self.read { db in
             guard
                 let r = try Row.fetchOne(
                     db, sql: "SELECT first_listed, paused_reason, decision FROM mailboxes WHERE account = ?",
-                    arguments: [account])
+                    arguments: [mailbox.rawValue])
             else { return MailboxState() }
             return MailboxState(
                 firstListed: (r[0] as Double?).map(Date.init(timeIntervalSince1970:)), pausedReason: r[1],
@@ -33,50 +33,50 @@ extension StateStore {
         }
     }
 
-    /// Pauses the mailbox until the user decides (``decide(account:_:)``), remembering the keys listed now: a
+    /// Pauses the mailbox until the user decides (``decide(mailbox:_:)``), remembering the keys listed now: a
     /// `mark-seen` answer covers only those, never mail that arrived later.
-    public func pause(account: String, reason: String, keys: [String], at now: Date) throws {
+    public func pause(mailbox: MailboxID, reason: String, keys: [String], at now: Date) throws {
         try self.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO mailboxes (account, paused_reason, paused_at) VALUES (?, ?, ?)
                     ON CONFLICT (account) DO UPDATE SET paused_reason = excluded.paused_reason,
                         paused_at = COALESCE(paused_at, excluded.paused_at), decision = NULL
-                    """, arguments: [account, reason, now.timeIntervalSince1970])
-            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [account])
+                    """, arguments: [mailbox.rawValue, reason, now.timeIntervalSince1970])
+            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [mailbox.rawValue])
             let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO pause_keys (account, uidl) VALUES (?, ?)")
-            for k in keys { try insert.execute(arguments: [account, k]) }
+            for k in keys { try insert.execute(arguments: [mailbox.rawValue, k]) }
         }
     }
 
     /// The keys listed when the mailbox was paused.
-    public func pausedKeys(account: String) throws -> Set<String> {
+    public func pausedKeys(mailbox: MailboxID) throws -> Set<String> {
         try self.read { db in
-            try String.fetchSet(db, sql: "SELECT uidl FROM pause_keys WHERE account = ?", arguments: [account])
+            try String.fetchSet(db, sql: "SELECT uidl FROM pause_keys WHERE account = ?", arguments: [mailbox.rawValue])
         }
     }
 
     /// The user's answer to a pause; the next poll carries it out. Only a paused mailbox takes an answer.
-    public func decide(account: String, _ decision: MailboxState.Decision) throws {
-        let paused = try self.mailboxState(account: account).pausedReason != nil
+    public func decide(mailbox: MailboxID, _ decision: MailboxState.Decision) throws {
+        let paused = try self.mailboxState(mailbox: mailbox).pausedReason != nil
         guard paused else {
             throw StateError(
                 path: self.path,
-                message: "\(account) is not paused; mark-seen and fetch-all answer a flood-protection pause only")
+                message: "\(mailbox) is not paused; mark-seen and fetch-all answer a flood-protection pause only")
         }
         try self.write { db in
             try db.execute(
-                sql: "UPDATE mailboxes SET decision = ? WHERE account = ?", arguments: [decision.rawValue, account])
+                sql: "UPDATE mailboxes SET decision = ? WHERE account = ?", arguments: [decision.rawValue, mailbox.rawValue])
         }
     }
 
     /// The decision was carried out: the mailbox is no longer paused.
-    public func resolvePause(account: String) throws {
+    public func resolvePause(mailbox: MailboxID) throws {
         try self.write { db in
             try db.execute(
                 sql: "UPDATE mailboxes SET paused_reason = NULL, paused_at = NULL, decision = NULL WHERE account = ?",
-                arguments: [account])
-            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [account])
+                arguments: [mailbox.rawValue])
+            try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [mailbox.rawValue])
         }
     }
 }

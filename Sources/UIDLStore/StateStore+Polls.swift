@@ -11,11 +11,11 @@ extension StateStore {
         public var expiresAt: Date?
     }
 
-    public func oauthTokens(account: String) throws -> OAuthTokens? {
+    public func oauthTokens(mailbox: MailboxID) throws -> OAuthTokens? {
         try self.read { db in
             try Row.fetchOne(
                 db, sql: "SELECT refresh_token, access_token, expires_at FROM oauth_tokens WHERE account = ?",
-                arguments: [account]
+                arguments: [mailbox.rawValue]
             ).map { r in
                 OAuthTokens(
                     refreshToken: r[0], accessToken: r[1], expiresAt: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)))
@@ -23,24 +23,24 @@ extension StateStore {
         }
     }
 
-    public func saveOAuthTokens(account: String, refreshToken: String?, accessToken: String?, expiresAt: Date?) throws {
+    public func saveOAuthTokens(mailbox: MailboxID, refreshToken: String?, accessToken: String?, expiresAt: Date?) throws {
         try self.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO oauth_tokens (account, refresh_token, access_token, expires_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (account) DO UPDATE SET refresh_token = COALESCE(excluded.refresh_token, refresh_token),
                         access_token = excluded.access_token, expires_at = excluded.expires_at
-                    """, arguments: [account, refreshToken, accessToken, expiresAt?.timeIntervalSince1970])
+                    """, arguments: [mailbox.rawValue, refreshToken, accessToken, expiresAt?.timeIntervalSince1970])
         }
     }
 
     // MARK: - Polls
 
-    public func beginPoll(account: String, name: String, at now: Date) throws -> Int64 {
+    public func beginPoll(mailbox: MailboxID, accountName name: String, at now: Date) throws -> Int64 {
         try self.write { db in
             try db.execute(
                 sql: "INSERT INTO polls (account, account_name, started) VALUES (?, ?, ?)",
-                arguments: [account, name, now.timeIntervalSince1970])
+                arguments: [mailbox.rawValue, name, now.timeIntervalSince1970])
             return db.lastInsertedRowID
         }
     }
@@ -62,7 +62,7 @@ extension StateStore {
     }
 
     /// Everything `popfetch status` shows for one account, in one read transaction.
-    public func accountStatus(accountName: String, accountKey: String) throws -> AccountStatusRecord {
+    public func accountStatus(accountName: String, mailbox: MailboxID) throws -> AccountStatusRecord {
         try self.read { db in
             // A poll still marked "running" is in flight (or was killed): the summary shows the last finished one.
             let last = try Self.polls(db, accountName: accountName, limit: 1, finishedOnly: true).first
@@ -70,7 +70,7 @@ extension StateStore {
                 try Int.fetchOne(
                     db,
                     sql: "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL",
-                    arguments: [accountKey]) ?? 0
+                    arguments: [mailbox.rawValue]) ?? 0
             let total =
                 try Int.fetchOne(
                     db, sql: "SELECT COALESCE(SUM(delivered), 0) FROM polls WHERE account_name = ?",
@@ -83,7 +83,7 @@ extension StateStore {
             let next = try Double.fetchOne(
                 db, sql: "SELECT next_poll FROM schedule WHERE account_name = ?", arguments: [accountName])
             let paused = try String.fetchOne(
-                db, sql: "SELECT paused_reason FROM mailboxes WHERE account = ?", arguments: [accountKey])
+                db, sql: "SELECT paused_reason FROM mailboxes WHERE account = ?", arguments: [mailbox.rawValue])
             return AccountStatusRecord(
                 lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
                 nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused)
@@ -118,7 +118,7 @@ extension StateStore {
                 """, arguments: [accountName, limit]
         ).map { r in
             PollRecord(
-                id: r[0], accountKey: r[1], accountName: r[2], started: Date(timeIntervalSince1970: r[3]),
+                id: r[0], mailbox: MailboxID(r[1]), accountName: r[2], started: Date(timeIntervalSince1970: r[3]),
                 finished: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)), outcome: r[5], listed: r[6],
                 new: r[7], delivered: r[8], bytes: r[9], deleted: r[10], deferred: r[11], failed: r[12],
                 skipped: r[13], error: r[14], pending: r[15])

@@ -58,7 +58,7 @@ public struct MessageRecord: Hashable, Sendable {
 /// Counts and outcome of one poll of one account, as stored in `polls`.
 public struct PollRecord: Hashable, Sendable {
     public var id: Int64
-    public var accountKey: String
+    public var mailbox: MailboxID
     public var accountName: String
     public var started: Date
     public var finished: Date?
@@ -159,9 +159,9 @@ public final class StateStore: Sendable {
     /// Every message known for the mailbox, with the recipients each was delivered to (for messages not yet
     /// delivered everywhere: once `delivered_at` is set nothing reads them, and a mailbox of 20,000 delivered
     /// messages would otherwise build 20,000 sets on every poll). One query each.
-    public func messages(account: String) throws -> [String: MessageRecord] {
+    public func messages(mailbox: MailboxID) throws -> [String: MessageRecord] {
         try self.read { db in
-            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [account])
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [mailbox.rawValue])
             var out: [String: MessageRecord] = [:]
             out.reserveCapacity(count ?? 0)
             let rows = try Row.fetchCursor(
@@ -170,7 +170,7 @@ public final class StateStore: Sendable {
                     SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
                         last_error, failed_at, digest, seen_only, delete_pending
                     FROM messages WHERE account = ?
-                    """, arguments: [account])
+                    """, arguments: [mailbox.rawValue])
             while let r = try rows.next() {
                 let uid: String = r[0]
                 out[uid] = MessageRecord(
@@ -189,7 +189,7 @@ public final class StateStore: Sendable {
                         ON d.account = m.account AND d.uidl = m.uidl
                     WHERE m.account = ? AND m.delivered_at IS NULL AND d.delivered_at IS NOT NULL
                     """,
-                arguments: [account])
+                arguments: [mailbox.rawValue])
             while let r = try d.next() {
                 let uid: String = r[0]
                 let rcpt: String = r[1]
@@ -209,7 +209,7 @@ public final class StateStore: Sendable {
     /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
     /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
     public func recordListing(
-        account: String, listed: [String: Int], diff: ListingDiff, known: [String: MessageRecord], at now: Date,
+        mailbox: MailboxID, listed: [String: Int], diff: ListingDiff, known: [String: MessageRecord], at now: Date,
         forgetAfter: Double = StateStore.defaultForgetAfter
     ) throws {
         let t = now.timeIntervalSince1970
@@ -224,7 +224,7 @@ public final class StateStore: Sendable {
             : known.compactMap { uid, r in
                 listed[uid] == nil && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
             }
-        let firstListing = try self.mailboxState(account: account).firstListed == nil
+        let firstListing = try self.mailboxState(mailbox: mailbox).firstListed == nil
         let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
         if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
             return
@@ -235,42 +235,42 @@ public final class StateStore: Sendable {
                     sql: """
                         INSERT INTO mailboxes (account, first_listed) VALUES (?, ?)
                         ON CONFLICT (account) DO UPDATE SET first_listed = COALESCE(first_listed, excluded.first_listed)
-                        """, arguments: [account, t])
+                        """, arguments: [mailbox.rawValue, t])
             }
             let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
             let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
             for uid in forget {
-                try forgetRow.execute(arguments: [account, uid])
-                try forgetDeliveries.execute(arguments: [account, uid])
+                try forgetRow.execute(arguments: [mailbox.rawValue, uid])
+                try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
             }
             let insert = try db.makeStatement(
                 sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
             for (uid, size) in newRows {
-                try insert.execute(arguments: [account, uid, t, t, size])
+                try insert.execute(arguments: [mailbox.rawValue, uid, t, t, size])
             }
             let touch = try db.makeStatement(sql: "UPDATE messages SET last_seen = ? WHERE account = ? AND uidl = ?")
-            for uid in refreshRows { try touch.execute(arguments: [t, account, uid]) }
+            for uid in refreshRows { try touch.execute(arguments: [t, mailbox.rawValue, uid]) }
             let setSize = try db.makeStatement(sql: "UPDATE messages SET size = ? WHERE account = ? AND uidl = ?")
-            for (uid, size) in sizedRows { try setSize.execute(arguments: [size, account, uid]) }
+            for (uid, size) in sizedRows { try setSize.execute(arguments: [size, mailbox.rawValue, uid]) }
         }
     }
 
     /// A new message under a key whose record described an earlier one (deleted before, or another size and
     /// content): the record starts over, with no delivery and the new size.
-    public func restartMessage(account: String, uid: String, size: Int, at now: Date) throws {
+    public func restartMessage(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
-            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [account, uid])
-            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [account, uid])
+            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
             try db.execute(
                 sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
-                arguments: [account, uid, t, t, size])
+                arguments: [mailbox.rawValue, uid, t, t, size])
         }
     }
 
     /// The message listed again under a key (after popfetch deleted it, or with another LIST size) has the digest
     /// of the one delivered: it is that message, still on the server. Its record is current again.
-    public func recordSameAgain(account: String, uid: String, size: Int, at now: Date) throws {
+    public func recordSameAgain(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
             try db.execute(
@@ -278,12 +278,12 @@ public final class StateStore: Sendable {
                     UPDATE messages SET deleted_at = NULL, delete_pending = 0, size = ?, last_seen = ?
                     WHERE account = ? AND uidl = ?
                     """,
-                arguments: [size, t, account, uid])
+                arguments: [size, t, mailbox.rawValue, uid])
         }
     }
 
     /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
-    public func recordSeen(account: String, listed: [String: Int], at now: Date) throws {
+    public func recordSeen(mailbox: MailboxID, listed: [String: Int], at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
             let upsert = try db.makeStatement(
@@ -296,35 +296,35 @@ public final class StateStore: Sendable {
                         delivered_at = COALESCE(delivered_at, excluded.delivered_at),
                         failed_at = NULL
                     """)
-            for (uid, size) in listed { try upsert.execute(arguments: [account, uid, t, t, size, t]) }
+            for (uid, size) in listed { try upsert.execute(arguments: [mailbox.rawValue, uid, t, t, size, t]) }
         }
     }
 
     /// Records a failed retrieval: RETR refused, the connection lost mid-message, fewer octets than LIST said, or a
     /// malformed reply after the message. Returns true when the message is now marked failed (`maxAttempts`).
     @discardableResult
-    public func recordRetrievalFailure(account: String, uid: String, error: String, maxAttempts: Int, at now: Date)
+    public func recordRetrievalFailure(mailbox: MailboxID, uid: String, error: String, maxAttempts: Int, at now: Date)
         throws -> Bool
     {
         let t = now.timeIntervalSince1970
         return try self.write { db in
             try db.cachedStatement(
                 sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen) VALUES (?, ?, ?, ?)"
-            ).execute(arguments: [account, uid, t, t])
+            ).execute(arguments: [mailbox.rawValue, uid, t, t])
             try db.cachedStatement(
                 sql: """
                     UPDATE messages SET retrieval_attempts = retrieval_attempts + 1, last_error = ?
                     WHERE account = ? AND uidl = ?
                     """
-            ).execute(arguments: [error, account, uid])
+            ).execute(arguments: [error, mailbox.rawValue, uid])
             let attempts =
                 try Int.fetchOne(
                     db.cachedStatement(sql: "SELECT retrieval_attempts FROM messages WHERE account = ? AND uidl = ?"),
-                    arguments: [account, uid]) ?? 0
+                    arguments: [mailbox.rawValue, uid]) ?? 0
             if attempts >= maxAttempts {
                 try db.cachedStatement(
                     sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
-                ).execute(arguments: [t, account, uid])
+                ).execute(arguments: [t, mailbox.rawValue, uid])
                 return true
             }
             return false
@@ -335,31 +335,31 @@ public final class StateStore: Sendable {
     /// counts as delivered (and may be deleted on the server).
     @discardableResult
     public func recordDelivered(
-        account: String, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
+        mailbox: MailboxID, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
         at now: Date
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
-                .execute(arguments: [account, uid, t])
+                .execute(arguments: [mailbox.rawValue, uid, t])
             for r in recipients {
                 try db.cachedStatement(sql: """
                         INSERT INTO deliveries (account, uidl, recipient, delivered_at, attempts) VALUES (?, ?, ?, ?, 1)
                         ON CONFLICT (account, uidl, recipient) DO UPDATE SET delivered_at = excluded.delivered_at,
                             attempts = attempts + 1, last_error = NULL
-                        """).execute(arguments: [account, uid, r, t])
+                        """).execute(arguments: [mailbox.rawValue, uid, r, t])
             }
             let done = try String.fetchSet(
                 db.cachedStatement(
                     sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"),
-                arguments: [account, uid])
+                arguments: [mailbox.rawValue, uid])
             let complete = allRecipients.allSatisfy { done.contains($0) }
             if complete {
                 try db.cachedStatement(sql: """
                         UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
                             digest = COALESCE(?, digest)
                         WHERE account = ? AND uidl = ?
-                        """).execute(arguments: [t, digest, account, uid])
+                        """).execute(arguments: [t, digest, mailbox.rawValue, uid])
             }
             return complete
         }
@@ -369,30 +369,30 @@ public final class StateStore: Sendable {
     /// Returns true when the message is now marked failed (attempts reached `maxAttempts`).
     @discardableResult
     public func recordDeliveryFailure(
-        account: String, uid: String, error: String, countsTowardLimit: Bool, maxAttempts: Int, at now: Date
+        mailbox: MailboxID, uid: String, error: String, countsTowardLimit: Bool, maxAttempts: Int, at now: Date
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
-                .execute(arguments: [account, uid, t])
+                .execute(arguments: [mailbox.rawValue, uid, t])
             if countsTowardLimit {
                 try db.cachedStatement(
                     sql: "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE account = ? AND uidl = ?"
-                ).execute(arguments: [error, account, uid])
+                ).execute(arguments: [error, mailbox.rawValue, uid])
             } else {
                 try db.cachedStatement(
                     sql: "UPDATE messages SET last_error = ? WHERE account = ? AND uidl = ?"
-                ).execute(arguments: [error, account, uid])
+                ).execute(arguments: [error, mailbox.rawValue, uid])
             }
             let attempts =
                 try Int.fetchOne(
                     db.cachedStatement(sql: "SELECT attempts FROM messages WHERE account = ? AND uidl = ?"),
-                    arguments: [account, uid])
+                    arguments: [mailbox.rawValue, uid])
                 ?? 0
             if countsTowardLimit && attempts >= maxAttempts {
                 try db.cachedStatement(
                     sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
-                ).execute(arguments: [t, account, uid])
+                ).execute(arguments: [t, mailbox.rawValue, uid])
                 return true
             }
             return false
@@ -400,49 +400,49 @@ public final class StateStore: Sendable {
     }
 
     /// Marks messages deleted on the server (after QUIT was answered +OK).
-    public func recordDeleted(account: String, uids: [String], at now: Date) throws {
+    public func recordDeleted(mailbox: MailboxID, uids: [String], at now: Date) throws {
         guard !uids.isEmpty else { return }
         let t = now.timeIntervalSince1970
         try self.write { db in
             let s = try db.makeStatement(
                 sql: "UPDATE messages SET deleted_at = ?, delete_pending = 0 WHERE account = ? AND uidl = ?")
-            for uid in uids { try s.execute(arguments: [t, account, uid]) }
+            for uid in uids { try s.execute(arguments: [t, mailbox.rawValue, uid]) }
         }
     }
 
     /// Before QUIT: the server acknowledged DELE for these. Until ``recordDeleted`` confirms it, a message listed
     /// again under one of these keys is fetched and compared, never deleted unread (its UIDL may have been reused).
-    public func recordDeletePending(account: String, uids: [String]) throws {
+    public func recordDeletePending(mailbox: MailboxID, uids: [String]) throws {
         guard !uids.isEmpty else { return }
         try self.write { db in
             let s = try db.makeStatement(sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
-            for uid in uids { try s.execute(arguments: [account, uid]) }
+            for uid in uids { try s.execute(arguments: [mailbox.rawValue, uid]) }
         }
     }
 
     /// Brings failed messages back: they are tried again at the next poll. Returns how many.
     @discardableResult
-    public func retryFailed(account: String) throws -> Int {
+    public func retryFailed(mailbox: MailboxID) throws -> Int {
         try self.write { db in
             try db.execute(
                 sql: """
                     UPDATE messages SET failed_at = NULL, attempts = 0, retrieval_attempts = 0
                     WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL
-                    """, arguments: [account])
+                    """, arguments: [mailbox.rawValue])
             return db.changesCount
         }
     }
 
     /// Messages marked failed for the mailbox.
-    public func failedMessages(account: String) throws -> [MessageRecord] {
-        try self.messages(account: account).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
+    public func failedMessages(mailbox: MailboxID) throws -> [MessageRecord] {
+        try self.messages(mailbox: mailbox).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
             .sorted { $0.firstSeen < $1.firstSeen }
     }
 
 }
 
 /// A POP3 listing against the state database's records, found in one pass over the listing (by the poll
-/// plan) and recorded by ``StateStore/recordListing(account:listed:diff:known:at:forgetAfter:)``.
+/// plan) and recorded by ``StateStore/recordListing(mailbox:listed:diff:known:at:forgetAfter:)``.
 public struct ListingDiff: Hashable, Sendable {
     public struct Entry: Hashable, Sendable {
         public var key: String

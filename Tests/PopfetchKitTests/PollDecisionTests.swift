@@ -224,11 +224,11 @@ struct PollDecisionTests {
             }
         }
         let store = try StateStore(path: path)
-        #expect(try store.messages(account: "alice@h.example")["u1"]?.deliveredAt != nil)
-        #expect(try store.mailboxState(account: "alice@h.example").firstListed != nil, "no flood pause after upgrade")
-        #expect(try store.messages(account: "bob@h.example").isEmpty, "two mailboxes are not merged")
-        #expect(try store.messages(account: "bob@h.example:110")["u1"] != nil)
-        #expect(try store.messages(account: "bob@h.example:995")["u1"] != nil)
+        #expect(try store.messages(mailbox: MailboxID("alice@h.example"))["u1"]?.deliveredAt != nil)
+        #expect(try store.mailboxState(mailbox: MailboxID("alice@h.example")).firstListed != nil, "no flood pause after upgrade")
+        #expect(try store.messages(mailbox: MailboxID("bob@h.example")).isEmpty, "two mailboxes are not merged")
+        #expect(try store.messages(mailbox: MailboxID("bob@h.example:110"))["u1"] != nil)
+        #expect(try store.messages(mailbox: MailboxID("bob@h.example:995"))["u1"] != nil)
     }
 
     @Test("state keys before v4 (user@host:port) lose their port")
