@@ -127,24 +127,34 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
+        // Tests. MailTestKit: the real Dovecot, Postfix and Courier instances on loopback, the scripted fault servers
+        // (Scripts/), the popfetch runner and fixtures, shared by the test targets that need real servers.
+        .target(name: "MailTestKit", path: "Tests/MailTestKit", exclude: ["Scripts"], swiftSettings: strictSettings),
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
-            name: "SMTPCoreTests",
-            dependencies: ["SMTPCore", .product(name: "NIOCore", package: "swift-nio")],
+            name: "SMTPCoreTests", dependencies: ["SMTPCore", "MailTestKit", nio("NIOCore")], swiftSettings: strictSettings),
+        .testTarget(
+            name: "ConfigurationTests",
+            dependencies: ["Configuration", "SystemSupport", "POP3Core", "SMTPCore", "MailTestKit"],
+            exclude: ["Fixtures"], swiftSettings: strictSettings
+        ),
+        .testTarget(name: "SpoolTests", dependencies: ["Spool", nio("NIOCore")], swiftSettings: strictSettings),
+        .testTarget(
+            name: "RetrievalTests",
+            dependencies: [
+                "Retrieval", "Configuration", "UIDLStore", "Spool", "Delivery", "OAuth", "SystemSupport", "POP3Core",
+                "MailTransport", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings
         ),
+        // popfetch as users run it: the binary against real servers (and scripted ones for faults).
         .testTarget(
-            name: "PopfetchKitTests",
+            name: "EndToEndTests",
             dependencies: [
-                "Configuration", "UIDLStore", "Spool", "Delivery", "Retrieval", "Daemon", "OAuth", "SystemSupport",
-                "PopfetchCLI", "POP3Core", "SMTPCore", "MailTransport",
-                nio("NIOCore"), nio("NIOPosix"),
+                "MailTestKit", "Configuration", "OAuth", "UIDLStore", "Daemon", "Retrieval", "SystemSupport",
+                "POP3Core", "SMTPCore", "MailTransport", nio("NIOCore"), nio("NIOPosix"),
                 .product(name: "GRDB", package: "GRDB.swift"),
-            ],
-            exclude: [
-                "Support/scripted-smtp.py", "Support/scripted-pop3.py", "Support/fault-pop3.py", "Support/short-read.c",
-                "Fixtures",
             ],
             swiftSettings: strictSettings
         ),

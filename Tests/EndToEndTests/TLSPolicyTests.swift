@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 @Suite("TLS policy: clear reasons, pinning, check --show-certificate")

@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// What a `PopfetchFixture` needs of a real POP3 server: its ports, the CA of its certificate, and fresh users.
-protocol POP3TestServer: Sendable {
+package protocol POP3TestServer: Sendable {
     /// Plain POP3 (STLS offered).
     var pop3Port: Int { get }
     /// POP3 over implicit TLS.
@@ -17,24 +17,24 @@ protocol POP3TestServer: Sendable {
 }
 
 extension DovecotServer: POP3TestServer {
-    func addUser() throws -> MailUser { try self.addUser(quota: nil) }
+    package func addUser() throws -> MailUser { try self.addUser(quota: nil) }
 }
 
 /// The private Courier POP3 server of this test process (scripts/courier-instance), started once and stopped at
 /// exit: courier-pop 1.0 with courier-authlib's userdb, unpacked from the Debian packages (never installed, as they
 /// conflict with dovecot-pop3d) and run in a private mount namespace.
-final class CourierServer: POP3TestServer {
-    let directory: String
-    let pop3Port: Int
-    let pop3sPort: Int
-    let caFile: String
-    let mailDirectory: String
+package final class CourierServer: POP3TestServer {
+    package let directory: String
+    package let pop3Port: Int
+    package let pop3sPort: Int
+    package let caFile: String
+    package let mailDirectory: String
 
-    static let shared: Result<CourierServer, any Error> = Result { try CourierServer() }
+    package static let shared: Result<CourierServer, any Error> = Result { try CourierServer() }
 
-    static func get() throws -> CourierServer { try Self.shared.get() }
+    package static func get() throws -> CourierServer { try Self.shared.get() }
 
-    init() throws {
+    package init() throws {
         let dir = try makeTempDirectory("courier")
         let script = Package.root + "/scripts/courier-instance"
         // The first start on a machine may still download and unpack the packages.
@@ -59,7 +59,7 @@ final class CourierServer: POP3TestServer {
     }
 
     /// Adds a userdb user (password "secret-NAME") with a fresh, empty Maildir; authdaemond sees it at once.
-    func addUser() throws -> MailUser {
+    package func addUser() throws -> MailUser {
         let name = "c" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         let r = try runProgram([Package.root + "/scripts/courier-instance", "add-user", self.directory, name], timeout: 30)
         guard r.status == 0 else { throw TestFailure("courier-instance add-user failed: \(r.stderr)") }
@@ -67,14 +67,14 @@ final class CourierServer: POP3TestServer {
     }
 
     /// Courier's own log (logins, logouts, TLS errors), for failure messages.
-    var log: String {
+    package var log: String {
         (try? String(contentsOfFile: self.directory + "/run/pop3d.log", encoding: .utf8)) ?? ""
     }
 }
 
 /// Stops every Courier this process started, when the process exits: SIGTERM to the launcher (which stops
 /// authdaemond and both listeners) and to each of those by its recorded PID.
-enum CourierRegistry {
+package enum CourierRegistry {
     nonisolated(unsafe) private static var directories: [String] = []
     private static let lock = NSLock()
     private static let installed: Void = {
@@ -94,7 +94,7 @@ enum CourierRegistry {
         }
     }()
 
-    static func register(_ dir: String) {
+    package static func register(_ dir: String) {
         _ = Self.installed
         self.lock.lock()
         self.directories.append(dir)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// popfetch against a real Dovecot POP3 server, through the real binary, with a real MDA.

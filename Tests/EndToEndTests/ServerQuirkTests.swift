@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// Issue 8, items 4-7, against the scripted server: numbers, 8-bit UIDLs, auth fallback, UTF8.
@@ -12,7 +13,7 @@ struct ServerQuirkTests {
         let portFile = f.directory + "/pop3-port"
         let log = f.directory + "/pop3-client.log"
         let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log, mode],
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-pop3.py", portFile, log, mode],
             stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
         _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
         return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)

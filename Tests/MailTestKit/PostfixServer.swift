@@ -5,16 +5,16 @@ import Foundation
 import Testing
 
 /// The private Postfix of this test process (scripts/postfix-instance), started once and stopped at exit.
-final class PostfixServer: Sendable {
-    let directory: String
-    let smtpPort: Int
-    let vmail: String
-    let caFile: String
+package final class PostfixServer: Sendable {
+    package let directory: String
+    package let smtpPort: Int
+    package let vmail: String
+    package let caFile: String
 
-    static let shared: Result<PostfixServer, any Error> = Result { try PostfixServer() }
-    static func get() throws -> PostfixServer { try Self.shared.get() }
+    package static let shared: Result<PostfixServer, any Error> = Result { try PostfixServer() }
+    package static func get() throws -> PostfixServer { try Self.shared.get() }
 
-    init() throws {
+    package init() throws {
         let dir = try makeTempDirectory("postfix")
         // SMTP AUTH is checked against the test Dovecot's users.
         let dovecot = try DovecotServer.get()
@@ -41,15 +41,15 @@ final class PostfixServer: Sendable {
         PostfixRegistry.register(dir)
     }
 
-    var log: String { (try? String(contentsOfFile: self.directory + "/postfix.log", encoding: .utf8)) ?? "" }
+    package var log: String { (try? String(contentsOfFile: self.directory + "/postfix.log", encoding: .utf8)) ?? "" }
 
     /// A fresh recipient address at the test domain.
-    func newRecipient() -> String {
+    package func newRecipient() -> String {
         "r" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased() + "@mail.test"
     }
 
     /// Messages delivered to `address`, each with the MTA's and popfetch's trace headers removed.
-    func delivered(to address: String) throws -> [[UInt8]] {
+    package func delivered(to address: String) throws -> [[UInt8]] {
         let local = String(address.prefix { $0 != "@" })
         let dir = self.vmail + "/" + local + "/new"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
@@ -60,12 +60,12 @@ final class PostfixServer: Sendable {
         }
     }
 
-    func count(_ address: String) -> Int {
+    package func count(_ address: String) -> Int {
         let local = String(address.prefix { $0 != "@" })
         return (try? FileManager.default.contentsOfDirectory(atPath: self.vmail + "/" + local + "/new"))?.count ?? 0
     }
 
-    static func stripFirstHeader(_ bytes: [UInt8], prefix: String) throws -> [UInt8] {
+    package static func stripFirstHeader(_ bytes: [UInt8], prefix: String) throws -> [UInt8] {
         try #require(bytes.starts(with: Array(prefix.utf8)), "expected a \(prefix) header")
         var i = 0
         while i < bytes.count && bytes[i] != 10 { i += 1 }
@@ -78,7 +78,7 @@ final class PostfixServer: Sendable {
     }
 }
 
-enum PostfixRegistry {
+package enum PostfixRegistry {
     nonisolated(unsafe) private static var directories: [String] = []
     private static let lock = NSLock()
     private static let installed: Void = {
@@ -96,7 +96,7 @@ enum PostfixRegistry {
         }
     }()
 
-    static func register(_ dir: String) {
+    package static func register(_ dir: String) {
         _ = Self.installed
         self.lock.lock()
         self.directories.append(dir)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// Each loss path, flood and silent failure the adversarial review found (issue 8), reproduced against the fault

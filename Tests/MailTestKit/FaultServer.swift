@@ -6,26 +6,39 @@ import Testing
 
 /// The fault-injecting POP3 mailbox (Support/fault-pop3.py): a scenario file the test rewrites between polls, a log
 /// of every line the client sent, and a record of which messages a QUIT really deleted.
-final class FaultServer {
-    struct Message: Sendable {
-        var uid: String
-        var body: String
+package final class FaultServer {
+    package struct Message: Sendable {
+        package var uid: String
+        package var body: String
         /// Distinguishes messages that share a UIDL (default: the UIDL).
-        var id: String?
-        var listSize: Int?
+        package var id: String?
+        package var listSize: Int?
         /// ok, err, drop, drop-before, unstuffed-dot, trickle
-        var retr = "ok"
+        package var retr = "ok"
         /// Left out of LIST.
-        var listOmit = false
+        package var listOmit = false
         /// Sent verbatim after the message's terminating dot line.
-        var after: String?
+        package var after: String?
+
+        package init(
+            uid: String, body: String, id: String? = nil, listSize: Int? = nil, retr: String = "ok",
+            listOmit: Bool = false, after: String? = nil
+        ) {
+            self.uid = uid
+            self.body = body
+            self.id = id
+            self.listSize = listSize
+            self.retr = retr
+            self.listOmit = listOmit
+            self.after = after
+        }
     }
 
-    let child: Child
-    let port: Int
-    let log: String
-    let scenarioPath: String
-    let statePath: String
+    package let child: Child
+    package let port: Int
+    package let log: String
+    package let scenarioPath: String
+    package let statePath: String
 
     private init(child: Child, port: Int, log: String, scenarioPath: String, statePath: String) {
         self.child = child
@@ -35,14 +48,14 @@ final class FaultServer {
         self.statePath = statePath
     }
 
-    static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws -> FaultServer {
+    package static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws -> FaultServer {
         let portFile = f.directory + "/fault-port"
         let log = f.directory + "/fault-client.log"
         let scenario = f.directory + "/fault-scenario.json"
         let state = f.directory + "/fault-deleted.json"
         try Self.writeScenario(scenario, state: state, messages: messages, options: options)
         let child = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/fault-pop3.py", portFile, log, scenario],
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/fault-pop3.py", portFile, log, scenario],
             stdout: f.directory + "/fault.out", stderr: f.directory + "/fault.out")
         _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
         let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
@@ -51,16 +64,16 @@ final class FaultServer {
     }
 
     /// Replaces the mailbox for the next session.
-    func set(messages: [Message], options: [String: Any] = [:]) throws {
+    package func set(messages: [Message], options: [String: Any] = [:]) throws {
         try Self.writeScenario(self.scenarioPath, state: self.statePath, messages: messages, options: options)
     }
 
     /// Forgets which messages were deleted (a fresh mailbox).
-    func resetDeleted() {
+    package func resetDeleted() {
         unlink(self.statePath)
     }
 
-    static func writeScenario(_ path: String, state: String, messages: [Message], options: [String: Any]) throws {
+    package static func writeScenario(_ path: String, state: String, messages: [Message], options: [String: Any]) throws {
         var o = options
         o["state"] = state
         o["messages"] = messages.map { m -> [String: Any] in
@@ -77,7 +90,7 @@ final class FaultServer {
     }
 
     /// Ids (or UIDLs) of the messages a QUIT +OK really removed.
-    func deleted() -> Set<String> {
+    package func deleted() -> Set<String> {
         guard let data = FileManager.default.contents(atPath: self.statePath),
             let list = try? JSONSerialization.jsonObject(with: data) as? [String]
         else { return [] }
@@ -85,18 +98,18 @@ final class FaultServer {
     }
 
     /// Every line the client sent, across sessions.
-    func sent() -> String {
+    package func sent() -> String {
         (try? String(contentsOfFile: self.log, encoding: .utf8)) ?? ""
     }
 
-    func stop() {
+    package func stop() {
         kill(self.child.pid, SIGKILL)
         _ = self.child.wait(timeout: 5)
     }
 }
 
 /// A test message body (CRLF line ends) with a recognisable subject.
-func faultMessage(_ subject: String, lines: Int = 40) -> String {
+package func faultMessage(_ subject: String, lines: Int = 40) -> String {
     var s = "From: sender@example.org\r\nSubject: \(subject)\r\nMessage-ID: <\(subject)@example.org>\r\n\r\n"
     for i in 0..<lines { s += "line \(i) of \(subject): the quick brown fox jumps over the lazy dog\r\n" }
     return s

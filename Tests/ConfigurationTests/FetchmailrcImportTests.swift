@@ -2,9 +2,9 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
-import MailTransport
 @testable import Configuration
 import POP3Core
 import SMTPCore
@@ -14,7 +14,7 @@ struct FetchmailrcImportTests {
     static let fixtures = ["typical", "multiuser"]
 
     func convert(_ name: String) throws -> String {
-        let path = Package.root + "/Tests/PopfetchKitTests/Fixtures/\(name).fetchmailrc"
+        let path = Package.root + "/Tests/ConfigurationTests/Fixtures/\(name).fetchmailrc"
         let r = try popfetch(["import-fetchmailrc", path])
         try #require(r.status == 0, "\(r.stderr)")
         return r.stdout

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// A running `popfetch daemon` with its log file.
@@ -37,16 +38,6 @@ struct RunningDaemon {
         self.signal(SIGTERM)
         return self.child.wait(timeout: timeout)
     }
-}
-
-/// Waits until `condition` holds, up to `timeout` seconds.
-func eventually(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        usleep(100_000)
-    }
-    return try condition()
 }
 
 func statusJSON(_ f: PopfetchFixture, _ extra: [String] = []) throws -> (Int32, [String: Any]) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// SMTP delivery through a real Postfix on 127.0.0.1 (scripts/postfix-instance).
@@ -61,7 +62,7 @@ struct SMTPDeliveryTests {
         let shim = try makeTempDirectory("shim") + "/short-read.so"
         let cc = try runProgram([
             "/usr/bin/gcc", "-shared", "-fPIC", "-O1", "-o", shim,
-            Package.root + "/Tests/PopfetchKitTests/Support/short-read.c", "-ldl",
+            Package.root + "/Tests/MailTestKit/Scripts/short-read.c", "-ldl",
         ])
         try #require(cc.status == 0, "gcc (scripts/install installs it): \(cc.stderr)")
         let postfix = try PostfixServer.get()
@@ -163,7 +164,7 @@ struct SMTPFaultTests {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let portFile = f.directory + "/smtp-port"
         let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-smtp.py", portFile, out, mode],
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-smtp.py", portFile, out, mode],
             stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
         _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
         let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0

@@ -1,27 +1,27 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+package import Foundation
 import Testing
 
 /// Paths of the package under test.
-enum Package {
-    /// The package root (two levels above this file's folder).
-    static let root: String = {
+package enum Package {
+    /// The package root (two levels above this file's folder: Tests/MailTestKit).
+    package static let root: String = {
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<4 { url.deleteLastPathComponent() }
+        for _ in 0..<3 { url.deleteLastPathComponent() }
         return url.path
     }()
 
     /// The popfetch binary: $POPFETCH_BIN, else .build/debug/popfetch (scripts/test builds it first).
-    static var binary: String {
+    package static var binary: String {
         if let b = ProcessInfo.processInfo.environment["POPFETCH_BIN"], !b.isEmpty { return b }
         return root + "/.build/debug/popfetch"
     }
 }
 
 /// A fresh temporary directory per test.
-func makeTempDirectory(_ name: String = "t") throws -> String {
+package func makeTempDirectory(_ name: String = "t") throws -> String {
     let base = ProcessInfo.processInfo.environment["POPFETCH_TEST_TMP"] ?? "/tmp"
     var template = Array("\(base)/popfetch-\(name)-XXXXXX".utf8CString)
     let ok = template.withUnsafeMutableBufferPointer { p -> Bool in
@@ -35,19 +35,19 @@ func makeTempDirectory(_ name: String = "t") throws -> String {
 }
 
 /// The result of running a program.
-struct RunResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+package struct RunResult: Sendable {
+    package var status: Int32
+    package var stdout: String
+    package var stderr: String
 }
 
 /// A child process started with posix_spawn (not Foundation.Process, whose waitUntilExit hangs while a daemon
 /// the child started still holds an inherited descriptor).
-struct Child {
-    let pid: pid_t
+package struct Child {
+    package let pid: pid_t
 
     /// Starts `arguments` with stdin from /dev/null and stdout/stderr into the given files.
-    static func spawn(_ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String)
+    package static func spawn(_ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String)
         throws -> Child
     {
         var actions = posix_spawn_file_actions_t()
@@ -82,7 +82,7 @@ struct Child {
     }
 
     /// Waits for the child; kills it after `timeout` seconds. Returns the exit status (128+signal if killed).
-    func wait(timeout: Double = 600) -> Int32 {
+    package func wait(timeout: Double = 600) -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         var status: Int32 = 0
         while true {
@@ -101,14 +101,14 @@ struct Child {
         return 128 + (status & 0x7f)
     }
 
-    var isRunning: Bool {
+    package var isRunning: Bool {
         var status: Int32 = 0
         return waitpid(self.pid, &status, WNOHANG) == 0
     }
 }
 
 /// Runs a program to completion, its output collected through files (no pipe deadlocks).
-func runProgram(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws
+package func runProgram(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws
     -> RunResult
 {
     let dir = try makeTempDirectory("run")
@@ -123,25 +123,25 @@ func runProgram(_ arguments: [String], environment: [String: String] = [:], time
 }
 
 /// Runs the popfetch binary.
-func popfetch(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws -> RunResult {
+package func popfetch(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws -> RunResult {
     try runProgram([Package.binary] + arguments, environment: environment, timeout: timeout)
 }
 
 /// The private Dovecot instance of this test process, started once (scripts/dovecot-instance) and stopped at exit.
-final class DovecotServer: Sendable {
-    let directory: String
-    let pop3Port: Int
-    let pop3sPort: Int
-    let caFile: String
-    let mailDirectory: String
-    let lmtpPort: Int
+package final class DovecotServer: Sendable {
+    package let directory: String
+    package let pop3Port: Int
+    package let pop3sPort: Int
+    package let caFile: String
+    package let mailDirectory: String
+    package let lmtpPort: Int
 
-    static let shared: Result<DovecotServer, any Error> = Result { try DovecotServer(ssl: true) }
+    package static let shared: Result<DovecotServer, any Error> = Result { try DovecotServer(ssl: true) }
 
-    static func get() throws -> DovecotServer { try Self.shared.get() }
+    package static func get() throws -> DovecotServer { try Self.shared.get() }
 
     /// Starts a Dovecot instance. `ssl: false` gives a server that offers no STLS.
-    init(ssl: Bool, expiredCertificate: Bool = false, clientCertificates: Bool = false) throws {
+    package init(ssl: Bool, expiredCertificate: Bool = false, clientCertificates: Bool = false) throws {
         let dir = try makeTempDirectory(ssl ? "dovecot" : "dovecot-nossl")
         let script = Package.root + "/scripts/dovecot-instance"
         var env: [String: String] = ssl ? [:] : ["DOVECOT_SSL": "no"]
@@ -169,13 +169,13 @@ final class DovecotServer: Sendable {
     }
 
     /// The port of the local OAuth2 server (token, device and introspection endpoints).
-    var oauthPort: Int {
+    package var oauthPort: Int {
         Int((try? String(contentsOfFile: self.directory + "/run/oauth.port", encoding: .utf8)) ?? "") ?? 0
     }
 
     /// Adds a user with a fresh, empty Maildir and returns the name.
     /// (The test Dovecot's static passdb gives every user the password "secret-NAME".)
-    func addUser(quota: String? = nil) throws -> MailUser {
+    package func addUser(quota: String? = nil) throws -> MailUser {
         let name = "u" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         var args = [Package.root + "/scripts/dovecot-instance", "add-user", self.directory, name]
         if let quota { args += ["secret-" + name, quota] }
@@ -186,7 +186,7 @@ final class DovecotServer: Sendable {
 }
 
 /// Stops every Dovecot this process started, when the process exits.
-enum DovecotRegistry {
+package enum DovecotRegistry {
     nonisolated(unsafe) private static var directories: [String] = []
     private static let lock = NSLock()
     private static let installed: Void = {
@@ -206,7 +206,7 @@ enum DovecotRegistry {
         }
     }()
 
-    static func register(_ dir: String) {
+    package static func register(_ dir: String) {
         _ = Self.installed
         self.lock.lock()
         self.directories.append(dir)
@@ -214,19 +214,25 @@ enum DovecotRegistry {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { self.description = d }
+package struct TestFailure: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ d: String) { self.description = d }
 }
 
 /// A mailbox user of the test Dovecot.
-struct MailUser: Sendable {
-    var name: String
-    var password: String
-    var maildir: String
+package struct MailUser: Sendable {
+    package var name: String
+    package var password: String
+    package var maildir: String
+
+    package init(name: String, password: String, maildir: String) {
+        self.name = name
+        self.password = password
+        self.maildir = maildir
+    }
 
     /// Puts messages into the Maildir as a local delivery agent would (new/, owned by the mail uid).
-    func deliver(_ messages: [[UInt8]]) throws {
+    package func deliver(_ messages: [[UInt8]]) throws {
         guard let pw = getpwnam("nobody") else { throw TestFailure("no user nobody") }
         let uid = pw.pointee.pw_uid
         let gid = pw.pointee.pw_gid
@@ -243,10 +249,20 @@ struct MailUser: Sendable {
     }
 
     /// Number of messages in the mailbox (new/ and cur/).
-    func messageCount() -> Int {
+    package func messageCount() -> Int {
         let fm = FileManager.default
         let n = (try? fm.contentsOfDirectory(atPath: self.maildir + "/new"))?.count ?? 0
         let c = (try? fm.contentsOfDirectory(atPath: self.maildir + "/cur"))?.count ?? 0
         return n + c
     }
+}
+
+/// Waits until `condition` holds, up to `timeout` seconds.
+package func eventually(_ timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(100_000)
+    }
+    return try condition()
 }

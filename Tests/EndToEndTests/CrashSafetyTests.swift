@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// The heavy tests: they kill processes and move large messages, so they run one at a time.

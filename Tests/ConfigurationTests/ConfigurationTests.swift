@@ -1,7 +1,7 @@
 import Foundation
+import MailTestKit
 import Testing
 
-import MailTransport
 @testable import Configuration
 import SMTPCore
 @testable import SystemSupport

@@ -6,35 +6,35 @@ import Testing
 
 /// One test's world: a user of a real POP3 server (Dovecot unless given), a config file, a state database, and an
 /// MDA that saves each message.
-struct PopfetchFixture {
+package struct PopfetchFixture {
     /// The POP3 server the account polls.
-    let pop3: any POP3TestServer
+    package let pop3: any POP3TestServer
     private let dovecot: DovecotServer?
-    let user: MailUser
-    let directory: String
-    var accountName = "test"
+    package let user: MailUser
+    package let directory: String
+    package var accountName = "test"
 
-    var configPath: String { self.directory + "/config.toml" }
-    var statePath: String { self.directory + "/state/state.sqlite" }
-    var outDirectory: String { self.directory + "/out" }
-    var mdaScript: String { self.directory + "/save-mda" }
+    package var configPath: String { self.directory + "/config.toml" }
+    package var statePath: String { self.directory + "/state/state.sqlite" }
+    package var outDirectory: String { self.directory + "/out" }
+    package var mdaScript: String { self.directory + "/save-mda" }
     /// Write an exit code here to make the MDA fail with it (after reading its input).
-    var mdaExitFile: String { self.directory + "/mda-exit" }
+    package var mdaExitFile: String { self.directory + "/mda-exit" }
 
     /// The Dovecot of a Dovecot fixture (its LMTP port, OAuth endpoint, ...); only the tests that built the fixture
     /// on Dovecot use it.
-    var server: DovecotServer {
+    package var server: DovecotServer {
         guard let dovecot = self.dovecot else { fatalError("this fixture polls \(type(of: self.pop3)), not Dovecot") }
         return dovecot
     }
 
-    init(server: DovecotServer? = nil) throws {
+    package init(server: DovecotServer? = nil) throws {
         let server = try server ?? DovecotServer.get()
         try self.init(pop3: server, dovecot: server)
     }
 
     /// A fixture whose account polls another real POP3 server (the second-server tests).
-    init(pop3 server: any POP3TestServer) throws {
+    package init(pop3 server: any POP3TestServer) throws {
         try self.init(pop3: server, dovecot: server as? DovecotServer)
     }
 
@@ -60,7 +60,7 @@ struct PopfetchFixture {
     }
 
     /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.
-    func writeConfig(tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
+    package func writeConfig(tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
                      port: Int? = nil, password: String? = nil, timeout: String = "10s",
                      caFile: Bool = true, name: String? = nil, append: Bool = false,
                      user: String? = nil) throws {
@@ -84,12 +84,12 @@ struct PopfetchFixture {
         chmod(self.configPath, 0o600)
     }
 
-    func poll(_ extra: [String] = [], environment: [String: String] = [:]) throws -> RunResult {
+    package func poll(_ extra: [String] = [], environment: [String: String] = [:]) throws -> RunResult {
         try popfetch(["--config", self.configPath, "--state", self.statePath, "poll"] + extra, environment: environment)
     }
 
     /// The messages the MDA saved, each without popfetch's trace header, in no particular order.
-    func delivered() throws -> [[UInt8]] {
+    package func delivered() throws -> [[UInt8]] {
         let names = try FileManager.default.contentsOfDirectory(atPath: self.outDirectory).filter {
             $0.hasPrefix("msg.")
         }
@@ -99,14 +99,14 @@ struct PopfetchFixture {
         }
     }
 
-    func clearDelivered() throws {
+    package func clearDelivered() throws {
         for name in try FileManager.default.contentsOfDirectory(atPath: self.outDirectory) {
             try FileManager.default.removeItem(atPath: self.outDirectory + "/" + name)
         }
     }
 
     /// Removes the `Received: from ... by ... with POP3 (popfetch ...)` header popfetch adds at the top.
-    static func stripTraceHeader(_ bytes: [UInt8]) throws -> [UInt8] {
+    package static func stripTraceHeader(_ bytes: [UInt8]) throws -> [UInt8] {
         let prefix = Array("Received: from ".utf8)
         try #require(bytes.starts(with: prefix), "delivered message does not start with popfetch's trace header")
         var i = 0
@@ -124,8 +124,8 @@ struct PopfetchFixture {
 }
 
 /// Deterministic test messages with the awkward parts: dot lines, 8-bit bytes, long lines, bare CR.
-enum Corpus {
-    static func message(
+package enum Corpus {
+    package static func message(
         _ i: Int, seed: Int = 1, bodyLines: Int = 20, bareCR: Bool = true, returnPath: String? = nil
     ) -> [UInt8] {
         var rng = SplitMix(seed: UInt64(seed * 100_003 + i))
@@ -150,15 +150,15 @@ enum Corpus {
         return bytes
     }
 
-    static func messages(_ count: Int, seed: Int = 1) -> [[UInt8]] {
+    package static func messages(_ count: Int, seed: Int = 1) -> [[UInt8]] {
         (0..<count).map { message($0, seed: seed) }
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
+package struct SplitMix {
+    package var state: UInt64
+    package init(seed: UInt64) { self.state = seed }
+    package mutating func next() -> UInt64 {
         self.state &+= 0x9E37_79B9_7F4A_7C15
         var z = self.state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -168,7 +168,7 @@ struct SplitMix {
 }
 
 /// Compares two collections of messages as multisets.
-func sameMessages(_ a: [[UInt8]], _ b: [[UInt8]]) -> Bool {
+package func sameMessages(_ a: [[UInt8]], _ b: [[UInt8]]) -> Bool {
     var counts: [[UInt8]: Int] = [:]
     for m in a { counts[m, default: 0] += 1 }
     for m in b { counts[m, default: 0] -= 1 }

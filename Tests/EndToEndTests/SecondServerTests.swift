@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// The end-to-end corpus against a second real POP3 server, Courier (courier-pop 1.0.16, courier-authlib userdb;

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 @Suite("MDA failures keep mail on the server")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// popfetch as its users run it: not as root. (The rest of the suite runs as root, which hid a socket option that

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// What a real server cannot be made to do, from a small scripted server: each has a defined outcome.
@@ -29,7 +30,7 @@ struct HostileServerTests {
         let portFile = f.directory + "/pop3-port"
         let log = f.directory + "/pop3-client.log"
         let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/PopfetchKitTests/Support/scripted-pop3.py", portFile, log, mode],
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-pop3.py", portFile, log, mode],
             stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
         _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
         return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)

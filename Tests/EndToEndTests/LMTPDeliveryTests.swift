@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import MailTestKit
 import Testing
 
 /// LMTP delivery into a real Dovecot LMTP server (the same private Dovecot that serves POP3).

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import GRDB
+import MailTestKit
 import Testing
 @testable import OAuth
 
