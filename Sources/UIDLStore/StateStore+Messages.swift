@@ -1,0 +1,292 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Foundation
+import GRDB
+
+/// The records of messages: what was listed, delivered, failed and deleted, one transaction per change.
+extension StateStore {
+
+    /// Every message known for the mailbox, with the recipients each was delivered to (for messages not yet
+    /// delivered everywhere: once `delivered_at` is set nothing reads them, and a mailbox of 20,000 delivered
+    /// messages would otherwise build 20,000 sets on every poll). One query each.
+    public func messages(mailbox: MailboxID) throws -> [String: MessageRecord] {
+        try self.read { db in
+            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [mailbox.rawValue])
+            var out: [String: MessageRecord] = [:]
+            out.reserveCapacity(count ?? 0)
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
+                        last_error, failed_at, digest, seen_only, delete_pending
+                    FROM messages WHERE account = ?
+                    """, arguments: [mailbox.rawValue])
+            while let r = try rows.next() {
+                let uid: String = r[0]
+                out[uid] = MessageRecord(
+                    uid: uid, firstSeen: Date(timeIntervalSince1970: r[1]),
+                    lastSeen: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)), size: r[3],
+                    deliveredAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
+                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)), digest: r[10],
+                    seenOnly: (r[11] as Int? ?? 0) != 0, deletePending: (r[12] as Int? ?? 0) != 0)
+            }
+            let d = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT d.uidl, d.recipient FROM messages m CROSS JOIN deliveries d
+                        ON d.account = m.account AND d.uidl = m.uidl
+                    WHERE m.account = ? AND m.delivered_at IS NULL AND d.delivered_at IS NOT NULL
+                    """,
+                arguments: [mailbox.rawValue])
+            while let r = try d.next() {
+                let uid: String = r[0]
+                let rcpt: String = r[1]
+                out[uid]?.deliveredTo.insert(rcpt)
+            }
+            return out
+        }
+    }
+
+    /// How long a record lives after its message was last listed (flood protection: forgetting is by age, never
+    /// by count, so empty or shrunken listings from a server hiccup forget nothing).
+    public static let defaultForgetAfter: Double = 30 * 86_400
+    /// `last_seen` is refreshed at most this often, so a poll that finds nothing new writes almost nothing.
+    package static let lastSeenGranularity: Double = 86_400
+
+    /// Records a successful UIDL listing: new keys are inserted with their LIST size; keys not listed for
+    /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
+    /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
+    public func recordListing(
+        mailbox: MailboxID, listed: [String: Int], diff: ListingDiff, known: [String: MessageRecord], at now: Date,
+        forgetAfter: Double = StateStore.defaultForgetAfter
+    ) throws {
+        let t = now.timeIntervalSince1970
+        let new = diff.new.map { ($0.key, $0.size) }
+        let refresh = diff.stale
+        let sized = diff.unsized.map { ($0.key, $0.size) }
+        let cutoff = t - forgetAfter
+        // Every record matched a listed key: none can be forgotten, and the records need not be walked.
+        let forget =
+            diff.matched == known.count
+            ? []
+            : known.compactMap { uid, r in
+                listed[uid] == nil && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
+            }
+        let firstListing = try self.mailboxState(mailbox: mailbox).firstListed == nil
+        let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
+        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
+            return
+        }
+        try self.write { db in
+            if firstListing {
+                try db.execute(
+                    sql: """
+                        INSERT INTO mailboxes (account, first_listed) VALUES (?, ?)
+                        ON CONFLICT (account) DO UPDATE SET first_listed = COALESCE(first_listed, excluded.first_listed)
+                        """, arguments: [mailbox.rawValue, t])
+            }
+            let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
+            let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
+            for uid in forget {
+                try forgetRow.execute(arguments: [mailbox.rawValue, uid])
+                try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
+            }
+            let insert = try db.makeStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
+            for (uid, size) in newRows {
+                try insert.execute(arguments: [mailbox.rawValue, uid, t, t, size])
+            }
+            let touch = try db.makeStatement(sql: "UPDATE messages SET last_seen = ? WHERE account = ? AND uidl = ?")
+            for uid in refreshRows { try touch.execute(arguments: [t, mailbox.rawValue, uid]) }
+            let setSize = try db.makeStatement(sql: "UPDATE messages SET size = ? WHERE account = ? AND uidl = ?")
+            for (uid, size) in sizedRows { try setSize.execute(arguments: [size, mailbox.rawValue, uid]) }
+        }
+    }
+
+    /// A new message under a key whose record described an earlier one (deleted before, or another size and
+    /// content): the record starts over, with no delivery and the new size.
+    public func restartMessage(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+            try db.execute(
+                sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
+                arguments: [mailbox.rawValue, uid, t, t, size])
+        }
+    }
+
+    /// The message listed again under a key (after popfetch deleted it, or with another LIST size) has the digest
+    /// of the one delivered: it is that message, still on the server. Its record is current again.
+    public func recordSameAgain(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE messages SET deleted_at = NULL, delete_pending = 0, size = ?, last_seen = ?
+                    WHERE account = ? AND uidl = ?
+                    """,
+                arguments: [size, t, mailbox.rawValue, uid])
+        }
+    }
+
+    /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
+    public func recordSeen(mailbox: MailboxID, listed: [String: Int], at now: Date) throws {
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            let upsert = try db.makeStatement(
+                sql: """
+                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, last_error, seen_only)
+                    VALUES (?, ?, ?, ?, ?, ?, 'marked seen without delivery', 1)
+                    ON CONFLICT (account, uidl) DO UPDATE SET
+                        seen_only = CASE WHEN delivered_at IS NULL THEN 1 ELSE seen_only END,
+                        last_error = CASE WHEN delivered_at IS NULL THEN excluded.last_error ELSE last_error END,
+                        delivered_at = COALESCE(delivered_at, excluded.delivered_at),
+                        failed_at = NULL
+                    """)
+            for (uid, size) in listed { try upsert.execute(arguments: [mailbox.rawValue, uid, t, t, size, t]) }
+        }
+    }
+
+    /// Records a failed retrieval: RETR refused, the connection lost mid-message, fewer octets than LIST said, or a
+    /// malformed reply after the message. Returns true when the message is now marked failed (`maxAttempts`).
+    @discardableResult
+    public func recordRetrievalFailure(mailbox: MailboxID, uid: String, error: String, maxAttempts: Int, at now: Date)
+        throws -> Bool
+    {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [mailbox.rawValue, uid, t, t])
+            try db.cachedStatement(
+                sql: """
+                    UPDATE messages SET retrieval_attempts = retrieval_attempts + 1, last_error = ?
+                    WHERE account = ? AND uidl = ?
+                    """
+            ).execute(arguments: [error, mailbox.rawValue, uid])
+            let attempts =
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT retrieval_attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [mailbox.rawValue, uid]) ?? 0
+            if attempts >= maxAttempts {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, mailbox.rawValue, uid])
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Commits that `recipients` accepted the message. When every recipient of `allRecipients` has it, the message
+    /// counts as delivered (and may be deleted on the server).
+    @discardableResult
+    public func recordDelivered(
+        mailbox: MailboxID, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
+        at now: Date
+    ) throws -> Bool {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [mailbox.rawValue, uid, t])
+            for r in recipients {
+                try db.cachedStatement(sql: """
+                        INSERT INTO deliveries (account, uidl, recipient, delivered_at, attempts) VALUES (?, ?, ?, ?, 1)
+                        ON CONFLICT (account, uidl, recipient) DO UPDATE SET delivered_at = excluded.delivered_at,
+                            attempts = attempts + 1, last_error = NULL
+                        """).execute(arguments: [mailbox.rawValue, uid, r, t])
+            }
+            let done = try String.fetchSet(
+                db.cachedStatement(
+                    sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"),
+                arguments: [mailbox.rawValue, uid])
+            let complete = allRecipients.allSatisfy { done.contains($0) }
+            if complete {
+                try db.cachedStatement(sql: """
+                        UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
+                            digest = COALESCE(?, digest)
+                        WHERE account = ? AND uidl = ?
+                        """).execute(arguments: [t, digest, mailbox.rawValue, uid])
+            }
+            return complete
+        }
+    }
+
+    /// Records a failed delivery attempt. `countsTowardLimit` is false for temporary failures (EX_TEMPFAIL).
+    /// Returns true when the message is now marked failed (attempts reached `maxAttempts`).
+    @discardableResult
+    public func recordDeliveryFailure(
+        mailbox: MailboxID, uid: String, error: String, countsTowardLimit: Bool, maxAttempts: Int, at now: Date
+    ) throws -> Bool {
+        let t = now.timeIntervalSince1970
+        return try self.write { db in
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
+                .execute(arguments: [mailbox.rawValue, uid, t])
+            if countsTowardLimit {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, mailbox.rawValue, uid])
+            } else {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET last_error = ? WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [error, mailbox.rawValue, uid])
+            }
+            let attempts =
+                try Int.fetchOne(
+                    db.cachedStatement(sql: "SELECT attempts FROM messages WHERE account = ? AND uidl = ?"),
+                    arguments: [mailbox.rawValue, uid])
+                ?? 0
+            if countsTowardLimit && attempts >= maxAttempts {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET failed_at = ? WHERE account = ? AND uidl = ? AND failed_at IS NULL"
+                ).execute(arguments: [t, mailbox.rawValue, uid])
+                return true
+            }
+            return false
+        }
+    }
+
+    /// Marks messages deleted on the server (after QUIT was answered +OK).
+    public func recordDeleted(mailbox: MailboxID, uids: [String], at now: Date) throws {
+        guard !uids.isEmpty else { return }
+        let t = now.timeIntervalSince1970
+        try self.write { db in
+            let s = try db.makeStatement(
+                sql: "UPDATE messages SET deleted_at = ?, delete_pending = 0 WHERE account = ? AND uidl = ?")
+            for uid in uids { try s.execute(arguments: [t, mailbox.rawValue, uid]) }
+        }
+    }
+
+    /// Before QUIT: the server acknowledged DELE for these. Until ``recordDeleted`` confirms it, a message listed
+    /// again under one of these keys is fetched and compared, never deleted unread (its UIDL may have been reused).
+    public func recordDeletePending(mailbox: MailboxID, uids: [String]) throws {
+        guard !uids.isEmpty else { return }
+        try self.write { db in
+            let s = try db.makeStatement(sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
+            for uid in uids { try s.execute(arguments: [mailbox.rawValue, uid]) }
+        }
+    }
+
+    /// Brings failed messages back: they are tried again at the next poll. Returns how many.
+    @discardableResult
+    public func retryFailed(mailbox: MailboxID) throws -> Int {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE messages SET failed_at = NULL, attempts = 0, retrieval_attempts = 0
+                    WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL
+                    """, arguments: [mailbox.rawValue])
+            return db.changesCount
+        }
+    }
+
+    /// Messages marked failed for the mailbox.
+    public func failedMessages(mailbox: MailboxID) throws -> [MessageRecord] {
+        try self.messages(mailbox: mailbox).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
+            .sorted { $0.firstSeen < $1.firstSeen }
+    }
+}
