@@ -471,7 +471,7 @@ public final class POP3Connection {
     {
         var endpoint = POP3Endpoint(host: host, port: port, tls: tls, timeout: timeout)
         endpoint.inspectOnly = true
-        let context = try TLSContextFactory.makeInspectionContext()
+        let context = try TLSContextFactory.makeContext(TLSClientOptions(verification: .inspectionOnly))
         return try await Self.withConnection(to: endpoint, tlsContext: context) { conn in
             if tls == .starttls {
                 try await conn.startTLS()

@@ -157,11 +157,16 @@ public struct AccountPoller: Sendable {
             tlsContext = nil
         } else {
             do {
-                var client: (certificate: String, key: String)?
-                if let c = account.tlsClientCertificate, let k = account.tlsClientKey { client = (c, k) }
+                var client: TLSClientOptions.ClientCertificate?
+                if let c = account.tlsClientCertificate, let k = account.tlsClientKey {
+                    client = TLSClientOptions.ClientCertificate(certificateFile: c, keyFile: k)
+                }
                 tlsContext = try TLSContextFactory.makeContext(
-                    caFile: account.caFile, minimumVersion: account.tlsMinimumVersion == "1.3" ? .tlsv13 : .tlsv12,
-                    pinned: account.fingerprint != nil, clientCertificate: client)
+                    TLSClientOptions(
+                        verification: account.fingerprint != nil ? .pinnedFingerprint : .full,
+                        trustRootsFile: account.caFile,
+                        minimumVersion: TLSClientOptions.MinimumVersion(rawValue: account.tlsMinimumVersion) ?? .tls12,
+                        clientCertificate: client))
             } catch {
                 throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.caFile ?? "-")): \(error)")
             }
@@ -230,7 +235,7 @@ public struct AccountPoller: Sendable {
             var tlsContext: NIOSSLContext?
             if account.smtpTLS != .none {
                 do {
-                    tlsContext = try TLSContextFactory.makeContext(caFile: account.smtpCAFile)
+                    tlsContext = try TLSContextFactory.makeContext(TLSClientOptions(trustRootsFile: account.smtpCAFile))
                 } catch {
                     throw PollError(.config, "\(account.name): cannot set up TLS for the MTA (smtp_ca_file): \(error)")
                 }
