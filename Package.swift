@@ -135,6 +135,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "MailTransportTests",
+            dependencies: [
+                "MailTransport", "SMTPCore",
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOEmbedded"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "PopfetchKitTests",
             dependencies: [
                 "Configuration", "UIDLStore", "Spool", "Delivery", "Retrieval", "Daemon", "OAuth", "SystemSupport",
