@@ -14,10 +14,17 @@ extension SMTPConnection {
             switch action {
             case .send(let commands):
                 var out = ByteBuffer()
-                for command in commands { out.writeBytes(try command.encoded()) }
+                var keywords: [String] = []
+                for command in commands {
+                    let line = try command.encoded()
+                    keywords.append(String(decoding: line.prefix { $0 != 32 && $0 != 13 }, as: UTF8.self))
+                    out.writeBytes(line)
+                }
+                self.phase = "sending " + keywords.joined(separator: ", ")
                 try await self.write(out)
                 action = try await self.receiveReply()
             case .sendAuthentication(let line):
+                self.phase = "sending AUTH"
                 try await self.write(ByteBuffer(bytes: try line.encoded()))
                 action = try await self.receiveReply()
             case .startTLS:
