@@ -7,11 +7,12 @@ import SMTPCore
 ///
 /// The mechanism is the strongest the MTA offers, as POP3's `auth = "auto"` chooses (``LoginPlan`` in Retrieval):
 /// SCRAM-SHA-256, SCRAM-SHA-1, CRAM-MD5, then PLAIN, then LOGIN. A server may offer a challenge-response
-/// mechanism it cannot complete for this user (Cyrus sasldb or Courier with hashed passwords), so a permanent
-/// refusal of SCRAM or CRAM-MD5 moves on to the next mechanism, on a new connection (the session is over after a
-/// refused AUTH). A refused PLAIN or LOGIN is the password's fault, a `4yz` the server's (try later), and `538`
-/// asks for encryption no other mechanism brings: those end authentication for the rest of the poll, so a wrong
-/// password is not tried once per message.
+/// mechanism it cannot complete for this user (its password database keeps a hash the mechanism cannot use), and
+/// then it cannot complete the other challenge-response mechanisms either: so a permanent refusal of SCRAM or
+/// CRAM-MD5 moves on to PLAIN (else LOGIN), on a new connection (the session is over after a refused AUTH). A
+/// refused PLAIN or LOGIN is the password's fault, a `4yz` the server's (try later), and `538` asks for encryption
+/// no other mechanism brings: those end authentication for the rest of the poll. A wrong password is thus tried at
+/// most twice per poll, not once per message.
 struct SMTPAuthPlan: Sendable {
     enum Mechanism: String, CaseIterable, Sendable {
         case scramSHA256 = "SCRAM-SHA-256"
@@ -53,10 +54,14 @@ struct SMTPAuthPlan: Sendable {
         return Mechanism.allCases.filter { names.contains($0.rawValue) && !self.refused.contains($0) }
     }
 
-    /// `mechanism` was refused with `reply`; `others` is how many more candidates there are.
-    mutating func refusal(of mechanism: Mechanism, reply: SMTPReply, others: Int, description: String) -> Refusal {
+    /// `mechanism`, the first of `candidates`, was refused with `reply`.
+    mutating func refusal(of mechanism: Mechanism, reply: SMTPReply, candidates: [Mechanism], description: String)
+        -> Refusal
+    {
         self.refused.insert(mechanism)
-        if others > 0 && mechanism.isChallengeResponse && reply.isPermanent && reply.code != 538 {
+        let clearText = candidates.contains { !$0.isChallengeResponse }
+        if clearText && mechanism.isChallengeResponse && reply.isPermanent && reply.code != 538 {
+            self.refused.formUnion(Mechanism.allCases.filter(\.isChallengeResponse))
             return Refusal(description: description, tryNextMechanism: true)
         }
         return self.fail(description)
@@ -89,7 +94,7 @@ extension SMTPDeliverer {
             try await Self.exchange(conn, mechanism.client(user: credentials.user, password: credentials.password))
         } catch let e as SMTPClientError where e.code == .authenticationFailed {
             throw plan.refusal(
-                of: mechanism, reply: e.reply, others: candidates.count - 1, description: "\(who): MTA said \(e.reply)")
+                of: mechanism, reply: e.reply, candidates: candidates, description: "\(who): MTA said \(e.reply)")
         } catch let e as SASLError {
             throw plan.fail("\(who): \(e)")
         }
