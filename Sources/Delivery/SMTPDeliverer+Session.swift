@@ -71,7 +71,7 @@ extension SMTPDeliverer {
         }
     }
 
-    var sessionConfiguration: SMTPClientStateMachine.Configuration {
+    nonisolated var sessionConfiguration: SMTPClientStateMachine.Configuration {
         let security: SMTPClientStateMachine.Configuration.Security
         switch self.tls {
         case .none: security = .none
