@@ -139,6 +139,7 @@ let package = Package(
             dependencies: ["Configuration", "SystemSupport", "POP3Core", "SMTPCore", "MailTestKit"],
             exclude: ["Fixtures"], swiftSettings: strictSettings
         ),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "SMTPCore"], swiftSettings: strictSettings),
         .testTarget(name: "SpoolTests", dependencies: ["Spool", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
             name: "RetrievalTests",
@@ -149,6 +150,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // popfetch as users run it: the binary against real servers (and scripted ones for faults).
+        .testTarget(
+            name: "MailTransportTests",
+            dependencies: [
+                "MailTransport", "SMTPCore",
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOEmbedded"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -31,12 +31,13 @@ public protocol Deliverer: Sendable {
     func recipientGroups(_ recipients: [String]) -> [[String]]
     /// Delivers to one group of recipients; the outcomes cover every recipient of the group.
     func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> [RecipientOutcome]
-    /// The poll is over: close connections.
-    func finish() async
+    /// Runs `body` — one poll's deliveries — with what the deliverer keeps open across messages (SMTP/LMTP: the
+    /// connection to the MTA), and releases it when `body` returns or throws.
+    func withDeliveries(_ body: () async throws -> Void) async throws
 }
 
 extension Deliverer {
-    public func finish() async {}
+    public func withDeliveries(_ body: () async throws -> Void) async throws { try await body() }
 }
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.

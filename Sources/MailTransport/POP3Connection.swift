@@ -170,27 +170,8 @@ public final class POP3Connection {
 
     static func mapConnectError(_ error: any Error, endpoint: POP3Endpoint) -> TransportError {
         if let t = error as? TransportError { return t }
-        if let e = error as? NIOConnectionError {
-            if e.connectionErrors.isEmpty && (e.dnsAError != nil || e.dnsAAAAError != nil) {
-                return TransportError(.unknownHost, host: endpoint.host, port: endpoint.port, phase: "connecting")
-            }
-            let detail = e.connectionErrors.map { "\($0.target): \($0.error)" }.joined(separator: "; ")
-            return TransportError(
-                .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting", detail: detail)
-        }
-        if case ChannelError.connectTimeout = error {
-            return TransportError(.timeout, host: endpoint.host, port: endpoint.port, phase: "connecting")
-        }
-        if let e = error as? IOError {
-            return TransportError(
-                .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting",
-                detail: e.description)
-        }
-        if error is SocketAddressError {
-            return TransportError(.unknownHost, host: endpoint.host, port: endpoint.port, phase: "connecting")
-        }
-        return TransportError(
-            .connectionRefused, host: endpoint.host, port: endpoint.port, phase: "connecting", detail: "\(error)")
+        let (kind, detail) = TransportError.Kind.ofConnectFailure(error)
+        return TransportError(kind, host: endpoint.host, port: endpoint.port, phase: "connecting", detail: detail)
     }
 
     // MARK: - Low level: send and receive
@@ -471,7 +452,7 @@ public final class POP3Connection {
     {
         var endpoint = POP3Endpoint(host: host, port: port, tls: tls, timeout: timeout)
         endpoint.inspectOnly = true
-        let context = try TLSContextFactory.makeInspectionContext()
+        let context = try TLSContextFactory.makeContext(TLSClientOptions(verification: .inspectionOnly))
         return try await Self.withConnection(to: endpoint, tlsContext: context) { conn in
             if tls == .starttls {
                 try await conn.startTLS()

@@ -5,241 +5,241 @@ public import NIOSSL
 import NIOTLS
 public import SMTPCore
 
-/// Collects SMTP replies on the event loop and hands each to the oldest waiter.
-final class SMTPReplyHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
+/// A connected SMTP or LMTP session (RFC 5321, RFC 2033): a thin SwiftNIO transport that parses the server's bytes
+/// into replies (``SMTPReplyParser``), feeds them to ``SMTPClientStateMachine`` and carries out the actions it
+/// returns — writes, the STARTTLS handshake, the lone dot of an empty body. It decides nothing itself. Use it only
+/// inside ``withConnection(to:configuration:tlsContext:timeouts:body:)``; it is not shared between tasks.
+///
+/// ```
+/// withConnection  S: 220 / C: EHLO / S: 250-STARTTLS / C: STARTTLS / S: 220 / (TLS) / C: EHLO / S: 250 ...
+/// authenticate    C: AUTH PLAIN <redacted>  /  S: 235
+/// beginTransaction  C: MAIL FROM / RCPT TO / DATA (pipelined when offered)  /  S: 250 / 250 / 354
+/// writeBody...    C: (the message, dot-stuffed, .CRLF in the last block)
+/// bodySent        S: 250 (LMTP: one per accepted recipient)
+/// quit            C: QUIT  /  S: 221
+/// ```
+///
+/// Every wait for a reply is bounded by the RFC 5321 §4.5.3.2 time-out of the step it answers, every write by the
+/// 3 minutes of §4.5.3.2.5 (both lowered by ``Timeouts/cap``). TCP_NODELAY is set on TCP sockets.
+public final class SMTPConnection {
+    /// Time-outs: RFC 5321 §4.5.3.2 per reply (``SMTPClientStateMachine/Step/minimumTimeoutSeconds``), and per
+    /// block written; `cap` (`smtp_timeout`) lowers all of them.
+    public struct Timeouts: Hashable, Sendable {
+        /// RFC 5321 §4.5.3.2.5: each block of data written, 3 minutes.
+        public static let dataBlockMinimum: TimeAmount = .minutes(3)
+        /// The reply to QUIT: the mail is delivered by then, and the answer changes nothing.
+        public static let quitReply: TimeAmount = .seconds(5)
 
-    private var parser = SMTPReplyParser()
-    private var buffer = ByteBuffer()
-    private var waiters = CircularBuffer<EventLoopPromise<SMTPReply>>()
-    private var ready = CircularBuffer<SMTPReply>()
-    private var failure: (any Error)?
+        /// Connecting and each TLS handshake.
+        public var connect: TimeAmount
+        /// When set, no wait is longer than this.
+        public var cap: TimeAmount?
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = self.unwrapInboundIn(data)
-        self.buffer.writeBuffer(&incoming)
-        do {
-            while let reply = try self.parser.parse(&self.buffer) {
-                if let w = self.waiters.popFirst() {
-                    w.succeed(reply)
-                } else {
-                    self.ready.append(reply)
-                }
-            }
-            self.buffer.discardReadBytes()
-        } catch {
-            self.fail(error)
-            context.close(promise: nil)
+        public init(connect: TimeAmount, cap: TimeAmount? = nil) {
+            self.connect = connect
+            self.cap = cap
         }
-    }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.fail(error)
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.fail(ChannelError.eof)
-        context.fireChannelInactive()
-    }
-
-    private func fail(_ error: any Error) {
-        if self.failure == nil { self.failure = error }
-        while let w = self.waiters.popFirst() { w.fail(error) }
-    }
-
-    /// Forgets anything received so far (after STARTTLS: clear text after the 220 must not count).
-    func discardBuffered() {
-        self.buffer.clear()
-        self.parser = SMTPReplyParser()
-        self.ready.removeAll()
-    }
-
-    /// Registers a waiter for the next reply.
-    func expect(_ promise: EventLoopPromise<SMTPReply>) {
-        if let r = self.ready.popFirst() {
-            promise.succeed(r)
-        } else if let f = self.failure {
-            promise.fail(f)
-        } else {
-            self.waiters.append(promise)
+        /// How long to wait for the reply to `step`.
+        public func reply(to step: SMTPClientStateMachine.Step) -> TimeAmount {
+            if step == .quit { return self.capped(Self.quitReply) }
+            return self.capped(.seconds(Int64(step.minimumTimeoutSeconds)))
         }
-    }
-}
 
-/// A failure talking to the MTA.
-public struct SMTPTransportError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var endpoint: String
-    public var phase: String
-    public var detail: String
-    public var description: String { "MTA \(self.endpoint): \(self.detail) while \(self.phase)" }
-    public init(endpoint: String, phase: String, detail: String) {
-        self.endpoint = endpoint
-        self.phase = phase
-        self.detail = detail
-    }
-}
+        /// How long one write may take.
+        public var dataBlock: TimeAmount { self.capped(Self.dataBlockMinimum) }
 
-/// An SMTP or LMTP client connection (RFC 5321, RFC 2033) on SwiftNIO with TCP_NODELAY. Replies are parsed by
-/// ``SMTPReplyParser``; commands may be pipelined (RFC 2920). The connection outlives a single message, so one
-/// connection serves a whole poll (RSET between messages).
-public final class SMTPConnection: Sendable {
+        private func capped(_ t: TimeAmount) -> TimeAmount { self.cap.map { min(t, $0) } ?? t }
+    }
+
+    /// Where an AUTH exchange stands (RFC 4954 §4).
+    public enum AuthenticationStep: Hashable, Sendable {
+        /// A `334` challenge, base64: answer it with ``answerChallenge(_:)``.
+        case challenge(String)
+        /// `235`.
+        case authenticated
+    }
+
+    /// Where a mail transaction stands after MAIL, RCPT and DATA.
+    public enum TransactionStep: Hashable, Sendable {
+        /// `354`: write the message with ``writeBody(_:)``, then call ``bodySent()``.
+        case sendBody
+        /// Over without a body (MAIL or every RCPT refused, or DATA refused): one result per recipient.
+        case complete([SMTPClientStateMachine.RecipientResult])
+    }
+
     public let endpoint: SMTPEndpoint
-    private let channel: any Channel
-    private let handler: NIOLoopBound<SMTPReplyHandler>
+    let timeouts: Timeouts
+    var machine: SMTPClientStateMachine
+    var parser = SMTPReplyParser()
+    var buffer = ByteBuffer()
+    var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    let channel: any Channel
+    let tlsContext: NIOSSLContext?
+    let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
+    let timedOut = NIOLockedValueBox(false)
+    var phase = "connecting"
 
-    /// RFC 5321 §4.5.3.2 minimum time-outs.
-    public enum Timeouts {
-        public static let greeting: TimeAmount = .minutes(5)
-        public static let command: TimeAmount = .minutes(5)
-        public static let dataInitiation: TimeAmount = .minutes(2)
-        public static let dataBlock: TimeAmount = .minutes(3)
-        /// After the final dot: 10 minutes, so that a slow MTA does not cause a re-delivery loop.
-        public static let dataTermination: TimeAmount = .minutes(10)
-    }
+    /// What the last EHLO/LHLO announced (after STARTTLS: what it announced over TLS).
+    public var capabilities: SMTPCapabilities { self.machine.capabilities }
+    /// True once TLS protects the session (implicit TLS, or STARTTLS done).
+    public var isEncrypted: Bool { self.machine.isEncrypted }
+    public var state: SMTPClientStateMachine.SessionState { self.machine.state }
+    public var isActive: Bool { self.channel.isActive }
 
-    private init(endpoint: SMTPEndpoint, channel: any Channel, handler: NIOLoopBound<SMTPReplyHandler>) {
+    private init(
+        endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, timeouts: Timeouts,
+        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, tlsContext: NIOSSLContext?,
+        boundary: NIOLoopBound<STARTTLSBoundaryHandler>
+    ) {
         self.endpoint = endpoint
+        self.machine = SMTPClientStateMachine(configuration: configuration)
+        self.timeouts = timeouts
         self.channel = channel
-        self.handler = handler
+        self.iterator = inbound.makeAsyncIterator()
+        self.outbound = outbound
+        self.tlsContext = tlsContext
+        self.boundary = boundary
     }
 
-    /// Connects; with `implicitTLS` the TLS handshake (verified, host name checked) completes first.
-    public static func connect(
-        to endpoint: SMTPEndpoint, connectTimeout: TimeAmount, implicitTLS: NIOSSLContext? = nil
-    ) async throws -> SMTPConnection {
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let handshake = implicitTLS.map { _ in loop.makePromise(of: Void.self) }
-        let host: String? = {
-            if case .tcp(let h, _) = endpoint { return h }
-            return nil
-        }()
-        let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(connectTimeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    if let implicitTLS, let handshake {
-                        let sni = TLSContextFactory.serverName(for: host)
-                        try sync.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: sni))
-                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
-                    }
-                    try sync.addHandler(SMTPReplyHandler())
+    /// Connects (with implicit TLS: and completes the handshake), runs the session up to ready — greeting,
+    /// EHLO/LHLO (HELO fallback), STARTTLS and EHLO again when `configuration.security` says so — runs `body`, and
+    /// closes. `tlsContext` is required unless `configuration.security` is `.none`.
+    public static func withConnection<Result>(
+        to endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, tlsContext: NIOSSLContext?,
+        timeouts: Timeouts, body: (SMTPConnection) async throws -> Result
+    ) async throws -> Result {
+        if configuration.security != .none && tlsContext == nil {
+            preconditionFailure("TLS requested without a TLS context")
+        }
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let handshake = configuration.security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
+        let host = endpoint.host
+        let initialize: @Sendable (any Channel) -> EventLoopFuture<
+            (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
+        > = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let sync = channel.pipeline.syncOperations
+                if let handshake, let tlsContext {
+                    let sni = TLSContextFactory.serverName(for: host)
+                    try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                    try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
                 }
+                let boundary = STARTTLSBoundaryHandler()
+                try sync.addHandler(boundary)
+                let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
             }
+        }
+        let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
         do {
-            let channel: any Channel
+            let bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(timeouts.connect)
             switch endpoint {
             case .tcp(let host, let port):
-                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .connect(host: host, port: port).get()
+                let tcp = bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                if let address = try? SocketAddress(ipAddress: host, port: port) {
+                    (asyncChannel, boundary) = try await tcp.connect(to: address, channelInitializer: initialize)
+                } else {
+                    (asyncChannel, boundary) = try await tcp.connect(
+                        host: host, port: port, channelInitializer: initialize)
+                }
             case .unix(let path):
-                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+                (asyncChannel, boundary) = try await bootstrap.connect(
+                    unixDomainSocketPath: path, channelInitializer: initialize)
             }
-            let handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
-            }.get()
-            let connection = SMTPConnection(endpoint: endpoint, channel: channel, handler: handler)
+        } catch {
+            handshake?.fail(error)
+            let (kind, detail) = TransportError.Kind.ofConnectFailure(error)
+            throw SMTPTransportError(kind, endpoint: endpoint, phase: "connecting", detail: detail)
+        }
+        return try await asyncChannel.executeThenClose { inbound, outbound in
             if let handshake {
-                try await connection.finishHandshake(handshake.futureResult, timeout: connectTimeout)
+                try await Self.awaitHandshake(
+                    handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint, timeout: timeouts.connect)
             }
-            return connection
-        } catch let e as SMTPTransportError {
-            throw e
-        } catch {
-            throw SMTPTransportError(endpoint: endpoint.description, phase: "connecting", detail: "\(error)")
-        }
-    }
-
-    /// The next reply, within `timeout`.
-    public func reply(timeout: TimeAmount, phase: String) async throws -> SMTPReply {
-        let loop = self.channel.eventLoop
-        let promise = loop.makePromise(of: SMTPReply.self)
-        let handler = self.handler
-        loop.execute { handler.value.expect(promise) }
-        let channel = self.channel
-        let timer = loop.scheduleTask(in: timeout) {
-            promise.fail(SMTPTransportError(endpoint: "", phase: phase, detail: "time-out"))
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
-        do {
-            return try await promise.futureResult.get()
-        } catch let e as SMTPTransportError where e.endpoint.isEmpty {
-            throw SMTPTransportError(endpoint: self.endpoint.description, phase: phase, detail: "no reply in time")
-        } catch let e as SMTPProtocolError {
-            throw e
-        } catch {
-            throw SMTPTransportError(
-                endpoint: self.endpoint.description, phase: phase, detail: "connection lost (\(error))")
-        }
-    }
-
-    /// Writes bytes (one write; several pipelined commands or a block of DATA), within `timeout` (RFC 5321
-    /// §4.5.3.2.5: 3 minutes per data block): an MTA that stops reading cannot hold a poll for ever.
-    public func write(_ bytes: [UInt8], phase: String, timeout: TimeAmount = Timeouts.dataBlock) async throws {
-        let channel = self.channel
-        let expired = NIOLockedValueBox(false)
-        let timer = channel.eventLoop.scheduleTask(in: timeout) {
-            expired.withLockedValue { $0 = true }
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
-        do {
-            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
-        } catch {
-            if expired.withLockedValue({ $0 }) {
-                throw SMTPTransportError(
-                    endpoint: self.endpoint.description, phase: phase,
-                    detail: "the MTA did not take the data within \(timeout.nanoseconds / 1_000_000_000) s")
+            let connection = SMTPConnection(
+                endpoint: endpoint, configuration: configuration, timeouts: timeouts, channel: asyncChannel.channel,
+                inbound: inbound, outbound: outbound, tlsContext: tlsContext, boundary: boundary)
+            guard case .ready = try await connection.drive(.waitForReply) else {
+                preconditionFailure("the session setup ended without the session being ready")
             }
-            throw SMTPTransportError(
-                endpoint: self.endpoint.description, phase: phase, detail: "connection lost (\(error))")
+            return try await body(connection)
         }
     }
 
-    public func send(_ commands: [SMTPCommand], phase: String) async throws {
-        var bytes: [UInt8] = []
-        for c in commands { bytes += try c.encoded() }
-        try await self.write(bytes, phase: phase)
+    // MARK: - The session, as the caller drives it
+
+    /// Starts AUTH with a SASL mechanism; `initialResponse` is base64 (see
+    /// ``SMTPClientStateMachine/authenticate(mechanism:initialResponse:)``). A refusal throws ``SMTPClientError``
+    /// (`.authenticationFailed`), after which the connection is done.
+    public func authenticate(mechanism: String, initialResponse: String?) async throws -> AuthenticationStep {
+        self.phase = "AUTH \(mechanism)"
+        let action = try self.machine.authenticate(mechanism: mechanism, initialResponse: initialResponse)
+        return Self.authenticationStep(try await self.drive(action))
     }
 
-    /// RFC 3207 STARTTLS, after the server answered 220: TLS from now on, verified; what came before is forgotten.
-    public func startTLS(context: NIOSSLContext, timeout: TimeAmount) async throws {
-        let channel = self.channel
-        let handlerBox = self.handler
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        let host: String? = {
-            if case .tcp(let h, _) = self.endpoint { return h }
-            return nil
-        }()
-        try await channel.eventLoop.submit {
-            handlerBox.value.discardBuffered()
-            let sni = TLSContextFactory.serverName(for: host)
-            let ssl = try NIOSSLClientHandler(context: context, serverHostname: sni)
-            let sync = channel.pipeline.syncOperations
-            try sync.addHandler(ssl, position: .first)
-            try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
-        }.get()
-        try await self.finishHandshake(handshake.futureResult, timeout: timeout)
+    /// The base64 answer to the last challenge, or `*` to cancel the exchange.
+    public func answerChallenge(_ response: String) async throws -> AuthenticationStep {
+        let action = try self.machine.authenticationStep(response: response)
+        return Self.authenticationStep(try await self.drive(action))
     }
 
-    private func finishHandshake(_ future: EventLoopFuture<Void>, timeout: TimeAmount) async throws {
-        var host: String?
-        if case .tcp(let h, _) = self.endpoint { host = h }
-        do {
-            try await TLSHandshake.complete(future, channel: self.channel, timeout: timeout, host: host, pin: nil)
-        } catch TLSHandshakeFailure.timeout {
-            throw SMTPTransportError(endpoint: self.endpoint.description, phase: "TLS handshake", detail: "time-out")
-        } catch TLSHandshakeFailure.rejected(let detail, _) {
-            throw SMTPTransportError(
-                endpoint: self.endpoint.description, phase: "TLS handshake", detail: "TLS failed: \(detail)")
+    private static func authenticationStep(_ action: SMTPClientStateMachine.Action) -> AuthenticationStep {
+        switch action {
+        case .authenticationChallenge(let challenge): return .challenge(challenge)
+        case .authenticated: return .authenticated
+        default: preconditionFailure("AUTH ended in \(action)")
         }
     }
 
-    public func close() {
-        self.channel.close(promise: nil)
+    /// MAIL FROM, RCPT TO and DATA (one write under PIPELINING; RSET first after a transaction), up to the `354`
+    /// or the end of the transaction. A 354 that comes although no recipient was accepted is answered with the
+    /// lone end-of-data line here (RFC 2920 §3.1). Addresses SMTP cannot carry throw
+    /// ``SMTPCommand/EncodingError`` before anything is written, and the session stays usable.
+    public func beginTransaction(
+        sender: String, recipients: [String], size: Int?, needsUTF8: Bool, eightBit: Bool
+    ) async throws -> TransactionStep {
+        let action = try self.machine.beginTransaction(
+            sender: sender, recipients: recipients, size: size, needsUTF8: needsUTF8, eightBit: eightBit)
+        switch try await self.drive(action) {
+        case .sendBody: return .sendBody
+        case .transactionComplete(let results): return .complete(results)
+        case let other: preconditionFailure("a transaction's commands ended in \(other)")
+        }
     }
 
-    public var isActive: Bool { self.channel.isActive }
+    /// Writes one block of the message body (already dot-stuffed by ``DataEncoder``; the last block ends with the
+    /// end-of-data line), within ``Timeouts/dataBlock``: an MTA that stops reading cannot hold a poll for ever.
+    public func writeBody(_ block: [UInt8]) async throws {
+        precondition(self.machine.state == .sendingBody, "body written without a 354")
+        self.phase = "sending the message"
+        try await self.write(ByteBuffer(bytes: block))
+    }
+
+    /// The whole body, end-of-data line included, was written: the reply (LMTP: one per accepted recipient) decides.
+    public func bodySent() async throws -> [SMTPClientStateMachine.RecipientResult] {
+        switch try await self.drive(try self.machine.bodySent()) {
+        case .transactionComplete(let results): return results
+        case let other: preconditionFailure("the end of data ended in \(other)")
+        }
+    }
+
+    /// QUIT when the session is between transactions (its reply is waited for briefly and ignored), else nothing:
+    /// the connection closes when ``withConnection(to:configuration:tlsContext:timeouts:body:)`` returns.
+    public func quit() async {
+        let action = self.machine.quit()
+        guard case .send = action else { return }
+        _ = try? await self.drive(action)
+    }
+}
+
+extension SMTPEndpoint {
+    /// The host name or address, for TLS (SNI and the certificate check); nil for a unix socket.
+    var host: String? {
+        if case .tcp(let host, _) = self { return host }
+        return nil
+    }
 }

@@ -1,49 +1,8 @@
 import Crypto
 import NIOCore
-public import NIOSSL
+import NIOSSL
 import NIOTLS
 import SystemSupport
-
-/// Builds the TLS client context once per account: verification on, system trust store plus `ca_file`.
-public enum TLSContextFactory {
-    /// - Parameter pinned: with a pinned certificate the chain is not checked against authorities; the leaf's
-    ///   SHA-256 fingerprint must match instead (checked right after the handshake, before any byte is sent).
-    /// - Parameter clientCertificate: a PEM certificate (chain) and key for TLS client authentication (EXTERNAL).
-    public static func makeContext(
-        caFile: String?, minimumVersion: TLSVersion = .tlsv12, pinned: Bool = false,
-        clientCertificate: (certificate: String, key: String)? = nil
-    ) throws -> NIOSSLContext {
-        var config = TLSConfiguration.makeClientConfiguration()
-        config.certificateVerification = pinned ? .none : .fullVerification
-        config.minimumTLSVersion = minimumVersion
-        if let caFile {
-            config.additionalTrustRoots = [.file(caFile)]
-        }
-        if let client = clientCertificate {
-            config.certificateChain = try NIOSSLCertificate.fromPEMFile(client.certificate).map { .certificate($0) }
-            config.privateKey = .privateKey(try NIOSSLPrivateKey(file: client.key, format: .pem))
-        }
-        return try NIOSSLContext(configuration: config)
-    }
-
-    /// A context that accepts any certificate: only for looking at a server's certificate (diagnosis,
-    /// `check --show-certificate`), never for sending anything.
-    static func makeInspectionContext() throws -> NIOSSLContext {
-        var config = TLSConfiguration.makeClientConfiguration()
-        config.certificateVerification = .none
-        return try NIOSSLContext(configuration: config)
-    }
-
-    /// Whether `host` is an IP literal (no SNI is sent for it; the IP address SAN is checked instead).
-    public static func isIPLiteral(_ host: String) -> Bool {
-        (try? SocketAddress(ipAddress: host, port: 0)) != nil
-    }
-
-    /// The name to send as TLS SNI for `host`: none for an address literal (RFC 6066 §3 forbids it), else the host.
-    public static func serverName(for host: String?) -> String? {
-        host.flatMap { Self.isIPLiteral($0) ? nil : $0 }
-    }
-}
 
 /// Completes a promise when the TLS handshake finishes, or fails it with the handshake error.
 ///

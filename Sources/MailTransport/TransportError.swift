@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import POP3Core
 
 /// A failure below the POP3 protocol: name resolution, TCP, TLS, time-outs, a dropped connection.
@@ -53,5 +55,22 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         }
         if let d = self.detail, !d.isEmpty { s += ": " + d }
         return s
+    }
+}
+
+extension TransportError.Kind {
+    /// What a failed connect means (POP3 and SMTP alike): the resolver found nothing, every address refused or could
+    /// not be reached, or the time-out passed; with the detail from below, if any.
+    static func ofConnectFailure(_ error: any Error) -> (kind: TransportError.Kind, detail: String?) {
+        if let e = error as? NIOConnectionError {
+            if e.connectionErrors.isEmpty && (e.dnsAError != nil || e.dnsAAAAError != nil) {
+                return (.unknownHost, nil)
+            }
+            return (.connectionRefused, e.connectionErrors.map { "\($0.target): \($0.error)" }.joined(separator: "; "))
+        }
+        if case ChannelError.connectTimeout = error { return (.timeout, nil) }
+        if let e = error as? IOError { return (.connectionRefused, e.description) }
+        if error is SocketAddressError { return (.unknownHost, nil) }
+        return (.connectionRefused, "\(error)")
     }
 }

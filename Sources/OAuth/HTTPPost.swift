@@ -19,7 +19,7 @@ public enum HTTPPost {
         url: String, body: [UInt8], contentType: String, timeout: TimeAmount = .seconds(30)
     ) async throws -> (status: Int, body: [UInt8]) {
         guard let target = Target(url) else { throw Failure(message: "invalid URL \(url)") }
-        let context = target.tls ? try TLSContextFactory.makeContext(caFile: nil) : nil
+        let context = target.tls ? try TLSContextFactory.makeContext(TLSClientOptions()) : nil
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let promise = loop.makePromise(of: (Int, [UInt8]).self)
         let channel: any Channel

@@ -157,11 +157,17 @@ public struct AccountPoller: Sendable {
             tlsContext = nil
         } else {
             do {
-                var client: (certificate: String, key: String)?
-                if let c = account.server.clientCertificate, let k = account.server.clientKey { client = (c, k) }
+                var client: TLSClientOptions.ClientCertificate?
+                if let c = account.server.clientCertificate, let k = account.server.clientKey {
+                    client = TLSClientOptions.ClientCertificate(certificateFile: c, keyFile: k)
+                }
                 tlsContext = try TLSContextFactory.makeContext(
-                    caFile: account.server.caFile, minimumVersion: account.server.minimumTLSVersion == .tls13 ? .tlsv13 : .tlsv12,
-                    pinned: account.server.fingerprint != nil, clientCertificate: client)
+                    TLSClientOptions(
+                        verification: account.server.fingerprint != nil ? .pinnedFingerprint : .full,
+                        trustRootsFile: account.server.caFile,
+                        minimumVersion: TLSClientOptions.MinimumVersion(rawValue: account.server.minimumTLSVersion.rawValue)
+                            ?? .tls12,
+                        clientCertificate: client))
             } catch {
                 throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.server.caFile ?? "-")): \(error)")
             }
@@ -230,7 +236,8 @@ public struct AccountPoller: Sendable {
             var tlsContext: NIOSSLContext?
             if account.delivery.relay.tls != .none {
                 do {
-                    tlsContext = try TLSContextFactory.makeContext(caFile: account.delivery.relay.caFile)
+                    tlsContext = try TLSContextFactory.makeContext(
+                        TLSClientOptions(trustRootsFile: account.delivery.relay.caFile))
                 } catch {
                     throw PollError(.config, "\(account.name): cannot set up TLS for the MTA (smtp_ca_file): \(error)")
                 }

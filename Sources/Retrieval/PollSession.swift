@@ -116,14 +116,10 @@ final class PollSession {
             }
         }
         let deliverer = try await self.poller.makeDeliverer(fetchCount: plan.fetchCount)
-        do {
+        try await deliverer.withDeliveries {
             try await self.transact(
                 plan, known: known, trackState: trackState, deliverer: deliverer, pipelining: pipelining)
-        } catch {
-            await deliverer.finish()
-            throw error
         }
-        await deliverer.finish()
         self.report.pending = max(0, waiting - self.report.delivered)
 
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,

@@ -267,7 +267,7 @@ struct SMTPSecurityTests {
         try f.writeConfig(extra: "smtp = \"localhost:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"\n" + extra, mda: "")
     }
 
-    @Test("smtp_tls = starttls with a verified certificate, and AUTH PLAIN with smtp_user/smtp_password")
+    @Test("smtp_tls = starttls with a verified certificate, and AUTH (the strongest offered) with smtp_user/smtp_password")
     func starttlsAndAuth() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()
@@ -286,6 +286,7 @@ struct SMTPSecurityTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(eventually(15) { postfix.count(rcpt) == 1 })
         #expect(postfix.log.contains("sasl_username=\(relayUser.name)"), "AUTH happened")
+        #expect(postfix.log.contains("sasl_method=SCRAM-SHA-256, sasl_username=\(relayUser.name)"), "the strongest offered")
         #expect(!r.stderr.contains(relayUser.password))
     }
 

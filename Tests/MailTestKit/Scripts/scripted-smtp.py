@@ -5,6 +5,10 @@
     MODE drop-mid-data: the first connection is dropped in the middle of DATA; later ones accept the message.
     MODE stall-after-dot: the reply after the final dot comes 3 s late (a slow MTA).
     MODE stop-reading: after 354 the server never reads again (a wedged MTA); popfetch's write must time out.
+    MODE refuse-first-transaction: the first transaction's RCPTs are all refused (550), yet its DATA gets 354 (RFC
+      2920 §3.1 allows it); an empty DATA is answered 554 and counted in OUTDIR/empty-data. Later ones are accepted.
+    MODE data-250: DATA is answered 250 instead of 354 (a broken MTA).
+    MODE rcpt-552: RCPT is answered 552 ("too many recipients", temporary per RFC 5321 §4.5.3.1.10).
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
 dot-unstuffed); OUTDIR/connections counts connections. Exits after 60 s.
 """
@@ -20,14 +24,18 @@ with open(portfile + ".tmp", "w") as f:
 os.rename(portfile + ".tmp", portfile)
 connections = 0
 saved = 0
+transactions = 0
+empty = 0
 deadline = time.time() + 60
 
 def serve(conn, number):
-    global saved
+    global saved, transactions, empty
     f = conn.makefile("rb")
     def send(line):
         conn.sendall(line.encode() + b"\r\n")
     send("220 scripted ESMTP")
+    accepted = 0
+    refusing = False
     while True:
         line = f.readline()
         if not line:
@@ -35,8 +43,22 @@ def serve(conn, number):
         cmd = line.strip().upper()
         if cmd.startswith(b"EHLO") or cmd.startswith(b"LHLO"):
             conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n")
-        elif cmd.startswith(b"MAIL") or cmd.startswith(b"RCPT") or cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
+        elif cmd.startswith(b"MAIL"):
+            transactions += 1
+            accepted = 0
+            refusing = mode == "refuse-first-transaction" and transactions == 1
             send("250 ok")
+        elif cmd.startswith(b"RCPT") and (refusing or mode == "rcpt-552"):
+            send("550 5.1.1 no such user" if refusing else "552 5.5.3 too many recipients")
+        elif cmd.startswith(b"RCPT"):
+            accepted += 1
+            send("250 ok")
+        elif cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
+            send("250 ok")
+        elif cmd == b"DATA" and mode == "data-250":
+            send("250 2.0.0 ok")
+        elif cmd == b"DATA" and accepted == 0 and mode != "refuse-first-transaction":
+            send("554 5.5.1 no valid recipients")
         elif cmd == b"DATA":
             send("354 go ahead")
             if mode == "stop-reading":
@@ -56,6 +78,12 @@ def serve(conn, number):
                 if l.startswith(b".."):
                     l = l[1:]
                 data += l.replace(b"\r\n", b"\n")
+            if accepted == 0:
+                empty += 1
+                with open(os.path.join(outdir, "empty-data"), "w") as out:
+                    out.write(str(empty))
+                send("554 5.5.1 no valid recipients")
+                continue
             if mode == "stall-after-dot":
                 time.sleep(3)
             saved += 1

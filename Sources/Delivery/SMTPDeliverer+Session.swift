@@ -1,0 +1,190 @@
+import MailTransport
+import SMTPCore
+import Spool
+
+/// The session task: connections to the MTA, one message after another, and the policy for failures.
+extension SMTPDeliverer {
+    /// What becomes of a message whose connection failed.
+    enum Disposition {
+        /// Send it again on a new connection (once: the MTA dropped the connection, timed out, or broke the
+        /// protocol before the transaction began).
+        case resend
+        /// Send it again on a new connection, authenticating with the next mechanism; not counted as a failure.
+        case nextMechanism
+        case done([RecipientOutcome])
+    }
+
+    /// Serves the session's messages until it is closed: a connection is opened for the first message and kept
+    /// for the next ones; when it fails, the message it was carrying is settled by ``disposition(_:of:resent:)`` and
+    /// the next one gets a new connection.
+    nonisolated func serve() async {
+        var auth = SMTPAuthPlan()
+        var carried: Request?
+        var resent = false
+        while true {
+            var current: Request?
+            if let request = carried {
+                current = request
+            } else {
+                current = await self.nextRequest()
+            }
+            carried = nil
+            guard let first = current else { return }
+            if let failure = auth.failure {
+                first.answer(.temporaryFailure(failure))
+                continue
+            }
+            do {
+                try await SMTPConnection.withConnection(
+                    to: self.endpoint, configuration: self.sessionConfiguration, tlsContext: self.tlsContext,
+                    timeouts: self.timeouts
+                ) { conn in
+                    try await self.authenticate(conn, plan: &auth)
+                    while let request = current {
+                        let outcomes = try await self.transaction(request, on: conn)
+                        request.answer(outcomes)
+                        current = nil
+                        resent = false
+                        guard let next = await self.nextRequest() else {
+                            await conn.quit()
+                            return
+                        }
+                        current = next
+                        // An MTA may close a connection left idle (RFC 5321 §4.5.3.2.7): the next one goes on a new one.
+                        if !conn.isActive { return }
+                    }
+                }
+                carried = current
+            } catch {
+                guard let request = current else { continue }
+                switch self.disposition(error, of: request, resent: resent) {
+                case .resend:
+                    resent = true
+                    carried = request
+                case .nextMechanism:
+                    carried = request
+                case .done(let outcomes):
+                    resent = false
+                    request.answer(outcomes)
+                }
+            }
+        }
+    }
+
+    nonisolated var sessionConfiguration: SMTPClientStateMachine.Configuration {
+        let security: SMTPClientStateMachine.Configuration.Security
+        switch self.tls {
+        case .none: security = .none
+        case .starttls: security = .startTLS
+        case .implicit: security = .implicitTLS
+        }
+        return SMTPClientStateMachine.Configuration(
+            dialect: self.lmtp ? .lmtp : .smtp, clientName: self.heloName, security: security)
+    }
+
+    /// Policy after `error` ended the connection that carried `request`.
+    nonisolated func disposition(_ error: any Error, of request: Request, resent: Bool) -> Disposition {
+        let everyone = { (result: DeliveryResult) in
+            Disposition.done([RecipientOutcome(recipients: request.recipients, result: result)])
+        }
+        switch error {
+        case let e as SMTPAuthPlan.Refusal:
+            return e.tryNextMechanism ? .nextMechanism : everyone(.temporaryFailure(e.description))
+        case let e as SMTPClientError
+        where e.code == .serviceClosing && !resent && e.transactionResults.allSatisfy({ $0.reply == e.reply }):
+            // 421 before the server decided anything in this transaction (an MTA that timed out the connection while
+            // popfetch was fetching): once more, on a new connection.
+            return .resend
+        case let e as SMTPClientError where !e.transactionResults.isEmpty:
+            // The server ended the session mid-transaction (421) or broke the protocol (a 2xx to DATA): what it
+            // decided stands, the rest is deferred. Not sent again: the server may have taken part of it.
+            return .done(self.outcomes(e.transactionResults, for: request.recipients, ending: e))
+        case is SMTPTransportError, is SMTPProtocolError, is SMTPClientError:
+            // Dropped, timed out, or the session could not be set up: once more from the spool, then deferred.
+            return resent ? everyone(.temporaryFailure("\(error)")) : .resend
+        case let e as SpoolError:
+            // Mid-DATA: the connection was dropped without an end-of-data line (that would commit part of it).
+            return everyone(.temporaryFailure(e.description))
+        default:
+            return everyone(.temporaryFailure("\(error)"))
+        }
+    }
+
+    // MARK: - One message
+
+    /// One mail transaction for `request` on `conn`.
+    nonisolated func transaction(_ request: Request, on conn: SMTPConnection) async throws -> [RecipientOutcome] {
+        let message = request.message
+        var sender = message.envelopeSender
+        if sender.unicodeScalars.contains(where: { $0.value <= 0x20 || $0 == "<" || $0 == ">" }) { sender = "" }
+        let addresses = request.recipients.map { self.lmtp || $0.contains("@") ? $0 : $0 + "@localhost" }
+        let step: SMTPConnection.TransactionStep
+        do {
+            step = try await conn.beginTransaction(
+                sender: sender, recipients: addresses, size: message.length, needsUTF8: message.headerHas8Bit,
+                eightBit: message.has8Bit)
+        } catch let e as SMTPCommand.EncodingError {
+            // Nothing was sent; the session goes on.
+            return [RecipientOutcome(recipients: request.recipients, result: .failure(e.description))]
+        }
+        switch step {
+        case .complete(let results):
+            return self.outcomes(results, for: request.recipients)
+        case .sendBody:
+            try await Self.sendBody(message, on: conn)
+            return self.outcomes(try await conn.bodySent(), for: request.recipients)
+        }
+    }
+
+    /// Streams the spool file (trace header and message) as DATA: CRLF, dot-stuffed, `.CRLF` at the end, which
+    /// rides in the last block (one write and one wait fewer per message). The spool reader ends exactly at the
+    /// recorded length, or throws.
+    static func sendBody(_ message: SpooledMessage, on conn: SMTPConnection) async throws {
+        var encoder = DataEncoder()
+        var reader = message.makeReader()
+        var out: [UInt8] = []
+        repeat {
+            out.removeAll(keepingCapacity: true)
+            _ = try reader.nextChunk { encoder.encode($0, into: &out) }
+            if reader.isAtEnd { encoder.finish(into: &out) }
+            try await conn.writeBody(out)
+        } while !reader.isAtEnd
+    }
+
+    /// The machine's verdicts as delivery outcomes, for the recipients as configured (`results` has them as sent,
+    /// in the same order). Recipients with the same outcome are grouped.
+    nonisolated func outcomes(
+        _ results: [SMTPClientStateMachine.RecipientResult], for recipients: [String], ending error: SMTPClientError? = nil
+    ) -> [RecipientOutcome] {
+        var out: [RecipientOutcome] = []
+        for (original, result) in zip(recipients, results) {
+            let text: String
+            if let error, result.status == .temporaryFailure, result.reply == error.reply {
+                text = error.description
+            } else {
+                text = self.describe(result)
+            }
+            let delivery: DeliveryResult
+            switch result.status {
+            case .accepted: delivery = .delivered
+            case .temporaryFailure: delivery = .temporaryFailure(text)
+            case .permanentFailure: delivery = .permanentFailure(text)
+            }
+            if let last = out.last, last.result == delivery {
+                out[out.count - 1].recipients.append(original)
+            } else {
+                out.append(RecipientOutcome(recipients: [original], result: delivery))
+            }
+        }
+        return out
+    }
+
+    private nonisolated func describe(_ result: SMTPClientStateMachine.RecipientResult) -> String {
+        let said = "MTA said \(result.reply)"
+        switch result.step {
+        case .rcptTo: return "RCPT TO:<\(result.recipient)>: \(said)"
+        case .endOfData where self.lmtp: return "LMTP <\(result.recipient)>: \(said)"
+        case let step: return "\(step): \(said)"
+        }
+    }
+}
