@@ -41,7 +41,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // The operating system at the edge: anonymous files, lock files, child processes, paths, units.
-        .target(name: "SystemSupport", dependencies: [nio("NIOPosix")], swiftSettings: strictSettings),
+        .target(name: "SystemSupport", dependencies: [nio("NIOCore"), nio("NIOPosix")], swiftSettings: strictSettings),
         // Sockets and TLS at the edge: thin SwiftNIO channels that drive POP3Core and SMTPCore; one TLS factory.
         .target(
             name: "MailTransport",
@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "OAuth",
             dependencies: [
-                "Configuration", "UIDLStore", "MailTransport",
+                "Configuration", "UIDLStore", "MailTransport", "SystemSupport",
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOHTTP1"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings

@@ -3,6 +3,7 @@ public import NIOCore
 import NIOPosix
 public import NIOSSL
 import NIOTLS
+import SystemSupport
 public import SMTPCore
 
 /// Collects SMTP replies on the event loop and hands each to the oldest waiter.
@@ -131,10 +132,10 @@ public final class SMTPConnection: Sendable {
             let channel: any Channel
             switch endpoint {
             case .tcp(let host, let port):
-                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                    .connect(host: host, port: port).get()
+                channel = try await Self.connected(
+                    bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1).connect(host: host, port: port))
             case .unix(let path):
-                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+                channel = try await Self.connected(bootstrap.connect(unixDomainSocketPath: path))
             }
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
@@ -147,8 +148,15 @@ public final class SMTPConnection: Sendable {
         } catch let e as SMTPTransportError {
             throw e
         } catch {
+            if Task.isCancelled { throw CancellationError() }
             throw SMTPTransportError(endpoint: endpoint.description, phase: "connecting", detail: "\(error)")
         }
+    }
+
+    /// The connected channel. A cancelled task stops waiting at once (NIO's connect would go on until its time-out)
+    /// and the channel, should it connect after all, is closed.
+    private static func connected(_ connecting: EventLoopFuture<any Channel>) async throws -> any Channel {
+        try await connecting.getUnlessCancelled { connecting.whenSuccess { $0.close(promise: nil) } }
     }
 
     /// The next reply, within `timeout`.
@@ -164,7 +172,10 @@ public final class SMTPConnection: Sendable {
         }
         defer { timer.cancel() }
         do {
-            return try await promise.futureResult.get()
+            // A cancelled task (the daemon's shutdown grace ran out) closes the connection: no reply is awaited.
+            return try await promise.futureResult.getUnlessCancelled { channel.close(promise: nil) }
+        } catch is CancellationError {
+            throw CancellationError()
         } catch let e as SMTPTransportError where e.endpoint.isEmpty {
             throw SMTPTransportError(endpoint: self.endpoint.description, phase: phase, detail: "no reply in time")
         } catch let e as SMTPProtocolError {
@@ -186,8 +197,9 @@ public final class SMTPConnection: Sendable {
         }
         defer { timer.cancel() }
         do {
-            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+            try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).getUnlessCancelled { channel.close(promise: nil) }
         } catch {
+            if error is CancellationError { throw error }
             if expired.withLockedValue({ $0 }) {
                 throw SMTPTransportError(
                     endpoint: self.endpoint.description, phase: phase,
