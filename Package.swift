@@ -141,6 +141,7 @@ let package = Package(
                 "PopfetchCLI", "POP3Core", "SMTPCore", "MailTransport",
                 nio("NIOCore"), nio("NIOPosix"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: [
                 "Support/scripted-smtp.py", "Support/scripted-pop3.py", "Support/fault-pop3.py", "Support/short-read.c",
