@@ -134,6 +134,8 @@ public enum ProcessRunner {
         guard let program = arguments.first else {
             throw ProcessLaunchError(program: "", message: "empty command")
         }
+        // A cancelled task (the daemon's shutdown grace ran out) starts no child: it could not be waited for.
+        try Task.checkCancellation()
         // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
         // the middle of a delivery must not be killed by SIGPIPE half-way through it.
         let outputFD = try Self.makeOutputFile(program: program)
