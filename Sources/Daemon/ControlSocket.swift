@@ -1,97 +1,113 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+public import ServiceLifecycle
 
-/// The daemon's control socket: a unix stream socket in the state directory (mode 0600, the state directory is
-/// 0700). One line in, one line out: `wake` or `wake NAME` → `ok` / `error unknown account NAME`.
-public final class ControlSocket: Sendable {
+/// The daemon's control socket, a `Service`: a unix stream socket in the state directory (mode 0600; the state
+/// directory is 0700), served with SwiftNIO. Each connection carries one ``ControlRequest`` line and gets one
+/// ``ControlReply`` line; a request that cannot be parsed gets `error bad-request …`, and a client that has not
+/// sent its line within ``requestDeadline`` is disconnected. It stops accepting on graceful shutdown.
+public struct ControlSocket: Service {
+    public typealias Handler = @Sendable (ControlRequest) -> ControlReply
+    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    /// How long a client has to send its request and read the reply.
+    public static let requestDeadline: Duration = .seconds(2)
+
     public let path: String
-    private let fd: Int32
+    private let server: NIOAsyncChannel<Connection, Never>
+    private let handler: Handler
+    private let logger: Logger
 
     public static func path(stateDirectory: String) -> String { stateDirectory + "/daemon.sock" }
 
-    /// Binds the socket (replacing a stale one: the caller holds the daemon lock) and serves it on a thread.
-    public init(stateDirectory: String, handler: @escaping @Sendable (String) -> String) throws {
+    /// Binds the socket, replacing a stale one (the caller holds the daemon lock, so no other daemon uses it).
+    /// Requests are answered by `handler` once ``run()`` serves them.
+    public static func bind(stateDirectory: String, logger: Logger, handler: @escaping Handler) async throws
+        -> ControlSocket
+    {
         let path = Self.path(stateDirectory: stateDirectory)
-        unlink(path)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ControlSocketError(path: path, message: "socket: \(String(cString: strerror(errno)))") }
-        var addr = Self.address(path)
-        let old = umask(0o177)
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        umask(old)
-        guard rc == 0, listen(fd, 16) == 0 else {
-            let msg = String(cString: strerror(errno))
-            Glibc.close(fd)
-            throw ControlSocketError(path: path, message: "cannot listen on the control socket: \(msg)")
-        }
-        chmod(path, 0o600)
-        self.path = path
-        self.fd = fd
-        let listener = fd
-        let thread = Thread {
-            while true {
-                let c = accept(listener, nil, nil)
-                if c < 0 {
-                    if errno == EINTR { continue }
-                    return
+        let server: NIOAsyncChannel<Connection, Never>
+        do {
+            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 16)
+                // A client may end its request by shutting down its side (`nc -N`): it still gets the reply.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                    channel.eventLoop.makeCompletedFuture { try Connection(wrappingChannelSynchronously: channel) }
                 }
-                var tv = timeval(tv_sec: 2, tv_usec: 0)
-                setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                var buf = [UInt8](repeating: 0, count: 512)
-                let n = buf.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-                if n > 0 {
-                    let line = String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    let reply = Array((handler(line) + "\n").utf8)
-                    _ = reply.withUnsafeBytes { write(c, $0.baseAddress, $0.count) }
+        } catch {
+            throw ControlSocketError(path: path, message: "cannot listen on the control socket: \(error)")
+        }
+        // The process umask (077) already made it 0700; the socket needs no execute bit.
+        guard chmod(path, 0o600) == 0 else {
+            let message = String(cString: strerror(errno))
+            try? await server.channel.close()
+            throw ControlSocketError(path: path, message: "cannot set the control socket's mode: \(message)")
+        }
+        return ControlSocket(path: path, server: server, handler: handler, logger: logger)
+    }
+
+    /// Serves connections until graceful shutdown or cancellation, then closes and removes the socket. Cancellation
+    /// (the group's grace ran out) is a normal end, not an error.
+    public func run() async throws {
+        defer { unlink(self.path) }
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await self.server.executeThenClose { connections in
+                    for try await connection in connections.cancelOnGracefulShutdown() {
+                        group.addTask { await self.serve(connection) }
+                    }
                 }
-                Glibc.close(c)
+            }
+        } catch where Task.isCancelled {
+            return
+        } catch {
+            throw ControlSocketError(path: self.path, message: "cannot accept connections any more: \(error)")
+        }
+    }
+
+    /// One request, one reply, within the deadline; any failure of this connection ends only this connection.
+    private func serve(_ connection: Connection) async {
+        let channel = connection.channel
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(Self.requestDeadline)) { channel.close(promise: nil) }
+        defer { deadline.cancel() }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                guard let reply = try await self.answer(inbound) else { return }
+                try await outbound.write(ByteBuffer(string: reply.encoded))
+            }
+        } catch {
+            self.logger.debug("control socket: a client went away: \(error)")
+        }
+    }
+
+    /// Reads the request line (LF-terminated, or ended by the client's half-close) and answers it. Nil when the
+    /// client sent nothing at all.
+    private func answer(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> ControlReply? {
+        var line = ByteBuffer()
+        for try await var chunk in inbound {
+            line.writeBuffer(&chunk)
+            if let end = line.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                line.moveWriterIndex(to: end)
+                break
+            }
+            if line.readableBytes >= ControlRequest.maximumLineLength {
+                return .badRequest("the request is longer than \(ControlRequest.maximumLineLength) octets")
             }
         }
-        thread.name = "popfetch-control"
-        thread.start()
-    }
-
-    static func address(_ path: String) -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in bytes.prefix(p.count - 1).enumerated() { p[i] = b }
+        if line.readableBytes == 0 { return nil }
+        let text = String(buffer: line)
+        do {
+            let request = try ControlRequest(parsing: text)
+            return self.handler(request)
+        } catch {
+            self.logger.notice("control socket: refused a request: \(error)")
+            return .badRequest(error.message)
         }
-        return addr
-    }
-
-    public func close() {
-        shutdown(self.fd, Int32(SHUT_RDWR))
-        Glibc.close(self.fd)
-        unlink(self.path)
-    }
-
-    /// Client side: sends one request line and returns the reply, or nil if no daemon listens.
-    public static func request(stateDirectory: String, _ line: String) -> String? {
-        let path = Self.path(stateDirectory: stateDirectory)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var addr = Self.address(path)
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard rc == 0 else { return nil }
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        var buf = [UInt8](repeating: 0, count: 512)
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 
