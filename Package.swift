@@ -142,6 +142,7 @@ let package = Package(
                 nio("NIOCore"), nio("NIOPosix"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             exclude: [
                 "Support/scripted-smtp.py", "Support/scripted-pop3.py", "Support/fault-pop3.py", "Support/short-read.c",
