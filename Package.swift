@@ -106,7 +106,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "Retrieval", "Configuration", "UIDLStore", "SystemSupport",
-                nio("NIOCore"), nio("NIOPosix"),
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOConcurrencyHelpers"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

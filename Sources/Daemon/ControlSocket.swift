@@ -2,116 +2,89 @@
 import Glibc
 #endif
 public import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 
 /// The daemon's control socket, a `Service`: a unix stream socket in the state directory (mode 0600; the state
-/// directory is 0700), served with SwiftNIO. Each connection carries one ``ControlRequest`` line and gets one
-/// ``ControlReply`` line; a request that cannot be parsed gets `error bad-request …`, and a client that has not
-/// sent its line within ``requestDeadline`` is disconnected. It stops accepting on graceful shutdown.
+/// directory is 0700), served by SwiftNIO. Each connection carries one ``ControlRequest`` line and gets one
+/// ``ControlReply`` line (``ControlConnectionHandler``); a client that has not sent its line within
+/// ``requestDeadline`` is disconnected. On graceful shutdown or cancellation the socket is closed and removed.
 public struct ControlSocket: Service {
     public typealias Handler = @Sendable (ControlRequest) -> ControlReply
-    typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
     /// How long a client has to send its request and read the reply.
     public static let requestDeadline: Duration = .seconds(2)
+    /// Connections waiting to be accepted.
+    static let backlog: Int32 = 16
 
     public let path: String
-    private let server: NIOAsyncChannel<Connection, Never>
-    private let handler: Handler
-    private let logger: Logger
+    private let server: any Channel
+    /// Set when the service itself closes the socket; a close without it is a failure.
+    private let closing: NIOLockedValueBox<Bool>
 
     public static func path(stateDirectory: String) -> String { stateDirectory + "/daemon.sock" }
 
-    /// Binds the socket, replacing a stale one (the caller holds the daemon lock, so no other daemon uses it).
-    /// Requests are answered by `handler` once ``run()`` serves them.
+    /// Binds the socket, replacing a stale one (the caller holds the daemon lock, so no other daemon uses it), and
+    /// accepts connections at once; `handler` answers each request, on the connection's event loop.
     public static func bind(stateDirectory: String, logger: Logger, handler: @escaping Handler) async throws
         -> ControlSocket
     {
         let path = Self.path(stateDirectory: stateDirectory)
-        let server: NIOAsyncChannel<Connection, Never>
+        let deadline = TimeAmount(Self.requestDeadline)
+        let server: any Channel
         do {
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .serverChannelOption(.backlog, value: 16)
+                .serverChannelOption(.backlog, value: Self.backlog)
                 // A client may end its request by shutting down its side (`nc -N`): it still gets the reply.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
-                    channel.eventLoop.makeCompletedFuture { try Connection(wrappingChannelSynchronously: channel) }
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ControlConnectionHandler(handler: handler, logger: logger, deadline: deadline))
+                    }
                 }
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         } catch {
             throw ControlSocketError(path: path, message: "cannot listen on the control socket: \(error)")
         }
         // The process umask (077) already made it 0700; the socket needs no execute bit.
         guard chmod(path, 0o600) == 0 else {
             let message = String(cString: strerror(errno))
-            try? await server.channel.close()
+            server.close(promise: nil)
+            unlink(path)
             throw ControlSocketError(path: path, message: "cannot set the control socket's mode: \(message)")
         }
-        return ControlSocket(path: path, server: server, handler: handler, logger: logger)
+        return ControlSocket(path: path, server: server, closing: NIOLockedValueBox(false))
     }
 
-    /// Serves connections until graceful shutdown or cancellation, then closes and removes the socket. Cancellation
-    /// (the group's grace ran out) is a normal end, not an error.
+    /// Serves until graceful shutdown or cancellation (a normal end: the group's grace ran out), then closes and
+    /// removes the socket. Throws if the socket closed by itself.
     public func run() async throws {
         defer { unlink(self.path) }
-        do {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await self.server.executeThenClose { connections in
-                    for try await connection in connections.cancelOnGracefulShutdown() {
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-            }
-        } catch where Task.isCancelled {
-            return
-        } catch {
-            throw ControlSocketError(path: self.path, message: "cannot accept connections any more: \(error)")
+        let (server, closing) = (self.server, self.closing)
+        let close: @Sendable () -> Void = {
+            closing.withLockedValue { $0 = true }
+            server.close(promise: nil)
         }
-    }
-
-    /// One request, one reply, within the deadline; any failure of this connection ends only this connection.
-    private func serve(_ connection: Connection) async {
-        let channel = connection.channel
-        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(Self.requestDeadline)) { channel.close(promise: nil) }
-        defer { deadline.cancel() }
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                guard let reply = try await self.answer(inbound) else { return }
-                try await outbound.write(ByteBuffer(string: reply.encoded))
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                // The close future never fails; it completes when the socket closes, whoever closed it.
+                try? await server.closeFuture.get()
+            } onGracefulShutdown: {
+                close()
             }
-        } catch {
-            self.logger.debug("control socket: a client went away: \(error)")
+        } onCancel: {
+            close()
         }
-    }
-
-    /// Reads the request line (LF-terminated, or ended by the client's half-close) and answers it. Nil when the
-    /// client sent nothing at all.
-    private func answer(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> ControlReply? {
-        var line = ByteBuffer()
-        for try await var chunk in inbound {
-            line.writeBuffer(&chunk)
-            if let end = line.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                line.moveWriterIndex(to: end)
-                break
-            }
-            if line.readableBytes >= ControlRequest.maximumLineLength {
-                return .badRequest("the request is longer than \(ControlRequest.maximumLineLength) octets")
-            }
-        }
-        if line.readableBytes == 0 { return nil }
-        let text = String(buffer: line)
-        do {
-            let request = try ControlRequest(parsing: text)
-            return self.handler(request)
-        } catch {
-            self.logger.notice("control socket: refused a request: \(error)")
-            return .badRequest(error.message)
+        guard closing.withLockedValue({ $0 }) else {
+            throw ControlSocketError(path: self.path, message: "the control socket closed unexpectedly")
         }
     }
 }
 
-/// The control socket cannot be created or bound.
+/// The control socket cannot be created or bound, or it failed.
 public struct ControlSocketError: Error, Hashable, Sendable, CustomStringConvertible {
     public var path: String
     public var message: String
