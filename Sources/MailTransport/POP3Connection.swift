@@ -128,7 +128,8 @@ public final class POP3Connection {
                     // An address literal needs no resolver (a thread-pool hop and getaddrinfo per connection).
                     try await bootstrap.connect(to: address, channelInitializer: initialize)
                 } else {
-                    try await bootstrap.connect(host: endpoint.host, port: endpoint.port, channelInitializer: initialize)
+                    try await bootstrap.connect(
+                        host: endpoint.host, port: endpoint.port, channelInitializer: initialize)
                 }
             }
             asyncChannel = ch

@@ -14,7 +14,7 @@ struct DaemonShutdownTests {
         chmod(f.configPath, 0o600)
     }
 
-    @Test("grace over while the MDA hangs: exit 0 right after it, the MDA left running, wake refused meanwhile, nothing lost")
+    @Test("grace over while the MDA hangs: exit 0 right after it, the MDA left running, wake refused, nothing lost")
     func hungMDA() throws {
         let f = try PopfetchFixture()
         let corpus = Corpus.messages(3, seed: 76)
@@ -42,7 +42,8 @@ struct DaemonShutdownTests {
 
         var mdaPID: pid_t = 0
         _ = eventually(15) {
-            mdaPID = pid_t((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+            let text = (try? String(contentsOfFile: pidFile, encoding: .utf8)) ?? ""
+            mdaPID = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
             return mdaPID > 0
         }
         try #require(mdaPID > 0, "the MDA never ran:\n\(daemon.output)")

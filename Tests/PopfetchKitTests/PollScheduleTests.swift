@@ -20,9 +20,10 @@ struct PollScheduleTests {
         .init(description: "4 failures: capped at 3600", interval: 300, failures: 4, loginDelay: nil, expected: 3600),
         .init(description: "1 s interval, 5 failures: 32", interval: 1, failures: 5, loginDelay: nil, expected: 32),
         .init(description: "many failures stay capped", interval: 1, failures: 1000, loginDelay: nil, expected: 3600),
-        .init(description: "huge failure count: no overflow", interval: 60, failures: .max, loginDelay: nil, expected: 3600),
-        .init(description: "interval over the cap: failures keep the interval", interval: 7200, failures: 3, loginDelay: nil,
-              expected: 7200),
+        .init(description: "huge failure count: no overflow", interval: 60, failures: .max, loginDelay: nil,
+              expected: 3600),
+        .init(description: "interval over the cap: failures keep the interval", interval: 7200, failures: 3,
+              loginDelay: nil, expected: 7200),
         .init(description: "interval near Int.max: no overflow", interval: .max / 2, failures: 2, loginDelay: nil,
               expected: 3600),
         .init(description: "LOGIN-DELAY longer than the interval wins", interval: 60, failures: 0, loginDelay: 900,
@@ -37,7 +38,8 @@ struct PollScheduleTests {
 
     @Test("delay(interval:consecutiveFailures:loginDelay:)", arguments: delays)
     func delay(_ c: DelayCase) {
-        #expect(PollSchedule.delay(interval: c.interval, consecutiveFailures: c.failures, loginDelay: c.loginDelay) == c.expected)
+        let d = PollSchedule.delay(interval: c.interval, consecutiveFailures: c.failures, loginDelay: c.loginDelay)
+        #expect(d == c.expected)
     }
 
     struct OutcomeCase: Sendable, CustomStringConvertible {
@@ -68,7 +70,8 @@ struct PollScheduleTests {
 
     @Test("delay(after:interval:consecutiveFailures:)", arguments: outcomes)
     func delayAfter(_ c: OutcomeCase) {
-        #expect(PollSchedule.delay(after: c.outcome, interval: c.interval, consecutiveFailures: c.failures) == c.expected)
+        let d = PollSchedule.delay(after: c.outcome, interval: c.interval, consecutiveFailures: c.failures)
+        #expect(d == c.expected)
     }
 
     struct JitterCase: Sendable, CustomStringConvertible {

@@ -28,7 +28,8 @@ struct RepeatedFailureRuleTests {
     static let tooSoon = PollOutcome.failed(.loginDelay("-ERR [LOGIN-DELAY] wait"))
 
     static func backingOff(_ s: Int, auth: Bool = false) -> Line {
-        Line(.warning, "backing off: next poll in \(s) s" + (auth ? "; fix the credentials, then `popfetch wake` or SIGHUP" : ""))
+        let hint = auth ? "; fix the credentials, then `popfetch wake` or SIGHUP" : ""
+        return Line(.warning, "backing off: next poll in \(s) s\(hint)")
     }
 
     static let cases: [Case] = [
