@@ -13,11 +13,6 @@ public enum DaemonGroup {
     /// Signals that start a graceful shutdown.
     static let gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]
 
-    /// A backstop after the grace: if a service were still running this long after the group cancelled it, lifecycle
-    /// would end the process (a crash, not a hang past systemd's stop time-out). Every wait in a poll ends on
-    /// cancellation, so this is a bug detector, not a shutdown path.
-    public static let maximumCancellationDuration: Duration = .seconds(10)
-
     public static func configuration(scheduler: PollScheduler, control: ControlSocket, logger: Logger)
         -> ServiceGroupConfiguration
     {
@@ -33,7 +28,8 @@ public enum DaemonGroup {
             gracefulShutdownSignals: Self.gracefulShutdownSignals,
             logger: logger)
         configuration.maximumGracefulShutdownDuration = .seconds(scheduler.shutdownGrace)
-        configuration.maximumCancellationDuration = Self.maximumCancellationDuration
+        // No maximumCancellationDuration: past it lifecycle crashes the process, and two waits in a poll are bounded
+        // but not cut short by cancellation (see PollScheduler). A crash there would be worse than a late exit.
         return configuration
     }
 }

@@ -16,8 +16,13 @@ public import UIDLStore
 /// finish the message in hand and QUIT; `run()` returns when the last one has. When the group's
 /// `maximumGracefulShutdownDuration` (`shutdown_grace`) runs out, the group cancels this task: every poll is a child
 /// task of it, and each wait in a poll ends on cancellation (network reads and writes, connects, the TLS handshake,
-/// the MDA, SMTP replies, slot and timer waits), so `run()` returns promptly. What an abandoned poll did not
-/// commit is fetched again at the next poll (at most one duplicate, never a loss).
+/// the MDA, SMTP replies, OAuth requests, slot and timer waits), so `run()` returns promptly. What an abandoned poll
+/// did not commit is fetched again at the next poll (at most one duplicate, never a loss).
+///
+/// Two waits are bounded but not cut short: resolving a host name before the first connection attempt (NIO's
+/// connector cannot be cancelled then; the attempt is refused the moment it would start, and the account's
+/// `timeout` bounds the lookup), and SQLite waiting for a lock another process holds on the state database (its
+/// busy time-out, 30 s). Neither keeps the daemon from exiting; at worst it exits that much later.
 public final class PollScheduler: Service, Sendable {
     struct State {
         var config: Configuration
