@@ -41,7 +41,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // The operating system at the edge: anonymous files, lock files, child processes, paths, units.
-        .target(name: "SystemSupport", dependencies: [nio("NIOPosix")], swiftSettings: strictSettings),
+        .target(name: "SystemSupport", dependencies: [nio("NIOCore"), nio("NIOPosix")], swiftSettings: strictSettings),
         // Sockets and TLS at the edge: thin SwiftNIO channels that drive POP3Core and SMTPCore; one TLS factory.
         .target(
             name: "MailTransport",
@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "OAuth",
             dependencies: [
-                "Configuration", "UIDLStore", "MailTransport",
+                "Configuration", "UIDLStore", "MailTransport", "SystemSupport",
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOHTTP1"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings
@@ -106,7 +106,7 @@ let package = Package(
             name: "Daemon",
             dependencies: [
                 "Retrieval", "Configuration", "UIDLStore", "SystemSupport",
-                nio("NIOCore"), nio("NIOPosix"),
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOConcurrencyHelpers"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -146,6 +146,16 @@ let package = Package(
             dependencies: [
                 "Retrieval", "Configuration", "UIDLStore", "Spool", "Delivery", "OAuth", "SystemSupport", "POP3Core",
                 "MailTransport", .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The daemon's pure rules (schedule, repeated failures, control protocol) and its services in process.
+        .testTarget(
+            name: "DaemonTests",
+            dependencies: [
+                "Daemon", "Retrieval", "SystemSupport", "MailTestKit", nio("NIOCore"), nio("NIOPosix"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

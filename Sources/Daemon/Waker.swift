@@ -1,53 +1,75 @@
-import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 
-/// Sleeps until a deadline unless woken earlier (`popfetch wake`, SIGUSR1, shutdown).
+/// Sleeps until a deadline unless woken earlier (`popfetch wake`, SIGUSR1, shutdown) or cancelled.
 ///
 /// The deadline is a timer on an event loop, cancelled (and freed) when the sleep ends early: a `Task.sleep` would
 /// keep its timer, about 1 KB, until the original deadline (a day for a daily account), so every wake of every
 /// account would hold memory for that long.
-actor Waker {
-    private var continuation: CheckedContinuation<Void, Never>?
-    private var timer: Scheduled<Void>?
-    private var generation = 0
-    private var woken = false
+final class Waker: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Void, Never>?
+        var timer: Scheduled<Void>?
+        var generation = 0
+        /// A wake that came while not sleeping: the next sleep returns at once.
+        var woken = false
+    }
 
-    /// Returns when `seconds` have passed or ``wake()`` was called (a wake that came while not sleeping is kept
-    /// for the next sleep).
+    private let state = Mutex(State())
+
+    /// Returns when `seconds` have passed, ``wake()`` was called, or the task is cancelled (a wake that came while
+    /// not sleeping is kept for the next sleep).
     func sleep(seconds: Double) async {
-        if self.woken {
-            self.woken = false
-            return
-        }
-        self.generation += 1
-        let gen = self.generation
         // Clamped (to ~31 years) before the conversion: a huge delay would trap converting to Int64.
         let bounded = seconds.isFinite ? min(max(0, seconds), 1_000_000_000) : 0
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            self.continuation = c
-            self.timer = loop.scheduleTask(in: .nanoseconds(Int64(bounded * 1_000_000_000))) {
-                Task { await self.timerFired(gen) }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now: Bool = self.state.withLock { s in
+                    // Cancelled before this point: the handler below found no sleeper to wake, so return now.
+                    if s.woken || Task.isCancelled {
+                        s.woken = false
+                        return true
+                    }
+                    s.generation += 1
+                    let gen = s.generation
+                    s.continuation = c
+                    s.timer = loop.scheduleTask(in: .nanoseconds(Int64(bounded * 1_000_000_000))) {
+                        self.timerFired(gen)
+                    }
+                    return false
+                }
+                if now { c.resume() }
             }
+        } onCancel: {
+            self.wake()
         }
-        self.timer?.cancel()
-        self.timer = nil
     }
 
     private func timerFired(_ gen: Int) {
-        guard gen == self.generation, let c = self.continuation else { return }
-        self.continuation = nil
-        c.resume()
+        let c: CheckedContinuation<Void, Never>? = self.state.withLock { s in
+            guard gen == s.generation else { return nil }
+            s.timer = nil
+            defer { s.continuation = nil }
+            return s.continuation
+        }
+        c?.resume()
     }
 
+    /// Ends the current sleep now, or the next one at once.
     func wake() {
-        if let c = self.continuation {
-            self.continuation = nil
-            self.generation += 1
-            c.resume()
-        } else {
-            self.woken = true
+        let (c, timer): (CheckedContinuation<Void, Never>?, Scheduled<Void>?) = self.state.withLock { s in
+            guard let c = s.continuation else {
+                s.woken = true
+                return (nil, nil)
+            }
+            s.continuation = nil
+            s.generation += 1
+            defer { s.timer = nil }
+            return (c, s.timer)
         }
+        timer?.cancel()
+        c?.resume()
     }
 }

@@ -100,6 +100,10 @@ public struct MDADeliverer: Deliverer {
                 extraEnvironment: self.environment(sender: message.envelopeSender, recipients: recipients))
         } catch let e as ProcessLaunchError {
             return e.isTemporary ? .temporaryFailure(e.description) : .failure(e.description)
+        } catch is CancellationError {
+            // The daemon's shutdown grace ran out: the MDA is left to finish on its own, and the message, not
+            // committed, is fetched again at the next poll.
+            return .temporaryFailure("popfetch stopped waiting for \(argv.first ?? "the MDA") (shutdown grace over)")
         }
         let name = argv.first ?? "mda"
         let tail = outcome.output.isEmpty ? "" : ": " + String(outcome.output.suffix(300))

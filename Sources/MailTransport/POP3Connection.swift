@@ -99,6 +99,8 @@ public final class POP3Connection {
         if endpoint.tls != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")
         }
+        // A cancelled task (the daemon's shutdown grace ran out) closes the channels being connected.
+        let attempts = ConnectAttempts()
         do {
             let bootstrap = ClientBootstrap(group: eventLoop)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -107,6 +109,7 @@ public final class POP3Connection {
                 (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
             > = { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try attempts.register(channel)
                     let sync = channel.pipeline.syncOperations
                     if let handshake, let tlsContext {
                         let sni = TLSContextFactory.serverName(for: endpoint.host)
@@ -120,17 +123,20 @@ public final class POP3Connection {
                 }
             }
             let (ch, g): (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
-            if let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) {
-                // An address literal needs no resolver (a thread-pool hop and getaddrinfo per connection).
-                (ch, g) = try await bootstrap.connect(to: address, channelInitializer: initialize)
-            } else {
-                (ch, g) = try await bootstrap.connect(
-                    host: endpoint.host, port: endpoint.port, channelInitializer: initialize)
+            (ch, g) = try await attempts.whileConnecting {
+                if let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) {
+                    // An address literal needs no resolver (a thread-pool hop and getaddrinfo per connection).
+                    try await bootstrap.connect(to: address, channelInitializer: initialize)
+                } else {
+                    try await bootstrap.connect(
+                        host: endpoint.host, port: endpoint.port, channelInitializer: initialize)
+                }
             }
             asyncChannel = ch
             guardBox = g
         } catch {
             handshake?.fail(error)
+            if Task.isCancelled { throw CancellationError() }
             throw Self.mapConnectError(error, endpoint: endpoint)
         }
         return try await asyncChannel.executeThenClose { inbound, outbound in
@@ -272,7 +278,9 @@ public final class POP3Connection {
         }
     }
 
-    private func closedError() -> TransportError {
+    private func closedError() -> any Error {
+        // A cancelled task's read ends as if the connection closed: it was abandoned, not closed by the server.
+        if Task.isCancelled { return CancellationError() }
         if self.timedOut.withLockedValue({ $0 }) { return self.timeoutError() }
         return TransportError(.connectionClosed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase)
     }
@@ -290,6 +298,7 @@ public final class POP3Connection {
     }
 
     private func mapIOError(_ error: any Error) -> any Error {
+        if Task.isCancelled { return CancellationError() }
         if error is TransportError || error is POP3ProtocolError || error is CommandEncodingError
             || error is POP3ClientStateMachine.UsageError
         {

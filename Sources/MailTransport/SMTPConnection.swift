@@ -3,6 +3,7 @@ public import NIOCore
 import NIOPosix
 public import NIOSSL
 import NIOTLS
+import SystemSupport
 public import SMTPCore
 
 /// A connected SMTP or LMTP session (RFC 5321, RFC 2033): a thin SwiftNIO transport that parses the server's bytes

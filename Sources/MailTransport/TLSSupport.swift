@@ -205,9 +205,11 @@ enum TLSHandshake {
         let timer = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
         defer { timer.cancel() }
         do {
-            try await future.get()
+            // A cancelled task closes the channel, which ends the handshake.
+            try await future.getUnlessCancelled { channel.close(promise: nil) }
         } catch {
             channel.close(promise: nil)
+            if error is CancellationError || Task.isCancelled { throw CancellationError() }
             if case ChannelError.eof = error { throw TLSHandshakeFailure.timeout }
             throw TLSHandshakeFailure.rejected(
                 detail: Self.describe(error), certificateUnverified: Self.isVerificationFailure(error))

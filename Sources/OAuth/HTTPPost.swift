@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import MailTransport
+import SystemSupport
 
 /// A minimal HTTP/1.1 POST client on SwiftNIO (NIOHTTP1 + NIOSSL), for OAuth2 token endpoints: one request per
 /// connection, verified TLS for https, a bounded response body.
@@ -24,7 +25,7 @@ public enum HTTPPost {
         let promise = loop.makePromise(of: (Int, [UInt8]).self)
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: loop)
+            let connecting = ClientBootstrap(group: loop)
                 .connectTimeout(timeout)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { ch in
@@ -38,9 +39,12 @@ public enum HTTPPost {
                         try sync.addHandler(ResponseCollector(promise: promise))
                     }
                 }
-                .connect(host: target.host, port: target.port).get()
+                .connect(host: target.host, port: target.port)
+            // A cancelled task (the daemon's shutdown grace ran out) stops waiting; a late connection is closed.
+            channel = try await connecting.getUnlessCancelled { connecting.whenSuccess { $0.close(promise: nil) } }
         } catch {
             promise.fail(error)
+            if error is CancellationError { throw error }
             throw Failure(message: "cannot connect to \(target.host):\(target.port): \(error)")
         }
         var headers = HTTPHeaders()
@@ -63,10 +67,12 @@ public enum HTTPPost {
             channel.close(promise: nil)
         }
         do {
-            let (status, bytes) = try await promise.futureResult.get()
+            let (status, bytes) = try await promise.futureResult.getUnlessCancelled { channel.close(promise: nil) }
             return (status, bytes)
         } catch let e as Failure {
             throw e
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
             throw Failure(message: "HTTP request to \(target.host) failed: \(error)")
         }

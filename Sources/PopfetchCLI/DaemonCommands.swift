@@ -2,10 +2,8 @@
 import Glibc
 #endif
 import ArgumentParser
-import Foundation
 import Logging
 import ServiceLifecycle
-import UnixSignals
 import Configuration
 import Daemon
 import SystemSupport
@@ -30,10 +28,27 @@ extension Popfetch {
             let logger = try g.makeLogger()
             let loader = ConfigurationLoader()
             let config = try loader.load(path: g.configPath)
-            let lock: LockFile
+            let lock = try Self.takeDaemonLock(g)
+            defer { lock.release() }
+            let store = try g.openStore()
+            if geteuid() == 0 {
+                logger.warning("running as root: MDAs run as root too")
+            }
+            let scheduler = PollScheduler(
+                configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger)
+            let control = try await ControlSocket.bind(stateDirectory: g.stateDirectory, logger: logger) {
+                scheduler.handle($0)
+            }
+            let group = ServiceGroup(
+                configuration: DaemonGroup.configuration(scheduler: scheduler, control: control, logger: logger))
+            try await group.run()
+        }
+
+        /// One daemon per state database: a second one is refused (EX_TEMPFAIL), saying which process runs.
+        private static func takeDaemonLock(_ g: GlobalOptions) throws -> LockFile {
             switch try LockFile.tryAcquire(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory)) {
-            case .acquired(let l):
-                lock = l
+            case .acquired(let lock):
+                return lock
             case .heldBy(let holder):
                 let pid = holder.pid.map { " (pid \($0))" } ?? ""
                 writeStderr(
@@ -41,23 +56,6 @@ extension Popfetch {
                         + "use `popfetch wake` to make it poll now\n")
                 throw CommandExit(status: .tempFail)
             }
-            defer { lock.release() }
-            let store = try g.openStore()
-            let scheduler = PollScheduler(
-                configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger)
-            let control = try ControlSocket(stateDirectory: g.stateDirectory) { line in
-                let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
-                guard parts.first == "wake" else { return "error unknown request" }
-                let name = parts.count > 1 ? parts[1] : nil
-                return scheduler.wake(name) ? "ok" : "error unknown account \(name ?? "")"
-            }
-            defer { control.close() }
-            if geteuid() == 0 {
-                logger.warning("running as root: MDAs run as root too")
-            }
-            let group = ServiceGroup(
-                services: [scheduler], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-            try await group.run()
         }
     }
 
@@ -73,16 +71,34 @@ extension Popfetch {
 
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
-            let request = self.account.map { "wake \($0)" } ?? "wake"
-            guard let reply = ControlSocket.request(stateDirectory: g.stateDirectory, request) else {
-                writeStderr("popfetch: no daemon is running for \(g.statePath) (start one with `popfetch daemon`)\n")
-                throw CommandExit(status: .unavailable)
+            let reply: ControlReply
+            do {
+                reply = try await ControlClient.send(.wake(account: self.account), stateDirectory: g.stateDirectory)
+            } catch {
+                switch error.code {
+                case .notRunning:
+                    Popfetch.printError("no daemon is running for \(g.statePath) (start one with `popfetch daemon`)")
+                    throw CommandExit(status: .unavailable)
+                case .badRequest:
+                    Popfetch.printError(error.message)
+                    throw CommandExit(status: .config)
+                default:
+                    Popfetch.printError(error.message)
+                    throw CommandExit(status: .unavailable)
+                }
             }
-            if reply == "ok" {
+            switch reply {
+            case .ok:
                 print(self.account.map { "woke \($0)" } ?? "woke every account")
-            } else {
-                writeStderr("popfetch: \(reply)\n")
+            case .unknownAccount:
+                Popfetch.printError(reply.description)
                 throw CommandExit(status: .config)
+            case .shuttingDown:
+                Popfetch.printError(reply.description)
+                throw CommandExit(status: .unavailable)
+            case .badRequest, .failed:
+                Popfetch.printError(reply.description)
+                throw CommandExit(status: .protocolError)
             }
         }
     }

@@ -7,6 +7,10 @@ import UIDLStore
 
 /// One error classifier: every error a poll can meet, mapped to its class and a message without secrets.
 extension AccountPoller {
+    /// Why a poll (or a delivery) that the daemon cancelled ended: its shutdown grace ran out.
+    public static let abandoned =
+        "abandoned: the daemon's shutdown grace ran out (what was not committed is fetched again)"
+
     /// Maps any error of a poll to its class and a message without secrets.
     public static func classify(_ error: any Error) -> PollError {
         switch error {
@@ -41,6 +45,8 @@ extension AccountPoller {
             return PollError(.config, e.description)
         case let e as POP3ClientStateMachine.UsageError:
             return PollError(.internalError, e.description)
+        case is CancellationError:
+            return PollError(.temporary, Self.abandoned)
         default:
             return PollError(.internalError, "\(error)")
         }

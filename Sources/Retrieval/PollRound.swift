@@ -32,9 +32,13 @@ public enum PollRound {
         return await withTaskGroup(of: PollReport.self) { group in
             for account in accounts {
                 group.addTask {
-                    await slots.acquire()
+                    guard await slots.acquire() else {
+                        var report = PollReport(account: account.name)
+                        report.outcome = .skipped
+                        return report
+                    }
                     let report = await AccountPoller(account: account, environment: environment).poll()
-                    await slots.release()
+                    slots.release()
                     return report
                 }
             }

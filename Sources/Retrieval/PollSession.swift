@@ -394,6 +394,9 @@ final class PollSession {
             let outcomes: [RecipientOutcome]
             do {
                 outcomes = try await deliverer.deliver(message, to: group)
+            } catch is CancellationError {
+                let why = AccountPoller.abandoned
+                outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure(why))]
             } catch {
                 outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure("\(error)"))]
             }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import NIOCore
 import NIOPosix
 
 /// How a child process ended.
@@ -133,6 +134,8 @@ public enum ProcessRunner {
         guard let program = arguments.first else {
             throw ProcessLaunchError(program: "", message: "empty command")
         }
+        // A cancelled task (the daemon's shutdown grace ran out) starts no child: it could not be waited for.
+        try Task.checkCancellation()
         // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
         // the middle of a delivery must not be killed by SIGPIPE half-way through it.
         let outputFD = try Self.makeOutputFile(program: program)
@@ -168,7 +171,13 @@ public enum ProcessRunner {
             throw error
         }
         let (childFeeder, childPipe) = (feeder, prefilled)
-        return try await NIOThreadPool.singleton.runIfActive {
+        // A cancelled task (the daemon's shutdown grace ran out) stops waiting at once, but the child is not killed:
+        // an MDA killed half-way through writing a mailbox could leave a truncated copy there, while one left alone
+        // delivers the whole message (the input is all in its pipe, or fed by its own `cat`). Uncommitted, that
+        // message is fetched again at the next poll: at most one duplicate, never a loss. The wait goes on in the
+        // pool meanwhile (reaping the child and closing its files), and ends with the process.
+        let loop = MultiThreadedEventLoopGroup.singleton.any()
+        return try await NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
             var outcome = Self.wait(pid: pid, outputFD: outputFD, timeout: timeout)
             if let f = childFeeder {
                 outcome.input = outcome.timedOut ? f.abandon() : f.finish()
@@ -176,7 +185,7 @@ public enum ProcessRunner {
                 outcome.input = p.finish(timedOut: outcome.timedOut)
             }
             return outcome
-        }
+        }.getUnlessCancelled()
     }
 
 

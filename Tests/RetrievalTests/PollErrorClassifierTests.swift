@@ -19,6 +19,8 @@ struct PollErrorClassifierTests {
         var description: String { self.name }
     }
 
+    struct Unexpected: Error {}
+
     static func refused(_ code: ResponseCode?) -> POP3CommandError {
         POP3CommandError(command: "PASS <hidden>", status: StatusLine(indicator: .err, code: code, text: "no"))
     }
@@ -59,7 +61,8 @@ struct PollErrorClassifierTests {
         Case(
             name: "configuration", error: ConfigurationError(file: "c", line: 1, key: "k", message: "bad"),
             kind: .config),
-        Case(name: "anything else is internal", error: CancellationError(), kind: .internalError),
+        Case(name: "cancelled (the daemon's grace ran out): temporary", error: CancellationError(), kind: .temporary),
+        Case(name: "anything else is internal", error: Unexpected(), kind: .internalError),
     ]
 
     @Test("error in, class out", arguments: cases)
