@@ -133,7 +133,8 @@ let package = Package(
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
-            name: "SMTPCoreTests", dependencies: ["SMTPCore", "MailTestKit", nio("NIOCore")], swiftSettings: strictSettings),
+            name: "SMTPCoreTests", dependencies: ["SMTPCore", "MailTestKit", nio("NIOCore")],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "ConfigurationTests",
             dependencies: ["Configuration", "SystemSupport", "POP3Core", "SMTPCore", "MailTestKit"],

@@ -48,9 +48,10 @@ enum AccountKeys {
         .choice("without_uidl", \.retention.withoutUIDL),
         .integer("max_attempts", \.retention.maxAttempts, 1...Int.max, "must be at least 1"),
         .size("size_tolerance", \.retention.sizeTolerance),
-        .duration("forget_after", 
-                \.retention.forgetAfter, atLeast: AccountConfiguration.Retention.minimumForgetAfter,
-                "must be at least 1d (a shorter memory would re-deliver messages after a server hiccup)"),
+        .duration(
+            "forget_after",
+            \.retention.forgetAfter, atLeast: AccountConfiguration.Retention.minimumForgetAfter,
+            "must be at least 1d (a shorter memory would re-deliver messages after a server hiccup)"),
         .integer("flood_limit", \.retention.floodLimit),
         // Delivery.
         .duration("mda_timeout", \.delivery.mdaTimeout, atLeast: 1, "must be > 0"),
@@ -130,7 +131,9 @@ extension AccountKey {
         AccountKey(name) { a, r in if let v = try r.path(name) { a[keyPath: p] = v } }
     }
 
-    static func integer(_ name: String, _ p: any Path<Int>, _ range: ClosedRange<Int> = 0...Int.max, _ outside: String = "")
+    static func integer(
+        _ name: String, _ p: any Path<Int>, _ range: ClosedRange<Int> = 0...Int.max, _ outside: String = ""
+    )
         -> AccountKey
     {
         AccountKey(name) { a, r in
@@ -140,7 +143,9 @@ extension AccountKey {
         }
     }
 
-    static func duration(_ name: String, _ p: any Path<Int>, atLeast minimum: Int = 0, _ tooShort: String = "") -> AccountKey {
+    static func duration(_ name: String, _ p: any Path<Int>, atLeast minimum: Int = 0, _ tooShort: String = "")
+        -> AccountKey
+    {
         AccountKey(name) { a, r in
             guard let v = try r.duration(name) else { return }
             if v < minimum { throw r.error(name, tooShort) }

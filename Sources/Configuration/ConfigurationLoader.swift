@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
-import TOMLKit
 import POP3Core
 import SMTPCore
 import SystemSupport
+import TOMLKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Reads and validates a popfetch TOML configuration file.
 ///
@@ -55,11 +56,13 @@ public struct ConfigurationLoader: Sendable {
     }
 
     static func checkMode(path: String, config: Configuration) throws {
-        guard config.accounts.contains(where: { a in
-            if case .literal = a.authentication.password { return true }
-            if case .literal = a.delivery.relay.password { return true }
-            return false
-        }) else {
+        guard
+            config.accounts.contains(where: { a in
+                if case .literal = a.authentication.password { return true }
+                if case .literal = a.delivery.relay.password { return true }
+                return false
+            })
+        else {
             return
         }
         var st = stat()
@@ -85,7 +88,8 @@ public struct ConfigurationLoader: Sendable {
         let ctx = Context(path: path, index: index)
 
         for key in table.keys where !Self.rootKeys.contains(key) {
-            throw ctx.error(.root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys)))
+            throw ctx.error(
+                .root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys)))
         }
         var global = GlobalSettings()  // its defaults, overridden by what the file sets
         if let v = table["max_concurrent_polls"] {
@@ -218,7 +222,9 @@ public struct ConfigurationLoader: Sendable {
         } else if let arr = v.array {
             recipients = []
             for j in 0..<arr.count {
-                guard let str = arr[j].string else { throw r.error("recipient", "must be a string or an array of strings") }
+                guard let str = arr[j].string else {
+                    throw r.error("recipient", "must be a string or an array of strings")
+                }
                 recipients.append(str)
             }
         } else {
@@ -257,7 +263,8 @@ public struct ConfigurationLoader: Sendable {
             case .smtp, .lmtp: break
             default:
                 throw r.error(
-                    "on_permanent_failure", "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
+                    "on_permanent_failure",
+                    "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
             }
         }
         if (a.delivery.relay.user == nil) != (a.delivery.relay.password == nil) {
@@ -268,7 +275,8 @@ public struct ConfigurationLoader: Sendable {
         }
         if a.retention.deleteAfter != nil && !a.retention.keep {
             throw r.error(
-                "delete_after", "only applies with keep = true (with keep = false every message is deleted once delivered)")
+                "delete_after",
+                "only applies with keep = true (with keep = false every message is deleted once delivered)")
         }
         if a.server.tls == .none && !a.server.isLoopback && !a.server.allowInsecureAuth {
             throw r.error(
@@ -305,4 +313,3 @@ public struct ConfigurationLoader: Sendable {
         return prev[b.count]
     }
 }
-

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import SystemSupport
 import TOMLKit
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Where in the file a value came from: root, `[defaults]`, or the i-th `[[account]]`.
 enum Section: Hashable {
@@ -25,7 +26,8 @@ struct LineIndex {
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
             let line = rawLine.trimmingCharacters(in: .whitespaces)
-            let tripleQuotes = line.components(separatedBy: "\"\"\"").count - 1
+            let tripleQuotes =
+                line.components(separatedBy: "\"\"\"").count - 1
                 + line.components(separatedBy: "'''").count - 1
             if inMultilineString {
                 if tripleQuotes % 2 == 1 { inMultilineString = false }

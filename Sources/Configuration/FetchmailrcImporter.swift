@@ -1,3 +1,5 @@
+import Foundation
+
 /// Translates a `.fetchmailrc` into an equivalent popfetch TOML configuration, with a comment for every option
 /// that has no equivalent. Pure: text in, text out.
 ///
@@ -200,7 +202,9 @@ public enum FetchmailrcImporter {
             case "uidl", "no":
                 if word == "no" {
                     let n = next()?.text.lowercased() ?? ""
-                    if n == "keep" { mutateUser { $0.keep = false } } else if n == "uidl" || n == "dns" || n == "envelope" {
+                    if n == "keep" {
+                        mutateUser { $0.keep = false }
+                    } else if n == "uidl" || n == "dns" || n == "envelope" {
                         current?.notes.append("no \(n): not needed with popfetch")
                     } else if user != nil {
                         user?.notes.append("no \(n): no popfetch equivalent")
@@ -225,10 +229,13 @@ public enum FetchmailrcImporter {
             case "keep": mutateUser { $0.keep = true }
             case "nokeep", "flush": mutateUser { $0.keep = false }
             case "fetchall":
-                mutateUser { $0.notes.append("fetchall: popfetch fetches only new mail; forget old mail by clearing the state") }
+                mutateUser {
+                    $0.notes.append("fetchall: popfetch fetches only new mail; forget old mail by clearing the state")
+                }
             case "ssl": mutateUser { $0.ssl = true }
             case "sslcertck": mutateUser { $0.sslcertck = true }
-            case "sslfingerprint": let v = try value("sslfingerprint", t.line).text; mutateUser { $0.sslfingerprint = v }
+            case "sslfingerprint":
+                let v = try value("sslfingerprint", t.line).text; mutateUser { $0.sslfingerprint = v }
             case "sslcertfile", "sslcertpath": let v = try value(word, t.line).text; mutateUser { $0.sslcertfile = v }
             case "sslproto": _ = next()
             case "mda": let v = try value("mda", t.line).text; mutateUser { $0.mda = v }
@@ -237,7 +244,11 @@ public enum FetchmailrcImporter {
             case "fetchlimit": let v = try int("fetchlimit", t.line); mutateUser { $0.fetchlimit = v }
             default:
                 let note = "\(t.text): no popfetch equivalent"
-                if user != nil { user?.notes.append(note) } else if current != nil { current?.notes.append(note) } else {
+                if user != nil {
+                    user?.notes.append(note)
+                } else if current != nil {
+                    current?.notes.append(note)
+                } else {
                     globalNotes.append(note)
                 }
             }
@@ -252,8 +263,10 @@ public enum FetchmailrcImporter {
     }
 
     static func isUserOption(_ s: String) -> Bool {
-        ["keep", "nokeep", "flush", "fetchall", "ssl", "sslcertck", "mda", "smtphost", "limit", "fetchlimit",
-         "password", "pass", "user", "username", "poll", "skip", "sslfingerprint"].contains(s.lowercased())
+        [
+            "keep", "nokeep", "flush", "fetchall", "ssl", "sslcertck", "mda", "smtphost", "limit", "fetchlimit",
+            "password", "pass", "user", "username", "poll", "skip", "sslfingerprint",
+        ].contains(s.lowercased())
     }
 
     static func q(_ s: String) -> String {
@@ -296,7 +309,10 @@ public enum FetchmailrcImporter {
             for u in s.users {
                 var name = s.host
                 if s.users.count > 1 || names.contains(name) { name += "-" + u.remote }
-                name = String(name.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" || $0 == "@" ? $0 : "-" })
+                name = String(
+                    name.map {
+                        $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_" || $0 == "@" ? $0 : "-"
+                    })
                 while names.contains(name) { name += "-2" }
                 names.insert(name)
                 out += "\n[[account]]\n"
@@ -314,8 +330,10 @@ public enum FetchmailrcImporter {
                     tls = "implicit"
                 } else {
                     tls = "starttls"
-                    out += "# fetchmail: no `ssl` here; popfetch never sends a password in clear text, so it requires STLS.\n"
-                    out += "#   (tls = \"none\" with allow_insecure_auth = true would keep fetchmail's clear-text login)\n"
+                    out +=
+                        "# fetchmail: no `ssl` here; popfetch never sends a password in clear text, so it requires STLS.\n"
+                    out +=
+                        "#   (tls = \"none\" with allow_insecure_auth = true would keep fetchmail's clear-text login)\n"
                 }
                 out += "tls = \(q(tls))\n"
                 if let p = s.port { out += "port = \(p)\n" }
@@ -325,7 +343,8 @@ public enum FetchmailrcImporter {
                 }
                 if let cf = u.sslcertfile { out += "ca_file = \(q(cf))\n" }
                 if !u.sslcertck && u.ssl {
-                    out += "# fetchmail: without sslcertck fetchmail did not verify the certificate; popfetch always does\n"
+                    out +=
+                        "# fetchmail: without sslcertck fetchmail did not verify the certificate; popfetch always does\n"
                 }
                 out += "user = \(q(u.remote))\n"
                 if let p = u.password {
@@ -335,7 +354,11 @@ public enum FetchmailrcImporter {
                 }
                 if let a = s.auth {
                     let map = ["password": "user", "apop": "apop", "cram-md5": "cram-md5", "any": "auto"]
-                    if let m = map[a] { out += "auth = \(q(m))\n" } else { out += "# fetchmail: auth \(a): not mapped; popfetch picks the strongest offered\n" }
+                    if let m = map[a] {
+                        out += "auth = \(q(m))\n"
+                    } else {
+                        out += "# fetchmail: auth \(a): not mapped; popfetch picks the strongest offered\n"
+                    }
                 }
                 if let k = u.keep { out += "keep = \(k)\n" }
                 if let l = u.limit { out += "max_size = \(l)\n" }
@@ -360,5 +383,3 @@ public enum FetchmailrcImporter {
         return out
     }
 }
-
-import Foundation

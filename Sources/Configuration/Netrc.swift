@@ -14,7 +14,8 @@ public enum Netrc {
     }
 
     static func parse(_ text: String, host: String, user: String) -> String? {
-        let tokens = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).map(String.init)
+        let tokens = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }).map(
+            String.init)
         var i = 0
         var machine: String?
         var login: String?
@@ -55,5 +56,5 @@ public enum Netrc {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Resolves a ``SecretSource`` (a password, an OAuth2 client secret) to the secret. Errors never include the secret.
 public enum SecretResolver {
@@ -27,7 +28,8 @@ public enum SecretResolver {
             do {
                 out = try AnonymousFile.create(in: AnonymousFile.directories(preferring: nil))
             } catch {
-                throw SecretError("\(account): no file for password_command's output: \(error.message)", isIOError: true)
+                throw SecretError(
+                    "\(account): no file for password_command's output: \(error.message)", isIOError: true)
             }
             defer { close(out) }
             let outcome = try await ProcessRunner.runCapturingStdout(

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The client side of the control socket (`popfetch wake`): sends one ``ControlRequest`` and reads the
 /// ``ControlReply``, all within a deadline.

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The daemon's control socket, a `Service`: a unix stream socket in the state directory (mode 0600; the state
 /// directory is 0700), served by SwiftNIO. Each connection carries one ``ControlRequest`` line and gets one

@@ -1,6 +1,6 @@
+import Configuration
 import Foundation
 import Logging
-import Configuration
 import Retrieval
 import Synchronization
 import SystemSupport

@@ -1,12 +1,12 @@
+public import Configuration
 import Foundation
 public import Logging
+import Retrieval
 public import ServiceLifecycle
 import Synchronization
-import UnixSignals
-public import Configuration
-import Retrieval
 import SystemSupport
 public import UIDLStore
+import UnixSignals
 
 /// The daemon's poller, a `Service`: polls every enabled account on its own interval, concurrently (at most
 /// `max_concurrent_polls`), with jitter, exponential backoff on failure, LOGIN-DELAY honoured; reloads the config

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET (READY=1, STOPPING=1, STATUS=..., WATCHDOG=1).
 public struct SystemdNotifier: Sendable {

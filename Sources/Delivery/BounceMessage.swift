@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 package import Foundation
 package import Spool
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A delivery status notification (RFC 3464 multipart/report) for a message the local MTA rejected permanently.
 /// It goes to the local recipient, never to the message's claimed sender.
@@ -44,7 +45,8 @@ package enum BounceMessage {
 
             """
         for r in rejectedRecipients {
-            text += "Final-Recipient: rfc822; \(r)\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; \(reasonLine)\n\n"
+            text +=
+                "Final-Recipient: rfc822; \(r)\nAction: failed\nStatus: 5.0.0\nDiagnostic-Code: smtp; \(reasonLine)\n\n"
         }
         text += "--\(boundary)\nContent-Type: text/rfc822-headers\n\n"
         var bytes = Array(text.utf8)

@@ -1,5 +1,5 @@
-import Logging
 public import Configuration
+import Logging
 public import Spool
 import SystemSupport
 
@@ -113,7 +113,9 @@ public struct MDADeliverer: Deliverer {
         switch outcome.termination {
         case .exited(0):
             if let input = outcome.input, !input.readAll, self.partialRead == .fail {
-                let part = input.consumed.map { "only \($0) of \(input.length) bytes" } ?? "only part of the \(input.length) bytes"
+                let part =
+                    input.consumed.map { "only \($0) of \(input.length) bytes" }
+                    ?? "only part of the \(input.length) bytes"
                 return .failure(
                     "\(name) exited 0 but read \(part) of the message, so it may not have delivered it; set "
                         + "mda_partial_read = \"accept\" for a filter that reads only the header\(tail)")
@@ -130,5 +132,5 @@ public struct MDADeliverer: Deliverer {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
-import Synchronization
 public import Spool
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Built-in Maildir delivery (getmail6's safest destination): the message is written to `tmp/`, fsync'd, renamed
 /// into `new/`, and the directory fsync'd, so that once `deliver` returns the message survives a crash; a reader

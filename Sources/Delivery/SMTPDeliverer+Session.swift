@@ -154,7 +154,8 @@ extension SMTPDeliverer {
     /// The machine's verdicts as delivery outcomes, for the recipients as configured (`results` has them as sent,
     /// in the same order). Recipients with the same outcome are grouped.
     nonisolated func outcomes(
-        _ results: [SMTPClientStateMachine.RecipientResult], for recipients: [String], ending error: SMTPClientError? = nil
+        _ results: [SMTPClientStateMachine.RecipientResult], for recipients: [String],
+        ending error: SMTPClientError? = nil
     ) -> [RecipientOutcome] {
         var out: [RecipientOutcome] = []
         for (original, result) in zip(recipients, results) {

@@ -44,7 +44,8 @@ public actor SMTPDeliverer: Deliverer {
 
     public init(
         endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount,
-        tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil, credentials: (user: String, password: String)? = nil,
+        tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil,
+        credentials: (user: String, password: String)? = nil,
         clearTextAuthAllowed: Bool = false, timeoutCap: TimeAmount? = nil
     ) {
         self.endpoint = endpoint

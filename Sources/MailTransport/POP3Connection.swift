@@ -105,23 +105,24 @@ public final class POP3Connection {
             let bootstrap = ClientBootstrap(group: eventLoop)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(endpoint.timeout)
-            let initialize: @Sendable (any Channel) -> EventLoopFuture<
-                (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
-            > = { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try attempts.register(channel)
-                    let sync = channel.pipeline.syncOperations
-                    if let handshake, let tlsContext {
-                        let sni = TLSContextFactory.serverName(for: endpoint.host)
-                        try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
-                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+            let initialize:
+                @Sendable (any Channel) -> EventLoopFuture<
+                    (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
+                > = { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try attempts.register(channel)
+                        let sync = channel.pipeline.syncOperations
+                        if let handshake, let tlsContext {
+                            let sni = TLSContextFactory.serverName(for: endpoint.host)
+                            try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                            try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+                        }
+                        let guardHandler = STLSGuardHandler()
+                        try sync.addHandler(guardHandler)
+                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        return (async, NIOLoopBound(guardHandler, eventLoop: channel.eventLoop))
                     }
-                    let guardHandler = STLSGuardHandler()
-                    try sync.addHandler(guardHandler)
-                    let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (async, NIOLoopBound(guardHandler, eventLoop: channel.eventLoop))
                 }
-            }
             let (ch, g): (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STLSGuardHandler>)
             (ch, g) = try await attempts.whileConnecting {
                 if let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) {

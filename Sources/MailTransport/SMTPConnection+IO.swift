@@ -62,7 +62,8 @@ extension SMTPConnection {
                 if self.buffer.readableBytes == 0 { self.buffer.clear() }
                 return try self.machine.receivedReply(reply)
             }
-            var chunk = try await self.readChunk(deadline: deadline, timeoutDetail: "no reply within \(Self.seconds(limit))")
+            var chunk = try await self.readChunk(
+                deadline: deadline, timeoutDetail: "no reply within \(Self.seconds(limit))")
             if self.buffer.readableBytes == 0 {
                 self.buffer = chunk
             } else {

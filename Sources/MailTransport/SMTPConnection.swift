@@ -3,8 +3,8 @@ public import NIOCore
 import NIOPosix
 public import NIOSSL
 import NIOTLS
-import SystemSupport
 public import SMTPCore
+import SystemSupport
 
 /// A connected SMTP or LMTP session (RFC 5321, RFC 2033): a thin SwiftNIO transport that parses the server's bytes
 /// into replies (``SMTPReplyParser``), feeds them to ``SMTPClientStateMachine`` and carries out the actions it
@@ -118,22 +118,23 @@ public final class SMTPConnection {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let handshake = configuration.security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
         let host = endpoint.host
-        let initialize: @Sendable (any Channel) -> EventLoopFuture<
-            (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
-        > = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let sync = channel.pipeline.syncOperations
-                if let handshake, let tlsContext {
-                    let sni = TLSContextFactory.serverName(for: host)
-                    try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
-                    try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+        let initialize:
+            @Sendable (any Channel) -> EventLoopFuture<
+                (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
+            > = { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let handshake, let tlsContext {
+                        let sni = TLSContextFactory.serverName(for: host)
+                        try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
+                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
+                    }
+                    let boundary = STARTTLSBoundaryHandler()
+                    try sync.addHandler(boundary)
+                    let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
                 }
-                let boundary = STARTTLSBoundaryHandler()
-                try sync.addHandler(boundary)
-                let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
             }
-        }
         let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
         do {
@@ -159,7 +160,8 @@ public final class SMTPConnection {
         return try await asyncChannel.executeThenClose { inbound, outbound in
             if let handshake {
                 try await Self.awaitHandshake(
-                    handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint, timeout: timeouts.connect)
+                    handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint, timeout: timeouts.connect
+                )
             }
             let connection = SMTPConnection(
                 endpoint: endpoint, configuration: configuration, timeouts: timeouts, channel: asyncChannel.channel,

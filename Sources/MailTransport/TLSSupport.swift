@@ -184,7 +184,7 @@ public struct CertificateSummary: Hashable, Sendable, CustomStringConvertible {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Why a TLS handshake did not give a trustworthy connection. Shared by the POP3 and SMTP transports.

@@ -1,8 +1,8 @@
+import MailTransport
 public import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import MailTransport
 import SystemSupport
 
 /// A minimal HTTP/1.1 POST client on SwiftNIO (NIOHTTP1 + NIOSSL), for OAuth2 token endpoints: one request per

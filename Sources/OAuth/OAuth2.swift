@@ -62,7 +62,8 @@ public enum OAuth2 {
     }
 
     /// RFC 6749 §6: a new access token from the refresh token.
-    public static func refresh(_ s: OAuthSettings, refreshToken: String, account: String) async throws -> TokenResponse {
+    public static func refresh(_ s: OAuthSettings, refreshToken: String, account: String) async throws -> TokenResponse
+    {
         var form = try await Self.clientForm(s, account: account)
         form["grant_type"] = "refresh_token"
         form["refresh_token"] = refreshToken
@@ -79,7 +80,8 @@ public enum OAuth2 {
         if let scope = s.scope { form["scope"] = scope }
         let (status, o) = try await Self.post(url, form: form)
         guard status == 200, let dc = o["device_code"] as? String, let uc = o["user_code"] as? String else {
-            throw OAuthError(code: o["error"] as? String, message: "the device authorization endpoint answered \(status)")
+            throw OAuthError(
+                code: o["error"] as? String, message: "the device authorization endpoint answered \(status)")
         }
         return DeviceAuthorization(
             deviceCode: dc, userCode: uc,

@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
+import Configuration
 import Foundation
 import Logging
-import Configuration
 import OAuth
 import Retrieval
 import SystemSupport
 import UIDLStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Popfetch {
     /// `popfetch poll`: poll every enabled account once (concurrently), then exit.
@@ -151,7 +152,9 @@ extension Popfetch {
                 throw ConfigurationError(file: path, line: nil, key: nil, message: "cannot read the file")
             }
             do {
-                print(try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path), terminator: "")
+                print(
+                    try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path), terminator: ""
+                )
             } catch let e as FetchmailrcImporter.ParseError {
                 throw ConfigurationError(file: path, line: e.line, key: nil, message: e.message)
             }

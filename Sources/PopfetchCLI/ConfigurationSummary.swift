@@ -1,7 +1,7 @@
 import Configuration
-import SystemSupport
 import POP3Core
 import SMTPCore
+import SystemSupport
 
 /// The human-readable form of a validated configuration, for `popfetch config check`. Never prints a secret.
 enum ConfigurationSummary {
@@ -20,13 +20,17 @@ enum ConfigurationSummary {
                     "  credentials    "
                         + (a.server.isLoopback
                             ? "sent in clear text (loopback host)"
-                            : a.server.allowInsecureAuth ? "sent in clear text (allow_insecure_auth = true)" : "refused"))
+                            : a.server.allowInsecureAuth
+                                ? "sent in clear text (allow_insecure_auth = true)" : "refused"))
             }
             lines.append("  auth           \(a.authentication.method.rawValue)")
             lines.append("  secret         \(a.authentication.password)")
-            lines.append("  keep           \(a.retention.keep)\(a.retention.deleteAfter.map { ", delete_after \(Units.formatDuration($0))" } ?? "")")
             lines.append(
-                "  max_size       \(a.retention.maxSize.map(Units.formatSize) ?? "none") (oversize = \(a.retention.oversize.rawValue))")
+                "  keep           \(a.retention.keep)\(a.retention.deleteAfter.map { ", delete_after \(Units.formatDuration($0))" } ?? "")"
+            )
+            lines.append(
+                "  max_size       \(a.retention.maxSize.map(Units.formatSize) ?? "none") (oversize = \(a.retention.oversize.rawValue))"
+            )
             lines.append("  fetch_limit    \(a.retention.fetchLimit == 0 ? "none" : String(a.retention.fetchLimit))")
             lines.append("  without_uidl   \(a.retention.withoutUIDL.rawValue)")
             lines.append("  timeout        \(Units.formatDuration(a.server.timeout))")
@@ -35,7 +39,8 @@ enum ConfigurationSummary {
                 lines.append("  mda            \(mda.arguments.map { $0.debugDescription }.joined(separator: " "))")
                 lines.append(
                     "                 runs \(mda.perRecipient ? "once per recipient" : "once per message"), "
-                        + "time-out \(Units.formatDuration(a.delivery.mdaTimeout)), max_attempts \(a.retention.maxAttempts)")
+                        + "time-out \(Units.formatDuration(a.delivery.mdaTimeout)), max_attempts \(a.retention.maxAttempts)"
+                )
             case .maildir(let path):
                 lines.append("  maildir        \(path)")
             case .smtp(let t):

@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
-import Logging
-import ServiceLifecycle
 import Configuration
 import Daemon
-import SystemSupport
+import Logging
 import Retrieval
+import ServiceLifecycle
+import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Popfetch {
     /// `popfetch daemon`: the long-running service (foreground, for systemd and terminals).

@@ -1,7 +1,7 @@
 public import ArgumentParser
+import Configuration
 import Logging
 import SystemSupport
-import Configuration
 
 /// Options accepted before or after any subcommand.
 public struct GlobalOptions: ParsableArguments {

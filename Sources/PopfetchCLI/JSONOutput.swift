@@ -68,5 +68,5 @@ enum ISO8601 {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -1,14 +1,15 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import ArgumentParser
-import Foundation
-import Logging
 import Configuration
 import Daemon
+import Foundation
+import Logging
 import Retrieval
 import SystemSupport
 import UIDLStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The root command.
 public struct Popfetch: AsyncParsableCommand {

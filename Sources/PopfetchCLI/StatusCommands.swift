@@ -1,15 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
+import Configuration
 import Foundation
 import Logging
 import NIOCore
-import Configuration
+import POP3Core
 import Retrieval
 import SystemSupport
 import UIDLStore
-import POP3Core
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension Popfetch {
     /// `popfetch status`: the last poll of every account, from the state database.

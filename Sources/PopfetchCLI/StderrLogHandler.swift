@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Logging
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One line per event on stderr: `2026-11-26T16:10:03Z info popfetch: account=work delivered=3 poll finished`.
 /// journald captures stderr under systemd; the level comes first so it is easy to grep.
@@ -22,7 +23,8 @@ struct StderrLogHandler: LogHandler {
         var all = self.metadata
         if let m = event.metadata { all.merge(m) { _, new in new } }
         let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let line = "\(Self.timestamp()) \(event.level) \(self.label): " + (fields.isEmpty ? "" : fields + " ")
+        let line =
+            "\(Self.timestamp()) \(event.level) \(self.label): " + (fields.isEmpty ? "" : fields + " ")
             + "\(event.message)\n"
         writeStderr(line)
     }

@@ -1,20 +1,21 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+public import Configuration
+import Crypto
+import Delivery
 import Foundation
 public import Logging
 import MailTransport
 import NIOCore
 import NIOSSL
-import Crypto
 import POP3Core
 import SASL
 import SMTPCore
-public import Configuration
-import Delivery
 import Spool
 import SystemSupport
 public import UIDLStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Everything a poll needs from outside the account's configuration.
 public struct PollEnvironment: Sendable {
@@ -165,18 +166,22 @@ public struct AccountPoller: Sendable {
                     TLSClientOptions(
                         verification: account.server.fingerprint != nil ? .pinnedFingerprint : .full,
                         trustRootsFile: account.server.caFile,
-                        minimumVersion: TLSClientOptions.MinimumVersion(rawValue: account.server.minimumTLSVersion.rawValue)
+                        minimumVersion: TLSClientOptions.MinimumVersion(
+                            rawValue: account.server.minimumTLSVersion.rawValue)
                             ?? .tls12,
                         clientCertificate: client))
             } catch {
-                throw PollError(.config, "\(account.name): cannot set up TLS (ca_file \(account.server.caFile ?? "-")): \(error)")
+                throw PollError(
+                    .config, "\(account.name): cannot set up TLS (ca_file \(account.server.caFile ?? "-")): \(error)")
             }
         }
         var endpoint = POP3Endpoint(
-            host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)),
+            host: account.server.host, port: account.server.port, tls: account.server.tls,
+            timeout: .seconds(Int64(account.server.timeout)),
             pinnedFingerprint: account.server.fingerprint)
         endpoint.sessionTimeout = .seconds(Int64(account.server.pollTimeout))
-        self.logger.debug("connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
+        self.logger.debug(
+            "connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
         let start = report
         do {
             report = try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
@@ -193,7 +198,8 @@ public struct AccountPoller: Sendable {
             report = failure.report
             if var e = failure.error as? TransportError, e.certificateUnverified {
                 if let summary = try? await POP3Connection.inspectCertificate(
-                    host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)))
+                    host: account.server.host, port: account.server.port, tls: account.server.tls,
+                    timeout: .seconds(Int64(account.server.timeout)))
                 {
                     e.detail = summary.diagnose(host: account.server.host, now: Int(Date().timeIntervalSince1970))
                 }
@@ -203,7 +209,8 @@ public struct AccountPoller: Sendable {
         } catch var e as TransportError where e.certificateUnverified {
             // BoringSSL does not say why; look at the certificate on a second connection (nothing is sent on it).
             if let summary = try? await POP3Connection.inspectCertificate(
-                host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)))
+                host: account.server.host, port: account.server.port, tls: account.server.tls,
+                timeout: .seconds(Int64(account.server.timeout)))
             {
                 e.detail = summary.diagnose(host: account.server.host, now: Int(Date().timeIntervalSince1970))
             }
@@ -226,7 +233,8 @@ public struct AccountPoller: Sendable {
                 self.logger.warning("running the MDA as root: consider running popfetch as the mail's owner")
             }
             return MDADeliverer(
-                command: command, timeout: account.delivery.mdaTimeout, accountUser: account.authentication.user, accountName: account.name,
+                command: command, timeout: account.delivery.mdaTimeout, accountUser: account.authentication.user,
+                accountName: account.name,
                 partialRead: account.delivery.mdaPartialRead)
         case .maildir(let path):
             return MaildirDeliverer(directory: path)
@@ -252,7 +260,8 @@ public struct AccountPoller: Sendable {
             }()
             return SMTPDeliverer(
                 endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
-                connectTimeout: .seconds(Int64(account.server.timeout)), tls: account.delivery.relay.tls, tlsContext: tlsContext,
+                connectTimeout: .seconds(Int64(account.server.timeout)), tls: account.delivery.relay.tls,
+                tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK,
                 timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) })
         }
@@ -265,7 +274,9 @@ public struct AccountPoller: Sendable {
         _ message: SpooledMessage, uid: String, reason: String, rejected: [String], deliverer: any Deliverer,
         trackState: Bool
     ) async throws -> Bool {
-        let to = self.account.delivery.bounceTo ?? self.account.delivery.recipients.first ?? ConfigurationLoader.currentLoginName()
+        let to =
+            self.account.delivery.bounceTo ?? self.account.delivery.recipients.first
+            ?? ConfigurationLoader.currentLoginName()
         let dsn = BounceMessage.make(
             original: message, reason: reason, rejectedRecipients: rejected, bounceTo: to,
             accountName: self.account.name, mailbox: self.account.stateKey,

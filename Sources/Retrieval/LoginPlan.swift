@@ -1,5 +1,5 @@
-import POP3Core
 import Configuration
+import POP3Core
 
 /// The pure decisions of a POP3 login: which mechanisms `auth = "auto"` tries, in which order, and what a refusal
 /// means.
@@ -30,7 +30,9 @@ enum LoginPlan {
         }
         var out: [AuthMethod] = []
         if clientCertificate && encrypted && offered.contains("EXTERNAL") { out.append(.external) }
-        for (method, name) in [(AuthMethod.scramSHA256, "SCRAM-SHA-256"), (.scramSHA1, "SCRAM-SHA-1"), (.cramMD5, "CRAM-MD5")]
+        for (method, name) in [
+            (AuthMethod.scramSHA256, "SCRAM-SHA-256"), (.scramSHA1, "SCRAM-SHA-1"), (.cramMD5, "CRAM-MD5"),
+        ]
         where offered.contains(name) {
             out.append(method)
         }

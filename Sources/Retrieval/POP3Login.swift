@@ -1,11 +1,11 @@
+import Configuration
 import Crypto
 import Foundation
 import Logging
 import MailTransport
+import OAuth
 import POP3Core
 import SASL
-import Configuration
-import OAuth
 
 /// POP3 authentication (USER/PASS, APOP, RFC 5034 SASL) and the OAuth2 access token, for one account.
 extension AccountPoller {
@@ -88,9 +88,11 @@ extension AccountPoller {
         case .cramMD5:
             return try await self.sasl(conn, CramMD5Mechanism(user: account.authentication.user, password: password))
         case .scramSHA1:
-            return try await self.sasl(conn, SCRAMMechanism(hash: .sha1, user: account.authentication.user, password: password))
+            return try await self.sasl(
+                conn, SCRAMMechanism(hash: .sha1, user: account.authentication.user, password: password))
         case .scramSHA256:
-            return try await self.sasl(conn, SCRAMMechanism(hash: .sha256, user: account.authentication.user, password: password))
+            return try await self.sasl(
+                conn, SCRAMMechanism(hash: .sha256, user: account.authentication.user, password: password))
         case .external:
             guard conn.isEncrypted else {
                 throw PollError(.config, "\(account.name): EXTERNAL needs a TLS connection with a client certificate")
@@ -166,7 +168,8 @@ extension AccountPoller {
                 try await conn.sendSASL(response.isEmpty ? "" : Base64.encode(response))
             case .response(_, let status):
                 guard status.isOK else {
-                    if let settings = self.account.authentication.oauth, m.name == "XOAUTH2" || m.name == "OAUTHBEARER" {
+                    if let settings = self.account.authentication.oauth, m.name == "XOAUTH2" || m.name == "OAUTHBEARER"
+                    {
                         // The access token may have been revoked early: refresh it at the next poll.
                         try? OAuthTokenSource(
                             settings: settings, store: self.environment.store, accountName: self.account.name,

@@ -1,6 +1,6 @@
+import Configuration
 import MailTransport
 import POP3Core
-import Configuration
 import Spool
 import SystemSupport
 import UIDLStore

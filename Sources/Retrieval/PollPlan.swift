@@ -263,7 +263,8 @@ public enum FloodGuard {
     ) -> Verdict {
         guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
         guard unknown + changed > limit else { return .proceed }
-        let remedy = "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
+        let remedy =
+            "run `popfetch mark-seen --account NAME` to record them as seen without delivering them, or "
             + "`popfetch fetch-all --account NAME` to deliver them all"
         if mailbox.firstListed == nil {
             return .pause(

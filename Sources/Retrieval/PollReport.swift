@@ -1,4 +1,5 @@
 public import UIDLStore
+
 /// sysexits(3) codes, as `poll` returns them.
 public enum ExitStatus: Int32, Hashable, Sendable, CaseIterable {
     case ok = 0

@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Configuration
 import Foundation
 import Logging
 import MailTransport
 import POP3Core
 import Spool
-import Configuration
 import UIDLStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// RETR of one message into a spool file of its own, and the checks before any receiver may see it: the size
 /// against LIST, the next reply when the message is not yet proven whole, the space the commit will need.
@@ -83,7 +84,8 @@ extension PollSession {
             let blamesPrevious = previousUnconfirmed && error is POP3ProtocolError && spool.receivedSoFar == 0
             if trackState && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
-                    mailbox: self.key, uid: item.key, error: "retrieval failed: \(AccountPoller.classify(error).message)",
+                    mailbox: self.key, uid: item.key,
+                    error: "retrieval failed: \(AccountPoller.classify(error).message)",
                     maxAttempts: self.account.retention.maxAttempts, at: Date())
             }
             throw error
@@ -128,7 +130,8 @@ extension PollSession {
             self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    mailbox: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts, at: Date())
+                    mailbox: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts,
+                    at: Date())
             }
             return .short
         }

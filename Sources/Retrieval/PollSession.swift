@@ -1,15 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import Configuration
+import Delivery
 import Foundation
 import Logging
 import MailTransport
 import NIOCore
 import POP3Core
-import Configuration
-import Delivery
 import Spool
 import UIDLStore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One POP3 session of one account, in RFC 1939's order: AUTHORIZATION (CAPA, STLS, login), TRANSACTION (UIDL,
 /// LIST, then RETR/DELE per message), UPDATE (QUIT). The decisions are made by pure types: ``PollPlan`` (what to do
@@ -51,7 +52,8 @@ final class PollSession {
         var caps = try await self.conn.capabilities()
         if self.account.server.tls == .starttls {
             guard let c = caps, c.supportsSTLS else {
-                throw TransportError(.stlsNotOffered, host: self.account.server.host, port: self.account.server.port, phase: "CAPA")
+                throw TransportError(
+                    .stlsNotOffered, host: self.account.server.host, port: self.account.server.port, phase: "CAPA")
             }
             try await self.conn.startTLS()
             caps = try await self.conn.capabilities()
@@ -66,7 +68,8 @@ final class PollSession {
         let now = Date()
         var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
         let policy = PollPlan.Policy(
-            keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter, maxSize: self.account.retention.maxSize,
+            keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter,
+            maxSize: self.account.retention.maxSize,
             deleteOversize: self.account.retention.oversize == .delete, fetchLimit: self.account.retention.fetchLimit,
             recipients: self.account.delivery.recipients)
         var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
@@ -83,7 +86,8 @@ final class PollSession {
                 known = try self.store.messages(mailbox: self.key)
                 plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
             } else if case .pause(let why) = FloodGuard.assess(
-                plan: plan, known: known, mailbox: mailbox, keep: self.account.retention.keep, limit: self.account.retention.floodLimit)
+                plan: plan, known: known, mailbox: mailbox, keep: self.account.retention.keep,
+                limit: self.account.retention.floodLimit)
             {
                 self.report.new = plan.fetchCount
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
@@ -107,7 +111,8 @@ final class PollSession {
         }
         if trackState {
             try self.store.recordListing(
-                mailbox: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now, forgetAfter: Double(self.account.retention.forgetAfter))
+                mailbox: self.key, listed: plan.listed, diff: plan.diff, known: known, at: now,
+                forgetAfter: Double(self.account.retention.forgetAfter))
         }
         let waiting = plan.items.reduce(0) { n, item in
             switch item.action {
@@ -211,7 +216,8 @@ final class PollSession {
                 var d = pending
                 d.confirmed = true
                 let outcomes = try await group.next() ?? []
-                try await self.settle(d, outcomes: outcomes, complete: true, known: known, trackState: trackState, deliverer: deliverer)
+                try await self.settle(
+                    d, outcomes: outcomes, complete: true, known: known, trackState: trackState, deliverer: deliverer)
             }
 
             do {
@@ -271,7 +277,8 @@ final class PollSession {
                                 "message \(item.number) is one already delivered (same content); not delivered again",
                                 metadata: ["uid": "\(item.uid)"])
                             if trackState {
-                                try self.store.recordSameAgain(mailbox: self.key, uid: item.key, size: item.size, at: Date())
+                                try self.store.recordSameAgain(
+                                    mailbox: self.key, uid: item.key, size: item.size, at: Date())
                             }
                             if !self.account.retention.keep {
                                 try await self.flushDele()
@@ -340,7 +347,8 @@ final class PollSession {
                 switch w {
                 case .delivered(let recipients):
                     try self.store.recordDelivered(
-                        mailbox: self.key, uid: d.item.key, recipients: recipients, allRecipients: self.account.delivery.recipients,
+                        mailbox: self.key, uid: d.item.key, recipients: recipients,
+                        allRecipients: self.account.delivery.recipients,
                         digest: d.message.digest, at: Date())
                 case .deliveryFailure(let error, let counts, let max):
                     try self.store.recordDeliveryFailure(
@@ -348,7 +356,8 @@ final class PollSession {
                         at: Date())
                 case .retrievalFailure(let error):
                     try self.store.recordRetrievalFailure(
-                        mailbox: self.key, uid: d.item.key, error: error, maxAttempts: self.account.retention.maxAttempts,
+                        mailbox: self.key, uid: d.item.key, error: error,
+                        maxAttempts: self.account.retention.maxAttempts,
                         at: Date())
                 }
             }

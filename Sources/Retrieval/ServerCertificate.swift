@@ -17,7 +17,8 @@ public struct ServerCertificate: Hashable, Sendable {
     /// Connects (and upgrades with STLS where configured), reads the certificate, and disconnects.
     public static func fetch(for account: AccountConfiguration) async throws -> ServerCertificate {
         let c = try await POP3Connection.inspectCertificate(
-            host: account.server.host, port: account.server.port, tls: account.server.tls, timeout: .seconds(Int64(account.server.timeout)))
+            host: account.server.host, port: account.server.port, tls: account.server.tls,
+            timeout: .seconds(Int64(account.server.timeout)))
         return ServerCertificate(
             names: c.dnsNames, fingerprint: CertificateFingerprint.format(c.fingerprint),
             notValidBefore: Date(timeIntervalSince1970: Double(c.notValidBefore)),

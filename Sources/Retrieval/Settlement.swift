@@ -1,5 +1,6 @@
 public import Configuration
 public import Delivery
+
 /// How one fetched message's poll ends: a pure decision from its delivery outcomes and the account's policy.
 ///
 /// Outcome in; the state writes, the counters, the log lines and whether the message may be deleted out. The
@@ -89,13 +90,15 @@ public struct Settlement: Hashable, Sendable {
                 if !failedCounted && !deferredCounted { count = .deferred }
                 deferredCounted = true
                 disposition = .keepOnServer
-                self.writes.append(.deliveryFailure(error: why, countsTowardLimit: false, maxAttempts: policy.maxAttempts))
+                self.writes.append(
+                    .deliveryFailure(error: why, countsTowardLimit: false, maxAttempts: policy.maxAttempts))
                 self.log.append(LogLine(level: .error, text: "delivery deferred, message kept on the server: \(why)"))
             case .failure(let why):
                 count = .failed
                 failedCounted = true
                 disposition = .keepOnServer
-                self.writes.append(.deliveryFailure(error: why, countsTowardLimit: true, maxAttempts: policy.maxAttempts))
+                self.writes.append(
+                    .deliveryFailure(error: why, countsTowardLimit: true, maxAttempts: policy.maxAttempts))
                 if priorAttempts + 1 >= policy.maxAttempts {
                     self.log.append(
                         LogLine(

@@ -1,5 +1,5 @@
-import FoundationEssentials
 import Crypto
+import FoundationEssentials
 import _CryptoExtras
 
 /// RFC 5802 SCRAM-SHA-1 and RFC 7677 SCRAM-SHA-256 (without channel binding: gs2 header `n,,`), verifying the

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 /// SMTP (RFC 5321) and LMTP (RFC 2033) client commands.
 public enum SMTPCommand: Hashable, Sendable {
@@ -23,7 +23,9 @@ public enum SMTPCommand: Hashable, Sendable {
     /// The command line with CRLF. Addresses may not contain CR, LF, NUL, `<`, `>` or spaces (no injection).
     public func encoded() throws -> [UInt8] {
         func checkAddress(_ a: String) throws {
-            if a.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" || $0 == "<" || $0 == ">" || $0 == " " }) {
+            if a.unicodeScalars.contains(where: {
+                $0 == "\r" || $0 == "\n" || $0 == "\0" || $0 == "<" || $0 == ">" || $0 == " "
+            }) {
                 throw EncodingError(message: "address \(a.debugDescription) contains characters SMTP cannot carry")
             }
         }
@@ -70,7 +72,9 @@ public struct DataEncoder: Sendable {
     public init() {}
 
     public mutating func encode(_ input: some Collection<UInt8>, into out: inout [UInt8]) {
-        if let done: Void = input.withContiguousStorageIfAvailable({ self.encode(UnsafeRawBufferPointer($0), into: &out) }) {
+        if let done: Void = input.withContiguousStorageIfAvailable({
+            self.encode(UnsafeRawBufferPointer($0), into: &out)
+        }) {
             return done
         }
         let copy = Array(input)

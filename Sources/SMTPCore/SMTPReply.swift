@@ -58,7 +58,8 @@ public struct SMTPReplyParser: Sendable {
             guard bytes.count >= 3, bytes[0...2].allSatisfy({ $0 >= 48 && $0 <= 57 }),
                 bytes.count == 3 || bytes[3] == 32 || bytes[3] == 45
             else {
-                throw SMTPProtocolError("invalid reply line \(String(decoding: bytes.prefix(60), as: UTF8.self).debugDescription)")
+                throw SMTPProtocolError(
+                    "invalid reply line \(String(decoding: bytes.prefix(60), as: UTF8.self).debugDescription)")
             }
             let code = Int(bytes[0] - 48) * 100 + Int(bytes[1] - 48) * 10 + Int(bytes[2] - 48)
             if let c = self.code, c != code {

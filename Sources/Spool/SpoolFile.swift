@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Crypto
 import Foundation
 public import NIOCore
 import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What was learned about a message while it was spooled.
 public struct SpooledMessage: Sendable {

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The one way to read a spooled message back: the deliverers never see the spool file's descriptor.
 extension SpooledMessage {
@@ -11,7 +12,8 @@ extension SpooledMessage {
     /// Reads the spool file from `start` (0: the trace header's first byte) to its recorded end, in chunks of at
     /// most `chunkSize` bytes.
     public func makeReader(from start: Int = 0, chunkSize: Int = 64 * 1024) -> SpoolReader {
-        SpoolReader(descriptor: self.descriptor, start: min(max(0, start), self.length), end: self.length,
+        SpoolReader(
+            descriptor: self.descriptor, start: min(max(0, start), self.length), end: self.length,
             chunkSize: max(1, chunkSize))
     }
 

@@ -13,8 +13,9 @@ public enum TraceHeader {
 
     /// Keeps header-safe characters only: a configured name can never break the header.
     static func sanitize(_ s: String) -> String {
-        String(s.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F && $0 != "(" && $0 != ")" && $0 != ";" }
-            .map(Character.init))
+        String(
+            s.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F && $0 != "(" && $0 != ")" && $0 != ";" }
+                .map(Character.init))
     }
 
     /// `Thu, 26 Nov 2026 16:18:31 +0000` (RFC 5322 §3.3), formatted without Foundation's (costly) DateFormatter.
@@ -42,5 +43,5 @@ public enum TraceHeader {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A file with no name, open read-write and close-on-exec: gone from disk when its last descriptor closes. Used for
@@ -45,5 +45,7 @@ package enum AnonymousFile {
 package struct AnonymousFileError: Error {
     package var directory: String
     package var code: Int32
-    package var message: String { "\(self.directory.isEmpty ? "no directory" : self.directory): \(String(cString: strerror(self.code)))" }
+    package var message: String {
+        "\(self.directory.isEmpty ? "no directory" : self.directory): \(String(cString: strerror(self.code)))"
+    }
 }

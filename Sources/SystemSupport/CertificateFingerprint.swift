@@ -19,9 +19,10 @@ public enum CertificateFingerprint {
     }
 
     public static func format(_ bytes: [UInt8]) -> String {
-        "sha256:" + bytes.map { b in
-            let h = String(b, radix: 16, uppercase: true)
-            return h.count == 1 ? "0" + h : h
-        }.joined(separator: ":")
+        "sha256:"
+            + bytes.map { b in
+                let h = String(b, radix: 16, uppercase: true)
+                return h.count == 1 ? "0" + h : h
+            }.joined(separator: ":")
     }
 }

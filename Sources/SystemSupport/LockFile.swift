@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// An exclusive lock file (flock): the per-account lock that lets only one poll of a mailbox run at a time, and
 /// the daemon's lock that lets one daemon run per state database, are both this.

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// glibc's `malloc_trim`, which Swift's Glibc module does not expose (it sits in malloc.h); looked up once by name.

@@ -1,7 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// How an MDA's input reaches it whole, whatever happens to popfetch once it has started: a pipe filled before the
 /// start (up to ``ProcessRunner/prefillLimit``), else a `cat` of its own reading the spool file. Both keep popfetch's
@@ -22,7 +23,8 @@ extension ProcessRunner {
     static func prefill(file fd: Int32, program: String) throws -> Prefilled? {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            throw ProcessLaunchError(
+                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
         }
         let length = Int(st.st_size)
         guard length <= Self.prefillLimit else { return nil }
@@ -49,7 +51,8 @@ extension ProcessRunner {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 if n == 0 { return nil }  // the file shrank: let the feeder report it
-                throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+                throw ProcessLaunchError(
+                    program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
             }
             var written = 0
             while written < n {
@@ -86,7 +89,8 @@ extension ProcessRunner {
     static func startFeeder(file fd: Int32, program: String) throws -> Feeder {
         var st = stat()
         guard fstat(fd, &st) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
-            throw ProcessLaunchError(program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            throw ProcessLaunchError(
+                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
         }
         guard let cat = Self.feederProgram else {
             throw ProcessLaunchError(program: program, message: "cannot feed its input: no /bin/cat")

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import NIOPosix
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// How a child process ended.
 public struct ProcessOutcome: Hashable, Sendable {
@@ -129,7 +130,8 @@ public enum ProcessRunner {
     }
 
     private static func spawn(
-        arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?, timeout: Int, environment envStrings: [String]
+        arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?, timeout: Int,
+        environment envStrings: [String]
     ) async throws -> ProcessOutcome {
         guard let program = arguments.first else {
             throw ProcessLaunchError(program: "", message: "empty command")
@@ -187,7 +189,6 @@ public enum ProcessRunner {
             return outcome
         }.getUnlessCancelled()
     }
-
 
     /// posix_spawnp with `stdin`, `stdout` and `stderr` as fds 0-2 and nothing else open, in a process group of its
     /// own, with default signal dispositions.

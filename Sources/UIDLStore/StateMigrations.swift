@@ -74,7 +74,8 @@ extension StateStore {
                     );
                     """)
         }
-        m.registerMigration("v4: mailbox identity without port, retrieval attempts, age-based forgetting, pauses") { db in
+        m.registerMigration("v4: mailbox identity without port, retrieval attempts, age-based forgetting, pauses") {
+            db in
             try db.execute(
                 sql: """
                     ALTER TABLE messages ADD COLUMN retrieval_attempts INTEGER NOT NULL DEFAULT 0;

@@ -66,7 +66,8 @@ extension StateStore {
         }
         try self.write { db in
             try db.execute(
-                sql: "UPDATE mailboxes SET decision = ? WHERE account = ?", arguments: [decision.rawValue, mailbox.rawValue])
+                sql: "UPDATE mailboxes SET decision = ? WHERE account = ?",
+                arguments: [decision.rawValue, mailbox.rawValue])
         }
     }
 

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Foundation
 import GRDB
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The records of messages: what was listed, delivered, failed and deleted, one transaction per change.
 extension StateStore {
@@ -12,7 +13,8 @@ extension StateStore {
     /// messages would otherwise build 20,000 sets on every poll). One query each.
     public func messages(mailbox: MailboxID) throws -> [String: MessageRecord] {
         try self.read { db in
-            let count = try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [mailbox.rawValue])
+            let count = try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [mailbox.rawValue])
             var out: [String: MessageRecord] = [:]
             out.reserveCapacity(count ?? 0)
             let rows = try Row.fetchCursor(
@@ -95,7 +97,9 @@ extension StateStore {
                 try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
             }
             let insert = try db.makeStatement(
-                sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)")
+                sql:
+                    "INSERT OR IGNORE INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)"
+            )
             for (uid, size) in newRows {
                 try insert.execute(arguments: [mailbox.rawValue, uid, t, t, size])
             }
@@ -111,8 +115,10 @@ extension StateStore {
     public func restartMessage(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
-            try db.execute(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
-            try db.execute(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+            try db.execute(
+                sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+            try db.execute(
+                sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
             try db.execute(
                 sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
                 arguments: [mailbox.rawValue, uid, t, t, size])
@@ -194,11 +200,13 @@ extension StateStore {
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
                 .execute(arguments: [mailbox.rawValue, uid, t])
             for r in recipients {
-                try db.cachedStatement(sql: """
+                try db.cachedStatement(
+                    sql: """
                         INSERT INTO deliveries (account, uidl, recipient, delivered_at, attempts) VALUES (?, ?, ?, ?, 1)
                         ON CONFLICT (account, uidl, recipient) DO UPDATE SET delivered_at = excluded.delivered_at,
                             attempts = attempts + 1, last_error = NULL
-                        """).execute(arguments: [mailbox.rawValue, uid, r, t])
+                        """
+                ).execute(arguments: [mailbox.rawValue, uid, r, t])
             }
             let done = try String.fetchSet(
                 db.cachedStatement(
@@ -206,11 +214,13 @@ extension StateStore {
                 arguments: [mailbox.rawValue, uid])
             let complete = allRecipients.allSatisfy { done.contains($0) }
             if complete {
-                try db.cachedStatement(sql: """
+                try db.cachedStatement(
+                    sql: """
                         UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
                             digest = COALESCE(?, digest)
                         WHERE account = ? AND uidl = ?
-                        """).execute(arguments: [t, digest, mailbox.rawValue, uid])
+                        """
+                ).execute(arguments: [t, digest, mailbox.rawValue, uid])
             }
             return complete
         }

@@ -18,12 +18,15 @@ extension StateStore {
                 arguments: [mailbox.rawValue]
             ).map { r in
                 OAuthTokens(
-                    refreshToken: r[0], accessToken: r[1], expiresAt: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)))
+                    refreshToken: r[0], accessToken: r[1],
+                    expiresAt: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)))
             }
         }
     }
 
-    public func saveOAuthTokens(mailbox: MailboxID, refreshToken: String?, accessToken: String?, expiresAt: Date?) throws {
+    public func saveOAuthTokens(mailbox: MailboxID, refreshToken: String?, accessToken: String?, expiresAt: Date?)
+        throws
+    {
         try self.write { db in
             try db.execute(
                 sql: """
@@ -69,7 +72,8 @@ extension StateStore {
             let failed =
                 try Int.fetchOne(
                     db,
-                    sql: "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL",
+                    sql:
+                        "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL",
                     arguments: [mailbox.rawValue]) ?? 0
             let total =
                 try Int.fetchOne(
@@ -77,7 +81,9 @@ extension StateStore {
                     arguments: [accountName]) ?? 0
             // Consecutive failures: the most recent polls with outcome "error", up to the last other outcome.
             let outcomes = try String.fetchAll(
-                db, sql: "SELECT outcome FROM polls WHERE account_name = ? AND outcome != 'running' ORDER BY id DESC LIMIT 1000",
+                db,
+                sql:
+                    "SELECT outcome FROM polls WHERE account_name = ? AND outcome != 'running' ORDER BY id DESC LIMIT 1000",
                 arguments: [accountName])
             let consecutive = outcomes.prefix { $0 == "error" }.count
             let next = try Double.fetchOne(

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GRDB
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The SQLite state (through GRDB): UIDLs seen per mailbox, deliveries per recipient, and a record of every poll.
 ///

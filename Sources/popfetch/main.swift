@@ -1,7 +1,7 @@
 import PopfetchCLI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // `popfetch --version` answers before the argument parser (whose reflection costs milliseconds) is set up.

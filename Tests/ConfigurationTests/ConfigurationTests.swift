@@ -1,11 +1,11 @@
 import Foundation
 import MailTestKit
+import POP3Core
+import SMTPCore
 import Testing
 
 @testable import Configuration
-import SMTPCore
 @testable import SystemSupport
-import POP3Core
 
 @Suite("Configuration: every error names file, line and key")
 struct ConfigurationTests {
@@ -26,7 +26,8 @@ struct ConfigurationTests {
         """
 
     func parse(_ text: String) throws -> Configuration {
-        try ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false).parse(text: text, path: "/x/c.toml")
+        try ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false).parse(
+            text: text, path: "/x/c.toml")
     }
 
     @Test("a good config parses with defaults applied")
@@ -79,7 +80,8 @@ struct ConfigurationTests {
         BadCase(
             name: "shell syntax in mda", text: base.replacingOccurrences(of: "/bin/cat", with: "cat >> /tmp/x"),
             line: 6, key: "mda", fragment: "sh -c"),
-        BadCase(name: "bad duration", text: base + "\ntimeout = \"soon\"", line: 7, key: "timeout", fragment: "duration"),
+        BadCase(
+            name: "bad duration", text: base + "\ntimeout = \"soon\"", line: 7, key: "timeout", fragment: "duration"),
         BadCase(name: "bad size", text: base + "\nmax_size = \"big\"", line: 7, key: "max_size", fragment: "size"),
         BadCase(
             name: "unknown root key", text: "colour = 1\n" + base, line: 1, key: "colour", fragment: "unknown key"),
@@ -96,7 +98,9 @@ struct ConfigurationTests {
         BadCase(
             name: "two delivery methods", text: base + "\nmaildir = \"~/Maildir\"", line: 7, key: "maildir",
             fragment: "exactly one delivery method"),
-        BadCase(name: "bad smtp target", text: base.replacingOccurrences(of: "mda = \"/bin/cat\"", with: "smtp = \"host:x\""),
+        BadCase(
+            name: "bad smtp target",
+            text: base.replacingOccurrences(of: "mda = \"/bin/cat\"", with: "smtp = \"host:x\""),
             line: 6, key: "smtp", fragment: "host:port"),
         BadCase(
             name: "delete_after without keep", text: base + "\ndelete_after = \"1d\"", line: 7, key: "delete_after",
@@ -229,5 +233,5 @@ struct ConfigurationTests {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif

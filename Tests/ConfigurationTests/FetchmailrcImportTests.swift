@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
+import POP3Core
+import SMTPCore
 import Testing
 
 @testable import Configuration
-import POP3Core
-import SMTPCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("popfetch import-fetchmailrc")
 struct FetchmailrcImportTests {
@@ -89,11 +90,11 @@ struct FetchmailrcImportTests {
         let out = f.directory + "/sender"
         let rc = f.directory + "/fetchmailrc"
         try """
-            poll 127.0.0.1 proto pop3 port \(f.server.pop3Port)
-              user "\(f.user.name)" there with password "\(f.user.password)" is x here
-              mda "cat >/dev/null; printf %s %F > \(out)"
+        poll 127.0.0.1 proto pop3 port \(f.server.pop3Port)
+          user "\(f.user.name)" there with password "\(f.user.password)" is x here
+          mda "cat >/dev/null; printf %s %F > \(out)"
 
-            """.write(toFile: rc, atomically: true, encoding: .utf8)
+        """.write(toFile: rc, atomically: true, encoding: .utf8)
         let r = try popfetch(["import-fetchmailrc", rc])
         try #require(r.status == 0, "\(r.stderr)")
         let mdaLine = try #require(r.stdout.split(separator: "\n").first { $0.hasPrefix("mda = ") })

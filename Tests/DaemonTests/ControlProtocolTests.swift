@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Daemon
 
 /// Table tests of the control protocol: what `popfetch wake` sends and what the daemon answers.
@@ -53,11 +54,13 @@ struct ControlProtocolTests {
         .init(description: "every account", request: .wake(account: nil), expected: .success("wake\n")),
         .init(description: "one account", request: .wake(account: "work"), expected: .success("wake work\n")),
         .init(description: "a name with a space", request: .wake(account: "a b"), expected: .success("wake a b\n")),
-        .init(description: "a newline cannot go on one line", request: .wake(account: "a\nwake b"),
-              expected: .failure(.malformed)),
+        .init(
+            description: "a newline cannot go on one line", request: .wake(account: "a\nwake b"),
+            expected: .failure(.malformed)),
         .init(description: "an empty name", request: .wake(account: " "), expected: .failure(.malformed)),
-        .init(description: "too long", request: .wake(account: String(repeating: "x", count: 600)),
-              expected: .failure(.tooLong)),
+        .init(
+            description: "too long", request: .wake(account: String(repeating: "x", count: 600)),
+            expected: .failure(.tooLong)),
     ]
 
     @Test("ControlRequest.encoded()", arguments: encodings)

@@ -1,14 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Logging
+import MailTestKit
 import NIOPosix
 import ServiceLifecycleTestKit
 import Synchronization
-import MailTestKit
 import Testing
+
 @testable import Daemon
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The control socket as a service, in process: real unix sockets, the real client, raw clients that misbehave.
 @Suite("Control socket")

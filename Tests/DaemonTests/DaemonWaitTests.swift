@@ -1,12 +1,14 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
-import Testing
-@testable import Daemon
 import Retrieval
+import Testing
+
+@testable import Daemon
 @testable import SystemSupport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The daemon's waits end on task cancellation: what lets the service group's grace expiry end a stuck poll.
 @Suite("Daemon waits end on cancellation")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Daemon
 
 /// Table tests of ``PollSchedule``: interval, backoff, LOGIN-DELAY, jitter.
@@ -20,20 +21,27 @@ struct PollScheduleTests {
         .init(description: "4 failures: capped at 3600", interval: 300, failures: 4, loginDelay: nil, expected: 3600),
         .init(description: "1 s interval, 5 failures: 32", interval: 1, failures: 5, loginDelay: nil, expected: 32),
         .init(description: "many failures stay capped", interval: 1, failures: 1000, loginDelay: nil, expected: 3600),
-        .init(description: "huge failure count: no overflow", interval: 60, failures: .max, loginDelay: nil,
-              expected: 3600),
-        .init(description: "interval over the cap: failures keep the interval", interval: 7200, failures: 3,
-              loginDelay: nil, expected: 7200),
-        .init(description: "interval near Int.max: no overflow", interval: .max / 2, failures: 2, loginDelay: nil,
-              expected: 3600),
-        .init(description: "LOGIN-DELAY longer than the interval wins", interval: 60, failures: 0, loginDelay: 900,
-              expected: 900),
-        .init(description: "LOGIN-DELAY shorter than the interval: the interval", interval: 600, failures: 0,
-              loginDelay: 300, expected: 600),
-        .init(description: "LOGIN-DELAY longer than the backoff wins", interval: 60, failures: 1, loginDelay: 900,
-              expected: 900),
-        .init(description: "backoff longer than LOGIN-DELAY wins", interval: 600, failures: 2, loginDelay: 900,
-              expected: 2400),
+        .init(
+            description: "huge failure count: no overflow", interval: 60, failures: .max, loginDelay: nil,
+            expected: 3600),
+        .init(
+            description: "interval over the cap: failures keep the interval", interval: 7200, failures: 3,
+            loginDelay: nil, expected: 7200),
+        .init(
+            description: "interval near Int.max: no overflow", interval: .max / 2, failures: 2, loginDelay: nil,
+            expected: 3600),
+        .init(
+            description: "LOGIN-DELAY longer than the interval wins", interval: 60, failures: 0, loginDelay: 900,
+            expected: 900),
+        .init(
+            description: "LOGIN-DELAY shorter than the interval: the interval", interval: 600, failures: 0,
+            loginDelay: 300, expected: 600),
+        .init(
+            description: "LOGIN-DELAY longer than the backoff wins", interval: 60, failures: 1, loginDelay: 900,
+            expected: 900),
+        .init(
+            description: "backoff longer than LOGIN-DELAY wins", interval: 600, failures: 2, loginDelay: 900,
+            expected: 2400),
     ]
 
     @Test("delay(interval:consecutiveFailures:loginDelay:)", arguments: delays)
@@ -52,20 +60,27 @@ struct PollScheduleTests {
 
     static let outcomes: [OutcomeCase] = [
         .init(description: "success", outcome: .succeeded, interval: 120, failures: 0, expected: 120),
-        .init(description: "success ignores a stale failure count", outcome: .succeeded, interval: 120, failures: 5,
-              expected: 120),
-        .init(description: "success with LOGIN-DELAY announced", outcome: .init(loginDelay: 600), interval: 120,
-              failures: 0, expected: 600),
-        .init(description: "first failure", outcome: .failed(.other("refused")), interval: 120, failures: 1,
-              expected: 240),
-        .init(description: "a failure counts at least once", outcome: .failed(.other("refused")), interval: 120,
-              failures: 0, expected: 240),
-        .init(description: "third authentication failure", outcome: .failed(.authentication("denied")),
-              interval: 120, failures: 3, expected: 960),
-        .init(description: "refused for LOGIN-DELAY, none announced: at least the interval, then backoff",
-              outcome: .failed(.loginDelay("too soon")), interval: 600, failures: 1, expected: 1200),
-        .init(description: "refused for LOGIN-DELAY with a long announced delay",
-              outcome: .failed(.loginDelay("too soon"), loginDelay: 3000), interval: 60, failures: 1, expected: 3000),
+        .init(
+            description: "success ignores a stale failure count", outcome: .succeeded, interval: 120, failures: 5,
+            expected: 120),
+        .init(
+            description: "success with LOGIN-DELAY announced", outcome: .init(loginDelay: 600), interval: 120,
+            failures: 0, expected: 600),
+        .init(
+            description: "first failure", outcome: .failed(.other("refused")), interval: 120, failures: 1,
+            expected: 240),
+        .init(
+            description: "a failure counts at least once", outcome: .failed(.other("refused")), interval: 120,
+            failures: 0, expected: 240),
+        .init(
+            description: "third authentication failure", outcome: .failed(.authentication("denied")),
+            interval: 120, failures: 3, expected: 960),
+        .init(
+            description: "refused for LOGIN-DELAY, none announced: at least the interval, then backoff",
+            outcome: .failed(.loginDelay("too soon")), interval: 600, failures: 1, expected: 1200),
+        .init(
+            description: "refused for LOGIN-DELAY with a long announced delay",
+            outcome: .failed(.loginDelay("too soon"), loginDelay: 3000), interval: 60, failures: 1, expected: 3000),
     ]
 
     @Test("delay(after:interval:consecutiveFailures:)", arguments: outcomes)

@@ -1,5 +1,6 @@
 import Logging
 import Testing
+
 @testable import Daemon
 
 /// Table tests of ``RepeatedFailureRule``: a sequence of poll outcomes in, at each step the level of the poller's
@@ -33,53 +34,81 @@ struct RepeatedFailureRuleTests {
     }
 
     static let cases: [Case] = [
-        .init(description: "healthy: nothing logged, the interval", steps: [
-            Step(outcome: .succeeded, summary: .error, lines: [], delay: 60),
-            Step(outcome: .succeeded, summary: .error, lines: [], delay: 60),
-        ]),
-        .init(description: "first failure: the poller's error, then a warning with the backoff", steps: [
-            Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
-        ]),
-        .init(description: "the same failure again: debug only, the backoff grows", steps: [
-            Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
-            Step(outcome: down, summary: .debug,
-                 lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 240),
-            Step(outcome: down, summary: .debug,
-                 lines: [Line(.debug, "still failing (3 in a row): cannot connect to pop.example:110")], delay: 480),
-        ]),
-        .init(description: "a different failure while failing: error (the poller's went to debug) and warning", steps: [
-            Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
-            Step(outcome: timeout, summary: .debug, lines: [
-                Line(.error, "poll failed: time-out talking to pop.example:110 while RETR 1"), backingOff(240),
-            ], delay: 240),
-        ]),
-        .init(description: "recovery: a notice, the interval again, the next failure is a first again", steps: [
-            Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
-            Step(outcome: down, summary: .debug,
-                 lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 240),
-            Step(outcome: .succeeded, summary: .debug, lines: [Line(.notice, "recovered after 2 failed polls")],
-                 delay: 60),
-            Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
-        ]),
-        .init(description: "authentication failure: the warning says how to retry; once", steps: [
-            Step(outcome: denied, summary: .error, lines: [backingOff(120, auth: true)], delay: 120),
-            Step(outcome: denied, summary: .debug, lines: [
-                Line(.debug, "still failing (2 in a row): authentication failed: -ERR [AUTH] invalid"),
-            ], delay: 240),
-        ]),
-        .init(description: "refused for LOGIN-DELAY: waits a whole interval more", interval: 300, steps: [
-            Step(outcome: tooSoon, summary: .error, lines: [backingOff(600)], delay: 600),
-        ]),
-        .init(description: "backoff reaches the cap and stays", interval: 1000, steps: [
-            Step(outcome: down, summary: .error, lines: [backingOff(2000)], delay: 2000),
-            Step(outcome: down, summary: .debug,
-                 lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 3600),
-            Step(outcome: down, summary: .debug,
-                 lines: [Line(.debug, "still failing (3 in a row): cannot connect to pop.example:110")], delay: 3600),
-        ]),
-        .init(description: "a LOGIN-DELAY announced on success sets the pace", steps: [
-            Step(outcome: .init(loginDelay: 900), summary: .error, lines: [], delay: 900),
-        ]),
+        .init(
+            description: "healthy: nothing logged, the interval",
+            steps: [
+                Step(outcome: .succeeded, summary: .error, lines: [], delay: 60),
+                Step(outcome: .succeeded, summary: .error, lines: [], delay: 60),
+            ]),
+        .init(
+            description: "first failure: the poller's error, then a warning with the backoff",
+            steps: [
+                Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120)
+            ]),
+        .init(
+            description: "the same failure again: debug only, the backoff grows",
+            steps: [
+                Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
+                Step(
+                    outcome: down, summary: .debug,
+                    lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 240),
+                Step(
+                    outcome: down, summary: .debug,
+                    lines: [Line(.debug, "still failing (3 in a row): cannot connect to pop.example:110")], delay: 480),
+            ]),
+        .init(
+            description: "a different failure while failing: error (the poller's went to debug) and warning",
+            steps: [
+                Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
+                Step(
+                    outcome: timeout, summary: .debug,
+                    lines: [
+                        Line(.error, "poll failed: time-out talking to pop.example:110 while RETR 1"), backingOff(240),
+                    ], delay: 240),
+            ]),
+        .init(
+            description: "recovery: a notice, the interval again, the next failure is a first again",
+            steps: [
+                Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
+                Step(
+                    outcome: down, summary: .debug,
+                    lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 240),
+                Step(
+                    outcome: .succeeded, summary: .debug, lines: [Line(.notice, "recovered after 2 failed polls")],
+                    delay: 60),
+                Step(outcome: down, summary: .error, lines: [backingOff(120)], delay: 120),
+            ]),
+        .init(
+            description: "authentication failure: the warning says how to retry; once",
+            steps: [
+                Step(outcome: denied, summary: .error, lines: [backingOff(120, auth: true)], delay: 120),
+                Step(
+                    outcome: denied, summary: .debug,
+                    lines: [
+                        Line(.debug, "still failing (2 in a row): authentication failed: -ERR [AUTH] invalid")
+                    ], delay: 240),
+            ]),
+        .init(
+            description: "refused for LOGIN-DELAY: waits a whole interval more", interval: 300,
+            steps: [
+                Step(outcome: tooSoon, summary: .error, lines: [backingOff(600)], delay: 600)
+            ]),
+        .init(
+            description: "backoff reaches the cap and stays", interval: 1000,
+            steps: [
+                Step(outcome: down, summary: .error, lines: [backingOff(2000)], delay: 2000),
+                Step(
+                    outcome: down, summary: .debug,
+                    lines: [Line(.debug, "still failing (2 in a row): cannot connect to pop.example:110")], delay: 3600),
+                Step(
+                    outcome: down, summary: .debug,
+                    lines: [Line(.debug, "still failing (3 in a row): cannot connect to pop.example:110")], delay: 3600),
+            ]),
+        .init(
+            description: "a LOGIN-DELAY announced on success sets the pace",
+            steps: [
+                Step(outcome: .init(loginDelay: 900), summary: .error, lines: [], delay: 900)
+            ]),
     ]
 
     @Test("outcome sequences", arguments: cases)

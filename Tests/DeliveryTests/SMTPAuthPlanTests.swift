@@ -26,7 +26,9 @@ struct SMTPAuthPlanTests {
         #expect(SMTPAuthPlan().candidates(offered: offered) == expected)
     }
 
-    @Test("a refused SCRAM moves on to PLAIN, past the other challenge-response mechanisms; a refused PLAIN ends AUTH for the poll")
+    @Test(
+        "a refused SCRAM moves on to PLAIN, past the other challenge-response mechanisms; a refused PLAIN ends AUTH for the poll"
+    )
     func challengeResponseThenPlain() {
         var plan = SMTPAuthPlan()
         let offered = ["SCRAM-SHA-256", "SCRAM-SHA-1", "CRAM-MD5", "PLAIN", "LOGIN"]

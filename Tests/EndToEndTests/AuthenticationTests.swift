@@ -1,11 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import GRDB
 import MailTestKit
 import Testing
+
 @testable import OAuth
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Authentication mechanisms against the real Dovecot")
 struct AuthenticationTests {
@@ -28,8 +30,9 @@ struct AuthenticationTests {
         }
     }
 
-    @Test("a wrong password fails with exit 77 for every mechanism, and the password is never logged",
-          arguments: mechanisms)
+    @Test(
+        "a wrong password fails with exit 77 for every mechanism, and the password is never logged",
+        arguments: mechanisms)
     func wrongPassword(_ auth: String) throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 161))
@@ -64,8 +67,9 @@ struct AuthenticationTests {
 
 @Suite("OAuth2 logins against Dovecot's oauth2 passdb (local introspection endpoint)")
 struct OAuthTests {
-    @Test("XOAUTH2, OAUTHBEARER and auto log in with the token from oauth_token_command; the token is never logged",
-          arguments: ["xoauth2", "oauthbearer", "auto"])
+    @Test(
+        "XOAUTH2, OAUTHBEARER and auto log in with the token from oauth_token_command; the token is never logged",
+        arguments: ["xoauth2", "oauthbearer", "auto"])
     func token(_ auth: String) throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 180))
@@ -79,8 +83,9 @@ struct OAuthTests {
         if auth == "auto" { #expect(r.stderr.contains("authenticating with oauthbearer")) }
     }
 
-    @Test("an invalid token fails with exit 77 (the XOAUTH2 error challenge is answered and the login refused)",
-          arguments: ["xoauth2", "oauthbearer"])
+    @Test(
+        "an invalid token fails with exit 77 (the XOAUTH2 error challenge is answered and the login refused)",
+        arguments: ["xoauth2", "oauthbearer"])
     func badToken(_ auth: String) throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 181))
@@ -96,7 +101,8 @@ struct OAuthTests {
 
 @Suite("Built-in OAuth2: device login, stored refresh token, refresh before expiry", .serialized)
 struct OAuthRefreshTests {
-    @Test("oauth login (device flow) stores a refresh token; polls refresh the access token; a refused refresh is clear")
+    @Test(
+        "oauth login (device flow) stores a refresh token; polls refresh the access token; a refused refresh is clear")
     func deviceFlowAndRefresh() throws {
         let f = try PopfetchFixture()
         let port = f.server.oauthPort
@@ -115,7 +121,9 @@ struct OAuthRefreshTests {
         #expect(before.status == 77)
         #expect(before.stderr.contains("oauth login"), "\(before.stderr)")
 
-        let login = try popfetch(["--config", f.configPath, "--state", f.statePath, "oauth", "login", "--account", "test"])
+        let login = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "oauth", "login", "--account", "test",
+        ])
         #expect(login.status == 0, "\(login.stderr)")
         #expect(login.stdout.contains("WDJB-MJHT"), "the user code is shown")
 
@@ -137,7 +145,8 @@ struct OAuthRefreshTests {
 
         // A refresh token the server refuses: a clear error, nothing fetched.
         try db.queue.write {
-            try $0.execute(sql: "UPDATE oauth_tokens SET refresh_token = 'revoked', access_token = NULL, expires_at = 0")
+            try $0.execute(
+                sql: "UPDATE oauth_tokens SET refresh_token = 'revoked', access_token = NULL, expires_at = 0")
         }
         try f.user.deliver(Corpus.messages(1, seed: 192))
         let r3 = try f.poll()

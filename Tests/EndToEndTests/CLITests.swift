@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("CLI behaviour")
 struct CLITests {
@@ -100,7 +101,8 @@ struct HostNameTests {
     func pollWithHostsEntry(_ f: PopfetchFixture, name: String) throws -> RunResult {
         let hosts = f.directory + "/hosts"
         try "127.0.0.1 localhost \(name)\n".write(toFile: hosts, atomically: true, encoding: .utf8)
-        let script = "mount --bind \(hosts) /etc/hosts && exec \(Package.binary) --config \(f.configPath) "
+        let script =
+            "mount --bind \(hosts) /etc/hosts && exec \(Package.binary) --config \(f.configPath) "
             + "--state \(f.statePath) poll"
         return try runProgram(["/usr/bin/unshare", "-m", "/bin/sh", "-c", script])
     }

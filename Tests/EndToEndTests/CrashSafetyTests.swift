@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The heavy tests: they kill processes and move large messages, so they run one at a time.
 @Suite("Crash safety and memory", .serialized)
@@ -49,7 +50,8 @@ struct CrashSafetyTests {
         }
         let gotSet = Set(got)
         #expect(corpus.allSatisfy { gotSet.contains($0) }, "a message was lost")
-        #expect(got.count - corpus.count <= kills, "more duplicates (\(got.count - corpus.count)) than kills (\(kills))")
+        #expect(
+            got.count - corpus.count <= kills, "more duplicates (\(got.count - corpus.count)) than kills (\(kills))")
         #expect(f.user.messageCount() == 0, "mailbox must be empty after the clean poll")
         // No spool file is ever left behind: they are unlinked at creation.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: f.directory + "/state").filter {

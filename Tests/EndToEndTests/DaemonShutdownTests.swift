@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The end of the grace period: the service group cancels the polls still in flight, and the daemon exits 0 at
 /// once, whatever they were waiting for.
@@ -24,11 +25,11 @@ struct DaemonShutdownTests {
         let mda = f.directory + "/hung-mda"
         // The first delivery hangs (and records its pid); the ones after it deliver.
         try """
-            #!/bin/sh
-            if [ ! -e \(pidFile) ]; then echo $$ > \(pidFile); exec sleep 300; fi
-            exec \(f.mdaScript)
+        #!/bin/sh
+        if [ ! -e \(pidFile) ]; then echo $$ > \(pidFile); exec sleep 300; fi
+        exec \(f.mdaScript)
 
-            """.write(toFile: mda, atomically: true, encoding: .utf8)
+        """.write(toFile: mda, atomically: true, encoding: .utf8)
         chmod(mda, 0o755)
         try f.writeConfig(extra: "interval = \"1h\"", mda: mda)
         try Self.setGrace(f, "3s")

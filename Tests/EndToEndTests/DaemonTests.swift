@@ -1,9 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
+import GRDB
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A running `popfetch daemon` with its log file.
 struct RunningDaemon {
@@ -149,11 +151,15 @@ struct DaemonTests {
         sleep(12)
         #expect(daemon.stop() == 0)
         let healthy = try popfetch(
-            ["--config", f.configPath, "--state", f.statePath, "status", "--account", "healthy", "--history", "50",
-             "--json"])
+            [
+                "--config", f.configPath, "--state", f.statePath, "status", "--account", "healthy", "--history", "50",
+                "--json",
+            ])
         let broken = try popfetch(
-            ["--config", f.configPath, "--state", f.statePath, "status", "--account", "broken", "--history", "50",
-             "--json"])
+            [
+                "--config", f.configPath, "--state", f.statePath, "status", "--account", "broken", "--history", "50",
+                "--json",
+            ])
         func starts(_ text: String) throws -> [Double] {
             let o = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
             let polls = (o?["polls"] as? [[String: Any]]) ?? []
@@ -279,7 +285,9 @@ struct DaemonDetailTests {
             for (i, b) in Array(path.utf8).enumerated() { p[i] = b }
         }
         let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         try #require(rc == 0)
         var tv = timeval(tv_sec: 0, tv_usec: 200_000)
@@ -388,5 +396,3 @@ struct PopfetchKitStoreReader {
         }
     }
 }
-
-import GRDB

@@ -1,14 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite("MDA failures keep mail on the server")
 struct DeliveryFailureTests {
-    @Test("MDA exit 75 and exit 1: kept on the server, delivered at the next poll once the MDA succeeds",
-          arguments: [75, 1])
+    @Test(
+        "MDA exit 75 and exit 1: kept on the server, delivered at the next poll once the MDA succeeds",
+        arguments: [75, 1])
     func failingMDAKeepsMessage(code: Int) throws {
         let f = try PopfetchFixture()
         let corpus = Corpus.messages(3, seed: 20 + code)
@@ -49,7 +51,9 @@ struct DeliveryFailureTests {
         #expect(try f.delivered().isEmpty)
         #expect(f.user.messageCount() == 1)
 
-        let retry = try popfetch(["--config", f.configPath, "--state", f.statePath, "retry", "--account", f.accountName])
+        let retry = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "retry", "--account", f.accountName,
+        ])
         #expect(retry.status == 0, "\(retry.stderr)")
         #expect(retry.stdout.contains("1 failed message"))
         let r4 = try f.poll()
@@ -108,9 +112,11 @@ struct FailureModeTests {
         let f = try PopfetchFixture()
         try f.writeConfig(extra: "allow_insecure_auth = true", host: "no-such-host.invalid")
         let resolv = f.directory + "/resolv.conf"
-        try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(toFile: resolv, atomically: true, encoding: .utf8)
+        try "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n".write(
+            toFile: resolv, atomically: true, encoding: .utf8)
         // Never let a lookup leave the machine: the test resolver is 127.0.0.1, where nothing answers.
-        let script = "mount --bind \(resolv) /etc/resolv.conf && exec \(Package.binary) --config \(f.configPath) "
+        let script =
+            "mount --bind \(resolv) /etc/resolv.conf && exec \(Package.binary) --config \(f.configPath) "
             + "--state \(f.statePath) poll"
         let r = try runProgram(["/usr/bin/unshare", "-m", "/bin/sh", "-c", script])
         #expect(r.status == 68, "\(r.stderr)")

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// popfetch against a real Dovecot POP3 server, through the real binary, with a real MDA.
 @Suite("End to end against Dovecot")
@@ -32,7 +33,9 @@ struct EndToEndTests {
         #expect(r2.stderr.contains("delivered=0"))
     }
 
-    @Test("keep = true leaves the mailbox unchanged and a second poll fetches nothing", arguments: ["none", "starttls", "implicit"])
+    @Test(
+        "keep = true leaves the mailbox unchanged and a second poll fetches nothing",
+        arguments: ["none", "starttls", "implicit"])
     func keepLeavesMailbox(tls: String) throws {
         let f = try PopfetchFixture()
         let corpus = Corpus.messages(8, seed: 2)
@@ -159,7 +162,8 @@ struct MaildirDeliveryTests {
         #expect(r1.status == 0, "\(r1.stderr)")
         let names = try FileManager.default.contentsOfDirectory(atPath: maildir + "/new")
         let got = try names.map {
-            try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: maildir + "/new/" + $0))))
+            try PopfetchFixture.stripTraceHeader(
+                Array(try Data(contentsOf: URL(fileURLWithPath: maildir + "/new/" + $0))))
         }
         let same = sameMessages(got, corpus)
         #expect(same, "Maildir messages differ from the originals")

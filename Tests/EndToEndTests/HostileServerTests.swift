@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What a real server cannot be made to do, from a small scripted server: each has a defined outcome.
 @Suite("Hostile or broken POP3 servers")
@@ -71,8 +72,9 @@ struct HostileServerTests {
         #expect(try f.delivered().isEmpty, "no truncated or partial message is ever delivered")
         let sent = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         if c.tls == "starttls" {
-            #expect(!sent.contains("USER") && !sent.contains("PASS") && !sent.contains("AUTH"),
-                    "no credential after a refused STLS: \(sent)")
+            #expect(
+                !sent.contains("USER") && !sent.contains("PASS") && !sent.contains("AUTH"),
+                "no credential after a refused STLS: \(sent)")
         }
         #expect(!r.stderr.contains(f.user.password))
     }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// LMTP delivery into a real Dovecot LMTP server (the same private Dovecot that serves POP3).
 @Suite("LMTP delivery through Dovecot")
@@ -69,7 +70,8 @@ struct LMTPDeliveryTests {
         let f = try PopfetchFixture()
         let roomy = try f.server.addUser()
         // scripts/dovecot-instance creates "quotafull" with a 1 KB quota when it starts.
-        let full = MailUser(name: "quotafull", password: "secret-quotafull", maildir: f.server.mailDirectory + "/quotafull")
+        let full = MailUser(
+            name: "quotafull", password: "secret-quotafull", maildir: f.server.mailDirectory + "/quotafull")
         try f.writeConfig(
             extra: "lmtp = \"127.0.0.1:\(f.server.lmtpPort)\"\nrecipient = [\"\(roomy.name)\", \"\(full.name)\"]",
             mda: "")

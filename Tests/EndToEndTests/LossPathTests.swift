@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Each loss path, flood and silent failure the adversarial review found (issue 8), reproduced against the fault
 /// server or the real Dovecot, with the behaviour now expected. Each of these failed before its fix.
@@ -171,7 +172,8 @@ struct LossPathTests {
         #expect(decide.status == 0, "\(decide.stderr)")
         #expect(try f.poll().status == 0)
         #expect(try f.delivered().count == 12)
-        try server.set(messages: bodies.enumerated().map { FaultServer.Message(uid: "new\($0.offset)", body: $0.element) })
+        try server.set(
+            messages: bodies.enumerated().map { FaultServer.Message(uid: "new\($0.offset)", body: $0.element) })
         let reset = try f.poll()
         #expect(reset.status == 75, "\(reset.stderr)")
         #expect(reset.stderr.contains("reset"), "\(reset.stderr)")
@@ -336,7 +338,9 @@ struct LossPathTests {
         let late = faultMessage("arrived during the pause")
         msgs.append(.init(uid: "late", body: late))
         try server.set(messages: msgs)
-        #expect(try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"]).status == 0)
+        #expect(
+            try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"]).status
+                == 0)
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try self.delivered(f) == [self.local(late)], "the late message is delivered, the 25 are not")
@@ -457,7 +461,8 @@ struct LossPathTests {
         let f = try PopfetchFixture()
         let a = "Subject: disk\r\n\r\nDisk usage OK\r\n"
         let b = "Subject: disk\r\n\r\nDisk usage NO\r\n"
-        let server = try FaultServer.start(f, messages: [.init(uid: "1", body: a, id: "a")], options: ["quit": "err-commit"])
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "1", body: a, id: "a")], options: ["quit": "err-commit"])
         defer { server.stop() }
         try f.writeConfig(port: server.port, timeout: "5s")
         _ = try f.poll()
@@ -465,7 +470,8 @@ struct LossPathTests {
         try server.set(messages: [.init(uid: "1", body: b, id: "b")])
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(try self.delivered(f) == [self.local(a), self.local(b)], "B is fetched and delivered, not deleted unread")
+        #expect(
+            try self.delivered(f) == [self.local(a), self.local(b)], "B is fetched and delivered, not deleted unread")
         #expect(server.deleted() == ["a", "b"])
     }
 

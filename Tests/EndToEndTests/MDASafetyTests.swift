@@ -1,10 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
 @testable import Configuration
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Issue 8, items 1-3: what a message can make an MDA do, and what an MDA inherits.
 @Suite("MDA safety: sanitised %F/%T, environment, whole-input check, descriptors")
@@ -62,14 +64,17 @@ struct MDASafetyTests {
         let out = f.directory + "/env"
         try f.writeConfig(
             extra: "recipient = [\"rcpt-one\", \"rcpt-two\"]",
-            mda: "sh -c 'cat >/dev/null; env | grep -e ^POPFETCH_ACCOUNT= -e ^POPFETCH_RECIPIENT= -e ^POPFETCH_SENDER= -e ^POPFETCH_USER= | sort >\(out)'")
+            mda:
+                "sh -c 'cat >/dev/null; env | grep -e ^POPFETCH_ACCOUNT= -e ^POPFETCH_RECIPIENT= -e ^POPFETCH_SENDER= -e ^POPFETCH_USER= | sort >\(out)'"
+        )
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
-        #expect(lines == [
-            "POPFETCH_ACCOUNT=\(f.accountName)", "POPFETCH_RECIPIENT=rcpt-one,rcpt-two",
-            "POPFETCH_SENDER=sender@example.org", "POPFETCH_USER=\(f.user.name)",
-        ])
+        #expect(
+            lines == [
+                "POPFETCH_ACCOUNT=\(f.accountName)", "POPFETCH_RECIPIENT=rcpt-one,rcpt-two",
+                "POPFETCH_SENDER=sender@example.org", "POPFETCH_USER=\(f.user.name)",
+            ])
     }
 
     @Test(
@@ -121,15 +126,15 @@ struct MDASafetyTests {
         let started = f.directory + "/started"
         let script = f.directory + "/chatty-mda"
         try """
-            #!/bin/sh
-            # Appends the message in two parts, talking on stderr in between, as a careless MDA might.
-            dd bs=1 count=500 status=none >> \(mailbox)
-            touch \(started)
-            sleep 2
-            echo "halfway there" >&2
-            cat >> \(mailbox)
-            echo "done" >&2
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        #!/bin/sh
+        # Appends the message in two parts, talking on stderr in between, as a careless MDA might.
+        dd bs=1 count=500 status=none >> \(mailbox)
+        touch \(started)
+        sleep 2
+        echo "halfway there" >&2
+        cat >> \(mailbox)
+        echo "done" >&2
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
         try f.writeConfig(mda: script)
         let child = try Child.spawn(
@@ -139,9 +144,10 @@ struct MDASafetyTests {
         kill(child.pid, SIGKILL)
         _ = child.wait(timeout: 10)
         // The MDA, in its own process group, finishes on its own.
-        #expect(eventually(10) {
-            ((try? Data(contentsOf: URL(fileURLWithPath: mailbox)))?.count ?? 0) > message.count
-        })
+        #expect(
+            eventually(10) {
+                ((try? Data(contentsOf: URL(fileURLWithPath: mailbox)))?.count ?? 0) > message.count
+            })
         sleep(1)
         let got = Array(FileManager.default.contents(atPath: mailbox) ?? Data())
         #expect(try PopfetchFixture.stripTraceHeader(got) == message, "the mailbox holds \(got.count) bytes")

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// SMTP delivery through a real Postfix on 127.0.0.1 (scripts/postfix-instance).
 @Suite("SMTP delivery through Postfix")
@@ -116,10 +117,12 @@ struct SMTPDeliveryTests {
         #expect(postfix.count(good) == 1, "the recipient that has it does not get it again")
     }
 
-    @Test("failures at MAIL and after the final dot, from Postfix's access maps", arguments: [
-        ("reject5@sender.test", 75, "553"), ("defer4@sender.test", 75, "451"),
-        ("eod-reject@sender.test", 75, "554"), ("eod-defer@sender.test", 75, "451"),
-    ])
+    @Test(
+        "failures at MAIL and after the final dot, from Postfix's access maps",
+        arguments: [
+            ("reject5@sender.test", 75, "553"), ("defer4@sender.test", 75, "451"),
+            ("eod-reject@sender.test", 75, "554"), ("eod-defer@sender.test", 75, "451"),
+        ])
     func senderAndEndOfData(sender: String, exit: Int32, code: String) throws {
         let postfix = try PostfixServer.get()
         let rcpt = postfix.newRecipient()
@@ -224,7 +227,8 @@ struct SMTPFaultTests {
         let connections = try String(contentsOfFile: out + "/connections", encoding: .utf8)
         #expect(connections == "2", "the second connection carried the message")
         if let name = saved.first {
-            let got = try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: out + "/" + name))))
+            let got = try PopfetchFixture.stripTraceHeader(
+                Array(try Data(contentsOf: URL(fileURLWithPath: out + "/" + name))))
             let exact = got == m
             #expect(exact, "the resent message is complete and byte-exact")
         }
@@ -267,7 +271,9 @@ struct SMTPSecurityTests {
         try f.writeConfig(extra: "smtp = \"localhost:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"\n" + extra, mda: "")
     }
 
-    @Test("smtp_tls = starttls with a verified certificate, and AUTH (the strongest offered) with smtp_user/smtp_password")
+    @Test(
+        "smtp_tls = starttls with a verified certificate, and AUTH (the strongest offered) with smtp_user/smtp_password"
+    )
     func starttlsAndAuth() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()
@@ -286,7 +292,8 @@ struct SMTPSecurityTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(eventually(15) { postfix.count(rcpt) == 1 })
         #expect(postfix.log.contains("sasl_username=\(relayUser.name)"), "AUTH happened")
-        #expect(postfix.log.contains("sasl_method=SCRAM-SHA-256, sasl_username=\(relayUser.name)"), "the strongest offered")
+        #expect(
+            postfix.log.contains("sasl_method=SCRAM-SHA-256, sasl_username=\(relayUser.name)"), "the strongest offered")
         #expect(!r.stderr.contains(relayUser.password))
     }
 

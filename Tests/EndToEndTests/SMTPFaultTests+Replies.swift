@@ -1,13 +1,16 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Replies a real MTA does not give on demand, which the old deliverer got wrong (issue 10).
 extension SMTPFaultTests {
-    @Test("every pipelined RCPT refused, yet DATA answered 354: a lone dot ends it; the next message follows on the same connection")
+    @Test(
+        "every pipelined RCPT refused, yet DATA answered 354: a lone dot ends it; the next message follows on the same connection"
+    )
     func allRecipientsRefusedThen354() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "refuse-first-transaction")
@@ -59,7 +62,8 @@ extension SMTPFaultTests {
         try #require(port > 0)
         try f.user.deliver([Corpus.message(1, seed: 135, bareCR: false)])
         try f.writeConfig(
-            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\non_permanent_failure = \"delete\"", mda: "")
+            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\non_permanent_failure = \"delete\"",
+            mda: "")
         let r = try f.poll()
         #expect(r.status == 75, "\(r.stderr)")
         #expect(r.stderr.contains("552"), "\(r.stderr)")

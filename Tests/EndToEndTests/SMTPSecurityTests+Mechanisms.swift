@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 extension SMTPSecurityTests {
     @Test("a wrong relay password is tried twice per poll (SCRAM-SHA-256, then PLAIN), not once per message")

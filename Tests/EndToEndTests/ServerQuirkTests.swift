@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Issue 8, items 4-7, against the scripted server: numbers, 8-bit UIDLs, auth fallback, UTF8.
 @Suite("Server quirks: huge numbers, 8-bit UIDLs, auth = auto fallback, UTF8")
@@ -94,8 +95,9 @@ struct ServerQuirkTests {
         #expect(!r.stderr.contains("authentication failed"), "\(r.stderr)")
     }
 
-    @Test("UTF8 is sent in the AUTHORIZATION state (before login) when CAPA offers it, and not otherwise",
-          arguments: [("utf8", true), ("login-ok", false)])
+    @Test(
+        "UTF8 is sent in the AUTHORIZATION state (before login) when CAPA offers it, and not otherwise",
+        arguments: [("utf8", true), ("login-ok", false)])
     func utf8(mode: String, offered: Bool) throws {
         let (f, r, sent) = try Self.poll(mode: mode)
         #expect(r.status == 0, "\(r.stderr)")

@@ -1,16 +1,20 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("TLS policy: clear reasons, pinning, check --show-certificate")
 struct TLSPolicyTests {
     /// The SHA-256 fingerprint of the test Dovecot's certificate, as openssl prints it.
     static func opensslFingerprint(_ server: DovecotServer) throws -> String {
         let r = try runProgram(
-            ["/usr/bin/openssl", "x509", "-in", server.directory + "/run/cert.pem", "-noout", "-fingerprint", "-sha256"])
+            [
+                "/usr/bin/openssl", "x509", "-in", server.directory + "/run/cert.pem", "-noout", "-fingerprint",
+                "-sha256",
+            ])
         let line = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         return "sha256:" + (line.split(separator: "=").last.map(String.init) ?? "")
     }

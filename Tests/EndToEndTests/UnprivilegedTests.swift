@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import MailTestKit
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// popfetch as its users run it: not as root. (The rest of the suite runs as root, which hid a socket option that
 /// only root may set: every connection of an unprivileged popfetch failed with "Permission denied".)

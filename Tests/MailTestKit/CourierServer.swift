@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// What a `PopfetchFixture` needs of a real POP3 server: its ports, the CA of its certificate, and fresh users.
 package protocol POP3TestServer: Sendable {
@@ -61,7 +62,8 @@ package final class CourierServer: POP3TestServer {
     /// Adds a userdb user (password "secret-NAME") with a fresh, empty Maildir; authdaemond sees it at once.
     package func addUser() throws -> MailUser {
         let name = "c" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
-        let r = try runProgram([Package.root + "/scripts/courier-instance", "add-user", self.directory, name], timeout: 30)
+        let r = try runProgram(
+            [Package.root + "/scripts/courier-instance", "add-user", self.directory, name], timeout: 30)
         guard r.status == 0 else { throw TestFailure("courier-instance add-user failed: \(r.stderr)") }
         return MailUser(name: name, password: "secret-" + name, maildir: self.mailDirectory + "/" + name)
     }

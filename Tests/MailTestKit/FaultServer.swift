@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The fault-injecting POP3 mailbox (Support/fault-pop3.py): a scenario file the test rewrites between polls, a log
 /// of every line the client sent, and a record of which messages a QUIT really deleted.
@@ -48,7 +49,9 @@ package final class FaultServer {
         self.statePath = statePath
     }
 
-    package static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws -> FaultServer {
+    package static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws
+        -> FaultServer
+    {
         let portFile = f.directory + "/fault-port"
         let log = f.directory + "/fault-client.log"
         let scenario = f.directory + "/fault-scenario.json"
@@ -73,7 +76,8 @@ package final class FaultServer {
         unlink(self.statePath)
     }
 
-    package static func writeScenario(_ path: String, state: String, messages: [Message], options: [String: Any]) throws {
+    package static func writeScenario(_ path: String, state: String, messages: [Message], options: [String: Any]) throws
+    {
         var o = options
         o["state"] = state
         o["messages"] = messages.map { m -> [String: Any] in

@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One test's world: a user of a real POP3 server (Dovecot unless given), a config file, a state database, and an
 /// MDA that saves each message.
@@ -60,10 +61,12 @@ package struct PopfetchFixture {
     }
 
     /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.
-    package func writeConfig(tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
-                     port: Int? = nil, password: String? = nil, timeout: String = "10s",
-                     caFile: Bool = true, name: String? = nil, append: Bool = false,
-                     user: String? = nil) throws {
+    package func writeConfig(
+        tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
+        port: Int? = nil, password: String? = nil, timeout: String = "10s",
+        caFile: Bool = true, name: String? = nil, append: Bool = false,
+        user: String? = nil
+    ) throws {
         let port = port ?? (tls == "implicit" ? self.pop3.pop3sPort : self.pop3.pop3Port)
         let text = """
             [[account]]
@@ -85,7 +88,8 @@ package struct PopfetchFixture {
     }
 
     package func poll(_ extra: [String] = [], environment: [String: String] = [:]) throws -> RunResult {
-        try popfetch(["--config", self.configPath, "--state", self.statePath, "poll"] + extra, environment: environment)
+        try popfetch(
+            ["--config", self.configPath, "--state", self.statePath, "poll"] + extra, environment: environment)
     }
 
     /// The messages the MDA saved, each without popfetch's trace header, in no particular order.

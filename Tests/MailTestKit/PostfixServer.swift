@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The private Postfix of this test process (scripts/postfix-instance), started once and stopped at exit.
 package final class PostfixServer: Sendable {

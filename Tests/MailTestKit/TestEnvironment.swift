@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 package import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Paths of the package under test.
 package enum Package {
@@ -29,7 +30,7 @@ package func makeTempDirectory(_ name: String = "t") throws -> String {
         return mkdtemp(b) != nil
     }
     try #require(ok, "mkdtemp failed")
-    let path = template.withUnsafeBufferPointer { p in String(cString: p.baseAddress!) }
+    let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     chmod(path, 0o755)
     return path
 }
@@ -47,7 +48,9 @@ package struct Child {
     package let pid: pid_t
 
     /// Starts `arguments` with stdin from /dev/null and stdout/stderr into the given files.
-    package static func spawn(_ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String)
+    package static func spawn(
+        _ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String
+    )
         throws -> Child
     {
         var actions = posix_spawn_file_actions_t()
@@ -123,7 +126,9 @@ package func runProgram(_ arguments: [String], environment: [String: String] = [
 }
 
 /// Runs the popfetch binary.
-package func popfetch(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws -> RunResult {
+package func popfetch(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws
+    -> RunResult
+{
     try runProgram([Package.binary] + arguments, environment: environment, timeout: timeout)
 }
 

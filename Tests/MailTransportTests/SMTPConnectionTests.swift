@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import SMTPCore
 import Testing
 
 @testable import MailTransport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The SMTP edge against an in-process server on 127.0.0.1: what goes on the wire, STARTTLS, time-outs.
 @Suite("SMTPConnection against an in-process server")
@@ -59,12 +60,16 @@ struct SMTPConnectionTests {
         #expect(server.bodies == [Self.body("Subject: hi\r\n\r\n..dot\r\nlast line\r\n")])
     }
 
-    @Test("354 after every pipelined RCPT was refused: the connection ends the DATA with a lone dot, the next transaction goes through")
+    @Test(
+        "354 after every pipelined RCPT was refused: the connection ends the DATA with a lone dot, the next transaction goes through"
+    )
     func loneDotAfterAllRefused() async throws {
         let server = try await ScriptedSMTPServer.start(
             .init(
                 respond: Self.answer,
-                endOfData: { body in [.send(body.isEmpty ? "554 5.5.1 no valid recipients\r\n" : "250 2.0.0 queued\r\n")] }))
+                endOfData: { body in
+                    [.send(body.isEmpty ? "554 5.5.1 no valid recipients\r\n" : "250 2.0.0 queued\r\n")]
+                }))
         let endpoint = SMTPEndpoint.tcp(host: "127.0.0.1", port: server.port)
         try await SMTPConnection.withConnection(
             to: endpoint, configuration: Self.configuration, tlsContext: nil, timeouts: Self.timeouts
@@ -73,7 +78,10 @@ struct SMTPConnectionTests {
                 sender: "a@x.test", recipients: ["refused@y.test"], size: nil, needsUTF8: false, eightBit: false)
             let refusal = SMTPReply(code: 550, lines: ["5.1.1 no such user"])
             #expect(
-                first == .complete([.init(recipient: "refused@y.test", status: .permanentFailure, reply: refusal, step: .rcptTo)]))
+                first
+                    == .complete([
+                        .init(recipient: "refused@y.test", status: .permanentFailure, reply: refusal, step: .rcptTo)
+                    ]))
             #expect(conn.state == .ready)
             let second = try await conn.beginTransaction(
                 sender: "a@x.test", recipients: ["b@y.test"], size: nil, needsUTF8: false, eightBit: false)
@@ -86,7 +94,9 @@ struct SMTPConnectionTests {
         #expect(server.lines.filter { $0.hasPrefix("MAIL") }.count == 2)
     }
 
-    @Test("STARTTLS: replies that came in clear text with the 220 are discarded; EHLO again over TLS, its capabilities count")
+    @Test(
+        "STARTTLS: replies that came in clear text with the 220 are discarded; EHLO again over TLS, its capabilities count"
+    )
     func startTLSDiscardsClearText() async throws {
         let cert = try TestCertificate.get()
         let hellos = NIOLockedValueBox(0)
@@ -94,8 +104,15 @@ struct SMTPConnectionTests {
             .init(respond: { line in
                 switch line.prefix(4).uppercased() {
                 case "EHLO":
-                    let n = hellos.withLockedValue { $0 += 1; return $0 }
-                    return [.send(n == 1 ? "250-mx.test\r\n250 STARTTLS\r\n" : "250-mx.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n")]
+                    let n = hellos.withLockedValue {
+                        $0 += 1; return $0
+                    }
+                    return [
+                        .send(
+                            n == 1
+                                ? "250-mx.test\r\n250 STARTTLS\r\n"
+                                : "250-mx.test\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n")
+                    ]
                 case "STAR":
                     // One write, so the client reads the injected lines with the 220, in clear text. (Clear text
                     // arriving after the client put TLS in front fails the handshake, as it should.)
@@ -112,7 +129,9 @@ struct SMTPConnectionTests {
         ) { conn in
             #expect(conn.isEncrypted)
             #expect(conn.state == .ready)
-            #expect(conn.capabilities.keywords["AUTH"] == ["PLAIN"], "the capabilities announced over TLS, nothing injected")
+            #expect(
+                conn.capabilities.keywords["AUTH"] == ["PLAIN"], "the capabilities announced over TLS, nothing injected"
+            )
             #expect(conn.capabilities.pipelining)
             await conn.quit()
         }

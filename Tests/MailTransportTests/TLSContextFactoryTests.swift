@@ -76,7 +76,9 @@ struct TLSContextFactoryTests {
         return try encrypted.get()
     }
 
-    @Test("handshakes: trusted through the trust roots file, refused without it (a TLS error, not a time-out), accepted unchecked when pinned")
+    @Test(
+        "handshakes: trusted through the trust roots file, refused without it (a TLS error, not a time-out), accepted unchecked when pinned"
+    )
     func handshakes() async throws {
         let cert = try TestCertificate.get()
         #expect(try await self.connect(TLSClientOptions(trustRootsFile: cert.certificateFile)))

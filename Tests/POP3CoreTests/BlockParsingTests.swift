@@ -43,13 +43,17 @@ struct BlockParsingTests {
         .init("bare CR then CRLF after a stuffing dot", wire: ".\r\r\n", expected: "\r\r\n"),
         .init("bare CR mid-line kept", wire: "a\rb\r\n", expected: "a\rb\r\n"),
         .init("dot after a bare CR is not at line start", wire: "a\r.b\r\n", expected: "a\r.b\r\n"),
-        .init("line longer than 998 octets", wire: longLine + "\r\n" + "." + longLine + "\r\n",
-              expected: longLine + "\r\n" + longLine + "\r\n"),
+        .init(
+            "line longer than 998 octets", wire: longLine + "\r\n" + "." + longLine + "\r\n",
+            expected: longLine + "\r\n" + longLine + "\r\n"),
         .init("a single empty line", wire: "\r\n", expected: "\r\n"),
-        .init("CRLF kept exactly", wire: "Subject: x\r\n\r\nbody\r\n\r\n\r\n", expected: "Subject: x\r\n\r\nbody\r\n\r\n\r\n"),
-        .init("8-bit bytes and NUL kept",
-              wire: [0x00, 0xFF, 0x80, 0xC3, 0xA9, 0x0D, 0x0A, 0x2E, 0x2E, 0x00, 0x0D, 0x0A, 0x2E, 0xFE, 0x0A],
-              expected: [0x00, 0xFF, 0x80, 0xC3, 0xA9, 0x0D, 0x0A, 0x2E, 0x00, 0x0D, 0x0A, 0xFE, 0x0A]),
+        .init(
+            "CRLF kept exactly", wire: "Subject: x\r\n\r\nbody\r\n\r\n\r\n",
+            expected: "Subject: x\r\n\r\nbody\r\n\r\n\r\n"),
+        .init(
+            "8-bit bytes and NUL kept",
+            wire: [0x00, 0xFF, 0x80, 0xC3, 0xA9, 0x0D, 0x0A, 0x2E, 0x2E, 0x00, 0x0D, 0x0A, 0x2E, 0xFE, 0x0A],
+            expected: [0x00, 0xFF, 0x80, 0xC3, 0xA9, 0x0D, 0x0A, 0x2E, 0x00, 0x0D, 0x0A, 0xFE, 0x0A]),
         .init("empty body", wire: "", expected: ""),
         .init("bare LF terminator accepted", wire: "abc\n", expected: "abc\n", terminator: ".\n"),
         .init("bare LF terminator after CRLF lines", wire: "a\r\nb\r\n", expected: "a\r\nb\r\n", terminator: ".\n"),

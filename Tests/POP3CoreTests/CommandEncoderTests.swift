@@ -19,11 +19,13 @@ struct CommandEncoderTests {
         .init(command: .pass("secret"), wire: "PASS secret\r\n"),
         .init(command: .pass("pass with  spaces "), wire: "PASS pass with  spaces \r\n"),
         .init(command: .pass("p\u{E4}ss\u{2603}"), wire: "PASS p\u{E4}ss\u{2603}\r\n"),
-        .init(command: .apop(user: "mrose", digest: "c4c9334bac560ecc979e58001b3e22fb"),
-              wire: "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
+        .init(
+            command: .apop(user: "mrose", digest: "c4c9334bac560ecc979e58001b3e22fb"),
+            wire: "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"),
         .init(command: .auth(mechanism: "PLAIN", initialResponse: nil), wire: "AUTH PLAIN\r\n"),
-        .init(command: .auth(mechanism: "PLAIN", initialResponse: "AGFsaWNlAHNlY3JldA=="),
-              wire: "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
+        .init(
+            command: .auth(mechanism: "PLAIN", initialResponse: "AGFsaWNlAHNlY3JldA=="),
+            wire: "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n"),
         .init(command: .auth(mechanism: "EXTERNAL", initialResponse: ""), wire: "AUTH EXTERNAL =\r\n"),
         .init(command: .saslResponse("dGVzdA=="), wire: "dGVzdA==\r\n"),
         .init(command: .saslResponse("*"), wire: "*\r\n"),
@@ -135,10 +137,14 @@ struct CommandEncoderTests {
     static let secrets: [(Command, String, String)] = [
         (.pass("hunter2"), "hunter2", "PASS ********"),
         (.pass("correct horse battery staple"), "correct horse battery staple", "PASS ********"),
-        (.apop(user: "mrose", digest: "c4c9334bac560ecc979e58001b3e22fb"), "c4c9334bac560ecc979e58001b3e22fb",
-         "APOP mrose ********"),
-        (.auth(mechanism: "PLAIN", initialResponse: "AGFsaWNlAHNlY3JldA=="), "AGFsaWNlAHNlY3JldA==",
-         "AUTH PLAIN ********"),
+        (
+            .apop(user: "mrose", digest: "c4c9334bac560ecc979e58001b3e22fb"), "c4c9334bac560ecc979e58001b3e22fb",
+            "APOP mrose ********"
+        ),
+        (
+            .auth(mechanism: "PLAIN", initialResponse: "AGFsaWNlAHNlY3JldA=="), "AGFsaWNlAHNlY3JldA==",
+            "AUTH PLAIN ********"
+        ),
         (.saslResponse("c2VjcmV0LXBhc3N3b3Jk"), "c2VjcmV0LXBhc3N3b3Jk", "********"),
     ]
 
@@ -166,8 +172,10 @@ struct CommandEncoderTests {
 
     @Test(
         "only credential-bearing commands carry secrets",
-        arguments: [Command.capa, .stls, .user("alice"), .stat, .list(nil), .uidl(1), .retr(1), .top(1, lines: 0),
-                    .dele(1), .rset, .noop, .quit])
+        arguments: [
+            Command.capa, .stls, .user("alice"), .stat, .list(nil), .uidl(1), .retr(1), .top(1, lines: 0),
+            .dele(1), .rset, .noop, .quit,
+        ])
     func noSecret(command: Command) {
         #expect(!command.carriesSecret)
     }

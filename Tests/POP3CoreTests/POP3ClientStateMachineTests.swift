@@ -67,7 +67,10 @@ struct POP3ClientStateMachineTests {
     func invalidGreetingFails() throws {
         var session = Session()
         let error = #expect(throws: POP3ProtocolError.self) { try session.receive("220 smtp.example.com ESMTP\r\n") }
-        if let error, case .invalidStatusLine = error.reason {} else { Issue.record("wrong error: \(String(describing: error))") }
+        if let error, case .invalidStatusLine = error.reason {
+        } else {
+            Issue.record("wrong error: \(String(describing: error))")
+        }
         #expect(session.state == .failed)
     }
 
@@ -153,8 +156,9 @@ struct POP3ClientStateMachineTests {
         #expect(try session.receive("+OK send PASS\r\n") == [.response(.user("alice"), ok("send PASS"))])
         #expect(session.state == .authorization)
         #expect(try session.send(.pass("s3cret pass")) == bytes("PASS s3cret pass\r\n"))
-        #expect(try session.receive("+OK maildrop has 2 messages\r\n")
-            == [.response(.pass("s3cret pass"), ok("maildrop has 2 messages"))])
+        #expect(
+            try session.receive("+OK maildrop has 2 messages\r\n")
+                == [.response(.pass("s3cret pass"), ok("maildrop has 2 messages"))])
         #expect(session.state == .transaction)
     }
 
@@ -164,8 +168,9 @@ struct POP3ClientStateMachineTests {
         try session.send(.user("alice"))
         _ = try session.receive("+OK\r\n")
         try session.send(.pass("wrong"))
-        #expect(try session.receive("-ERR [AUTH] invalid password\r\n")
-            == [.response(.pass("wrong"), err("invalid password", code: .auth))])
+        #expect(
+            try session.receive("-ERR [AUTH] invalid password\r\n")
+                == [.response(.pass("wrong"), err("invalid password", code: .auth))])
         #expect(session.state == .authorization)
         // The client may try again.
         try session.send(.user("alice"))
@@ -194,8 +199,9 @@ struct POP3ClientStateMachineTests {
         var session = try Session.greeted("+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n")
         let apop = Command.apop(user: "mrose", digest: "c4c9334bac560ecc979e58001b3e22fb")
         #expect(try session.send(apop) == bytes("APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n"))
-        #expect(try session.receive("+OK mrose's maildrop has 2 messages (320 octets)\r\n")
-            == [.response(apop, ok("mrose's maildrop has 2 messages (320 octets)"))])
+        #expect(
+            try session.receive("+OK mrose's maildrop has 2 messages (320 octets)\r\n")
+                == [.response(apop, ok("mrose's maildrop has 2 messages (320 octets)"))])
         #expect(session.state == .transaction)
     }
 
@@ -209,8 +215,9 @@ struct POP3ClientStateMachineTests {
         #expect(session.machine.oldestPendingCommand == auth)
         #expect(try session.send(.saslResponse("AGFsaWNlAHNlY3JldA==")) == bytes("AGFsaWNlAHNlY3JldA==\r\n"))
         #expect(session.machine.commandsInFlight == 1, "a SASL response is not a new command")
-        #expect(try session.receive("+OK maildrop locked and ready\r\n")
-            == [.response(auth, ok("maildrop locked and ready"))])
+        #expect(
+            try session.receive("+OK maildrop locked and ready\r\n")
+                == [.response(auth, ok("maildrop locked and ready"))])
         #expect(session.state == .transaction)
         #expect(session.machine.commandsInFlight == 0)
     }
@@ -224,8 +231,9 @@ struct POP3ClientStateMachineTests {
         try session.send(.saslResponse("YWxpY2U="))
         #expect(try session.receive("+ UGFzc3dvcmQ6\r\n") == [.continuation("UGFzc3dvcmQ6")])
         try session.send(.saslResponse("c2VjcmV0"))
-        #expect(try session.receive("-ERR [AUTH] authentication failed\r\n")
-            == [.response(auth, err("authentication failed", code: .auth))])
+        #expect(
+            try session.receive("-ERR [AUTH] authentication failed\r\n")
+                == [.response(auth, err("authentication failed", code: .auth))])
         #expect(session.state == .authorization)
     }
 
@@ -272,7 +280,8 @@ struct POP3ClientStateMachineTests {
         .init(command: .top(1, lines: 0), inAuthorization: false, inTransaction: true),
         .init(command: .dele(1), inAuthorization: false, inTransaction: true),
         .init(command: .rset, inAuthorization: false, inTransaction: true),
-        .init(command: .noop, inAuthorization: true, inTransaction: true),  // see report: RFC 1939 says TRANSACTION only
+        // RFC 1939 says TRANSACTION only; servers accept NOOP before login too.
+        .init(command: .noop, inAuthorization: true, inTransaction: true),
         .init(command: .quit, inAuthorization: true, inTransaction: true),
         .init(command: .utf8, inAuthorization: true, inTransaction: true),
     ]
@@ -382,16 +391,26 @@ struct POP3ClientStateMachineTests {
     @Test(
         "UIDL listing yields entries",
         arguments: [
-            ("1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n",
-             [UIDLEntry(number: 1, uid: "whqtswO00WBw418f9t5JxYwZ"), UIDLEntry(number: 2, uid: "QhdPYR:00WBw1Ph7x7")]),
+            (
+                "1 whqtswO00WBw418f9t5JxYwZ\r\n2 QhdPYR:00WBw1Ph7x7\r\n",
+                [
+                    UIDLEntry(number: 1, uid: "whqtswO00WBw418f9t5JxYwZ"),
+                    UIDLEntry(number: 2, uid: "QhdPYR:00WBw1Ph7x7"),
+                ]
+            ),
             ("", []),
             ("1 a\n2 b\n", [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")]),
             ("1 trailing-space \t\r\n", [UIDLEntry(number: 1, uid: "trailing-space")]),
             ("1 a\r\n   \r\n\r\n2 b\r\n", [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")]),
             ("10 .dotted-uid\r\n", [UIDLEntry(number: 10, uid: ".dotted-uid")]),
-            ("1 " + String(repeating: "u", count: 70) + "\r\n",
-             [UIDLEntry(number: 1, uid: String(repeating: "u", count: 70))]),
-            ("007 ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}\r\n", [UIDLEntry(number: 7, uid: "~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}")]),
+            (
+                "1 " + String(repeating: "u", count: 70) + "\r\n",
+                [UIDLEntry(number: 1, uid: String(repeating: "u", count: 70))]
+            ),
+            (
+                "007 ~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}\r\n",
+                [UIDLEntry(number: 7, uid: "~!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}")]
+            ),
         ] as [(String, [UIDLEntry])])
     func uidlListing(body: String, entries: [UIDLEntry]) throws {
         var session = try Session.inTransaction()
@@ -410,7 +429,8 @@ struct POP3ClientStateMachineTests {
         let error = #expect(throws: POP3ProtocolError.self) {
             try session.receive("+OK\r\n1 good\r\n" + line + "\r\n.\r\n")
         }
-        if let error, case .invalidListingLine = error.reason {} else {
+        if let error, case .invalidListingLine = error.reason {
+        } else {
             Issue.record("wrong error: \(String(describing: error))")
         }
         #expect(session.state == .failed)
@@ -469,7 +489,8 @@ struct POP3ClientStateMachineTests {
         var session = try Session.inTransaction()
         try session.send(.list(nil))
         let error = #expect(throws: POP3ProtocolError.self) { try session.receive("+OK\r\n" + line + "\r\n.\r\n") }
-        if let error, case .invalidListingLine = error.reason {} else {
+        if let error, case .invalidListingLine = error.reason {
+        } else {
             Issue.record("wrong error: \(String(describing: error))")
         }
     }
@@ -494,7 +515,8 @@ struct POP3ClientStateMachineTests {
     func retrStreams() throws {
         var session = try Session.inTransaction()
         try session.send(.retr(7))
-        #expect(try session.receive("+OK\r\nFrom: a") == [.messageBegin(.retr(7), ok()), .messageBytes(buffer("From: a"))])
+        #expect(
+            try session.receive("+OK\r\nFrom: a") == [.messageBegin(.retr(7), ok()), .messageBytes(buffer("From: a"))])
         #expect(session.machine.commandsInFlight == 1)
         #expect(try session.receive("@b\r\n.") == [.messageBytes(buffer("@b\r\n"))])
         #expect(try session.receive("\r\n") == [.messageEnd])
@@ -506,8 +528,9 @@ struct POP3ClientStateMachineTests {
         var session = try Session.inTransaction()
         try session.send(.retr(9))
         try session.send(.noop)
-        #expect(try session.receive("-ERR no such message\r\n+OK\r\n")
-            == [.response(.retr(9), err("no such message")), .response(.noop, ok())])
+        #expect(
+            try session.receive("-ERR no such message\r\n+OK\r\n")
+                == [.response(.retr(9), err("no such message")), .response(.noop, ok())])
     }
 
     @Test("TOP yields a message block")
@@ -515,7 +538,10 @@ struct POP3ClientStateMachineTests {
         var session = try Session.inTransaction()
         #expect(try session.send(.top(1, lines: 0)) == bytes("TOP 1 0\r\n"))
         let events = coalesced(try session.receive("+OK\r\nSubject: x\r\n\r\n.\r\n"))
-        #expect(events == [.messageBegin(.top(1, lines: 0), ok()), .messageBytes(buffer("Subject: x\r\n\r\n")), .messageEnd])
+        #expect(
+            events == [
+                .messageBegin(.top(1, lines: 0), ok()), .messageBytes(buffer("Subject: x\r\n\r\n")), .messageEnd,
+            ])
     }
 
     @Test("an empty message")
@@ -601,7 +627,10 @@ struct POP3ClientStateMachineTests {
         for round in 0..<100 {
             try session.send(.dele(1_000 + round))
             try session.send(.noop)
-            #expect(try session.receive("+OK d\r\n+OK n\r\n") == [.response(.dele(1_000 + round), ok("d")), .response(.noop, ok("n"))])
+            #expect(
+                try session.receive("+OK d\r\n+OK n\r\n") == [
+                    .response(.dele(1_000 + round), ok("d")), .response(.noop, ok("n")),
+                ])
         }
         #expect(session.machine.commandsInFlight == 0)
     }
@@ -683,8 +712,9 @@ struct POP3ClientStateMachineTests {
     func quitCloses(inTransaction: Bool) throws {
         var session = try inTransaction ? Session.inTransaction() : Session.greeted()
         #expect(try session.send(.quit) == bytes("QUIT\r\n"))
-        #expect(try session.receive("+OK dewey POP3 server signing off\r\n")
-            == [.response(.quit, ok("dewey POP3 server signing off"))])
+        #expect(
+            try session.receive("+OK dewey POP3 server signing off\r\n")
+                == [.response(.quit, ok("dewey POP3 server signing off"))])
         #expect(session.state == .closed)
         #expect(throws: Machine.UsageError(command: "NOOP", state: .closed)) { try session.send(.noop) }
     }
@@ -696,8 +726,9 @@ struct POP3ClientStateMachineTests {
     func quitErrorStillCloses() throws {
         var session = try Session.inTransaction()
         try session.send(.quit)
-        #expect(try session.receive("-ERR some deleted messages not removed\r\n")
-            == [.response(.quit, err("some deleted messages not removed"))])
+        #expect(
+            try session.receive("-ERR some deleted messages not removed\r\n")
+                == [.response(.quit, err("some deleted messages not removed"))])
         #expect(session.state == .closed)
         #expect(throws: Machine.UsageError.self) { try session.send(.stat) }
     }

@@ -17,8 +17,9 @@ struct ResponseParserTests {
         .init(line: "+OK 2 messages (320 octets)\r\n", indicator: .ok, text: "2 messages (320 octets)"),
         .init(line: "+OK\r\n", indicator: .ok, text: ""),
         .init(line: "+OK \r\n", indicator: .ok, text: ""),
-        .init(line: "-ERR no such message, only 2 messages in maildrop\r\n", indicator: .err,
-              text: "no such message, only 2 messages in maildrop"),
+        .init(
+            line: "-ERR no such message, only 2 messages in maildrop\r\n", indicator: .err,
+            text: "no such message, only 2 messages in maildrop"),
         .init(line: "-ERR\r\n", indicator: .err, text: ""),
         .init(line: "+ok lower-case indicator\r\n", indicator: .ok, text: "lower-case indicator"),
         .init(line: "+Ok mixed case\r\n", indicator: .ok, text: "mixed case"),
@@ -28,8 +29,9 @@ struct ResponseParserTests {
         .init(line: "+ \r\n", indicator: .continuation, text: ""),
         .init(line: "+OK terminated by a bare LF\n", indicator: .ok, text: "terminated by a bare LF"),
         .init(line: "-ERR bare LF\n", indicator: .err, text: "bare LF"),
-        .init(line: "+OK text with  two  spaces and trailing \r\n", indicator: .ok,
-              text: "text with  two  spaces and trailing "),
+        .init(
+            line: "+OK text with  two  spaces and trailing \r\n", indicator: .ok,
+            text: "text with  two  spaces and trailing "),
         .init(line: "+OK caf\u{E9} \u{1F4EC}\r\n", indicator: .ok, text: "caf\u{E9} \u{1F4EC}"),
     ]
 
@@ -44,10 +46,12 @@ struct ResponseParserTests {
     }
 
     static let responseCodeLines: [StatusFixture] = [
-        .init(line: "-ERR [IN-USE] Mailbox locked by another session\r\n", indicator: .err, code: .inUse,
-              text: "Mailbox locked by another session"),
-        .init(line: "-ERR [LOGIN-DELAY] wait 15 minutes\r\n", indicator: .err, code: .loginDelay,
-              text: "wait 15 minutes"),
+        .init(
+            line: "-ERR [IN-USE] Mailbox locked by another session\r\n", indicator: .err, code: .inUse,
+            text: "Mailbox locked by another session"),
+        .init(
+            line: "-ERR [LOGIN-DELAY] wait 15 minutes\r\n", indicator: .err, code: .loginDelay,
+            text: "wait 15 minutes"),
         .init(line: "-ERR [SYS/TEMP] try again later\r\n", indicator: .err, code: .sysTemp, text: "try again later"),
         .init(line: "-ERR [SYS/PERM] account disabled\r\n", indicator: .err, code: .sysPerm, text: "account disabled"),
         .init(line: "-ERR [AUTH] invalid password\r\n", indicator: .err, code: .auth, text: "invalid password"),
@@ -55,11 +59,13 @@ struct ResponseParserTests {
         .init(line: "-ERR [in-use] lower-case code\r\n", indicator: .err, code: .inUse, text: "lower-case code"),
         .init(line: "-ERR [SYS/TEMP]\r\n", indicator: .err, code: .sysTemp, text: ""),
         .init(line: "-ERR [AUTH]no space after code\r\n", indicator: .err, code: .auth, text: "no space after code"),
-        .init(line: "+OK [UTF8] code on a positive reply\r\n", indicator: .ok, code: .other("UTF8"),
-              text: "code on a positive reply"),
+        .init(
+            line: "+OK [UTF8] code on a positive reply\r\n", indicator: .ok, code: .other("UTF8"),
+            text: "code on a positive reply"),
         // Not codes:
-        .init(line: "-ERR [IN USE] bracket with a space\r\n", indicator: .err, code: nil,
-              text: "[IN USE] bracket with a space"),
+        .init(
+            line: "-ERR [IN USE] bracket with a space\r\n", indicator: .err, code: nil,
+            text: "[IN USE] bracket with a space"),
         .init(line: "-ERR [] empty brackets\r\n", indicator: .err, code: nil, text: "[] empty brackets"),
         .init(line: "-ERR [UNCLOSED code\r\n", indicator: .err, code: nil, text: "[UNCLOSED code"),
         .init(line: "-ERR text then [IN-USE]\r\n", indicator: .err, code: nil, text: "text then [IN-USE]"),

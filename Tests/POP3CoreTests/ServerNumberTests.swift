@@ -135,10 +135,14 @@ struct InvalidUIDLTests {
     static let fixtures: [(String, [UInt8], Expected)] = [
         ("printable", bytes("1 abc"), .uid("abc")),
         ("70 characters", bytes("1 " + String(repeating: "u", count: 70)), .uid(String(repeating: "u", count: 70))),
-        ("280 printable characters are still verbatim (keys of existing state)",
-         bytes("1 " + String(repeating: "v", count: 280)), .uid(String(repeating: "v", count: 280))),
-        ("281 printable characters", bytes("1 " + String(repeating: "w", count: 281)),
-         .uid("invalid " + String(repeating: "77", count: 281))),
+        (
+            "280 printable characters are still verbatim (keys of existing state)",
+            bytes("1 " + String(repeating: "v", count: 280)), .uid(String(repeating: "v", count: 280))
+        ),
+        (
+            "281 printable characters", bytes("1 " + String(repeating: "w", count: 281)),
+            .uid("invalid " + String(repeating: "77", count: 281))
+        ),
         ("8-bit (Latin-1 e acute)", bytes("1 caf") + [0xE9], .uid("invalid 636166e9")),
         ("8-bit (UTF-8 e acute)", bytes("1 caf\u{E9}"), .uid("invalid 636166c3a9")),
         ("invalid UTF-8", bytes("2 ") + [0xFF, 0xFE, 0x41], .uid("invalid fffe41")),
@@ -176,7 +180,9 @@ struct InvalidUIDLTests {
 
     @Test("escaped keys cannot collide with a valid unique-id or with each other")
     func collisionFree() throws {
-        let raws: [[UInt8]] = [[0xE9], [0xC3, 0xA9], bytes("a b"), bytes("a  b"), bytes("a\tb"), [0x00], [0x00, 0x00]]
+        let raws: [[UInt8]] = [
+            [0xE9], [0xC3, 0xA9], bytes("a b"), bytes("a  b"), bytes("a\tb"), [0x00], [0x00, 0x00],
+        ]
         let keys = raws.map { UIDLEntry.escapedKey(for: $0) }
         #expect(Set(keys).count == raws.count, "distinct raw bytes, distinct keys")
         for key in keys {
@@ -192,10 +198,13 @@ struct InvalidUIDLTests {
         try session.send(.uidl(nil))
         let body = bytes("+OK\r\n1 first\r\n2 caf") + [0xE9] + bytes("\r\n3 third\r\n.\r\n")
         let events = try session.receive(body)
-        #expect(events == [.uidlListing([
-            UIDLEntry(number: 1, uid: "first"), UIDLEntry(number: 2, uid: "invalid 636166e9"),
-            UIDLEntry(number: 3, uid: "third"),
-        ])])
+        #expect(
+            events == [
+                .uidlListing([
+                    UIDLEntry(number: 1, uid: "first"), UIDLEntry(number: 2, uid: "invalid 636166e9"),
+                    UIDLEntry(number: 3, uid: "third"),
+                ])
+            ])
         #expect(session.state == .transaction)
     }
 

@@ -1,8 +1,8 @@
 import POP3Core
 import Testing
+
 @testable import Configuration
 @testable import Retrieval
-
 
 /// The pure login decisions: the order `auth = "auto"` tries mechanisms in, and when a refusal ends the login.
 @Suite("LoginPlan: auth = auto candidates and the fallback decision")
@@ -20,18 +20,23 @@ struct LoginPlanTests {
 
     static let candidateCases: [CandidateCase] = [
         .init(name: "no CAPA: USER/PASS", offered: [], expected: [.user]),
-        .init(name: "Dovecot", offered: ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"],
-              expected: [.scramSHA256, .scramSHA1, .cramMD5, .plain, .login, .user]),
+        .init(
+            name: "Dovecot", offered: ["PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256"],
+            expected: [.scramSHA256, .scramSHA1, .cramMD5, .plain, .login, .user]),
         .init(name: "Courier: CRAM-MD5 then USER", offered: ["CRAM-MD5"], expected: [.cramMD5, .user]),
         .init(name: "solid-pop3d: APOP then USER", offered: [], apop: true, expected: [.apop, .user]),
-        .init(name: "APOP after the clear-text ones under TLS", offered: ["PLAIN"], apop: true, encrypted: true,
-              expected: [.plain, .user, .apop]),
-        .init(name: "token: only the OAuth mechanisms", offered: ["OAUTHBEARER", "XOAUTH2", "PLAIN"], token: true,
-              expected: [.oauthbearer, .xoauth2]),
-        .init(name: "token without OAuth offered: the password mechanisms", offered: ["PLAIN"], token: true,
-              expected: [.plain, .user]),
-        .init(name: "client certificate over TLS: EXTERNAL first", offered: ["EXTERNAL", "PLAIN"], encrypted: true,
-              certificate: true, expected: [.external, .plain, .user]),
+        .init(
+            name: "APOP after the clear-text ones under TLS", offered: ["PLAIN"], apop: true, encrypted: true,
+            expected: [.plain, .user, .apop]),
+        .init(
+            name: "token: only the OAuth mechanisms", offered: ["OAUTHBEARER", "XOAUTH2", "PLAIN"], token: true,
+            expected: [.oauthbearer, .xoauth2]),
+        .init(
+            name: "token without OAuth offered: the password mechanisms", offered: ["PLAIN"], token: true,
+            expected: [.plain, .user]),
+        .init(
+            name: "client certificate over TLS: EXTERNAL first", offered: ["EXTERNAL", "PLAIN"], encrypted: true,
+            certificate: true, expected: [.external, .plain, .user]),
         .init(name: "EXTERNAL not without TLS", offered: ["EXTERNAL"], certificate: true, expected: [.user]),
     ]
 

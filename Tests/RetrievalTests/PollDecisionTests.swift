@@ -2,12 +2,12 @@ import Foundation
 import GRDB
 import POP3Core
 import Testing
+
 @testable import Configuration
 @testable import Delivery
 @testable import OAuth
 @testable import Retrieval
 @testable import UIDLStore
-
 
 /// Table tests of the pure decisions: the plan (and its DELE rule), the flood guard, and the settlement.
 @Suite("Poll decisions (pure)")
@@ -113,20 +113,27 @@ struct PollDecisionTests {
     }
 
     static let floodCases: [FloodCase] = [
-        FloodCase(description: "first poll, 20 messages: proceed", listed: 20, knownPresent: 0, stillListed: 0,
-                  firstListed: false, pauses: false),
-        FloodCase(description: "first poll, 21 messages: pause", listed: 21, knownPresent: 0, stillListed: 0,
-                  firstListed: false, pauses: true),
-        FloodCase(description: "first poll, 500 messages, keep = false: proceed", listed: 500, knownPresent: 0,
-                  stillListed: 0, firstListed: false, keep: false, pauses: false),
-        FloodCase(description: "first poll, 500 messages, fetch-all decided: proceed", listed: 500, knownPresent: 0,
-                  stillListed: 0, firstListed: false, decision: .fetchAll, pauses: false),
-        FloodCase(description: "UIDL reset: 50 known vanished, 50 unknown appeared: pause", listed: 50,
-                  knownPresent: 50, stillListed: 0, firstListed: true, pauses: true),
-        FloodCase(description: "30 new messages on a known mailbox: proceed", listed: 80, knownPresent: 50,
-                  stillListed: 50, firstListed: true, pauses: false),
-        FloodCase(description: "a few vanished, many new: proceed", listed: 75, knownPresent: 50, stillListed: 45,
-                  firstListed: true, pauses: false),
+        FloodCase(
+            description: "first poll, 20 messages: proceed", listed: 20, knownPresent: 0, stillListed: 0,
+            firstListed: false, pauses: false),
+        FloodCase(
+            description: "first poll, 21 messages: pause", listed: 21, knownPresent: 0, stillListed: 0,
+            firstListed: false, pauses: true),
+        FloodCase(
+            description: "first poll, 500 messages, keep = false: proceed", listed: 500, knownPresent: 0,
+            stillListed: 0, firstListed: false, keep: false, pauses: false),
+        FloodCase(
+            description: "first poll, 500 messages, fetch-all decided: proceed", listed: 500, knownPresent: 0,
+            stillListed: 0, firstListed: false, decision: .fetchAll, pauses: false),
+        FloodCase(
+            description: "UIDL reset: 50 known vanished, 50 unknown appeared: pause", listed: 50,
+            knownPresent: 50, stillListed: 0, firstListed: true, pauses: true),
+        FloodCase(
+            description: "30 new messages on a known mailbox: proceed", listed: 80, knownPresent: 50,
+            stillListed: 50, firstListed: true, pauses: false),
+        FloodCase(
+            description: "a few vanished, many new: proceed", listed: 75, knownPresent: 50, stillListed: 45,
+            firstListed: true, pauses: false),
     ]
 
     @Test("flood guard", arguments: floodCases)
@@ -153,35 +160,48 @@ struct PollDecisionTests {
     }
 
     static let settleCases: [SettleCase] = [
-        SettleCase(description: "delivered, keep = false: delete", outcomes: [.delivered], disposition: "delete",
-                   count: .delivered, delivered: true),
-        SettleCase(description: "delivered, keep = true: keep", outcomes: [.delivered], keep: true,
-                   disposition: "keep", count: .delivered, delivered: true),
-        SettleCase(description: "delivered but the next reply was malformed: nothing committed, kept",
-                   outcomes: [.delivered], complete: false, disposition: "keep", count: .failed, delivered: false),
-        SettleCase(description: "no outcome at all: kept", outcomes: [], disposition: "keep", count: .failed,
-                   delivered: false),
-        SettleCase(description: "temporary failure: kept, deferred", outcomes: [.temporaryFailure("x")],
-                   disposition: "keep", count: .deferred, delivered: false),
-        SettleCase(description: "failure: kept, failed", outcomes: [.failure("x")], disposition: "keep",
-                   count: .failed, delivered: false),
-        SettleCase(description: "one recipient accepted, one failed: kept", outcomes: [.delivered, .failure("x")],
-                   disposition: "keep", count: .failed, delivered: true),
-        SettleCase(description: "5xx with on_permanent_failure = delete: delete", outcomes: [.permanentFailure("x")],
-                   onPermanent: .delete, disposition: "delete", count: .failed, delivered: false),
-        SettleCase(description: "5xx with on_permanent_failure = bounce: bounce", outcomes: [.permanentFailure("x")],
-                   onPermanent: .bounce, disposition: "bounce", count: .failed, delivered: false),
-        SettleCase(description: "5xx then 4xx with bounce: kept (a recipient may still take it)",
-                   outcomes: [.permanentFailure("x"), .temporaryFailure("y")], onPermanent: .bounce,
-                   disposition: "keep", count: .failed, delivered: false),
+        SettleCase(
+            description: "delivered, keep = false: delete", outcomes: [.delivered], disposition: "delete",
+            count: .delivered, delivered: true),
+        SettleCase(
+            description: "delivered, keep = true: keep", outcomes: [.delivered], keep: true,
+            disposition: "keep", count: .delivered, delivered: true),
+        SettleCase(
+            description: "delivered but the next reply was malformed: nothing committed, kept",
+            outcomes: [.delivered], complete: false, disposition: "keep", count: .failed, delivered: false),
+        SettleCase(
+            description: "no outcome at all: kept", outcomes: [], disposition: "keep", count: .failed,
+            delivered: false),
+        SettleCase(
+            description: "temporary failure: kept, deferred", outcomes: [.temporaryFailure("x")],
+            disposition: "keep", count: .deferred, delivered: false),
+        SettleCase(
+            description: "failure: kept, failed", outcomes: [.failure("x")], disposition: "keep",
+            count: .failed, delivered: false),
+        SettleCase(
+            description: "one recipient accepted, one failed: kept", outcomes: [.delivered, .failure("x")],
+            disposition: "keep", count: .failed, delivered: true),
+        SettleCase(
+            description: "5xx with on_permanent_failure = delete: delete", outcomes: [.permanentFailure("x")],
+            onPermanent: .delete, disposition: "delete", count: .failed, delivered: false),
+        SettleCase(
+            description: "5xx with on_permanent_failure = bounce: bounce", outcomes: [.permanentFailure("x")],
+            onPermanent: .bounce, disposition: "bounce", count: .failed, delivered: false),
+        SettleCase(
+            description: "5xx then 4xx with bounce: kept (a recipient may still take it)",
+            outcomes: [.permanentFailure("x"), .temporaryFailure("y")], onPermanent: .bounce,
+            disposition: "keep", count: .failed, delivered: false),
     ]
 
     @Test("settlement: outcome in, writes and DELE out", arguments: settleCases)
     func settle(_ c: SettleCase) {
         let s = Settlement(
-            outcomes: c.outcomes.enumerated().map { RecipientOutcome(recipients: ["r\($0.offset)"], result: $0.element) },
+            outcomes: c.outcomes.enumerated().map {
+                RecipientOutcome(recipients: ["r\($0.offset)"], result: $0.element)
+            },
             complete: c.complete, priorAttempts: 0,
-            policy: Settlement.Policy(keep: c.keep, onPermanentFailure: c.onPermanent, maxAttempts: 5, accountName: "t"))
+            policy: Settlement.Policy(keep: c.keep, onPermanentFailure: c.onPermanent, maxAttempts: 5, accountName: "t")
+        )
         let disposition: String
         switch s.disposition {
         case .delete: disposition = "delete"
@@ -218,14 +238,17 @@ struct PollDecisionTests {
             try q.write { db in
                 for key in ["alice@h.example:995", "bob@h.example:110", "bob@h.example:995"] {
                     try db.execute(
-                        sql: "INSERT INTO messages (account, uidl, first_seen, size, delivered_at) VALUES (?, 'u1', 1, 10, 1)",
+                        sql:
+                            "INSERT INTO messages (account, uidl, first_seen, size, delivered_at) VALUES (?, 'u1', 1, 10, 1)",
                         arguments: [key])
                 }
             }
         }
         let store = try StateStore(path: path)
         #expect(try store.messages(mailbox: MailboxID("alice@h.example"))["u1"]?.deliveredAt != nil)
-        #expect(try store.mailboxState(mailbox: MailboxID("alice@h.example")).firstListed != nil, "no flood pause after upgrade")
+        #expect(
+            try store.mailboxState(mailbox: MailboxID("alice@h.example")).firstListed != nil,
+            "no flood pause after upgrade")
         #expect(try store.messages(mailbox: MailboxID("bob@h.example")).isEmpty, "two mailboxes are not merged")
         #expect(try store.messages(mailbox: MailboxID("bob@h.example:110"))["u1"] != nil)
         #expect(try store.messages(mailbox: MailboxID("bob@h.example:995"))["u1"] != nil)

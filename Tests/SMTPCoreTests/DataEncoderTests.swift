@@ -1,5 +1,5 @@
-import SMTPCore
 import MailTestKit
+import SMTPCore
 import Testing
 
 /// The DATA encoder's line-at-a-time fast path against the byte-by-byte definition, on random input split at random

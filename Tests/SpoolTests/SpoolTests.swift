@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import NIOCore
 import Testing
+
 @testable import Spool
 
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite("Spool file")
 struct SpoolTests {

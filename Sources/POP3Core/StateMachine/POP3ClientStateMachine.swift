@@ -158,7 +158,8 @@ public struct POP3ClientStateMachine: Sendable {
         }
         if status.indicator == .continuation {
             guard case .auth = self.oldestPendingCommand else {
-                throw POP3ProtocolError(.unexpectedContinuation(command: self.oldestPendingCommand?.keyword ?? "nothing"))
+                throw POP3ProtocolError(
+                    .unexpectedContinuation(command: self.oldestPendingCommand?.keyword ?? "nothing"))
             }
             return .continuation(status.text)
         }
