@@ -127,10 +127,22 @@ extension SMTPConnection {
             guard let chunk = try await self.iterator.next() else {
                 throw self.closedError(timeoutDetail: timeoutDetail)
             }
+            self.bytesRead += chunk.readableBytes
             return chunk
         } catch {
             throw self.mapIOError(error, timeoutDetail: timeoutDetail)
         }
+    }
+
+    /// RFC 5321 §4.1.1.4 (RFC 2033 §4.2): the server answers the body only after its end-of-data line. Anything it
+    /// sent before popfetch has written that line cannot be this message's verdict: it is read through the machine,
+    /// which refuses a reply while the body is being sent (every open recipient deferred, the connection closed), so
+    /// neither this message nor the next takes a stale verdict for its own. Called before each block of the body.
+    func refuseEarlyReply() async throws {
+        guard self.buffer.readableBytes > 0 || self.received.withLockedValue({ $0 }) > self.bytesRead else { return }
+        self.phase = "sending the message (the MTA replied before the end of data)"
+        _ = try await self.receiveReply()
+        throw SMTPTransportError(.connectionClosed, endpoint: self.endpoint, phase: self.phase)
     }
 
     /// One write (several pipelined commands, or a block of the body), within ``Timeouts/dataBlock``.
@@ -180,5 +192,22 @@ extension SMTPConnection {
     static func seconds(_ t: TimeAmount) -> String {
         let s = Double(t.nanoseconds) / 1e9
         return s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
+    }
+}
+
+/// Counts the bytes the channel receives (after TLS), as they arrive on the event loop: the connection compares the
+/// count with what it has read to learn, without reading, whether the server has said something.
+final class InboundByteCounter: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let count: NIOLockedValueBox<Int>
+
+    init(_ count: NIOLockedValueBox<Int>) { self.count = count }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = self.unwrapInboundIn(data).readableBytes
+        self.count.withLockedValue { $0 += bytes }
+        context.fireChannelRead(data)
     }
 }

@@ -80,6 +80,10 @@ public final class SMTPConnection {
     let tlsContext: NIOSSLContext?
     let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
     let timedOut = NIOLockedValueBox(false)
+    /// Bytes the channel has received (counted as they arrive, by ``InboundByteCounter``) and bytes this connection
+    /// has read of them: more received than read means the server has said something not yet looked at.
+    let received: NIOLockedValueBox<Int>
+    var bytesRead = 0
     var phase = "connecting"
 
     /// What the last EHLO/LHLO announced (after STARTTLS: what it announced over TLS).
@@ -93,7 +97,7 @@ public final class SMTPConnection {
         endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, timeouts: Timeouts,
         channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
         outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, tlsContext: NIOSSLContext?,
-        boundary: NIOLoopBound<STARTTLSBoundaryHandler>
+        boundary: NIOLoopBound<STARTTLSBoundaryHandler>, received: NIOLockedValueBox<Int>
     ) {
         self.endpoint = endpoint
         self.machine = SMTPClientStateMachine(configuration: configuration)
@@ -103,6 +107,7 @@ public final class SMTPConnection {
         self.outbound = outbound
         self.tlsContext = tlsContext
         self.boundary = boundary
+        self.received = received
     }
 
     /// Connects (with implicit TLS: and completes the handshake), runs the session up to ready — greeting,
@@ -118,6 +123,7 @@ public final class SMTPConnection {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let handshake = configuration.security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
         let host = endpoint.host
+        let received = NIOLockedValueBox(0)
         let initialize:
             @Sendable (any Channel) -> EventLoopFuture<
                 (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
@@ -131,6 +137,7 @@ public final class SMTPConnection {
                     }
                     let boundary = STARTTLSBoundaryHandler()
                     try sync.addHandler(boundary)
+                    try sync.addHandler(InboundByteCounter(received))
                     let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
                 }
@@ -165,7 +172,7 @@ public final class SMTPConnection {
             }
             let connection = SMTPConnection(
                 endpoint: endpoint, configuration: configuration, timeouts: timeouts, channel: asyncChannel.channel,
-                inbound: inbound, outbound: outbound, tlsContext: tlsContext, boundary: boundary)
+                inbound: inbound, outbound: outbound, tlsContext: tlsContext, boundary: boundary, received: received)
             guard case .ready = try await connection.drive(.waitForReply) else {
                 preconditionFailure("the session setup ended without the session being ready")
             }
@@ -219,14 +226,22 @@ public final class SMTPConnection {
     public func writeBody(_ block: [UInt8]) async throws {
         precondition(self.machine.state == .sendingBody, "body written without a 354")
         self.phase = "sending the message"
+        try await self.refuseEarlyReply()
         try await self.write(ByteBuffer(bytes: block))
     }
 
     /// The whole body, end-of-data line included, was written: the reply (LMTP: one per accepted recipient) decides.
+    /// A connection lost after part of the LMTP replies throws an ``SMTPClientError`` with the verdicts received
+    /// (see ``SMTPClientStateMachine/connectionLost(_:)``); lost before any, the transport error.
     public func bodySent() async throws -> [SMTPClientStateMachine.RecipientResult] {
-        switch try await self.drive(try self.machine.bodySent()) {
-        case .transactionComplete(let results): return results
-        case let other: preconditionFailure("the end of data ended in \(other)")
+        do {
+            switch try await self.drive(try self.machine.bodySent()) {
+            case .transactionComplete(let results): return results
+            case let other: preconditionFailure("the end of data ended in \(other)")
+            }
+        } catch let e as SMTPTransportError {
+            if let lost = self.machine.connectionLost(e.description) { throw lost }
+            throw e
         }
     }
 

@@ -11,7 +11,7 @@ public struct SMTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
             case serviceClosing, greetingRefused, helloRefused, startTLSNotOffered, startTLSRefused
-            case authenticationFailed, unexpectedReply
+            case authenticationFailed, unexpectedReply, connectionLost
         }
 
         private var base: Base
@@ -32,6 +32,9 @@ public struct SMTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let authenticationFailed = Code(.authenticationFailed)
         /// A reply nobody waits for, a reply code the command cannot have, or a reply in clear text between the
         /// `220` to STARTTLS and the TLS handshake.
+        /// The connection was lost after part of the end-of-data replies (LMTP): see
+        /// ``SMTPClientStateMachine/connectionLost(_:)``.
+        public static let connectionLost = Code(.connectionLost)
         public static let unexpectedReply = Code(.unexpectedReply)
 
         public var description: String {
@@ -43,6 +46,7 @@ public struct SMTPClientError: Error, Hashable, Sendable, CustomStringConvertibl
             case .startTLSRefused: return "STARTTLS refused"
             case .authenticationFailed: return "authentication failed"
             case .unexpectedReply: return "unexpected reply"
+            case .connectionLost: return "connection lost"
             }
         }
     }

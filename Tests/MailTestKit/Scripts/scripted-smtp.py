@@ -9,8 +9,14 @@
       2920 §3.1 allows it); an empty DATA is answered 554 and counted in OUTDIR/empty-data. Later ones are accepted.
     MODE data-250: DATA is answered 250 instead of 354 (a broken MTA).
     MODE rcpt-552: RCPT is answered 552 ("too many recipients", temporary per RFC 5321 §4.5.3.1.10).
+    MODE lmtp-drop-after-first: (LMTP) after the final dot, the first recipient's "250" is sent, then the connection
+      is dropped before the other recipients' replies (an LMTP delivery process that crashed on the second mailbox).
+      Every such message is saved (it reached the first recipient).
+    MODE stall-after-dot-long: the reply after the final dot comes 30 s late (the message is saved then).
+    MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
+      was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
-dot-unstuffed); OUTDIR/connections counts connections. Exits after 60 s.
+dot-unstuffed); OUTDIR/connections counts connections; OUTDIR/rcpts lists the RCPT commands accepted. Exits after 60 s.
 """
 import os, socket, sys, threading, time
 
@@ -52,6 +58,8 @@ def serve(conn, number):
             send("550 5.1.1 no such user" if refusing else "552 5.5.3 too many recipients")
         elif cmd.startswith(b"RCPT"):
             accepted += 1
+            with open(os.path.join(outdir, "rcpts"), "a") as log:
+                log.write(cmd.decode("utf-8", "replace") + "\n")
             send("250 ok")
         elif cmd.startswith(b"RSET") or cmd.startswith(b"NOOP"):
             send("250 ok")
@@ -60,7 +68,10 @@ def serve(conn, number):
         elif cmd == b"DATA" and accepted == 0 and mode != "refuse-first-transaction":
             send("554 5.5.1 no valid recipients")
         elif cmd == b"DATA":
-            send("354 go ahead")
+            if mode == "early-250" and transactions == 1:
+                conn.sendall(b"354 go ahead\r\n250 2.0.0 premature, before the body\r\n")
+            else:
+                send("354 go ahead")
             if mode == "stop-reading":
                 time.sleep(55)
                 return
@@ -84,8 +95,21 @@ def serve(conn, number):
                     out.write(str(empty))
                 send("554 5.5.1 no valid recipients")
                 continue
+            if mode == "lmtp-drop-after-first":
+                saved += 1
+                with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
+                    out.write(data)
+                send("250 2.0.0 first recipient ok")
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+                return
+            if mode == "early-250" and transactions == 1:
+                send("554 5.7.1 refused after the dot")
+                continue
             if mode == "stall-after-dot":
                 time.sleep(3)
+            if mode == "stall-after-dot-long":
+                time.sleep(30)
             saved += 1
             with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                 out.write(data)

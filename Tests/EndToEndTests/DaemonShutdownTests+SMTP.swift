@@ -1,0 +1,72 @@
+import Foundation
+import MailTestKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Adversarial review of issue 10: the grace running out while SMTP is in flight.
+extension DaemonShutdownTests {
+    static func startSMTP(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
+        let out = f.directory + "/smtp-out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let portFile = f.directory + "/smtp-port"
+        let server = try Child.spawn(
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-smtp.py", portFile, out, mode],
+            stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, out)
+    }
+
+    @Test("grace over while the MTA has not answered the final dot: prompt exit, the message stays on the server")
+    func graceOverAfterDot() throws {
+        let f = try PopfetchFixture()
+        let (smtp, port, _) = try Self.startSMTP(f, mode: "stall-after-dot-long")
+        defer { kill(smtp.pid, SIGKILL); _ = smtp.wait(timeout: 5) }
+        try #require(port > 0)
+        try f.user.deliver([Corpus.message(1, seed: 143, bareCR: false)])
+        try f.writeConfig(
+            extra: "interval = \"1h\"\nsmtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "")
+        try Self.setGrace(f, "2s")
+        let daemon = try RunningDaemon.start(f)
+        var reaped = false
+        defer { if !reaped { _ = daemon.stop(timeout: 5) } }
+        Thread.sleep(forTimeInterval: 3)  // connected, the body sent, waiting for the 250
+        let start = Date()
+        daemon.signal(SIGTERM)
+        let status = daemon.child.wait(timeout: 30)
+        reaped = true
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(status == 0, "\(daemon.output)")
+        #expect(elapsed < 8, "exited \(elapsed) s after SIGTERM (grace 2 s)\n\(daemon.output)")
+        #expect(f.user.messageCount() == 1, "not deleted without a 250:\n\(daemon.output)")
+    }
+
+    @Test("grace over while the MTA stops reading mid-DATA (the write blocks): prompt exit, the message stays")
+    func graceOverBlockedWrite() throws {
+        let f = try PopfetchFixture()
+        let (smtp, port, _) = try Self.startSMTP(f, mode: "stop-reading")
+        defer { kill(smtp.pid, SIGKILL); _ = smtp.wait(timeout: 5) }
+        try #require(port > 0)
+        var m = Corpus.message(1, seed: 144, bareCR: false)
+        for _ in 0..<200_000 { m += Array("a line of a message that the MTA will never read\n".utf8) }
+        try f.user.deliver([m])
+        try f.writeConfig(
+            extra: "interval = \"1h\"\nsmtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "",
+            timeout: "60s")
+        try Self.setGrace(f, "2s")
+        let daemon = try RunningDaemon.start(f)
+        var reaped = false
+        defer { if !reaped { _ = daemon.stop(timeout: 5) } }
+        Thread.sleep(forTimeInterval: 5)  // fetched, DATA started, the write blocked
+        let start = Date()
+        daemon.signal(SIGTERM)
+        let status = daemon.child.wait(timeout: 60)
+        reaped = true
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(status == 0, "\(daemon.output)")
+        #expect(elapsed < 8, "exited \(elapsed) s after SIGTERM (grace 2 s)\n\(daemon.output)")
+        #expect(f.user.messageCount() == 1, "\(daemon.output)")
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import MailTestKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Replies that arrive before the command (or body) they claim to answer, and LMTP verdicts cut short (found by the
+/// adversarial review of issue 10).
+extension SMTPFaultTests {
+    @Test("a 250 that arrives with the 354, before any of the body was sent, is not the end-of-data reply")
+    func premature250IsNotADelivery() throws {
+        let f = try PopfetchFixture()
+        let (server, port, out) = try self.startServer(f, mode: "early-250")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        try f.user.deliver([Corpus.message(1, seed: 141, bareCR: false), Corpus.message(2, seed: 141, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\nsmtp_timeout = \"5s\"", mda: "")
+        let r = try f.poll()
+        let saved = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }
+        // The 250 that came with the 354 is no verdict: message 1 is deferred (kept on the server, the poll fails) and
+        // the connection closed; message 2 goes over a new connection, which accepts it (the one saved copy).
+        #expect(saved.count == 1, "\(saved)")
+        #expect(r.status != 0, "\(r.stderr)")
+        #expect(f.user.messageCount() == 1, "message 1, which the MTA never accepted, stays: \(r.stderr)")
+        #expect(r.stderr.contains("before the end of data") || r.stderr.contains("unexpected reply"), "\(r.stderr)")
+        #expect(
+            !r.stderr.contains("554 5.7.1 refused after the dot") || !r.stderr.contains("MAIL FROM"),
+            "the 554 that answered message 1's dot was blamed on message 2's MAIL FROM: \(r.stderr)")
+    }
+}
+
+extension SMTPFaultTests {
+    @Test("LMTP: the connection drops after the first recipient's 250; that recipient is not sent the message again")
+    func lmtpDropAfterFirstRecipient() throws {
+        let f = try PopfetchFixture()
+        let (server, port, out) = try self.startServer(f, mode: "lmtp-drop-after-first")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        try f.user.deliver([Corpus.message(1, seed: 142, bareCR: false)])
+        try f.writeConfig(
+            extra:
+                "lmtp = \"127.0.0.1:\(port)\"\nrecipient = [\"a@mail.test\", \"b@mail.test\"]\nsmtp_timeout = \"5s\"",
+            mda: "")
+        let r1 = try f.poll()
+        let afterFirst = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }.count
+        let r2 = try f.poll()
+        let afterSecond = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }.count
+        #expect(r1.status != 0, "\(r1.stderr)")
+        // a@ accepted it on the first connection; b@'s reply never came. Poll 1 sends it once and keeps it for b@.
+        #expect(afterFirst == 1, "copies after poll 1: \(afterFirst)\n\(r1.stderr)")
+        // Poll 2 sends it to b@ alone (the scripted server logs commands upper-cased, saves a copy per transaction and answers the first
+        // recipient, here b@, with 250): now every recipient has it, and it is deleted.
+        let rcpts = try String(contentsOfFile: out + "/rcpts", encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(rcpts == ["RCPT TO:<A@MAIL.TEST>", "RCPT TO:<B@MAIL.TEST>", "RCPT TO:<B@MAIL.TEST>"], "\(rcpts)")
+        #expect(afterSecond == 2, "copies after poll 2: \(afterSecond)\n\(r2.stderr)")
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(f.user.messageCount() == 0, "delivered to both recipients: deleted")
+    }
+}
+
+extension SMTPFaultTests {
+    @Test("premature 250 with on_permanent_failure = delete: neither message may be deleted (the MTA saved none)")
+    func premature250WithDelete() throws {
+        let f = try PopfetchFixture()
+        let (server, port, out) = try self.startServer(f, mode: "early-250")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        try f.user.deliver([Corpus.message(1, seed: 145, bareCR: false), Corpus.message(2, seed: 145, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\nsmtp_timeout = \"5s\"\n"
+                + "on_permanent_failure = \"delete\"", mda: "")
+        let r = try f.poll()
+        let saved = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }
+        // Message 2 is accepted on a new connection; message 1, refused by no verdict of the MTA, is kept: a reply
+        // out of turn is never a permanent refusal.
+        #expect(saved.count == 1, "\(saved)")
+        #expect(f.user.messageCount() == 1, "message 1 was deleted although no verdict refused it: \(r.stderr)")
+    }
+}
