@@ -776,5 +776,38 @@ enum Table {
             ], final: .closed),
     ]
 
-    static let all: [Row] = connection + tls + auth + smtp + lmtpRows + session
+    /// The connection drops while LMTP's end-of-data replies come in: what was answered stands.
+    static let lostRows: [Row] = [
+        Row(
+            "LMTP: dropped after the first recipient's reply: it stands, the other is deferred", lmtp,
+            connected(lmtpHello, lmtp: true) + [
+                x(
+                    .begin("a@x.test", ["b@y.test", "c@y.test"]),
+                    .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .rcptTo("c@y.test"), .data)),
+                x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait),
+                x(.reply(goAhead), .action(.sendBody)),
+                x(.bodySent, .wait, awaiting: [.endOfData, .endOfData]),
+                x(.reply(r(250, "2.0.0 <b@y.test> Saved")), .wait, awaiting: [.endOfData]),
+                x(
+                    .connectionLost,
+                    .error(
+                        .connectionLost, temporary: true,
+                        results: [
+                            accepted("b@y.test", r(250, "2.0.0 <b@y.test> Saved")),
+                            temporary("c@y.test", r(421, "4.4.2 connection lost (dropped)"), .endOfData),
+                        ])),
+            ], final: .failed),
+        Row(
+            "LMTP: dropped before any end-of-data reply: nothing decided, the message may go again", lmtp,
+            connected(lmtpHello, lmtp: true) + [
+                x(
+                    .begin("a@x.test", ["b@y.test"]),
+                    .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
+                x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
+                x(.bodySent, .wait, awaiting: [.endOfData]),
+                x(.connectionLost, .action(.close)),
+            ], final: .failed),
+    ]
+
+    static let all: [Row] = connection + tls + auth + smtp + lmtpRows + lostRows + session
 }

@@ -49,6 +49,8 @@ enum Input: Sendable, CustomStringConvertible {
     case begin(sender: String, recipients: [String], size: Int?, needsUTF8: Bool, eightBit: Bool)
     case bodySent
     case quit
+    /// The connection dropped: the machine's verdict on what was decided (thrown), or `.close` when nothing was.
+    case connectionLost
 
     static func begin(
         _ sender: String, _ recipients: [String], size: Int? = nil, utf8: Bool = false, eightBit: Bool = false
@@ -68,6 +70,7 @@ enum Input: Sendable, CustomStringConvertible {
             return "beginTransaction(<\(s)>, \(rs), size: \(size.map(String.init) ?? "nil"), utf8: \(u), 8bit: \(e))"
         case .bodySent: return "bodySent()"
         case .quit: return "quit()"
+        case .connectionLost: return "connectionLost()"
         }
     }
 
@@ -81,6 +84,9 @@ enum Input: Sendable, CustomStringConvertible {
             return try machine.beginTransaction(sender: s, recipients: rs, size: size, needsUTF8: u, eightBit: e)
         case .bodySent: return try machine.bodySent()
         case .quit: return machine.quit()
+        case .connectionLost:
+            if let error = machine.connectionLost("dropped") { throw error }
+            return .close
         }
     }
 }

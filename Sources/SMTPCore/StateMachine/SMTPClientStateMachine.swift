@@ -389,7 +389,12 @@ public struct SMTPClientStateMachine: Sendable {
     /// temporary failure, so a recipient that has the message is not sent it again. Nil when no end-of-data reply
     /// had come: nothing was decided, and the message may be sent again whole. The session is over either way.
     public mutating func connectionLost(_ detail: String) -> SMTPClientError? {
-        defer { self.state = .failed }
+        defer {
+            self.state = .failed
+            self.transaction = nil
+            self.pending = []
+            self.pendingHead = 0
+        }
         guard let transaction = self.transaction, transaction.endOfData.contains(where: { $0 != nil }) else {
             return nil
         }
