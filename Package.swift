@@ -128,7 +128,8 @@ let package = Package(
         ),
         .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
         // Tests. MailTestKit: the real Dovecot, Postfix and Courier instances on loopback, the scripted fault servers
-        // (Scripts/), the popfetch runner and fixtures, shared by the test targets that need real servers.
+        // (Scripts/), the popfetch runner and fixtures, shared by the test targets that need real servers. It imports
+        // Testing, which only test builds have: a release build names its product (`--product popfetch`).
         .target(name: "MailTestKit", path: "Tests/MailTestKit", exclude: ["Scripts"], swiftSettings: strictSettings),
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
