@@ -38,27 +38,27 @@ public struct POP3Endpoint: Hashable, Sendable {
 /// TCP_NODELAY is set on the socket (Nagle plus delayed ACK costs ~45 ms a round trip on loopback).
 public final class POP3Connection {
     public let endpoint: POP3Endpoint
-    public private(set) var greeting: StatusLine?
-    public private(set) var apopTimestamp: String?
+    public internal(set) var greeting: StatusLine?
+    public internal(set) var apopTimestamp: String?
     /// True once TLS protects the connection (implicit TLS or after STLS).
-    public private(set) var isEncrypted: Bool
+    public internal(set) var isEncrypted: Bool
 
-    private var machine = POP3ClientStateMachine()
-    private var buffer = ByteBuffer()
-    private var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    private let channel: any Channel
-    private let tlsContext: NIOSSLContext?
-    private let stlsGuard: NIOLoopBound<STLSGuardHandler>
-    private let timedOut = NIOLockedValueBox(false)
-    private var phase = "connecting"
+    var machine = POP3ClientStateMachine()
+    var buffer = ByteBuffer()
+    var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    let channel: any Channel
+    let tlsContext: NIOSSLContext?
+    let stlsGuard: NIOLoopBound<STLSGuardHandler>
+    let timedOut = NIOLockedValueBox(false)
+    var phase = "connecting"
     /// When the reply being read started (the last command was sent), and how many bytes of it arrived since:
     /// the reply's deadline is `replyStarted + timeout + replyBytes / minimumRate`.
-    private var replyStarted = NIODeadline.now()
-    private var replyBytes = 0
-    private let sessionDeadline: NIODeadline?
+    var replyStarted = NIODeadline.now()
+    var replyBytes = 0
+    let sessionDeadline: NIODeadline?
 
-    private init(
+    init(
         endpoint: POP3Endpoint,
         channel: any Channel,
         inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
@@ -77,7 +77,7 @@ public final class POP3Connection {
     }
 
     /// A command went out: its reply's deadline starts now.
-    private func startReply() {
+    func startReply() {
         self.replyStarted = .now()
         self.replyBytes = 0
     }
@@ -157,7 +157,7 @@ public final class POP3Connection {
         }
     }
 
-    private static func awaitHandshake(_ future: EventLoopFuture<Void>, channel: any Channel, endpoint: POP3Endpoint)
+    static func awaitHandshake(_ future: EventLoopFuture<Void>, channel: any Channel, endpoint: POP3Endpoint)
         async throws
     {
         do {
@@ -209,12 +209,12 @@ public final class POP3Connection {
         self.startReply()
     }
 
-    private func write(_ bytes: [UInt8]) async throws {
+    func write(_ bytes: [UInt8]) async throws {
         try await self.write(ByteBuffer(bytes: bytes))
     }
 
     /// Writes within the time-out (and the session's deadline): a server that stops reading cannot hang a poll.
-    private func write(_ buffer: ByteBuffer) async throws {
+    func write(_ buffer: ByteBuffer) async throws {
         let timer = self.armTimer(self.deadline(progressive: false))
         defer { timer.cancel() }
         do {
@@ -225,7 +225,7 @@ public final class POP3Connection {
     }
 
     /// The earliest of: the time-out from now, the reply's progress deadline, the session's deadline.
-    private func deadline(progressive: Bool) -> NIODeadline {
+    func deadline(progressive: Bool) -> NIODeadline {
         var d = NIODeadline.now() + self.endpoint.timeout
         if progressive {
             let allowance = TimeAmount.nanoseconds(
@@ -236,7 +236,7 @@ public final class POP3Connection {
         return d
     }
 
-    private func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
+    func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
         let channel = self.channel
         let flag = self.timedOut
         return channel.eventLoop.scheduleTask(deadline: deadline) {
@@ -265,7 +265,7 @@ public final class POP3Connection {
         }
     }
 
-    private func readChunk() async throws -> ByteBuffer {
+    func readChunk() async throws -> ByteBuffer {
         let timer = self.armTimer(self.deadline(progressive: true))
         defer { timer.cancel() }
         do {
@@ -279,7 +279,7 @@ public final class POP3Connection {
         }
     }
 
-    private func closedError() -> any Error {
+    func closedError() -> any Error {
         // A cancelled task's read ends as if the connection closed: it was abandoned, not closed by the server.
         if Task.isCancelled { return CancellationError() }
         if self.timedOut.withLockedValue({ $0 }) { return self.timeoutError() }
@@ -287,7 +287,7 @@ public final class POP3Connection {
     }
 
     /// A time-out, saying which deadline passed.
-    private func timeoutError() -> TransportError {
+    func timeoutError() -> TransportError {
         var detail: String?
         if let s = self.sessionDeadline, s <= .now() {
             detail = "the session ran past its deadline (poll_timeout)"
@@ -298,7 +298,7 @@ public final class POP3Connection {
             .timeout, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase, detail: detail)
     }
 
-    private func mapIOError(_ error: any Error) -> any Error {
+    func mapIOError(_ error: any Error) -> any Error {
         if Task.isCancelled { return CancellationError() }
         if error is TransportError || error is POP3ProtocolError || error is CommandEncodingError
             || error is POP3ClientStateMachine.UsageError
@@ -316,171 +316,6 @@ public final class POP3Connection {
             detail: "\(error)")
     }
 
-    // MARK: - High level commands
-
-    private func readGreeting() async throws {
-        self.phase = "waiting for the greeting"
-        let event = try await self.nextEvent()
-        guard case .greeting(let status, let ts) = event else {
-            preconditionFailure("first event of a session is not the greeting")
-        }
-        self.greeting = status
-        self.apopTimestamp = ts
-        guard status.isOK else {
-            throw POP3CommandError(command: "greeting", status: status)
-        }
-    }
-
-    /// Sends a command expecting a single-line reply. Returns the reply whether +OK or -ERR.
-    public func execute(_ command: Command) async throws -> StatusLine {
-        try await self.send(command)
-        return try await self.awaitResponse(to: command)
-    }
-
-    /// Waits for the single-line reply to `command` (after ``send(_:)``).
-    public func awaitResponse(to command: Command) async throws -> StatusLine {
-        let event = try await self.nextEvent()
-        switch event {
-        case .response(_, let status):
-            return status
-        default:
-            throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected multi-line reply"))
-        }
-    }
-
-    /// Sends a command and throws ``POP3CommandError`` unless the reply is +OK.
-    @discardableResult
-    public func executeExpectingOK(_ command: Command) async throws -> StatusLine {
-        let status = try await self.execute(command)
-        guard status.isOK else { throw POP3CommandError(command: command.description, status: status) }
-        return status
-    }
-
-    /// CAPA. Returns nil if the server does not support CAPA (answers -ERR).
-    public func capabilities() async throws -> Capabilities? {
-        try await self.send(.capa)
-        switch try await self.nextEvent() {
-        case .capabilities(let caps, _): return caps
-        case .response(_, let status) where !status.isOK: return nil
-        default: throw POP3ProtocolError(.malformedReply(command: "CAPA", excerpt: "unexpected reply"))
-        }
-    }
-
-    /// UIDL without argument. Returns nil when the server does not support UIDL.
-    public func uidlListing() async throws -> [UIDLEntry]? {
-        try await self.send(.uidl(nil))
-        switch try await self.nextEvent() {
-        case .uidlListing(let entries): return entries
-        case .response(_, let status) where !status.isOK: return nil
-        default: throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: "unexpected reply"))
-        }
-    }
-
-    /// UIDL and LIST, sent in one write when the server offers PIPELINING (the server builds the second listing
-    /// while the first is parsed). The UIDL listing is nil when the server does not support UIDL.
-    public func listings(pipelining: Bool) async throws -> (uidl: [UIDLEntry]?, scan: [ScanEntry]) {
-        guard pipelining else { return (try await self.uidlListing(), try await self.scanListing()) }
-        try await self.sendPipelined([.uidl(nil), .list(nil)])
-        let uidl: [UIDLEntry]?
-        switch try await self.nextEvent() {
-        case .uidlListing(let entries): uidl = entries
-        case .response(_, let status) where !status.isOK: uidl = nil
-        default: throw POP3ProtocolError(.malformedReply(command: "UIDL", excerpt: "unexpected reply"))
-        }
-        return (uidl, try await self.receiveScanListing())
-    }
-
-    /// LIST without argument.
-    public func scanListing() async throws -> [ScanEntry] {
-        try await self.send(.list(nil))
-        return try await self.receiveScanListing()
-    }
-
-    private func receiveScanListing() async throws -> [ScanEntry] {
-        switch try await self.nextEvent() {
-        case .scanListing(let entries): return entries
-        case .response(let c, let status): throw POP3CommandError(command: c.description, status: status)
-        default: throw POP3ProtocolError(.malformedReply(command: "LIST", excerpt: "unexpected reply"))
-        }
-    }
-
-    /// Streams the response to an already sent RETR or TOP into `sink`. Returns the -ERR status if refused.
-    public func receiveMessage(_ command: Command, sink: (ByteBuffer) throws -> Void) async throws -> StatusLine? {
-        self.phase = "receiving \(command.description)"
-        switch try await self.nextEvent() {
-        case .messageBegin:
-            break
-        case .response(_, let status):
-            return status
-        default:
-            throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected reply"))
-        }
-        while true {
-            switch try await self.nextEvent() {
-            case .messageBytes(let bytes):
-                try sink(bytes)
-            case .messageEnd:
-                return nil
-            default:
-                throw POP3ProtocolError(.malformedReply(command: command.keyword, excerpt: "unexpected event"))
-            }
-        }
-    }
-
-    /// RFC 2595 STLS: upgrade to TLS, verifying the certificate, and discard what was learned in clear text.
-    public func startTLS() async throws {
-        guard let tlsContext = self.tlsContext else { preconditionFailure("STLS without a TLS context") }
-        let guardBox = self.stlsGuard
-        try await self.channel.eventLoop.submit { guardBox.value.arm() }.get()
-        let status = try await self.execute(.stls)
-        guard status.isOK else {
-            throw TransportError(
-                .stlsRefused, host: self.endpoint.host, port: self.endpoint.port, phase: "STLS",
-                detail: status.description)
-        }
-        // Whatever arrived in clear after +OK is discarded (the guard drops it on the wire side too).
-        self.buffer.clear()
-        let handshake = self.channel.eventLoop.makePromise(of: Void.self)
-        let host = self.endpoint.host
-        let channel = self.channel
-        try await channel.eventLoop.submit {
-            let sni = TLSContextFactory.serverName(for: host)
-            let sync = channel.pipeline.syncOperations
-            let ssl = try NIOSSLClientHandler(context: tlsContext, serverHostname: sni)
-            try sync.addHandler(ssl, position: .first)
-            try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
-        }.get()
-        try await Self.awaitHandshake(handshake.futureResult, channel: channel, endpoint: self.endpoint)
-        self.machine.tlsEstablished()
-        self.isEncrypted = true
-    }
-
-    /// Connects only to look at the server's certificate (implicit TLS, or after STLS), accepting any; nothing
-    /// else is sent. For diagnosing a failed verification and for `check --show-certificate`.
-    public static func inspectCertificate(host: String, port: Int, tls: TLSMode, timeout: TimeAmount) async throws
-        -> CertificateSummary
-    {
-        var endpoint = POP3Endpoint(host: host, port: port, tls: tls, timeout: timeout)
-        endpoint.inspectOnly = true
-        let context = try TLSContextFactory.makeContext(TLSClientOptions(verification: .inspectionOnly))
-        return try await Self.withConnection(to: endpoint, tlsContext: context) { conn in
-            if tls == .starttls {
-                try await conn.startTLS()
-            }
-            let channel = conn.channel
-            return try await channel.eventLoop.submit { () -> CertificateSummary in
-                guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else {
-                    throw TransportError(.tlsFailed, host: host, port: port, phase: "TLS", detail: "no certificate")
-                }
-                return CertificateSummary(cert, fingerprint: Array(SHA256.hash(data: try cert.toDERBytes())))
-            }.get()
-        }
-    }
-
-    /// QUIT: on success in TRANSACTION state the server runs the UPDATE state and removes messages marked deleted.
-    public func quit() async throws -> StatusLine {
-        try await self.execute(.quit)
-    }
 }
 
 /// The server answered a command with -ERR (or a greeting with -ERR).
