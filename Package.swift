@@ -61,7 +61,10 @@ let package = Package(
         ),
         // The SQLite state (GRDB): UIDLs per mailbox, deliveries per recipient, poll history, OAuth2 tokens.
         .target(
-            name: "UIDLStore", dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            name: "UIDLStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings
         ),
         // One message on disk: an unlinked spool file written as it arrives, read back by the deliverers.
@@ -165,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "MailTransportTests",
             dependencies: [
-                "MailTransport", "SMTPCore",
+                "MailTransport", "SMTPCore", "SystemSupport",
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOEmbedded"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],

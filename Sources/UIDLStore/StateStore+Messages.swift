@@ -1,5 +1,6 @@
 public import Foundation
 import GRDB
+import GRDBSQLite
 
 #if canImport(Glibc)
     import Glibc
@@ -10,30 +11,34 @@ extension StateStore {
 
     /// Every message known for the mailbox, with the recipients each was delivered to (for messages not yet
     /// delivered everywhere: once `delivered_at` is set nothing reads them, and a mailbox of 20,000 delivered
-    /// messages would otherwise build 20,000 sets on every poll). One query each.
-    public func messages(mailbox: MailboxID) throws -> [String: MessageRecord] {
+    /// messages would otherwise build 20,000 sets on every poll). One query each. Every poll loads this, so the
+    /// rows are read column by column straight from SQLite (no `Row` values), and the error text, which the poll
+    /// never reads, is left out unless `includingErrors`.
+    public func messages(mailbox: MailboxID, includingErrors: Bool = false) throws -> [String: MessageRecord] {
         try self.read { db in
             let count = try Int.fetchOne(
                 db, sql: "SELECT count(*) FROM messages WHERE account = ?", arguments: [mailbox.rawValue])
             var out: [String: MessageRecord] = [:]
             out.reserveCapacity(count ?? 0)
-            let rows = try Row.fetchCursor(
-                db,
+            let statement = try db.makeStatement(
                 sql: """
                     SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
-                        last_error, failed_at, digest, seen_only, delete_pending
+                        failed_at, digest, seen_only, delete_pending\(includingErrors ? ", last_error" : "")
                     FROM messages WHERE account = ?
-                    """, arguments: [mailbox.rawValue])
-            while let r = try rows.next() {
-                let uid: String = r[0]
+                    """)
+            statement.arguments = [mailbox.rawValue]
+            let rows = try Row.fetchCursor(statement)
+            let s = statement.sqliteStatement
+            while try rows.next() != nil {
+                guard let uid = Self.text(s, 0) else { continue }
                 out[uid] = MessageRecord(
-                    uid: uid, firstSeen: Date(timeIntervalSince1970: r[1]),
-                    lastSeen: (r[2] as Double?).map(Date.init(timeIntervalSince1970:)), size: r[3],
-                    deliveredAt: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)),
-                    deletedAt: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)),
-                    attempts: r[6], retrievalAttempts: r[7], lastError: r[8],
-                    failedAt: (r[9] as Double?).map(Date.init(timeIntervalSince1970:)), digest: r[10],
-                    seenOnly: (r[11] as Int? ?? 0) != 0, deletePending: (r[12] as Int? ?? 0) != 0)
+                    uid: uid, firstSeen: Date(timeIntervalSince1970: sqlite3_column_double(s, 1)),
+                    lastSeen: Self.date(s, 2), size: Self.int(s, 3), deliveredAt: Self.date(s, 4),
+                    deletedAt: Self.date(s, 5), attempts: Int(sqlite3_column_int64(s, 6)),
+                    retrievalAttempts: Int(sqlite3_column_int64(s, 7)),
+                    lastError: includingErrors ? Self.text(s, 12) : nil, failedAt: Self.date(s, 8),
+                    digest: Self.text(s, 9), seenOnly: sqlite3_column_int64(s, 10) != 0,
+                    deletePending: sqlite3_column_int64(s, 11) != 0)
             }
             let d = try Row.fetchCursor(
                 db,
@@ -50,6 +55,24 @@ extension StateStore {
             }
             return out
         }
+    }
+
+    private static func isNull(_ s: SQLiteStatement, _ column: Int32) -> Bool {
+        sqlite3_column_type(s, column) == SQLITE_NULL
+    }
+
+    private static func text(_ s: SQLiteStatement, _ column: Int32) -> String? {
+        guard !self.isNull(s, column), let bytes = sqlite3_column_text(s, column) else { return nil }
+        let count = Int(sqlite3_column_bytes(s, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    private static func date(_ s: SQLiteStatement, _ column: Int32) -> Date? {
+        self.isNull(s, column) ? nil : Date(timeIntervalSince1970: sqlite3_column_double(s, column))
+    }
+
+    private static func int(_ s: SQLiteStatement, _ column: Int32) -> Int? {
+        self.isNull(s, column) ? nil : Int(sqlite3_column_int64(s, column))
     }
 
     /// How long a record lives after its message was last listed (flood protection: forgetting is by age, never
@@ -296,7 +319,9 @@ extension StateStore {
 
     /// Messages marked failed for the mailbox.
     public func failedMessages(mailbox: MailboxID) throws -> [MessageRecord] {
-        try self.messages(mailbox: mailbox).values.filter { $0.failedAt != nil && $0.deliveredAt == nil }
-            .sorted { $0.firstSeen < $1.firstSeen }
+        try self.messages(mailbox: mailbox, includingErrors: true).values.filter {
+            $0.failedAt != nil && $0.deliveredAt == nil
+        }
+        .sorted { $0.firstSeen < $1.firstSeen }
     }
 }
