@@ -5,6 +5,7 @@ import NIOPosix
 public import NIOSSL
 import NIOTLS
 public import POP3Core
+import SystemSupport
 
 /// Where and how to connect.
 public struct POP3Endpoint: Hashable, Sendable {
@@ -93,8 +94,7 @@ public final class POP3Connection {
         let handshake: EventLoopPromise<Void>?
         let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let guardBox: NIOLoopBound<STLSGuardHandler>
-        let group = MultiThreadedEventLoopGroup.singleton
-        let eventLoop = group.next()
+        let eventLoop = EventLoopAffinity.loopForNewWork
         handshake = endpoint.tls == .implicit ? eventLoop.makePromise(of: Void.self) : nil
         if endpoint.tls != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")

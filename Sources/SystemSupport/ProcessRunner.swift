@@ -39,6 +39,12 @@ public enum ProcessInput: Hashable, Sendable {
     /// killed meanwhile cannot cut the child's input short. The outcome's ``ProcessOutcome/input`` says whether the
     /// child read all of it before exiting.
     case file(Int32)
+
+    var fd: Int32 {
+        switch self {
+        case .descriptor(let fd), .file(let fd): return fd
+        }
+    }
 }
 
 public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -136,8 +142,54 @@ public enum ProcessRunner {
         guard let program = arguments.first else {
             throw ProcessLaunchError(program: "", message: "empty command")
         }
-        // A cancelled task (the daemon's shutdown grace ran out) starts no child: it could not be waited for.
+        // A cancelled task (the daemon's shutdown grace ran out) starts no child.
         try Task.checkCancellation()
+        // Setting up the input, spawning and waiting block, so they run on NIO's thread pool, in one job: the poll's
+        // thread (its event loop, see EventLoopAffinity) goes on receiving the next message meanwhile. A cancelled
+        // task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox
+        // could leave a truncated copy there, while one left alone delivers the whole message (the input is all in
+        // its pipe, or fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at most
+        // one duplicate, never a loss. The job goes on meanwhile (reaping the child and closing its files), and ends
+        // with the process.
+        // The job may run after a cancelled caller has stopped waiting and closed its descriptors: it works on
+        // copies of them, and closes those.
+        let ownInput: ProcessInput
+        let ownStdout: Int32?
+        switch input {
+        case .descriptor(let fd): ownInput = .descriptor(try Self.duplicate(fd, program: program))
+        case .file(let fd): ownInput = .file(try Self.duplicate(fd, program: program))
+        }
+        do {
+            ownStdout = try stdoutFD.map { try Self.duplicate($0, program: program) }
+        } catch {
+            close(ownInput.fd)
+            throw error
+        }
+        let loop = EventLoopAffinity.loopForNewWork
+        return try await NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+            defer {
+                close(ownInput.fd)
+                if let ownStdout { close(ownStdout) }
+            }
+            return try Self.launchAndWait(
+                program: program, arguments: arguments, input: ownInput, stdout: ownStdout, timeout: timeout,
+                environment: envStrings)
+        }.getUnlessCancelled()
+    }
+
+    /// A close-on-exec copy of `fd` (numbered 3 or above).
+    private static func duplicate(_ fd: Int32, program: String) throws -> Int32 {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+        guard copy >= 0 else {
+            throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)), code: errno)
+        }
+        return copy
+    }
+
+    private static func launchAndWait(
+        program: String, arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?, timeout: Int,
+        environment envStrings: [String]
+    ) throws -> ProcessOutcome {
         // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
         // the middle of a delivery must not be killed by SIGPIPE half-way through it.
         let outputFD = try Self.makeOutputFile(program: program)
@@ -172,22 +224,13 @@ public enum ProcessRunner {
             if let prefilled { close(prefilled.pipeRead) }
             throw error
         }
-        let (childFeeder, childPipe) = (feeder, prefilled)
-        // A cancelled task (the daemon's shutdown grace ran out) stops waiting at once, but the child is not killed:
-        // an MDA killed half-way through writing a mailbox could leave a truncated copy there, while one left alone
-        // delivers the whole message (the input is all in its pipe, or fed by its own `cat`). Uncommitted, that
-        // message is fetched again at the next poll: at most one duplicate, never a loss. The wait goes on in the
-        // pool meanwhile (reaping the child and closing its files), and ends with the process.
-        let loop = MultiThreadedEventLoopGroup.singleton.any()
-        return try await NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
-            var outcome = Self.wait(pid: pid, outputFD: outputFD, timeout: timeout)
-            if let f = childFeeder {
-                outcome.input = outcome.timedOut ? f.abandon() : f.finish()
-            } else if let p = childPipe {
-                outcome.input = p.finish(timedOut: outcome.timedOut)
-            }
-            return outcome
-        }.getUnlessCancelled()
+        var outcome = Self.wait(pid: pid, outputFD: outputFD, timeout: timeout)
+        if let f = feeder {
+            outcome.input = outcome.timedOut ? f.abandon() : f.finish()
+        } else if let p = prefilled {
+            outcome.input = p.finish(timedOut: outcome.timedOut)
+        }
+        return outcome
     }
 
     /// posix_spawnp with `stdin`, `stdout` and `stderr` as fds 0-2 and nothing else open, in a process group of its
