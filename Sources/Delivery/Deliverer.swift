@@ -34,10 +34,15 @@ public protocol Deliverer: Sendable {
     /// Runs `body` — one poll's deliveries — with what the deliverer keeps open across messages (SMTP/LMTP: the
     /// connection to the MTA), and releases it when `body` returns or throws.
     func withDeliveries(_ body: () async throws -> Void) async throws
+    /// Why nothing more can be delivered in this poll (SMTP/LMTP: the MTA could not be reached, or refused the
+    /// session, twice in a row), or nil. The poll then stops fetching: every further message would be fetched only
+    /// to be deferred, each after its own connect time-out.
+    func unavailability() async -> String?
 }
 
 extension Deliverer {
     public func withDeliveries(_ body: () async throws -> Void) async throws { try await body() }
+    public func unavailability() async -> String? { nil }
 }
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.

@@ -34,11 +34,17 @@ extension SMTPDeliverer {
                 first.answer(.temporaryFailure(failure))
                 continue
             }
+            if let why = await self.unreachable {
+                first.answer(.temporaryFailure(why))
+                continue
+            }
+            var ready = false
             do {
                 try await SMTPConnection.withConnection(
                     to: self.endpoint, configuration: self.sessionConfiguration, tlsContext: self.tlsContext,
                     timeouts: self.timeouts
                 ) { conn in
+                    ready = true
                     try await self.authenticate(conn, plan: &auth)
                     while let request = current {
                         let outcomes = try await self.transaction(request, on: conn)
@@ -57,6 +63,10 @@ extension SMTPDeliverer {
                 carried = current
             } catch {
                 guard let request = current else { continue }
+                if !ready && resent {
+                    // The second session in a row that could not even be set up: the MTA is down or refuses us.
+                    await self.markUnreachable("\(error)")
+                }
                 switch self.disposition(error, of: request, resent: resent) {
                 case .resend:
                     resent = true

@@ -38,6 +38,9 @@ public actor SMTPDeliverer: Deliverer {
         }
     }
 
+    /// Set when a session could not be set up twice in a row (connect, TLS, greeting, EHLO): the rest of the
+    /// poll's messages are deferred at once, and the poll stops fetching (``unavailability()``).
+    private(set) var unreachable: String?
     private var sessionOpen = false
     private var queue: [Request] = []
     private var sessionWaiting: CheckedContinuation<Request?, Never>?
@@ -57,6 +60,10 @@ public actor SMTPDeliverer: Deliverer {
         self.clearTextAuthAllowed = clearTextAuthAllowed
         self.timeouts = SMTPConnection.Timeouts(connect: connectTimeout, cap: timeoutCap)
     }
+
+    public func unavailability() -> String? { self.unreachable }
+
+    func markUnreachable(_ why: String) { self.unreachable = why }
 
     public nonisolated func recipientGroups(_ recipients: [String]) -> [[String]] { [recipients] }
 

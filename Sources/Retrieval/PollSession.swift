@@ -248,6 +248,11 @@ final class PollSession {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             break messages
                         }
+                        if let why = await deliverer.unavailability() {
+                            self.logger.error(
+                                "nothing can be delivered now (\(why)); the rest stay on the server for the next poll")
+                            break messages
+                        }
                         let fetched = try await self.retrieve(
                             item, pipelining: pipelining, trackState: trackState,
                             previousUnconfirmed: (inFlight.map { !$0.confirmed } ?? false) || previousShort)

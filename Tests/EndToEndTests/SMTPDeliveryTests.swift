@@ -136,20 +136,25 @@ struct SMTPDeliveryTests {
         #expect(postfix.count(rcpt) == 0)
     }
 
-    @Test("MTA unreachable: deferred, nothing lost, delivered once it is back")
+    @Test("MTA unreachable: the poll stops fetching after two failed sessions; nothing lost; all delivered later")
     func mtaUnreachable() throws {
         let postfix = try PostfixServer.get()
         let rcpt = postfix.newRecipient()
         let f = try PopfetchFixture()
         let port = try freePort()
         try f.writeConfig(extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"\(rcpt)\"", mda: "")
-        try f.user.deliver([Corpus.message(1, seed: 115, bareCR: false)])
+        try f.user.deliver((1...8).map { Corpus.message($0, seed: 115, bareCR: false) })
         let r = try f.poll()
         #expect(r.status == 75, "\(r.stderr)")
-        #expect(f.user.messageCount() == 1)
+        #expect(r.stderr.contains("nothing can be delivered now"), "\(r.stderr)")
+        // The message in delivery when the MTA was found down, and the one fetched meanwhile: deferred; the other
+        // six were not fetched at all.
+        let deferrals = r.stderr.components(separatedBy: "delivery deferred").count - 1
+        #expect((1...2).contains(deferrals), "\(r.stderr)")
+        #expect(f.user.messageCount() == 8)
         try f.writeConfig(extra: "smtp = \"127.0.0.1:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"", mda: "")
         #expect(try f.poll().status == 0)
-        #expect(eventually(15) { postfix.count(rcpt) == 1 })
+        #expect(eventually(15) { postfix.count(rcpt) == 8 })
         #expect(f.user.messageCount() == 0)
     }
 }
