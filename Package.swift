@@ -121,7 +121,7 @@ let package = Package(
             name: "PopfetchCLI",
             dependencies: [
                 "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "SystemSupport",
-                nio("NIOCore"),
+                nio("NIOCore"), nio("NIOConcurrencyHelpers"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -2,10 +2,12 @@ import ArgumentParser
 import Configuration
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import OAuth
 import Retrieval
 import SystemSupport
 import UIDLStore
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -40,10 +42,49 @@ extension Popfetch {
                 return
             }
             let store = try g.openStore()
-            let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
-            let reports = await PollRound.poll(selected, environment: env, limit: config.global.maxConcurrentPolls)
-            let status = ExitStatus.mostSerious(reports.map(\.exitStatus))
+            let stop = NIOLockedValueBox(false)
+            let env = PollEnvironment(
+                store: store, stateDirectory: g.stateDirectory, logger: logger,
+                stopRequested: { stop.withLockedValue { $0 } })
+            // Trapped before any poll starts: a signal that came between the two would end popfetch at once.
+            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+            let reports = await withTaskGroup(of: [PollReport]?.self) { group in
+                group.addTask { await Self.stopOnSignal(signals, stop, logger: logger) }
+                group.addTask {
+                    await PollRound.poll(selected, environment: env, limit: config.global.maxConcurrentPolls)
+                }
+                var reports: [PollReport] = []
+                for await result in group {
+                    guard let result else { continue }
+                    reports = result
+                    group.cancelAll()
+                }
+                return reports
+            }
+            var status = ExitStatus.mostSerious(reports.map(\.exitStatus))
+            if stop.withLockedValue({ $0 }) && status == .ok && reports.contains(where: { $0.pending > 0 }) {
+                // Stopped early on request: what was delivered is committed, the rest waits for the next poll.
+                status = .tempFail
+            }
             if status != .ok { throw CommandExit(status: status) }
+        }
+
+        /// SIGTERM or SIGINT (systemd stopping a timer's unit, Ctrl-C): each poll finishes the message in hand
+        /// (delivered and committed, or not delivered at all), sends its DELEs and QUIT, and stops, so a stop costs
+        /// no duplicate. A second signal ends popfetch at once (at most one duplicate per account, as with kill -9).
+        /// Returns nil when the task is cancelled (the polls are over).
+        static func stopOnSignal(
+            _ signals: UnixSignalsSequence, _ stop: NIOLockedValueBox<Bool>, logger: Logger
+        ) async -> [PollReport]? {
+            for await signal in signals {
+                if stop.withLockedValue({ $0 }) {
+                    logger.warning("\(signal) again: stopping now")
+                    Glibc._exit(ExitStatus.tempFail.rawValue)
+                }
+                stop.withLockedValue { $0 = true }
+                logger.notice("\(signal): finishing the message in hand, then stopping (again to stop at once)")
+            }
+            return nil
         }
     }
 
