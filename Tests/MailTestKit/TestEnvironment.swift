@@ -253,6 +253,31 @@ package struct MailUser: Sendable {
         }
     }
 
+    /// Ends the Dovecot POP3 sessions that have this mailbox open, by PID (the test's own server's processes,
+    /// found by their open files; no other process is touched). Dovecot 2.3 can keep a session whose client was
+    /// killed at the instant it logged in (the client's descriptor was being handed from pop3-login to the pop3
+    /// process): it sits idle holding the POP3 session lock (`pop3_lock_session`) until its 10-minute autologout,
+    /// and every poll meanwhile is refused with "Couldn't lock POP3 session". The tests that kill popfetch at random
+    /// instants end such sessions as that time-out would, sooner. Returns how many it ended.
+    @discardableResult
+    package func endStaleSessions() -> Int {
+        let fm = FileManager.default
+        var ended = 0
+        for entry in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid > 1,
+                let cmdline = try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8),
+                cmdline.hasPrefix("dovecot-popfetch-test-"), cmdline.contains("/pop3")
+            else { continue }
+            let fds = (try? fm.contentsOfDirectory(atPath: "/proc/\(entry)/fd")) ?? []
+            let holds = fds.contains { fd in
+                ((try? fm.destinationOfSymbolicLink(atPath: "/proc/\(entry)/fd/\(fd)")) ?? "").hasPrefix(
+                    self.maildir + "/")
+            }
+            if holds && kill(pid, SIGKILL) == 0 { ended += 1 }
+        }
+        return ended
+    }
+
     /// Number of messages in the mailbox (new/ and cur/).
     package func messageCount() -> Int {
         let fm = FileManager.default
