@@ -34,6 +34,7 @@ struct CrashSafetyTests {
             _ = child.wait()
             usleep(300_000)  // let an orphaned MDA finish its (complete) message
         }
+        f.user.endStaleSessions()
         // Clean polls until one succeeds (the server may briefly report the killed session's lock).
         var last: RunResult?
         for _ in 0..<20 {
