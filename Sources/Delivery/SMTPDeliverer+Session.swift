@@ -21,6 +21,9 @@ extension SMTPDeliverer {
         var auth = SMTPAuthPlan()
         var carried: Request?
         var resent = false
+        // Sessions in a row that could not be set up (connect, TLS, greeting, EHLO). Not `resent`: that is also set
+        // by a connection dropped mid-transaction, which says nothing of whether the MTA can be reached.
+        var setupFailures = 0
         while true {
             var current: Request?
             if let request = carried {
@@ -45,6 +48,7 @@ extension SMTPDeliverer {
                     timeouts: self.timeouts
                 ) { conn in
                     ready = true
+                    setupFailures = 0
                     try await self.authenticate(conn, plan: &auth)
                     while let request = current {
                         let outcomes = try await self.transaction(request, on: conn)
@@ -63,7 +67,8 @@ extension SMTPDeliverer {
                 carried = current
             } catch {
                 guard let request = current else { continue }
-                if !ready && resent {
+                if !ready { setupFailures += 1 }
+                if setupFailures >= 2 {
                     // The second session in a row that could not even be set up: the MTA is down or refuses us.
                     await self.markUnreachable("\(error)")
                 }

@@ -63,7 +63,7 @@ public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvert
 
 /// Runs a program directly (no shell) with a file descriptor as its standard input, in its own process group,
 /// with default signal dispositions (popfetch ignores SIGPIPE; its children must not inherit that), and kills the
-/// whole group when it runs past the time-out. Waiting happens on NIO's thread pool, off the cooperative pool.
+/// whole group when it runs past the time-out. Set-up, spawn and wait happen on a thread of their own per child.
 public enum ProcessRunner {
     static let outputLimit = 4096
 
@@ -144,13 +144,13 @@ public enum ProcessRunner {
         }
         // A cancelled task (the daemon's shutdown grace ran out) starts no child.
         try Task.checkCancellation()
-        // Setting up the input, spawning and waiting block, so they run on NIO's thread pool, in one job: the poll's
-        // thread (its event loop, see EventLoopAffinity) goes on receiving the next message meanwhile. A cancelled
-        // task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox
-        // could leave a truncated copy there, while one left alone delivers the whole message (the input is all in
-        // its pipe, or fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at most
-        // one duplicate, never a loss. The job goes on meanwhile (reaping the child and closing its files), and ends
-        // with the process.
+        // Setting up the input, spawning and waiting block, so they run on a thread of their own, in one job: the
+        // poll's thread (its event loop, see EventLoopAffinity) goes on receiving the next message meanwhile. A
+        // cancelled task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a
+        // mailbox could leave a truncated copy there, while one left alone delivers the whole message (the input is
+        // all in its pipe, or fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at
+        // most one duplicate, never a loss. The job goes on meanwhile (reaping the child and closing its files), and
+        // ends with the process.
         // The job may run after a cancelled caller has stopped waiting and closed its descriptors: it works on
         // copies of them, and closes those.
         let ownInput: ProcessInput
@@ -165,16 +165,56 @@ public enum ProcessRunner {
             close(ownInput.fd)
             throw error
         }
-        let loop = EventLoopAffinity.loopForNewWork
-        return try await NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+        let promise = EventLoopAffinity.loopForNewWork.makePromise(of: ProcessOutcome.self)
+        let job: @Sendable () -> Void = {
             defer {
                 close(ownInput.fd)
                 if let ownStdout { close(ownStdout) }
             }
-            return try Self.launchAndWait(
-                program: program, arguments: arguments, input: ownInput, stdout: ownStdout, timeout: timeout,
-                environment: envStrings)
-        }.getUnlessCancelled()
+            promise.completeWith(
+                Result {
+                    try Self.launchAndWait(
+                        program: program, arguments: arguments, input: ownInput, stdout: ownStdout, timeout: timeout,
+                        environment: envStrings)
+                })
+        }
+        // A thread of its own, not NIO's thread pool: the pool has one thread per core, and a job holds its thread
+        // for the child's whole run, so with more children than cores (one MDA per account polled at once, password
+        // commands) each would wait, without a time-out, for another account's MDA to end.
+        if let code = Self.startDetachedThread(job) {
+            close(ownInput.fd)
+            if let ownStdout { close(ownStdout) }
+            throw ProcessLaunchError(
+                program: program, message: "cannot start a thread: \(String(cString: strerror(code)))", code: code)
+        }
+        return try await promise.futureResult.getUnlessCancelled()
+    }
+
+    /// Runs `body` on a new detached thread; returns the error number when the thread cannot be created (then
+    /// `body` does not run).
+    private static func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32? {
+        final class Box: @unchecked Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        let box = Unmanaged.passRetained(Box(body))
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, &attr,
+            { raw in
+                guard let raw else { return nil }
+                Unmanaged<Box>.fromOpaque(raw).takeRetainedValue().body()
+                return nil
+            }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            return rc
+        }
+        return nil
     }
 
     /// A close-on-exec copy of `fd` (numbered 3 or above).

@@ -239,6 +239,26 @@ struct SMTPFaultTests {
         }
         #expect(f.user.messageCount() == 0)
     }
+
+    @Test("a dropped transaction, then one refused session: the MTA is not taken for unreachable")
+    func dropThenBusyOnce() throws {
+        let f = try PopfetchFixture()
+        let (server, port, out) = try self.startServer(f, mode: "drop-then-busy-once")
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try #require(port > 0)
+        let corpus = (1...5).map { n in
+            Corpus.message(n, seed: 133, bareCR: false) + Array(repeating: UInt8(ascii: "d"), count: 5000) + [10]
+        }
+        try f.user.deliver(corpus)
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "")
+        let r = try f.poll()
+        // The first message was dropped, then refused on its resend: deferred. One session that could not be set
+        // up is not "two in a row": the other four go through on the next connection.
+        #expect(!r.stderr.contains("nothing can be delivered now"), "\(r.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("msg.") }
+        #expect(saved.count >= 4, "\(r.stderr)")
+        #expect(f.user.messageCount() <= 1)
+    }
 }
 
 @Suite("Bounces")

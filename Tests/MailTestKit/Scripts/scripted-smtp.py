@@ -15,6 +15,8 @@
     MODE stall-after-dot-long: the reply after the final dot comes 30 s late (the message is saved then).
     MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
       was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
+    MODE drop-then-busy-once: the first connection is dropped in the middle of DATA, the second is greeted "421"
+      and closed (an MTA restarting); later ones accept every message.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
 dot-unstuffed); OUTDIR/connections counts connections; OUTDIR/rcpts lists the RCPT commands accepted. Exits after 60 s.
 """
@@ -39,6 +41,10 @@ def serve(conn, number):
     f = conn.makefile("rb")
     def send(line):
         conn.sendall(line.encode() + b"\r\n")
+    if mode == "drop-then-busy-once" and number == 2:
+        send("421 4.3.2 restarting, try again")
+        conn.close()
+        return
     send("220 scripted ESMTP")
     accepted = 0
     refusing = False
@@ -80,7 +86,7 @@ def serve(conn, number):
                 l = f.readline()
                 if not l:
                     return
-                if mode == "drop-mid-data" and number == 1 and len(data) > 200:
+                if mode in ("drop-mid-data", "drop-then-busy-once") and number == 1 and len(data) > 200:
                     conn.shutdown(socket.SHUT_RDWR)
                     conn.close()
                     return
