@@ -5,7 +5,6 @@ import NIOPosix
 public import NIOSSL
 import NIOTLS
 public import POP3Core
-import SystemSupport
 
 /// Where and how to connect.
 public struct POP3Endpoint: Hashable, Sendable {
@@ -94,7 +93,7 @@ public final class POP3Connection {
         let handshake: EventLoopPromise<Void>?
         let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let guardBox: NIOLoopBound<STLSGuardHandler>
-        let eventLoop = EventLoopAffinity.loopForNewWork
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         handshake = endpoint.tls == .implicit ? eventLoop.makePromise(of: Void.self) : nil
         if endpoint.tls != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")

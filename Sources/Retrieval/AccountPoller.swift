@@ -67,13 +67,7 @@ public struct AccountPoller: Sendable {
         return l
     }
 
-    /// Polls the account once, on one event loop (``EventLoopAffinity``): its connections and its tasks share a
-    /// thread, so a message does not cross threads on its way.
     public func poll() async -> PollReport {
-        await EventLoopAffinity.run { await self.pollHere() }
-    }
-
-    private func pollHere() async -> PollReport {
         var report = PollReport(account: self.account.name)
         let started = Date()
         let store = self.environment.store

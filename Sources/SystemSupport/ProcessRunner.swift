@@ -145,7 +145,7 @@ public enum ProcessRunner {
         // A cancelled task (the daemon's shutdown grace ran out) starts no child.
         try Task.checkCancellation()
         // Setting up the input, spawning and waiting block, so they run on a thread of their own, in one job: the
-        // poll's thread (its event loop, see EventLoopAffinity) goes on receiving the next message meanwhile. A
+        // poll's task goes on receiving the next message meanwhile. A
         // cancelled task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a
         // mailbox could leave a truncated copy there, while one left alone delivers the whole message (the input is
         // all in its pipe, or fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at
@@ -165,7 +165,7 @@ public enum ProcessRunner {
             close(ownInput.fd)
             throw error
         }
-        let promise = EventLoopAffinity.loopForNewWork.makePromise(of: ProcessOutcome.self)
+        let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: ProcessOutcome.self)
         let job: @Sendable () -> Void = {
             defer {
                 close(ownInput.fd)

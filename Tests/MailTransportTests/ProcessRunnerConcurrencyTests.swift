@@ -16,17 +16,15 @@ struct ProcessRunnerConcurrencyTests {
         defer { unlink(log) }
         // Each child notes when it started, then lives one second. Measured by the children's own clocks, so a
         // busy test process (other suites block the cooperative pool) cannot blur it.
-        let outcomes = try await EventLoopAffinity.run {
-            try await withThrowingTaskGroup(of: ProcessOutcome.self) { group in
-                for _ in 0..<n {
-                    group.addTask {
-                        try await ProcessRunner.run(
-                            arguments: ["/bin/sh", "-c", "date +%s.%N >> '\(log)'; sleep 1"], stdin: devnull,
-                            timeout: 60)
-                    }
+        let outcomes = try await withThrowingTaskGroup(of: ProcessOutcome.self) { group in
+            for _ in 0..<n {
+                group.addTask {
+                    try await ProcessRunner.run(
+                        arguments: ["/bin/sh", "-c", "date +%s.%N >> '\(log)'; sleep 1"], stdin: devnull,
+                        timeout: 60)
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
             }
+            return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(outcomes.allSatisfy { $0.termination == .exited(0) })
         let starts = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").compactMap { Double($0) }
