@@ -18,6 +18,8 @@ struct LineIndex {
     private var keyLines: [Section: [String: Int]] = [:]
     private var accountLines: [Int] = []
     private var defaultsLine: Int?
+    /// The first table header whose name TOMLKit cannot be given (see ``isParsableHeader(_:)``).
+    private(set) var unparsableHeaderLine: Int?
 
     init(text: String) {
         var section = Section.root
@@ -32,6 +34,9 @@ struct LineIndex {
             if inMultilineString {
                 if tripleQuotes % 2 == 1 { inMultilineString = false }
                 continue
+            }
+            if line.hasPrefix("["), self.unparsableHeaderLine == nil, !Self.isParsableHeader(line) {
+                self.unparsableHeaderLine = lineNumber
             }
             if line.hasPrefix("[[") {
                 let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
@@ -60,6 +65,23 @@ struct LineIndex {
                 if tripleQuotes % 2 == 1 { inMultilineString = true }
             }
         }
+    }
+
+    /// Whether toml++ (inside TOMLKit) can be given this table header: after `[` or `[[` and blanks it must find a
+    /// bare-key character, a quote or `]`. On anything else (`[`, `[.a]`, `[=]`, `[[ [`) it fails an assertion and
+    /// aborts the process instead of reporting a syntax error (toml++ 3.4.0, `parser::parse_key`). A nested array
+    /// that starts a line of a multi-line array is refused too: no popfetch key takes one.
+    static func isParsableHeader(_ line: String) -> Bool {
+        let double = line.hasPrefix("[[")
+        let afterBrackets = line.unicodeScalars.dropFirst(double ? 2 : 1)
+        let name = afterBrackets.drop { $0 == " " || $0 == "\t" }
+        guard let first = name.first else { return false }
+        if first == "[" {
+            // `[ [`: toml++ reports it (brackets must be contiguous); `[[ [` reaches the assertion.
+            return !double && name.startIndex != afterBrackets.startIndex
+        }
+        return first.isASCII
+            && (first.properties.isAlphabetic || ("0"..."9").contains(first) || "_-\"']".unicodeScalars.contains(first))
     }
 
     func line(of key: String, in section: Section) -> Int? {
