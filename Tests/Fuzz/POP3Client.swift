@@ -3,7 +3,7 @@
 //
 // Input: four script bytes, then what the server sends. Each script byte names a command (low four bits, see
 // `commands`); bit 7 sends the next one without waiting (pipelining). The script is sent in a loop, up to 16 commands,
-// whenever nothing is in flight; the server's bytes arrive in chunks of 1 to 16 bytes (the first script byte's bits
+// whenever nothing is in flight; the server's bytes arrive in chunks of 1 to 512 bytes (the first script byte's bits
 // 4-6). Every event must answer the command the harness sent, in order, and every number in it must be in range.
 import POP3Core
 
@@ -133,7 +133,7 @@ public func fuzzPOP3Client(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     guard count >= 4 else { return 0 }
     let input = UnsafeBufferPointer(start: data, count: count)
     var session = Session(script: Array(input.prefix(4)))
-    let chunkSize = 1 + Int((input[0] >> 4) & 0x07) * 2
+    let chunkSize = [1, 2, 3, 5, 8, 64, 256, 512][Int((input[0] >> 4) & 0x07)]
     var buffer = ByteBuffer()
     var offset = 4
     while offset < count {

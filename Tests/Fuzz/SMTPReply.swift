@@ -3,7 +3,7 @@
 // and run by `scripts/fuzz SMTPReply`.
 //
 // Input: one byte of set-up (bit 0: LMTP; bits 1-2: security; bits 3-4: 1-4 recipients; bit 5: AUTH first; bits 6-7:
-// chunk size 1, 3, 7 or the whole input), then what the server sends. The replies must be the same however the
+// chunk size 1, 7, 64 or the whole input), then what the server sends. The replies must be the same however the
 // bytes arrive; each code is three digits; a machine that takes a reply outside 200-599 as anything but the end of
 // the session is wrong, and every transaction ends with one result per recipient, in order.
 import SMTPCore
@@ -113,7 +113,7 @@ public func fuzzSMTPReply(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let setup = input[0]
     let stream = input.dropFirst()
     let whole = replies(stream, chunkSize: max(1, stream.count))
-    let chunkSizes = [1, 3, 7, max(1, stream.count)]
+    let chunkSizes = [1, 7, 64, max(1, stream.count)]
     let chunked = replies(stream, chunkSize: chunkSizes[Int(setup >> 6)])
     require(whole.replies == chunked.replies && whole.failed == chunked.failed, "chunked parse differs")
 
