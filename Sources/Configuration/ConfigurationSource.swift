@@ -25,9 +25,11 @@ struct LineIndex {
         var section = Section.root
         var lineNumber = 0
         var inMultilineString = false
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines end at LF, as TOML's do: split the bytes, since CRLF is one Character and a String split at "\n"
+        // would not end a line there.
+        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = String(decoding: rawLine, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             let tripleQuotes =
                 line.components(separatedBy: "\"\"\"").count - 1
                 + line.components(separatedBy: "'''").count - 1
@@ -35,7 +37,7 @@ struct LineIndex {
                 if tripleQuotes % 2 == 1 { inMultilineString = false }
                 continue
             }
-            if line.hasPrefix("["), self.unparsableHeaderLine == nil, !Self.isParsableHeader(line) {
+            if line.unicodeScalars.first == "[", self.unparsableHeaderLine == nil, !Self.isParsableHeader(line) {
                 self.unparsableHeaderLine = lineNumber
             }
             if line.hasPrefix("[[") {
@@ -70,9 +72,10 @@ struct LineIndex {
     /// Whether toml++ (inside TOMLKit) can be given this table header: after `[` or `[[` and blanks it must find a
     /// bare-key character, a quote or `]`. On anything else (`[`, `[.a]`, `[=]`, `[[ [`) it fails an assertion and
     /// aborts the process instead of reporting a syntax error (toml++ 3.4.0, `parser::parse_key`). A nested array
-    /// that starts a line of a multi-line array is refused too: no popfetch key takes one.
+    /// that starts a line of a multi-line array is refused too: no popfetch key takes one. Scalars, not Characters:
+    /// `[` and a combining mark after it are one Character, but toml++ sees a `[`.
     static func isParsableHeader(_ line: String) -> Bool {
-        let double = line.hasPrefix("[[")
+        let double = line.unicodeScalars.starts(with: "[[".unicodeScalars)
         let afterBrackets = line.unicodeScalars.dropFirst(double ? 2 : 1)
         let name = afterBrackets.drop { $0 == " " || $0 == "\t" }
         guard let first = name.first else { return false }

@@ -128,10 +128,19 @@ struct ConfigurationTests {
         arguments: [
             ("[\n\n\u{FFFD}", 1), ("[\n", 1), ("[.account]\n", 1), ("[=]\n", 1), ("[[\n", 1), ("[[ [a]]\n", 1),
             (base + "\n  [ # comment\n", 7), ("[defaults]\nkeep = true\n[\r\n", 3),
+            // The fuzzer's second input: `[` and a combining mark are one Character but two scalars to toml++.
+            ("[\u{031E}\"\"ri\n", 1), ("keep = true\r\n[\r\n", 2),
         ])
     func headerWithoutName(_ text: String, line: Int) throws {
         let error = try #require(throws: ConfigurationError.self) { try self.parse(text) }
         #expect(error.line == line && error.message.hasPrefix("TOML syntax error"), "\(error)")
+    }
+
+    @Test("errors in a file with CRLF line ends name the right line")
+    func crlfLines() throws {
+        let text = (Self.base + "\nkepp = true\n").replacingOccurrences(of: "\n", with: "\r\n")
+        let error = try #require(throws: ConfigurationError.self) { try self.parse(text) }
+        #expect(error.line == 7 && error.key == "kepp", "\(error)")
     }
 
     @Test("headers toml++ reports itself still parse or fail as before")
