@@ -77,6 +77,12 @@ public struct ConfigurationLoader: Sendable {
     }
 
     public func parse(text: String, path: String) throws -> Configuration {
+        let index = LineIndex(text: text)
+        if let line = index.unparsableHeaderLine {
+            throw ConfigurationError(
+                file: path, line: line, key: nil,
+                message: "TOML syntax error: a table header needs a name, such as [defaults] or [[account]]")
+        }
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -84,7 +90,6 @@ public struct ConfigurationLoader: Sendable {
             throw ConfigurationError(
                 file: path, line: e.source.begin.line, key: nil, message: "TOML syntax error: \(e.description)")
         }
-        let index = LineIndex(text: text)
         let ctx = Context(path: path, index: index)
 
         for key in table.keys where !Self.rootKeys.contains(key) {

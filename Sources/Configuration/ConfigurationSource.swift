@@ -18,20 +18,27 @@ struct LineIndex {
     private var keyLines: [Section: [String: Int]] = [:]
     private var accountLines: [Int] = []
     private var defaultsLine: Int?
+    /// The first table header whose name TOMLKit cannot be given (see ``isParsableHeader(_:)``).
+    private(set) var unparsableHeaderLine: Int?
 
     init(text: String) {
         var section = Section.root
         var lineNumber = 0
         var inMultilineString = false
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines end at LF, as TOML's do: split the bytes, since CRLF is one Character and a String split at "\n"
+        // would not end a line there.
+        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            let line = String(decoding: rawLine, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             let tripleQuotes =
                 line.components(separatedBy: "\"\"\"").count - 1
                 + line.components(separatedBy: "'''").count - 1
             if inMultilineString {
                 if tripleQuotes % 2 == 1 { inMultilineString = false }
                 continue
+            }
+            if line.unicodeScalars.first == "[", self.unparsableHeaderLine == nil, !Self.isParsableHeader(line) {
+                self.unparsableHeaderLine = lineNumber
             }
             if line.hasPrefix("[[") {
                 let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
@@ -60,6 +67,24 @@ struct LineIndex {
                 if tripleQuotes % 2 == 1 { inMultilineString = true }
             }
         }
+    }
+
+    /// Whether toml++ (inside TOMLKit) can be given this table header: after `[` or `[[` and blanks it must find a
+    /// bare-key character, a quote or `]`. On anything else (`[`, `[.a]`, `[=]`, `[[ [`) it fails an assertion and
+    /// aborts the process instead of reporting a syntax error (toml++ 3.4.0, `parser::parse_key`). A nested array
+    /// that starts a line of a multi-line array is refused too: no popfetch key takes one. Scalars, not Characters:
+    /// `[` and a combining mark after it are one Character, but toml++ sees a `[`.
+    static func isParsableHeader(_ line: String) -> Bool {
+        let double = line.unicodeScalars.starts(with: "[[".unicodeScalars)
+        let afterBrackets = line.unicodeScalars.dropFirst(double ? 2 : 1)
+        let name = afterBrackets.drop { $0 == " " || $0 == "\t" }
+        guard let first = name.first else { return false }
+        if first == "[" {
+            // `[ [`: toml++ reports it (brackets must be contiguous); `[[ [` reaches the assertion.
+            return !double && name.startIndex != afterBrackets.startIndex
+        }
+        return first.isASCII
+            && (first.properties.isAlphabetic || ("0"..."9").contains(first) || "_-\"']".unicodeScalars.contains(first))
     }
 
     func line(of key: String, in section: Section) -> Int? {

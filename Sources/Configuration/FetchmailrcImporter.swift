@@ -269,17 +269,37 @@ public enum FetchmailrcImporter {
         ].contains(s.lowercased())
     }
 
+    /// `s` as a TOML basic string. Control characters are escaped (TOML 1.0 "String": only tab may appear as it
+    /// is), so a value from the .fetchmailrc cannot end the line and add keys of its own.
     static func q(_ s: String) -> String {
         var out = "\""
-        for c in s {
-            switch c {
+        for scalar in s.unicodeScalars {
+            switch scalar {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default: out.append(c)
+            default: out += Self.escaped(scalar)
             }
         }
         return out + "\""
+    }
+
+    /// `s` for a `#` comment: control characters written as escapes (TOML 1.0 "Comment": no control characters but
+    /// tab), so text from the .fetchmailrc cannot end the comment and add keys of its own.
+    static func comment(_ s: String) -> String {
+        s.unicodeScalars.map(Self.escaped).joined()
+    }
+
+    /// A control character (but tab) as a TOML escape; any other character as it is.
+    static func escaped(_ scalar: Unicode.Scalar) -> String {
+        switch scalar {
+        case "\n": return "\\n"
+        case "\r": return "\\r"
+        case "\t": return "\t"
+        default:
+            guard scalar.value < 0x20 || scalar.value == 0x7F else { return String(scalar) }
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        }
     }
 
     /// fetchmail runs mda through /bin/sh; popfetch runs it directly unless it needs a shell.
@@ -298,9 +318,9 @@ public enum FetchmailrcImporter {
     }
 
     static func render(_ servers: [Server], daemonInterval: Int?, notes: [String], source: String) -> String {
-        var out = "# popfetch configuration imported from \(source) by `popfetch import-fetchmailrc`.\n"
+        var out = "# popfetch configuration imported from \(Self.comment(source)) by `popfetch import-fetchmailrc`.\n"
         out += "# Check it with `popfetch config check`; keep it private (chmod 600) if it holds passwords.\n"
-        for n in notes { out += "# fetchmail: \(n)\n" }
+        for n in notes { out += "# fetchmail: \(Self.comment(n))\n" }
         if let d = daemonInterval {
             out += "\n[defaults]\ninterval = \"\(d)s\"   # fetchmail's `set daemon \(d)`\n"
         }
@@ -320,11 +340,12 @@ public enum FetchmailrcImporter {
                 var enabled = !s.skip
                 if let p = s.proto, p != "POP3", p != "AUTO", p != "APOP", p != "RPOP" {
                     enabled = false
-                    out += "# fetchmail: proto \(p): popfetch is a POP3 retriever; this account is disabled\n"
+                    out +=
+                        "# fetchmail: proto \(Self.comment(p)): popfetch is a POP3 retriever; this account is disabled\n"
                 }
                 if !enabled { out += "enabled = false\n" }
                 out += "host = \(q(s.via ?? s.host))\n"
-                if let via = s.via { out += "# fetchmail: poll \(s.host) via \(via)\n" }
+                if let via = s.via { out += "# fetchmail: poll \(Self.comment(s.host)) via \(Self.comment(via))\n" }
                 let tls: String
                 if u.ssl {
                     tls = "implicit"
@@ -338,7 +359,8 @@ public enum FetchmailrcImporter {
                 out += "tls = \(q(tls))\n"
                 if let p = s.port { out += "port = \(p)\n" }
                 if let fp = u.sslfingerprint {
-                    out += "# fetchmail: sslfingerprint \(fp) is an MD5 fingerprint; pin the SHA-256 one instead:\n"
+                    out += "# fetchmail: sslfingerprint \(Self.comment(fp)) is an MD5 fingerprint; "
+                    out += "pin the SHA-256 one instead:\n"
                     out += "#   popfetch check --show-certificate --account \(name)\n"
                 }
                 if let cf = u.sslcertfile { out += "ca_file = \(q(cf))\n" }
@@ -357,7 +379,8 @@ public enum FetchmailrcImporter {
                     if let m = map[a] {
                         out += "auth = \(q(m))\n"
                     } else {
-                        out += "# fetchmail: auth \(a): not mapped; popfetch picks the strongest offered\n"
+                        out +=
+                            "# fetchmail: auth \(Self.comment(a)): not mapped; popfetch picks the strongest offered\n"
                     }
                 }
                 if let k = u.keep { out += "keep = \(k)\n" }
@@ -377,7 +400,7 @@ public enum FetchmailrcImporter {
                 }
                 let recipients = u.locals.isEmpty ? [u.remote] : u.locals
                 out += "recipient = [" + recipients.map(q).joined(separator: ", ") + "]\n"
-                for n in s.notes + u.notes { out += "# fetchmail: \(n)\n" }
+                for n in s.notes + u.notes { out += "# fetchmail: \(Self.comment(n))\n" }
             }
         }
         return out

@@ -121,6 +121,37 @@ struct ConfigurationTests {
         }
     }
 
+    // Found by scripts/fuzz ConfigurationLoader: on these headers toml++ (in TOMLKit) failed an assertion and popfetch
+    // aborted, `config check` included. The first is the fuzzer's input; the others reach the same assertion.
+    @Test(
+        "a table header without a name is a syntax error on its line, not an abort",
+        arguments: [
+            ("[\n\n\u{FFFD}", 1), ("[\n", 1), ("[.account]\n", 1), ("[=]\n", 1), ("[[\n", 1), ("[[ [a]]\n", 1),
+            (base + "\n  [ # comment\n", 7), ("[defaults]\nkeep = true\n[\r\n", 3),
+            // The fuzzer's second input: `[` and a combining mark are one Character but two scalars to toml++.
+            ("[\u{031E}\"\"ri\n", 1), ("keep = true\r\n[\r\n", 2),
+        ])
+    func headerWithoutName(_ text: String, line: Int) throws {
+        let error = try #require(throws: ConfigurationError.self) { try self.parse(text) }
+        #expect(error.line == line && error.message.hasPrefix("TOML syntax error"), "\(error)")
+    }
+
+    @Test("errors in a file with CRLF line ends name the right line")
+    func crlfLines() throws {
+        let text = (Self.base + "\nkepp = true\n").replacingOccurrences(of: "\n", with: "\r\n")
+        let error = try #require(throws: ConfigurationError.self) { try self.parse(text) }
+        #expect(error.line == 7 && error.key == "kepp", "\(error)")
+    }
+
+    @Test("headers toml++ reports itself still parse or fail as before")
+    func headersLeftToTOMLKit() throws {
+        let spaced = "[ defaults ]\nkeep = true\n\n[[ account ]]\n" + Self.base.dropFirst("[[account]]\n".count)
+        #expect(try self.parse(spaced).accounts.count == 1)
+        #expect(try self.parse("[\"defaults\"]\n").accounts.isEmpty)
+        let error = try #require(throws: ConfigurationError.self) { try self.parse("[ [account]]\n") }
+        #expect(error.line == 1 && error.message.hasPrefix("TOML syntax error"), "\(error)")
+    }
+
     @Test("mda splitting honours quotes and substitutes %T %F %U as single arguments")
     func mdaSplitting() throws {
         let m = try MDACommand("/usr/bin/maildrop -d '%T' \"-f\" %F -u%U")

@@ -105,6 +105,46 @@ struct FetchmailrcImportTests {
         #expect(try String(contentsOfFile: out, encoding: .utf8) == sender)
     }
 
+    // Found by scripts/fuzz Fetchmailrc: the importer wrote control characters as they were, into comments and
+    // strings, so its output was not TOML ("\u{2}" was the fuzzer's input), and a newline in a word it did not know
+    // ended its comment and set a key of the .fetchmailrc's choosing.
+    @Test(
+        "control characters are escaped: the output is TOML and sets no key of its own",
+        arguments: [
+            "\u{2}", "poll pop.example.org user alice password \"p\rw\u{7F}\"",
+            "poll pop.example.org \"\\nflood_limit = 7 #\" user alice password pw",
+            "poll pop.example.org proto \"x\r\nkeep = true\" user alice password pw",
+            "poll pop.example.org user \"al\r\nice\" password pw is \"a\u{1B}[0m\"",
+        ])
+    func controlCharacters(_ fetchmailrc: String) throws {
+        let toml = try FetchmailrcImporter.convert(fetchmailrc, source: "t")
+        let config = try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(
+            text: toml, path: "t")
+        for account in config.accounts {
+            #expect(account.retention.floodLimit == 20 && !account.retention.keep, "\(toml)")
+        }
+    }
+
+    @Test("a newline in the source path stays in the header comment")
+    func sourcePath() throws {
+        let rc = "poll pop.example.org user alice password pw"
+        let toml = try FetchmailrcImporter.convert(rc, source: "rc\nkeep = 1")
+        let config = try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(
+            text: toml, path: "t")
+        #expect(config.accounts.count == 1, "\(toml)")
+    }
+
+    @Test("a password with control characters comes through unchanged")
+    func passwordRoundTrip() throws {
+        let toml = try FetchmailrcImporter.convert(
+            "poll pop.example.org user \"al\r\nice\" password \"p\rw\u{7F}\\t\"", source: "t")
+        let config = try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(
+            text: toml, path: "t")
+        let account = try #require(config.accounts.first)
+        #expect(account.authentication.password == .literal("p\rw\u{7F}\t"))
+        #expect(account.authentication.user == "al\r\nice")
+    }
+
     @Test("an unterminated string is an error with the line")
     func parseError() throws {
         #expect(throws: FetchmailrcImporter.ParseError.self) {
