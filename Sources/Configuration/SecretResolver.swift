@@ -15,9 +15,9 @@ public enum SecretResolver {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw SecretError("\(account): password_file \(path) cannot be read")
             }
-            let text = String(decoding: data, as: UTF8.self)
-            let first = text.split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let secret = first.hasSuffix("\r") ? String(first.dropLast()) : first
+            // The first line, split on bytes: a String sees CR LF as one Character, so a file saved with CR LF line
+            // ends would otherwise give the whole file, CR LF included, as the password.
+            let secret = Self.firstLine(Array(data))
             if secret.isEmpty { throw SecretError("\(account): password_file \(path) is empty") }
             return secret
         case .command(let command):
@@ -51,12 +51,17 @@ public enum SecretResolver {
                 bytes.append(contentsOf: buf[0..<n])
                 if bytes.contains(10) { break }
             }
-            let line = bytes.split(separator: 10, omittingEmptySubsequences: false).first ?? []
-            var secret = String(decoding: line, as: UTF8.self)
-            if secret.hasSuffix("\r") { secret.removeLast() }
+            let secret = Self.firstLine(bytes)
             if secret.isEmpty { throw SecretError("\(account): password_command printed nothing") }
             return secret
         }
+    }
+
+    /// The first line of `bytes`, without its LF or CR LF.
+    static func firstLine(_ bytes: [UInt8]) -> String {
+        var line = bytes.split(separator: 10, maxSplits: 1, omittingEmptySubsequences: false).first ?? []
+        if line.last == 13 { line = line.dropLast() }
+        return String(decoding: line, as: UTF8.self)
     }
 }
 

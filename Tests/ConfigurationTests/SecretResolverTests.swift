@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+
+@testable import Configuration
+
+@Suite("Secrets from files and commands")
+struct SecretResolverTests {
+    static let cases: [(String, String)] = [
+        ("s3cret\n", "s3cret"),
+        ("s3cret\r\n", "s3cret"),
+        ("s3cret", "s3cret"),
+        ("s3cret\r\nsecond line\r\n", "s3cret"),
+        ("pa ss\u{e9}\nrest", "pa ss\u{e9}"),
+    ]
+
+    @Test("password_file: the first line, without its LF or CR LF (a file saved with CR LF line ends included)")
+    func passwordFile() async throws {
+        for (text, expected) in Self.cases {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
+            defer { unlink(path) }
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            let secret = try await SecretResolver.resolve(.file(path), account: "a")
+            #expect(secret == expected, "\(text.debugDescription)")
+        }
+    }
+
+    @Test("password_command: the first line of its output, without its LF or CR LF")
+    func passwordCommand() async throws {
+        for (text, expected) in Self.cases {
+            // POSIX printf's octal escapes (dash's printf has no \x): the bytes exactly.
+            let octal = Array(text.utf8).map { "\\" + String($0, radix: 8) }.joined()
+            let secret = try await SecretResolver.resolve(.command("printf '\(octal)'"), account: "a")
+            #expect(secret == expected, "\(text.debugDescription)")
+        }
+    }
+}
