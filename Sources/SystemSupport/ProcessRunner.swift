@@ -145,14 +145,13 @@ public enum ProcessRunner {
         // A cancelled task (the daemon's shutdown grace ran out) starts no child.
         try Task.checkCancellation()
         // Setting up the input, spawning and waiting block, so they run on a thread of their own, in one job: the
-        // poll's task goes on receiving the next message meanwhile. A
-        // cancelled task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a
-        // mailbox could leave a truncated copy there, while one left alone delivers the whole message (the input is
-        // all in its pipe, or fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at
-        // most one duplicate, never a loss. The job goes on meanwhile (reaping the child and closing its files), and
-        // ends with the process.
-        // The job may run after a cancelled caller has stopped waiting and closed its descriptors: it works on
-        // copies of them, and closes those.
+        // poll's task goes on receiving the next message meanwhile. A cancelled task stops waiting at once, but the
+        // child is not killed: an MDA killed half-way through writing a mailbox could leave a truncated copy there,
+        // while one left alone delivers the whole message (the input is all in its pipe, or fed by its own `cat`).
+        // Uncommitted, that message is fetched again at the next poll: at most one duplicate, never a loss. The job
+        // goes on meanwhile (reaping the child and closing its files), and ends with the process. It may run after a
+        // cancelled caller has stopped waiting and closed its descriptors: it works on copies of them, and closes
+        // those.
         let ownInput: ProcessInput
         let ownStdout: Int32?
         switch input {
