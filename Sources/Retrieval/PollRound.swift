@@ -37,6 +37,7 @@ public enum PollRound {
                         report.outcome = .skipped
                         return report
                     }
+                    let poller = AccountPoller(account: account, environment: environment)
                     if environment.stopRequested() {
                         // Stopped (SIGTERM) while this account waited for a slot: it is not started, since its
                         // connect and login alone could take a whole time-out. Its messages wait for the next poll.
@@ -44,12 +45,10 @@ public enum PollRound {
                         var report = PollReport(account: account.name)
                         report.outcome = .skipped
                         report.error = PollError(.temporary, "stopped before this account was polled")
-                        var logger = environment.logger
-                        logger[metadataKey: "account"] = "\(account.name)"
-                        logger.notice("not polled: stopped before its turn; its messages wait for the next poll")
+                        poller.logger.notice("not polled: stopped before its turn; its messages wait for the next poll")
                         return report
                     }
-                    let report = await AccountPoller(account: account, environment: environment).poll()
+                    let report = await poller.poll()
                     slots.release()
                     return report
                 }
