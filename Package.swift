@@ -21,7 +21,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
@@ -53,10 +52,12 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // TOML 1.0: text in, tables out, every key's line recorded; no I/O, never traps on any input.
+        .target(name: "TOML", swiftSettings: strictSettings),
         // The accounts config (TOML) as plain values, its validation, secrets, and the .fetchmailrc importer.
         .target(
             name: "Configuration",
-            dependencies: ["POP3Core", "SMTPCore", "SystemSupport", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["POP3Core", "SMTPCore", "SystemSupport", "TOML"],
             swiftSettings: strictSettings
         ),
         // The SQLite state (GRDB): UIDLs per mailbox, deliveries per recipient, poll history, OAuth2 tokens.
@@ -135,6 +136,7 @@ let package = Package(
         // Testing, which only test builds have: a release build names its product (`--product popfetch`).
         .target(name: "MailTestKit", path: "Tests/MailTestKit", exclude: ["Scripts"], swiftSettings: strictSettings),
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
+        .testTarget(name: "TOMLTests", dependencies: ["TOML"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
             name: "SMTPCoreTests", dependencies: ["SMTPCore", "MailTestKit", nio("NIOCore")],

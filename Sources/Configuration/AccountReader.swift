@@ -1,24 +1,24 @@
 import Foundation
 import SystemSupport
-import TOMLKit
+import TOML
 
 /// Reads one `[[account]]`'s values: a key set in the account wins over `[defaults]`, and an error points at
 /// wherever the value came from (file, line, key).
 struct AccountReader {
     let table: TOMLTable
-    let defaults: [String: any TOMLValueConvertible]
+    let defaults: [String: TOMLValue]
     /// Which `[[account]]` of the file (0-based).
     let number: Int
     let context: Context
 
-    init(table: TOMLTable, defaults: [String: any TOMLValueConvertible], number: Int, context: Context) {
+    init(table: TOMLTable, defaults: [String: TOMLValue], number: Int, context: Context) {
         self.table = table
         self.defaults = defaults
         self.number = number
         self.context = context
     }
 
-    func value(_ key: String) -> (any TOMLValueConvertible, Section)? {
+    func value(_ key: String) -> (TOMLValue, Section)? {
         if let v = self.table[key] { return (v, .account(self.number)) }
         if let v = self.defaults[key] { return (v, .defaults) }
         return nil
@@ -36,7 +36,7 @@ struct AccountReader {
 
     func string(_ key: String) throws -> String? {
         guard let (v, _) = self.value(key) else { return nil }
-        guard let str = v.string else { throw self.error(key, "must be a string, not \(v.type)") }
+        guard let str = v.string else { throw self.error(key, "must be a string, not \(v.typeName)") }
         return str
     }
 
@@ -45,13 +45,13 @@ struct AccountReader {
 
     func bool(_ key: String) throws -> Bool? {
         guard let (v, _) = self.value(key) else { return nil }
-        guard let b = v.bool else { throw self.error(key, "must be true or false, not \(v.type)") }
+        guard let b = v.bool else { throw self.error(key, "must be true or false, not \(v.typeName)") }
         return b
     }
 
     func integer(_ key: String) throws -> Int? {
         guard let (v, _) = self.value(key) else { return nil }
-        guard let n = v.int, v.type == .int else { throw self.error(key, "must be an integer, not \(v.type)") }
+        guard let n = v.int else { throw self.error(key, "must be an integer, not \(v.typeName)") }
         guard n >= 0 else { throw self.error(key, "must not be negative") }
         return n
     }

@@ -2,7 +2,7 @@ import Foundation
 import POP3Core
 import SMTPCore
 import SystemSupport
-import TOMLKit
+import TOML
 
 #if canImport(Glibc)
     import Glibc
@@ -11,8 +11,8 @@ import TOMLKit
 /// Reads and validates a popfetch TOML configuration file.
 ///
 /// Every key is checked: unknown keys, wrong types, missing required keys and duplicate account names are errors
-/// that name the file, the line and the key. TOMLKit reports lines only for syntax errors, so the loader indexes the
-/// lines of `[[account]]` headers and `key =` assignments itself.
+/// that name the file, the line and the key: the TOML parser (``TOMLParser``, our own) records the line of every key
+/// and header.
 ///
 /// Root keys: `max_concurrent_polls`. `[defaults]`: any account key except `name`. `[[account]]`: see
 /// ``AccountConfiguration`` and `etc/config.example.toml`.
@@ -77,19 +77,15 @@ public struct ConfigurationLoader: Sendable {
     }
 
     public func parse(text: String, path: String) throws -> Configuration {
-        let index = LineIndex(text: text)
-        if let line = index.unparsableHeaderLine {
-            throw ConfigurationError(
-                file: path, line: line, key: nil,
-                message: "TOML syntax error: a table header needs a name, such as [defaults] or [[account]]")
-        }
         let table: TOMLTable
         do {
-            table = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
+            table = try TOMLParser.parse(text)
+        } catch {
             throw ConfigurationError(
-                file: path, line: e.source.begin.line, key: nil, message: "TOML syntax error: \(e.description)")
+                file: path, line: error.line, key: nil,
+                message: "TOML syntax error: \(error.message) (column \(error.column))")
         }
+        let index = LineIndex(table: table)
         let ctx = Context(path: path, index: index)
 
         for key in table.keys where !Self.rootKeys.contains(key) {
@@ -104,7 +100,7 @@ public struct ConfigurationLoader: Sendable {
             global.shutdownGrace = try ctx.duration(v, section: .root, key: "shutdown_grace")
         }
 
-        var defaults: [String: any TOMLValueConvertible] = [:]
+        var defaults: [String: TOMLValue] = [:]
         if let d = table["defaults"] {
             guard let dt = d.table else { throw ctx.error(.root, key: "defaults", "must be a table: [defaults]") }
             for key in dt.keys {
@@ -149,7 +145,7 @@ public struct ConfigurationLoader: Sendable {
     /// One `[[account]]`: the keys the rules below read together first (identity, secret, delivery), then every
     /// other key through ``AccountKeys/table``, then the rules that span keys.
     private func account(
-        _ t: TOMLTable, number i: Int, defaults: [String: any TOMLValueConvertible], ctx: Context
+        _ t: TOMLTable, number i: Int, defaults: [String: TOMLValue], ctx: Context
     ) throws -> AccountConfiguration {
         for key in t.keys where !AccountKeys.names.contains(key) {
             throw ctx.error(.account(i), key: key, "unknown key" + Self.suggestion(key, AccountKeys.names))

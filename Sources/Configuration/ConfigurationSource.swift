@@ -1,6 +1,6 @@
 import Foundation
 import SystemSupport
-import TOMLKit
+import TOML
 
 #if canImport(Glibc)
     import Glibc
@@ -13,78 +13,30 @@ enum Section: Hashable {
     case account(Int)
 }
 
-/// Lines of section headers and `key =` assignments, found by scanning the text.
+/// The line of every key and section of the file, as the TOML parser recorded them.
 struct LineIndex {
     private var keyLines: [Section: [String: Int]] = [:]
     private var accountLines: [Int] = []
     private var defaultsLine: Int?
-    /// The first table header whose name TOMLKit cannot be given (see ``isParsableHeader(_:)``).
-    private(set) var unparsableHeaderLine: Int?
 
-    init(text: String) {
-        var section = Section.root
-        var lineNumber = 0
-        var inMultilineString = false
-        // Lines end at LF, as TOML's do: split the bytes, since CRLF is one Character and a String split at "\n"
-        // would not end a line there.
-        for rawLine in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            let line = String(decoding: rawLine, as: UTF8.self).trimmingCharacters(in: .whitespaces)
-            let tripleQuotes =
-                line.components(separatedBy: "\"\"\"").count - 1
-                + line.components(separatedBy: "'''").count - 1
-            if inMultilineString {
-                if tripleQuotes % 2 == 1 { inMultilineString = false }
-                continue
-            }
-            if line.unicodeScalars.first == "[", self.unparsableHeaderLine == nil, !Self.isParsableHeader(line) {
-                self.unparsableHeaderLine = lineNumber
-            }
-            if line.hasPrefix("[[") {
-                let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
-                if name == "account" {
-                    self.accountLines.append(lineNumber)
-                    section = .account(self.accountLines.count - 1)
-                } else {
-                    section = .root
-                }
-                continue
-            }
-            if line.hasPrefix("[") {
-                let name = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
-                section = name == "defaults" ? .defaults : .root
-                if name == "defaults" { self.defaultsLine = lineNumber }
-                continue
-            }
-            if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                var key = line[..<eq].trimmingCharacters(in: .whitespaces)
-                if key.count >= 2, key.first == "\"" || key.first == "'", key.last == key.first {
-                    key = String(key.dropFirst().dropLast())
-                }
-                if self.keyLines[section, default: [:]][key] == nil {
-                    self.keyLines[section, default: [:]][key] = lineNumber
-                }
-                if tripleQuotes % 2 == 1 { inMultilineString = true }
+    init(table: TOMLTable) {
+        self.keyLines[.root] = Self.lines(table)
+        if let entry = table.entry("defaults") {
+            self.defaultsLine = entry.value.table?.line ?? entry.line
+            if let t = entry.value.table { self.keyLines[.defaults] = Self.lines(t) }
+        }
+        if let entry = table.entry("account"), let array = entry.value.array {
+            for (i, item) in array.enumerated() {
+                self.accountLines.append(item.table?.line ?? entry.line)
+                if let t = item.table { self.keyLines[.account(i)] = Self.lines(t) }
             }
         }
     }
 
-    /// Whether toml++ (inside TOMLKit) can be given this table header: after `[` or `[[` and blanks it must find a
-    /// bare-key character, a quote or `]`. On anything else (`[`, `[.a]`, `[=]`, `[[ [`) it fails an assertion and
-    /// aborts the process instead of reporting a syntax error (toml++ 3.4.0, `parser::parse_key`). A nested array
-    /// that starts a line of a multi-line array is refused too: no popfetch key takes one. Scalars, not Characters:
-    /// `[` and a combining mark after it are one Character, but toml++ sees a `[`.
-    static func isParsableHeader(_ line: String) -> Bool {
-        let double = line.unicodeScalars.starts(with: "[[".unicodeScalars)
-        let afterBrackets = line.unicodeScalars.dropFirst(double ? 2 : 1)
-        let name = afterBrackets.drop { $0 == " " || $0 == "\t" }
-        guard let first = name.first else { return false }
-        if first == "[" {
-            // `[ [`: toml++ reports it (brackets must be contiguous); `[[ [` reaches the assertion.
-            return !double && name.startIndex != afterBrackets.startIndex
-        }
-        return first.isASCII
-            && (first.properties.isAlphabetic || ("0"..."9").contains(first) || "_-\"']".unicodeScalars.contains(first))
+    private static func lines(_ table: TOMLTable) -> [String: Int] {
+        var lines: [String: Int] = [:]
+        for key in table.keys { lines[key] = table.entry(key)?.line }
+        return lines
     }
 
     func line(of key: String, in section: Section) -> Int? {
@@ -119,14 +71,14 @@ struct Context {
             file: self.path, line: self.index.line(of: key, in: section), key: prefix + key, message: message)
     }
 
-    func positiveInt(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        guard v.type == .int, let n = v.int else { throw self.error(section, key: key, "must be an integer") }
+    func positiveInt(_ v: TOMLValue, section: Section, key: String) throws -> Int {
+        guard let n = v.int else { throw self.error(section, key: key, "must be an integer") }
         guard n > 0 else { throw self.error(section, key: key, "must be at least 1") }
         return n
     }
 
-    func duration(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        if v.type == .int, let n = v.int {
+    func duration(_ v: TOMLValue, section: Section, key: String) throws -> Int {
+        if let n = v.int {
             guard n >= 0 else { throw self.error(section, key: key, "must not be negative") }
             return n
         }
@@ -137,8 +89,8 @@ struct Context {
         return d
     }
 
-    func size(_ v: any TOMLValueConvertible, section: Section, key: String) throws -> Int {
-        if v.type == .int, let n = v.int {
+    func size(_ v: TOMLValue, section: Section, key: String) throws -> Int {
+        if let n = v.int {
             guard n >= 0 else { throw self.error(section, key: key, "must not be negative") }
             return n
         }

@@ -121,8 +121,8 @@ struct ConfigurationTests {
         }
     }
 
-    // Found by scripts/fuzz ConfigurationLoader: on these headers toml++ (in TOMLKit) failed an assertion and popfetch
-    // aborted, `config check` included. The first is the fuzzer's input; the others reach the same assertion.
+    // Found by scripts/fuzz ConfigurationLoader: on these headers toml++ (in TOMLKit, the TOML library popfetch used
+    // before its own parser) failed an assertion and popfetch aborted, `config check` included.
     @Test(
         "a table header without a name is a syntax error on its line, not an abort",
         arguments: [
@@ -143,8 +143,8 @@ struct ConfigurationTests {
         #expect(error.line == 7 && error.key == "kepp", "\(error)")
     }
 
-    @Test("headers toml++ reports itself still parse or fail as before")
-    func headersLeftToTOMLKit() throws {
+    @Test("headers with blanks and quoted names parse; brackets apart are a syntax error")
+    func headersWithBlanks() throws {
         let spaced = "[ defaults ]\nkeep = true\n\n[[ account ]]\n" + Self.base.dropFirst("[[account]]\n".count)
         #expect(try self.parse(spaced).accounts.count == 1)
         #expect(try self.parse("[\"defaults\"]\n").accounts.isEmpty)

@@ -1,4 +1,4 @@
-// Fuzz target for the TOML configuration loader (`ConfigurationLoader.parse(text:path:)`): TOMLKit's parse, the
+// Fuzz target for the TOML configuration loader (`ConfigurationLoader.parse(text:path:)`): the TOML parser, the
 // line index, every key's reader and the rules that span keys. Built and run by `scripts/fuzz ConfigurationLoader`.
 //
 // A refused file must be refused with a `ConfigurationError` whose line, when it names one, is a line of the file;
