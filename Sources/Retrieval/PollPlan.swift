@@ -1,3 +1,4 @@
+import Crypto
 public import Foundation
 public import POP3Core
 public import UIDLStore
@@ -56,6 +57,10 @@ public struct PollPlan: Hashable, Sendable {
     /// How the listing compares with the records, found in the same pass (so a poll that finds nothing new costs
     /// one dictionary lookup per listed message, not one per step that needs to know).
     public var diff: ListingDiff
+    /// Set when nothing is to be done (every message kept, none new, none changed): until when the same listing
+    /// would still need nothing done, with the records as they are after this poll's writes. A `last_seen` refresh
+    /// or a `delete_after` falls due then.
+    public var quietUntil: Date?
 
     public struct Policy: Hashable, Sendable {
         public var keep: Bool
@@ -129,6 +134,9 @@ public struct PollPlan: Hashable, Sendable {
         // messages behind it from being fetched.
         var retried: [Item] = []
         var fetches = 0
+        var allKept = true
+        let granularity = StateStore.lastSeenGranularity
+        var quietUntil = now.timeIntervalSince1970 + granularity
         for (entry, key) in zip(listing, keys) {
             let listedSize = sizes[entry.number]
             let size = listedSize ?? 0
@@ -138,7 +146,12 @@ public struct PollPlan: Hashable, Sendable {
             if let raw {
                 diff.matched += 1
                 if !same && raw.deletedAt == nil { diff.changed += 1 }
-                if (raw.lastSeen?.timeIntervalSince1970 ?? 0) < staleBefore { diff.stale.append(key) }
+                let lastSeen = raw.lastSeen?.timeIntervalSince1970 ?? 0
+                if lastSeen < staleBefore {
+                    diff.stale.append(key)  // refreshed to now by this poll
+                } else {
+                    quietUntil = min(quietUntil, lastSeen + granularity)
+                }
                 if raw.size == nil && raw.deletedAt == nil { diff.unsized.append(.init(key: key, size: size)) }
             } else {
                 diff.new.append(.init(key: key, size: size))
@@ -163,6 +176,9 @@ public struct PollPlan: Hashable, Sendable {
                 {
                     action = certain ? .deleteExpired : .keep
                 } else {
+                    if let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly {
+                        quietUntil = min(quietUntil, at.timeIntervalSince1970 + Double(after))
+                    }
                     action = .keep
                 }
             } else if let record, record.failedAt != nil {
@@ -185,6 +201,7 @@ public struct PollPlan: Hashable, Sendable {
                         item.restart = true
                     }
                 }
+                allKept = false
                 if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
                     item.confirmFirst = true
                     retried.append(item)
@@ -197,6 +214,7 @@ public struct PollPlan: Hashable, Sendable {
                 }
                 continue
             }
+            if action != .keep { allKept = false }
             items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
         }
         for var item in retried {
@@ -210,6 +228,34 @@ public struct PollPlan: Hashable, Sendable {
         self.items = items
         self.listed = listed
         self.diff = diff
+        let quiet = allKept && diff.new.isEmpty && diff.changed == 0 && diff.unsized.isEmpty
+        self.quietUntil = quiet ? Date(timeIntervalSince1970: quietUntil) : nil
+    }
+
+    /// SHA-256 of a listing (numbers, UIDLs, sizes) and of the policy that planned it: two polls with the same
+    /// fingerprint and the same records make the same plan.
+    public static func fingerprint(listing: [UIDLEntry], sizes: [Int: Int], policy: Policy) -> [UInt8] {
+        var hash = SHA256()
+        var policyText =
+            "keep=\(policy.keep) delete_after=\(policy.deleteAfter ?? -1) max_size=\(policy.maxSize ?? -1) "
+        policyText += "delete_oversize=\(policy.deleteOversize) fetch_limit=\(policy.fetchLimit) recipients="
+        for r in policy.recipients { policyText += "\(r.utf8.count):\(r)," }
+        hash.update(data: Array(policyText.utf8))
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(64 * 1024)
+        func append(_ n: Int) { withUnsafeBytes(of: Int64(n).littleEndian) { buffer.append(contentsOf: $0) } }
+        for entry in listing {
+            append(entry.number)
+            append(sizes[entry.number] ?? -1)
+            append(entry.uid.utf8.count)
+            buffer.append(contentsOf: entry.uid.utf8)
+            if buffer.count >= 60 * 1024 {
+                hash.update(data: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        hash.update(data: buffer)
+        return Array(hash.finalize())
     }
 
     public var fetchCount: Int {

@@ -66,16 +66,27 @@ final class PollSession {
         // TRANSACTION: the listing, and what to do with it.
         let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
         let now = Date()
-        var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
         let policy = PollPlan.Policy(
             keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter,
             maxSize: self.account.retention.maxSize,
             deleteOversize: self.account.retention.oversize == .delete, fetchLimit: self.account.retention.fetchLimit,
             recipients: self.account.delivery.recipients)
-        var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         self.report.listed = listing.count
-        if trackState {
-            let mailbox = try self.store.mailboxState(mailbox: self.key)
+        // The poll a daemon runs most: the listing of the last poll, which needed nothing done, and no record of the
+        // mailbox changed since (any write forgets the fingerprint). Then nothing is to be done now either.
+        let mailbox = trackState ? try self.store.mailboxState(mailbox: self.key) : nil
+        let fingerprint = trackState ? PollPlan.fingerprint(listing: listing, sizes: sizes, policy: policy) : nil
+        if let mailbox, let fingerprint, mailbox.quietListing == fingerprint, let until = mailbox.quietUntil,
+            now < until,
+            mailbox.pausedReason == nil, mailbox.decision == nil
+        {
+            self.logger.debug("nothing new: the listing is the last poll's, and no record changed since")
+            _ = try await self.conn.quit()
+            return
+        }
+        var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
+        var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
+        if trackState, let mailbox {
             if mailbox.decision == .markSeen && !self.poller.checkOnly {
                 // Only what was listed when the account paused: mail that arrived since is delivered as usual.
                 let snapshot = try self.store.pausedKeys(mailbox: self.key)
@@ -136,6 +147,9 @@ final class PollSession {
         if bye.isOK {
             if trackState { try self.store.recordDeleted(mailbox: self.key, uids: self.deletedKeys, at: Date()) }
             self.report.deleted = self.deletedKeys.count
+            if let fingerprint, let until = plan.quietUntil, self.deletedKeys.isEmpty {
+                try self.store.recordQuiet(mailbox: self.key, listing: fingerprint, until: until)
+            }
         } else if !self.deletedKeys.isEmpty {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
             self.logger.warning("server answered QUIT with \(bye); deletions may not have taken effect")

@@ -122,6 +122,29 @@ extension StateStore {
                 }
             }
         }
+        m.registerMigration("v5: quiet listings") { db in
+            // A mailbox's last listing that needed nothing done (its SHA-256 with the policy, and until when that
+            // stays true): a poll listing the same again skips the state load. Any change to the mailbox's messages
+            // or deliveries, by any program, forgets it: the triggers see every write.
+            var sql = """
+                ALTER TABLE mailboxes ADD COLUMN quiet_listing BLOB;
+                ALTER TABLE mailboxes ADD COLUMN quiet_until REAL;
+
+                """
+            for table in ["messages", "deliveries"] {
+                for (event, rows) in [("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])] {
+                    let accounts = rows.map { "\($0).account" }.joined(separator: ", ")
+                    sql += """
+                        CREATE TRIGGER \(table)_\(event.lowercased())_unquiet AFTER \(event) ON \(table) BEGIN
+                            UPDATE mailboxes SET quiet_listing = NULL
+                            WHERE account IN (\(accounts)) AND quiet_listing IS NOT NULL;
+                        END;
+
+                        """
+                }
+            }
+            try db.execute(sql: sql)
+        }
         return m
     }
 

@@ -9,6 +9,11 @@ public struct MailboxState: Hashable, Sendable {
     public var pausedReason: String?
     /// What the user decided: ``Decision``.
     public var decision: Decision?
+    /// The fingerprint of the last listing that needed nothing done (``StateStore/recordQuiet(mailbox:listing:until:)``),
+    /// forgotten at any change to the mailbox's records.
+    public var quietListing: [UInt8]?
+    /// Until when that listing needs nothing done (a `last_seen` refresh or a `delete_after` falls due then).
+    public var quietUntil: Date?
 
     public enum Decision: String, Hashable, Sendable {
         /// Record every message now on the server as seen, without delivering it.
@@ -24,12 +29,31 @@ extension StateStore {
         try self.read { db in
             guard
                 let r = try Row.fetchOne(
-                    db, sql: "SELECT first_listed, paused_reason, decision FROM mailboxes WHERE account = ?",
+                    db,
+                    sql: """
+                        SELECT first_listed, paused_reason, decision, quiet_listing, quiet_until
+                        FROM mailboxes WHERE account = ?
+                        """,
                     arguments: [mailbox.rawValue])
             else { return MailboxState() }
             return MailboxState(
                 firstListed: (r[0] as Double?).map(Date.init(timeIntervalSince1970:)), pausedReason: r[1],
-                decision: (r[2] as String?).flatMap(MailboxState.Decision.init(rawValue:)))
+                decision: (r[2] as String?).flatMap(MailboxState.Decision.init(rawValue:)),
+                quietListing: (r[3] as Data?).map { [UInt8]($0) },
+                quietUntil: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)))
+        }
+    }
+
+    /// Records that `listing` (a fingerprint of the listing and the policy) needed nothing done, until `until`.
+    /// Written after the poll's other writes, which forget an earlier one (the triggers of migration v5).
+    public func recordQuiet(mailbox: MailboxID, listing: [UInt8], until: Date) throws {
+        try self.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO mailboxes (account, quiet_listing, quiet_until) VALUES (?, ?, ?)
+                    ON CONFLICT (account) DO UPDATE SET quiet_listing = excluded.quiet_listing,
+                        quiet_until = excluded.quiet_until
+                    """, arguments: [mailbox.rawValue, Data(listing), until.timeIntervalSince1970])
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import MailTestKit
 import Testing
 
@@ -75,6 +76,41 @@ struct EndToEndTests {
             let same = sameMessages(try f.delivered(), second)
             #expect(same, "delivered messages differ from the originals")
         }
+    }
+
+    @Test("a poll listing what the last one listed skips the state load, and never hides new mail or a changed record")
+    func quietListing() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(4, seed: 21))
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 4)
+        let quietLine = "nothing new: the listing is the last poll's"
+        // The second poll plans (nothing to do) and records the listing as quiet; the third skips the plan.
+        let r2 = try f.poll(["--log-level", "debug"])
+        #expect(r2.status == 0 && !r2.stderr.contains(quietLine), "\(r2.stderr)")
+        let r3 = try f.poll(["--log-level", "debug"])
+        #expect(r3.status == 0 && r3.stderr.contains(quietLine), "\(r3.stderr)")
+        #expect(try f.delivered().count == 4)
+
+        // New mail changes the listing.
+        let extra = Corpus.messages(1, seed: 22)
+        try f.user.deliver(extra)
+        let r4 = try f.poll(["--log-level", "debug"])
+        #expect(r4.status == 0 && !r4.stderr.contains(quietLine), "\(r4.stderr)")
+        #expect(try f.delivered().count == 5)
+        _ = try f.poll()
+        #expect(try f.poll(["--log-level", "debug"]).stderr.contains(quietLine))
+
+        // Another program forgets a record: the listing is the same, but the next poll plans again and the message
+        // is new to it (delivered again, as a forgotten message is).
+        let db = try DatabaseQueue(path: f.statePath)
+        try db.write { db in
+            try db.execute(sql: "DELETE FROM messages WHERE uidl = (SELECT min(uidl) FROM messages)")
+        }
+        let r5 = try f.poll(["--log-level", "debug"])
+        #expect(r5.status == 0 && !r5.stderr.contains(quietLine), "\(r5.stderr)")
+        #expect(try f.delivered().count == 6)
     }
 
     @Test("fetch_limit bounds each poll; later polls fetch the rest")
