@@ -202,22 +202,41 @@ public struct POP3ClientStateMachine: Sendable {
         return .response(command, status)
     }
 
+    /// Listing lines are parsed where they lie in the received buffer; only a line split across two reads is
+    /// copied (into `lineBuffer`) to be joined.
     private mutating func accumulateListing(_ bytes: ByteBuffer) throws {
-        var view = bytes.readableBytesView[...]
-        while let lf = view.firstIndex(of: 10) {
-            self.lineBuffer.append(contentsOf: view[view.startIndex..<lf])
-            view = view[(lf + 1)...]
-            try self.checkLineLength()
-            // Take the line buffer (no copy), parse it, and give its storage back for the next line.
-            var line: [UInt8] = []
-            swap(&line, &self.lineBuffer)
-            if line.last == 13 { line.removeLast() }
-            try self.addListingLine(line)
-            line.removeAll(keepingCapacity: true)
-            swap(&line, &self.lineBuffer)
+        try bytes.withUnsafeReadableBytes { raw in
+            var start = 0
+            while start < raw.count {
+                guard let lf = raw[start...].firstIndex(of: 10) else {
+                    self.lineBuffer.append(contentsOf: raw[start...])
+                    try self.checkLineLength()
+                    return
+                }
+                if self.lineBuffer.isEmpty {
+                    if lf - start > POP3Defaults.maximumListingLineLength {
+                        throw POP3ProtocolError(.listingLineTooLong(limit: POP3Defaults.maximumListingLineLength))
+                    }
+                    let end = lf > start && raw[lf - 1] == 13 ? lf - 1 : lf
+                    try self.addListingLine(UnsafeRawBufferPointer(rebasing: raw[start..<end]))
+                } else {
+                    self.lineBuffer.append(contentsOf: raw[start..<lf])
+                    try self.checkLineLength()
+                    try self.addBufferedListingLine()
+                }
+                start = lf + 1
+            }
         }
-        self.lineBuffer.append(contentsOf: view)
-        try self.checkLineLength()
+    }
+
+    /// The line gathered in `lineBuffer` (without its CR), parsed; the buffer is emptied, its storage kept.
+    private mutating func addBufferedListingLine() throws {
+        var line: [UInt8] = []
+        swap(&line, &self.lineBuffer)
+        if line.last == 13 { line.removeLast() }
+        try line.withUnsafeBytes { try self.addListingLine($0) }
+        line.removeAll(keepingCapacity: true)
+        swap(&line, &self.lineBuffer)
     }
 
     private func checkLineLength() throws {
@@ -226,7 +245,7 @@ public struct POP3ClientStateMachine: Sendable {
         }
     }
 
-    private mutating func addListingLine(_ line: [UInt8]) throws {
+    private mutating func addListingLine(_ line: UnsafeRawBufferPointer) throws {
         guard let listing = self.listing else { return }
         switch listing {
         case .capabilities:
@@ -236,13 +255,13 @@ public struct POP3ClientStateMachine: Sendable {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
             if line.allSatisfy({ $0 == 32 || $0 == 9 }) { return }
-            self.uidlEntries.append(try Self.parseUIDLLine(line[...]))
+            self.uidlEntries.append(try Self.parseUIDLLine(line))
         case .scan:
             guard self.scanEntries.count < POP3Defaults.maximumListingEntries else {
                 throw POP3ProtocolError(.tooManyListingEntries(limit: POP3Defaults.maximumListingEntries))
             }
             if line.allSatisfy({ $0 == 32 || $0 == 9 }) { return }
-            self.scanEntries.append(try Self.parseScanLine(line[...]))
+            self.scanEntries.append(try Self.parseScanLine(line))
         }
     }
 
@@ -255,9 +274,7 @@ public struct POP3ClientStateMachine: Sendable {
             return .messageEnd
         }
         if !self.lineBuffer.isEmpty {
-            let line = self.lineBuffer
-            self.lineBuffer.removeAll()
-            try self.addListingLine(line.last == 13 ? Array(line.dropLast()) : line)
+            try self.addBufferedListingLine()
         }
         let listing = self.listing
         self.listing = nil
@@ -280,35 +297,55 @@ public struct POP3ClientStateMachine: Sendable {
     /// A line with a unique-id outside the grammar still parses, under ``UIDLEntry/escapedKey(for:)``; only a line
     /// without a message number and a unique-id is invalid.
     static func parseUIDLLine(_ line: ArraySlice<UInt8>) throws -> UIDLEntry {
-        var rest = line.drop { $0 == 32 }
-        guard let space = rest.firstIndex(of: 32) else {
-            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
+        try line.withUnsafeBytes { try Self.parseUIDLLine($0) }
+    }
+
+    static func parseUIDLLine(_ line: UnsafeRawBufferPointer) throws -> UIDLEntry {
+        let count = line.count
+        var i = 0
+        while i < count && line[i] == 32 { i += 1 }
+        let numberStart = i
+        while i < count && line[i] != 32 { i += 1 }
+        guard i < count else { throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line))) }
+        let n = try Self.parseMessageNumber(UnsafeRawBufferPointer(rebasing: line[numberStart..<i]), line: line)
+        while i < count && line[i] == 32 { i += 1 }
+        var end = count
+        while end > i && (line[end - 1] == 32 || line[end - 1] == 9) { end -= 1 }
+        guard end > i else { throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line))) }
+        let uid = UnsafeRawBufferPointer(rebasing: line[i..<end])
+        if uid.count <= POP3Defaults.maximumVerbatimUIDLength, uid.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+            return UIDLEntry(number: n, uid: String(decoding: uid, as: UTF8.self))
         }
-        let n = try Self.parseMessageNumber(rest[..<space], line: line)
-        rest = rest[space...].drop { $0 == 32 }
-        while let last = rest.last, last == 32 || last == 9 { rest = rest.dropLast() }
-        guard !rest.isEmpty else {
-            throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
-        }
-        if rest.count <= POP3Defaults.maximumVerbatimUIDLength, rest.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
-            return UIDLEntry(number: n, uid: String(decoding: rest, as: UTF8.self))
-        }
-        return UIDLEntry(number: n, uid: UIDLEntry.escapedKey(for: rest))
+        return UIDLEntry(number: n, uid: UIDLEntry.escapedKey(for: uid))
     }
 
     // scan listing line = msg-number SP size *(SP extra)   ; RFC 1939 §5
     /// Sizes above ``POP3Defaults/maximumMessageSize`` are clamped to it.
     static func parseScanLine(_ line: ArraySlice<UInt8>) throws -> ScanEntry {
-        let parts = line.split(separator: 32, omittingEmptySubsequences: true)
-        guard parts.count >= 2, let s = DecimalNumber.parse(parts[1]) else {
+        try line.withUnsafeBytes { try Self.parseScanLine($0) }
+    }
+
+    static func parseScanLine(_ line: UnsafeRawBufferPointer) throws -> ScanEntry {
+        // The first two words between spaces; anything after them is ignored.
+        let count = line.count
+        var i = 0
+        func word() -> Range<Int> {
+            while i < count && line[i] == 32 { i += 1 }
+            let start = i
+            while i < count && line[i] != 32 { i += 1 }
+            return start..<i
+        }
+        let number = word()
+        let size = word()
+        guard !number.isEmpty, !size.isEmpty, let s = DecimalNumber.parse(line[size]) else {
             throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
         }
-        let n = try Self.parseMessageNumber(parts[0], line: line)
+        let n = try Self.parseMessageNumber(UnsafeRawBufferPointer(rebasing: line[number]), line: line)
         return ScanEntry(number: n, size: min(s, POP3Defaults.maximumMessageSize))
     }
 
     // msg-number = 1*DIGIT   ; RFC 1939 §5: 1 ... count
-    static func parseMessageNumber(_ bytes: ArraySlice<UInt8>, line: ArraySlice<UInt8>) throws -> Int {
+    static func parseMessageNumber(_ bytes: UnsafeRawBufferPointer, line: UnsafeRawBufferPointer) throws -> Int {
         guard let n = DecimalNumber.parse(bytes) else {
             throw POP3ProtocolError(.invalidListingLine(excerpt: String.excerpt(of: line)))
         }
