@@ -49,7 +49,7 @@ public struct Popfetch: AsyncParsableCommand {
             return ExitStatus.config.rawValue
         } catch let e as StateError {
             Self.printError(e.description)
-            return ExitStatus.ioError.rawValue
+            return e.isBusy ? ExitStatus.tempFail.rawValue : ExitStatus.ioError.rawValue
         } catch let e as LockError {
             Self.printError(e.description)
             return ExitStatus.ioError.rawValue

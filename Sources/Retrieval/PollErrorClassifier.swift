@@ -32,7 +32,7 @@ extension AccountPoller {
             default: return PollError(.protocolError, e.description)
             }
         case let e as StateError:
-            return PollError(.io, e.description)
+            return PollError(e.isBusy ? .temporary : .io, e.description)
         case let e as SecretError:
             return PollError(e.isIOError ? .io : .config, e.description)
         case let e as LockError:

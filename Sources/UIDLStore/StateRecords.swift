@@ -1,4 +1,5 @@
 public import Foundation
+import GRDB
 
 /// What the state database knows of one message of one mailbox.
 public struct MessageRecord: Hashable, Sendable {
@@ -86,7 +87,26 @@ public struct AccountStatusRecord: Hashable, Sendable {
 public struct StateError: Error, Hashable, Sendable, CustomStringConvertible {
     public var path: String
     public var message: String
+    /// Another process held the database longer than the busy time-out (SQLITE_BUSY or SQLITE_LOCKED): trying
+    /// again later will do.
+    public var isBusy = false
     public var description: String { "state database \(self.path): \(self.message)" }
+
+    public init(path: String, message: String, isBusy: Bool = false) {
+        self.path = path
+        self.message = message
+        self.isBusy = isBusy
+    }
+
+    /// `error` from SQLite or GRDB, as a StateError of `path`.
+    static func wrapping(_ error: any Error, path: String) -> StateError {
+        if let e = error as? StateError { return e }
+        if let e = error as? DatabaseError, e.resultCode == .SQLITE_BUSY || e.resultCode == .SQLITE_LOCKED {
+            return StateError(
+                path: path, message: "\(error) (another process held the database for longer than 30 s)", isBusy: true)
+        }
+        return StateError(path: path, message: "\(error)")
+    }
 }
 
 /// A POP3 listing against the state database's records, found in one pass over the listing (by the poll

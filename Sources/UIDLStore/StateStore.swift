@@ -26,10 +26,8 @@ public final class StateStore: Sendable {
             }
             self.db = try DatabaseQueue(path: path, configuration: config)
             try Self.migrator.migrate(self.db)
-        } catch let e as StateError {
-            throw e
         } catch {
-            throw StateError(path: path, message: "\(error)")
+            throw StateError.wrapping(error, path: path)
         }
     }
 
@@ -54,7 +52,7 @@ public final class StateStore: Sendable {
         do {
             return try self.db.write(body)
         } catch {
-            throw StateError(path: self.path, message: "\(error)")
+            throw StateError.wrapping(error, path: self.path)
         }
     }
 
@@ -62,7 +60,7 @@ public final class StateStore: Sendable {
         do {
             return try self.db.read(body)
         } catch {
-            throw StateError(path: self.path, message: "\(error)")
+            throw StateError.wrapping(error, path: self.path)
         }
     }
 }

@@ -1,0 +1,218 @@
+import Foundation
+import MailTestKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The state directory (SQLite database and spool) under faults: a full disk, a read-only directory, a corrupted
+/// file, a lock held by another process, two popfetch processes at once. Mounts happen in a private mount namespace
+/// (`unshare -m`), so nothing outside the test sees them.
+@Suite("State and disk faults")
+struct StateFaultTests {
+    /// Runs `script` with `sh -c` in a private mount namespace; `$POPFETCH` is `popfetch --config … --state …`.
+    static func inNamespace(_ f: PopfetchFixture, _ script: String, timeout: Double = 120) throws -> RunResult {
+        let popfetch = "\(Package.binary) --config \(f.configPath) --state \(f.statePath)"
+        return try runProgram(
+            ["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script],
+            environment: ["POPFETCH": popfetch], timeout: timeout)
+    }
+
+    static var stateDirectory: (PopfetchFixture) -> String { { $0.directory + "/state" } }
+
+    /// A message of about `megabytes` MB.
+    static func large(_ megabytes: Int, seed: Int) -> [UInt8] {
+        var m = Corpus.message(900, seed: seed)
+        let line = Array(repeating: UInt8(ascii: "x"), count: 76) + [10]
+        for _ in 0..<(megabytes * 1_048_576 / line.count) { m += line }
+        return m
+    }
+
+    @Test(
+        "less than 1 MB free in the state directory: popfetch stops before delivering, since a commit could fail",
+        .fault(
+            .state, "state directory (spool and database) on a tmpfs with under 1 MB free",
+            expect: "exit 74 naming the directory and its free space; nothing delivered; every message left"))
+    func lowSpace() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(3, seed: 31))
+        try f.writeConfig()
+        let dir = Self.stateDirectory(f)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try Self.inNamespace(
+            f, "mount -t tmpfs -o size=1m,mode=0700 tmpfs \(dir) && $POPFETCH poll; echo \"poll=$?\"")
+        #expect(r.stdout.contains("poll=74"), "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stderr.contains("KB free") && r.stderr.contains(dir), "\(r.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 3)
+    }
+
+    @Test(
+        "the disk fills while a message is spooled: the poll stops loudly; once space is freed, nothing is delivered twice",
+        .fault(
+            .state, "state directory on a 3 MB tmpfs; a 6 MB message fills it mid-RETR, after two small ones",
+            expect: "exit 74 \"No space left\"; small ones delivered whole; after more space: big one delivered, none twice"))
+    func diskFillsMidMessage() throws {
+        let f = try PopfetchFixture()
+        let small = Corpus.messages(2, seed: 38)
+        let big = Self.large(6, seed: 38)
+        try f.user.deliver(small)
+        sleep(1)  // Maildir names start with the second: the big message is listed last
+        try f.user.deliver([big])
+        try f.writeConfig()
+        let dir = Self.stateDirectory(f)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let r = try Self.inNamespace(
+            f,
+            """
+            mount -t tmpfs -o size=3m,mode=0700 tmpfs \(dir) || exit 1
+            $POPFETCH poll; echo "poll=$?"
+            mount -o remount,size=32m \(dir) && $POPFETCH poll; echo "again=$?"
+            """)
+        #expect(r.stdout.contains("poll=74") && r.stdout.contains("again=0"), "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stderr.contains("No space left on device"), "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 3 && sameMessages(got, small + [big]), "each message once, whole: \(got.count)")
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test(
+        "a read-only state directory: nothing is delivered or deleted, and the error names the file",
+        .fault(
+            .state, "state directory mounted read-only after a first poll; new mail waiting",
+            expect: "exit non-zero naming state.sqlite; nothing delivered or deleted; a later poll delivers only new mail"))
+    func readOnly() throws {
+        let f = try PopfetchFixture()
+        let first = Corpus.messages(2, seed: 32)
+        try f.user.deliver(first)
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        try f.clearDelivered()
+        let later = Corpus.messages(1, seed: 33)
+        try f.user.deliver(later)
+        let dir = Self.stateDirectory(f)
+        let r = try Self.inNamespace(
+            f, "mount --bind \(dir) \(dir) && mount -o remount,ro,bind \(dir) && $POPFETCH poll; echo \"poll=$?\"")
+        #expect(!r.stdout.contains("poll=0") && r.stdout.contains("poll="), "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stderr.contains("state.sqlite"), "the error names the file: \(r.stderr)")
+        #expect(try f.delivered().isEmpty, "nothing delivered without a writable state")
+        #expect(f.user.messageCount() == 3)
+        let after = try f.poll()
+        #expect(after.status == 0, "\(after.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 1 && sameMessages(got, later), "only the new message, once")
+    }
+
+    @Test(
+        "a corrupted state database: refused with its path; nothing delivered or deleted",
+        .fault(
+            .state, "state database overwritten with garbage",
+            expect: "poll and status exit non-zero naming the file; nothing delivered; every message left on the server"))
+    func corrupted() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(3, seed: 34))
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        try f.clearDelivered()
+        for suffix in ["-wal", "-shm"] { unlink(f.statePath + suffix) }
+        let garbage = Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 13) })
+        try garbage.write(to: URL(fileURLWithPath: f.statePath))
+        let r = try f.poll()
+        #expect(r.status != 0, "\(r.stderr)")
+        #expect(r.stderr.contains(f.statePath), "\(r.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 3)
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(s.status != 0 && s.stderr.contains(f.statePath), "\(s.stdout)\n\(s.stderr)")
+    }
+
+    @Test(
+        "another process holding the database's write lock: the poll waits for it, then delivers each message once",
+        .fault(
+            .state, "another process holds an exclusive SQLite transaction on the state for 3 s",
+            expect: "the poll waits (busy time-out 30 s), exits 0; every message delivered once and deleted"))
+    func busyBriefly() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(3, seed: 35)
+        try f.user.deliver(corpus)
+        try f.writeConfig()
+        #expect(try popfetch(["--config", f.configPath, "--state", f.statePath, "status"]).status == 0)
+        let r = try Self.holdingLock(f, seconds: 3)
+        #expect(r.stdout.contains("locked") && r.stdout.contains("poll=0"), "\(r.stdout)\n\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 3 && sameMessages(got, corpus))
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test(
+        "another process holding the write lock past the busy time-out: the poll fails as temporary, loses nothing",
+        .fault(
+            .state, "another process holds an exclusive SQLite transaction on the state for 40 s (time-out 30 s)",
+            expect: "exit 75 after the time-out; no message deleted; the next poll delivers each message once"))
+    func busyPastTimeout() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(3, seed: 36)
+        try f.user.deliver(corpus)
+        try f.writeConfig()
+        #expect(try popfetch(["--config", f.configPath, "--state", f.statePath, "status"]).status == 0)
+        let r = try Self.holdingLock(f, seconds: 40)
+        #expect(r.stdout.contains("locked") && r.stdout.contains("poll=75"), "\(r.stdout)\n\(r.stderr)")
+        #expect(f.user.messageCount() == 3, "nothing deleted")
+        let again = try f.poll()
+        #expect(again.status == 0, "\(again.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 3 && sameMessages(got, corpus), "each message once")
+    }
+
+    /// A poll while another process holds `BEGIN EXCLUSIVE` on the state database for `seconds`.
+    static func holdingLock(_ f: PopfetchFixture, seconds: Int) throws -> RunResult {
+        let locker = """
+            import sqlite3, sys, time
+            c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+            c.execute("BEGIN EXCLUSIVE")
+            print("locked", flush=True)
+            time.sleep(float(sys.argv[2]))
+            c.execute("COMMIT")
+            """
+        let path = f.directory + "/locker.py"
+        try locker.write(toFile: path, atomically: true, encoding: .utf8)
+        let script = """
+            python3 \(path) \(f.statePath) \(seconds) & 
+            while ! kill -0 $! 2>/dev/null; do sleep 0.1; done; sleep 1
+            $POPFETCH poll; echo "poll=$?"; wait
+            """
+        return try runProgram(
+            ["/bin/sh", "-c", script],
+            environment: ["POPFETCH": "\(Package.binary) --config \(f.configPath) --state \(f.statePath)"],
+            timeout: Double(seconds) + 120)
+    }
+
+    @Test(
+        "two popfetch processes polling one mailbox at once: one waits for the other; no message is delivered twice",
+        .fault(
+            .process, "a second `popfetch poll` started on the same mailbox while the first delivers (slow MDA)",
+            expect: "both exit 0; the second waits for the account lock; every message delivered exactly once"))
+    func twoProcesses() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(6, seed: 37)
+        try f.user.deliver(corpus)
+        let slow = f.directory + "/slow-mda"
+        try "#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
+        chmod(slow, 0o755)
+        try f.writeConfig(mda: slow)
+        let script = """
+            $POPFETCH poll 2>first.err & first=$!
+            sleep 0.5
+            $POPFETCH poll 2>second.err; echo "second=$?"
+            wait $first; echo "first=$?"
+            """
+        let r = try runProgram(
+            ["/bin/sh", "-c", "cd \(f.directory) && " + script],
+            environment: ["POPFETCH": "\(Package.binary) --config \(f.configPath) --state \(f.statePath)"])
+        #expect(r.stdout.contains("first=0") && r.stdout.contains("second=0"), "\(r.stdout)")
+        let got = try f.delivered()
+        #expect(got.count == 6 && sameMessages(got, corpus), "each message exactly once")
+        #expect(f.user.messageCount() == 0)
+    }
+}
