@@ -107,7 +107,12 @@ struct ConfigurationTests {
             fragment: "keep = true"),
     ]
 
-    @Test("bad config files", arguments: badCases)
+    @Test(
+        "bad config files",
+        .fault(
+            .config, "17 broken configs: unknown key, wrong type or value, missing key, duplicate account, bad TOML",
+            expect: "refused with an error naming file, line and key and the cause; the password never in it"),
+        arguments: badCases)
     func badConfig(_ c: BadCase) throws {
         do {
             _ = try self.parse(c.text)
@@ -125,6 +130,9 @@ struct ConfigurationTests {
     // before its own parser) failed an assertion and popfetch aborted, `config check` included.
     @Test(
         "a table header without a name is a syntax error on its line, not an abort",
+        .fault(
+            .config, "TOML table header without a name (fuzzer finds: \"[\", \"[=]\", \"[[ [a]]\", ...)",
+            expect: "a TOML syntax error on the right line, not an abort"),
         arguments: [
             ("[\n\n\u{FFFD}", 1), ("[\n", 1), ("[.account]\n", 1), ("[=]\n", 1), ("[[\n", 1), ("[[ [a]]\n", 1),
             (base + "\n  [ # comment\n", 7), ("[defaults]\nkeep = true\n[\r\n", 3),
@@ -136,7 +144,9 @@ struct ConfigurationTests {
         #expect(error.line == line && error.message.hasPrefix("TOML syntax error"), "\(error)")
     }
 
-    @Test("errors in a file with CRLF line ends name the right line")
+    @Test(
+        "errors in a file with CRLF line ends name the right line",
+        .fault(.config, "unknown key in a config with CRLF line ends", expect: "the error names line 7 and the key"))
     func crlfLines() throws {
         let text = (Self.base + "\nkepp = true\n").replacingOccurrences(of: "\n", with: "\r\n")
         let error = try #require(throws: ConfigurationError.self) { try self.parse(text) }
@@ -152,7 +162,11 @@ struct ConfigurationTests {
         #expect(error.line == 1 && error.message.hasPrefix("TOML syntax error"), "\(error)")
     }
 
-    @Test("mda splitting honours quotes and substitutes %T %F %U as single arguments")
+    @Test(
+        "mda splitting honours quotes and substitutes %T %F %U as single arguments",
+        .fault(
+            .config, "mda with a pipe or $VAR; a recipient with shell syntax (\"a b; rm -rf /\") for %T",
+            expect: "pipe and $VAR refused; %T substituted sanitised, as one argument"))
     func mdaSplitting() throws {
         let m = try MDACommand("/usr/bin/maildrop -d '%T' \"-f\" %F -u%U")
         #expect(m.arguments == ["/usr/bin/maildrop", "-d", "%T", "-f", "%F", "-u%U"])
@@ -191,7 +205,11 @@ struct ConfigurationTests {
         #expect(Units.parseSize("lots") == nil)
     }
 
-    @Test("a group-readable config holding a password is refused, with the fix")
+    @Test(
+        "a group-readable config holding a password is refused, with the fix",
+        .fault(
+            .config, "config holding a password is group-readable (0644)",
+            expect: "load refused with a 'chmod 600' hint; loads once 0600"))
     func permissions() throws {
         let dir = NSTemporaryDirectory() + "popfetch-perm-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -209,7 +227,11 @@ struct ConfigurationTests {
         #expect(try ConfigurationLoader().load(path: path).accounts.count == 1)
     }
 
-    @Test("the CLI exits 78 on a broken config and names file, line and key")
+    @Test(
+        "the CLI exits 78 on a broken config and names file, line and key",
+        .fault(
+            .config, "unknown key in the config given to the CLI",
+            expect: "poll and config check exit 78; file:line: key named; no state file created"))
     func cliExitCode() throws {
         let dir = NSTemporaryDirectory() + "popfetch-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -243,6 +265,9 @@ struct ConfigurationTests {
 
     @Test(
         "every key read through the key table refuses a value of the wrong kind, naming the key and its line",
+        .fault(
+            .config, "every account key given an array, a value of the wrong kind",
+            expect: "refused naming the key and line 7, with a 'must ...' message"),
         arguments: AccountKeys.table.filter { $0.read != nil }.map(\.name))
     func everyKeyChecksItsValue(key: String) throws {
         let text = Self.base + "\n\(key) = [1, 2]"

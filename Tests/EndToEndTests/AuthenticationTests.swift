@@ -32,6 +32,9 @@ struct AuthenticationTests {
 
     @Test(
         "a wrong password fails with exit 77 for every mechanism, and the password is never logged",
+        .fault(
+            .config, "wrong password with each mechanism (USER, APOP, PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, auto)",
+            expect: "exit 77; password never printed, even at trace level; message stays on the server"),
         arguments: mechanisms)
     func wrongPassword(_ auth: String) throws {
         let f = try PopfetchFixture()
@@ -43,7 +46,11 @@ struct AuthenticationTests {
         #expect(f.user.messageCount() == 1)
     }
 
-    @Test("~/.netrc supplies the password when the account has none")
+    @Test(
+        "~/.netrc supplies the password when the account has none",
+        .fault(
+            .config, "~/.netrc made group-readable (0644)",
+            expect: "at 0600 it supplies the password, exit 0; at 0644 it is ignored and config check exits 78"))
     func netrc() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 162))
@@ -85,6 +92,9 @@ struct OAuthTests {
 
     @Test(
         "an invalid token fails with exit 77 (the XOAUTH2 error challenge is answered and the login refused)",
+        .fault(
+            .config, "oauth_token_command yields an invalid token (XOAUTH2, OAUTHBEARER)",
+            expect: "exit 77; token never printed; message stays on the server"),
         arguments: ["xoauth2", "oauthbearer"])
     func badToken(_ auth: String) throws {
         let f = try PopfetchFixture()
@@ -102,7 +112,10 @@ struct OAuthTests {
 @Suite("Built-in OAuth2: device login, stored refresh token, refresh before expiry", .serialized)
 struct OAuthRefreshTests {
     @Test(
-        "oauth login (device flow) stores a refresh token; polls refresh the access token; a refused refresh is clear")
+        "oauth login (device flow) stores a refresh token; polls refresh the access token; a refused refresh is clear",
+        .fault(
+            .pop3, "token endpoint refuses the stored OAuth2 refresh token (revoked)",
+            expect: "exit 77 'refresh token was refused'; token not printed; message kept on the server"))
     func deviceFlowAndRefresh() throws {
         let f = try PopfetchFixture()
         let port = f.server.oauthPort
@@ -207,7 +220,11 @@ struct InitialResponseTests {
 
 @Suite("TLS client certificates and AUTH EXTERNAL")
 struct ExternalAuthTests {
-    @Test("EXTERNAL with a client certificate logs in (no password anywhere); without the certificate it fails (77)")
+    @Test(
+        "EXTERNAL with a client certificate logs in (no password anywhere); without the certificate it fails (77)",
+        .fault(
+            .config, "no client certificate for a login that needs one (EXTERNAL)",
+            expect: "with the certificate: exit 0, delivered; without it: exit 77, message stays on the server"))
     func external() throws {
         let server = try DovecotServer(ssl: true, clientCertificates: true)
         let f = try PopfetchFixture(server: server)

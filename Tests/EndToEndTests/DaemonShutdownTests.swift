@@ -16,7 +16,11 @@ struct DaemonShutdownTests {
         chmod(f.configPath, 0o600)
     }
 
-    @Test("grace over while the MDA hangs: exit 0 right after it, the MDA left running, wake refused, nothing lost")
+    @Test(
+        "grace over while the MDA hangs: exit 0 right after it, the MDA left running, wake refused, nothing lost",
+        .fault(
+            .process, "daemon sent SIGTERM while the MDA hangs (shutdown_grace = 3s)",
+            expect: "wake refused (69); exit 0 after 2.5-9 s, MDA left running; clean poll delivers each once"))
     func hungMDA() throws {
         let f = try PopfetchFixture()
         let corpus = Corpus.messages(3, seed: 76)
@@ -77,7 +81,11 @@ struct DaemonShutdownTests {
         #expect(f.user.messageCount() == 0)
     }
 
-    @Test("grace over while the server stalls in the middle of a RETR: exit 0 right after it")
+    @Test(
+        "grace over while the server stalls in the middle of a RETR: exit 0 right after it",
+        .fault(
+            .process, "daemon sent SIGTERM while the server trickles a RETR (shutdown_grace = 2s)",
+            expect: "exit 0 after 1.5-8 s, the poll logged as abandoned; no crash"))
     func stalledServer() throws {
         let f = try PopfetchFixture()
         // One octet a second: the read time-out (60 s) is far off, the poll just hangs.

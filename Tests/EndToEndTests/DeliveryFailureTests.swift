@@ -10,6 +10,9 @@ import Testing
 struct DeliveryFailureTests {
     @Test(
         "MDA exit 75 and exit 1: kept on the server, delivered at the next poll once the MDA succeeds",
+        .fault(
+            .mda, "MDA exits 75 or 1",
+            expect: "exit 75; nothing deleted; once the MDA works, next poll exits 0 and delivers all 3 unchanged"),
         arguments: [75, 1])
     func failingMDAKeepsMessage(code: Int) throws {
         let f = try PopfetchFixture()
@@ -33,7 +36,11 @@ struct DeliveryFailureTests {
         #expect(f.user.messageCount() == 0)
     }
 
-    @Test("after max_attempts a message is marked failed, skipped, and `retry` brings it back")
+    @Test(
+        "after max_attempts a message is marked failed, skipped, and `retry` brings it back",
+        .fault(
+            .mda, "MDA exits 1 at 2 polls (max_attempts = 2)",
+            expect: "marked failed, then skipped and kept on the server; after retry, delivered and deleted"))
     func maxAttemptsThenRetry() throws {
         let f = try PopfetchFixture()
         let corpus = Corpus.messages(1, seed: 30)
@@ -65,7 +72,11 @@ struct DeliveryFailureTests {
         #expect(f.user.messageCount() == 0)
     }
 
-    @Test("an MDA that runs past mda_timeout is killed and the message kept")
+    @Test(
+        "an MDA that runs past mda_timeout is killed and the message kept",
+        .fault(
+            .mda, "MDA hangs 30 s (mda_timeout = 1s)",
+            expect: "poll ends within 15 s, reporting the MDA killed; message stays on the server"))
     func mdaTimeout() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 31))
@@ -83,7 +94,11 @@ struct DeliveryFailureTests {
 
 @Suite("Connection and login failures: clear error, documented exit code, nothing touched")
 struct FailureModeTests {
-    @Test("wrong password: exit 77, nothing delivered, nothing deleted")
+    @Test(
+        "wrong password: exit 77, nothing delivered, nothing deleted",
+        .fault(
+            .config, "wrong password (STLS, default mechanism)",
+            expect: "exit 77 'authentication failed'; password not printed; nothing delivered or deleted"))
     func wrongPassword() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(2, seed: 40))
@@ -96,7 +111,9 @@ struct FailureModeTests {
         #expect(f.user.messageCount() == 2)
     }
 
-    @Test("connection refused: exit 69")
+    @Test(
+        "connection refused: exit 69",
+        .fault(.pop3, "connection refused (nothing listens on the port)", expect: "exit 69 'cannot connect'"))
     func connectionRefused() throws {
         let f = try PopfetchFixture()
         // A port nobody listens on: bind one, note it, close it.
@@ -107,7 +124,9 @@ struct FailureModeTests {
         #expect(r.stderr.contains("cannot connect"))
     }
 
-    @Test("unknown host: exit 68 (resolver pointed at loopback in a private mount namespace)")
+    @Test(
+        "unknown host: exit 68 (resolver pointed at loopback in a private mount namespace)",
+        .fault(.config, "host name does not resolve", expect: "exit 68 'cannot resolve'"))
     func unknownHost() throws {
         let f = try PopfetchFixture()
         try f.writeConfig(extra: "allow_insecure_auth = true", host: "no-such-host.invalid")
@@ -123,7 +142,11 @@ struct FailureModeTests {
         #expect(r.stderr.contains("cannot resolve"))
     }
 
-    @Test("tls = starttls against a server without STLS: stops before any credential, exit 76")
+    @Test(
+        "tls = starttls against a server without STLS: stops before any credential, exit 76",
+        .fault(
+            .pop3, "tls = starttls, but the server (Dovecot without TLS) offers no STLS",
+            expect: "exit 76 'does not offer STLS'; no login attempted; message stays on the server"))
     func stlsNotOffered() throws {
         let plain = try DovecotServer(ssl: false)
         let f = try PopfetchFixture(server: plain)
@@ -137,7 +160,11 @@ struct FailureModeTests {
         #expect(!log.contains("user=<\(f.user.name)>"), "no login may have been attempted")
     }
 
-    @Test("[IN-USE]: a locked mailbox is a temporary failure (75), not a wrong password")
+    @Test(
+        "[IN-USE]: a locked mailbox is a temporary failure (75), not a wrong password",
+        .fault(
+            .pop3, "mailbox locked by another session (Dovecot -ERR [IN-USE])",
+            expect: "exit 75 naming the lock, not an auth failure; nothing delivered; both messages stay"))
     func mailboxInUse() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(2, seed: 42))

@@ -19,7 +19,11 @@ struct LossPathTests {
         Set(try f.delivered())
     }
 
-    @Test("spool reuse: RETR refused while the previous message's MDA still reads; both neighbours arrive whole")
+    @Test(
+        "spool reuse: RETR refused while the previous message's MDA still reads; both neighbours arrive whole",
+        .fault(
+            .pop3, "RETR of the middle one of 3 messages answered -ERR while a slow MDA still reads the first",
+            expect: "exit 75; the other two delivered whole, the refused one not; only those two deleted"))
     func spoolReuse() throws {
         let f = try PopfetchFixture()
         let a = faultMessage("alpha", lines: 3000)
@@ -42,7 +46,11 @@ struct LossPathTests {
         #expect(server.deleted() == ["a", "c"], "only what was delivered is deleted")
     }
 
-    @Test("a UIDL reused after its message was deleted is a new message: fetched, never deleted unread")
+    @Test(
+        "a UIDL reused after its message was deleted is a new message: fetched, never deleted unread",
+        .fault(
+            .pop3, "server reuses a deleted message's UIDL for a new message",
+            expect: "exit 0; the new message delivered too; both deleted"))
     func reusedUIDL() throws {
         let f = try PopfetchFixture()
         let first = faultMessage("first")
@@ -59,7 +67,11 @@ struct LossPathTests {
         #expect(server.deleted() == ["m1", "m2"])
     }
 
-    @Test("two messages sharing one UIDL in a listing (popa3d) are both delivered before either is deleted")
+    @Test(
+        "two messages sharing one UIDL in a listing (popa3d) are both delivered before either is deleted",
+        .fault(
+            .pop3, "two messages share one UIDL in the listing (popa3d)",
+            expect: "exit 0; both delivered; both deleted"))
     func duplicateUIDL() throws {
         let f = try PopfetchFixture()
         let x = faultMessage("x")
@@ -74,7 +86,11 @@ struct LossPathTests {
         #expect(server.deleted() == ["x", "y"])
     }
 
-    @Test("QUIT answered -ERR: the next poll fetches the message again to compare, delivers it once, deletes it")
+    @Test(
+        "QUIT answered -ERR: the next poll fetches the message again to compare, delivers it once, deletes it",
+        .fault(
+            .pop3, "QUIT answered -ERR after DELE",
+            expect: "nothing deleted; next poll exits 0, refetches to compare, no duplicate, then deletes it"))
     func quitRefusedThenDeleted() throws {
         let f = try PopfetchFixture()
         let m = faultMessage("kept by a failed QUIT")
@@ -94,7 +110,11 @@ struct LossPathTests {
         #expect(server.sent().components(separatedBy: "RETR").count - 1 == 2, "fetched again to compare")
     }
 
-    @Test("an unstuffed dot line truncates a message: nothing delivered, nothing deleted, poll fails loudly")
+    @Test(
+        "an unstuffed dot line truncates a message: nothing delivered, nothing deleted, poll fails loudly",
+        .fault(
+            .pop3, "a body line \".\" sent unstuffed, ending the message early",
+            expect: "two polls each fail naming the bad reply; nothing delivered; no DELE sent"))
     func unstuffedDot() throws {
         let f = try PopfetchFixture()
         let body = faultMessage("dots", lines: 20) + ".\r\n" + faultMessage("after the dot", lines: 300)
@@ -113,7 +133,11 @@ struct LossPathTests {
         }
     }
 
-    @Test("a message whose RETR always drops the connection is tried last, then marked failed; the rest arrive")
+    @Test(
+        "a message whose RETR always drops the connection is tried last, then marked failed; the rest arrive",
+        .fault(
+            .pop3, "RETR of one of 3 messages always drops the connection (max_attempts = 2)",
+            expect: "2 polls exit 69, the 3rd 0; the others delivered, deleted; status exits 1: marked failed"))
     func poisonedMessage() throws {
         let f = try PopfetchFixture()
         let q = faultMessage("q")
@@ -139,7 +163,11 @@ struct LossPathTests {
         #expect(status.stdout.contains("marked failed"), "\(status.stdout)")
     }
 
-    @Test("empty listings from a hiccup forget nothing: no message is delivered twice")
+    @Test(
+        "empty listings from a hiccup forget nothing: no message is delivered twice",
+        .fault(
+            .pop3, "server lists an empty mailbox at 4 polls, then the 5 messages again (keep = true)",
+            expect: "every poll exits 0; the 5 messages delivered once, none again"))
     func emptyListings() throws {
         let f = try PopfetchFixture()
         let msgs = (0..<5).map { FaultServer.Message(uid: "e\($0)", body: faultMessage("e\($0)")) }
@@ -156,7 +184,11 @@ struct LossPathTests {
         #expect(try f.delivered().count == 5, "nothing delivered again")
     }
 
-    @Test("a UIDL reset (every UIDL renumbered) pauses the account instead of delivering everything again")
+    @Test(
+        "a UIDL reset (every UIDL renumbered) pauses the account instead of delivering everything again",
+        .fault(
+            .pop3, "every UIDL of a kept mailbox of 12 renumbered (UIDL reset)",
+            expect: "exit 75 naming the reset; nothing delivered again; after mark-seen, exit 0 with no redelivery"))
     func uidlReset() throws {
         let f = try PopfetchFixture()
         let bodies = (0..<12).map { faultMessage("reset \($0)") }
@@ -185,7 +217,11 @@ struct LossPathTests {
         #expect(try f.delivered().count == 12)
     }
 
-    @Test("first poll of a keep = true mailbox, or a lost state file, pauses; mark-seen and fetch-all answer it")
+    @Test(
+        "first poll of a keep = true mailbox, or a lost state file, pauses; mark-seen and fetch-all answer it",
+        .fault(
+            .state, "state database deleted (with -wal, -shm) on a keep = true mailbox of 26",
+            expect: "poll pauses (exit 75) and delivers nothing; after fetch-all, all 26 delivered"))
     func firstPollAndLostState() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(25, seed: 81))
@@ -227,7 +263,11 @@ struct LossPathTests {
         #expect(try f.delivered().count == 8, "nothing delivered again")
     }
 
-    @Test("every delivery failing makes poll exit 75, is printed even with -q, and status exits 1 once marked failed")
+    @Test(
+        "every delivery failing makes poll exit 75, is printed even with -q, and status exits 1 once marked failed",
+        .fault(
+            .mda, "MDA path does not exist (max_attempts = 1)",
+            expect: "poll -q exits 75 and prints the failure; both messages stay; status exits 1 naming the MDA"))
     func failuresAreLoud() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(2, seed: 84))
@@ -241,7 +281,11 @@ struct LossPathTests {
         #expect(st.stdout.contains("no-such-mda"), "status shows why: \(st.stdout)")
     }
 
-    @Test("a server trickling a byte a second cannot keep a poll alive: the reply's progress deadline ends it")
+    @Test(
+        "a server trickling a byte a second cannot keep a poll alive: the reply's progress deadline ends it",
+        .fault(
+            .pop3, "server trickles a RETR at one octet a second (timeout 2s)",
+            expect: "poll ends within 15 s, exit 69 'too slowly'; nothing delivered or deleted"))
     func trickle() throws {
         let f = try PopfetchFixture()
         var m = FaultServer.Message(uid: "t1", body: faultMessage("trickled"), retr: "trickle")
@@ -258,7 +302,11 @@ struct LossPathTests {
         #expect(server.deleted().isEmpty)
     }
 
-    @Test("poll_timeout bounds a whole session of slow but steady replies")
+    @Test(
+        "poll_timeout bounds a whole session of slow but steady replies",
+        .fault(
+            .pop3, "server delays every reply 0.3 s, so 40 messages outlast poll_timeout = 4s",
+            expect: "exit 69 naming poll_timeout within 15 s; nothing deleted; next poll delivers each one once"))
     func pollDeadline() throws {
         let f = try PopfetchFixture()
         let msgs = (0..<40).map { FaultServer.Message(uid: "s\($0)", body: faultMessage("s\($0)", lines: 2)) }
@@ -281,7 +329,11 @@ struct LossPathTests {
 
     // MARK: - Found by the adversarial review of this engine
 
-    @Test("a UIDL listing naming one message number twice is refused: nothing fetched, nothing deleted")
+    @Test(
+        "a UIDL listing naming one message number twice is refused: nothing fetched, nothing deleted",
+        .fault(
+            .pop3, "UIDL listing names one message number twice",
+            expect: "exit 76 'inconsistent listings'; no RETR or DELE sent; nothing delivered"))
     func repeatedMessageNumber() throws {
         let f = try PopfetchFixture()
         let a = faultMessage("A")
@@ -297,7 +349,11 @@ struct LossPathTests {
         #expect(!server.sent().contains("RETR") && !server.sent().contains("DELE"))
     }
 
-    @Test("a message missing from LIST is refused with the listing, never fetched by a size of 0")
+    @Test(
+        "a message missing from LIST is refused with the listing, never fetched by a size of 0",
+        .fault(
+            .pop3, "a message in the UIDL listing is missing from LIST",
+            expect: "two polls each exit 76; nothing delivered or deleted"))
     func missingFromList() throws {
         let f = try PopfetchFixture()
         var m = FaultServer.Message(uid: "a1", body: "first part\r\n.\r\n+OK the rest\r\n", retr: "unstuffed-dot")
@@ -313,7 +369,11 @@ struct LossPathTests {
         }
     }
 
-    @Test("two accounts that are one mailbox (same user@host, other ports) are a config error naming mailbox_id")
+    @Test(
+        "two accounts that are one mailbox (same user@host, other ports) are a config error naming mailbox_id",
+        .fault(
+            .config, "two accounts are one mailbox (same user@host, different ports)",
+            expect: "poll exits 78 naming mailbox_id; with a distinct mailbox_id, config check exits 0"))
     func sharedIdentity() throws {
         let f = try PopfetchFixture()
         try f.writeConfig(port: 11000, name: "a")
@@ -349,7 +409,11 @@ struct LossPathTests {
         #expect(again.stderr.contains("not paused"), "\(again.stderr)")
     }
 
-    @Test("the connection dropped at the NOOP after the last message: it is committed, never delivered again")
+    @Test(
+        "the connection dropped at the NOOP after the last message: it is committed, never delivered again",
+        .fault(
+            .pop3, "connection dropped at the NOOP after the last message",
+            expect: "over 4 polls the message is delivered once, then deleted"))
     func dropAfterLastMessage() throws {
         let f = try PopfetchFixture()
         let m = faultMessage("last")
@@ -363,7 +427,11 @@ struct LossPathTests {
         #expect(server.deleted() == ["l1"], "then deleted without a second delivery")
     }
 
-    @Test("garbage after the last message: not committed, tried again at most max_attempts times, then failed")
+    @Test(
+        "garbage after the last message: not committed, tried again at most max_attempts times, then failed",
+        .fault(
+            .pop3, "garbage answers the NOOP after the last message (max_attempts = 2)",
+            expect: "two polls exit 76, the next three 0; at most 2 deliveries; nothing deleted; status exits 1"))
     func garbageAfterLastMessage() throws {
         let f = try PopfetchFixture()
         let server = try FaultServer.start(
@@ -381,7 +449,11 @@ struct LossPathTests {
         #expect(status.status == 1)
     }
 
-    @Test("a server that keeps messages after DELE and QUIT (+OK): the same content is not delivered again")
+    @Test(
+        "a server that keeps messages after DELE and QUIT (+OK): the same content is not delivered again",
+        .fault(
+            .pop3, "server answers +OK to DELE and QUIT but keeps every message",
+            expect: "4 polls exit 0; each of the 3 messages delivered once"))
     func serverIgnoresDele() throws {
         let f = try PopfetchFixture()
         let msgs = (0..<3).map { FaultServer.Message(uid: "k\($0)", body: faultMessage("kept \($0)")) }
@@ -395,7 +467,11 @@ struct LossPathTests {
         #expect(try f.delivered().count == 3, "each delivered once")
     }
 
-    @Test("keep = true and a LIST size that changes: the same content is not delivered again")
+    @Test(
+        "keep = true and a LIST size that changes: the same content is not delivered again",
+        .fault(
+            .pop3, "LIST size of a kept message shrinks by 1 octet (keep = true, size_tolerance = 1)",
+            expect: "polls exit 0 with no redelivery; other content under the same UIDL is delivered as new"))
     func sizeChangesSameContent() throws {
         let f = try PopfetchFixture()
         let body = faultMessage("resized")
@@ -416,7 +492,11 @@ struct LossPathTests {
         #expect(try self.delivered(f) == [self.local(body), self.local(other)])
     }
 
-    @Test("size_tolerance: a message short of LIST reaches no MDA until the next reply proves it whole")
+    @Test(
+        "size_tolerance: a message short of LIST reaches no MDA until the next reply proves it whole",
+        .fault(
+            .pop3, "an unstuffed dot truncates a message within size_tolerance = 100",
+            expect: "the truncated copy is never delivered nor deleted; the next message delivered"))
     func toleranceNeedsConfirmation() throws {
         let f = try PopfetchFixture()
         let first = "Subject: t\r\n\r\nfirst part\r\n.\r\nrest\r\n"
@@ -432,7 +512,11 @@ struct LossPathTests {
         #expect(!server.deleted().contains("t1"))
     }
 
-    @Test("popfetch killed (-9) while a slow MDA reads: the MDA still gets the whole message, never a truncated one")
+    @Test(
+        "popfetch killed (-9) while a slow MDA reads: the MDA still gets the whole message, never a truncated one",
+        .fault(
+            .process, "popfetch killed with SIGKILL while a slow MDA reads a 20,000-line message",
+            expect: "the MDA still delivers the whole message; nothing deleted on the server"))
     func killedWhileMDAReads() throws {
         let f = try PopfetchFixture()
         let big = faultMessage("big", lines: 20_000)
@@ -456,7 +540,11 @@ struct LossPathTests {
 
     // MARK: - Found by the second adversarial review
 
-    @Test("QUIT refused after the server committed the DELE: a new message under the reused UIDL is delivered")
+    @Test(
+        "QUIT refused after the server committed the DELE: a new message under the reused UIDL is delivered",
+        .fault(
+            .pop3, "QUIT answered -ERR after the DELE took effect; the UIDL then reused for new content",
+            expect: "next poll exits 0; the new message delivered, not deleted unread; both deleted"))
     func deleteCommittedQuitRefused() throws {
         let f = try PopfetchFixture()
         let a = "Subject: disk\r\n\r\nDisk usage OK\r\n"
@@ -475,7 +563,11 @@ struct LossPathTests {
         #expect(server.deleted() == ["a", "b"])
     }
 
-    @Test("a stray line after a message costs at most one duplicate, not one per poll")
+    @Test(
+        "a stray line after a message costs at most one duplicate, not one per poll",
+        .fault(
+            .pop3, "a stray line after a message's terminating dot (max_attempts = 4)",
+            expect: "over 6 polls at most one copy of it delivered, it never deleted; the next message delivered"))
     func strayLineAfterMessage() throws {
         let f = try PopfetchFixture()
         let g1 = faultMessage("g1")
@@ -492,7 +584,11 @@ struct LossPathTests {
         #expect(!server.deleted().contains("g1"))
     }
 
-    @Test("the tail of a truncated message is blamed on it, not on the innocent message after it")
+    @Test(
+        "the tail of a truncated message is blamed on it, not on the innocent message after it",
+        .fault(
+            .pop3, "an unstuffed dot truncates the first message; its tail comes before the next reply",
+            expect: "over 3 polls only the second message is delivered and deleted"))
     func innocentNotBlamed() throws {
         let f = try PopfetchFixture()
         let m2 = faultMessage("innocent m2", lines: 4)
@@ -526,7 +622,11 @@ struct LossPathTests {
         #expect(try f.delivered().isEmpty)
     }
 
-    @Test("known UIDLs whose size and content all change count toward flood protection")
+    @Test(
+        "known UIDLs whose size and content all change count toward flood protection",
+        .fault(
+            .pop3, "size and content of every known UIDL change (5 kept messages, flood_limit = 2)",
+            expect: "poll pauses (exit 75); nothing delivered again"))
     func floodBySizeChange() throws {
         let f = try PopfetchFixture()
         let bodies = (0..<5).map { faultMessage("migrated \($0)") }

@@ -18,7 +18,12 @@ struct MDASafetyTests {
         "-oQ/tmp/x'$(touch PWNED)'@evil.example",
     ]
 
-    @Test("a hostile envelope sender in %F reaches sh -c only sanitised and runs nothing", arguments: hostileSenders)
+    @Test(
+        "a hostile envelope sender in %F reaches sh -c only sanitised and runs nothing",
+        .fault(
+            .mda, "envelope sender with shell syntax ($(...), backticks, ;, -oQ) substituted as %F into sh -c",
+            expect: "exit 0; no command runs; %F sanitised, no leading -; POPFETCH_SENDER holds the raw value"),
+        arguments: hostileSenders)
     func hostileSender(_ template: String) throws {
         let f = try PopfetchFixture()
         let pwned = f.directory + "/pwned"
@@ -79,6 +84,9 @@ struct MDASafetyTests {
 
     @Test(
         "an MDA that exits 0 without reading all of its input has not delivered: the message stays",
+        .fault(
+            .mda, "MDA exits 0 after reading 100 octets of the message, or none",
+            expect: "'exited 0 but read only' reported, naming mda_partial_read; message stays on the server"),
         arguments: ["head -c 100 >OUT", "true"])
     func partialRead(_ body: String) throws {
         let f = try PopfetchFixture()
@@ -96,6 +104,9 @@ struct MDASafetyTests {
     /// whole by an MDA that does, and caught when an MDA stops early.
     @Test(
         "every input path (default pipe, grown pipe, feeder) delivers whole inputs and catches an MDA that stops early",
+        .fault(
+            .mda, "MDA exits 0 after 1,000 octets of a 60-, 2,000- or 12,000-line message",
+            expect: "partial read caught, message kept; a whole-reading MDA then gets it byte-exact, deleted"),
         arguments: [60, 2_000, 12_000])
     func partialReadEverySize(_ lines: Int) throws {
         let f = try PopfetchFixture()
@@ -117,7 +128,11 @@ struct MDASafetyTests {
 
     /// Issue 9 review: the MDA's stderr was a pipe to popfetch, so an MDA that wrote to it after popfetch was
     /// killed died of SIGPIPE half-way through its delivery (a truncated copy in the mailbox).
-    @Test("kill -9 of popfetch while an MDA works: the MDA's later writes to stderr do not cut its delivery short")
+    @Test(
+        "kill -9 of popfetch while an MDA works: the MDA's later writes to stderr do not cut its delivery short",
+        .fault(
+            .process, "popfetch killed with SIGKILL mid-delivery; the MDA then writes to stderr",
+            expect: "the MDA finishes: the mailbox holds the whole message, byte-exact"))
     func mdaOutlivesPopfetch() throws {
         let f = try PopfetchFixture()
         let message = Corpus.message(1, seed: 305, bodyLines: 40)
@@ -153,7 +168,11 @@ struct MDASafetyTests {
         #expect(try PopfetchFixture.stripTraceHeader(got) == message, "the mailbox holds \(got.count) bytes")
     }
 
-    @Test("mda_partial_read = \"accept\" takes exit 0 as delivered (filters that read only the header)")
+    @Test(
+        "mda_partial_read = \"accept\" takes exit 0 as delivered (filters that read only the header)",
+        .fault(
+            .mda, "MDA reads 100 octets and exits 0, with mda_partial_read = \"accept\"",
+            expect: "exit 0; no partial-read warning; message deleted from the server"))
     func partialReadAccepted() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 303))

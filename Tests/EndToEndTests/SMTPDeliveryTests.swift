@@ -58,7 +58,11 @@ struct SMTPDeliveryTests {
 
     /// Issue 9 review: a short `pread` of the spool (FUSE with direct_io, 9p, network filesystems) was taken for its
     /// end, and the message was committed and deleted after its first block.
-    @Test("spool reads that come back short (as on FUSE or network filesystems) still send the whole message")
+    @Test(
+        "spool reads that come back short (as on FUSE or network filesystems) still send the whole message",
+        .fault(
+            .state, "spool reads come back short (LD_PRELOAD shim, as on FUSE or network filesystems)",
+            expect: "exit 0; both messages, one of 200 KB, reach Postfix whole and unchanged"))
     func shortSpoolReads() throws {
         let shim = try makeTempDirectory("shim") + "/short-read.so"
         let cc = try runProgram([
@@ -81,7 +85,11 @@ struct SMTPDeliveryTests {
         #expect(sameMessages(got, corpus.map(withoutReturnPath)), "sizes: \(got.map(\.count))")
     }
 
-    @Test("5xx at RCPT: kept on the server and marked failed (default), or deleted with on_permanent_failure = delete")
+    @Test(
+        "5xx at RCPT: kept on the server and marked failed (default), or deleted with on_permanent_failure = delete",
+        .fault(
+            .smtp, "Postfix answers 550 to RCPT",
+            expect: "kept, marked failed, skipped next poll; with on_permanent_failure = delete, deleted"))
     func permanentRecipientFailure() throws {
         let (f, _) = try self.fixture(recipients: ["reject5@mail.test"])
         try f.user.deliver([Corpus.message(1, seed: 112, bareCR: false)])
@@ -100,7 +108,11 @@ struct SMTPDeliveryTests {
         #expect(g.user.messageCount() == 0, "on_permanent_failure = delete removes it")
     }
 
-    @Test("4xx at RCPT: deferred (exit 75), kept, retried next poll; other recipients get it exactly once")
+    @Test(
+        "4xx at RCPT: deferred (exit 75), kept, retried next poll; other recipients get it exactly once",
+        .fault(
+            .smtp, "Postfix answers 450 to one of two RCPTs",
+            expect: "exit 75; message kept; the accepted recipient gets it once, not again on the retry"))
     func partialRecipients() throws {
         let postfix = try PostfixServer.get()
         let good = postfix.newRecipient()
@@ -119,6 +131,9 @@ struct SMTPDeliveryTests {
 
     @Test(
         "failures at MAIL and after the final dot, from Postfix's access maps",
+        .fault(
+            .smtp, "Postfix answers 553 or 451 to MAIL, or 554 or 451 after the final dot",
+            expect: "exit 75 showing the reply code; message stays on the server; nothing delivered"),
         arguments: [
             ("reject5@sender.test", 75, "553"), ("defer4@sender.test", 75, "451"),
             ("eod-reject@sender.test", 75, "554"), ("eod-defer@sender.test", 75, "451"),
@@ -136,7 +151,11 @@ struct SMTPDeliveryTests {
         #expect(postfix.count(rcpt) == 0)
     }
 
-    @Test("MTA unreachable: the poll stops fetching after two failed sessions; nothing lost; all delivered later")
+    @Test(
+        "MTA unreachable: the poll stops fetching after two failed sessions; nothing lost; all delivered later",
+        .fault(
+            .smtp, "MTA unreachable (connection refused), 8 messages waiting",
+            expect: "exit 75 'nothing can be delivered now'; all 8 kept; with the MTA back, all 8 delivered, deleted"))
     func mtaUnreachable() throws {
         let postfix = try PostfixServer.get()
         let rcpt = postfix.newRecipient()
@@ -179,7 +198,11 @@ struct SMTPFaultTests {
         return (server, port, out)
     }
 
-    @Test("a slow MTA (reply after the final dot 3 s late) is waited for with RFC 5321's time-out, not the POP3 one")
+    @Test(
+        "a slow MTA (reply after the final dot 3 s late) is waited for with RFC 5321's time-out, not the POP3 one",
+        .fault(
+            .smtp, "MTA answers the final dot 3 s late (POP3 timeout 1s)",
+            expect: "exit 0; one copy saved; message deleted"))
     func slowMTA() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "stall-after-dot")
@@ -195,7 +218,11 @@ struct SMTPFaultTests {
         #expect(f.user.messageCount() == 0)
     }
 
-    @Test("an MTA that stops reading after 354 cannot hang a poll: the write times out, the message is kept")
+    @Test(
+        "an MTA that stops reading after 354 cannot hang a poll: the write times out, the message is kept",
+        .fault(
+            .smtp, "MTA stops reading after 354 (a 10 MB message, smtp_timeout = 2s)",
+            expect: "poll ends within 30 s, exit 75 naming the time-out; message stays on the server"))
     func mtaStopsReading() throws {
         let f = try PopfetchFixture()
         let (server, port, _) = try self.startServer(f, mode: "stop-reading")
@@ -215,7 +242,11 @@ struct SMTPFaultTests {
         #expect(f.user.messageCount() == 1, "kept on the server")
     }
 
-    @Test("the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool")
+    @Test(
+        "the MTA drops the connection in the middle of DATA: popfetch reconnects and resends from the spool",
+        .fault(
+            .smtp, "MTA drops the connection in the middle of DATA",
+            expect: "exit 0; resent on a second connection: exactly one copy, byte-exact; message deleted"))
     func dropMidData() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "drop-mid-data")
@@ -240,7 +271,11 @@ struct SMTPFaultTests {
         #expect(f.user.messageCount() == 0)
     }
 
-    @Test("a dropped transaction, then one refused session: the MTA is not taken for unreachable")
+    @Test(
+        "a dropped transaction, then one refused session: the MTA is not taken for unreachable",
+        .fault(
+            .smtp, "MTA drops the first DATA, then greets one session with 421",
+            expect: "MTA not declared unreachable; at least 4 of 5 saved; at most 1 left on the server"))
     func dropThenBusyOnce() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "drop-then-busy-once")
@@ -263,7 +298,11 @@ struct SMTPFaultTests {
 
 @Suite("Bounces")
 struct BounceTests {
-    @Test("on_permanent_failure = bounce: a DSN goes to bounce_to through the MTA, the original is deleted")
+    @Test(
+        "on_permanent_failure = bounce: a DSN goes to bounce_to through the MTA, the original is deleted",
+        .fault(
+            .smtp, "Postfix answers 550 to RCPT, with on_permanent_failure = bounce",
+            expect: "a DSN citing 550 with the original headers goes to bounce_to, not the sender; original deleted"))
     func bounce() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()
@@ -322,7 +361,11 @@ struct SMTPSecurityTests {
         #expect(!r.stderr.contains(relayUser.password))
     }
 
-    @Test("starttls to a relay whose certificate is not trusted: deferred, never sent in clear, nothing lost")
+    @Test(
+        "starttls to a relay whose certificate is not trusted: deferred, never sent in clear, nothing lost",
+        .fault(
+            .smtp, "relay's certificate not trusted (smtp_tls = starttls)",
+            expect: "exit 75 naming TLS; message stays on the server; nothing reaches the recipient"))
     func untrustedRelay() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()
@@ -337,7 +380,11 @@ struct SMTPSecurityTests {
         #expect(postfix.count(rcpt) == 0)
     }
 
-    @Test("a wrong relay password defers the message (kept, retried), without logging the password")
+    @Test(
+        "a wrong relay password defers the message (kept, retried), without logging the password",
+        .fault(
+            .smtp, "wrong relay password",
+            expect: "exit 75 naming authentication; password not printed; message stays on the server"))
     func wrongRelayPassword() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()

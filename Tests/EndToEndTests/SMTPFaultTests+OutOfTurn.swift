@@ -9,7 +9,11 @@ import Testing
 /// Replies that arrive before the command (or body) they claim to answer, and LMTP verdicts cut short (found by the
 /// adversarial review of issue 10).
 extension SMTPFaultTests {
-    @Test("a 250 that arrives with the 354, before any of the body was sent, is not the end-of-data reply")
+    @Test(
+        "a 250 that arrives with the 354, before any of the body was sent, is not the end-of-data reply",
+        .fault(
+            .smtp, "MTA sends a premature 250 with its 354, then 554 after the dot",
+            expect: "poll fails naming the early reply; that message stays on the server; the other saved once"))
     func premature250IsNotADelivery() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "early-250")
@@ -33,7 +37,11 @@ extension SMTPFaultTests {
 }
 
 extension SMTPFaultTests {
-    @Test("LMTP: the connection drops after the first recipient's 250; that recipient is not sent the message again")
+    @Test(
+        "LMTP: the connection drops after the first recipient's 250; that recipient is not sent the message again",
+        .fault(
+            .smtp, "LMTP connection dropped after the first of 2 recipients' 250",
+            expect: "poll fails; next poll sends to the second recipient only and exits 0; one copy each; deleted"))
     func lmtpDropAfterFirstRecipient() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "lmtp-drop-after-first")
@@ -62,7 +70,11 @@ extension SMTPFaultTests {
 }
 
 extension SMTPFaultTests {
-    @Test("premature 250 with on_permanent_failure = delete: neither message may be deleted (the MTA saved none)")
+    @Test(
+        "premature 250 with on_permanent_failure = delete: neither message may be deleted (the MTA saved none)",
+        .fault(
+            .smtp, "premature 250 with the 354, then 554 after the dot; on_permanent_failure = delete",
+            expect: "that message is not deleted; the other delivered once"))
     func premature250WithDelete() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "early-250")

@@ -9,8 +9,10 @@ import Testing
 /// Replies a real MTA does not give on demand, which the old deliverer got wrong (issue 10).
 extension SMTPFaultTests {
     @Test(
-        "every pipelined RCPT refused, yet DATA answered 354: a lone dot ends it; the next message follows on the same connection"
-    )
+        "every pipelined RCPT refused, yet DATA answered 354: a lone dot ends it; the next message follows on the same connection",
+        .fault(
+            .smtp, "every pipelined RCPT refused (550), yet DATA answered 354",
+            expect: "a lone dot ends the empty DATA; next message delivered on the same connection; refused one kept"))
     func allRecipientsRefusedThen354() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "refuse-first-transaction")
@@ -38,7 +40,11 @@ extension SMTPFaultTests {
         #expect(f.user.messageCount() == 1, "the refused message stays on the server")
     }
 
-    @Test("a 2xx to DATA is a protocol error, not a delivery: deferred, the message stays on the server")
+    @Test(
+        "a 2xx to DATA is a protocol error, not a delivery: deferred, the message stays on the server",
+        .fault(
+            .smtp, "MTA answers DATA with 250 instead of 354",
+            expect: "exit 75 naming DATA; nothing saved by the MTA; message stays on the server"))
     func dataAnsweredWith250() throws {
         let f = try PopfetchFixture()
         let (server, port, out) = try self.startServer(f, mode: "data-250")
@@ -54,7 +60,11 @@ extension SMTPFaultTests {
         #expect(saved.isEmpty)
     }
 
-    @Test("552 to RCPT is temporary (RFC 5321 §4.5.3.1.10): deferred and kept, even with on_permanent_failure = delete")
+    @Test(
+        "552 to RCPT is temporary (RFC 5321 §4.5.3.1.10): deferred and kept, even with on_permanent_failure = delete",
+        .fault(
+            .smtp, "MTA answers 552 to RCPT, with on_permanent_failure = delete",
+            expect: "exit 75 showing 552; message kept; the next poll tries it again (not marked failed)"))
     func rcpt552IsTemporary() throws {
         let f = try PopfetchFixture()
         let (server, port, _) = try self.startServer(f, mode: "rcpt-552")

@@ -7,7 +7,11 @@ import Testing
 #endif
 
 extension SMTPSecurityTests {
-    @Test("a wrong relay password is tried twice per poll (SCRAM-SHA-256, then PLAIN), not once per message")
+    @Test(
+        "a wrong relay password is tried twice per poll (SCRAM-SHA-256, then PLAIN), not once per message",
+        .fault(
+            .smtp, "wrong relay password, 2 messages waiting",
+            expect: "exit 75; both kept; Postfix logs exactly 2 failed AUTHs: SCRAM-SHA-256, then PLAIN"))
     func wrongRelayPasswordTriedTwice() throws {
         let postfix = try PostfixServer.get()
         let f = try PopfetchFixture()

@@ -34,14 +34,20 @@ struct ServerQuirkTests {
         return (f, r, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    @Test("CAPA LOGIN-DELAY 100000000000 does not crash popfetch poll")
+    @Test(
+        "CAPA LOGIN-DELAY 100000000000 does not crash popfetch poll",
+        .fault(.pop3, "CAPA announces LOGIN-DELAY 100000000000", expect: "no crash: exit 0; the message delivered"))
     func hugeLoginDelay() throws {
         let (f, r, _) = try Self.poll(mode: "huge-login-delay")
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try f.delivered().count == 1)
     }
 
-    @Test("one message with an 8-bit UIDL: all three are delivered, and none again at the next poll")
+    @Test(
+        "one message with an 8-bit UIDL: all three are delivered, and none again at the next poll",
+        .fault(
+            .pop3, "one UIDL of three holds 8-bit octets (0xE9, 0xFF)",
+            expect: "exit 0; all 3 delivered (keep = true); a second poll exits 0 and delivers none again"))
     func eightBitUIDL() throws {
         let f = try PopfetchFixture()
         let (server, port, _) = try Self.startServer(f, mode: "uidl-8bit")
@@ -59,7 +65,11 @@ struct ServerQuirkTests {
         #expect(try f.delivered().count == 3, "the escaped key is stable: nothing delivered twice")
     }
 
-    @Test("auto: CRAM-MD5 refused without a response code, then USER/PASS logs in (Courier)")
+    @Test(
+        "auto: CRAM-MD5 refused without a response code, then USER/PASS logs in (Courier)",
+        .fault(
+            .pop3, "CRAM-MD5 offered, then refused with a bare -ERR (Courier); auth = auto",
+            expect: "exit 0 after falling back to USER/PASS; message delivered; password not printed"))
     func cramFallback() throws {
         let (f, r, sent) = try Self.poll(mode: "cram-fallback")
         #expect(r.status == 0, "\(r.stderr)")
@@ -69,7 +79,11 @@ struct ServerQuirkTests {
         #expect(!r.stderr.contains(f.user.password))
     }
 
-    @Test("auto: APOP refused without a response code, then USER/PASS logs in (solid-pop3d)")
+    @Test(
+        "auto: APOP refused without a response code, then USER/PASS logs in (solid-pop3d)",
+        .fault(
+            .pop3, "APOP timestamp in the greeting, APOP refused with a bare -ERR (solid-pop3d); auth = auto",
+            expect: "exit 0 after falling back to USER/PASS; message delivered"))
     func apopFallback() throws {
         let (f, r, sent) = try Self.poll(mode: "apop-fallback")
         #expect(r.status == 0, "\(r.stderr)")
@@ -78,7 +92,11 @@ struct ServerQuirkTests {
         #expect(sent.contains("USER "), "\(sent)")
     }
 
-    @Test("auto: -ERR [AUTH] ends the login at once; no other mechanism is tried")
+    @Test(
+        "auto: -ERR [AUTH] ends the login at once; no other mechanism is tried",
+        .fault(
+            .pop3, "AUTH CRAM-MD5 answered -ERR [AUTH]; auth = auto",
+            expect: "exit 77 after one AUTH; no USER or PASS sent; nothing delivered"))
     func authCodeStops() throws {
         let (f, r, sent) = try Self.poll(mode: "auth-code")
         #expect(r.status == 77, "\(r.stderr)")
@@ -87,7 +105,11 @@ struct ServerQuirkTests {
         #expect(try f.delivered().isEmpty)
     }
 
-    @Test("-ERR [SYS/PERM] after PASS is a server error in the server's words, not an authentication failure")
+    @Test(
+        "-ERR [SYS/PERM] after PASS is a server error in the server's words, not an authentication failure",
+        .fault(
+            .pop3, "PASS answered -ERR [SYS/PERM] mailbox is damaged",
+            expect: "exit 76 quoting the server's text; not reported as an authentication failure"))
     func sysPermIsNotAuth() throws {
         let (_, r, _) = try Self.poll(mode: "sys-perm")
         #expect(r.status == 76, "\(r.stderr)")
