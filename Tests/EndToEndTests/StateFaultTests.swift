@@ -52,7 +52,9 @@ struct StateFaultTests {
         "the disk fills while a message is spooled: the poll stops loudly; once space is freed, nothing is delivered twice",
         .fault(
             .state, "state directory on a 3 MB tmpfs; a 6 MB message fills it mid-RETR, after two small ones",
-            expect: "exit 74 \"No space left\"; small ones delivered whole; after more space: big one delivered, none twice"))
+            expect:
+                "exit 74 \"No space left\"; small ones delivered whole; after more space: big one delivered, none twice"
+        ))
     func diskFillsMidMessage() throws {
         let f = try PopfetchFixture()
         let small = Corpus.messages(2, seed: 38)
@@ -81,7 +83,8 @@ struct StateFaultTests {
         "a read-only state directory: nothing is delivered or deleted, and the error names the file",
         .fault(
             .state, "state directory mounted read-only after a first poll; new mail waiting",
-            expect: "exit non-zero naming state.sqlite; nothing delivered or deleted; a later poll delivers only new mail"))
+            expect:
+                "exit non-zero naming state.sqlite; nothing delivered or deleted; a later poll delivers only new mail"))
     func readOnly() throws {
         let f = try PopfetchFixture()
         let first = Corpus.messages(2, seed: 32)
@@ -108,7 +111,8 @@ struct StateFaultTests {
         "a corrupted state database: refused with its path; nothing delivered or deleted",
         .fault(
             .state, "state database overwritten with garbage",
-            expect: "poll and status exit non-zero naming the file; nothing delivered; every message left on the server"))
+            expect: "poll and status exit non-zero naming the file; nothing delivered; every message left on the server"
+        ))
     func corrupted() throws {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(3, seed: 34))
