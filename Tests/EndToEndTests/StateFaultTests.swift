@@ -212,7 +212,7 @@ struct StateFaultTests {
             wait $first; echo "first=$?"
             """
         let r = try runProgram(
-            ["/bin/sh", "-c", "cd \(f.directory) && " + script],
+            ["/bin/sh", "-c", "cd \(f.directory) || exit 1\n" + script],
             environment: ["POPFETCH": "\(Package.binary) --config \(f.configPath) --state \(f.statePath)"])
         #expect(r.stdout.contains("first=0") && r.stdout.contains("second=0"), "\(r.stdout)")
         let got = try f.delivered()
