@@ -76,10 +76,7 @@ final class PollSession {
         // mailbox changed since (any write forgets the fingerprint). Then nothing is to be done now either.
         let mailbox = trackState ? try self.store.mailboxState(mailbox: self.key) : nil
         let fingerprint = trackState ? PollPlan.fingerprint(listing: listing, sizes: sizes, policy: policy) : nil
-        if let mailbox, let fingerprint, mailbox.quietListing == fingerprint, let until = mailbox.quietUntil,
-            now < until,
-            mailbox.pausedReason == nil, mailbox.decision == nil
-        {
+        if let mailbox, let fingerprint, mailbox.isQuiet(fingerprint: fingerprint, at: now) {
             self.logger.debug("nothing new: the listing is the last poll's, and no record changed since")
             _ = try await self.conn.quit()
             return
@@ -148,7 +145,8 @@ final class PollSession {
             if trackState { try self.store.recordDeleted(mailbox: self.key, uids: self.deletedKeys, at: Date()) }
             self.report.deleted = self.deletedKeys.count
             if let fingerprint, let until = plan.quietUntil, self.deletedKeys.isEmpty {
-                try self.store.recordQuiet(mailbox: self.key, listing: fingerprint, until: until)
+                try self.store.recordQuiet(
+                    mailbox: self.key, listing: fingerprint, until: until, generation: mailbox?.generation ?? 0)
             }
         } else if !self.deletedKeys.isEmpty {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.

@@ -123,21 +123,24 @@ extension StateStore {
             }
         }
         m.registerMigration("v5: quiet listings") { db in
-            // A mailbox's last listing that needed nothing done (its SHA-256 with the policy, and until when that
-            // stays true): a poll listing the same again skips the state load. Any change to the mailbox's messages
-            // or deliveries, by any program, forgets it: the triggers see every write.
+            // A mailbox's last listing that needed nothing done: its SHA-256 with the policy, until when that stays
+            // true, and the mailbox's generation then. A poll listing the same again at the same generation skips
+            // the state load. Triggers count every write to the mailbox's messages and deliveries, by any program
+            // (sqlite3, `popfetch forget` while a poll runs, an older popfetch), so a fingerprint recorded from a
+            // state that has since changed is never trusted.
             var sql = """
+                ALTER TABLE mailboxes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
                 ALTER TABLE mailboxes ADD COLUMN quiet_listing BLOB;
                 ALTER TABLE mailboxes ADD COLUMN quiet_until REAL;
+                ALTER TABLE mailboxes ADD COLUMN quiet_generation INTEGER;
 
                 """
             for table in ["messages", "deliveries"] {
                 for (event, rows) in [("INSERT", ["NEW"]), ("UPDATE", ["OLD", "NEW"]), ("DELETE", ["OLD"])] {
                     let accounts = rows.map { "\($0).account" }.joined(separator: ", ")
                     sql += """
-                        CREATE TRIGGER \(table)_\(event.lowercased())_unquiet AFTER \(event) ON \(table) BEGIN
-                            UPDATE mailboxes SET quiet_listing = NULL
-                            WHERE account IN (\(accounts)) AND quiet_listing IS NOT NULL;
+                        CREATE TRIGGER \(table)_\(event.lowercased())_generation AFTER \(event) ON \(table) BEGIN
+                            UPDATE mailboxes SET generation = generation + 1 WHERE account IN (\(accounts));
                         END;
 
                         """

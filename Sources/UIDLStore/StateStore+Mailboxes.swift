@@ -9,11 +9,25 @@ public struct MailboxState: Hashable, Sendable {
     public var pausedReason: String?
     /// What the user decided: ``Decision``.
     public var decision: Decision?
-    /// The fingerprint of the last listing that needed nothing done (``StateStore/recordQuiet(mailbox:listing:until:)``),
-    /// forgotten at any change to the mailbox's records.
+    /// Writes to this mailbox's messages and deliveries so far, by any program (counted by triggers).
+    public var generation: Int64 = 0
+    /// The fingerprint of the last listing that needed nothing done
+    /// (``StateStore/recordQuiet(mailbox:listing:until:generation:)``), valid at `quietGeneration` only.
     public var quietListing: [UInt8]?
     /// Until when that listing needs nothing done (a `last_seen` refresh or a `delete_after` falls due then).
     public var quietUntil: Date?
+    /// The generation the fingerprint was taken at.
+    public var quietGeneration: Int64?
+
+    /// Whether a listing with `fingerprint` at `now` needs nothing done: the last poll's listing, which needed
+    /// nothing, with no write to the records since, before a refresh or expiry falls due, and no pause pending.
+    public func isQuiet(fingerprint: [UInt8], at now: Date) -> Bool {
+        guard let listing = self.quietListing, let until = self.quietUntil, let at = self.quietGeneration else {
+            return false
+        }
+        return listing == fingerprint && at == self.generation && now < until && self.pausedReason == nil
+            && self.decision == nil
+    }
 
     public enum Decision: String, Hashable, Sendable {
         /// Record every message now on the server as seen, without delivering it.
@@ -31,7 +45,8 @@ extension StateStore {
                 let r = try Row.fetchOne(
                     db,
                     sql: """
-                        SELECT first_listed, paused_reason, decision, quiet_listing, quiet_until
+                        SELECT first_listed, paused_reason, decision, generation, quiet_listing, quiet_until,
+                            quiet_generation
                         FROM mailboxes WHERE account = ?
                         """,
                     arguments: [mailbox.rawValue])
@@ -39,21 +54,24 @@ extension StateStore {
             return MailboxState(
                 firstListed: (r[0] as Double?).map(Date.init(timeIntervalSince1970:)), pausedReason: r[1],
                 decision: (r[2] as String?).flatMap(MailboxState.Decision.init(rawValue:)),
-                quietListing: (r[3] as Data?).map { [UInt8]($0) },
-                quietUntil: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)))
+                generation: r[3] ?? 0, quietListing: (r[4] as Data?).map { [UInt8]($0) },
+                quietUntil: (r[5] as Double?).map(Date.init(timeIntervalSince1970:)), quietGeneration: r[6])
         }
     }
 
-    /// Records that `listing` (a fingerprint of the listing and the policy) needed nothing done, until `until`.
-    /// Written after the poll's other writes, which forget an earlier one (the triggers of migration v5).
-    public func recordQuiet(mailbox: MailboxID, listing: [UInt8], until: Date) throws {
+    /// Records that `listing` (a fingerprint of the listing and the policy) needed nothing done, until `until`, as
+    /// planned from the records at `generation` (read before they were loaded). If anything wrote to them since,
+    /// this poll's own writes included, nothing is recorded: the next poll plans again.
+    public func recordQuiet(mailbox: MailboxID, listing: [UInt8], until: Date, generation: Int64) throws {
         try self.write { db in
             try db.execute(
+                sql: "INSERT OR IGNORE INTO mailboxes (account) VALUES (?)", arguments: [mailbox.rawValue])
+            try db.execute(
                 sql: """
-                    INSERT INTO mailboxes (account, quiet_listing, quiet_until) VALUES (?, ?, ?)
-                    ON CONFLICT (account) DO UPDATE SET quiet_listing = excluded.quiet_listing,
-                        quiet_until = excluded.quiet_until
-                    """, arguments: [mailbox.rawValue, Data(listing), until.timeIntervalSince1970])
+                    UPDATE mailboxes SET quiet_listing = ?, quiet_until = ?, quiet_generation = generation
+                    WHERE account = ? AND generation = ?
+                    """,
+                arguments: [Data(listing), until.timeIntervalSince1970, mailbox.rawValue, generation])
         }
     }
 
