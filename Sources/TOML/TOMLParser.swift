@@ -25,7 +25,8 @@ public enum TOMLParser {
 /// A table while it is being built. A class: headers and dotted keys reach into tables defined before them.
 private final class TableBuilder {
     enum Kind {
-        /// Made on the way to a header's table (`a` of `[a.b]`): a later `[a]` may still define it.
+        /// Made on the way to a header's table (`a` of `[a.b]`): a later `[a]`, or dotted keys of its parent's
+        /// section, may still define it.
         case implicit
         /// Defined by a `[header]` or `[[header]]` (or the root).
         case header
@@ -342,7 +343,13 @@ private struct Parser {
                 target.insert(key, .table(next, line: line))
                 target = next
             case .table(let next, let l):
-                guard next.kind == .dotted else {
+                switch next.kind {
+                case .dotted: break
+                case .implicit:
+                    // Made on the way to a header's table (`[a.b.c]` then `[a]` and `b.d = 1`): not defined yet, so
+                    // dotted keys may add to it, and then define it (a later `[a.b]` is a second definition).
+                    next.kind = .dotted
+                case .header:
                     throw self.error(
                         "the table '\(path)' was defined on line \(l); dotted keys cannot add to it", at: start)
                 }

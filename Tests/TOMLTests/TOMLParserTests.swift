@@ -126,6 +126,19 @@ struct TOMLParserTests {
         #expect(e.line == 2)
     }
 
+    @Test("dotted keys may add to a table a header only made on its way (then it is defined), as tomllib does")
+    func dottedKeysIntoImplicitTable() throws {
+        let t = try self.parse("[a.b.c]\n[a]\nb.d = 1\nb.e = 2\n[a.b.f]\ng = 3\n")
+        let b = try #require(t["a"]?.table?["b"]?.table)
+        #expect(b.keys == ["c", "d", "e", "f"])
+        #expect(b.entry("d")?.line == 3 && b["f"]?.table?["g"] == .integer(3))
+        let x = try self.parse("[[x.a.b]]\n[x]\na.c = 1\n[[x.a.b]]\n")
+        #expect(x["x"]?.table?["a"]?.table?["b"]?.array?.count == 2)
+        #expect(x["x"]?.table?["a"]?.table?["c"] == .integer(1))
+        let e = try #require(throws: TOMLSyntaxError.self) { try self.parse("[a.b.c]\n[a]\nb.d = 1\n[a.b]\n") }
+        #expect(e.line == 4)
+    }
+
     /// Each is refused with an error on the given line (and none traps).
     static let invalid: [(String, Int)] = [
         ("a = ", 1), ("a = 1\nb", 2), ("a = 1 b = 2", 1), ("= 1", 1), ("a = 1\na = 2", 2),
