@@ -261,7 +261,6 @@ private struct Parser {
 
         var table = root
         for (n, key) in keys.dropLast().enumerated() {
-            let path = keys.prefix(n + 1).joined(separator: ".")
             switch table.nodes[key] {
             case nil:
                 let next = try self.makeTable(.implicit, line: line, under: table, at: start)
@@ -270,10 +269,13 @@ private struct Parser {
             case .table(let next, _):
                 table = next
             case .tables(let list, _):
-                guard let last = list.items.last else { throw self.error("'\(path)' is an empty array", at: start) }
+                guard let last = list.items.last else {
+                    throw self.error("'\(Self.path(keys, upTo: n))' is an empty array", at: start)
+                }
                 table = last
             case .value(let v, let l):
-                throw self.error("'\(path)' is already a \(v.typeName) (line \(l)), not a table", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is already a \(v.typeName) (line \(l)), not a table", at: start)
             }
         }
         let path = keys.joined(separator: ".")
@@ -316,6 +318,10 @@ private struct Parser {
         }
     }
 
+    /// The first `n + 1` parts of a dotted key, for an error (built only then: joining it for every part of every key
+    /// would be quadratic in the key's length).
+    static func path(_ keys: [String], upTo n: Int) -> String { keys.prefix(n + 1).joined(separator: ".") }
+
     mutating func makeTable(
         _ kind: TableBuilder.Kind, line: Int?, under parent: TableBuilder, at offset: Int
     ) throws(TOMLSyntaxError) -> TableBuilder {
@@ -336,7 +342,6 @@ private struct Parser {
         self.skipBlanks()
         var target = table
         for (n, key) in keys.dropLast().enumerated() {
-            let path = keys.prefix(n + 1).joined(separator: ".")
             switch target.nodes[key] {
             case nil:
                 let next = try self.makeTable(.dotted, line: nil, under: target, at: start)
@@ -351,13 +356,17 @@ private struct Parser {
                     next.kind = .dotted
                 case .header:
                     throw self.error(
-                        "the table '\(path)' was defined on line \(l); dotted keys cannot add to it", at: start)
+                        "the table '\(Self.path(keys, upTo: n))' was defined on line \(l); dotted keys cannot add to it",
+                        at: start)
                 }
                 target = next
             case .tables(_, let l):
-                throw self.error("'\(path)' is an array of tables (line \(l)); dotted keys cannot add to it", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is an array of tables (line \(l)); dotted keys cannot add to it",
+                    at: start)
             case .value(let v, let l):
-                throw self.error("'\(path)' is already a \(v.typeName) (line \(l)), not a table", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is already a \(v.typeName) (line \(l)), not a table", at: start)
             }
         }
         guard let last = keys.last else { throw self.error("expected a key", at: start) }

@@ -181,6 +181,29 @@ struct TOMLParserTests {
         #expect(try self.parse(ok)["a"] != nil)
     }
 
+    @Test("a key of many parts costs what its length does (its path is joined only for an error)")
+    func longDottedKeys() throws {
+        let part = String(repeating: "p", count: 20)
+        let parts = Array(repeating: part, count: 98).joined(separator: ".")
+        var dotted = ""
+        var quoted = ""
+        for i in 0..<300 {
+            dotted += "\(parts).k\(i) = 1\n"
+            quoted += "\"\(parts).k\(i)\" = 1\n"
+        }
+        func fastest(_ text: String) throws -> Duration {
+            var best = Duration.seconds(1000)
+            for _ in 0..<3 {
+                let start = ContinuousClock.now
+                _ = try self.parse(text)
+                best = min(best, ContinuousClock.now - start)
+            }
+            return best
+        }
+        let ratio = try fastest(dotted) / fastest(quoted)
+        #expect(ratio < 3, "98-part keys took \(ratio) times as long as one-part keys of the same length")
+    }
+
     @Test("a long file parses in one linear pass")
     func long() throws {
         var text = ""
