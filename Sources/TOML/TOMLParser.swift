@@ -152,7 +152,9 @@ private struct Parser {
         let at = min(offset ?? self.i, self.bytes.count)
         let line = self.line(at: at)
         var start = at
-        while start > 0 && self.bytes[start - 1] != lf { start -= 1 }
+        // Columns of the first line count from after a byte order mark.
+        let first = self.bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        while start > first && self.bytes[start - 1] != lf { start -= 1 }
         return TOMLSyntaxError(line: line, column: at - start + 1, message: message)
     }
 

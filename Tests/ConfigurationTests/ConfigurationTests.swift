@@ -250,6 +250,20 @@ struct ConfigurationTests {
         #expect(try ConfigurationLoader().load(path: path).accounts.count == 1)
     }
 
+    @Test("a file's byte order mark is skipped once: two are a syntax error (String(data:encoding:) dropped one)")
+    func byteOrderMark() throws {
+        let dir = NSTemporaryDirectory() + "popfetch-bom-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.toml"
+        let loader = ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false)
+        try ("\u{FEFF}" + Self.base).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try loader.load(path: path).accounts.count == 1)
+        try ("\u{FEFF}\u{FEFF}" + Self.base).write(toFile: path, atomically: true, encoding: .utf8)
+        let e = try #require(throws: ConfigurationError.self) { try loader.load(path: path) }
+        #expect(e.line == 1 && e.description.contains("syntax"), "\(e)")
+    }
+
     @Test("the CLI exits 78 on a broken config and names file, line and key")
     func cliExitCode() throws {
         let dir = NSTemporaryDirectory() + "popfetch-cli-\(UUID().uuidString)"

@@ -124,6 +124,10 @@ struct TOMLParserTests {
         #expect(t["t"]?.table?.entry("b")?.line == 4 && t["t"]?.table?.line == 3)
         let e = try #require(throws: TOMLSyntaxError.self) { try self.parse("a = 1\r\nb = \r\n") }
         #expect(e.line == 2)
+        let twice = try #require(throws: TOMLSyntaxError.self) { try self.parse("\u{FEFF}\u{FEFF}a = 1\n") }
+        #expect(twice.line == 1 && twice.column == 1, "only one byte order mark is skipped; columns count after it")
+        let afterBOM = try #require(throws: TOMLSyntaxError.self) { try self.parse("\u{FEFF}a = \n") }
+        #expect(afterBOM.column == 5)
     }
 
     @Test("dotted keys may add to a table a header only made on its way (then it is defined), as tomllib does")
