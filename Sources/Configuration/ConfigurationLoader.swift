@@ -45,7 +45,8 @@ public struct ConfigurationLoader: Sendable {
                 file: path, line: nil, key: nil,
                 message: exists ? "cannot read the file (permissions?)" : "file not found")
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        // Not String(data:encoding:), which drops a byte order mark: the TOML parser skips one, and two are an error.
+        guard let text = String(validating: data, as: UTF8.self) else {
             throw ConfigurationError(file: path, line: nil, key: nil, message: "is not valid UTF-8")
         }
         let config = try self.parse(text: text, path: path)

@@ -13,8 +13,10 @@ public struct TOMLSyntaxError: Error, Equatable, Sendable, CustomStringConvertib
 /// (arrays, inline tables, dotted keys and headers together) is bounded by ``maxDepth``. One pass, linear in the
 /// text; the line of every key is recorded for errors about its value.
 public enum TOMLParser {
-    /// Deepest nesting of tables and arrays accepted; deeper is an error, not a stack overflow.
-    public static let maxDepth = 100
+    /// Deepest nesting of tables and arrays accepted; deeper is an error, not a stack overflow. Deep enough for any
+    /// config, and shallow enough that the deepest document parses on a 512 KB stack (macOS's for secondary threads
+    /// and Swift concurrency's, where a SIGHUP reload parses) in a debug build: 100 nested inline tables needed more.
+    public static let maxDepth = 32
 
     public static func parse(_ text: String) throws(TOMLSyntaxError) -> TOMLTable {
         var parser = Parser(bytes: Array(text.utf8))
@@ -25,7 +27,8 @@ public enum TOMLParser {
 /// A table while it is being built. A class: headers and dotted keys reach into tables defined before them.
 private final class TableBuilder {
     enum Kind {
-        /// Made on the way to a header's table (`a` of `[a.b]`): a later `[a]` may still define it.
+        /// Made on the way to a header's table (`a` of `[a.b]`): a later `[a]`, or dotted keys of its parent's
+        /// section, may still define it.
         case implicit
         /// Defined by a `[header]` or `[[header]]` (or the root).
         case header
@@ -151,7 +154,9 @@ private struct Parser {
         let at = min(offset ?? self.i, self.bytes.count)
         let line = self.line(at: at)
         var start = at
-        while start > 0 && self.bytes[start - 1] != lf { start -= 1 }
+        // Columns of the first line count from after a byte order mark.
+        let first = self.bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        while start > first && self.bytes[start - 1] != lf { start -= 1 }
         return TOMLSyntaxError(line: line, column: at - start + 1, message: message)
     }
 
@@ -260,7 +265,6 @@ private struct Parser {
 
         var table = root
         for (n, key) in keys.dropLast().enumerated() {
-            let path = keys.prefix(n + 1).joined(separator: ".")
             switch table.nodes[key] {
             case nil:
                 let next = try self.makeTable(.implicit, line: line, under: table, at: start)
@@ -269,10 +273,13 @@ private struct Parser {
             case .table(let next, _):
                 table = next
             case .tables(let list, _):
-                guard let last = list.items.last else { throw self.error("'\(path)' is an empty array", at: start) }
+                guard let last = list.items.last else {
+                    throw self.error("'\(Self.path(keys, upTo: n))' is an empty array", at: start)
+                }
                 table = last
             case .value(let v, let l):
-                throw self.error("'\(path)' is already a \(v.typeName) (line \(l)), not a table", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is already a \(v.typeName) (line \(l)), not a table", at: start)
             }
         }
         let path = keys.joined(separator: ".")
@@ -315,6 +322,10 @@ private struct Parser {
         }
     }
 
+    /// The first `n + 1` parts of a dotted key, for an error (built only then: joining it for every part of every key
+    /// would be quadratic in the key's length).
+    static func path(_ keys: [String], upTo n: Int) -> String { keys.prefix(n + 1).joined(separator: ".") }
+
     mutating func makeTable(
         _ kind: TableBuilder.Kind, line: Int?, under parent: TableBuilder, at offset: Int
     ) throws(TOMLSyntaxError) -> TableBuilder {
@@ -335,22 +346,31 @@ private struct Parser {
         self.skipBlanks()
         var target = table
         for (n, key) in keys.dropLast().enumerated() {
-            let path = keys.prefix(n + 1).joined(separator: ".")
             switch target.nodes[key] {
             case nil:
                 let next = try self.makeTable(.dotted, line: nil, under: target, at: start)
                 target.insert(key, .table(next, line: line))
                 target = next
             case .table(let next, let l):
-                guard next.kind == .dotted else {
+                switch next.kind {
+                case .dotted: break
+                case .implicit:
+                    // Made on the way to a header's table (`[a.b.c]` then `[a]` and `b.d = 1`): not defined yet, so
+                    // dotted keys may add to it, and then define it (a later `[a.b]` is a second definition).
+                    next.kind = .dotted
+                case .header:
                     throw self.error(
-                        "the table '\(path)' was defined on line \(l); dotted keys cannot add to it", at: start)
+                        "the table '\(Self.path(keys, upTo: n))' was defined on line \(l); dotted keys cannot add to it",
+                        at: start)
                 }
                 target = next
             case .tables(_, let l):
-                throw self.error("'\(path)' is an array of tables (line \(l)); dotted keys cannot add to it", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is an array of tables (line \(l)); dotted keys cannot add to it",
+                    at: start)
             case .value(let v, let l):
-                throw self.error("'\(path)' is already a \(v.typeName) (line \(l)), not a table", at: start)
+                throw self.error(
+                    "'\(Self.path(keys, upTo: n))' is already a \(v.typeName) (line \(l)), not a table", at: start)
             }
         }
         guard let last = keys.last else { throw self.error("expected a key", at: start) }

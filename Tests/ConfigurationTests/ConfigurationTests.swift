@@ -105,6 +105,47 @@ struct ConfigurationTests {
         BadCase(
             name: "delete_after without keep", text: base + "\ndelete_after = \"1d\"", line: 7, key: "delete_after",
             fragment: "keep = true"),
+        // The line of the key whose value is wrong, wherever the file puts it.
+        BadCase(
+            name: "bad item in a multi-line array", text: base + "\nrecipient = [\n  \"x\",\n  1,\n]\nport = 1",
+            line: 7, key: "recipient", fragment: "array of strings"),
+        BadCase(
+            name: "after a multi-line string",
+            text: base.replacingOccurrences(of: "mda = \"/bin/cat\"", with: "mda = \"\"\"\n/bin/cat \\\n\"\"\"")
+                + "\nport = \"x\"",
+            line: 9, key: "port", fragment: "integer"),
+        BadCase(
+            name: "after CR LF lines", text: (base + "\nport = \"x\"").replacingOccurrences(of: "\n", with: "\r\n"),
+            line: 7, key: "port", fragment: "integer"),
+        BadCase(
+            name: "in [defaults]", text: "[defaults]\nkeep = true\nport = \"x\"\n\n" + base, line: 3,
+            key: "defaults.port", fragment: "integer"),
+        BadCase(
+            name: "in dotted defaults", text: "defaults.keep = true\ndefaults.port = \"x\"\n" + base, line: 2,
+            key: "defaults.port", fragment: "integer"),
+        BadCase(
+            name: "in the third account",
+            text: base + "\n"
+                + base.replacingOccurrences(of: "\"a\"", with: "\"b\"").replacingOccurrences(of: "\"u\"", with: "\"v\"")
+                + "\n"
+                + base.replacingOccurrences(of: "\"a\"", with: "\"c\"").replacingOccurrences(of: "\"u\"", with: "\"w\"")
+                + "\nport = \"x\"",
+            line: 19, key: "port", fragment: "integer"),
+        BadCase(
+            name: "missing in the second account",
+            text: base + "\n" + base.replacingOccurrences(of: "name = \"a\"", with: ""),
+            line: 7, key: "name", fragment: "required"),
+        BadCase(
+            name: "under a dotted key", text: base + "\nserver.port = 1", line: 7, key: "server",
+            fragment: "unknown key"),
+        BadCase(
+            name: "a sub-table of an account", text: base + "\n[account.server]\nport = 1", line: 7, key: "server",
+            fragment: "unknown key"),
+        BadCase(
+            name: "in an inline array of accounts",
+            text: "account = [\n  { name = \"a\", host = \"h\", user = \"u\", password = \"p\", mda = \"/bin/cat\" },\n"
+                + "  { name = \"b\", host = \"h\", user = \"v\", password = \"p\", mda = \"/bin/cat\", port = \"x\" },\n]",
+            line: 3, key: "port", fragment: "integer"),
     ]
 
     @Test(
@@ -225,6 +266,20 @@ struct ConfigurationTests {
         }
         chmod(path, 0o600)
         #expect(try ConfigurationLoader().load(path: path).accounts.count == 1)
+    }
+
+    @Test("a file's byte order mark is skipped once: two are a syntax error (String(data:encoding:) dropped one)")
+    func byteOrderMark() throws {
+        let dir = NSTemporaryDirectory() + "popfetch-bom-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/config.toml"
+        let loader = ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false)
+        try ("\u{FEFF}" + Self.base).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try loader.load(path: path).accounts.count == 1)
+        try ("\u{FEFF}\u{FEFF}" + Self.base).write(toFile: path, atomically: true, encoding: .utf8)
+        let e = try #require(throws: ConfigurationError.self) { try loader.load(path: path) }
+        #expect(e.line == 1 && e.description.contains("syntax"), "\(e)")
     }
 
     @Test(

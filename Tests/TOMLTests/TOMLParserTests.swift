@@ -1,3 +1,4 @@
+import Foundation
 import TOML
 import Testing
 
@@ -124,6 +125,23 @@ struct TOMLParserTests {
         #expect(t["t"]?.table?.entry("b")?.line == 4 && t["t"]?.table?.line == 3)
         let e = try #require(throws: TOMLSyntaxError.self) { try self.parse("a = 1\r\nb = \r\n") }
         #expect(e.line == 2)
+        let twice = try #require(throws: TOMLSyntaxError.self) { try self.parse("\u{FEFF}\u{FEFF}a = 1\n") }
+        #expect(twice.line == 1 && twice.column == 1, "only one byte order mark is skipped; columns count after it")
+        let afterBOM = try #require(throws: TOMLSyntaxError.self) { try self.parse("\u{FEFF}a = \n") }
+        #expect(afterBOM.column == 5)
+    }
+
+    @Test("dotted keys may add to a table a header only made on its way (then it is defined), as tomllib does")
+    func dottedKeysIntoImplicitTable() throws {
+        let t = try self.parse("[a.b.c]\n[a]\nb.d = 1\nb.e = 2\n[a.b.f]\ng = 3\n")
+        let b = try #require(t["a"]?.table?["b"]?.table)
+        #expect(b.keys == ["c", "d", "e", "f"])
+        #expect(b.entry("d")?.line == 3 && b["f"]?.table?["g"] == .integer(3))
+        let x = try self.parse("[[x.a.b]]\n[x]\na.c = 1\n[[x.a.b]]\n")
+        #expect(x["x"]?.table?["a"]?.table?["b"]?.array?.count == 2)
+        #expect(x["x"]?.table?["a"]?.table?["c"] == .integer(1))
+        let e = try #require(throws: TOMLSyntaxError.self) { try self.parse("[a.b.c]\n[a]\nb.d = 1\n[a.b]\n") }
+        #expect(e.line == 4)
     }
 
     /// Each is refused with an error on the given line (and none traps).
@@ -164,8 +182,43 @@ struct TOMLParserTests {
         #expect(throws: TOMLSyntaxError.self) { try self.parse("a = " + String(repeating: "{b=", count: 100_000)) }
         let header = "[" + Array(repeating: "a", count: 10_000).joined(separator: ".") + "]"
         #expect(throws: TOMLSyntaxError.self) { try self.parse(header) }
-        let ok = "a = " + String(repeating: "[", count: 50) + String(repeating: "]", count: 50)
+        let ok = "a = " + String(repeating: "[", count: 20) + String(repeating: "]", count: 20)
         #expect(try self.parse(ok)["a"] != nil)
+    }
+
+    /// The deepest documents accepted, each nested `TOMLParser.maxDepth` levels.
+    static var deepest: [String] {
+        let n = TOMLParser.maxDepth
+        return [
+            "a = " + String(repeating: "[", count: n) + String(repeating: "]", count: n),
+            "a = " + String(repeating: "{b=", count: n) + "1" + String(repeating: "}", count: n),
+            "a = " + String(repeating: "[{b=", count: n / 2) + "1" + String(repeating: "}]", count: n / 2),
+            "a = " + String(repeating: "{b.c=", count: n / 2) + "1" + String(repeating: "}", count: n / 2),
+            "[" + Array(repeating: "a", count: n).joined(separator: ".") + "]\nb = 1",
+        ]
+    }
+
+    final class Outcome: @unchecked Sendable {
+        var accepted = false
+    }
+
+    @Test(
+        "the deepest document accepted parses on a 512 KB stack (a secondary thread's on macOS), in a debug build too",
+        arguments: Self.deepest)
+    func deepOnSmallStack(_ text: String) {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Outcome()
+        let thread = Thread {
+            outcome.accepted = (try? TOMLParser.parse(text)) != nil
+            done.signal()
+        }
+        thread.stackSize = 512 * 1024
+        thread.start()
+        done.wait()
+        #expect(outcome.accepted)
+        // One level deeper is an error.
+        let deeper = text.hasPrefix("[") ? "[b." + text.dropFirst() : "a = [" + text.dropFirst(4) + "]"
+        #expect(throws: TOMLSyntaxError.self) { try TOMLParser.parse(deeper) }
     }
 
     @Test("a long file parses in one linear pass")
