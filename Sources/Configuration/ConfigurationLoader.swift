@@ -114,6 +114,9 @@ public struct ConfigurationLoader: Sendable {
         }
 
         var accounts: [AccountConfiguration] = []
+        // Earlier accounts by name and by mailbox, for the duplicate checks (one lookup each, not a scan).
+        var byName: [String: Int] = [:]
+        var byStateKey: [String: Int] = [:]
         if let a = table["account"] {
             guard let array = a.array else {
                 throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
@@ -123,12 +126,12 @@ public struct ConfigurationLoader: Sendable {
                     throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
                 }
                 let account = try self.account(t, number: i, defaults: defaults, ctx: ctx)
-                if let prior = accounts.first(where: { $0.name == account.name }) {
+                if let prior = byName[account.name].map({ accounts[$0] }) {
                     throw ctx.error(
                         .account(i), key: "name",
                         "duplicate account name \(account.name.debugDescription) (first used on line \(prior.line))")
                 }
-                if let prior = accounts.first(where: { $0.stateKey == account.stateKey }) {
+                if let prior = byStateKey[account.stateKey].map({ accounts[$0] }) {
                     throw ctx.error(
                         .account(i), key: account.mailboxID == nil ? "user" : "mailbox_id",
                         "accounts \(prior.name.debugDescription) (line \(prior.line)) and "
@@ -137,6 +140,8 @@ public struct ConfigurationLoader: Sendable {
                             + "e.g. mailbox_id = \"\(account.authentication.user)@\(account.server.host):\(account.server.port)\" (the identity "
                             + "popfetch used before version 4 of its state, which keeps that mailbox's history)")
                 }
+                byName[account.name] = accounts.count
+                byStateKey[account.stateKey] = accounts.count
                 accounts.append(account)
             }
         }
