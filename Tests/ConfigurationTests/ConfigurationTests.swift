@@ -151,7 +151,8 @@ struct ConfigurationTests {
     @Test(
         "bad config files",
         .fault(
-            .config, "broken configs (a table): unknown key, wrong type or value, missing key, duplicate account, bad TOML",
+            .config,
+            "broken configs (a table): unknown key, wrong type or value, missing key, duplicate account, bad TOML",
             expect: "refused with an error naming file, line and key and the cause; the password never in it"),
         arguments: badCases)
     func badConfig(_ c: BadCase) throws {
