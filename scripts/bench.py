@@ -1154,6 +1154,621 @@ def failures(records):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Soak (--soak MINUTES): popfetch's daemon over many accounts for a long while, some of them failing on purpose
+# ----------------------------------------------------------------------------------------------------------------
+#
+# Healthy accounts deliver by MDA (`sh -c 'cat > mktemp'` into a directory per account) or, one in four, into the
+# built-in Maildir; ~2 % log in with a wrong password; ~2 % point at a stalled server (half never answer, half send
+# the greeting and then say nothing); ~1 % deliver over LMTP to Dovecot's `quotafull` user (1 KB quota: a real 552).
+# Every account starts with 2 messages; while the daemon runs, new ones are written into random healthy mailboxes.
+# Every 5 s the daemon's VmRSS and open descriptors are sampled; every 60 s it gets SIGHUP, and before the first one
+# the config changes (one account removed, one added); at the end SIGTERM must make it exit 0 within shutdown_grace
+# + 5 s. Then a final `popfetch poll` of the healthy accounts, and the checks: every message of a healthy mailbox
+# delivered exactly once and none left on the server, `popfetch status` (exit and outcome per account), polls per
+# account from the state database (none overlapping, none missed), descriptors not growing, memory not growing.
+
+SOAK_SAMPLE_S = 5
+SOAK_HUP_EVERY_S = 60
+SOAK_GRACE_S = 10          # shutdown_grace of the soak's config
+SOAK_STALL_TIMEOUT = 4     # `timeout` of the accounts on the stalled server
+SOAK_QUOTA_USER = "quotafull"  # scripts/dovecot-instance's user with a 1 KB quota
+
+
+class StalledServer:
+    """A listener on 127.0.0.1 that accepts and then never answers (greeting=False), or sends a POP3 greeting and
+    then says nothing. A connection is closed when the client closes it, so the server holds no stale sockets."""
+
+    def __init__(self, greeting: bool):
+        import selectors
+        import socket
+        self.greeting = greeting
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(256)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import selectors
+        while self.running:
+            for key, _ in self.sel.select(timeout=0.2):
+                if key.fileobj is self.sock:
+                    try:
+                        conn, _addr = self.sock.accept()
+                    except OSError:
+                        continue
+                    self.accepted += 1
+                    if self.greeting:
+                        try:
+                            conn.sendall(b"+OK stalled POP3 server ready\r\n")
+                        except OSError:
+                            pass
+                    conn.setblocking(False)
+                    self.sel.register(conn, selectors.EVENT_READ)
+                    continue
+                try:
+                    data = key.fileobj.recv(4096)  # what the client sends is read and ignored
+                except OSError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(key.fileobj)
+                    key.fileobj.close()
+
+    def open_connections(self):
+        return len(self.sel.get_map()) - 1
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+@dataclass
+class SoakAccount:
+    name: str
+    kind: str              # mda | maildir | badpass | stall-silent | stall-greeting | quota
+    user: str
+    active: bool = True    # in the daemon's config (the removed account stops, the added one starts, at the reload)
+
+    @property
+    def healthy(self):
+        return self.kind in ("mda", "maildir")
+
+    @property
+    def expected(self):
+        """The outcome `popfetch status` must show, as (outcome, pattern its error must match)."""
+        return {"badpass": ("error", r"auth"), "stall-silent": ("error", r"time"),
+                "stall-greeting": ("error", r"time"), "quota": ("partial|ok", None)}.get(self.kind, ("ok", None))
+
+
+class Soak:
+    def __init__(self, lab: Lab, args, out):
+        self.lab, self.args, self.out = lab, args, out
+        self.factory = MessageFactory()
+        self.dir = os.path.join(lab.work, "soak")
+        self.deliver_dir = os.path.join(self.dir, "delivered")
+        os.makedirs(os.path.join(self.dir, "state"), exist_ok=True)
+        self.interval = args.soak_interval
+        self.duration = args.soak * 60.0
+        self.accounts: List[SoakAccount] = []
+        self.injected: Dict[str, List[str]] = {}   # account name -> Message-IDs put into its mailbox
+        self.after_removal: List[str] = []        # written into the removed account's mailbox after the reload
+        self.seq = 0
+        self.lock = threading.Lock()
+        self.samples: List[dict] = []
+        self.checks: List[dict] = []
+        self.events: List[dict] = []
+        self.removed: Optional[SoakAccount] = None
+        self.added: Optional[SoakAccount] = None
+        self.owner = os.stat(lab.mail_dir)
+        self.stalled = {"stall-silent": StalledServer(False), "stall-greeting": StalledServer(True)}
+
+    def label(self, a: SoakAccount):
+        """The account's row in the report: its kind, or the account changed by the reload."""
+        return {id(self.removed): f"{a.kind}, removed at reload", id(self.added): f"{a.kind}, added at reload"}.get(
+            id(a), a.kind)
+
+    def record(self, rec):
+        self.out.write(json.dumps(rec) + "\n")
+        self.out.flush()
+
+    def check(self, name, ok, detail):
+        rec = {"type": "check", "check": name, "ok": bool(ok), "detail": detail}
+        self.checks.append(rec)
+        self.record(rec)
+        print(f"   {'ok    ' if ok else 'FAILED'} {name}: {detail}", flush=True)
+
+    # --- accounts, mailboxes and the config ---
+
+    def plan(self):
+        n = self.args.soak_accounts
+        share = {"badpass": 0.02, "stall-silent": 0.01, "stall-greeting": 0.01, "quota": 0.01}
+        kinds = []
+        for kind, fraction in share.items():
+            kinds += [kind] * max(1, round(n * fraction))
+        rest = n - len(kinds)
+        kinds += ["maildir" if i % 4 == 3 else "mda" for i in range(rest)]
+        random.Random(11).shuffle(kinds)
+        for i, kind in enumerate(kinds, 1):
+            name = f"soak-{i:04d}"
+            self.accounts.append(SoakAccount(name, kind, name))
+        # The config change at the first reload: one healthy account removed, one new account added.
+        self.removed = next(a for a in self.accounts if a.kind == "mda")
+        self.added = SoakAccount(f"soak-{n + 1:04d}", "mda", f"soak-{n + 1:04d}", active=False)
+        self.accounts.append(self.added)
+
+    def mailbox(self, user):
+        root = os.path.join(self.lab.mail_dir, user)
+        for sub in ("", "new", "cur", "tmp"):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+            os.chown(os.path.join(root, sub), self.owner.st_uid, self.owner.st_gid)
+        return root
+
+    def put(self, acct: SoakAccount):
+        """Writes one new message into the account's mailbox, as an MTA would: into tmp/, then renamed into new/."""
+        with self.lock:
+            self.seq += 1
+            seq = self.seq
+        data = self.factory.small(acct.user, seq)
+        mid = message_id(data)
+        root = os.path.join(self.lab.mail_dir, acct.user)
+        wire_size = len(data) + data.count(b"\n")
+        name = f"{int(time.time())}.M{seq}P{os.getpid()}.soak,S={len(data)},W={wire_size}"
+        tmp = os.path.join(root, "tmp", name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.chown(tmp, self.owner.st_uid, self.owner.st_gid)
+        os.rename(tmp, os.path.join(root, "new", name))
+        with self.lock:
+            self.injected.setdefault(acct.name, []).append(mid)
+        return mid
+
+    def account_lines(self, a: SoakAccount):
+        lines = ["[[account]]", f'name = "{a.name}"', f'user = "{a.user}"']
+        if a.kind == "badpass":
+            lines.append(f'password = "wrong-{a.user}"')
+        else:
+            lines.append(f'password = "{self.lab.password(a.user)}"')
+        if a.kind.startswith("stall-"):
+            lines += [f"port = {self.stalled[a.kind].port}", f'timeout = "{SOAK_STALL_TIMEOUT}s"']
+        if a.kind == "maildir":
+            lines.append(f'maildir = "{os.path.join(self.deliver_dir, a.name, "Maildir")}"')
+        elif a.kind == "quota":
+            lines += [f'lmtp = "{HOST}:{self.lab.lmtp_port}"', f'recipient = "{SOAK_QUOTA_USER}"']
+        else:
+            out = os.path.join(self.deliver_dir, a.name)
+            lines.append(f"mda = \"/bin/sh -c 'cat > \\\"$(mktemp {out}/m.XXXXXX)\\\"'\"")
+        return lines + [""]
+
+    def write_config(self, name, accounts):
+        lines = [f"max_concurrent_polls = {self.args.soak_concurrency}", f'shutdown_grace = "{SOAK_GRACE_S}s"', "",
+                 "[defaults]", f'host = "{HOST}"', f"port = {self.lab.pop3_port}", 'tls = "none"',
+                 f'auth = "{self.lab.popfetch_auth}"', "keep = false", f'interval = "{self.interval}s"', ""]
+        for a in accounts:
+            lines += self.account_lines(a)
+        path = os.path.join(self.dir, name)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(lines))
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)  # the daemon never reads half a file
+        return path
+
+    @property
+    def config(self):
+        return os.path.join(self.dir, "popfetch.toml")
+
+    def popfetch(self, *command, config=None):
+        return [self.lab.popfetch, "--config", config or self.config, "--state",
+                os.path.join(self.dir, "state", "state.sqlite"), *command]
+
+    def setup(self):
+        self.plan()
+        t = time.monotonic()
+        for a in self.accounts:
+            self.mailbox(a.user)
+            if a.kind in ("mda", "maildir"):
+                os.makedirs(os.path.join(self.deliver_dir, a.name), exist_ok=True)
+            if not a.kind.startswith("stall-"):
+                for _ in range(2):
+                    self.put(a)
+        self.mailbox(SOAK_QUOTA_USER)
+        self.write_config("popfetch.toml", [a for a in self.accounts if a.active])
+        p = subprocess.run(self.popfetch("config", "check"), capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"bench: popfetch config check refused the soak's config: {p.stderr.strip()[-500:]}")
+        counts = {}
+        for a in self.accounts:
+            counts[a.kind] = counts.get(a.kind, 0) + 1
+        info = {"type": "soak-meta", "minutes": self.args.soak, "accounts": len(self.accounts) - 1,
+                "interval_s": self.interval, "rate_per_s": self.args.soak_rate,
+                "max_concurrent_polls": self.args.soak_concurrency, "kinds": counts,
+                "removed_at_reload": self.removed.name, "added_at_reload": self.added.name,
+                "stalled_ports": {k: s.port for k, s in self.stalled.items()}}
+        self.record(info)
+        print(f"   {len(self.accounts) - 1} accounts ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}; "
+              f"{self.added.name} only after the first reload), interval {self.interval} s, "
+              f"{sum(len(v) for v in self.injected.values())} messages to start with "
+              f"({time.monotonic() - t:.1f} s)", flush=True)
+
+    # --- the run ---
+
+    def inject(self, stop: threading.Event, hup_at: float, started: float):
+        """Puts messages into random healthy mailboxes at --soak-rate per second until `stop`. The account to be
+        removed gets nothing in the last 3 intervals before the reload (so all of its mail is fetched before it
+        goes); the added one gets mail once it is in the config."""
+        rng = random.Random(23)
+        period = 1.0 / self.args.soak_rate
+        nxt = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic()
+            if now < nxt:
+                stop.wait(nxt - now)
+                continue
+            nxt += period
+            targets = [a for a in self.accounts if a.healthy and a.active]
+            if now - started > hup_at - 3 * self.interval:
+                targets = [a for a in targets if a is not self.removed]
+            self.put(rng.choice(targets))
+
+    def sample(self, pid, t0):
+        st = proc_status(pid)
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            cpu = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)  # utime + stime
+        except (OSError, IndexError, ValueError):
+            fds = cpu = None
+        rec = {"type": "sample", "t": round(time.monotonic() - t0, 1), "vmrss_kb": (st or {}).get("VmRSS"),
+               "vmhwm_kb": (st or {}).get("VmHWM"), "threads": (st or {}).get("Threads"), "fds": fds, "cpu_s": cpu,
+               "stalled_open": sum(s.open_connections() for s in self.stalled.values()),
+               "injected": self.seq}
+        self.samples.append(rec)
+        self.record(rec)
+        return rec
+
+    def run_daemon(self):
+        err_path = os.path.join(self.dir, "daemon.err")
+        hups = [float(t) for t in range(SOAK_HUP_EVERY_S, int(self.duration), SOAK_HUP_EVERY_S)]
+        if not hups:
+            hups = [self.duration / 2]
+        with open(err_path, "wb") as err:
+            d = subprocess.Popen(self.popfetch("daemon", "--log-level", "notice"), cwd=self.dir,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                 start_new_session=True)
+        Children.add(d.pid)
+        t0 = time.monotonic()
+        self.wall_start = time.time()
+        stop = threading.Event()
+        injector = threading.Thread(target=self.inject, args=(stop, hups[0], t0), daemon=True)
+        injector.start()
+        next_sample, minute, removal_mail_at = float(SOAK_SAMPLE_S), 1, None  # the first once it has started
+        try:
+            while True:
+                now = time.monotonic() - t0
+                if d.poll() is not None:
+                    self.events.append({"type": "event", "t": round(now, 1), "what": f"daemon exited {d.returncode}"})
+                    break
+                if now >= next_sample:
+                    s = self.sample(d.pid, t0)
+                    next_sample += SOAK_SAMPLE_S
+                    if now >= minute * 60 - 0.01:
+                        print(f"   {now / 60:4.1f} min: VmRSS {(s['vmrss_kb'] or 0) / 1024:.1f} MB, {s['fds']} fds, "
+                              f"{s['threads']} threads, {s['injected']} messages written", flush=True)
+                        minute += 1
+                if hups and now >= hups[0]:
+                    first = len([e for e in self.events if e.get("what") == "SIGHUP"]) == 0
+                    if first:
+                        # The real change: drop one healthy account, add one with mail waiting.
+                        self.removed.active, self.added.active = False, True
+                        self.write_config("popfetch.toml", [a for a in self.accounts if a.active])
+                    d.send_signal(signal.SIGHUP)
+                    ev = {"type": "event", "t": round(now, 1), "what": "SIGHUP",
+                          "config_changed": first, "wall": time.time()}
+                    self.events.append(ev)
+                    self.record(ev)
+                    if first:  # 2 intervals later, mail for the removed account must stay on the server
+                        removal_mail_at = now + 2 * self.interval
+                    hups.pop(0)
+                    continue
+                if removal_mail_at is not None and now >= removal_mail_at:
+                    self.after_removal = [self.put(self.removed) for _ in range(3)]
+                    removal_mail_at = None
+                if now >= self.duration:
+                    break
+                time.sleep(min(0.5, max(0.05, next_sample - now)))
+        finally:
+            stop.set()
+            injector.join(timeout=10)
+        self.wall_stop = time.time()
+        # SIGTERM: exit 0 within shutdown_grace + a few seconds.
+        stopped = None
+        if d.poll() is None:
+            t = time.monotonic()
+            d.send_signal(signal.SIGTERM)
+            try:
+                d.wait(timeout=SOAK_GRACE_S + 5)
+                stopped = time.monotonic() - t
+            except subprocess.TimeoutExpired:
+                os.killpg(d.pid, signal.SIGKILL)
+                d.wait()
+        Children.remove(d.pid)
+        self.record({"type": "event", "what": "SIGTERM", "exit_status": d.returncode,
+                     "exit_s": round(stopped, 2) if stopped is not None else None})
+        self.check("clean exit on SIGTERM", stopped is not None and d.returncode == 0,
+                   f"exit status {d.returncode} after {stopped:.2f} s (limit {SOAK_GRACE_S + 5} s)" if stopped is not None
+                   else f"did not exit within {SOAK_GRACE_S + 5} s (killed; status {d.returncode})")
+        log = open(err_path, encoding="utf-8", errors="replace").read()
+        shutil.copy(err_path, os.path.join(self.lab.work, "results-soak-daemon.log"))  # kept by scripts/bench
+        reloads = log.count("SIGHUP: configuration reloaded")
+        sent = len([e for e in self.events if e.get("what") == "SIGHUP"])
+        added = f"now polling {self.added.name}" in log
+        self.removal_logged = f"account {self.removed.name} removed or disabled" in log
+        self.check("SIGHUP reloads", reloads == sent and added,
+                   f"{reloads}/{sent} reloads logged; {self.added.name} added: {'yes' if added else 'NO'} (whether "
+                   f"{self.removed.name} stopped is checked in the state database below)")
+        crit = [line for line in log.splitlines() if " critical " in line or "fatal" in line.lower()]
+        self.check("no crash lines in the daemon's log", not crit, crit[0][:200] if crit else
+                   f"{len(log.splitlines())} lines at notice level and above")
+
+    # --- afterwards ---
+
+    def final_poll(self):
+        healthy = [a for a in self.accounts if a.healthy and a.active]
+        cfg = self.write_config("healthy.toml", healthy)
+        before = self.delivered_counts()
+        p = subprocess.run(self.popfetch("poll", "-q", config=cfg), capture_output=True, text=True, cwd=self.dir)
+        after = self.delivered_counts()
+        picked = sum(after.values()) - sum(before.values())
+        self.record({"type": "final-poll", "rc": p.returncode, "delivered": picked})
+        self.check("final `popfetch poll` of the healthy accounts", p.returncode == 0,
+                   f"exit {p.returncode}, {picked} messages still pending at the end were delivered by it"
+                   + (f" | {' '.join(p.stderr.split())[-300:]}" if p.returncode else ""))
+        return cfg
+
+    def delivered_counts(self):
+        return {a.name: len(self.delivered_files(a)) for a in self.accounts if a.healthy}
+
+    def delivered_files(self, a: SoakAccount):
+        d = os.path.join(self.deliver_dir, a.name)
+        if a.kind == "maildir":
+            d = os.path.join(d, "Maildir", "new")
+        try:
+            return [os.path.join(d, n) for n in os.listdir(d) if not n.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def on_server(self, user):
+        root = os.path.join(self.lab.mail_dir, user)
+        return sum(len(os.listdir(os.path.join(root, sub))) for sub in ("new", "cur"))
+
+    def check_mail(self):
+        missing = dupes = unknown = left = 0
+        worst = []
+        for a in self.accounts:
+            if not a.healthy:
+                continue
+            want = set(self.injected.get(a.name, [])) - set(self.after_removal if a is self.removed else [])
+            got: Dict[str, int] = {}
+            for path in self.delivered_files(a):
+                mid = message_id(open(path, "rb").read())
+                got[mid] = got.get(mid, 0) + 1
+            m = len(want - set(got))
+            dd = sum(n - 1 for n in got.values() if n > 1)
+            u = len(set(got) - want)
+            still = self.on_server(a.user) - (len(self.after_removal) if a is self.removed else 0)
+            missing, dupes, unknown, left = missing + m, dupes + dd, unknown + u, left + still
+            self.record({"type": "mailbox", "account": a.name, "kind": self.label(a), "written": sorted(want),
+                         "delivered": sum(got.values()), "missing": m, "duplicated": dd, "unknown": u,
+                         "left_on_server": still})
+            if m or dd or u or still:
+                worst.append(f"{a.name}: {m} missing, {dd} duplicated, {u} unknown, {still} on the server")
+        total = sum(len(v) for k, v in self.injected.items()
+                    if next(a for a in self.accounts if a.name == k).healthy) - len(self.after_removal)
+        self.check("healthy mail delivered exactly once", not (missing or dupes or unknown),
+                   f"{total} messages written, {missing} missing, {dupes} duplicated, {unknown} unknown"
+                   + (f" ({'; '.join(worst[:5])})" if worst else ""))
+        self.check("nothing left on the server (healthy accounts)", left == 0, f"{left} messages left")
+        kept = self.on_server(self.removed.user)
+        self.check("mail of the removed account stays on the server", kept == len(self.after_removal),
+                   f"{kept} on the server, {len(self.after_removal)} written after it was removed")
+        failing = [a for a in self.accounts if not a.healthy]
+        untouched = [a.name for a in failing if self.on_server(a.user) != len(self.injected.get(a.name, []))]
+        self.check("failing accounts' mail left on the server", not untouched,
+                   f"{len(failing)} accounts checked" + (f"; changed: {', '.join(untouched[:5])}" if untouched else ""))
+        return {"written": total, "missing": missing, "duplicated": dupes, "unknown": unknown, "left": left}
+
+    def check_status(self, healthy_cfg):
+        p = subprocess.run(self.popfetch("status", "--json"), capture_output=True, text=True, cwd=self.dir)
+        plain = subprocess.run(self.popfetch("status"), capture_output=True, text=True, cwd=self.dir)
+        quiet = subprocess.run(self.popfetch("status", config=healthy_cfg), capture_output=True, text=True,
+                               cwd=self.dir)
+        self.check("`popfetch status` exit status", plain.returncode == 1 and quiet.returncode == 0,
+                   f"{plain.returncode} with the failing accounts (expected 1), {quiet.returncode} for the healthy "
+                   "ones alone (expected 0)")
+        try:
+            rows = {r["account"]: r for r in json.loads(p.stdout)["accounts"]}
+        except (ValueError, KeyError) as e:
+            self.check("`popfetch status --json`", False, f"exit {p.returncode}, unreadable: {e}")
+            return {}
+        wrong, seen = [], {}
+        for a in self.accounts:
+            r = rows.get(a.name)
+            if not a.active:
+                seen.setdefault(self.label(a), {}).setdefault("not in the final config" if r is None else
+                                                               f"still shown: {r.get('outcome')}", 1)
+                continue
+            outcome, pattern = a.expected
+            got = (r or {}).get("outcome")
+            error = (r or {}).get("error") or ""
+            error = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", re.sub(r"soak-\d+", "USER", error))
+            shown = f"{got}" + (f", {r['failed']} marked failed" if (r or {}).get("failed") else "") \
+                + (f": {error[:70]}" if error else "")
+            if r is None:
+                shown = "not shown" + (" (not in the config any more)" if not a.active else "")
+            seen.setdefault(self.label(a), {}).setdefault(shown, 0)
+            seen[self.label(a)][shown] += 1
+            bad = r is None or not re.fullmatch(outcome, got or "")
+            if pattern and not re.search(pattern, error, re.I):
+                bad = True
+            if a.kind == "quota" and (r or {}).get("failed", 0) < 1:
+                bad = True
+            if bad:
+                wrong.append(f"{a.name} ({a.kind}): {got} {error[:80]!r}")
+        self.record({"type": "status", "outcomes": seen})
+        self.check("`popfetch status` outcome per account", not wrong,
+                   f"{len(rows)} accounts shown" + (f"; unexpected: {'; '.join(wrong[:5])}" if wrong else ""))
+        return seen
+
+    def check_polls(self):
+        import sqlite3
+        db = sqlite3.connect(f"file:{os.path.join(self.dir, 'state', 'state.sqlite')}?mode=ro", uri=True)
+        rows = db.execute("SELECT account_name, started, finished, outcome, error FROM polls "
+                          "WHERE started >= ? AND started <= ? ORDER BY account_name, started",
+                          (self.wall_start - 1, self.wall_stop)).fetchall()
+        db.close()
+        by: Dict[str, list] = {}
+        for name, started, finished, outcome, error in rows:
+            by.setdefault(name, []).append((started, finished, outcome, error))
+        overlaps, missed, in_use, gaps = 0, [], 0, []
+        per_kind: Dict[str, List[int]] = {}
+        counts_off = []
+        for a in self.accounts:
+            polls = by.get(a.name, [])
+            per_kind.setdefault(self.label(a), []).append(len(polls))
+            in_use += sum(1 for p in polls if p[3] and "IN-USE" in p[3])
+            for prev, cur in zip(polls, polls[1:]):
+                if prev[1] is None or cur[0] < prev[1]:
+                    overlaps += 1
+                    continue
+                gap = cur[0] - prev[1]
+                if a.healthy:
+                    gaps.append(gap)
+                    if gap > 2 * self.interval + 2:
+                        missed.append(f"{a.name} {gap:.1f} s")
+            if a.healthy and a not in (self.removed, self.added):
+                span = self.wall_stop - self.wall_start
+                expect = span / (self.interval * 1.05)
+                if not (0.8 * expect - 1 <= len(polls) <= 1.1 * expect + 2):
+                    counts_off.append(f"{a.name}: {len(polls)}")
+        span = self.wall_stop - self.wall_start
+        expect = span / (self.interval * 1.05)
+        healthy_counts = per_kind.get("mda", []) + per_kind.get("maildir", [])
+        summary = {k: {"min": min(v), "median": statistics.median(v), "max": max(v)} for k, v in per_kind.items() if v}
+        gaps.sort()
+        gap_info = ({"median": round(statistics.median(gaps), 2), "p99": round(gaps[int(len(gaps) * 0.99)], 2),
+                     "max": round(gaps[-1], 2)} if gaps else {})
+        self.polls_per_s = round(len(rows) / span, 1) if span else None
+        self.record({"type": "polls", "polls_per_s": self.polls_per_s, "per_kind": summary, "gaps_s": gap_info, "overlaps": overlaps,
+                     "missed": len(missed), "in_use": in_use, "expected_per_healthy": round(expect, 1)})
+        hup = next((e["wall"] for e in self.events if e.get("what") == "SIGHUP"), self.wall_stop)
+        late = [p for p in by.get(self.removed.name, []) if p[0] > hup]
+        self.check(f"the removed account ({self.removed.name}) is no longer polled", len(late) <= 1,
+                   f"{len(late)} polls started after the reload (one may have been waiting for a slot); the daemon "
+                   + ("logged that it stopped" if self.removal_logged else "did not log that it stopped (it logs "
+                      "that only when the account was asleep, not waiting for a slot or polling, at the reload)")
+                   + (f"; late polls began {', '.join(f'{p[0] - hup:.1f} s' for p in late)} after it" if late else ""))
+        self.check("no overlapping polls of one account", overlaps == 0 and in_use == 0,
+                   f"{overlaps} overlaps in the state database, {in_use} polls refused [IN-USE]")
+        self.check("no missed polls (gap after a healthy poll ≤ 2 × interval + 2 s)", not missed,
+                   f"gaps between polls: median {gap_info.get('median')} s, p99 {gap_info.get('p99')} s, max "
+                   f"{gap_info.get('max')} s; {self.polls_per_s} polls/s over all accounts"
+                   + (f"; {len(missed)} late: {', '.join(missed[:5])}" if missed else ""))
+        self.check("polls per healthy account", healthy_counts and not counts_off,
+                   f"{min(healthy_counts)}–{max(healthy_counts)} (median {statistics.median(healthy_counts)}), "
+                   f"expected ~{expect:.0f} ({span:.0f} s / ({self.interval} s + ≤10 % jitter))"
+                   + (f"; {len(counts_off)} outside −20 %/+10 %: {', '.join(counts_off[:5])}" if counts_off else ""))
+        return summary, gap_info
+
+    def check_resources(self):
+        s = [x for x in self.samples if x["vmrss_kb"] is not None and x["fds"] is not None]
+        if len(s) < 4:
+            self.check("resource samples", False, f"only {len(s)} samples")
+            return
+        fifth = max(1, len(s) // 5)
+        early, late = s[fifth:2 * fifth], s[-fifth:]  # the first fifth is the start-up (every account polled at once)
+        fd_early = statistics.median(x["fds"] for x in early)
+        fd_late = statistics.median(x["fds"] for x in late)
+        self.check("open descriptors do not grow", fd_late <= fd_early + 2,
+                   f"median {fd_early:.0f} in the second fifth of the run, {fd_late:.0f} in the last "
+                   f"(min {min(x['fds'] for x in s)}, max {max(x['fds'] for x in s)})")
+        rss_early = statistics.median(x["vmrss_kb"] for x in early)
+        rss_late = statistics.median(x["vmrss_kb"] for x in late)
+        self.check("memory does not grow", rss_late <= rss_early * 1.25 + 8 * 1024,
+                   f"median VmRSS {rss_early / 1024:.1f} MB in the second fifth, {rss_late / 1024:.1f} MB in the last "
+                   "(allowed: +25 % + 8 MB)")
+
+    def report(self, mail, outcomes, polls, gaps):
+        s = [x for x in self.samples if x["vmrss_kb"] is not None]
+        mb = lambda kb: f"{kb / 1024:.1f}"  # noqa: E731
+        lines = [f"popfetch soak: {self.args.soak} min, {len(self.accounts) - 1} accounts, interval {self.interval} s, "
+                 f"{self.args.soak_rate} new messages/s, max_concurrent_polls {self.args.soak_concurrency}", ""]
+        if s:
+            curve = [x for x in s if x is s[0] or x["t"] % 60 < SOAK_SAMPLE_S or x is s[-1]]
+            lines += ["| t (min) | " + " | ".join(f"{x['t'] / 60:.1f}" for x in curve) + " |",
+                      "|---|" + "---|" * len(curve),
+                      "| VmRSS MB | " + " | ".join(mb(x["vmrss_kb"]) for x in curve) + " |",
+                      "| open fds | " + " | ".join(str(x["fds"]) for x in curve) + " |",
+                      "| threads | " + " | ".join(str(x["threads"]) for x in curve) + " |", "",
+                      f"VmRSS start {mb(s[0]['vmrss_kb'])} MB, max {mb(max(x['vmrss_kb'] for x in s))} MB, end "
+                      f"{mb(s[-1]['vmrss_kb'])} MB (VmHWM {mb(s[-1]['vmhwm_kb'])} MB); fds start {s[0]['fds']}, max "
+                      f"{max(x['fds'] for x in s)}, end {s[-1]['fds']}. Daemon CPU (user+sys): "
+                      f"{s[-1].get('cpu_s')} s over {s[-1]['t']:.0f} s.", ""]
+        lines += ["| kind | accounts | polls (min / median / max) | status outcome |", "|---|---|---|---|"]
+        for kind, v in polls.items():
+            acc = [a for a in self.accounts if self.label(a) == kind]
+            out = "; ".join(f"{k} ×{n}" for k, n in outcomes.get(kind, {}).items())
+            lines.append(f"| {kind} | {len(acc)} | {v['min']} / {v['median']:g} / {v['max']} | {out} |")
+        lines += ["", f"Mail: {mail.get('written')} messages written to healthy mailboxes, {mail.get('missing')} "
+                  f"missing, {mail.get('duplicated')} duplicated, {mail.get('left')} left on the server. Gaps between "
+                  f"polls of a healthy account: median {gaps.get('median')} s, p99 {gaps.get('p99')} s, max "
+                  f"{gaps.get('max')} s.", ""]
+        lines += [f"- {'ok' if c['ok'] else '**FAILED**'} {c['check']}: {c['detail']}" for c in self.checks]
+        return "\n".join(lines)
+
+    def run(self):
+        print(f"== soak: {self.args.soak} min, {self.args.soak_accounts} accounts", flush=True)
+        try:
+            self.setup()
+            self.run_daemon()
+        finally:
+            for srv in self.stalled.values():
+                srv.stop()
+        healthy_cfg = self.final_poll()
+        mail = self.check_mail()
+        outcomes = self.check_status(healthy_cfg)
+        polls, gaps = self.check_polls()
+        self.check_resources()
+        text = self.report(mail, outcomes, polls, gaps)
+        self.record({"type": "report", "markdown": text})
+        return text, all(c["ok"] for c in self.checks)
+
+
+def soak_main(lab: Lab, args, out_path):
+    started = time.monotonic()
+    info = environment(lab)
+    with open(out_path, "w") as out:
+        out.write(json.dumps({"type": "meta", "env": info, "popfetch_binary": binary_identity(lab.popfetch)}) + "\n")
+        print(f"popfetch soak: {info}\npopfetch binary: {binary_identity(lab.popfetch)}", flush=True)
+        try:
+            text, ok = Soak(lab, args, out).run()
+        finally:
+            Children.stop_all()
+    print()
+    print(text)
+    print(f"\nsamples and results: {out_path}   ({time.monotonic() - started:.0f} s)")
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
 
 def build_rawpop(lab: Lab):
     src = os.path.join(HERE, "bench-rawpop.c")
@@ -1202,6 +1817,14 @@ def main():
     ap.add_argument("--popfetch-auth", default="user",
                     help='popfetch\'s `auth` (default "user": USER/PASS, as the peers log in here; popfetch\'s own '
                          'default "auto" picks SCRAM-SHA-256, which costs Dovecot a key derivation per login)')
+    ap.add_argument("--soak", type=float, metavar="MINUTES", help="run the soak instead of the benchmark")
+    ap.add_argument("--soak-accounts", type=int, default=1000, help="accounts in the soak (default 1000)")
+    ap.add_argument("--soak-interval", type=int, default=None,
+                    help="the accounts' interval in s (default 5, or accounts / 50 above 250 accounts: 20 s for 1,000;"
+                         " on 2 cores the daemon and Dovecot manage about 100 polls/s, so 1,000 accounts at 5 s "
+                         "cannot all be polled on time)")
+    ap.add_argument("--soak-rate", type=float, default=3, help="new messages per second (default 3)")
+    ap.add_argument("--soak-concurrency", type=int, default=8, help="max_concurrent_polls (default 8)")
     args = ap.parse_args()
     args.reps = args.reps or (1 if args.quick else 3)
 
@@ -1212,6 +1835,13 @@ def main():
 
     lab = Lab.load(args.work, args.timeout, args.popfetch_auth)
     Children.path = os.path.join(lab.work, "driver.pids")
+    if args.soak:
+        if args.soak_accounts < 20:
+            sys.exit("bench: --soak-accounts must be at least 20")
+        args.soak_interval = args.soak_interval or max(5, math.ceil(args.soak_accounts / 50))
+        out = args.out or "soak.jsonl"
+        return soak_main(lab, args, os.path.join(os.environ.get("BENCH_CALLER_DIR", "."), out) if args.out
+                         else os.path.join(lab.work, "results-" + out))
     all_scns = scenarios(args.quick)
     wanted = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     names = [t.strip() for t in args.tools.split(",") if t.strip()]
