@@ -32,17 +32,17 @@ extension PollScheduler {
         // The first poll comes right away, spread by a little jitter.
         var delay = Double.random(in: 0..<1)
         while !self.mustEnd {
-            guard self.currentAccount(name) != nil else { return }
+            guard self.currentAccount(name) != nil else { return self.removed(name) }
             try? self.store.setNextPoll(accountName: name, at: Date().addingTimeInterval(delay))
             await waker.sleep(seconds: delay)
             if self.mustEnd { return }
-            guard let account = self.currentAccount(name) else {
-                self.logger.notice("account \(name) removed or disabled; no longer polled")
-                return
-            }
+            guard self.currentAccount(name) != nil else { return self.removed(name) }
             guard await self.slots.acquire() else { return }
-            if self.mustEnd {
+            // Read again once a slot is free: a reload while the account waited for one (all slots busy) may have
+            // removed or changed it, and the poll must use the configuration in force now.
+            guard !self.mustEnd, let account = self.currentAccount(name) else {
                 self.slots.release()
+                if !self.mustEnd { self.removed(name) }
                 return
             }
             let report = await self.poll(account, repeatedFailure: rule.pollSummaryLevel != .error)
@@ -67,6 +67,10 @@ extension PollScheduler {
         defer { self.pollEnded(account.name) }
         async let polled = AccountPoller(account: account, environment: env).poll()
         return await polled
+    }
+
+    private func removed(_ name: String) {
+        self.logger.notice("account \(name) removed or disabled; no longer polled")
     }
 
     private func pollStarted(_ name: String) { self.state.withLock { _ = $0.polling.insert(name) } }
