@@ -81,6 +81,8 @@ final class PollSession {
             _ = try await self.conn.quit()
             return
         }
+        // The generation of the records the plan is made from (read before they are loaded; see recordQuiet).
+        var generation = mailbox?.generation ?? 0
         var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
         var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         if trackState, let mailbox {
@@ -91,6 +93,7 @@ final class PollSession {
                 try self.store.recordSeen(mailbox: self.key, listed: unseen, at: now)
                 try self.store.resolvePause(mailbox: self.key)
                 self.logger.notice("recorded \(unseen.count) messages as seen without delivering them (mark-seen)")
+                generation = try self.store.mailboxState(mailbox: self.key).generation
                 known = try self.store.messages(mailbox: self.key)
                 plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
             } else if case .pause(let why) = FloodGuard.assess(
@@ -146,7 +149,7 @@ final class PollSession {
             self.report.deleted = self.deletedKeys.count
             if let fingerprint, let until = plan.quietUntil, self.deletedKeys.isEmpty {
                 try self.store.recordQuiet(
-                    mailbox: self.key, listing: fingerprint, until: until, generation: mailbox?.generation ?? 0)
+                    mailbox: self.key, listing: fingerprint, until: until, generation: generation)
             }
         } else if !self.deletedKeys.isEmpty {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
