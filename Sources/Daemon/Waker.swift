@@ -1,6 +1,6 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// Sleeps until a deadline unless woken earlier (`popfetch wake`, SIGUSR1, shutdown) or cancelled.
 ///
@@ -16,7 +16,9 @@ final class Waker: Sendable {
         var woken = false
     }
 
-    private let state = Mutex(State())
+    /// A pthread mutex (NIOLockedValueBox), not `Synchronization.Mutex`: on Linux that one is a futex driven by the
+    /// uninstrumented standard library, so ThreadSanitizer cannot see its ordering and reports every access here.
+    private let state = NIOLockedValueBox(State())
 
     /// Returns when `seconds` have passed, ``wake()`` was called, or the task is cancelled (a wake that came while
     /// not sleeping is kept for the next sleep).
@@ -26,7 +28,7 @@ final class Waker: Sendable {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now: Bool = self.state.withLock { s in
+                let now: Bool = self.state.withLockedValue { s in
                     // Cancelled before this point: the handler below found no sleeper to wake, so return now.
                     if s.woken || Task.isCancelled {
                         s.woken = false
@@ -48,7 +50,7 @@ final class Waker: Sendable {
     }
 
     private func timerFired(_ gen: Int) {
-        let c: CheckedContinuation<Void, Never>? = self.state.withLock { s in
+        let c: CheckedContinuation<Void, Never>? = self.state.withLockedValue { s in
             guard gen == s.generation else { return nil }
             s.timer = nil
             defer { s.continuation = nil }
@@ -59,7 +61,7 @@ final class Waker: Sendable {
 
     /// Ends the current sleep now, or the next one at once.
     func wake() {
-        let (c, timer): (CheckedContinuation<Void, Never>?, Scheduled<Void>?) = self.state.withLock { s in
+        let (c, timer): (CheckedContinuation<Void, Never>?, Scheduled<Void>?) = self.state.withLockedValue { s in
             guard let c = s.continuation else {
                 s.woken = true
                 return (nil, nil)
