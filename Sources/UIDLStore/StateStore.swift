@@ -25,7 +25,21 @@ public final class StateStore: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
             self.db = try DatabaseQueue(path: path, configuration: config)
-            try Self.migrator.migrate(self.db)
+            let migrator = Self.migrator
+            // A database a newer popfetch has migrated further is refused, not used: this version does not know
+            // what the newer schema's tables and triggers promise (GRDB would ignore the unknown versions).
+            let unknown = try self.db.read { db in
+                try migrator.appliedIdentifiers(db).subtracting(migrator.migrations)
+            }
+            if !unknown.isEmpty {
+                throw StateError(
+                    path: path,
+                    message: "written by a newer popfetch (schema \(unknown.sorted().joined(separator: ", "))); "
+                        + "this one knows up to \"\(migrator.migrations.last ?? "")\": run the newer popfetch, "
+                        + "or move the file aside to start over (then every message left on the server counts as new; "
+                        + "with keep = true, more than flood_limit of them pause the account to ask first)")
+            }
+            try migrator.migrate(self.db)
         } catch {
             throw StateError.wrapping(error, path: path)
         }

@@ -169,6 +169,113 @@ struct StateFaultTests {
         #expect(got.count == 3 && sameMessages(got, corpus), "each message once")
     }
 
+    /// Runs a Python script with `sqlite3` on the state database (its path is `sys.argv[1]`).
+    static func sql(_ f: PopfetchFixture, _ script: String, _ arguments: [String] = []) throws -> RunResult {
+        let path = f.directory + "/edit-state.py"
+        try ("import os, sqlite3, sys\n" + script).write(toFile: path, atomically: true, encoding: .utf8)
+        return try runProgram(["/usr/bin/python3", path, f.statePath] + arguments)
+    }
+
+    /// popfetch's first schema, as it wrote it (migration "v1").
+    static let schemaV1 = """
+        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+        INSERT INTO grdb_migrations VALUES ('v1');
+        CREATE TABLE messages (account TEXT NOT NULL, uidl TEXT NOT NULL, first_seen REAL NOT NULL,
+            missing_count INTEGER NOT NULL DEFAULT 0, size INTEGER, delivered_at REAL, deleted_at REAL,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, failed_at REAL,
+            PRIMARY KEY (account, uidl)) WITHOUT ROWID;
+        CREATE TABLE deliveries (account TEXT NOT NULL, uidl TEXT NOT NULL, recipient TEXT NOT NULL,
+            delivered_at REAL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            PRIMARY KEY (account, uidl, recipient)) WITHOUT ROWID;
+        CREATE TABLE polls (id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL,
+            account_name TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+            outcome TEXT NOT NULL DEFAULT 'running', listed INTEGER NOT NULL DEFAULT 0,
+            new INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
+            deferred INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+            skipped INTEGER NOT NULL DEFAULT 0, error TEXT, exit_code INTEGER);
+        CREATE INDEX polls_by_name ON polls(account_name, id);
+        CREATE INDEX polls_by_account ON polls(account, id);
+        """
+
+    @Test(
+        "a state database written by the first schema (v1) is migrated: known mail stays known, new mail is fetched",
+        .fault(
+            .state, "state database from popfetch's first schema (v1: keys user@host:port, no mailboxes table)",
+            expect: "migrated to the current schema; exit 0; only the new message delivered; no flood pause"))
+    func olderSchema() throws {
+        let f = try PopfetchFixture()
+        let first = Corpus.messages(3, seed: 39)
+        try f.user.deliver(first)
+        try f.writeConfig(extra: "keep = true\nflood_limit = 2")
+        // The first poll pauses (3 unknown messages above flood_limit); the user says fetch all.
+        #expect(try f.poll().status == 75)
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
+        #expect(try f.poll().status == 0)
+        try f.clearDelivered()
+        // The same records, written as the v1 schema held them (keys with the port), in place of the database.
+        let rewrite = try Self.sql(
+            f,
+            """
+            path, port, schema = sys.argv[1], sys.argv[2], sys.argv[3]
+            rows = sqlite3.connect(path).execute(
+                "SELECT account, uidl, first_seen, size, delivered_at FROM messages").fetchall()
+            assert len(rows) == 3, rows
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(path + suffix): os.unlink(path + suffix)
+            db = sqlite3.connect(path)
+            db.executescript(schema)
+            for account, uidl, seen, size, delivered in rows:
+                key = account + ":" + port
+                db.execute("INSERT INTO messages (account, uidl, first_seen, size, delivered_at) VALUES (?,?,?,?,?)",
+                           (key, uidl, seen, size, delivered))
+                db.execute("INSERT INTO deliveries (account, uidl, recipient, delivered_at) VALUES (?,?,'',?)",
+                           (key, uidl, delivered))
+            db.execute("INSERT INTO polls (account, account_name, started, finished, outcome, listed, new, delivered)"
+                       " VALUES (?, 'test', 1, 2, 'ok', 3, 3, 3)", (rows[0][0] + ":" + port,))
+            db.commit()
+            """, [String(f.server.pop3Port), Self.schemaV1])
+        #expect(rewrite.status == 0, "\(rewrite.stderr)")
+        let later = Corpus.messages(1, seed: 40)
+        try f.user.deliver(later)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
+        let versions = try Self.sql(
+            f, "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))")
+        #expect(versions.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "5", "every migration applied")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(s.status == 0, "\(s.stdout)\n\(s.stderr)")
+    }
+
+    @Test(
+        "a state database a newer popfetch has migrated further is refused, not used",
+        .fault(
+            .state, "state database carrying a schema version this popfetch does not know (a downgrade)",
+            expect: "poll and status exit 74 saying a newer popfetch wrote it; nothing delivered or deleted"))
+    func newerSchema() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig()
+        #expect(try popfetch(["--config", f.configPath, "--state", f.statePath, "status"]).status == 0)
+        let edit = try Self.sql(
+            f,
+            """
+            db = sqlite3.connect(sys.argv[1])
+            db.execute("INSERT INTO grdb_migrations VALUES ('v99: from the future')")
+            db.commit()
+            """)
+        #expect(edit.status == 0, "\(edit.stderr)")
+        try f.user.deliver(Corpus.messages(2, seed: 41))
+        let r = try f.poll()
+        #expect(r.status == 74, "\(r.stderr)")
+        #expect(r.stderr.contains("newer popfetch") && r.stderr.contains(f.statePath), "\(r.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 2)
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(s.status == 74 && s.stderr.contains("newer popfetch"), "\(s.stdout)\n\(s.stderr)")
+    }
+
     /// A poll while another process holds `BEGIN EXCLUSIVE` on the state database for `seconds`.
     static func holdingLock(_ f: PopfetchFixture, seconds: Int) throws -> RunResult {
         let locker = """
