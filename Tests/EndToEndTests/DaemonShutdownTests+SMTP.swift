@@ -8,16 +8,6 @@ import Testing
 
 /// Adversarial review of issue 10: the grace running out while SMTP is in flight.
 extension DaemonShutdownTests {
-    static func startSMTP(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
-        let out = f.directory + "/smtp-out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let portFile = f.directory + "/smtp-port"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-smtp.py", portFile, out, mode],
-            stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, out)
-    }
 
     @Test(
         "grace over while the MTA has not answered the final dot: prompt exit, the message stays on the server",
@@ -26,9 +16,9 @@ extension DaemonShutdownTests {
             expect: "exit 0 within 8 s; message stays on the server"))
     func graceOverAfterDot() throws {
         let f = try PopfetchFixture()
-        let (smtp, port, _) = try Self.startSMTP(f, mode: "stall-after-dot-long")
-        defer { kill(smtp.pid, SIGKILL); _ = smtp.wait(timeout: 5) }
-        try #require(port > 0)
+        let smtp = try ScriptedServer.start(.smtp, mode: "stall-after-dot-long", in: f)
+        defer { smtp.stop() }
+        let port = smtp.port
         try f.user.deliver([Corpus.message(1, seed: 143, bareCR: false)])
         try f.writeConfig(
             extra: "interval = \"1h\"\nsmtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "")
@@ -54,9 +44,9 @@ extension DaemonShutdownTests {
             expect: "exit 0 within 8 s; message stays on the server"))
     func graceOverBlockedWrite() throws {
         let f = try PopfetchFixture()
-        let (smtp, port, _) = try Self.startSMTP(f, mode: "stop-reading")
-        defer { kill(smtp.pid, SIGKILL); _ = smtp.wait(timeout: 5) }
-        try #require(port > 0)
+        let smtp = try ScriptedServer.start(.smtp, mode: "stop-reading", in: f)
+        defer { smtp.stop() }
+        let port = smtp.port
         var m = Corpus.message(1, seed: 144, bareCR: false)
         for _ in 0..<200_000 { m += Array("a line of a message that the MTA will never read\n".utf8) }
         try f.user.deliver([m])

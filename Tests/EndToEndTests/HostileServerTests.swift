@@ -26,17 +26,6 @@ struct HostileServerTests {
         Case(mode: "long-line", tls: "none", exit: 76, fragment: "longer than"),
     ]
 
-    /// Starts the scripted POP3 server in `mode`; returns it, its port and the file logging what the client sent.
-    func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
-        let portFile = f.directory + "/pop3-port"
-        let log = f.directory + "/pop3-client.log"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-pop3.py", portFile, log, mode],
-            stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)
-    }
-
     @Test(
         "RFC 5034: an initial response that would make the AUTH line exceed 255 octets goes in a second step",
         .fault(
@@ -44,12 +33,10 @@ struct HostileServerTests {
             expect: "exit 0; message delivered; AUTH XOAUTH2 sent bare, the token sent in a second step"))
     func authLineLimit() throws {
         let f = try PopfetchFixture()
-        let (server, port, log) = try self.startServer(f, mode: "strict-255")
-        defer {
-            kill(server.pid, SIGKILL)
-            _ = server.wait(timeout: 5)
-        }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.pop3, mode: "strict-255", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let log = server.output
         let token = String(repeating: "t", count: 400)
         try f.writeConfig(
             extra: "auth = \"xoauth2\"\noauth_token_command = \"echo \(token)\"", port: port, timeout: "5s")
@@ -68,12 +55,10 @@ struct HostileServerTests {
         arguments: cases)
     func hostile(_ c: Case) throws {
         let f = try PopfetchFixture()
-        let (server, port, log) = try self.startServer(f, mode: c.mode)
-        defer {
-            kill(server.pid, SIGKILL)
-            _ = server.wait(timeout: 5)
-        }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.pop3, mode: c.mode, in: f)
+        defer { server.stop() }
+        let port = server.port
+        let log = server.output
         try f.writeConfig(tls: c.tls, port: port, timeout: "5s")
         let r = try f.poll()
         #expect(r.status == c.exit, "\(c.mode): \(r.stderr)")

@@ -186,17 +186,6 @@ func withoutReturnPath(_ m: [UInt8]) -> [UInt8] {
 
 @Suite("SMTP faults a real MTA cannot be made to produce")
 struct SMTPFaultTests {
-    func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
-        let out = f.directory + "/smtp-out"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let portFile = f.directory + "/smtp-port"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-smtp.py", portFile, out, mode],
-            stdout: f.directory + "/smtp.log", stderr: f.directory + "/smtp.log")
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
-        return (server, port, out)
-    }
 
     @Test(
         "a slow MTA (reply after the final dot 3 s late) is waited for with RFC 5321's time-out, not the POP3 one",
@@ -205,9 +194,10 @@ struct SMTPFaultTests {
             expect: "exit 0; one copy saved; message deleted"))
     func slowMTA() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "stall-after-dot")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "stall-after-dot", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         try f.user.deliver([Corpus.message(1, seed: 131, bareCR: false)])
         try f.writeConfig(
             extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "", timeout: "1s")
@@ -225,9 +215,9 @@ struct SMTPFaultTests {
             expect: "poll ends within 30 s, exit 75 naming the time-out; message stays on the server"))
     func mtaStopsReading() throws {
         let f = try PopfetchFixture()
-        let (server, port, _) = try self.startServer(f, mode: "stop-reading")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "stop-reading", in: f)
+        defer { server.stop() }
+        let port = server.port
         // Large enough to fill the socket buffers on loopback, so the write itself blocks.
         var m = Corpus.message(1, seed: 132, bareCR: false)
         for _ in 0..<200_000 { m += Array("a line of a message that the MTA will never read\n".utf8) }
@@ -249,9 +239,10 @@ struct SMTPFaultTests {
             expect: "exit 0; resent on a second connection: exactly one copy, byte-exact; message deleted"))
     func dropMidData() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "drop-mid-data")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "drop-mid-data", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         var m = Corpus.message(1, seed: 130, bareCR: false)
         m += Array(repeating: UInt8(ascii: "d"), count: 5000) + [10]
         try f.user.deliver([m])
@@ -278,9 +269,10 @@ struct SMTPFaultTests {
             expect: "MTA not declared unreachable; at least 4 of 5 saved; at most 1 left on the server"))
     func dropThenBusyOnce() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "drop-then-busy-once")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "drop-then-busy-once", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         let corpus = (1...5).map { n in
             Corpus.message(n, seed: 133, bareCR: false) + Array(repeating: UInt8(ascii: "d"), count: 5000) + [10]
         }

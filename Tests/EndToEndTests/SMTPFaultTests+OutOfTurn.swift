@@ -16,9 +16,10 @@ extension SMTPFaultTests {
             expect: "poll fails naming the early reply; that message stays on the server; the other saved once"))
     func premature250IsNotADelivery() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "early-250")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "early-250", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         try f.user.deliver([Corpus.message(1, seed: 141, bareCR: false), Corpus.message(2, seed: 141, bareCR: false)])
         try f.writeConfig(
             extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\nsmtp_timeout = \"5s\"", mda: "")
@@ -44,9 +45,10 @@ extension SMTPFaultTests {
             expect: "poll fails; next poll sends to the second recipient only and exits 0; one copy each; deleted"))
     func lmtpDropAfterFirstRecipient() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "lmtp-drop-after-first")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "lmtp-drop-after-first", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         try f.user.deliver([Corpus.message(1, seed: 142, bareCR: false)])
         try f.writeConfig(
             extra:
@@ -77,9 +79,10 @@ extension SMTPFaultTests {
             expect: "that message is not deleted; the other delivered once"))
     func premature250WithDelete() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "early-250")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "early-250", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         try f.user.deliver([Corpus.message(1, seed: 145, bareCR: false), Corpus.message(2, seed: 145, bareCR: false)])
         try f.writeConfig(
             extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\nsmtp_timeout = \"5s\"\n"

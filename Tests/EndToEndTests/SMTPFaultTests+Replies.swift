@@ -15,9 +15,10 @@ extension SMTPFaultTests {
             expect: "a lone dot ends the empty DATA; next message delivered on the same connection; refused one kept"))
     func allRecipientsRefusedThen354() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "refuse-first-transaction")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "refuse-first-transaction", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         let corpus = [Corpus.message(1, seed: 133, bareCR: false), Corpus.message(2, seed: 133, bareCR: false)]
         try f.user.deliver(corpus)
         // Without the lone dot the second message's commands would be read as message text, and popfetch would wait
@@ -47,9 +48,10 @@ extension SMTPFaultTests {
             expect: "exit 75 naming DATA; nothing saved by the MTA; message stays on the server"))
     func dataAnsweredWith250() throws {
         let f = try PopfetchFixture()
-        let (server, port, out) = try self.startServer(f, mode: "data-250")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "data-250", in: f)
+        defer { server.stop() }
+        let port = server.port
+        let out = server.output
         try f.user.deliver([Corpus.message(1, seed: 134, bareCR: false)])
         try f.writeConfig(extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"", mda: "")
         let r = try f.poll()
@@ -67,9 +69,9 @@ extension SMTPFaultTests {
             expect: "exit 75 showing 552; message kept; the next poll tries it again (not marked failed)"))
     func rcpt552IsTemporary() throws {
         let f = try PopfetchFixture()
-        let (server, port, _) = try self.startServer(f, mode: "rcpt-552")
-        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.smtp, mode: "rcpt-552", in: f)
+        defer { server.stop() }
+        let port = server.port
         try f.user.deliver([Corpus.message(1, seed: 135, bareCR: false)])
         try f.writeConfig(
             extra: "smtp = \"127.0.0.1:\(port)\"\nrecipient = \"x@mail.test\"\non_permanent_failure = \"delete\"",

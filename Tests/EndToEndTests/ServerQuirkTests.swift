@@ -9,26 +9,14 @@ import Testing
 /// Issue 8, items 4-7, against the scripted server: numbers, 8-bit UIDLs, auth fallback, UTF8.
 @Suite("Server quirks: huge numbers, 8-bit UIDLs, auth = auto fallback, UTF8")
 struct ServerQuirkTests {
-    /// Starts the scripted POP3 server in `mode`; returns it, its port and the file logging what the client sent.
-    static func startServer(_ f: PopfetchFixture, mode: String) throws -> (Child, Int, String) {
-        let portFile = f.directory + "/pop3-port"
-        let log = f.directory + "/pop3-client.log"
-        let server = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/scripted-pop3.py", portFile, log, mode],
-            stdout: f.directory + "/pop3.out", stderr: f.directory + "/pop3.out")
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        return (server, Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0, log)
-    }
 
     /// Polls the scripted server in `mode` once; returns the result and what the client sent.
     static func poll(mode: String, extra: String = "") throws -> (PopfetchFixture, RunResult, String) {
         let f = try PopfetchFixture()
-        let (server, port, log) = try Self.startServer(f, mode: mode)
-        defer {
-            kill(server.pid, SIGKILL)
-            _ = server.wait(timeout: 5)
-        }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.pop3, mode: mode, in: f)
+        defer { server.stop() }
+        let port = server.port
+        let log = server.output
         try f.writeConfig(extra: extra, port: port, timeout: "5s")
         let r = try f.poll(["-v"])
         return (f, r, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
@@ -50,12 +38,9 @@ struct ServerQuirkTests {
             expect: "exit 0; all 3 delivered (keep = true); a second poll exits 0 and delivers none again"))
     func eightBitUIDL() throws {
         let f = try PopfetchFixture()
-        let (server, port, _) = try Self.startServer(f, mode: "uidl-8bit")
-        defer {
-            kill(server.pid, SIGKILL)
-            _ = server.wait(timeout: 5)
-        }
-        try #require(port > 0)
+        let server = try ScriptedServer.start(.pop3, mode: "uidl-8bit", in: f)
+        defer { server.stop() }
+        let port = server.port
         try f.writeConfig(extra: "keep = true", port: port, timeout: "5s")
         let r1 = try f.poll()
         #expect(r1.status == 0, "\(r1.stderr)")

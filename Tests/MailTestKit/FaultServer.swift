@@ -52,17 +52,13 @@ package final class FaultServer {
     package static func start(_ f: PopfetchFixture, messages: [Message], options: [String: Any] = [:]) throws
         -> FaultServer
     {
-        let portFile = f.directory + "/fault-port"
         let log = f.directory + "/fault-client.log"
         let scenario = f.directory + "/fault-scenario.json"
         let state = f.directory + "/fault-deleted.json"
         try Self.writeScenario(scenario, state: state, messages: messages, options: options)
-        let child = try Child.spawn(
-            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/fault-pop3.py", portFile, log, scenario],
-            stdout: f.directory + "/fault.out", stderr: f.directory + "/fault.out")
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        let port = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") ?? 0
-        try #require(port > 0, "the fault server did not start")
+        let (child, port) = try spawnListening(
+            script: "fault-pop3.py", arguments: [log, scenario], portFile: f.directory + "/fault-port",
+            log: f.directory + "/fault.out")
         return FaultServer(child: child, port: port, log: log, scenarioPath: scenario, statePath: state)
     }
 
