@@ -1,12 +1,39 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 let strictSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
     .enableUpcomingFeature("InternalImportsByDefault"),
     .treatAllWarnings(as: .error),
 ]
+
+/// How the popfetch executable is linked on Linux. SwiftPM links Swift executables with `-export-dynamic`, which puts
+/// every one of popfetch's ~35,000 symbols in the dynamic symbol table; the loader then reads 3 MB of tables and
+/// dladdr scans them at every start. popfetch resolves none of its own symbols by name, so they stay local. With
+/// glibc 2.36 or later (which reads DT_RELR), lld also packs the ~118,000 relative relocations (2.8 MB as RELA) into
+/// 23 KB. Together: `popfetch --version` in 3.4 ms and 9.9 MB instead of 6.0 ms and 14 MB; PIE (ASLR) is kept.
+let executableLinking: [LinkerSetting] = {
+    #if os(Linux)
+        var flags = ["-Xlinker", "--no-export-dynamic"]
+        var version = [CChar](repeating: 0, count: 64)
+        let n = confstr(Int32(_CS_GNU_LIBC_VERSION), &version, version.count)
+        // "glibc 2.36"
+        let numbers = n > 0 ? String(cString: version).split(separator: " ").last?.split(separator: ".") ?? [] : []
+        let major = numbers.first.flatMap { Int($0) } ?? 0
+        let minor = numbers.dropFirst().first.flatMap { Int($0) } ?? 0
+        if major > 2 || (major == 2 && minor >= 36) {
+            flags = ["-use-ld=lld"] + flags + ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+        }
+        return [.unsafeFlags(flags)]
+    #else
+        return []
+    #endif
+}()
 
 let package = Package(
     name: "popfetch",
@@ -130,7 +157,9 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings),
+        .executableTarget(
+            name: "popfetch", dependencies: ["PopfetchCLI"], swiftSettings: strictSettings,
+            linkerSettings: executableLinking),
         // Tests. MailTestKit: the real Dovecot, Postfix and Courier instances on loopback, the scripted fault servers
         // (Scripts/), the popfetch runner and fixtures, shared by the test targets that need real servers. It imports
         // Testing, which only test builds have: a release build names its product (`--product popfetch`).
