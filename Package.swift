@@ -23,7 +23,11 @@ let executableLinking: [LinkerSetting] = {
         var version = [CChar](repeating: 0, count: 64)
         let n = confstr(Int32(_CS_GNU_LIBC_VERSION), &version, version.count)
         // "glibc 2.36"
-        let numbers = n > 0 ? String(cString: version).split(separator: " ").last?.split(separator: ".") ?? [] : []
+        let numbers =
+            n > 0
+            ? String(decoding: version.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(
+                separator: " "
+            ).last?.split(separator: ".") ?? [] : []
         let major = numbers.first.flatMap { Int($0) } ?? 0
         let minor = numbers.dropFirst().first.flatMap { Int($0) } ?? 0
         if major > 2 || (major == 2 && minor >= 36) {
@@ -127,7 +131,7 @@ let package = Package(
                 "POP3Core", "SASL", "MailTransport", "Configuration", "UIDLStore", "Spool", "Delivery", "OAuth",
                 "SystemSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
-                nio("NIOCore"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                nio("NIOCore"), nio("NIOConcurrencyHelpers"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

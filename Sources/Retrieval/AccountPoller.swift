@@ -183,15 +183,19 @@ public struct AccountPoller: Sendable {
         self.logger.debug(
             "connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
         let start = report
+        let early = EarlyStop()
         do {
-            report = try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
-                let session = PollSession(poller: self, conn: conn, password: password, report: start)
-                do {
-                    try await session.run()
-                } catch {
-                    throw SessionFailure(error: error, report: session.report)
+            report = try await self.stoppableBeforeMessages(early) { [endpoint] in
+                try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                    let session = PollSession(
+                        poller: self, conn: conn, password: password, report: start, earlyStop: early)
+                    do {
+                        try await session.run()
+                    } catch {
+                        throw SessionFailure(error: error, report: session.report)
+                    }
+                    return session.report
                 }
-                return session.report
             }
         } catch let failure as SessionFailure {
             // What the session did before it failed (delivered, deferred, ...) is part of the poll's report.
@@ -215,6 +219,33 @@ public struct AccountPoller: Sendable {
                 e.detail = summary.diagnose(host: account.server.host, now: Int(Date().timeIntervalSince1970))
             }
             throw e
+        }
+    }
+
+    /// Runs `session`; a stop request before its first message ends it at once (a watcher looks every 100 ms), with
+    /// a temporary error. Once the first message is fetched, the watcher ends and a stop waits between messages.
+    private func stoppableBeforeMessages(
+        _ early: EarlyStop, _ session: @escaping @Sendable () async throws -> PollReport
+    ) async throws -> PollReport {
+        let stopRequested = self.environment.stopRequested
+        return try await withThrowingTaskGroup(of: PollReport?.self) { group in
+            group.addTask { try await session() }
+            group.addTask {
+                while !early.isPastBeginning {
+                    try await Task.sleep(for: .milliseconds(100))
+                    if stopRequested() && early.stopNow() {
+                        throw PollError(.temporary, EarlyStop.stoppedMessage)
+                    }
+                }
+                return nil
+            }
+            while let result = try await group.next() {
+                if let report = result {
+                    group.cancelAll()
+                    return report
+                }
+            }
+            throw PollError(.internalError, "the session ended without a report")
         }
     }
 

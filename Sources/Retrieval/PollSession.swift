@@ -36,7 +36,11 @@ final class PollSession {
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
 
-    init(poller: AccountPoller, conn: POP3Connection, password: String, report: PollReport) {
+    /// A stop request ends the session at once until its first message is fetched.
+    let earlyStop: EarlyStop
+
+    init(poller: AccountPoller, conn: POP3Connection, password: String, report: PollReport, earlyStop: EarlyStop) {
+        self.earlyStop = earlyStop
         self.poller = poller
         self.conn = conn
         self.password = password
@@ -259,7 +263,7 @@ final class PollSession {
                         self.pendingDele = (item.number, item.key)
                         continue
                     case .fetch(let recipients):
-                        if self.poller.environment.stopRequested() {
+                        if self.poller.environment.stopRequested() || !self.earlyStop.beginMessages() {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             break messages
                         }

@@ -12,25 +12,8 @@ struct PollStopTests {
     func queuedAccountsNotStarted() throws {
         let f = try PopfetchFixture()
         try f.user.deliver([Corpus.message(1, seed: 151, bareCR: false)])
-        // A server that accepts and never greets: a poll of it would wait for its whole time-out.
-        let portFile = f.directory + "/silent-port"
-        let log = f.directory + "/silent-connections"
-        let server = try Child.spawn(
-            [
-                "/usr/bin/python3", "-c",
-                """
-                import socket, sys, os, time
-                s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); s.settimeout(60)
-                open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-                held = []
-                while True:
-                    c, _ = s.accept(); held.append(c)
-                    open(sys.argv[2], "a").write("%f\\n" % time.time())
-                """, portFile, log,
-            ], stdout: "/dev/null", stderr: "/dev/null")
+        let (server, port, log) = try Self.silentServer(f)
         defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
-        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
-        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
         let started = f.directory + "/mda-started"
         let mda = f.directory + "/slow-mda"
         try "#!/bin/sh\ntouch '\(started)'\nsleep 2\ncat > /dev/null\n".write(
@@ -60,5 +43,59 @@ struct PollStopTests {
             // Under load the silent accounts may get their slots first: each polled before the stop timed out.
             #expect(status == 69, "a silent account polled before the stop: EX_UNAVAILABLE\n\(stderr)")
         }
+    }
+
+    /// A server that accepts connections and never says a word: a poll of it waits for its whole time-out. Returns
+    /// it, its port, and a file with a line per connection accepted.
+    static func silentServer(_ f: PopfetchFixture) throws -> (Child, Int, String) {
+        let portFile = f.directory + "/silent-port"
+        let log = f.directory + "/silent-connections"
+        let server = try Child.spawn(
+            [
+                "/usr/bin/python3", "-c",
+                """
+                import socket, sys, os, time
+                s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); s.settimeout(60)
+                open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+                held = []
+                while True:
+                    c, _ = s.accept(); held.append(c)
+                    open(sys.argv[2], "a").write("%f\\n" % time.time())
+                """, portFile, log,
+            ], stdout: "/dev/null", stderr: "/dev/null")
+        _ = eventually(10) { FileManager.default.fileExists(atPath: portFile) }
+        let port = try #require(Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""))
+        return (server, port, log)
+    }
+
+    /// Starts `popfetch poll`, waits until the silent server has a connection, sends SIGTERM; returns the exit
+    /// status, the seconds from the signal to the exit, and stderr.
+    static func stopWhileConnected(_ f: PopfetchFixture, log: String) throws -> (Int32, Double, String) {
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { FileManager.default.fileExists(atPath: log) }, "popfetch never connected")
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        let status = child.wait(timeout: 90)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        return (status, Date().timeIntervalSince(signalled), stderr)
+    }
+
+    @Test(
+        "SIGTERM while the POP3 server has not greeted: popfetch stops at once, not at the time-out",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM while connected to a POP3 server that never greets (timeout 60s)",
+            expect: "exit 75 within 3 s, saying it stopped before fetching; nothing recorded as delivered"))
+    func stopBeforeGreeting() throws {
+        let f = try PopfetchFixture()
+        let (server, port, log) = try Self.silentServer(f)
+        defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
+        try f.writeConfig(port: port, timeout: "60s")
+        let (status, elapsed, stderr) = try Self.stopWhileConnected(f, log: log)
+        #expect(status == 75, "\(stderr)")
+        #expect(elapsed < 3, "popfetch ended \(elapsed) s after SIGTERM\n\(stderr)")
+        #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
     }
 }
