@@ -44,11 +44,7 @@ enum NumberGrammar {
         default: break
         }
         if body.count > 2, body.first == UInt8(ascii: "0"), sign == nil {
-            let radixByte = body[body.startIndex + 1]
-            let radix: Int? =
-                radixByte == UInt8(ascii: "x")
-                ? 16 : radixByte == UInt8(ascii: "o") ? 8 : radixByte == UInt8(ascii: "b") ? 2 : nil
-            if let radix {
+            if let radix = Self.radix(body[body.startIndex + 1]) {
                 let digits = body.dropFirst(2)
                 guard let cleaned = Self.digits(digits, allowed: { Self.isRadixDigit($0, radix: radix) }) else {
                     return nil
@@ -132,7 +128,23 @@ enum NumberGrammar {
     }
 
     /// Shaped like a decimal integer (so a failure is its range, not its form).
+    /// The radix a prefix's second byte names: 0x, 0o, 0b.
+    static func radix(_ b: UInt8) -> Int? {
+        switch b {
+        case UInt8(ascii: "x"): return 16
+        case UInt8(ascii: "o"): return 8
+        case UInt8(ascii: "b"): return 2
+        default: return nil
+        }
+    }
+
     static func isIntegerShaped(_ token: ArraySlice<UInt8>) -> Bool {
+        // 0x, 0o, 0b: well-formed digits of the radix (no sign).
+        if token.count > 2, token.first == UInt8(ascii: "0") {
+            if let radix = Self.radix(token[token.startIndex + 1]) {
+                return Self.digits(token.dropFirst(2), allowed: { Self.isRadixDigit($0, radix: radix) }) != nil
+            }
+        }
         var body = token
         if let f = body.first, f == UInt8(ascii: "+") || f == UInt8(ascii: "-") { body = body.dropFirst() }
         return !body.isEmpty && body.allSatisfy { isDigit($0) || $0 == UInt8(ascii: "_") }

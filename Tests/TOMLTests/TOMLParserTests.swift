@@ -175,6 +175,25 @@ struct TOMLParserTests {
         }
     }
 
+    @Test("an integer too large says so, in any radix; a malformed one is not a number")
+    func outOfRange() {
+        for text in [
+            "a = 9223372036854775808", "a = -9223372036854775809", "a = 0x8000000000000000",
+            "a = 0o1000000000000000000000", "a = 0b1" + String(repeating: "0", count: 63),
+        ] {
+            #expect(throws: TOMLSyntaxError.self) { try self.parse(text) }
+            do { _ = try self.parse(text) } catch {
+                #expect(error.message.contains("out of range"), "\(text): \(error)")
+            }
+        }
+        for text in ["a = 0xG", "a = 0x_1", "a = 0b12", "a = -0x1"] {
+            do { _ = try self.parse(text) } catch {
+                #expect(!error.message.contains("out of range"), "\(text): \(error)")
+            }
+        }
+        #expect((try? self.parse("a = 0x7FFFFFFFFFFFFFFF"))?["a"] == .integer(Int64.max))
+    }
+
     @Test("nesting is bounded: deep arrays, inline tables and headers are errors, not stack overflows")
     func depth() throws {
         let deep = String(repeating: "[", count: 100_000)
