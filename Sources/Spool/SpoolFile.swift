@@ -120,6 +120,9 @@ public final class SpoolFile {
             self.hasher.update(bufferPointer: raw)
             guard let base = raw.baseAddress else { return }
             let n = raw.count
+            // Checked on the chunk as received: what is stored differs only by CRs, which are neither.
+            if !self.hasNUL && memchr(base, 0, n) != nil { self.hasNUL = true }
+            if !self.has8Bit && Self.contains8Bit(raw) { self.has8Bit = true }
             var i = 0
             if self.pendingCR, n > 0 {
                 self.pendingCR = false
@@ -168,8 +171,6 @@ public final class SpoolFile {
     private func emit(_ bytes: UnsafeRawBufferPointer) {
         self.out.append(contentsOf: bytes)
         self.stored += bytes.count
-        if !self.hasNUL, let base = bytes.baseAddress, memchr(base, 0, bytes.count) != nil { self.hasNUL = true }
-        if !self.has8Bit && Self.contains8Bit(bytes) { self.has8Bit = true }
         if self.inHeader {
             for b in bytes {
                 self.scanHeader(b)

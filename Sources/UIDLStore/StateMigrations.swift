@@ -148,6 +148,19 @@ extension StateStore {
             }
             try db.execute(sql: sql)
         }
+        m.registerMigration("v6: delivered totals, bounded poll history") { db in
+            // `status` summed every poll an account ever had; the polls table now keeps the last `pollsKept` per
+            // account (see finishPoll), and the running total of messages delivered lives here.
+            try db.execute(
+                sql: """
+                    CREATE TABLE account_totals (
+                        account_name TEXT PRIMARY KEY NOT NULL,
+                        delivered INTEGER NOT NULL DEFAULT 0
+                    );
+                    INSERT INTO account_totals (account_name, delivered)
+                        SELECT account_name, COALESCE(SUM(delivered), 0) FROM polls WHERE true GROUP BY account_name;
+                    """)
+        }
         return m
     }
 

@@ -48,7 +48,12 @@ extension StateStore {
         }
     }
 
-    /// Records how a poll ended. (The `exit_code` column of databases before this version is left as it was.)
+    /// How many polls of each account the history keeps (`status --history`, the daemon's count of failures in a
+    /// row); older ones are removed as new ones finish, so the database and `status` do not grow with the years.
+    public static let pollsKept = 1000
+
+    /// Records how a poll ended, adds what it delivered to the account's total, and drops the account's polls beyond
+    /// the newest ``pollsKept``. (The `exit_code` column of databases before this version is left as it was.)
     public func finishPoll(id: Int64, summary s: PollSummary, at now: Date) throws {
         try self.write { db in
             try db.execute(
@@ -61,6 +66,20 @@ extension StateStore {
                     now.timeIntervalSince1970, s.outcome, s.listed, s.new, s.delivered, s.bytes, s.deleted,
                     s.deferred, s.failed, s.skipped, s.error, s.pending, id,
                 ])
+            guard
+                let name = try String.fetchOne(db, sql: "SELECT account_name FROM polls WHERE id = ?", arguments: [id])
+            else { return }
+            try db.execute(
+                sql: """
+                    INSERT INTO account_totals (account_name, delivered) VALUES (?, ?)
+                    ON CONFLICT (account_name) DO UPDATE SET delivered = delivered + excluded.delivered
+                    """, arguments: [name, s.delivered])
+            // The newest `pollsKept` stay (by the account_name, id index: a seek, not a scan).
+            try db.execute(
+                sql: """
+                    DELETE FROM polls WHERE account_name = ?1 AND id <= (
+                        SELECT id FROM polls WHERE account_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)
+                    """, arguments: [name, Self.pollsKept])
         }
     }
 
@@ -77,8 +96,8 @@ extension StateStore {
                     arguments: [mailbox.rawValue]) ?? 0
             let total =
                 try Int.fetchOne(
-                    db, sql: "SELECT COALESCE(SUM(delivered), 0) FROM polls WHERE account_name = ?",
-                    arguments: [accountName]) ?? 0
+                    db, sql: "SELECT delivered FROM account_totals WHERE account_name = ?", arguments: [accountName])
+                ?? 0
             // Consecutive failures: the most recent polls with outcome "error", up to the last other outcome.
             let outcomes = try String.fetchAll(
                 db,

@@ -242,9 +242,14 @@ struct StateFaultTests {
         #expect(r.status == 0, "\(r.stderr)")
         let got = try f.delivered()
         #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
-        let versions = try Self.sql(
-            f, "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))")
-        #expect(versions.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "5", "every migration applied")
+        // Every migration a fresh database gets, this one got too.
+        let count = "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))"
+        let fresh = f.directory + "/fresh/state.sqlite"
+        _ = try popfetch(["--config", f.configPath, "--state", fresh, "status"])
+        let expected = try runProgram(["/usr/bin/python3", "-c", "import sqlite3, sys\n" + count, fresh])
+        let versions = try Self.sql(f, count)
+        #expect(Int(expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 6)
+        #expect(versions.stdout == expected.stdout, "every migration applied: \(versions.stdout) \(expected.stdout)")
         let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
         #expect(s.status == 0, "\(s.stdout)\n\(s.stderr)")
     }
