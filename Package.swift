@@ -17,27 +17,32 @@ let strictSettings: [SwiftSetting] = [
 /// dladdr scans them at every start. popfetch resolves none of its own symbols by name, so they stay local. With
 /// glibc 2.36 or later (which reads DT_RELR), lld also packs the ~118,000 relative relocations (2.8 MB as RELA) into
 /// 23 KB. Together: `popfetch --version` in 3.4 ms and 9.9 MB instead of 6.0 ms and 14 MB; PIE (ASLR) is kept.
+/// Packed relocations need glibc 2.36 where the binary runs: `POPFETCH_PORTABLE_LINK=1 swift build ...` leaves
+/// them out, for a binary that is to run on an older system than the one that builds it.
 let executableLinking: [LinkerSetting] = {
     #if os(Linux)
         var flags = ["-Xlinker", "--no-export-dynamic"]
-        var version = [CChar](repeating: 0, count: 64)
-        let n = confstr(Int32(_CS_GNU_LIBC_VERSION), &version, version.count)
-        // "glibc 2.36"
-        let numbers =
-            n > 0
-            ? String(decoding: version.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).split(
-                separator: " "
-            ).last?.split(separator: ".") ?? [] : []
-        let major = numbers.first.flatMap { Int($0) } ?? 0
-        let minor = numbers.dropFirst().first.flatMap { Int($0) } ?? 0
-        if major > 2 || (major == 2 && minor >= 36) {
-            flags = ["-use-ld=lld"] + flags + ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
-        }
+        #if canImport(Glibc)
+            if getenv("POPFETCH_PORTABLE_LINK") == nil && glibcVersion() >= (2, 36) {
+                flags = ["-use-ld=lld"] + flags + ["-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"]
+            }
+        #endif
         return [.unsafeFlags(flags)]
     #else
         return []
     #endif
 }()
+
+#if canImport(Glibc)
+    /// The C library's version, from "glibc 2.36"; (0, 0) if it cannot be read.
+    func glibcVersion() -> (Int, Int) {
+        var text = [CChar](repeating: 0, count: 64)
+        guard confstr(Int32(_CS_GNU_LIBC_VERSION), &text, text.count) > 0 else { return (0, 0) }
+        let string = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let numbers = string.split(separator: " ").last?.split(separator: ".").map { Int($0) ?? 0 } ?? []
+        return (numbers.first ?? 0, numbers.dropFirst().first ?? 0)
+    }
+#endif
 
 let package = Package(
     name: "popfetch",

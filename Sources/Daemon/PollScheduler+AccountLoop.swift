@@ -47,8 +47,9 @@ extension PollScheduler {
             }
             let report = await self.poll(account, repeatedFailure: rule.pollSummaryLevel != .error)
             self.slots.release()
-            // Abandoned at the end of the grace period: its outcome says nothing about the account.
-            if Task.isCancelled { return }
+            // Abandoned at the end of the grace period, or stopped at shutdown before it did anything: its outcome
+            // says nothing about the account.
+            if Task.isCancelled || (self.mustEnd && report.outcome == .skipped) { return }
             let verdict = rule.record(PollOutcome(report), interval: account.schedule.interval)
             for line in verdict.lines { self.logger.log(level: line.level, "account=\(name) \(line.text)") }
             delay = Double(verdict.delay) + PollSchedule.jitter(for: verdict.delay, random: Double.random(in: 0..<1))

@@ -76,9 +76,16 @@ public struct AccountPoller: Sendable {
         do {
             lock = try await LockFile.acquire(
                 path: LockFile.accountLockPath(stateDirectory: self.environment.stateDirectory, stateKey: key.rawValue),
-                wait: self.environment.lockWait)
+                wait: self.environment.lockWait, giveUp: self.environment.stopRequested)
         } catch {
             report.error = Self.classify(error)
+        }
+        if lock == nil && report.error == nil && self.environment.stopRequested() {
+            report.outcome = .skipped
+            report.error = PollError(.temporary, EarlyStop.stoppedMessage)
+            report.durationSeconds = Date().timeIntervalSince(started)
+            self.logger.notice("not polled: \(EarlyStop.stoppedMessage)")
+            return report
         }
         if lock == nil && report.error == nil {
             report.error = PollError(
@@ -103,6 +110,14 @@ public struct AccountPoller: Sendable {
             } else {
                 report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
             }
+        } catch is EarlyStop.Stopped {
+            // Stopped before the listing arrived: nothing was done, so the poll counts as not made.
+            report.outcome = .skipped
+            report.error = PollError(.temporary, EarlyStop.stoppedMessage)
+            report.durationSeconds = Date().timeIntervalSince(started)
+            if let pollID { try? store.discardPoll(id: pollID) }
+            self.logger.notice("not polled: \(EarlyStop.stoppedMessage)")
+            return report
         } catch {
             report.error = Self.classify(error)
             report.outcome = .error
@@ -152,7 +167,6 @@ public struct AccountPoller: Sendable {
 
     private func run(_ report: inout PollReport) async throws {
         let account = self.account
-        let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
         let tlsContext: NIOSSLContext?
         if account.server.tls == .none {
             tlsContext = nil
@@ -186,7 +200,8 @@ public struct AccountPoller: Sendable {
         let early = EarlyStop()
         do {
             report = try await self.stoppableBeforeMessages(early) { [endpoint] in
-                try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
+                return try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
                     let session = PollSession(
                         poller: self, conn: conn, password: password, report: start, earlyStop: early)
                     do {
@@ -222,8 +237,8 @@ public struct AccountPoller: Sendable {
         }
     }
 
-    /// Runs `session`; a stop request before its first message ends it at once (a watcher looks every 100 ms), with
-    /// a temporary error. Once the first message is fetched, the watcher ends and a stop waits between messages.
+    /// Runs `session`; a stop request before its listing has arrived ends it at once (a watcher looks every 100 ms)
+    /// with ``EarlyStop/Stopped``. Once the listing is in, the watcher ends and the session finishes in order.
     private func stoppableBeforeMessages(
         _ early: EarlyStop, _ session: @escaping @Sendable () async throws -> PollReport
     ) async throws -> PollReport {
@@ -233,9 +248,7 @@ public struct AccountPoller: Sendable {
             group.addTask {
                 while !early.isPastBeginning {
                     try await Task.sleep(for: .milliseconds(100))
-                    if stopRequested() && early.stopNow() {
-                        throw PollError(.temporary, EarlyStop.stoppedMessage)
-                    }
+                    if stopRequested() && early.stopNow() { throw EarlyStop.Stopped() }
                 }
                 return nil
             }

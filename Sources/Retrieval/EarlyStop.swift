@@ -3,9 +3,12 @@ import NIOConcurrencyHelpers
 /// Whether a stop request (SIGTERM to `popfetch poll`, the daemon shutting down) may end a session at once.
 ///
 /// Between messages a stop waits for the message in hand to be delivered and committed, so it costs no duplicate.
-/// Before the first message is fetched (connecting, the TLS handshake, the greeting, login, the listing, the MTA's
-/// greeting) nothing is in hand: a stop ends the session there and then, instead of waiting out a stalled server's
-/// time-out. The session and the watcher that acts on a stop race for the one change of phase, under a lock.
+/// Until the listing has arrived (the password command, connecting, the TLS handshake, the greeting, login, UIDL and
+/// LIST) nothing is in hand and nothing has been changed: a stop ends the session there and then, instead of waiting
+/// out a stalled server's time-out, and the poll counts as not made (outcome `skipped`, its record dropped). From
+/// the listing on, the session finishes in order: the message in hand, its DELEs, QUIT and the state's records. (An
+/// MTA that stalls while the first message is being delivered is waited for, as any message in hand is.) The session
+/// and the watcher that acts on a stop race for the one change of phase, under a lock.
 final class EarlyStop: Sendable {
     private enum Phase {
         case beforeMessages
@@ -15,8 +18,8 @@ final class EarlyStop: Sendable {
 
     private let phase = NIOLockedValueBox(Phase.beforeMessages)
 
-    /// The session is about to fetch its first message: from now on a stop waits for the message in hand. False when
-    /// a stop has already ended the session (its task is being cancelled).
+    /// The listing has arrived: from now on a stop waits for the session to finish in order. False when a stop has
+    /// already ended the session (its task is being cancelled).
     func beginMessages() -> Bool {
         self.phase.withLockedValue { phase in
             if phase == .beforeMessages { phase = .messages }
@@ -32,9 +35,12 @@ final class EarlyStop: Sendable {
         }
     }
 
-    /// The session has begun its messages: the watcher is no longer needed.
+    /// The session is past its listing: the watcher is no longer needed.
     var isPastBeginning: Bool { self.phase.withLockedValue { $0 == .messages } }
 
     /// Why the poll ended (exit 75: mail may be waiting).
     static let stoppedMessage = "stopped before any message was fetched (popfetch was asked to stop)"
+
+    /// Thrown by the watcher: the poll was stopped before its listing arrived.
+    struct Stopped: Error {}
 }

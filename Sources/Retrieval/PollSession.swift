@@ -36,7 +36,7 @@ final class PollSession {
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
 
-    /// A stop request ends the session at once until its first message is fetched.
+    /// A stop request ends the session at once until its listing has arrived.
     let earlyStop: EarlyStop
 
     init(poller: AccountPoller, conn: POP3Connection, password: String, report: PollReport, earlyStop: EarlyStop) {
@@ -69,6 +69,8 @@ final class PollSession {
 
         // TRANSACTION: the listing, and what to do with it.
         let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
+        // From here on a stop lets the session finish in order (see EarlyStop).
+        guard self.earlyStop.beginMessages() else { throw CancellationError() }
         let now = Date()
         let policy = PollPlan.Policy(
             keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter,
@@ -263,7 +265,7 @@ final class PollSession {
                         self.pendingDele = (item.number, item.key)
                         continue
                     case .fetch(let recipients):
-                        if self.poller.environment.stopRequested() || !self.earlyStop.beginMessages() {
+                        if self.poller.environment.stopRequested() {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             break messages
                         }

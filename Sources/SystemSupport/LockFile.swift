@@ -53,12 +53,14 @@ public final class LockFile: Sendable {
     }
 
     /// Takes the lock at `path`, trying for up to `wait` seconds. Returns nil if another process held it all that
-    /// time.
-    public static func acquire(path: String, wait: Double) async throws -> LockFile? {
+    /// time, or as soon as `giveUp` says so (popfetch was asked to stop).
+    public static func acquire(
+        path: String, wait: Double, giveUp: @Sendable () -> Bool = { false }
+    ) async throws -> LockFile? {
         let deadline = Date().addingTimeInterval(wait)
         while true {
             if case .acquired(let lock) = try Self.tryAcquire(path: path) { return lock }
-            if Date() >= deadline { return nil }
+            if Date() >= deadline || giveUp() { return nil }
             try await Task.sleep(nanoseconds: 50_000_000)
         }
     }

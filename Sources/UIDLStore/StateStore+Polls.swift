@@ -48,6 +48,11 @@ extension StateStore {
         }
     }
 
+    /// Removes the record of a poll that was stopped before it did anything.
+    public func discardPoll(id: Int64) throws {
+        try self.write { db in try db.execute(sql: "DELETE FROM polls WHERE id = ?", arguments: [id]) }
+    }
+
     /// How many polls of each account the history keeps (`status --history`, the daemon's count of failures in a
     /// row); older ones are removed as new ones finish, so the database and `status` do not grow with the years.
     public static let pollsKept = 1000

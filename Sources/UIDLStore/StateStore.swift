@@ -24,25 +24,49 @@ public final class StateStore: Sendable {
             config.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
             }
+            // Opening (which turns a new file to WAL: SQLite answers that with "database is locked" at once, without
+            // waiting, while another process does the same) and migrating happen one process at a time. GRDB also
+            // reads which versions are applied outside the transactions that apply them: two processes creating
+            // or upgrading the file at once (a first poll and a `status`) would both run a migration, and one fail
+            // ("duplicate column"). Held for milliseconds; the second finds the work done.
+            let lock = Self.lockForOpening(path)
+            defer { if lock >= 0 { close(lock) } }
             self.db = try DatabaseQueue(path: path, configuration: config)
             let migrator = Self.migrator
-            // A database a newer popfetch has migrated further is refused, not used: this version does not know
-            // what the newer schema's tables and triggers promise (GRDB would ignore the unknown versions).
-            let unknown = try self.db.read { db in
-                try migrator.appliedIdentifiers(db).subtracting(migrator.migrations)
-            }
-            if !unknown.isEmpty {
-                throw StateError(
-                    path: path,
-                    message: "written by a newer popfetch (schema \(unknown.sorted().joined(separator: ", "))); "
-                        + "this one knows up to \"\(migrator.migrations.last ?? "")\": run the newer popfetch, "
-                        + "or move the file aside to start over (then every message left on the server counts as new; "
-                        + "with keep = true, more than flood_limit of them pause the account to ask first)")
-            }
-            try migrator.migrate(self.db)
+            let database = self.db
+            let done = try database.read { try migrator.appliedIdentifiers($0) }
+            try Self.refuseNewer(done, path: path)
+            if !Set(migrator.migrations).isSubset(of: done) { try migrator.migrate(database) }
         } catch {
             throw StateError.wrapping(error, path: path)
         }
+    }
+
+    /// A database a newer popfetch has migrated further is refused, not used: this version does not know what the
+    /// newer schema's tables and triggers promise (GRDB would ignore the unknown versions).
+    static func refuseNewer(_ applied: Set<String>, path: String) throws {
+        let known = Self.migrator.migrations
+        let unknown = applied.subtracting(known)
+        guard !unknown.isEmpty else { return }
+        throw StateError(
+            path: path,
+            message: "written by a newer popfetch (schema \(unknown.sorted().joined(separator: ", "))); "
+                + "this one knows up to \"\(known.last ?? "")\": run the newer popfetch, "
+                + "or move the file aside to start over (then every message left on the server counts as new; "
+                + "with keep = true, more than flood_limit of them pause the account to ask first)")
+    }
+
+    /// An exclusive lock on `<path>.lock`, waited for up to 30 s; -1 when the file cannot be made (a read-only
+    /// directory: opening then fails on the database itself, with its own path) or the wait ran out.
+    static func lockForOpening(_ path: String) -> Int32 {
+        let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return -1 }
+        for _ in 0..<600 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }
+            usleep(50_000)
+        }
+        close(fd)
+        return -1
     }
 
     /// Creates the state directory 0700 and the database file 0600 before SQLite touches them.

@@ -87,7 +87,7 @@ struct PollStopTests {
         "SIGTERM while the POP3 server has not greeted: popfetch stops at once, not at the time-out",
         .fault(
             .process, "`popfetch poll` sent SIGTERM while connected to a POP3 server that never greets (timeout 60s)",
-            expect: "exit 75 within 3 s, saying it stopped before fetching; nothing recorded as delivered"))
+            expect: "exit 75 within 3 s, saying it stopped before fetching; the poll not recorded as made"))
     func stopBeforeGreeting() throws {
         let f = try PopfetchFixture()
         let (server, port, log) = try Self.silentServer(f)
@@ -97,5 +97,38 @@ struct PollStopTests {
         #expect(status == 75, "\(stderr)")
         #expect(elapsed < 3, "popfetch ended \(elapsed) s after SIGTERM\n\(stderr)")
         #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
+        // A poll stopped before it did anything is not recorded as one: the account has never been polled.
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("never"), "\(s.stdout)")
+    }
+
+    @Test(
+        "SIGTERM once the listing is in: the session finishes in order (DELEs, QUIT, records), not cut short",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM while the server holds its reply to QUIT (only DELEs to send)",
+            expect: "exit 0; the deletions recorded; no 'stopped' error; nothing delivered again"))
+    func stopAfterListing() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<2).map { FaultServer.Message(uid: "q\($0)", body: faultMessage("quit \($0)")) }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "10s")
+        #expect(try f.poll().status == 0)
+        try f.writeConfig(extra: "keep = false", port: server.port, timeout: "10s")
+        try server.set(messages: msgs, options: ["quit": "slow"])
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        // The log holds every session's lines: the second QUIT is this poll's.
+        #expect(eventually(30) { server.sent().components(separatedBy: "QUIT").count > 2 }, "the session reached QUIT")
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 30)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 0, "\(stderr)")
+        #expect(!stderr.contains("stopped before"), "\(stderr)")
+        #expect(server.deleted() == ["q0", "q1"])
+        #expect(try f.delivered().count == 2, "each delivered once, by the first poll")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("\"outcome\": \"ok\"") || s.stdout.contains("\"outcome\":\"ok\""), "\(s.stdout)")
     }
 }

@@ -255,6 +255,33 @@ struct StateFaultTests {
     }
 
     @Test(
+        "processes creating one fresh state database at once: one migrates it, the others wait and use it",
+        .fault(
+            .state, "six `popfetch status` started at once on a state database that does not exist yet (5 rounds)",
+            expect: "every one exits 0; the schema is created once (no \"duplicate column\")"))
+    func concurrentCreation() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig()
+        for round in 0..<5 {
+            let state = f.directory + "/fresh-\(round)/state.sqlite"
+            let script = """
+                for i in 1 2 3 4 5 6; do
+                  $POPFETCH --state \(state) status >/dev/null 2>>errors-\(round) & eval "p$i=$!"
+                done
+                for i in 1 2 3 4 5 6; do eval "wait \\$p$i"; echo "status=$?"; done
+                """
+            let r = try runProgram(
+                ["/bin/sh", "-c", "cd \(f.directory) || exit 1\n" + script],
+                environment: ["POPFETCH": "\(Package.binary) --config \(f.configPath)"])
+            let errors = (try? String(contentsOfFile: f.directory + "/errors-\(round)", encoding: .utf8)) ?? ""
+            let statuses = r.stdout.split(separator: "\n").filter { $0.hasPrefix("status=") }
+            #expect(
+                statuses.count == 6 && statuses.allSatisfy { $0 == "status=0" },
+                "round \(round): \(r.stdout)\n\(errors)")
+        }
+    }
+
+    @Test(
         "a state database a newer popfetch has migrated further is refused, not used",
         .fault(
             .state, "state database carrying a schema version this popfetch does not know (a downgrade)",

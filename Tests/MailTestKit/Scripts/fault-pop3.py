@@ -128,6 +128,8 @@ def session(conn):
             if sc.get("quit") == "err-commit":
                 send(b"-ERR some deleted messages not removed\r\n")
                 return
+            if sc.get("quit") == "slow":
+                time.sleep(3)
             send(b"+OK bye\r\n")
             return
         else:
