@@ -252,11 +252,18 @@ public struct AccountPoller: Sendable {
                 }
                 return nil
             }
-            while let result = try await group.next() {
-                if let report = result {
-                    group.cancelAll()
-                    return report
+            do {
+                while let result = try await group.next() {
+                    if let report = result {
+                        group.cancelAll()
+                        return report
+                    }
                 }
+            } catch {
+                // The session's own end (cancelled, its connection closed) may come in before the watcher's: a stop
+                // it made is reported as the stop, whichever task finished first.
+                if early.wasStopped { throw EarlyStop.Stopped() }
+                throw error
             }
             throw PollError(.internalError, "the session ended without a report")
         }

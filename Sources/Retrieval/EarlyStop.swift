@@ -35,6 +35,9 @@ final class EarlyStop: Sendable {
         }
     }
 
+    /// A stop ended the session before its listing arrived.
+    var wasStopped: Bool { self.phase.withLockedValue { $0 == .stopped } }
+
     /// The session is past its listing: the watcher is no longer needed.
     var isPastBeginning: Bool { self.phase.withLockedValue { $0 == .messages } }
 
