@@ -25,9 +25,10 @@ extension Parser {
         }
     }
 
-    /// `"""…"""`: escapes, line ends kept, a newline right after the opening quotes dropped, a backslash at the end of
-    /// a line joining it to the next non-blank character.
-    mutating func multilineBasicString() throws(TOMLSyntaxError) -> String {
+    /// `"""…"""` (`delimiter` a quote: escapes, and a backslash at the end of a line joins it to the next
+    /// non-blank character) or `'''…'''` (an apostrophe: as written). Line ends are kept; a newline right after the
+    /// opening quotes is dropped.
+    mutating func multilineString(_ delimiter: UInt8) throws(TOMLSyntaxError) -> String {
         self.i += 3
         _ = try self.skipNewline()
         var out: [UInt8] = []
@@ -36,15 +37,15 @@ extension Parser {
                 throw self.error("a multi-line string not closed before the end of the file")
             }
             switch b {
-            case quote:
-                if let closing = self.closingQuotes(quote) {
-                    out.append(contentsOf: repeatElement(quote, count: closing - 3))
+            case delimiter:
+                if let closing = self.closingQuotes(delimiter) {
+                    out.append(contentsOf: repeatElement(delimiter, count: closing - 3))
                     self.i += closing
                     return String(decoding: out, as: UTF8.self)
                 }
-                out.append(quote)
+                out.append(delimiter)
                 self.i += 1
-            case backslash:
+            case backslash where delimiter == quote:
                 // A line-ending backslash: blanks, then a line end, then every blank and line end after it.
                 var j = self.i + 1
                 while j < self.bytes.count, self.bytes[j] == space || self.bytes[j] == tab { j += 1 }
@@ -65,7 +66,12 @@ extension Parser {
                 out.append(contentsOf: [cr, lf])
                 self.i += 2
             default:
-                if isForbiddenControl(b) { throw self.error("a control character in a string (write it as an escape)") }
+                if isForbiddenControl(b) {
+                    throw self.error(
+                        delimiter == quote
+                            ? "a control character in a string (write it as an escape)"
+                            : "a control character in a string")
+                }
                 out.append(b)
                 self.i += 1
             }
@@ -130,36 +136,6 @@ extension Parser {
             }
             if isForbiddenControl(b) { throw self.error("a control character in a string") }
             self.i += 1
-        }
-    }
-
-    /// `'''…'''`: as written, line ends kept, a newline right after the opening quotes dropped.
-    mutating func multilineLiteralString() throws(TOMLSyntaxError) -> String {
-        self.i += 3
-        _ = try self.skipNewline()
-        var out: [UInt8] = []
-        while true {
-            guard let b = self.peek else {
-                throw self.error("a multi-line string not closed before the end of the file")
-            }
-            switch b {
-            case apostrophe:
-                if let closing = self.closingQuotes(apostrophe) {
-                    out.append(contentsOf: repeatElement(apostrophe, count: closing - 3))
-                    self.i += closing
-                    return String(decoding: out, as: UTF8.self)
-                }
-                out.append(apostrophe)
-                self.i += 1
-            case cr:
-                guard self.peek(1) == lf else { throw self.error("a carriage return not followed by a line feed") }
-                out.append(contentsOf: [cr, lf])
-                self.i += 2
-            default:
-                if b != lf && isForbiddenControl(b) { throw self.error("a control character in a string") }
-                out.append(b)
-                self.i += 1
-            }
         }
     }
 }

@@ -342,11 +342,11 @@ struct Parser {
         guard let b = self.peek else { throw self.error("expected a value, saw the end of the file") }
         switch b {
         case quote:
-            if self.peek(1) == quote, self.peek(2) == quote { return .string(try self.multilineBasicString()) }
+            if self.peek(1) == quote, self.peek(2) == quote { return .string(try self.multilineString(quote)) }
             return .string(try self.basicString())
         case apostrophe:
             if self.peek(1) == apostrophe, self.peek(2) == apostrophe {
-                return .string(try self.multilineLiteralString())
+                return .string(try self.multilineString(apostrophe))
             }
             return .string(try self.literalString())
         case openBracket:
