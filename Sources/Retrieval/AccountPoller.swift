@@ -81,11 +81,7 @@ public struct AccountPoller: Sendable {
             report.error = Self.classify(error)
         }
         if lock == nil && report.error == nil && self.environment.stopRequested() {
-            report.outcome = .skipped
-            report.error = PollError(.temporary, EarlyStop.stoppedMessage)
-            report.durationSeconds = Date().timeIntervalSince(started)
-            self.logger.notice("not polled: \(EarlyStop.stoppedMessage)")
-            return report
+            return self.stoppedEarly(report, started: started)
         }
         if lock == nil && report.error == nil {
             report.error = PollError(
@@ -112,12 +108,8 @@ public struct AccountPoller: Sendable {
             }
         } catch is EarlyStop.Stopped {
             // Stopped before the listing arrived: nothing was done, so the poll counts as not made.
-            report.outcome = .skipped
-            report.error = PollError(.temporary, EarlyStop.stoppedMessage)
-            report.durationSeconds = Date().timeIntervalSince(started)
             if let pollID { try? store.discardPoll(id: pollID) }
-            self.logger.notice("not polled: \(EarlyStop.stoppedMessage)")
-            return report
+            return self.stoppedEarly(report, started: started)
         } catch {
             report.error = Self.classify(error)
             report.outcome = .error
@@ -135,6 +127,16 @@ public struct AccountPoller: Sendable {
         }
         self.log(report)
         return report
+    }
+
+    /// The report of a poll a stop ended before it did anything (see ``EarlyStop``): skipped, exit 75.
+    private func stoppedEarly(_ report: PollReport, started: Date) -> PollReport {
+        var r = report
+        r.outcome = .skipped
+        r.error = PollError(.temporary, EarlyStop.stoppedMessage)
+        r.durationSeconds = Date().timeIntervalSince(started)
+        self.logger.notice("not polled: \(EarlyStop.stoppedMessage)")
+        return r
     }
 
     private func log(_ r: PollReport) {
