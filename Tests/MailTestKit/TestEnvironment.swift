@@ -47,7 +47,7 @@ package struct RunResult: Sendable {
 package struct Child {
     package let pid: pid_t
 
-    /// Starts `arguments` with stdin from /dev/null and stdout/stderr into the given files.
+    /// Starts `arguments` with stdin from /dev/null and stdout/stderr into the given files (which may be one file).
     package static func spawn(
         _ arguments: [String], environment: [String: String] = [:], stdout: String, stderr: String
     )
@@ -58,7 +58,12 @@ package struct Child {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if stderr == stdout {
+            // One file for both: one open file description (one offset), so neither stream overwrites the other.
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
