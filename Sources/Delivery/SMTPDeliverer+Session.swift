@@ -42,31 +42,30 @@ extension SMTPDeliverer {
                 continue
             }
             var ready = false
+            let setup = SessionSetup()
             do {
-                try await SMTPConnection.withConnection(
-                    to: self.endpoint, configuration: self.sessionConfiguration, tlsContext: self.tlsContext,
-                    timeouts: self.timeouts
-                ) { conn in
-                    ready = true
-                    setupFailures = 0
-                    try await self.authenticate(conn, plan: &auth)
-                    while let request = current {
-                        let outcomes = try await self.transaction(request, on: conn)
-                        request.answer(outcomes)
-                        current = nil
-                        resent = false
-                        guard let next = await self.nextRequest() else {
-                            await conn.quit()
-                            return
-                        }
-                        current = next
-                        // An MTA may close a connection left idle (RFC 5321 §4.5.3.2.7): the next one goes on a new one.
-                        if !conn.isActive { return }
+                try await self.abandoningOnStop(setup) {
+                    try await SMTPConnection.withConnection(
+                        to: self.endpoint, configuration: self.sessionConfiguration, tlsContext: self.tlsContext,
+                        timeouts: self.timeouts, setup: setup
+                    ) { conn in
+                        ready = true
+                        setupFailures = 0
+                        try await self.authenticate(conn, plan: &auth)
+                        guard setup.markReady() else { throw CancellationError() }
+                        try await self.serveMessages(on: conn, current: &current, resent: &resent)
                     }
                 }
                 carried = current
             } catch {
                 guard let request = current else { continue }
+                if setup.wasAbandoned {
+                    // Stopped while the session was being set up: nothing of the message was sent. It stays on the
+                    // server, and so do the rest (the poll stops fetching).
+                    await self.markUnreachable(Self.stoppedDuringSetup)
+                    request.answer(.temporaryFailure(Self.stoppedDuringSetup))
+                    continue
+                }
                 if !ready { setupFailures += 1 }
                 if setupFailures >= 2 {
                     // The second session in a row that could not even be set up: the MTA is down or refuses us.
@@ -83,6 +82,46 @@ extension SMTPDeliverer {
                     request.answer(outcomes)
                 }
             }
+        }
+    }
+
+    static let stoppedDuringSetup = "popfetch was asked to stop while the MTA session was being set up"
+
+    /// Runs `body`; while `setup` is setting up, a stop request (looked at every 100 ms) abandons it.
+    nonisolated func abandoningOnStop(_ setup: SessionSetup, _ body: () async throws -> Void) async throws {
+        let stopRequested = self.stopRequested
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while setup.isSettingUp {
+                    do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
+                    if stopRequested() { setup.abandon() }
+                }
+            }
+            do {
+                try await body()
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// The session's messages, one transaction after another on `conn`, until the session is closed (QUIT) or the
+    /// MTA closed an idle connection (`current` is then the next message, for a new connection).
+    nonisolated func serveMessages(on conn: SMTPConnection, current: inout Request?, resent: inout Bool) async throws {
+        while let request = current {
+            let outcomes = try await self.transaction(request, on: conn)
+            request.answer(outcomes)
+            current = nil
+            resent = false
+            guard let next = await self.nextRequest() else {
+                await conn.quit()
+                return
+            }
+            current = next
+            // An MTA may close a connection left idle (RFC 5321 §4.5.3.2.7): the next one goes on a new one.
+            if !conn.isActive { return }
         }
     }
 

@@ -25,6 +25,8 @@ public actor SMTPDeliverer: Deliverer {
     let clearTextAuthAllowed: Bool
     /// RFC 5321 §4.5.3.2's time-outs, each at most `smtp_timeout` when it is set.
     let timeouts: SMTPConnection.Timeouts
+    /// Whether popfetch was asked to stop: a session still being set up (nothing of the message sent) is abandoned.
+    let stopRequested: @Sendable () -> Bool
 
     /// One message for the session's connection, and whom to tell how it went.
     struct Request: Sendable {
@@ -49,7 +51,8 @@ public actor SMTPDeliverer: Deliverer {
         endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount,
         tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil,
         credentials: (user: String, password: String)? = nil,
-        clearTextAuthAllowed: Bool = false, timeoutCap: TimeAmount? = nil
+        clearTextAuthAllowed: Bool = false, timeoutCap: TimeAmount? = nil,
+        stopRequested: @escaping @Sendable () -> Bool = { false }
     ) {
         self.endpoint = endpoint
         self.lmtp = lmtp
@@ -59,6 +62,7 @@ public actor SMTPDeliverer: Deliverer {
         self.credentials = credentials.map { SMTPCredentials(user: $0.user, password: $0.password) }
         self.clearTextAuthAllowed = clearTextAuthAllowed
         self.timeouts = SMTPConnection.Timeouts(connect: connectTimeout, cap: timeoutCap)
+        self.stopRequested = stopRequested
     }
 
     public func unavailability() -> String? { self.unreachable }

@@ -112,10 +112,11 @@ public final class SMTPConnection {
 
     /// Connects (with implicit TLS: and completes the handshake), runs the session up to ready — greeting,
     /// EHLO/LHLO (HELO fallback), STARTTLS and EHLO again when `configuration.security` says so — runs `body`, and
-    /// closes. `tlsContext` is required unless `configuration.security` is `.none`.
+    /// closes. `tlsContext` is required unless `configuration.security` is `.none`. `setup`, when given, can abandon
+    /// the connection until its owner marks the session ready.
     public static func withConnection<Result>(
         to endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, tlsContext: NIOSSLContext?,
-        timeouts: Timeouts, body: (SMTPConnection) async throws -> Result
+        timeouts: Timeouts, setup: SessionSetup? = nil, body: (SMTPConnection) async throws -> Result
     ) async throws -> Result {
         if configuration.security != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")
@@ -129,6 +130,7 @@ public final class SMTPConnection {
                 (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
             > = { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try setup?.register(channel)
                     let sync = channel.pipeline.syncOperations
                     if let handshake, let tlsContext {
                         let sni = TLSContextFactory.serverName(for: host)

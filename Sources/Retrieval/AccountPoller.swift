@@ -316,7 +316,8 @@ public struct AccountPoller: Sendable {
                 connectTimeout: .seconds(Int64(account.server.timeout)), tls: account.delivery.relay.tls,
                 tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK,
-                timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) })
+                timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) },
+                stopRequested: self.environment.stopRequested)
         }
     }
 

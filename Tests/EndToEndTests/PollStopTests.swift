@@ -131,4 +131,40 @@ struct PollStopTests {
         let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
         #expect(s.stdout.contains("\"outcome\": \"ok\"") || s.stdout.contains("\"outcome\":\"ok\""), "\(s.stdout)")
     }
+
+    @Test(
+        "SIGTERM while the MTA withholds its greeting, a message in hand: popfetch stops at once, the mail stays",
+        .fault(
+            .process,
+            "`popfetch poll` sent SIGTERM while the MTA (SMTP) has not greeted, the first message fetched (timeout 60s)",
+            expect: "exit 75 within 3 s; nothing delivered or deleted; the next poll delivers each message once"))
+    func stopBeforeMTAGreeting() throws {
+        let f = try PopfetchFixture()
+        let smtp = try ScriptedServer.start(.smtp, mode: "no-greeting", in: f)
+        defer { smtp.stop() }
+        try f.user.deliver([Corpus.message(1, seed: 171, bareCR: false), Corpus.message(2, seed: 172, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(smtp.port)\"\nrecipient = \"x@mail.test\"", mda: "", timeout: "60s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        let connections = smtp.output + "/connections"
+        #expect(eventually(30) { FileManager.default.fileExists(atPath: connections) }, "never reached the MTA")
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        let status = child.wait(timeout: 30)
+        let elapsed = Date().timeIntervalSince(signalled)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 75, "\(stderr)")
+        #expect(elapsed < 3, "popfetch ended \(elapsed) s after SIGTERM\n\(stderr)")
+        #expect(stderr.contains("asked to stop while the MTA session was being set up"), "\(stderr)")
+        #expect(f.user.messageCount() == 2, "nothing deleted: nothing was delivered\n\(stderr)")
+        // The next poll, with an MDA that works, delivers each message once.
+        try f.writeConfig(timeout: "10s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 2)
+        #expect(f.user.messageCount() == 0)
+    }
 }

@@ -15,6 +15,7 @@
     MODE stall-after-dot-long: the reply after the final dot comes 30 s late (the message is saved then).
     MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
       was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
+    MODE no-greeting: connections are accepted and never greeted (a wedged MTA); each is held until the peer closes.
     MODE drop-then-busy-once: the first connection is dropped in the middle of DATA, the second is greeted "421"
       and closed (an MTA restarting); later ones accept every message.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
@@ -41,6 +42,9 @@ def serve(conn, number):
     f = conn.makefile("rb")
     def send(line):
         conn.sendall(line.encode() + b"\r\n")
+    if mode == "no-greeting":
+        f.read()
+        return
     if mode == "drop-then-busy-once" and number == 2:
         send("421 4.3.2 restarting, try again")
         conn.close()
