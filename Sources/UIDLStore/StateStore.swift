@@ -12,6 +12,8 @@ import GRDB
 public final class StateStore: Sendable {
     public let path: String
     private let db: DatabaseQueue
+    /// A shared lock on `<path>.inuse`, held while this process has the database open (see ``holdInUse(_:path:migrating:)``).
+    private let inUse: Int32
 
     public init(path: String) throws {
         self.path = path
@@ -36,10 +38,55 @@ public final class StateStore: Sendable {
             let database = self.db
             let done = try database.read { try migrator.appliedIdentifiers($0) }
             try Self.refuseNewer(done, path: path)
-            if !Set(migrator.migrations).isSubset(of: done) { try migrator.migrate(database) }
+            let pending = migrator.migrations.filter { !done.contains($0) }
+            self.inUse = try Self.holdInUse(path, migrating: done.isEmpty ? [] : pending)
+            if !pending.isEmpty { try migrator.migrate(database) }
         } catch {
             throw StateError.wrapping(error, path: path)
         }
+    }
+
+    deinit {
+        if self.inUse >= 0 { close(self.inUse) }
+    }
+
+    /// Takes a shared lock on `<path>.inuse` for as long as this process has the database open. An upgrade of an
+    /// existing database (`migrating` not empty) first needs that lock exclusively, waited for up to 5 s: no other
+    /// process may have the file open, because one started by an older popfetch (a daemon left running across an
+    /// upgrade) would go on using it with the statements and assumptions of the old schema. Such an upgrade is
+    /// refused as busy (try again) with what to do. Every process that opens the database takes the lock, so the
+    /// guard holds against a popfetch from this version on. -1 when the file cannot be made (a read-only
+    /// directory: the database itself then fails with its own path).
+    static func holdInUse(_ path: String, migrating: [String]) throws -> Int32 {
+        let fd = open(path + ".inuse", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return -1 }
+        if !migrating.isEmpty {
+            var alone = false
+            for _ in 0..<100 {
+                if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                    alone = true
+                    break
+                }
+                usleep(50_000)
+            }
+            guard alone else {
+                close(fd)
+                throw StateError(
+                    path: path,
+                    message: "needs upgrading to this popfetch's schema (\(migrating.joined(separator: ", "))), "
+                        + "but another popfetch process has it open (a daemon started before popfetch was upgraded?): "
+                        + "restart it (systemctl --user restart popfetch) or stop it, then try again",
+                    isBusy: true)
+            }
+        }
+        // Shared from now on (converted from exclusive after a check, or taken): nobody else holds it exclusively,
+        // since that happens only under the opening lock, which this process holds.
+        for _ in 0..<100 {
+            if flock(fd, LOCK_SH | LOCK_NB) == 0 { return fd }
+            usleep(50_000)
+        }
+        close(fd)
+        throw StateError(path: path, message: "another process holds \(path).inuse exclusively", isBusy: true)
     }
 
     /// A database a newer popfetch has migrated further is refused, not used: this version does not know what the

@@ -205,6 +205,77 @@ struct StateFaultTests {
             expect: "migrated to the current schema; exit 0; only the new message delivered; no flood pause"))
     func olderSchema() throws {
         let f = try PopfetchFixture()
+        try Self.deliveredUnderSchemaV1(f)
+        let later = Corpus.messages(1, seed: 40)
+        try f.user.deliver(later)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
+        // Every migration a fresh database gets, this one got too.
+        let count = "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))"
+        let fresh = f.directory + "/fresh/state.sqlite"
+        _ = try popfetch(["--config", f.configPath, "--state", fresh, "status"])
+        let expected = try runProgram(["/usr/bin/python3", "-c", "import sqlite3, sys\n" + count, fresh])
+        let versions = try Self.sql(f, count)
+        #expect(Int(expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 6)
+        #expect(versions.stdout == expected.stdout, "every migration applied: \(versions.stdout) \(expected.stdout)")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(s.status == 0, "\(s.stdout)\n\(s.stderr)")
+    }
+
+    @Test(
+        "an upgrade of the state database waits until no other popfetch has it open (an older daemon left running)",
+        .fault(
+            .state, "state database of an older schema (v1) held open by another popfetch process",
+            expect:
+                "exit 75 after 5 s saying what to restart; the schema untouched; upgraded and polled once it is gone"))
+    func upgradeWhileInUse() throws {
+        let f = try PopfetchFixture()
+        try Self.deliveredUnderSchemaV1(f)
+        let later = Corpus.messages(1, seed: 41)
+        try f.user.deliver(later)
+        // What every popfetch process holds while it has the database open (a daemon: for its lifetime).
+        let holding = f.directory + "/holding"
+        let holder = try Child.spawn(
+            [
+                "/usr/bin/python3", "-c",
+                "import fcntl, os, sys, time\n"
+                    + "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                    + "fcntl.flock(fd, fcntl.LOCK_SH)\n"
+                    + "open(sys.argv[2], 'w').close()\n"
+                    + "time.sleep(60)\n",
+                f.statePath + ".inuse", holding,
+            ], stdout: "/dev/null", stderr: "/dev/null")
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(holder.pid, SIGKILL)
+                _ = holder.wait(timeout: 5)
+            }
+        }
+        #expect(eventually(10) { FileManager.default.fileExists(atPath: holding) })
+        let schema =
+            "print(sqlite3.connect(sys.argv[1]).execute('SELECT name, sql FROM sqlite_master ORDER BY name').fetchall())"
+        let before = try Self.sql(f, schema)
+        let refused = try f.poll()
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("another popfetch process has it open"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("systemctl --user restart popfetch"), "\(refused.stderr)")
+        #expect(try f.delivered().isEmpty)
+        #expect(try Self.sql(f, schema).stdout == before.stdout, "the schema was left as it was")
+        kill(holder.pid, SIGKILL)
+        _ = holder.wait(timeout: 5)
+        reaped = true
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
+    }
+
+    /// Three messages delivered and kept on the server, then the state database rewritten as popfetch's first
+    /// schema (v1) held their records.
+    static func deliveredUnderSchemaV1(_ f: PopfetchFixture) throws {
         let first = Corpus.messages(3, seed: 39)
         try f.user.deliver(first)
         try f.writeConfig(extra: "keep = true\nflood_limit = 2")
@@ -236,22 +307,6 @@ struct StateFaultTests {
             db.commit()
             """, [String(f.server.pop3Port), Self.schemaV1])
         #expect(rewrite.status == 0, "\(rewrite.stderr)")
-        let later = Corpus.messages(1, seed: 40)
-        try f.user.deliver(later)
-        let r = try f.poll()
-        #expect(r.status == 0, "\(r.stderr)")
-        let got = try f.delivered()
-        #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
-        // Every migration a fresh database gets, this one got too.
-        let count = "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))"
-        let fresh = f.directory + "/fresh/state.sqlite"
-        _ = try popfetch(["--config", f.configPath, "--state", fresh, "status"])
-        let expected = try runProgram(["/usr/bin/python3", "-c", "import sqlite3, sys\n" + count, fresh])
-        let versions = try Self.sql(f, count)
-        #expect(Int(expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 >= 6)
-        #expect(versions.stdout == expected.stdout, "every migration applied: \(versions.stdout) \(expected.stdout)")
-        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
-        #expect(s.status == 0, "\(s.stdout)\n\(s.stderr)")
     }
 
     @Test(
