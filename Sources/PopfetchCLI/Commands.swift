@@ -32,16 +32,33 @@ extension Popfetch {
         @Option(name: .long, help: "Poll only this account (repeatable). A disabled account named here is polled.")
         var account: [String] = []
 
+        @Flag(
+            name: [.customShort("k"), .long],
+            help: "Leave every message on the server this time, whatever keep, delete_after and oversize say.")
+        var keep = false
+
+        @Flag(
+            name: [.customShort("n"), .long],
+            help: "Log in and list, then say what would be fetched, delivered and deleted; change nothing.")
+        var dryRun = false
+
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
-            let selected = try PollRound.select(config, names: self.account, logger: logger)
+            let named = try PollRound.select(config, names: self.account, logger: logger)
+            let selected = self.keep ? named.map(Self.keepingEverything) : named
             if selected.isEmpty {
                 logger.notice("no enabled accounts in \(config.path)")
                 return
             }
             let store = try g.openStore()
+            if self.dryRun {
+                let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
+                let status = await Self.dryRun(selected, environment: env)
+                if status != .ok { throw CommandExit(status: status) }
+                return
+            }
             let stop = NIOLockedValueBox(false)
             let env = PollEnvironment(
                 store: store, stateDirectory: g.stateDirectory, logger: logger,
@@ -67,6 +84,47 @@ extension Popfetch {
                 status = .tempFail
             }
             if status != .ok { throw CommandExit(status: status) }
+        }
+
+        /// `account` with nothing deleted on its server: `poll --keep` (fetchmail's `-k`).
+        static func keepingEverything(_ account: AccountConfiguration) -> AccountConfiguration {
+            var a = account
+            a.retention.keep = true
+            a.retention.deleteAfter = nil
+            if a.retention.oversize == .delete { a.retention.oversize = .skip }
+            return a
+        }
+
+        /// `poll --dry-run`: each account's login and listing, and what a poll would do with it, printed; nothing
+        /// fetched, delivered, deleted or recorded. Returns the most serious status of the accounts.
+        static func dryRun(_ accounts: [AccountConfiguration], environment: PollEnvironment) async -> ExitStatus {
+            var statuses: [ExitStatus] = []
+            for a in accounts {
+                let r = await AccountPoller(account: a, environment: environment, checkOnly: true).poll()
+                if let e = r.error {
+                    print("\(a.name): error: \(e.message)")
+                    statuses.append(e.exitCode)
+                    continue
+                }
+                print("\(a.name): \(r.listed) on the server, \(r.new) new")
+                if let why = r.paused {
+                    print("  would pause the account instead of fetching: \(why)")
+                    continue
+                }
+                for line in (r.preview ?? PlanPreview()).lines(delivery: Self.destination(a)) { print("  " + line) }
+            }
+            print("dry run: nothing was fetched, delivered, deleted or recorded")
+            return ExitStatus.mostSerious(statuses)
+        }
+
+        /// Where `account`'s messages go, in a few words.
+        static func destination(_ account: AccountConfiguration) -> String {
+            switch account.delivery.method {
+            case .mda(let mda): return "the MDA " + mda.arguments.map { $0.debugDescription }.joined(separator: " ")
+            case .maildir(let path): return "the Maildir \(path)"
+            case .smtp(let t): return "SMTP \(t)"
+            case .lmtp(let t): return "LMTP \(t)"
+            }
         }
 
         /// SIGTERM or SIGINT (systemd stopping a timer's unit, Ctrl-C): each poll finishes the message in hand
@@ -272,6 +330,61 @@ extension Popfetch {
             print("\(a.name): the next poll records the messages on the server as seen, without delivering them")
         case .fetchAll:
             print("\(a.name): the next poll delivers every message on the server")
+        }
+    }
+}
+extension Popfetch {
+    /// `popfetch forget --account NAME [--uid UIDL...]`: fetch messages again.
+    struct Forget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Forget what popfetch recorded of an account's messages, so that the next poll fetches them again.",
+            discussion: """
+                With --uid, only those messages are forgotten: the next poll fetches them again, if they are still on \
+                the server, and delivers them once more. Without it, every message of the account is forgotten and \
+                the next poll is treated as its first: every message on the server is new, and with keep = true more \
+                than flood_limit of them pause the account to ask first (answer with fetch-all or mark-seen). The \
+                poll history stays. A poll of the account in progress is waited for (up to 60 s).
+                """)
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "The account whose records to forget.")
+        var account: String
+
+        @Option(name: .long, help: "Forget only the message with this UIDL (repeatable), as the logs show it.")
+        var uid: [String] = []
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let a = try g.loadConfiguration().account(named: self.account)
+            let store = try g.openStore()
+            let lockPath = LockFile.accountLockPath(stateDirectory: g.stateDirectory, stateKey: a.mailbox.rawValue)
+            guard let lock = try await LockFile.acquire(path: lockPath, wait: 60) else {
+                writeStderr(
+                    "popfetch: \(a.name): a poll of \(a.mailbox) is still running after 60 s; try again later\n")
+                throw CommandExit(status: .tempFail)
+            }
+            defer { lock.release() }
+            guard !self.uid.isEmpty else {
+                let n = try store.forget(mailbox: a.mailbox)
+                let pause =
+                    a.retention.keep && a.retention.floodLimit > 0
+                    ? " (with more than flood_limit = \(a.retention.floodLimit) of them, it pauses the account to ask)"
+                    : ""
+                print(
+                    "\(a.name): forgot \(n) message\(n == 1 ? "" : "s"); the next poll treats every message on the "
+                        + "server as new" + pause)
+                return
+            }
+            let n = try store.forget(mailbox: a.mailbox, uids: self.uid)
+            print(
+                "\(a.name): forgot \(n) message\(n == 1 ? "" : "s"); the next poll fetches again what is still listed")
+            if n < self.uid.count {
+                writeStderr("popfetch: \(a.name): \(self.uid.count - n) of the UIDLs given have no record\n")
+                throw CommandExit(status: .tempFail)
+            }
         }
     }
 }

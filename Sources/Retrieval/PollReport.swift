@@ -117,6 +117,8 @@ public struct PollReport: Hashable, Sendable {
     public var error: PollError?
     /// Why flood protection paused the account (nothing was fetched or deleted).
     public var paused: String?
+    /// What the poll would have done (a check or `poll --dry-run`: nothing was done).
+    public var preview: PlanPreview?
     public var durationSeconds: Double = 0
 
     public init(account: String) { self.account = account }

@@ -84,6 +84,11 @@ final class PollSession {
         let fingerprint = trackState ? PollPlan.fingerprint(listing: listing, sizes: sizes, policy: policy) : nil
         if let mailbox, let fingerprint, mailbox.isQuiet(fingerprint: fingerprint, at: now) {
             self.logger.debug("nothing new: the listing is the last poll's, and no record changed since")
+            if self.poller.checkOnly {
+                var preview = PlanPreview()
+                preview.kept = listing.count
+                self.report.preview = preview
+            }
             _ = try await self.conn.quit()
             return
         }
@@ -123,6 +128,7 @@ final class PollSession {
         }
         self.report.new = plan.fetchCount
         if self.poller.checkOnly {
+            self.report.preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
             _ = try await self.conn.quit()
             return
         }
@@ -198,6 +204,13 @@ final class PollSession {
                 "\(self.account.server.host) does not support UIDL, so popfetch cannot tell new mail from old; set "
                     + "without_uidl = \"fetch-and-delete\" (with keep = false) to fetch and delete everything")
         case .fetchAndDelete:
+            // Only `poll --keep` gets here with keep = true (the configuration refuses the pair).
+            guard !self.account.retention.keep else {
+                throw PollError(
+                    .config,
+                    "\(self.account.server.host) does not support UIDL, and without_uidl = \"fetch-and-delete\" "
+                        + "must delete what it fetches: it cannot run with --keep")
+            }
             return (scan.map { UIDLEntry(number: $0.number, uid: "no-uidl-\($0.number)") }, sizes, false)
         }
     }

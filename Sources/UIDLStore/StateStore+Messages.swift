@@ -317,6 +317,39 @@ extension StateStore {
         }
     }
 
+    /// Forgets the records of the mailbox's messages, and where they were delivered: every one, or with `uids` those
+    /// listed under these UIDLs (a UIDL listed several times at once has keys "UIDL #n": they go with it). The next
+    /// poll counts them as new. Forgetting every one also forgets that the mailbox was ever listed, so that poll is
+    /// treated as a first one: with keep = true, more than flood_limit messages pause the account to ask first. The
+    /// poll history stays. Returns how many messages were forgotten.
+    @discardableResult
+    public func forget(mailbox: MailboxID, uids: [String]? = nil) throws -> Int {
+        try self.write { db in
+            let account = mailbox.rawValue
+            guard let uids else {
+                try db.execute(sql: "DELETE FROM deliveries WHERE account = ?", arguments: [account])
+                try db.execute(sql: "DELETE FROM messages WHERE account = ?", arguments: [account])
+                let n = db.changesCount
+                try db.execute(
+                    sql: "UPDATE mailboxes SET first_listed = NULL, decision = NULL WHERE account = ?",
+                    arguments: [account])
+                return n
+            }
+            let match = "account = ? AND (uidl = ? OR substr(uidl, 1, ?) = ?)"
+            let deliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE " + match)
+            let messages = try db.makeStatement(sql: "DELETE FROM messages WHERE " + match)
+            var n = 0
+            for uid in uids {
+                let prefix = uid + " #"
+                let arguments: StatementArguments = [account, uid, prefix.unicodeScalars.count, prefix]
+                try deliveries.execute(arguments: arguments)
+                try messages.execute(arguments: arguments)
+                n += db.changesCount
+            }
+            return n
+        }
+    }
+
     /// Messages marked failed for the mailbox.
     public func failedMessages(mailbox: MailboxID) throws -> [MessageRecord] {
         try self.messages(mailbox: mailbox, includingErrors: true).values.filter {

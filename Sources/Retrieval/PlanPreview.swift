@@ -1,0 +1,80 @@
+/// What a poll would do with a mailbox, as `popfetch poll --dry-run` tells it: counted from the poll's plan, with
+/// nothing fetched, delivered, deleted or recorded.
+public struct PlanPreview: Hashable, Sendable {
+    /// Messages that would be fetched and delivered, and their LIST sizes.
+    public var fetch = 0
+    public var fetchBytes = 0
+    /// Whether the fetched messages would then be deleted (keep = false).
+    public var deleteAfterDelivery = false
+    /// Delivered before and still on the server with keep = false (a poll cut short): deleted now.
+    public var deleteDelivered = 0
+    /// keep = true, delivered longer ago than delete_after.
+    public var deleteExpired = 0
+    /// Over max_size with oversize = "delete": deleted unread.
+    public var deleteOversize = 0
+    /// Over max_size with oversize = "skip".
+    public var skipOversize = 0
+    /// Beyond fetch_limit: left for later polls.
+    public var skipLimit = 0
+    /// Marked failed after max_attempts (see `popfetch retry`).
+    public var skipFailed = 0
+    /// Delivered before and kept on the server.
+    public var kept = 0
+
+    public init() {}
+
+    /// The preview of `plan`; `keep` is the account's (or `poll --keep`'s) keep.
+    public init(plan: PollPlan, keep: Bool) {
+        self.deleteAfterDelivery = !keep
+        for item in plan.items {
+            switch item.action {
+            case .fetch:
+                self.fetch += 1
+                self.fetchBytes += item.size
+            case .deleteDelivered: self.deleteDelivered += 1
+            case .deleteExpired: self.deleteExpired += 1
+            case .deleteOversize: self.deleteOversize += 1
+            case .skipOversize: self.skipOversize += 1
+            case .skipLimit: self.skipLimit += 1
+            case .skipFailed: self.skipFailed += 1
+            case .keep: self.kept += 1
+            }
+        }
+    }
+
+    /// The preview as lines of text, `delivery` naming where the messages would go.
+    public func lines(delivery: String) -> [String] {
+        var lines: [String] = []
+        if self.fetch > 0 {
+            let what = self.fetch == 1 ? "1 message" : "\(self.fetch) messages"
+            lines.append("would fetch \(what) (\(Self.bytes(self.fetchBytes))) and deliver to \(delivery)")
+            lines.append(
+                self.deleteAfterDelivery
+                    ? "would then delete \(self.fetch == 1 ? "it" : "them") from the server (keep = false)"
+                    : "would leave \(self.fetch == 1 ? "it" : "them") on the server (keep = true)")
+        }
+        if self.deleteDelivered > 0 {
+            lines.append("would delete \(self.deleteDelivered) delivered by an earlier poll (keep = false)")
+        }
+        if self.deleteExpired > 0 {
+            lines.append("would delete \(self.deleteExpired) delivered longer ago than delete_after")
+        }
+        if self.deleteOversize > 0 {
+            lines.append("would delete \(self.deleteOversize) over max_size unread (oversize = \"delete\")")
+        }
+        if self.skipOversize > 0 { lines.append("would leave \(self.skipOversize) over max_size on the server") }
+        if self.skipLimit > 0 { lines.append("would leave \(self.skipLimit) beyond fetch_limit for later polls") }
+        if self.skipFailed > 0 {
+            lines.append("would skip \(self.skipFailed) marked failed (`popfetch retry` tries them again)")
+        }
+        if lines.isEmpty { lines.append("nothing to fetch or delete") }
+        return lines
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n < 1024 { return "\(n) bytes" }
+        if n < 1024 * 1024 { return "\((n + 512) / 1024) KB" }
+        let tenths = (n * 10 + 512 * 1024) / (1024 * 1024)
+        return "\(tenths / 10).\(tenths % 10) MB"
+    }
+}

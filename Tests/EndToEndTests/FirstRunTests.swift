@@ -1,0 +1,96 @@
+import Foundation
+import MailTestKit
+import Testing
+
+/// Issue 12: a safe first run. `poll --keep` deletes nothing, `poll --dry-run` changes nothing, and `forget` brings
+/// messages back for the next poll. Against the test Dovecot, with the fixture's MDA.
+@Suite("A safe first run: poll --keep, poll --dry-run, forget")
+struct FirstRunTests {
+    @Test("poll --keep delivers and deletes nothing on the server, though the account says keep = false")
+    func pollKeep() throws {
+        let f = try PopfetchFixture()
+        let mail = Corpus.messages(3, seed: 121)
+        try f.user.deliver(mail)
+        try f.writeConfig(extra: "keep = false")
+        let r = try f.poll(["--keep"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(sameMessages(try f.delivered(), mail))
+        #expect(f.user.messageCount() == 3, "nothing deleted with --keep")
+        // Without --keep, the next poll deletes what was delivered, and delivers nothing again.
+        let later = try f.poll()
+        #expect(later.status == 0, "\(later.stderr)")
+        #expect(try f.delivered().count == 3)
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test("poll --dry-run says what a poll would do, and does none of it: nothing delivered, deleted or recorded")
+    func dryRun() throws {
+        let f = try PopfetchFixture()
+        let mail = Corpus.messages(3, seed: 122)
+        try f.user.deliver(mail)
+        try f.writeConfig(extra: "keep = false")
+        let r = try f.poll(["--dry-run"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("test: 3 on the server, 3 new"), "\(r.stdout)")
+        #expect(r.stdout.contains("would fetch 3 messages"), "\(r.stdout)")
+        #expect(r.stdout.contains("and deliver to the MDA"), "\(r.stdout)")
+        #expect(r.stdout.contains("would then delete them from the server (keep = false)"), "\(r.stdout)")
+        #expect(r.stdout.contains("dry run: nothing was fetched, delivered, deleted or recorded"), "\(r.stdout)")
+        #expect(try f.delivered().isEmpty)
+        #expect(f.user.messageCount() == 3)
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(
+            s.stdout.contains("\"outcome\": \"never\"") || s.stdout.contains("\"outcome\":\"never\""), "\(s.stdout)")
+        // With --keep the preview says the messages stay; then a real poll delivers all three: none was recorded.
+        let kept = try f.poll(["--dry-run", "--keep"])
+        #expect(kept.stdout.contains("would leave them on the server (keep = true)"), "\(kept.stdout)")
+        #expect(try f.poll().status == 0)
+        #expect(sameMessages(try f.delivered(), mail))
+        let after = try f.poll(["-n"])
+        #expect(after.stdout.contains("test: 0 on the server, 0 new"), "\(after.stdout)")
+        #expect(after.stdout.contains("nothing to fetch or delete"), "\(after.stdout)")
+    }
+
+    @Test("forget --uid: the next poll fetches that message again; forget: every message, behind the flood guard")
+    func forget() throws {
+        let f = try PopfetchFixture()
+        let mail = Corpus.messages(3, seed: 123)
+        try f.user.deliver(mail)
+        try f.writeConfig(extra: "keep = true\nflood_limit = 2")
+        #expect(try f.poll().status == 75, "the first poll of 3 with keep = true pauses")
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 3)
+        let uids = try runProgram([
+            "/usr/bin/python3", "-c",
+            "import sqlite3, sys\nfor (u,) in sqlite3.connect(sys.argv[1]).execute('SELECT uidl FROM messages ORDER BY uidl'): print(u)",
+            f.statePath,
+        ]).stdout.split(separator: "\n").map(String.init)
+        #expect(uids.count == 3)
+        let one = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "forget", "--account", "test", "--uid", uids[0],
+        ])
+        #expect(one.status == 0, "\(one.stderr)")
+        #expect(one.stdout.contains("forgot 1 message"), "\(one.stdout)")
+        try f.clearDelivered()
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 1, "the forgotten message, once more")
+        // An unknown UIDL: said, and not success.
+        let unknown = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "forget", "--account", "test", "--uid", "no-such-uidl",
+        ])
+        #expect(unknown.status == 75)
+        #expect(unknown.stderr.contains("have no record"), "\(unknown.stderr)")
+        // Forgetting everything makes the next poll a first one: with keep = true and 3 > flood_limit, it pauses.
+        let all = try popfetch(["--config", f.configPath, "--state", f.statePath, "forget", "--account", "test"])
+        #expect(all.status == 0, "\(all.stderr)")
+        #expect(all.stdout.contains("forgot 3 messages"), "\(all.stdout)")
+        try f.clearDelivered()
+        let paused = try f.poll()
+        #expect(paused.status == 75, "\(paused.stderr)")
+        #expect(try f.delivered().isEmpty, "no flood after forgetting")
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
+        #expect(try f.poll().status == 0)
+        #expect(sameMessages(try f.delivered(), mail))
+    }
+}
