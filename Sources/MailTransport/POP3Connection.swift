@@ -170,6 +170,12 @@ public final class POP3Connection {
             var e = TransportError(
                 .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake", detail: detail)
             e.certificateUnverified = unverified
+            if TLSHandshake.pointsAtPort(detail) {
+                e.hint =
+                    endpoint.port == 995
+                    ? "is it a POP3 server?"
+                    : "use tls = \"starttls\" for this port, or port 995 for implicit TLS"
+            }
             throw e
         }
     }
@@ -290,11 +296,23 @@ public final class POP3Connection {
         var detail: String?
         if let s = self.sessionDeadline, s <= .now() {
             detail = "the session ran past its deadline (poll_timeout)"
+        } else if self.replyBytes == 0 {
+            detail = "no answer within \(Self.seconds(self.endpoint.timeout))"
         } else if self.replyStarted + self.endpoint.timeout <= .now() {
             detail = "the reply came too slowly (under \(self.endpoint.minimumRate) bytes a second)"
         }
-        return TransportError(
+        var e = TransportError(
             .timeout, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase, detail: detail)
+        if self.greeting == nil && self.endpoint.tls != .implicit && self.endpoint.port == 995 {
+            // A POP3S server waits for the client's TLS handshake and never greets in clear text.
+            e.hint = "port 995 is for implicit TLS: use tls = \"implicit\""
+        }
+        return e
+    }
+
+    static func seconds(_ t: TimeAmount) -> String {
+        let s = Double(t.nanoseconds) / 1e9
+        return s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
     }
 
     func mapIOError(_ error: any Error) -> any Error {

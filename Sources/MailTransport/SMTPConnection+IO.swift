@@ -113,7 +113,9 @@ extension SMTPConnection {
         } catch TLSHandshakeFailure.timeout {
             throw SMTPTransportError(.timeout, endpoint: endpoint, phase: "TLS handshake")
         } catch TLSHandshakeFailure.rejected(let detail, _) {
-            throw SMTPTransportError(.tlsFailed, endpoint: endpoint, phase: "TLS handshake", detail: detail)
+            let hint =
+                TLSHandshake.pointsAtPort(detail) ? "; use smtp_tls = \"starttls\", or the port for implicit TLS (465)" : ""
+            throw SMTPTransportError(.tlsFailed, endpoint: endpoint, phase: "TLS handshake", detail: detail + hint)
         }
     }
 

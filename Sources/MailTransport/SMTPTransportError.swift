@@ -27,7 +27,7 @@ public struct SMTPTransportError: Error, Hashable, Sendable, CustomStringConvert
         var s: String
         switch self.kind {
         case .unknownHost: s = "cannot resolve the host name of \(mta)"
-        case .connectionRefused: s = "cannot connect to \(mta)"
+        case .connectionRefused: s = self.detail == nil ? "connection refused by \(mta)" : "cannot connect to \(mta)"
         case .timeout: s = "time-out talking to \(mta) while \(self.phase)"
         case .connectionClosed: s = "\(mta) closed the connection while \(self.phase)"
         case .tlsFailed: s = "TLS with \(mta) failed (\(self.phase))"

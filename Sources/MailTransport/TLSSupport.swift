@@ -247,13 +247,42 @@ enum TLSHandshake {
         }
         if let e = error as? NIOSSLError {
             if case .handshakeFailed(let inner) = e {
+                let code = Self.reasonCode(inner)
+                if let code, Self.notTLSCodes.contains(code) { return Self.notTLS }
+                if "\(inner)".hasSuffix("EOF during handshake])") { return Self.closedInHandshake }
                 if Self.isVerificationFailure(error) {
-                    return "certificate verification failed (untrusted issuer, expired, or not yet valid): \(inner)"
+                    return "certificate verification failed (untrusted issuer, expired, or not yet valid)"
                 }
+                if let code { return "handshake failed (\(code))" }
                 return "handshake failed: \(inner)"
             }
             return "\(e)"
         }
         return "\(error)"
+    }
+
+    /// What the handshake failure says when the server's first bytes were not TLS at all.
+    static let notTLS = "the server does not speak TLS on this port (it did not answer with a TLS handshake)"
+
+    /// What it says when the server hung up in the middle of the handshake (Dovecot does on a clear-text port).
+    static let closedInHandshake = "the server closed the connection during the TLS handshake (does it speak TLS here?)"
+
+    /// Whether the failure suggests the port is not a TLS port.
+    static func pointsAtPort(_ detail: String) -> Bool { detail == Self.notTLS || detail == Self.closedInHandshake }
+
+    /// BoringSSL's reasons for a peer whose first bytes are no TLS record: a clear-text greeting (`+OK`, `220`), an
+    /// HTTP server.
+    static let notTLSCodes: Set<String> = [
+        "WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG",
+        "RECORD_TOO_LARGE", "ENCRYPTED_LENGTH_TOO_LONG",
+    ]
+
+    /// BoringSSL's reason code in an error ("WRONG_VERSION_NUMBER"), without the source path it comes with.
+    static func reasonCode(_ error: any Error) -> String? {
+        // "...:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER at /path/tls_record.cc:127]"
+        let parts = "\(error)".split(separator: ":")
+        guard let i = parts.firstIndex(of: "OPENSSL_internal"), i + 1 < parts.endIndex else { return nil }
+        let code = parts[i + 1].prefix { $0.isUppercase || $0.isNumber || $0 == "_" }
+        return code.isEmpty ? nil : String(code)
     }
 }

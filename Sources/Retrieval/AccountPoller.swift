@@ -148,14 +148,17 @@ public struct AccountPoller: Sendable {
         ]
         if self.checkOnly {
             if let e = r.error {
-                self.logger.error("check failed: \(e.message)")
+                // `check` and `poll --dry-run` print it themselves: once is enough.
+                self.logger.debug("check failed: \(e.message)")
             } else {
                 self.logger.info("check: \(r.new) new of \(r.listed) on the server")
             }
         } else if let e = r.error {
+            // The error first and alone; counters only for what the poll did before it failed.
+            let did = metadata.filter { key, value in key == "outcome" || key == "duration" || value != "0" }
             self.logger.log(
                 level: self.environment.repeatedFailure ? .debug : .error, "poll failed: \(e.message)",
-                metadata: metadata)
+                metadata: did)
         } else if let why = r.paused {
             self.logger.error("account paused: \(why)", metadata: metadata)
         } else if r.outcome == .partial {

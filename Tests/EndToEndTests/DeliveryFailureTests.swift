@@ -113,7 +113,9 @@ struct FailureModeTests {
 
     @Test(
         "connection refused: exit 69",
-        .fault(.pop3, "connection refused (nothing listens on the port)", expect: "exit 69 'cannot connect'"))
+        .fault(
+            .pop3, "connection refused (nothing listens on the port)",
+            expect: "exit 69 'connection refused by HOST:PORT', in plain words, once"))
     func connectionRefused() throws {
         let f = try PopfetchFixture()
         // A port nobody listens on: bind one, note it, close it.
@@ -121,7 +123,30 @@ struct FailureModeTests {
         try f.writeConfig(port: port)
         let r = try f.poll()
         #expect(r.status == 69, "\(r.stderr)")
-        #expect(r.stderr.contains("cannot connect"))
+        #expect(r.stderr.contains("poll failed: connection refused by 127.0.0.1:\(port)"), "\(r.stderr)")
+        #expect(!r.stderr.contains("errno") && !r.stderr.contains("listed=0"), "no NIO words, no zero counters")
+        // `check` prints it once (it used to be logged and printed).
+        let c = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(c.status == 69)
+        let said = (c.stdout + c.stderr).components(separatedBy: "connection refused by").count - 1
+        #expect(said == 1, "\(c.stdout)\(c.stderr)")
+    }
+
+    @Test(
+        "implicit TLS to a clear-text POP3 port: said in plain words, with what to change; no BoringSSL text",
+        .fault(
+            .pop3, "tls = \"implicit\" on the clear-text POP3 port (the server greets in clear text)",
+            expect: "exit 76 'does not speak TLS on this port; use tls = \"starttls\" ... or port 995'"))
+    func implicitTLSOnClearPort() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(tls: "implicit", port: f.pop3.pop3Port)
+        let r = try f.poll()
+        #expect(r.status == 76, "\(r.stderr)")
+        // Dovecot hangs up on a TLS handshake to its clear-text port (a server that greets first gets "does not
+        // speak TLS on this port").
+        #expect(r.stderr.contains("the server closed the connection during the TLS handshake"), "\(r.stderr)")
+        #expect(r.stderr.contains("use tls = \"starttls\" for this port, or port 995"), "\(r.stderr)")
+        #expect(!r.stderr.contains("WRONG_VERSION") && !r.stderr.contains(".build/"), "\(r.stderr)")
     }
 
     @Test(
