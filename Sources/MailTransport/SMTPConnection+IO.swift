@@ -114,7 +114,8 @@ extension SMTPConnection {
             throw SMTPTransportError(.timeout, endpoint: endpoint, phase: "TLS handshake")
         } catch TLSHandshakeFailure.rejected(let detail, _) {
             let hint =
-                TLSHandshake.pointsAtPort(detail) ? "; use smtp_tls = \"starttls\", or the port for implicit TLS (465)" : ""
+                TLSHandshake.pointsAtPort(detail)
+                ? "; use smtp_tls = \"starttls\", or the port for implicit TLS (465)" : ""
             throw SMTPTransportError(.tlsFailed, endpoint: endpoint, phase: "TLS handshake", detail: detail + hint)
         }
     }
