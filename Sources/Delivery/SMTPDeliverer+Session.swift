@@ -47,7 +47,7 @@ extension SMTPDeliverer {
                 try await self.abandoningOnStop(setup) {
                     try await SMTPConnection.withConnection(
                         to: self.endpoint, configuration: self.sessionConfiguration, tlsContext: self.tlsContext,
-                        timeouts: self.timeouts, setup: setup
+                        timeouts: self.timeouts, setup: setup, trace: self.trace
                     ) { conn in
                         ready = true
                         setupFailures = 0

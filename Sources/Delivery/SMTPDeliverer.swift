@@ -27,6 +27,8 @@ public actor SMTPDeliverer: Deliverer {
     let timeouts: SMTPConnection.Timeouts
     /// Whether popfetch was asked to stop: a session still being set up (nothing of the message sent) is abandoned.
     let stopRequested: @Sendable () -> Bool
+    /// The protocol trace's sink (`--log-level trace`), nil when not tracing.
+    let trace: (@Sendable (String) -> Void)?
 
     /// One message for the session's connection, and whom to tell how it went.
     struct Request: Sendable {
@@ -52,7 +54,7 @@ public actor SMTPDeliverer: Deliverer {
         tls: SMTPTLSMode = .none, tlsContext: NIOSSLContext? = nil,
         credentials: (user: String, password: String)? = nil,
         clearTextAuthAllowed: Bool = false, timeoutCap: TimeAmount? = nil,
-        stopRequested: @escaping @Sendable () -> Bool = { false }
+        stopRequested: @escaping @Sendable () -> Bool = { false }, trace: (@Sendable (String) -> Void)? = nil
     ) {
         self.endpoint = endpoint
         self.lmtp = lmtp
@@ -63,6 +65,7 @@ public actor SMTPDeliverer: Deliverer {
         self.clearTextAuthAllowed = clearTextAuthAllowed
         self.timeouts = SMTPConnection.Timeouts(connect: connectTimeout, cap: timeoutCap)
         self.stopRequested = stopRequested
+        self.trace = trace
     }
 
     public func unavailability() -> String? { self.unreachable }

@@ -144,6 +144,7 @@ extension POP3Connection {
         try await Self.awaitHandshake(handshake.futureResult, channel: channel, endpoint: self.endpoint)
         self.machine.tlsEstablished()
         self.isEncrypted = true
+        self.trace?("(TLS established; the certificate verified)")
     }
 
     /// Connects only to look at the server's certificate (implicit TLS, or after STLS), accepting any; nothing

@@ -52,6 +52,12 @@ public final class POP3Connection {
     let stlsGuard: NIOLoopBound<STLSGuardHandler>
     let timedOut = NIOLockedValueBox(false)
     var phase = "connecting"
+    /// Receives each line of the dialogue for a protocol trace (`--log-level trace`), every secret masked: what the
+    /// client sends as ``Command``'s description gives it (`PASS ********`), SASL answers as `********`; what the
+    /// server sends as status lines, listings and messages by their size. nil: no trace.
+    public var trace: (@Sendable (String) -> Void)?
+    /// Bytes of the message being read, for its trace line.
+    var tracedMessageBytes = 0
     /// When the reply being read started (the last command was sent), and how many bytes of it arrived since:
     /// the reply's deadline is `replyStarted + timeout + replyBytes / minimumRate`.
     var replyStarted = NIODeadline.now()
@@ -191,6 +197,7 @@ public final class POP3Connection {
     /// Queues a command in the state machine and writes it (one write; pipelined commands may follow).
     public func send(_ command: Command) async throws {
         let bytes = try self.machine.send(command)
+        self.trace?("> \(command)")
         self.phase = "waiting for the reply to \(command.keyword)"
         try await self.write(bytes)
         self.startReply()
@@ -199,6 +206,7 @@ public final class POP3Connection {
     /// Answers a SASL challenge of the AUTH in flight (base64, empty, or `*` to cancel). Never logged.
     public func sendSASL(_ line: String) async throws {
         let bytes = try self.machine.send(.saslResponse(line))
+        self.trace?(line == "*" ? "> *" : "> ********")
         try await self.write(bytes)
         self.startReply()
     }
@@ -208,6 +216,7 @@ public final class POP3Connection {
         var out = ByteBuffer()
         for c in commands {
             out.writeBytes(try self.machine.send(c))
+            self.trace?("> \(c)")
         }
         if let last = commands.last { self.phase = "waiting for the reply to \(last.keyword)" }
         try await self.write(out)
@@ -257,6 +266,7 @@ public final class POP3Connection {
                 if self.buffer.readableBytes == 0 {
                     self.buffer.clear()
                 }
+                if let trace = self.trace { self.traceEvent(event, trace) }
                 return event
             }
             let more = try await self.readChunk()
@@ -267,6 +277,25 @@ public final class POP3Connection {
                 var more = more
                 self.buffer.writeBuffer(&more)
             }
+        }
+    }
+
+    /// The trace line of what the server sent.
+    private func traceEvent(_ event: POP3ClientStateMachine.Event, _ trace: @Sendable (String) -> Void) {
+        switch event {
+        case .greeting(let status, _), .response(_, let status): trace("< \(status)")
+        case .continuation(let challenge): trace("< + \(challenge)")
+        case .capabilities(let caps, let status):
+            trace("< \(status)")
+            for c in caps.all { trace("< " + ([c.name] + c.parameters).joined(separator: " ")) }
+            trace("< .")
+        case .uidlListing(let entries): trace("< +OK, then \(entries.count) UIDL lines and .")
+        case .scanListing(let entries): trace("< +OK, then \(entries.count) LIST lines and .")
+        case .messageBegin(_, let status):
+            self.tracedMessageBytes = 0
+            trace("< \(status)")
+        case .messageBytes(let bytes): self.tracedMessageBytes += bytes.readableBytes
+        case .messageEnd: trace("< (the message: \(self.tracedMessageBytes) bytes) .")
         }
     }
 

@@ -19,12 +19,14 @@ extension SMTPConnection {
                     let line = try command.encoded()
                     keywords.append(String(decoding: line.prefix { $0 != 32 && $0 != 13 }, as: UTF8.self))
                     out.writeBytes(line)
+                    self.trace?("> " + String(decoding: line.prefix { $0 != 13 }, as: UTF8.self))
                 }
                 self.phase = "sending " + keywords.joined(separator: ", ")
                 try await self.write(out)
                 action = try await self.receiveReply()
             case .sendAuthentication(let line):
                 self.phase = "sending AUTH"
+                self.trace?("> \(line)")
                 try await self.write(ByteBuffer(bytes: try line.encoded()))
                 action = try await self.receiveReply()
             case .startTLS:
@@ -34,6 +36,7 @@ extension SMTPConnection {
                 // RFC 2920 §3.1: the pipelined DATA was accepted although no recipient was; the lone end-of-data
                 // line ends it, or what comes next would be read as message text.
                 self.phase = "ending a DATA without recipients"
+                self.trace?("> .")
                 try await self.write(ByteBuffer(string: ".\r\n"))
                 action = try self.machine.bodySent()
             case .waitForReply:
@@ -60,6 +63,11 @@ extension SMTPConnection {
         while true {
             if let reply = try self.parser.parse(&self.buffer) {
                 if self.buffer.readableBytes == 0 { self.buffer.clear() }
+                if let trace = self.trace {
+                    for (i, line) in reply.lines.enumerated() {
+                        trace("< \(reply.code)\(i == reply.lines.count - 1 ? " " : "-")\(line)")
+                    }
+                }
                 return try self.machine.receivedReply(reply)
             }
             var chunk = try await self.readChunk(

@@ -85,6 +85,11 @@ public final class SMTPConnection {
     let received: NIOLockedValueBox<Int>
     var bytesRead = 0
     var phase = "connecting"
+    /// Receives each line of the dialogue for a protocol trace (`--log-level trace`): commands as sent, AUTH lines
+    /// with their payloads masked, the body by its size, replies line by line. nil: no trace.
+    var trace: (@Sendable (String) -> Void)?
+    /// Bytes of the body written in the transaction, for its trace line.
+    var tracedBodyBytes = 0
 
     /// What the last EHLO/LHLO announced (after STARTTLS: what it announced over TLS).
     public var capabilities: SMTPCapabilities { self.machine.capabilities }
@@ -116,7 +121,8 @@ public final class SMTPConnection {
     /// the connection until its owner marks the session ready.
     public static func withConnection<Result>(
         to endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, tlsContext: NIOSSLContext?,
-        timeouts: Timeouts, setup: SessionSetup? = nil, body: (SMTPConnection) async throws -> Result
+        timeouts: Timeouts, setup: SessionSetup? = nil, trace: (@Sendable (String) -> Void)? = nil,
+        body: (SMTPConnection) async throws -> Result
     ) async throws -> Result {
         if configuration.security != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")
@@ -175,6 +181,7 @@ public final class SMTPConnection {
             let connection = SMTPConnection(
                 endpoint: endpoint, configuration: configuration, timeouts: timeouts, channel: asyncChannel.channel,
                 inbound: inbound, outbound: outbound, tlsContext: tlsContext, boundary: boundary, received: received)
+            connection.trace = trace
             guard case .ready = try await connection.drive(.waitForReply) else {
                 preconditionFailure("the session setup ended without the session being ready")
             }
@@ -230,12 +237,15 @@ public final class SMTPConnection {
         self.phase = "sending the message"
         try await self.refuseEarlyReply()
         try await self.write(ByteBuffer(bytes: block))
+        self.tracedBodyBytes += block.count
     }
 
     /// The whole body, end-of-data line included, was written: the reply (LMTP: one per accepted recipient) decides.
     /// A connection lost after part of the LMTP replies throws an ``SMTPClientError`` with the verdicts received
     /// (see ``SMTPClientStateMachine/connectionLost(_:)``); lost before any, the transport error.
     public func bodySent() async throws -> [SMTPClientStateMachine.RecipientResult] {
+        self.trace?("> (the message: \(self.tracedBodyBytes) bytes, dot-stuffed, with the end-of-data line)")
+        self.tracedBodyBytes = 0
         do {
             switch try await self.drive(try self.machine.bodySent()) {
             case .transactionComplete(let results): return results

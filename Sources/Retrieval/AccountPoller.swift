@@ -168,6 +168,13 @@ public struct AccountPoller: Sendable {
         }
     }
 
+    /// The MTA dialogue's trace sink at `--log-level trace` (lines begin with `MTA`), else nil.
+    var mtaTrace: (@Sendable (String) -> Void)? {
+        guard self.logger.logLevel <= .trace else { return nil }
+        let logger = self.logger
+        return { line in logger.trace("MTA \(line)") }
+    }
+
     // MARK: - The session
 
     private func run(_ report: inout PollReport) async throws {
@@ -207,6 +214,12 @@ public struct AccountPoller: Sendable {
             report = try await self.stoppableBeforeMessages(early) { [endpoint] in
                 let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
                 return try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
+                    if self.logger.logLevel <= .trace {
+                        let logger = self.logger
+                        conn.trace = { line in logger.trace("\(line)") }
+                        // Read before the session starts.
+                        if let greeting = conn.greeting { logger.trace("< \(greeting)") }
+                    }
                     let session = PollSession(
                         poller: self, conn: conn, password: password, report: start, earlyStop: early)
                     do {
@@ -320,7 +333,7 @@ public struct AccountPoller: Sendable {
                 tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK,
                 timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) },
-                stopRequested: self.environment.stopRequested)
+                stopRequested: self.environment.stopRequested, trace: self.mtaTrace)
         }
     }
 

@@ -1,0 +1,46 @@
+import Foundation
+import MailTestKit
+import Testing
+
+/// Issue 12: `--log-level trace` shows the POP3 dialogue, with every secret masked.
+@Suite("Protocol trace")
+struct ProtocolTraceTests {
+    @Test("--log-level trace shows the POP3 dialogue line by line; the password never appears")
+    func pop3Dialogue() throws {
+        let f = try PopfetchFixture()
+        let mail = Corpus.messages(2, seed: 124)
+        try f.user.deliver(mail)
+        try f.writeConfig(extra: "keep = false\nauth = \"user\"")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for line in [
+            "< +OK Dovecot", "> CAPA", "> USER \(f.user.name)", "> PASS ********", "UIDL lines and .",
+            "LIST lines and .",
+            "> RETR 1", "(the message: ", "> DELE 1", "> QUIT",
+        ] {
+            #expect(r.stderr.contains(line), "trace line \(line.debugDescription) missing:\n\(r.stderr)")
+        }
+        #expect(!r.stderr.contains(f.user.password), "the password in the trace")
+        // At the default level the dialogue is not shown.
+        try f.user.deliver(mail)
+        let quiet = try f.poll()
+        #expect(!quiet.stderr.contains("> RETR"), "\(quiet.stderr)")
+    }
+
+    @Test("--log-level trace shows the SMTP dialogue with Postfix too, lines marked MTA; the body by its size")
+    func smtpDialogue() throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 125))
+        try f.writeConfig(extra: "smtp = \"127.0.0.1:\(postfix.smtpPort)\"\nrecipient = \"\(rcpt)\"", mda: "")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for line in [
+            "MTA < 220 ", "MTA > EHLO ", "MTA < 250", "MTA > RCPT TO:<\(rcpt)>", "MTA > DATA", "MTA < 354",
+            "MTA > (the message: ", "MTA > QUIT",
+        ] {
+            #expect(r.stderr.contains(line), "trace line \(line.debugDescription) missing:\n\(r.stderr)")
+        }
+    }
+}
