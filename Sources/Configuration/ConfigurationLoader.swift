@@ -240,6 +240,12 @@ public struct ConfigurationLoader: Sendable {
         if recipients.isEmpty || recipients.contains(where: { $0.isEmpty }) {
             throw r.error("recipient", "must name at least one non-empty recipient")
         }
+        if recipients.contains(where: { $0.contains("*") }) {
+            throw r.error(
+                "recipient",
+                "\"*\" is fetchmail's multidrop (recipients taken from the headers), which popfetch does not do: "
+                    + "name the recipients")
+        }
         return recipients
     }
 

@@ -91,6 +91,8 @@ public enum FetchmailrcImporter {
         var sslcertck = false
         var sslfingerprint: String?
         var sslcertfile: String?
+        /// `is * here`: fetchmail's multidrop (recipients read from the headers), which popfetch does not do.
+        var multidrop = false
         var notes: [String] = []
     }
 
@@ -169,9 +171,17 @@ public enum FetchmailrcImporter {
                 case "no":
                     let n = next()?.text ?? ""
                     globalNotes.append("set no \(n): no popfetch equivalent (popfetch never bounces to senders)")
-                default:
+                case "syslog":
+                    globalNotes.append(
+                        "set syslog: popfetch logs to stderr (the journal under its systemd unit); "
+                            + "cron users: pipe it to `logger -t popfetch`")
+                case let name where Self.valuedSets.contains(name):
+                    // `set logfile FILE`, `set postmaster NAME`, ...: one value. Other `set`s are flags, and a word
+                    // after them is the next statement (`set syslog` then `defaults`).
                     let v = next()?.text ?? ""
                     globalNotes.append("set \(what.text) \(v): no popfetch equivalent")
+                default:
+                    globalNotes.append("set \(what.text): no popfetch equivalent")
                 }
             case "defaults":
                 closeServer()
@@ -198,7 +208,9 @@ public enum FetchmailrcImporter {
             case "timeout": current?.timeout = try int("timeout", t.line)
             case "interval":
                 let n = try int("interval", t.line)
-                current?.notes.append("interval \(n): fetchmail polled this server every \(n)th cycle")
+                current?.notes.append(
+                    "interval \(n): fetchmail polled this server every \(Self.ordinal(n)) cycle; "
+                        + "set this account's interval instead")
             case "uidl", "no":
                 if word == "no" {
                     let n = next()?.text.lowercased() ?? ""
@@ -223,7 +235,11 @@ public enum FetchmailrcImporter {
             case "is", "to":
                 while let n = peek(), n.quoted || !["here", "and", "with"].contains(n.text.lowercased()) {
                     if Self.isUserOption(n.text) && !n.quoted { break }
-                    mutateUser { $0.locals.append(n.text) }
+                    if n.text == "*" {
+                        mutateUser { $0.multidrop = true }
+                    } else {
+                        mutateUser { $0.locals.append(n.text) }
+                    }
                     i += 1
                 }
             case "keep": mutateUser { $0.keep = true }
@@ -243,7 +259,15 @@ public enum FetchmailrcImporter {
             case "limit": let v = try int("limit", t.line); mutateUser { $0.limit = v }
             case "fetchlimit": let v = try int("fetchlimit", t.line); mutateUser { $0.fetchlimit = v }
             default:
-                let note = "\(t.text): no popfetch equivalent"
+                // An option's arguments (numbers, quoted strings: `antispam 571 550 501`, `preconnect "cmd"`) go in
+                // its one comment, not a comment each.
+                var words = [t.text]
+                while let n = peek(), n.quoted || (!n.text.isEmpty && n.text.allSatisfy(\.isNumber)) {
+                    words.append(n.quoted ? "\"\(n.text)\"" : n.text)
+                    i += 1
+                }
+                if Self.valuedOptions.contains(word), words.count == 1, let n = next() { words.append(n.text) }
+                let note = "\(words.joined(separator: " ")): no popfetch equivalent"
                 if user != nil {
                     user?.notes.append(note)
                 } else if current != nil {
@@ -260,6 +284,31 @@ public enum FetchmailrcImporter {
         closeServer()
         servers.removeAll { $0.host == "\u{0}defaults" }
         return Self.render(servers, daemonInterval: daemonInterval, notes: globalNotes, source: source)
+    }
+
+    /// `set` statements that take a value (the others are flags).
+    static let valuedSets: Set<String> = [
+        "logfile", "idfile", "postmaster", "pidfile", "properties", "fetchmailrc", "daemon",
+    ]
+
+    /// Options without an equivalent that take one value, quoted or not (`envelope X-Envelope-To`, `folder INBOX`).
+    static let valuedOptions: Set<String> = [
+        "envelope", "qvirtual", "principal", "esmtpname", "esmtppassword", "preconnect", "postconnect", "plugin",
+        "plugout", "folder", "smtpaddress", "smtpname", "bsmtp", "expunge", "batchlimit", "fetchsizelimit",
+        "fastuidl", "warnings", "sslkey", "sslcert", "sslcommonname", "bad-header", "retrieve-error",
+    ]
+
+    /// 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st ...
+    static func ordinal(_ n: Int) -> String {
+        let suffix: String
+        switch (n % 10, n % 100) {
+        case (_, 11...13): suffix = "th"
+        case (1, _): suffix = "st"
+        case (2, _): suffix = "nd"
+        case (3, _): suffix = "rd"
+        default: suffix = "th"
+        }
+        return "\(n)\(suffix)"
     }
 
     static func isUserOption(_ s: String) -> Bool {
@@ -338,6 +387,12 @@ public enum FetchmailrcImporter {
                 out += "\n[[account]]\n"
                 out += "name = \(q(name))\n"
                 var enabled = !s.skip
+                if u.multidrop {
+                    enabled = false
+                    out += "# fetchmail: `is * here` (multidrop: recipients read from the headers) has no popfetch "
+                    out += "equivalent:\n#   popfetch delivers every message of a mailbox to the recipients you set; "
+                    out += "set recipient, then enabled = true\n"
+                }
                 if let p = s.proto, p != "POP3", p != "AUTO", p != "APOP", p != "RPOP" {
                     enabled = false
                     out +=

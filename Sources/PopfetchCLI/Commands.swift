@@ -240,23 +240,54 @@ extension Popfetch {
         static let configuration = CommandConfiguration(
             commandName: "import-fetchmailrc",
             abstract: "Read a .fetchmailrc and print an equivalent popfetch TOML configuration.",
-            discussion: "Options without an equivalent become comments. Default file: ~/.fetchmailrc.")
+            discussion: """
+                Options without an equivalent become comments. Default file: ~/.fetchmailrc. With -o the \
+                configuration is written to a new file, readable by its owner only (it may hold passwords).
+                """)
 
         @Argument(help: "The .fetchmailrc to read.")
         var file: String?
+
+        @Option(name: [.customShort("o"), .long], help: "Write the configuration to this new file (mode 0600).")
+        var output: String?
 
         func run() async throws {
             let path = Paths.expandTilde(self.file ?? "~/.fetchmailrc")
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ConfigurationError(file: path, line: nil, key: nil, message: "cannot read the file")
             }
+            let toml: String
             do {
-                print(
-                    try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path), terminator: ""
-                )
+                toml = try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path)
             } catch let e as FetchmailrcImporter.ParseError {
                 throw ConfigurationError(file: path, line: e.line, key: nil, message: e.message)
             }
+            guard let output = self.output.map(Paths.expandTilde) else {
+                print(toml, terminator: "")
+                return
+            }
+            // Created, never replaced: an existing config is not overwritten, and the file is 0600 from the start.
+            let fd = open(output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                let why = errno == EEXIST ? "it exists already" : String(cString: strerror(errno))
+                throw ConfigurationError(file: output, line: nil, key: nil, message: "cannot create: \(why)")
+            }
+            defer { close(fd) }
+            var bytes = Array(toml.utf8)[...]
+            while !bytes.isEmpty {
+                let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                guard n > 0 else {
+                    throw ConfigurationError(
+                        file: output, line: nil, key: nil, message: "cannot write: \(String(cString: strerror(errno)))")
+                }
+                bytes = bytes.dropFirst(n)
+            }
+            guard fsync(fd) == 0 else {
+                throw ConfigurationError(
+                    file: output, line: nil, key: nil, message: "cannot write: \(String(cString: strerror(errno)))")
+            }
+            writeStderr(
+                "popfetch: wrote \(output) (mode 0600); check it with `popfetch --config \(output) config check`\n")
         }
     }
 

@@ -151,4 +151,74 @@ struct FetchmailrcImportTests {
             try FetchmailrcImporter.convert("poll x\n user \"broken\n", source: "t")
         }
     }
+
+    static func parse(_ toml: String) throws -> Configuration {
+        try ConfigurationLoader(defaultRecipient: "x", checkPermissions: false).parse(text: toml, path: "t")
+    }
+
+    @Test("`set syslog` is a flag: the `defaults` after it keeps its timeout and fetchlimit")
+    func setFlagThenDefaults() throws {
+        let rc = "set syslog\ndefaults timeout 60 fetchlimit 50\npoll pop.example.org user alice password pw\n"
+        let toml = try FetchmailrcImporter.convert(rc, source: "t")
+        let account = try #require(try Self.parse(toml).accounts.first, "\(toml)")
+        #expect(account.server.timeout == 60, "\(toml)")
+        #expect(account.retention.fetchLimit == 50, "\(toml)")
+        #expect(toml.contains("# fetchmail: set syslog: popfetch logs to stderr"), "\(toml)")
+        // A `set` with a value still takes it.
+        let logfile = try FetchmailrcImporter.convert("set logfile /var/log/fm\n" + rc, source: "t")
+        #expect(logfile.contains("set logfile /var/log/fm: no popfetch equivalent"), "\(logfile)")
+        #expect(try Self.parse(logfile).accounts.first?.server.timeout == 60)
+    }
+
+    @Test("multidrop (`is * here`): the account is written disabled with the reason, never recipient \"*\"")
+    func multidrop() throws {
+        let toml = try FetchmailrcImporter.convert(
+            "poll pop.example.org user alice password pw is * here\n", source: "t")
+        #expect(!toml.contains("\"*\""), "\(toml)")
+        #expect(toml.contains("multidrop"), "\(toml)")
+        let account = try #require(try Self.parse(toml).accounts.first)
+        #expect(!account.enabled)
+        // And a config that names "*" as a recipient is refused at load.
+        let refused = #expect(throws: ConfigurationError.self) {
+            try Self.parse(
+                "[[account]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nmda = \"/bin/cat\"\n"
+                    + "recipient = [\"*\"]\n")
+        }
+        #expect(refused?.key == "recipient" && refused?.line == 7, "\(String(describing: refused))")
+    }
+
+    @Test("an option without an equivalent is one comment with its arguments; `interval 2` is every 2nd cycle")
+    func optionArguments() throws {
+        let rc = """
+            poll pop.example.org interval 2 antispam 571 550 501 preconnect "ssh -f -L 1110:h:110 gw sleep 5"
+              user alice password pw envelope X-Envelope-To
+            """
+        let toml = try FetchmailrcImporter.convert(rc, source: "t")
+        #expect(toml.contains("# fetchmail: antispam 571 550 501: no popfetch equivalent"), "\(toml)")
+        #expect(
+            toml.contains("# fetchmail: preconnect \"ssh -f -L 1110:h:110 gw sleep 5\": no popfetch equivalent"),
+            "\(toml)")
+        #expect(toml.contains("# fetchmail: envelope X-Envelope-To: no popfetch equivalent"), "\(toml)")
+        #expect(toml.contains("every 2nd cycle"), "\(toml)")
+        #expect(!toml.contains("# fetchmail: 571"), "one comment per option, not per word:\n\(toml)")
+        #expect(try Self.parse(toml).accounts.count == 1)
+        #expect(FetchmailrcImporter.ordinal(1) == "1st" && FetchmailrcImporter.ordinal(12) == "12th")
+        #expect(FetchmailrcImporter.ordinal(23) == "23rd" && FetchmailrcImporter.ordinal(111) == "111th")
+    }
+
+    @Test("-o writes a new 0600 file and never overwrites one")
+    func outputFile() throws {
+        let dir = try makeTempDirectory("import-o")
+        let rc = dir + "/rc"
+        try "poll pop.example.org user alice password secret\n".write(toFile: rc, atomically: true, encoding: .utf8)
+        let out = dir + "/config.toml"
+        let r = try popfetch(["import-fetchmailrc", rc, "-o", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+        var st = stat()
+        #expect(stat(out, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let again = try popfetch(["import-fetchmailrc", rc, "-o", out])
+        #expect(again.status == 78, "\(again.stderr)")
+        #expect(again.stderr.contains("exists already"), "\(again.stderr)")
+    }
 }
