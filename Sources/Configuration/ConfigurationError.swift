@@ -4,6 +4,9 @@ public struct ConfigurationError: Error, Hashable, Sendable, CustomStringConvert
     public var line: Int?
     public var key: String?
     public var message: String
+    /// The other errors found in the same file, after this one (a configuration is checked through, not stopped at
+    /// its first error): each account's unknown keys and wrong values, and the following accounts'.
+    public var more: [ConfigurationError] = []
 
     public init(file: String, line: Int?, key: String?, message: String) {
         self.file = file

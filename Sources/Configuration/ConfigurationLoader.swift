@@ -121,11 +121,20 @@ public struct ConfigurationLoader: Sendable {
             guard let array = a.array else {
                 throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
             }
+            var errors: [ConfigurationError] = []
             for i in 0..<array.count {
                 guard let t = array[i].table else {
                     throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
                 }
-                let account = try self.account(t, number: i, defaults: defaults, ctx: ctx)
+                let account: AccountConfiguration
+                do {
+                    account = try self.account(t, number: i, defaults: defaults, ctx: ctx)
+                } catch let e as ConfigurationError {
+                    // Every account is read, so that one run of `config check` reports every error.
+                    errors.append(e)
+                    errors.append(contentsOf: e.more)
+                    continue
+                }
                 if let prior = byName[account.name].map({ accounts[$0] }) {
                     throw ctx.error(
                         .account(i), key: "name",
@@ -144,6 +153,14 @@ public struct ConfigurationLoader: Sendable {
                 byStateKey[account.stateKey] = accounts.count
                 accounts.append(account)
             }
+            if var first = errors.first {
+                first.more = Array(errors.dropFirst()).map { e in
+                    var e = e
+                    e.more = []
+                    return e
+                }
+                throw first
+            }
         }
         return Configuration(path: path, global: global, accounts: accounts)
     }
@@ -153,26 +170,49 @@ public struct ConfigurationLoader: Sendable {
     private func account(
         _ t: TOMLTable, number i: Int, defaults: [String: TOMLValue], ctx: Context
     ) throws -> AccountConfiguration {
+        var errors: [ConfigurationError] = []
         for key in t.keys where !AccountKeys.names.contains(key) {
-            throw ctx.error(.account(i), key: key, "unknown key" + Self.suggestion(key, AccountKeys.names))
+            errors.append(ctx.error(.account(i), key: key, "unknown key" + Self.suggestion(key, AccountKeys.names)))
         }
         let r = AccountReader(table: t, defaults: defaults, number: i, context: ctx)
-
-        let name = try r.required("name", try r.string("name"))
-        if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
-            throw r.error("name", "must be non-empty, without spaces or '/'")
+        // The keys the others depend on (identity, secret, delivery) stop the account at their first error; every
+        // other key is read, and its error collected.
+        func collected(_ e: ConfigurationError) -> ConfigurationError {
+            var first = errors.first ?? e
+            first.more = Array(errors.dropFirst()) + (errors.isEmpty ? [] : [e])
+            return first
         }
-        let host = try r.required("host", try r.string("host"))
-        if host.isEmpty { throw r.error("host", "must not be empty") }
-        let user = try r.required("user", try r.string("user"))
-        if user.isEmpty { throw r.error("user", "must not be empty") }
-        var account = AccountConfiguration(
-            name: name, line: ctx.index.accountLine(i) ?? 0, server: .init(host: host),
-            authentication: .init(user: user, password: try self.password(r, host: host, user: user)),
-            delivery: .init(method: try Self.deliveryMethod(r), recipients: try self.recipients(r)))
 
-        for key in AccountKeys.table { try key.read?(&account, r) }
+        var account: AccountConfiguration
+        do {
+            let name = try r.required("name", try r.string("name"))
+            if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
+                throw r.error("name", "must be non-empty, without spaces or '/'")
+            }
+            let host = try r.required("host", try r.string("host"))
+            if host.isEmpty { throw r.error("host", "must not be empty") }
+            let user = try r.required("user", try r.string("user"))
+            if user.isEmpty { throw r.error("user", "must not be empty") }
+            account = AccountConfiguration(
+                name: name, line: ctx.index.accountLine(i) ?? 0, server: .init(host: host),
+                authentication: .init(user: user, password: try self.password(r, host: host, user: user)),
+                delivery: .init(method: try Self.deliveryMethod(r), recipients: try self.recipients(r)))
+        } catch let e as ConfigurationError {
+            throw collected(e)
+        }
 
+        for key in AccountKeys.table {
+            do {
+                try key.read?(&account, r)
+            } catch let e as ConfigurationError {
+                errors.append(e)
+            }
+        }
+        if let first = errors.first {
+            var e = first
+            e.more = Array(errors.dropFirst())
+            throw e
+        }
         try Self.checkRules(account, r)
         return account
     }

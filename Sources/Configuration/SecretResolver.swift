@@ -12,6 +12,13 @@ public enum SecretResolver {
         case .literal(let s):
             return s
         case .file(let path):
+            // As ~/.netrc and the config itself: a secret others can read is refused, not used.
+            var st = stat()
+            if stat(path, &st) == 0 && st.st_mode & 0o077 != 0 {
+                throw SecretError(
+                    "\(account): password_file \(path) can be read by others "
+                        + "(mode \(String(st.st_mode & 0o777, radix: 8))): chmod 600 \(path)")
+            }
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw SecretError("\(account): password_file \(path) cannot be read")
             }

@@ -162,7 +162,18 @@ extension Popfetch {
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals)
                 let config = try g.loadConfiguration()
-                print(ConfigurationSummary.render(config, statePath: g.statePath))
+                // What a poll would refuse or fail on at run time, said now.
+                let environment = ProcessInfo.processInfo.environment
+                let problems = config.accounts.flatMap { Preflight.problems($0, environment: environment) }
+                print(ConfigurationSummary.render(config, statePath: g.statePath, problems: problems.count))
+                if config.accounts.isEmpty {
+                    writeStderr("popfetch: warning: \(config.path) has no [[account]]: there is nothing to poll\n")
+                }
+                for p in problems {
+                    let line = config.accounts.first { $0.name == p.account }?.line
+                    writeStderr("popfetch: \(config.path)\(line.map { ":\($0)" } ?? ""): \(p)\n")
+                }
+                if !problems.isEmpty { throw CommandExit(status: .config) }
             }
         }
 

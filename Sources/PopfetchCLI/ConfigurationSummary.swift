@@ -5,9 +5,13 @@ import SystemSupport
 
 /// The human-readable form of a validated configuration, for `popfetch config check`. Never prints a secret.
 enum ConfigurationSummary {
-    static func render(_ c: Configuration, statePath: String) -> String {
+    static func render(_ c: Configuration, statePath: String, problems: Int = 0) -> String {
         var lines: [String] = []
-        lines.append("\(c.path): OK, \(c.accounts.count) account\(c.accounts.count == 1 ? "" : "s")")
+        let accounts = "\(c.accounts.count) account\(c.accounts.count == 1 ? "" : "s")"
+        lines.append(
+            problems == 0
+                ? "\(c.path): OK, \(accounts)"
+                : "\(c.path): \(accounts), \(problems) problem\(problems == 1 ? "" : "s") a poll would meet (below)")
         lines.append("state: \(statePath)")
         lines.append("max_concurrent_polls = \(c.global.maxConcurrentPolls)")
         for a in c.accounts {
@@ -25,6 +29,16 @@ enum ConfigurationSummary {
             }
             lines.append("  auth           \(a.authentication.method.rawValue)")
             lines.append("  secret         \(a.authentication.password)")
+            if let command = a.authentication.oauthTokenCommand {
+                lines.append("  oauth_token_command \(command.debugDescription)")
+            }
+            if let o = a.authentication.oauth {
+                lines.append("  oauth          token_url \(o.tokenURL), client_id \(o.clientID.debugDescription)")
+                if let d = o.deviceURL { lines.append("                 device_url \(d)") }
+                if let s = o.scope { lines.append("                 scope \(s.debugDescription)") }
+                if let s = o.clientSecret { lines.append("                 client secret: \(s)") }
+            }
+            lines.append("  interval       \(Units.formatDuration(a.schedule.interval))")
             lines.append(
                 "  keep           \(a.retention.keep)\(a.retention.deleteAfter.map { ", delete_after \(Units.formatDuration($0))" } ?? "")"
             )
@@ -45,6 +59,11 @@ enum ConfigurationSummary {
                 lines.append("  maildir        \(path)")
             case .smtp(let t):
                 lines.append("  smtp           \(t) (smtp_tls \(a.delivery.relay.tls.rawValue))")
+                if let user = a.delivery.relay.user {
+                    lines.append(
+                        "  smtp_user      \(user.debugDescription), \(a.delivery.relay.password.map { "\($0)" } ?? "no password")"
+                    )
+                }
                 lines.append("                 on_permanent_failure \(a.delivery.onPermanentFailure.rawValue)")
             case .lmtp(let t):
                 lines.append("  lmtp           \(t)")

@@ -46,6 +46,8 @@ public struct Popfetch: AsyncParsableCommand {
             return e.status.rawValue
         } catch let e as ConfigurationError {
             Self.printError(e.description)
+            for other in e.more { Self.printError(other.description) }
+            if !e.more.isEmpty { Self.printError("\(e.more.count + 1) errors") }
             return ExitStatus.config.rawValue
         } catch let e as StateError {
             Self.printError(e.description)

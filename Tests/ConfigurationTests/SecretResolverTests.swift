@@ -19,8 +19,22 @@ struct SecretResolverTests {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
             defer { unlink(path) }
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            chmod(path, 0o600)
             let secret = try await SecretResolver.resolve(.file(path), account: "a")
             #expect(secret == expected, "\(text.debugDescription)")
+        }
+    }
+
+    @Test("password_file readable by others is refused, as ~/.netrc is: the error says chmod 600")
+    func passwordFileOpen() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
+        defer { unlink(path) }
+        try Data("secret\n".utf8).write(to: URL(fileURLWithPath: path))
+        chmod(path, 0o640)
+        await #expect {
+            _ = try await SecretResolver.resolve(.file(path), account: "a")
+        } throws: { error in
+            "\(error)".contains("can be read by others (mode 640): chmod 600") && !"\(error)".contains("secret")
         }
     }
 
