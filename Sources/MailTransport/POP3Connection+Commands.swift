@@ -169,6 +169,32 @@ extension POP3Connection {
         }
     }
 
+    /// The TLS version negotiated (`TLS 1.3`), nil on a clear connection.
+    public func tlsVersion() async throws -> String? {
+        guard self.isEncrypted else { return nil }
+        let channel = self.channel
+        return try await channel.eventLoop.submit { () -> String? in
+            guard let version = try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).tlsVersion
+            else { return nil }
+            switch version {
+            case .tlsv1: return "TLS 1.0"
+            case .tlsv11: return "TLS 1.1"
+            case .tlsv12: return "TLS 1.2"
+            case .tlsv13: return "TLS 1.3"
+            }
+        }.get()
+    }
+
+    /// The certificate the server presented (verified, on a connection that is not inspect-only), nil on a clear one.
+    public func peerCertificate() async throws -> CertificateSummary? {
+        guard self.isEncrypted else { return nil }
+        let channel = self.channel
+        return try await channel.eventLoop.submit { () -> CertificateSummary? in
+            guard let cert = try channel.pipeline.syncOperations.nioSSL_peerCertificate() else { return nil }
+            return CertificateSummary(cert, fingerprint: Array(SHA256.hash(data: try cert.toDERBytes())))
+        }.get()
+    }
+
     /// QUIT: on success in TRANSACTION state the server runs the UPDATE state and removes messages marked deleted.
     public func quit() async throws -> StatusLine {
         try await self.execute(.quit)

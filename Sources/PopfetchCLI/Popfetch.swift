@@ -19,7 +19,7 @@ public struct Popfetch: AsyncParsableCommand {
         version: Popfetch.versionLine,
         subcommands: [
             Poll.self, Daemon.self, Status.self, Check.self, Wake.self, ConfigCommand.self, Retry.self,
-            ImportFetchmailrc.self, OAuth.self, MarkSeen.self, FetchAll.self, Forget.self,
+            ImportFetchmailrc.self, OAuth.self, MarkSeen.self, FetchAll.self, Forget.self, Serverinfo.self,
         ]
     )
 

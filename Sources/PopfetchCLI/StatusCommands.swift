@@ -83,6 +83,27 @@ extension Popfetch {
     }
 
     /// `popfetch check`: log in and report how many new messages wait, without fetching.
+    /// `popfetch serverinfo`: `check --capabilities` under mpop's name for it.
+    struct Serverinfo: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print what each server announces (CAPA, SASL, EXPIRE, LOGIN-DELAY, TLS), without logging in.")
+
+        @OptionGroup var globals: GlobalOptions
+        @ParentCommand var root: Popfetch
+
+        @Option(name: .long, help: "Only this account (repeatable).")
+        var account: [String] = []
+
+        func run() async throws {
+            let g = self.globals.merged(with: self.root.globals)
+            let logger = try g.makeLogger()
+            let config = try g.loadConfiguration()
+            let selected = try PollRound.select(config, names: self.account, logger: logger)
+            let status = await Check.serverInfo(selected, g: g, logger: logger)
+            if status != .ok { throw CommandExit(status: status) }
+        }
+    }
+
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Log in to each account and report how many new messages wait, without fetching anything.",
@@ -97,11 +118,21 @@ extension Popfetch {
         @Flag(name: .long, help: "Print each server's certificate (names, validity, SHA-256 fingerprint for pinning).")
         var showCertificate = false
 
+        @Flag(
+            name: .long,
+            help: "Print what each server announces (CAPA, SASL, EXPIRE, LOGIN-DELAY, TLS), without logging in.")
+        var capabilities = false
+
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
             let selected = try PollRound.select(config, names: self.account, logger: logger)
+            if self.capabilities {
+                let status = await Self.serverInfo(selected, g: g, logger: logger)
+                if status != .ok { throw CommandExit(status: status) }
+                return
+            }
             if self.showCertificate {
                 for a in selected where a.server.tls != .none {
                     do {
@@ -133,6 +164,28 @@ extension Popfetch {
             let worst = ExitStatus.mostSerious(statuses)
             if worst != .ok { throw CommandExit(status: worst) }
             if total == 0 { throw ExitCode(1) }
+        }
+
+        /// `check --capabilities` / `serverinfo`: each account's server, as it announces itself before login.
+        static func serverInfo(_ accounts: [AccountConfiguration], g: GlobalOptions, logger: Logger) async
+            -> ExitStatus
+        {
+            var statuses: [ExitStatus] = []
+            for a in accounts {
+                print("\(a.name): \(a.server.host):\(a.server.port) (tls \(a.server.tls.rawValue))")
+                // No state is read or written: a poller without a store's records.
+                do {
+                    let store = try g.openStore()
+                    let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
+                    let info = try await AccountPoller(account: a, environment: env, checkOnly: true).serverInfo()
+                    for line in info.lines { print("  " + line) }
+                } catch {
+                    let e = AccountPoller.classify(error)
+                    print("  error: \(e.message)")
+                    statuses.append(e.exitCode)
+                }
+            }
+            return ExitStatus.mostSerious(statuses)
         }
 
         static func day(_ d: Date) -> String {

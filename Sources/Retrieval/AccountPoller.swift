@@ -177,7 +177,9 @@ public struct AccountPoller: Sendable {
 
     // MARK: - The session
 
-    private func run(_ report: inout PollReport) async throws {
+    /// The TLS context of the account's POP3 connections: verification (full, or the pinned fingerprint), its
+    /// ca_file, minimum version and client certificate. nil for tls = "none".
+    func makeTLSContext() throws -> NIOSSLContext? {
         let account = self.account
         let tlsContext: NIOSSLContext?
         if account.server.tls == .none {
@@ -201,11 +203,23 @@ public struct AccountPoller: Sendable {
                     .config, "\(account.name): cannot set up TLS (ca_file \(account.server.caFile ?? "-")): \(error)")
             }
         }
+        return tlsContext
+    }
+
+    /// Where and how the account's POP3 connections go.
+    var endpoint: POP3Endpoint {
         var endpoint = POP3Endpoint(
-            host: account.server.host, port: account.server.port, tls: account.server.tls,
-            timeout: .seconds(Int64(account.server.timeout)),
-            pinnedFingerprint: account.server.fingerprint)
-        endpoint.sessionTimeout = .seconds(Int64(account.server.pollTimeout))
+            host: self.account.server.host, port: self.account.server.port, tls: self.account.server.tls,
+            timeout: .seconds(Int64(self.account.server.timeout)),
+            pinnedFingerprint: self.account.server.fingerprint)
+        endpoint.sessionTimeout = .seconds(Int64(self.account.server.pollTimeout))
+        return endpoint
+    }
+
+    private func run(_ report: inout PollReport) async throws {
+        let account = self.account
+        let tlsContext = try self.makeTLSContext()
+        let endpoint = self.endpoint
         self.logger.debug(
             "connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
         let start = report

@@ -43,4 +43,29 @@ struct ProtocolTraceTests {
             #expect(r.stderr.contains(line), "trace line \(line.debugDescription) missing:\n\(r.stderr)")
         }
     }
+
+    @Test("check --capabilities (serverinfo): greeting, TLS version and certificate, CAPA before and after STLS")
+    func serverInfo() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(tls: "starttls")
+        let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "check", "--capabilities"])
+        #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
+        for line in [
+            "test: 127.0.0.1:", "(tls starttls)", "  greeting       +OK", "  TLS            TLS 1.",
+            "certificate verified", "  certificate    names: ", "fingerprint sha256:", "  capabilities   ",
+            "  before STLS    ", "STLS", "  SASL           ", "PLAIN", "  PIPELINING     yes", "  EXPIRE         ",
+            "  LOGIN-DELAY    ",
+        ] {
+            #expect(r.stdout.contains(line), "\(line.debugDescription) missing:\n\(r.stdout)")
+        }
+        let alias = try popfetch(["--config", f.configPath, "--state", f.statePath, "serverinfo"])
+        // The same, but for the greeting (its APOP timestamp differs per connection).
+        let withoutGreeting = { (s: String) in s.split(separator: "\n").filter { !$0.contains("greeting") } }
+        #expect(alias.status == 0 && withoutGreeting(alias.stdout) == withoutGreeting(r.stdout), "\(alias.stdout)")
+        // A server that cannot be reached: said, with its exit status.
+        try f.writeConfig(port: try freePort())
+        let down = try popfetch(["--config", f.configPath, "--state", f.statePath, "serverinfo"])
+        #expect(down.status == 69)
+        #expect(down.stdout.contains("error: connection refused by 127.0.0.1:"), "\(down.stdout)")
+    }
 }
