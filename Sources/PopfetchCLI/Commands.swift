@@ -29,7 +29,9 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "Poll only this account (repeatable). A disabled account named here is polled.")
+        @Option(
+            name: .long, help: "Poll only this account (repeatable). A disabled account named here is polled.",
+            completion: .accountNames)
         var account: [String] = []
 
         @Flag(
@@ -207,7 +209,7 @@ extension Popfetch {
                 abstract: "Authorize popfetch for an account (OAuth2 device flow) and store its refresh token.")
             @OptionGroup var globals: GlobalOptions
             @ParentCommand var parent: OAuth
-            @Option(name: .long, help: "The account.") var account: String
+            @Option(name: .long, help: "The account.", completion: .accountNames) var account: String
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
@@ -232,7 +234,7 @@ extension Popfetch {
                 abstract: "Store a refresh token (read from standard input) for an account.")
             @OptionGroup var globals: GlobalOptions
             @ParentCommand var parent: OAuth
-            @Option(name: .long, help: "The account.") var account: String
+            @Option(name: .long, help: "The account.", completion: .accountNames) var account: String
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
@@ -310,7 +312,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "The account whose failed messages to retry.")
+        @Option(name: .long, help: "The account whose failed messages to retry.", completion: .accountNames)
         var account: String
 
         func run() async throws {
@@ -338,7 +340,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "The paused account.")
+        @Option(name: .long, help: "The paused account.", completion: .accountNames)
         var account: String
 
         func run() async throws {
@@ -355,7 +357,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "The paused account.")
+        @Option(name: .long, help: "The paused account.", completion: .accountNames)
         var account: String
 
         func run() async throws {
@@ -392,7 +394,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "The account whose records to forget.")
+        @Option(name: .long, help: "The account whose records to forget.", completion: .accountNames)
         var account: String
 
         @Option(name: .long, help: "Forget only the message with this UIDL (repeatable), as the logs show it.")

@@ -67,7 +67,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "Only this account.")
+        @Option(name: .long, help: "Only this account.", completion: .accountNames)
         var account: String?
 
         func run() async throws {

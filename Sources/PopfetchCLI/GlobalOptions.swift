@@ -5,10 +5,13 @@ import SystemSupport
 
 /// Options accepted before or after any subcommand.
 public struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "Configuration file (default: $XDG_CONFIG_HOME/popfetch/config.toml).")
+    @Option(
+        name: .long, help: "Configuration file (default: $XDG_CONFIG_HOME/popfetch/config.toml).",
+        completion: .file(extensions: ["toml"]))
     var config: String?
 
-    @Option(name: .long, help: "State database (default: $XDG_STATE_HOME/popfetch/state.sqlite).")
+    @Option(
+        name: .long, help: "State database (default: $XDG_STATE_HOME/popfetch/state.sqlite).", completion: .file())
     var state: String?
 
     @Flag(name: [.short, .long], help: "Log more (debug level).")
@@ -17,7 +20,9 @@ public struct GlobalOptions: ParsableArguments {
     @Flag(name: [.short, .long], help: "Log only errors.")
     var quiet = false
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    @Option(
+        name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.",
+        completion: .list(["trace", "debug", "info", "notice", "warning", "error", "critical"]))
     var logLevel: String?
 
     public init() {}
@@ -53,5 +58,17 @@ public struct GlobalOptions: ParsableArguments {
         var logger = Logger(label: "popfetch") { label in StderrLogHandler(label: label) }
         logger.logLevel = try self.level()
         return logger
+    }
+}
+
+extension CompletionKind {
+    /// The account names of the configuration the command line names (`--config`), else of the default one.
+    static var accountNames: CompletionKind {
+        .custom { words, _, prefix in
+            var path = Paths.defaultConfigFile()
+            if let i = words.firstIndex(of: "--config"), i + 1 < words.count { path = Paths.expandTilde(words[i + 1]) }
+            guard let config = try? ConfigurationLoader(checkPermissions: false).load(path: path) else { return [] }
+            return config.accounts.map(\.name).filter { $0.hasPrefix(prefix) }
+        }
     }
 }

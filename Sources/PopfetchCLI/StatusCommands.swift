@@ -29,7 +29,7 @@ extension Popfetch {
         @Flag(name: .long, help: "Print JSON instead of a table.")
         var json = false
 
-        @Option(name: .long, help: "Only this account.")
+        @Option(name: .long, help: "Only this account.", completion: .accountNames)
         var account: String?
 
         @Option(name: .long, help: "Show the last N polls of the account given with --account.")
@@ -91,7 +91,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "Only this account (repeatable).")
+        @Option(name: .long, help: "Only this account (repeatable).", completion: .accountNames)
         var account: [String] = []
 
         func run() async throws {
@@ -112,7 +112,7 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        @Option(name: .long, help: "Check only this account (repeatable).")
+        @Option(name: .long, help: "Check only this account (repeatable).", completion: .accountNames)
         var account: [String] = []
 
         @Flag(name: .long, help: "Print each server's certificate (names, validity, SHA-256 fingerprint for pinning).")

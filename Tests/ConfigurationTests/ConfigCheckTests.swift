@@ -81,4 +81,27 @@ struct ConfigCheckTests {
         #expect(r.status == 0)
         #expect(r.stderr.contains("warning") && r.stderr.contains("nothing to poll"), "\(r.stderr)")
     }
+
+    @Test("completions: account names from the config the command line names, log levels, files")
+    func completions() throws {
+        let dir = try makeTempDirectory("completion")
+        let path = dir + "/config.toml"
+        try
+            (Self.account("work", "password = \"p\"\nmda = \"/bin/cat\"")
+            + Self.account("home", "password = \"p\"\nmda = \"/bin/cat\"")).write(
+                toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o600)
+        // What the generated bash script runs for `popfetch --config PATH poll --account w<TAB>`.
+        let r = try popfetch([
+            "---completion", "poll", "--", "--account", "4", "1", "popfetch", "--config", path, "poll", "--account",
+            "w",
+        ])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.split(separator: "\n") == ["work"], "\(r.stdout)")
+        let bash = try popfetch(["--generate-completion-script", "bash"])
+        #expect(bash.stdout.contains("---completion forget -- --account"), "account names for forget")
+        #expect(bash.stdout.contains("'trace'$'\\n''debug'$'\\n''info'"), "log levels")
+        let zsh = try popfetch(["--generate-completion-script", "zsh"])
+        #expect(zsh.stdout.contains("--config[") && zsh.stdout.contains(":_files"), "file names for --config")
+    }
 }
