@@ -1,5 +1,6 @@
 public import ArgumentParser
 import Configuration
+import Foundation
 import Logging
 import SystemSupport
 
@@ -25,6 +26,9 @@ public struct GlobalOptions: ParsableArguments {
         completion: .list(["trace", "debug", "info", "notice", "warning", "error", "critical"]))
     var logLevel: String?
 
+    @Flag(name: .long, help: "Log to the system log (facility mail) instead of stderr.")
+    var syslog = false
+
     public init() {}
 
     /// Merges the options given before the subcommand (`parent`) with those given after it (`self`).
@@ -36,6 +40,7 @@ public struct GlobalOptions: ParsableArguments {
         m.verbose = self.verbose || parent.verbose
         m.quiet = self.quiet || parent.quiet
         m.logLevel = self.logLevel ?? parent.logLevel
+        m.syslog = self.syslog || parent.syslog
         return m
     }
 
@@ -55,7 +60,14 @@ public struct GlobalOptions: ParsableArguments {
     }
 
     func makeLogger() throws -> Logger {
-        var logger = Logger(label: "popfetch") { label in StderrLogHandler(label: label) }
+        var logger: Logger
+        if self.syslog {
+            let path = ProcessInfo.processInfo.environment["POPFETCH_SYSLOG_SOCKET"] ?? "/dev/log"
+            let socket = SyslogSocket(path: path)
+            logger = Logger(label: "popfetch") { label in SyslogLogHandler(label: label, socket: socket) }
+        } else {
+            logger = Logger(label: "popfetch") { label in StderrLogHandler(label: label) }
+        }
         logger.logLevel = try self.level()
         return logger
     }
