@@ -85,7 +85,8 @@ extension SMTPDeliverer {
         }
     }
 
-    static let stoppedDuringSetup = "popfetch was asked to stop while the MTA session was being set up"
+    /// Why a message is deferred when popfetch is stopped while the MTA session is set up (a notice, not an error).
+    public static let stoppedDuringSetup = "popfetch was asked to stop while the MTA session was being set up"
 
     /// Runs `body`; while `setup` is setting up, a stop request (looked at every 100 ms) abandons it.
     nonisolated func abandoningOnStop(_ setup: SessionSetup, _ body: () async throws -> Void) async throws {

@@ -376,6 +376,18 @@ public struct AccountPoller: Sendable {
             return true
         }
         let why = outcomes.first.map { "\($0.result)" } ?? "no answer"
+        let temporary = outcomes.allSatisfy {
+            if case .temporaryFailure = $0.result { return true }
+            return false
+        }
+        if temporary && self.environment.stopRequested() {
+            // Not refused: popfetch is stopping (the MTA session for the bounce was abandoned while being set up).
+            // The message is not marked failed; the next poll rejects and bounces it again.
+            self.logger.notice(
+                "stopping before the bounce to \(to) was sent; message kept on the server for the next poll",
+                metadata: ["uid": "\(uid)"])
+            return false
+        }
         self.logger.error(
             "the bounce to \(to) was not accepted either (\(why)); message kept on the server and marked failed",
             metadata: ["uid": "\(uid)"])

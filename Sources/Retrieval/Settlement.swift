@@ -92,7 +92,9 @@ public struct Settlement: Hashable, Sendable {
                 disposition = .keepOnServer
                 self.writes.append(
                     .deliveryFailure(error: why, countsTowardLimit: false, maxAttempts: policy.maxAttempts))
-                self.log.append(LogLine(level: .error, text: "delivery deferred, message kept on the server: \(why)"))
+                // Deferred by a stop (SIGTERM, the daemon shutting down) is the normal course, not a failure.
+                let level: LogLine.Level = why == SMTPDeliverer.stoppedDuringSetup ? .notice : .error
+                self.log.append(LogLine(level: level, text: "delivery deferred, message kept on the server: \(why)"))
             case .failure(let why):
                 count = .failed
                 failedCounted = true

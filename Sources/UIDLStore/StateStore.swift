@@ -54,18 +54,33 @@ public final class StateStore: Sendable {
     /// existing database (`migrating` not empty) first needs that lock exclusively, waited for up to 5 s: no other
     /// process may have the file open, because one started by an older popfetch (a daemon left running across an
     /// upgrade) would go on using it with the statements and assumptions of the old schema. Such an upgrade is
-    /// refused as busy (try again) with what to do. Every process that opens the database takes the lock, so the
-    /// guard holds against a popfetch from this version on. -1 when the file cannot be made (a read-only
-    /// directory: the database itself then fails with its own path).
+    /// refused as busy (try again) with what to do. Every process that opens the database takes the lock; one that
+    /// does not (a popfetch from before this lock, sqlite3) is seen by SQLite's own lock (``openElsewhere(_:)``).
+    /// -1 when the file cannot be made and nothing is to be upgraded; an upgrade is then refused.
     static func holdInUse(_ path: String, migrating: [String]) throws -> Int32 {
         let fd = open(path + ".inuse", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return -1 }
+        guard fd >= 0 else {
+            // Without the file the upgrade cannot tell whether another process uses the database: refused, loudly
+            // (a read-only directory fails before this, on the database itself).
+            guard migrating.isEmpty else {
+                throw StateError(
+                    path: path,
+                    message: "needs upgrading to this popfetch's schema, but \(path).inuse cannot be opened "
+                        + "(\(String(cString: strerror(errno)))): make it the database owner's, or remove it")
+            }
+            return -1
+        }
         if !migrating.isEmpty {
             var alone = false
             for _ in 0..<100 {
                 if flock(fd, LOCK_EX | LOCK_NB) == 0 {
-                    alone = true
-                    break
+                    // The lock only sees popfetch processes from this version on; SQLite's own lock sees any
+                    // process that has the file open (a daemon started by an older popfetch, sqlite3, ...).
+                    if !Self.openElsewhere(path) {
+                        alone = true
+                        break
+                    }
+                    flock(fd, LOCK_UN)
                 }
                 usleep(50_000)
             }
@@ -87,6 +102,37 @@ public final class StateStore: Sendable {
         }
         close(fd)
         throw StateError(path: path, message: "another process holds \(path).inuse exclusively", isBusy: true)
+    }
+
+    /// Whether a process other than this one has the database open. Every SQLite connection to a database in WAL
+    /// mode holds a read lock on byte 128 of `<path>-shm` (its "DMS" slot) for as long as it is open, whichever
+    /// program or popfetch version it is. Read from /proc/locks rather than by opening `-shm` here: closing a
+    /// descriptor of a file drops every POSIX lock this process holds on it, SQLite's own included. False when
+    /// there is no `-shm` file (nobody has it open in WAL mode) or /proc/locks cannot be read.
+    static func openElsewhere(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path + "-shm", &st) == 0,
+            let table = try? String(contentsOfFile: "/proc/locks", encoding: .utf8)
+        else { return false }
+        let dev = UInt64(st.st_dev)
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)
+        let minor = (dev & 0xff) | ((dev >> 12) & ~0xff)
+        func hex2(_ v: UInt64) -> String {
+            let h = String(v, radix: 16)
+            return h.count < 2 ? "0" + h : h
+        }
+        let file = "\(hex2(major)):\(hex2(minor)):\(UInt64(st.st_ino))"
+        let me = String(getpid())
+        for line in table.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard let i = fields.firstIndex(where: { $0 == file }), i > 0, i + 2 < fields.count
+            else { continue }
+            if fields[i - 1] == me { continue }
+            let start = UInt64(fields[i + 1]) ?? UInt64.max
+            let end = fields[i + 2] == "EOF" ? UInt64.max : (UInt64(fields[i + 2]) ?? 0)
+            if start <= 128 && 128 <= end { return true }
+        }
+        return false
     }
 
     /// A database a newer popfetch has migrated further is refused, not used: this version does not know what the

@@ -167,4 +167,42 @@ struct PollStopTests {
         #expect(try f.delivered().count == 2)
         #expect(f.user.messageCount() == 0)
     }
+
+    @Test(
+        "SIGTERM while the session for a bounce is being set up: the refused message is not marked failed",
+        .fault(
+            .process,
+            "`popfetch poll` sent SIGTERM while the MTA (SMTP) has not greeted the connection that is to carry a "
+                + "bounce (on_permanent_failure = bounce; the message refused 554, the connection closed)",
+            expect: "exit 75; no bounce; the message kept and not marked failed: the next poll delivers it"))
+    func stopBeforeBounceSession() throws {
+        let f = try PopfetchFixture()
+        let smtp = try ScriptedServer.start(.smtp, mode: "reject-then-no-greeting", in: f)
+        defer { smtp.stop() }
+        try f.user.deliver([Corpus.message(1, seed: 173, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(smtp.port)\"\nrecipient = \"x@mail.test\"\n"
+                + "on_permanent_failure = \"bounce\"\nbounce_to = \"postmaster@mail.test\"",
+            mda: "", timeout: "60s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        let connections = smtp.output + "/connections"
+        #expect(
+            eventually(30) { (try? String(contentsOfFile: connections, encoding: .utf8)) == "2" },
+            "the bounce's connection never came")
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 30)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 75, "\(stderr)")
+        #expect(!stderr.contains("marked failed"), "\(stderr)")
+        #expect(f.user.messageCount() == 1, "kept on the server\n\(stderr)")
+        // Not marked failed: the next poll (an MDA that takes it) delivers it.
+        try f.writeConfig(timeout: "10s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 1, "\(r.stderr)")
+        #expect(f.user.messageCount() == 0)
+    }
 }

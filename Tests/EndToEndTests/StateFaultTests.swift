@@ -273,6 +273,47 @@ struct StateFaultTests {
         #expect(got.count == 1 && sameMessages(got, later), "only the new message: \(got.count) delivered")
     }
 
+    @Test(
+        "an upgrade of the state database waits while a process without the in-use lock has it open (an older popfetch)",
+        .fault(
+            .state, "state database of an older schema (v1) held open by a process that takes no .inuse lock",
+            expect: "exit 75 after 5 s saying what to restart; the schema untouched; upgraded once it is gone"))
+    func upgradeWhileOpenByOlderPopfetch() throws {
+        let f = try PopfetchFixture()
+        try Self.deliveredUnderSchemaV1(f)
+        // What a popfetch from before `.inuse` does while it runs: the database open in WAL mode, no lock file.
+        let holding = f.directory + "/holding"
+        let holder = try Child.spawn(
+            [
+                "/usr/bin/python3", "-c",
+                "import sqlite3, sys, time\n"
+                    + "db = sqlite3.connect(sys.argv[1])\n"
+                    + "db.execute('PRAGMA journal_mode=WAL').fetchall()\n"
+                    + "db.execute('SELECT * FROM grdb_migrations').fetchall()\n"
+                    + "open(sys.argv[2], 'w').close()\n"
+                    + "time.sleep(60)\n",
+                f.statePath, holding,
+            ], stdout: "/dev/null", stderr: "/dev/null")
+        var reaped = false
+        defer {
+            if !reaped {
+                kill(holder.pid, SIGKILL)
+                _ = holder.wait(timeout: 5)
+            }
+        }
+        #expect(eventually(10) { FileManager.default.fileExists(atPath: holding) })
+        let count = "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))"
+        let refused = try f.poll()
+        #expect(refused.status == 75, "\(refused.stderr)")
+        #expect(refused.stderr.contains("systemctl --user restart popfetch"), "\(refused.stderr)")
+        #expect(try Self.sql(f, count).stdout == "1\n", "the schema was left as it was")
+        kill(holder.pid, SIGKILL)
+        _ = holder.wait(timeout: 5)
+        reaped = true
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+    }
+
     /// Three messages delivered and kept on the server, then the state database rewritten as popfetch's first
     /// schema (v1) held their records.
     static func deliveredUnderSchemaV1(_ f: PopfetchFixture) throws {

@@ -16,6 +16,8 @@
     MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
       was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
     MODE no-greeting: connections are accepted and never greeted (a wedged MTA); each is held until the peer closes.
+    MODE reject-then-no-greeting: the first connection's first message is refused 554 after its final dot and the
+      connection closed; later connections are never greeted (as no-greeting).
     MODE drop-then-busy-once: the first connection is dropped in the middle of DATA, the second is greeted "421"
       and closed (an MTA restarting); later ones accept every message.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
@@ -42,7 +44,7 @@ def serve(conn, number):
     f = conn.makefile("rb")
     def send(line):
         conn.sendall(line.encode() + b"\r\n")
-    if mode == "no-greeting":
+    if mode == "no-greeting" or (mode == "reject-then-no-greeting" and number > 1):
         f.read()
         return
     if mode == "drop-then-busy-once" and number == 2:
@@ -116,6 +118,11 @@ def serve(conn, number):
             if mode == "early-250" and transactions == 1:
                 send("554 5.7.1 refused after the dot")
                 continue
+            if mode == "reject-then-no-greeting":
+                send("554 5.6.0 content refused")
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+                return
             if mode == "stall-after-dot":
                 time.sleep(3)
             if mode == "stall-after-dot-long":
