@@ -368,6 +368,13 @@ extension Popfetch {
     static func decide(_ g: GlobalOptions, account name: String, _ decision: MailboxState.Decision) throws {
         let a = try g.loadConfiguration().account(named: name)
         let store = try g.openStore()
+        guard try store.mailboxState(mailbox: a.mailbox).pausedReason != nil else {
+            // A usage error (EX_USAGE), not a failure of the state database.
+            writeStderr(
+                "popfetch: \(a.name) is not paused: mark-seen and fetch-all answer a flood-protection pause only "
+                    + "(see `popfetch status`)\n")
+            throw ExitCode(64)
+        }
         try store.decide(mailbox: a.mailbox, decision)
         switch decision {
         case .markSeen:

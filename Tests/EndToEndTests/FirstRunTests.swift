@@ -61,6 +61,11 @@ struct FirstRunTests {
         _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "fetch-all", "--account", "test"])
         #expect(try f.poll().status == 0)
         #expect(try f.delivered().count == 3)
+        // mark-seen on an account that is not paused: a usage error, said as such (it was exit 74, an I/O error).
+        let notPaused = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test",
+        ])
+        #expect(notPaused.status == 64 && notPaused.stderr.contains("test is not paused"), "\(notPaused.stderr)")
         let uids = try runProgram([
             "/usr/bin/python3", "-c",
             "import sqlite3, sys\nfor (u,) in sqlite3.connect(sys.argv[1]).execute('SELECT uidl FROM messages ORDER BY uidl'): print(u)",
