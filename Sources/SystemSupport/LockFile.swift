@@ -90,7 +90,7 @@ public final class LockFile: Sendable {
         } catch {
             throw LockError(path: path, message: "cannot create directory \(directory): \(error)")
         }
-        let fd = Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             throw LockError(path: path, message: "cannot open lock file: \(String(cString: strerror(errno)))")
         }

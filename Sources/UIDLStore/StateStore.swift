@@ -58,7 +58,7 @@ public final class StateStore: Sendable {
     /// does not (a popfetch from before this lock, sqlite3) is seen by SQLite's own lock (``openElsewhere(_:)``).
     /// -1 when the file cannot be made and nothing is to be upgraded; an upgrade is then refused.
     static func holdInUse(_ path: String, migrating: [String]) throws -> Int32 {
-        let fd = open(path + ".inuse", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        let fd = open(path + ".inuse", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             // Without the file the upgrade cannot tell whether another process uses the database: refused, loudly
             // (a read-only directory fails before this, on the database itself).
@@ -152,7 +152,7 @@ public final class StateStore: Sendable {
     /// An exclusive lock on `<path>.lock`, waited for up to 30 s; -1 when the file cannot be made (a read-only
     /// directory: opening then fails on the database itself, with its own path) or the wait ran out.
     static func lockForOpening(_ path: String) -> Int32 {
-        let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        let fd = open(path + ".lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return -1 }
         for _ in 0..<600 {
             if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }
