@@ -89,25 +89,36 @@ public struct ConfigurationLoader: Sendable {
         let index = LineIndex(table: table)
         let ctx = Context(path: path, index: index)
 
+        // Every error of the file is collected (root keys, [defaults], each account) and thrown together at the end.
+        var errors: [ConfigurationError] = []
         for key in table.keys where !Self.rootKeys.contains(key) {
-            throw ctx.error(
-                .root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys)))
+            errors.append(
+                ctx.error(.root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys))))
         }
         var global = GlobalSettings()  // its defaults, overridden by what the file sets
-        if let v = table["max_concurrent_polls"] {
-            global.maxConcurrentPolls = try ctx.positiveInt(v, section: .root, key: "max_concurrent_polls")
-        }
-        if let v = table["shutdown_grace"] {
-            global.shutdownGrace = try ctx.duration(v, section: .root, key: "shutdown_grace")
-        }
+        do {
+            if let v = table["max_concurrent_polls"] {
+                global.maxConcurrentPolls = try ctx.positiveInt(v, section: .root, key: "max_concurrent_polls")
+            }
+        } catch let e as ConfigurationError { errors.append(e) }
+        do {
+            if let v = table["shutdown_grace"] {
+                global.shutdownGrace = try ctx.duration(v, section: .root, key: "shutdown_grace")
+            }
+        } catch let e as ConfigurationError { errors.append(e) }
 
         var defaults: [String: TOMLValue] = [:]
         if let d = table["defaults"] {
             guard let dt = d.table else { throw ctx.error(.root, key: "defaults", "must be a table: [defaults]") }
             for key in dt.keys {
-                if key == "name" { throw ctx.error(.defaults, key: key, "an account name cannot be a default") }
+                if key == "name" {
+                    errors.append(ctx.error(.defaults, key: key, "an account name cannot be a default"))
+                    continue
+                }
                 guard Self.accountKeys.contains(key) else {
-                    throw ctx.error(.defaults, key: key, "unknown key" + Self.suggestion(key, Self.accountKeys))
+                    errors.append(
+                        ctx.error(.defaults, key: key, "unknown key" + Self.suggestion(key, Self.accountKeys)))
+                    continue
                 }
                 if let v = dt[key] { defaults[key] = v }
             }
@@ -121,7 +132,6 @@ public struct ConfigurationLoader: Sendable {
             guard let array = a.array else {
                 throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
             }
-            var errors: [ConfigurationError] = []
             for i in 0..<array.count {
                 guard let t = array[i].table else {
                     throw ctx.error(.root, key: "account", "must be an array of tables: [[account]]")
@@ -135,32 +145,38 @@ public struct ConfigurationLoader: Sendable {
                     errors.append(contentsOf: e.more)
                     continue
                 }
+                // Collected like the others: a duplicate must not hide the errors found before it.
                 if let prior = byName[account.name].map({ accounts[$0] }) {
-                    throw ctx.error(
-                        .account(i), key: "name",
-                        "duplicate account name \(account.name.debugDescription) (first used on line \(prior.line))")
+                    errors.append(
+                        ctx.error(
+                            .account(i), key: "name",
+                            "duplicate account name \(account.name.debugDescription) (first used on line \(prior.line))"
+                        ))
+                    continue
                 }
                 if let prior = byStateKey[account.stateKey].map({ accounts[$0] }) {
-                    throw ctx.error(
-                        .account(i), key: account.mailboxID == nil ? "user" : "mailbox_id",
-                        "accounts \(prior.name.debugDescription) (line \(prior.line)) and "
-                            + "\(account.name.debugDescription) are both the mailbox \(account.stateKey) (its identity "
-                            + "leaves out the port and TLS mode); if they are two mailboxes, give one a mailbox_id, "
-                            + "e.g. mailbox_id = \"\(account.authentication.user)@\(account.server.host):\(account.server.port)\" (the identity "
-                            + "popfetch used before version 4 of its state, which keeps that mailbox's history)")
+                    errors.append(
+                        ctx.error(
+                            .account(i), key: account.mailboxID == nil ? "user" : "mailbox_id",
+                            "accounts \(prior.name.debugDescription) (line \(prior.line)) and "
+                                + "\(account.name.debugDescription) are both the mailbox \(account.stateKey) (its identity "
+                                + "leaves out the port and TLS mode); if they are two mailboxes, give one a mailbox_id, "
+                                + "e.g. mailbox_id = \"\(account.authentication.user)@\(account.server.host):\(account.server.port)\" (the identity "
+                                + "popfetch used before version 4 of its state, which keeps that mailbox's history)"))
+                    continue
                 }
                 byName[account.name] = accounts.count
                 byStateKey[account.stateKey] = accounts.count
                 accounts.append(account)
             }
-            if var first = errors.first {
-                first.more = Array(errors.dropFirst()).map { e in
-                    var e = e
-                    e.more = []
-                    return e
-                }
-                throw first
+        }
+        if var first = errors.first {
+            first.more = Array(errors.dropFirst()).map { e in
+                var e = e
+                e.more = []
+                return e
             }
+            throw first
         }
         return Configuration(path: path, global: global, accounts: accounts)
     }
@@ -186,8 +202,10 @@ public struct ConfigurationLoader: Sendable {
         var account: AccountConfiguration
         do {
             let name = try r.required("name", try r.string("name"))
-            if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" }) {
-                throw r.error("name", "must be non-empty, without spaces or '/'")
+            // Letters, digits and . _ - @ + only: the name goes into log lines, lock file names and shell
+            // completions (bash's `compgen -W` expands `$(...)` and backquotes in the words it is given).
+            if name.isEmpty || !name.allSatisfy({ $0.isLetter || $0.isNumber || "._-@+".contains($0) }) {
+                throw r.error("name", "must be non-empty, made of letters, digits and . _ - @ + only")
             }
             let host = try r.required("host", try r.string("host"))
             if host.isEmpty { throw r.error("host", "must not be empty") }

@@ -85,6 +85,11 @@ public enum FetchmailrcImporter {
         var keep: Bool?
         var mda: String?
         var smtphost: String?
+        /// `lmtp`: the smtphost speaks LMTP (a unix socket, or host/port).
+        var lmtp = false
+        /// `esmtpname` / `esmtppassword`: SMTP AUTH to the relay (smtp_user / smtp_password).
+        var esmtpName: String?
+        var esmtpPassword: String?
         var limit: Int?
         var fetchlimit: Int?
         var ssl = false
@@ -173,8 +178,8 @@ public enum FetchmailrcImporter {
                     globalNotes.append("set no \(n): no popfetch equivalent (popfetch never bounces to senders)")
                 case "syslog":
                     globalNotes.append(
-                        "set syslog: popfetch logs to stderr (the journal under its systemd unit); "
-                            + "cron users: pipe it to `logger -t popfetch`")
+                        "set syslog: run popfetch with --syslog (facility mail); without it, it logs to stderr (the "
+                            + "journal under its systemd unit)")
                 case let name where Self.valuedSets.contains(name):
                     // `set logfile FILE`, `set postmaster NAME`, ...: one value. Other `set`s are flags, and a word
                     // after them is the next statement (`set syslog` then `defaults`).
@@ -246,7 +251,9 @@ public enum FetchmailrcImporter {
             case "nokeep", "flush": mutateUser { $0.keep = false }
             case "fetchall":
                 mutateUser {
-                    $0.notes.append("fetchall: popfetch fetches only new mail; forget old mail by clearing the state")
+                    $0.notes.append(
+                        "fetchall: popfetch fetches only new mail; `popfetch forget --account NAME` fetches it all "
+                            + "again")
                 }
             case "ssl": mutateUser { $0.ssl = true }
             case "sslcertck": mutateUser { $0.sslcertck = true }
@@ -256,6 +263,10 @@ public enum FetchmailrcImporter {
             case "sslproto": _ = next()
             case "mda": let v = try value("mda", t.line).text; mutateUser { $0.mda = v }
             case "smtphost", "smtphosts": let v = try value("smtphost", t.line).text; mutateUser { $0.smtphost = v }
+            case "lmtp": mutateUser { $0.lmtp = true }
+            case "esmtpname": let v = try value("esmtpname", t.line).text; mutateUser { $0.esmtpName = v }
+            case "esmtppassword":
+                let v = try value("esmtppassword", t.line).text; mutateUser { $0.esmtpPassword = v }
             case "limit": let v = try int("limit", t.line); mutateUser { $0.limit = v }
             case "fetchlimit": let v = try int("fetchlimit", t.line); mutateUser { $0.fetchlimit = v }
             default:
@@ -293,7 +304,7 @@ public enum FetchmailrcImporter {
 
     /// Options without an equivalent that take one value, quoted or not (`envelope X-Envelope-To`, `folder INBOX`).
     static let valuedOptions: Set<String> = [
-        "envelope", "qvirtual", "principal", "esmtpname", "esmtppassword", "preconnect", "postconnect", "plugin",
+        "envelope", "qvirtual", "principal", "preconnect", "postconnect", "plugin",
         "plugout", "folder", "smtpaddress", "smtpname", "bsmtp", "expunge", "batchlimit", "fetchsizelimit",
         "fastuidl", "warnings", "sslkey", "sslcert", "sslcommonname", "bad-header", "retrieve-error",
     ]
@@ -444,14 +455,26 @@ public enum FetchmailrcImporter {
                 if let t = s.timeout { out += "timeout = \"\(t)s\"\n" }
                 if let m = u.mda {
                     out += "mda = \(q(Self.mda(m)))\n"
+                    if u.esmtpName != nil { out += "# fetchmail: esmtpname/esmtppassword: unused with mda\n" }
                 } else {
                     var host = u.smtphost ?? "localhost"
-                    if let slash = host.firstIndex(of: "/") {
+                    if host.hasPrefix("/") {
+                        // A unix socket path (fetchmail's LMTP to a local delivery agent): as given.
+                    } else if let slash = host.firstIndex(of: "/") {
                         host = String(host[..<slash]) + ":" + String(host[host.index(after: slash)...])
-                    } else if host.hasPrefix("/") == false {
-                        host += ":25"
+                    } else {
+                        host += u.lmtp ? ":24" : ":25"
                     }
-                    out += "smtp = \(q(host))\n"
+                    out += "\(u.lmtp ? "lmtp" : "smtp") = \(q(host))\n"
+                    if let name = u.esmtpName, !u.lmtp {
+                        let relay = String((u.smtphost ?? "localhost").prefix { $0 != "/" })
+                        if !relay.isEmpty, !AccountConfiguration.Server.isLoopback(relay) {
+                            // popfetch sends the relay's password only over TLS to a remote host.
+                            out += "smtp_tls = \"starttls\"\n"
+                        }
+                        out += "smtp_user = \(q(name))\n"
+                        if let pw = u.esmtpPassword { out += "smtp_password = \(q(pw))\n" }
+                    }
                 }
                 let recipients = u.locals.isEmpty ? [u.remote] : u.locals
                 out += "recipient = [" + recipients.map(q).joined(separator: ", ") + "]\n"

@@ -177,10 +177,14 @@ public final class POP3Connection {
                 .tlsFailed, host: endpoint.host, port: endpoint.port, phase: "TLS handshake", detail: detail)
             e.certificateUnverified = unverified
             if TLSHandshake.pointsAtPort(detail) {
+                // After STLS the port is right (the server answered STLS +OK): it then failed to start TLS.
                 e.hint =
-                    endpoint.port == 995
-                    ? "is it a POP3 server?"
-                    : "use tls = \"starttls\" for this port, or port 995 for implicit TLS"
+                    endpoint.tls != .implicit
+                    ? "the server accepted STLS, then did not start TLS (a broken server, or something in between "
+                        + "that strips TLS)"
+                    : endpoint.port == 995
+                        ? "is it a POP3 server?"
+                        : "use tls = \"starttls\" for this port, or port 995 for implicit TLS"
             }
             throw e
         }
@@ -359,7 +363,7 @@ public final class POP3Connection {
         }
         return TransportError(
             .connectionClosed, host: self.endpoint.host, port: self.endpoint.port, phase: self.phase,
-            detail: "\(error)")
+            detail: error is IOError ? TransportError.Kind.reason(error) : "\(error)")
     }
 
 }

@@ -258,6 +258,8 @@ enum TLSHandshake {
             }
             return "\(e)"
         }
+        // A reset or another socket error in the middle of the handshake: the system's words, not NIO's.
+        if error is IOError { return TransportError.Kind.reason(error) }
         return "\(error)"
     }
 

@@ -54,7 +54,9 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         case .connectionRefused:
             // No detail: every address refused (the commonest case, said first).
             s = self.detail == nil ? "connection refused by \(endpoint)" : "cannot connect to \(endpoint)"
-        case .timeout: s = "time-out talking to \(endpoint) while \(self.phase)"
+        case .timeout:
+            let when = self.phase == "TLS handshake" ? "in the TLS handshake" : "while \(self.phase)"
+            s = "time-out talking to \(endpoint) \(when)"
         case .connectionClosed: s = "\(endpoint) closed the connection while \(self.phase)"
         case .tlsFailed: s = "TLS with \(endpoint) failed"
         case .stlsNotOffered:

@@ -36,7 +36,9 @@ extension Popfetch {
 
         @Flag(
             name: [.customShort("k"), .long],
-            help: "Leave every message on the server this time, whatever keep, delete_after and oversize say.")
+            help: ArgumentHelp(
+                "Leave every message on the server this time, whatever keep, delete_after, oversize and "
+                    + "on_permanent_failure say."))
         var keep = false
 
         @Flag(
@@ -94,6 +96,9 @@ extension Popfetch {
             a.retention.keep = true
             a.retention.deleteAfter = nil
             if a.retention.oversize == .delete { a.retention.oversize = .skip }
+            // A message the MTA rejects permanently is kept (marked failed, as on_permanent_failure = "keep"):
+            // "delete" and "bounce" would DELE it, and --keep deletes nothing.
+            a.delivery.onPermanentFailure = .keep
             return a
         }
 
@@ -104,7 +109,7 @@ extension Popfetch {
             for a in accounts {
                 let r = await AccountPoller(account: a, environment: environment, checkOnly: true).poll()
                 if let e = r.error {
-                    print("\(a.name): error: \(e.message)")
+                    print("\(a.name): error: \(TerminalSafe.escaped(e.message))")
                     statuses.append(e.exitCode)
                     continue
                 }
@@ -280,7 +285,19 @@ extension Popfetch {
                 return
             }
             // Created, never replaced: an existing config is not overwritten, and the file is 0600 from the start.
-            let fd = open(output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            var fd = open(output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd < 0 && errno == ENOENT {
+                // `-o ~/.config/popfetch/config.toml` on a fresh account: its directory is made (0700), as
+                // popfetch makes its state directory.
+                let directory = (output as NSString).deletingLastPathComponent
+                if !directory.isEmpty,
+                    (try? FileManager.default.createDirectory(
+                        atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700]))
+                        != nil
+                {
+                    fd = open(output, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                }
+            }
             guard fd >= 0 else {
                 let why = errno == EEXIST ? "it exists already" : String(cString: strerror(errno))
                 throw ConfigurationError(file: output, line: nil, key: nil, message: "cannot create: \(why)")
@@ -429,11 +446,14 @@ extension Popfetch {
                         + "server as new" + pause)
                 return
             }
+            // Counted per UIDL given: one listed twice has two records, and a typo must not hide behind it.
+            let unknown = try store.unknownUIDs(mailbox: a.mailbox, self.uid)
             let n = try store.forget(mailbox: a.mailbox, uids: self.uid)
             print(
                 "\(a.name): forgot \(n) message\(n == 1 ? "" : "s"); the next poll fetches again what is still listed")
-            if n < self.uid.count {
-                writeStderr("popfetch: \(a.name): \(self.uid.count - n) of the UIDLs given have no record\n")
+            if !unknown.isEmpty {
+                let list = unknown.map { TerminalSafe.escaped($0.debugDescription) }.joined(separator: ", ")
+                writeStderr("popfetch: \(a.name): \(unknown.count) of the UIDLs given have no record: \(list)\n")
                 throw CommandExit(status: .tempFail)
             }
         }

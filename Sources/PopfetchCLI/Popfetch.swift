@@ -72,7 +72,7 @@ public struct Popfetch: AsyncParsableCommand {
     }
 
     static func printError(_ message: String) {
-        writeStderr("popfetch: \(message)\n")
+        writeStderr("popfetch: \(TerminalSafe.escaped(message))\n")
     }
 }
 

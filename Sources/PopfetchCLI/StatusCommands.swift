@@ -42,6 +42,12 @@ extension Popfetch {
             if let h = self.history, h < 1 { throw ValidationError("--history must be at least 1") }
         }
 
+        /// A table of several lines, each made safe to print: errors in it may quote a server's text.
+        static func safe(_ table: String) -> String {
+            table.split(separator: "\n", omittingEmptySubsequences: false).map { TerminalSafe.escaped(String($0)) }
+                .joined(separator: "\n")
+        }
+
         func run() async throws {
             let g = self.globals.merged(with: self.root.globals)
             let config = try g.loadConfiguration()
@@ -57,7 +63,8 @@ extension Popfetch {
             let daemon = LockFile.probe(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory))
             if let n = self.history, let a = accounts.first {
                 let polls = try store.recentPolls(accountName: a.name, limit: n)
-                print(self.json ? StatusRenderer.historyJSON(a, polls) : StatusRenderer.historyTable(a, polls))
+                print(
+                    self.json ? StatusRenderer.historyJSON(a, polls) : Self.safe(StatusRenderer.historyTable(a, polls)))
                 return
             }
             var rows: [(AccountConfiguration, AccountStatusRecord)] = []
@@ -71,7 +78,7 @@ extension Popfetch {
             if self.json {
                 print(StatusRenderer.json(daemon: daemon, rows: rows, failures: failures))
             } else {
-                print(StatusRenderer.table(daemon: daemon, rows: rows, now: Date(), failures: failures))
+                print(Self.safe(StatusRenderer.table(daemon: daemon, rows: rows, now: Date(), failures: failures)))
             }
             // Exit 1 while anything needs attention: a failed or partial last poll, a message marked failed, a pause.
             let bad = rows.contains {
@@ -154,7 +161,7 @@ extension Popfetch {
             for a in selected {
                 let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
                 if let e = r.error {
-                    print("\(a.name): error: \(e.message)")
+                    print("\(a.name): error: \(TerminalSafe.escaped(e.message))")
                     statuses.append(e.exitCode)
                 } else {
                     print("\(a.name): \(r.new) new message\(r.new == 1 ? "" : "s") (\(r.listed) on the server)")
@@ -178,10 +185,10 @@ extension Popfetch {
                     let store = try g.openStore()
                     let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
                     let info = try await AccountPoller(account: a, environment: env, checkOnly: true).serverInfo()
-                    for line in info.lines { print("  " + line) }
+                    for line in info.lines { print("  " + TerminalSafe.escaped(line)) }
                 } catch {
                     let e = AccountPoller.classify(error)
-                    print("  error: \(e.message)")
+                    print("  error: \(TerminalSafe.escaped(e.message))")
                     statuses.append(e.exitCode)
                 }
             }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -23,9 +24,10 @@ struct StderrLogHandler: LogHandler {
         var all = self.metadata
         if let m = event.metadata { all.merge(m) { _, new in new } }
         let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        // One event, one line: control characters a server sent (ESC sequences, CR) are shown escaped.
         let line =
-            "\(Self.timestamp()) \(event.level) \(self.label): " + (fields.isEmpty ? "" : fields + " ")
-            + "\(event.message)\n"
+            "\(Self.timestamp()) \(event.level) \(self.label): "
+            + TerminalSafe.escaped((fields.isEmpty ? "" : fields + " ") + "\(event.message)") + "\n"
         writeStderr(line)
     }
 

@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -29,7 +30,7 @@ struct SyslogLogHandler: LogHandler {
         var all = self.metadata
         if let m = event.metadata { all.merge(m) { _, new in new } }
         let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = (fields.isEmpty ? "" : fields + " ") + "\(event.message)"
+        let text = TerminalSafe.escaped((fields.isEmpty ? "" : fields + " ") + "\(event.message)")
         if !self.socket.send(severity: Self.severity(event.level), "\(self.label)[\(getpid())]: \(text)") {
             writeStderr("\(StderrLogHandler.timestamp()) \(event.level) \(self.label): \(text)\n")
         }
@@ -57,13 +58,17 @@ final class SyslogSocket: Sendable {
 
     /// Sends one message with facility mail (2); false when the socket cannot be reached.
     func send(severity: Int32, _ message: String) -> Bool {
-        let datagram = Array("<\(2 * 8 + severity)>\(message)".utf8.prefix(8192))
+        let datagram = Self.datagram("<\(2 * 8 + severity)>\(message)", limit: 8192)
         return self.fd.withLockedValue { fd in
             for attempt in 0..<2 {
                 if fd < 0 { fd = Self.connect(self.path) }
                 if fd < 0 { return false }
-                let n = datagram.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                // Never blocks: a syslog daemon that stopped reading must not stall a poll (the event goes to stderr).
+                let n = datagram.withUnsafeBytes {
+                    Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                }
                 if n == datagram.count { return true }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return false }
                 // The syslog daemon restarted: connect again, once.
                 close(fd)
                 fd = -1
@@ -71,6 +76,19 @@ final class SyslogSocket: Sendable {
             }
             return false
         }
+    }
+
+    /// `text` as UTF-8, cut to at most `limit` bytes at a character boundary, with "..." when cut.
+    static func datagram(_ text: String, limit: Int) -> [UInt8] {
+        guard text.utf8.count > limit else { return Array(text.utf8) }
+        var out: [UInt8] = []
+        out.reserveCapacity(limit)
+        for scalar in text.unicodeScalars {
+            let bytes = Array(String(scalar).utf8)
+            if out.count + bytes.count > limit - 3 { break }
+            out += bytes
+        }
+        return out + Array("...".utf8)
     }
 
     private static func connect(_ path: String) -> Int32 {

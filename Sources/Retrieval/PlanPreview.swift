@@ -20,6 +20,8 @@ public struct PlanPreview: Hashable, Sendable {
     public var skipFailed = 0
     /// Delivered before and kept on the server.
     public var kept = 0
+    /// Listed when the account paused, answered with mark-seen: recorded as seen, not delivered.
+    public var markSeen = 0
 
     public init() {}
 
@@ -45,6 +47,11 @@ public struct PlanPreview: Hashable, Sendable {
     /// The preview as lines of text, `delivery` naming where the messages would go.
     public func lines(delivery: String) -> [String] {
         var lines: [String] = []
+        if self.markSeen > 0 {
+            lines.append(
+                "would record \(self.markSeen == 1 ? "1 message" : "\(self.markSeen) messages") as seen without "
+                    + "delivering \(self.markSeen == 1 ? "it" : "them") (mark-seen)")
+        }
         if self.fetch > 0 {
             let what = self.fetch == 1 ? "1 message" : "\(self.fetch) messages"
             lines.append("would fetch \(what) (\(Self.bytes(self.fetchBytes))) and deliver to \(delivery)")

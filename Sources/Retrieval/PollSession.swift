@@ -97,7 +97,20 @@ final class PollSession {
         var known = trackState ? try self.store.messages(mailbox: self.key) : [:]
         var plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: now)
         if trackState, let mailbox {
-            if mailbox.decision == .markSeen && !self.poller.checkOnly {
+            if mailbox.decision == .markSeen && self.poller.checkOnly {
+                // What the poll would do: record the messages listed at the pause as seen (not delivered), then
+                // act on the rest as usual. The flood guard is not asked again: the user answered it.
+                let snapshot = try self.store.pausedKeys(mailbox: self.key)
+                let unseen = Set(
+                    plan.listed.keys.filter { snapshot.contains($0) && known[$0]?.deliveredAt == nil })
+                plan.items.removeAll { unseen.contains($0.key) }
+                var preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
+                preview.markSeen = unseen.count
+                self.report.new = plan.fetchCount
+                self.report.preview = preview
+                _ = try await self.conn.quit()
+                return
+            } else if mailbox.decision == .markSeen {
                 // Only what was listed when the account paused: mail that arrived since is delivered as usual.
                 let snapshot = try self.store.pausedKeys(mailbox: self.key)
                 let unseen = plan.listed.filter { snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil }

@@ -88,7 +88,7 @@ public final class LockFile: Sendable {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw LockError(path: path, message: "cannot create directory \(directory): \(error)")
+            throw LockError(path: path, message: "cannot create directory \(directory): \(Paths.reason(error))")
         }
         let fd = Glibc.open(path, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {

@@ -2,6 +2,19 @@ import Foundation
 
 /// XDG locations and path helpers.
 public enum Paths {
+    /// A Foundation file error in plain words ("No such file or directory", "Permission denied"), not the
+    /// NSCocoaErrorDomain dump its description is.
+    public static func reason(_ error: any Error) -> String {
+        let ns = error as NSError
+        if let underlying = (ns.userInfo[NSUnderlyingErrorKey] as? any Error).map({ $0 as NSError }),
+            underlying.domain == NSPOSIXErrorDomain
+        {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return ns.localizedDescription
+    }
+
     public static func home() -> String {
         ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
     }

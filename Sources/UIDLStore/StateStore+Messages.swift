@@ -339,7 +339,7 @@ extension StateStore {
             let deliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE " + match)
             let messages = try db.makeStatement(sql: "DELETE FROM messages WHERE " + match)
             var n = 0
-            for uid in uids {
+            for uid in Set(uids) {
                 let prefix = uid + " #"
                 let arguments: StatementArguments = [account, uid, prefix.unicodeScalars.count, prefix]
                 try deliveries.execute(arguments: arguments)
@@ -347,6 +347,24 @@ extension StateStore {
                 n += db.changesCount
             }
             return n
+        }
+    }
+
+    /// Those of `uids` the mailbox has no record of (neither as a UIDL nor as a "UIDL #n" key).
+    public func unknownUIDs(mailbox: MailboxID, _ uids: [String]) throws -> [String] {
+        try self.read { db in
+            var unknown: [String] = []
+            for uid in uids where !unknown.contains(uid) {
+                let prefix = uid + " #"
+                let found =
+                    try Bool.fetchOne(
+                        db,
+                        sql: "SELECT EXISTS (SELECT 1 FROM messages WHERE account = ? "
+                            + "AND (uidl = ? OR substr(uidl, 1, ?) = ?))",
+                        arguments: [mailbox.rawValue, uid, prefix.unicodeScalars.count, prefix]) ?? false
+                if !found { unknown.append(uid) }
+            }
+            return unknown
         }
     }
 

@@ -169,7 +169,11 @@ public final class StateStore: Sendable {
                 try FileManager.default.createDirectory(
                     atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             } catch {
-                throw StateError(path: file, message: "cannot create directory \(directory): \(error)")
+                // The system's words ("Permission denied"), not Foundation's NSCocoaErrorDomain dump.
+                let ns = error as NSError
+                let posix = (ns.userInfo[NSUnderlyingErrorKey] as? any Error).map { ($0 as NSError).code }
+                let why = posix.map { String(cString: strerror(Int32($0))) } ?? ns.localizedDescription
+                throw StateError(path: file, message: "cannot create directory \(directory): \(why)")
             }
         }
         let fd = open(file, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)

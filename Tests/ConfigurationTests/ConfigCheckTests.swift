@@ -1,5 +1,6 @@
 import Foundation
 import MailTestKit
+import SystemSupport
 import Testing
 
 #if canImport(Glibc)
@@ -103,5 +104,25 @@ struct ConfigCheckTests {
         #expect(bash.stdout.contains("'trace'$'\\n''debug'$'\\n''info'"), "log levels")
         let zsh = try popfetch(["--generate-completion-script", "zsh"])
         #expect(zsh.stdout.contains("--config[") && zsh.stdout.contains(":_files"), "file names for --config")
+    }
+
+    @Test("an account name is letters, digits and . _ - @ + only: it goes into shell completions and log lines")
+    func accountNames() throws {
+        for bad in ["$(touch PWNED)", "evil`id`", "a b", "x\\u001B[31m"] {
+            let r = try self.check(Self.account(bad, "password = \"p\"\nmda = \"/bin/cat\""))
+            #expect(r.status == 78, "\(bad.debugDescription) accepted")
+            #expect(r.stderr.contains("name: must be non-empty, made of letters, digits"), "\(r.stderr)")
+        }
+        #expect(
+            try self.check(Self.account("work.mail-1@example+x", "password = \"p\"\nmda = \"/bin/cat\"")).status == 0)
+    }
+
+    @Test("text from outside printed as visible escapes: ESC, CR and BEL cannot recolour or overwrite a line")
+    func terminalSafe() {
+        #expect(
+            TerminalSafe.escaped("-ERR [AUTH] bad \u{1B}[41mpw\u{1B}[0m\rspoof\u{07}")
+                == "-ERR [AUTH] bad \\x1b[41mpw\\x1b[0m\\x0dspoof\\x07")
+        #expect(TerminalSafe.escaped("tab\tand é ok") == "tab\tand é ok")
+        #expect(TerminalSafe.escaped("c1 \u{9B}31m del \u{7F}") == "c1 \\x9b31m del \\x7f")
     }
 }

@@ -164,7 +164,7 @@ struct FetchmailrcImportTests {
         let account = try #require(try Self.parse(toml).accounts.first, "\(toml)")
         #expect(account.server.timeout == 60, "\(toml)")
         #expect(account.retention.fetchLimit == 50, "\(toml)")
-        #expect(toml.contains("# fetchmail: set syslog: popfetch logs to stderr"), "\(toml)")
+        #expect(toml.contains("# fetchmail: set syslog: run popfetch with --syslog"), "\(toml)")
         // A `set` with a value still takes it.
         let logfile = try FetchmailrcImporter.convert("set logfile /var/log/fm\n" + rc, source: "t")
         #expect(logfile.contains("set logfile /var/log/fm: no popfetch equivalent"), "\(logfile)")

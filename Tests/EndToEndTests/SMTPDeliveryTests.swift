@@ -104,6 +104,11 @@ struct SMTPDeliveryTests {
 
         let (g, _) = try self.fixture(recipients: ["reject5@mail.test"], extra: "on_permanent_failure = \"delete\"")
         try g.user.deliver([Corpus.message(2, seed: 112, bareCR: false)])
+        // `poll --keep` deletes nothing, not even what the MTA rejected for good (found by review: it did).
+        let kept = try g.poll(["--keep"])
+        #expect(!kept.stderr.contains("deleting it"), "\(kept.stderr)")
+        #expect(g.user.messageCount() == 1, "--keep: kept (marked failed)")
+        _ = try popfetch(["--config", g.configPath, "--state", g.statePath, "retry", "--account", "test"])
         _ = try g.poll()
         #expect(g.user.messageCount() == 0, "on_permanent_failure = delete removes it")
     }
