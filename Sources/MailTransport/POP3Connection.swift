@@ -288,7 +288,10 @@ public final class POP3Connection {
     private func traceEvent(_ event: POP3ClientStateMachine.Event, _ trace: @Sendable (String) -> Void) {
         switch event {
         case .greeting(let status, _), .response(_, let status): trace("< \(status)")
-        case .continuation(let challenge): trace("< + \(challenge)")
+        case .continuation(let challenge):
+            // A SASL challenge (SCRAM's salt, iteration count and server signature) would let a saved trace serve
+            // an offline guess at the password: only its size is shown.
+            trace("< + ******** (\(challenge.utf8.count) bytes of SASL challenge)")
         case .capabilities(let caps, let status):
             trace("< \(status)")
             for c in caps.all { trace("< " + ([c.name] + c.parameters).joined(separator: " ")) }

@@ -65,7 +65,9 @@ extension SMTPConnection {
                 if self.buffer.readableBytes == 0 { self.buffer.clear() }
                 if let trace = self.trace {
                     for (i, line) in reply.lines.enumerated() {
-                        trace("< \(reply.code)\(i == reply.lines.count - 1 ? " " : "-")\(line)")
+                        // 334 carries a SASL challenge (SCRAM's salt and server signature): masked, as in POP3.
+                        let text = reply.code == 334 ? "******** (\(line.utf8.count) bytes of SASL challenge)" : line
+                        trace("< \(reply.code)\(i == reply.lines.count - 1 ? " " : "-")\(text)")
                     }
                 }
                 return try self.machine.receivedReply(reply)

@@ -27,6 +27,20 @@ struct ProtocolTraceTests {
         #expect(!quiet.stderr.contains("> RETR"), "\(quiet.stderr)")
     }
 
+    @Test("SCRAM in the trace: the client's answers and the server's challenges (salt, signature) both masked")
+    func scramMasked() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 127))
+        try f.writeConfig(extra: "auth = \"scram-sha-256\"")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("> AUTH SCRAM-SHA-256 ********"), "\(r.stderr)")
+        let challenges = r.stderr.components(separatedBy: "< + ").dropFirst()
+        #expect(challenges.count >= 2, "\(r.stderr)")
+        #expect(challenges.allSatisfy { $0.hasPrefix("******** (") }, "a challenge shown:\n\(r.stderr)")
+        #expect(!r.stderr.contains(f.user.password))
+    }
+
     @Test("--log-level trace shows the SMTP dialogue with Postfix too, lines marked MTA; the body by its size")
     func smtpDialogue() throws {
         let postfix = try PostfixServer.get()
