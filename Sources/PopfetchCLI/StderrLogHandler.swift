@@ -21,14 +21,21 @@ struct StderrLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var all = self.metadata
+        Self.write(level: event.level, label: self.label, Self.text(of: event, metadata: self.metadata))
+    }
+
+    /// An event's `key=value` fields (sorted) and message, as one line: control characters a server sent (ESC
+    /// sequences, CR) are shown escaped. Shared with ``SyslogLogHandler``.
+    static func text(of event: LogEvent, metadata: Logger.Metadata) -> String {
+        var all = metadata
         if let m = event.metadata { all.merge(m) { _, new in new } }
         let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        // One event, one line: control characters a server sent (ESC sequences, CR) are shown escaped.
-        let line =
-            "\(Self.timestamp()) \(event.level) \(self.label): "
-            + TerminalSafe.escaped((fields.isEmpty ? "" : fields + " ") + "\(event.message)") + "\n"
-        writeStderr(line)
+        return TerminalSafe.escaped((fields.isEmpty ? "" : fields + " ") + "\(event.message)")
+    }
+
+    /// The stderr line: timestamp, level, label, then the event's text.
+    static func write(level: Logger.Level, label: String, _ text: String) {
+        writeStderr("\(Self.timestamp()) \(level) \(label): \(text)\n")
     }
 
     static func timestamp() -> String { ISO8601.format(Date()) }

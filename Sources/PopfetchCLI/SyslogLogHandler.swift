@@ -27,12 +27,9 @@ struct SyslogLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        var all = self.metadata
-        if let m = event.metadata { all.merge(m) { _, new in new } }
-        let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = TerminalSafe.escaped((fields.isEmpty ? "" : fields + " ") + "\(event.message)")
+        let text = StderrLogHandler.text(of: event, metadata: self.metadata)
         if !self.socket.send(severity: Self.severity(event.level), "\(self.label)[\(getpid())]: \(text)") {
-            writeStderr("\(StderrLogHandler.timestamp()) \(event.level) \(self.label): \(text)\n")
+            StderrLogHandler.write(level: event.level, label: self.label, text)
         }
     }
 
