@@ -59,6 +59,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The path of one message, from the bottom up. Pure protocol cores first: no I/O, ByteBuffer in and out.
@@ -153,11 +154,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Metrics for monitoring (Prometheus text format via swift-prometheus): the registry fed by poll reports and
+        // the state, `metrics_file` (node_exporter's textfile collector) and the daemon's `metrics_listen` endpoint.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                "Configuration", "Retrieval", "UIDLStore",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                nio("NIOCore"), nio("NIOPosix"), nio("NIOHTTP1"), nio("NIOConcurrencyHelpers"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The command-line interface, as a library so tests can drive it. It wires; it does not decide.
         .target(
             name: "PopfetchCLI",
             dependencies: [
-                "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "SystemSupport",
+                "Configuration", "UIDLStore", "Retrieval", "Daemon", "OAuth", "SystemSupport", "Monitoring",
                 nio("NIOCore"), nio("NIOConcurrencyHelpers"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

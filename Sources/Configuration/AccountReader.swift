@@ -40,8 +40,8 @@ struct AccountReader {
         return str
     }
 
-    /// A path: `~` expanded.
-    func path(_ key: String) throws -> String? { try self.string(key).map(Paths.expandTilde) }
+    /// A path: `~` expanded, a relative one taken as relative to the config file's directory.
+    func path(_ key: String) throws -> String? { try self.string(key).map(self.context.resolve) }
 
     func bool(_ key: String) throws -> Bool? {
         guard let (v, _) = self.value(key) else { return nil }
@@ -86,7 +86,7 @@ struct AccountReader {
             if text.trimmingCharacters(in: .whitespaces).isEmpty { throw self.error(key, "must not be empty") }
             return .command(text)
         }
-        if key.hasSuffix("_file") { return .file(Paths.expandTilde(text)) }
+        if key.hasSuffix("_file") { return .file(self.context.resolve(text)) }
         return .literal(text)
     }
 }

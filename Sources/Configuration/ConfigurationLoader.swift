@@ -14,12 +14,14 @@ import TOML
 /// that name the file, the line and the key: the TOML parser (``TOMLParser``, our own) records the line of every key
 /// and header.
 ///
-/// Root keys: `max_concurrent_polls`. `[defaults]`: any account key except `name`. `[[account]]`: see
+/// Root keys: `max_concurrent_polls`, `shutdown_grace`, `metrics_listen`, `metrics_file`. `[defaults]`: any account key except `name`. `[[account]]`: see
 /// ``AccountConfiguration`` and `etc/config.example.toml`.
 public struct ConfigurationLoader: Sendable {
     /// Every key an `[[account]]` or `[defaults]` may hold (see ``AccountKeys``).
     public static var accountKeys: Set<String> { AccountKeys.names }
-    public static let rootKeys: Set<String> = ["defaults", "account", "max_concurrent_polls", "shutdown_grace"]
+    public static let rootKeys: Set<String> = [
+        "defaults", "account", "max_concurrent_polls", "shutdown_grace", "metrics_listen", "metrics_file",
+    ]
 
     /// Login name of the user running popfetch: the default recipient.
     public var defaultRecipient: String
@@ -106,6 +108,21 @@ public struct ConfigurationLoader: Sendable {
                 global.shutdownGrace = try ctx.duration(v, section: .root, key: "shutdown_grace")
             }
         } catch let e as ConfigurationError { errors.append(e) }
+        if let v = table["metrics_listen"] {
+            if let text = v.string, let address = MetricsAddress.parse(text) {
+                global.metricsListen = address
+            } else {
+                errors.append(
+                    ctx.error(.root, key: "metrics_listen", "must be \"host:port\", such as \"127.0.0.1:9101\""))
+            }
+        }
+        if let v = table["metrics_file"] {
+            if let text = v.string, !text.isEmpty, !text.hasSuffix("/") {
+                global.metricsFile = ctx.resolve(text)
+            } else {
+                errors.append(ctx.error(.root, key: "metrics_file", "must be the path of a file"))
+            }
+        }
 
         var defaults: [String: TOMLValue] = [:]
         if let d = table["defaults"] {
@@ -273,7 +290,7 @@ public struct ConfigurationLoader: Sendable {
         }
         if let raw = try r.string("maildir") {
             if raw.isEmpty { throw r.error("maildir", "must not be empty") }
-            return .maildir(Paths.expandTilde(raw))
+            return .maildir(r.context.resolve(raw))
         }
         throw r.error("mda", "is required but missing (a delivery method: mda, smtp, lmtp or maildir)")
     }

@@ -71,6 +71,9 @@ struct Context {
             file: self.path, line: self.index.line(of: key, in: section), key: prefix + key, message: message)
     }
 
+    /// A path from the file: `~` expanded; a relative one is relative to the file's directory.
+    func resolve(_ path: String) -> String { Paths.resolve(path, relativeTo: Paths.directory(of: self.path)) }
+
     func positiveInt(_ v: TOMLValue, section: Section, key: String) throws -> Int {
         guard let n = v.int else { throw self.error(section, key: key, "must be an integer") }
         guard n > 0 else { throw self.error(section, key: key, "must be at least 1") }

@@ -103,7 +103,32 @@ public struct GlobalSettings: Hashable, Sendable {
     public var maxConcurrentPolls: Int = 8
     /// How long the daemon lets polls in flight finish after SIGTERM/SIGINT, in seconds.
     public var shutdownGrace: Int = 30
+    /// `metrics_listen`: the address where the daemon serves its metrics over HTTP (Prometheus text format).
+    public var metricsListen: MetricsAddress?
+    /// `metrics_file`: a file the metrics are written to after polls (node_exporter's textfile collector).
+    public var metricsFile: String?
     public init() {}
+}
+
+/// A TCP address to listen on: `host:port` or `[v6-address]:port`.
+public struct MetricsAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `host:port` or `[v6]:port`, with a port from 1 to 65535; nil for anything else.
+    public static func parse(_ text: String) -> MetricsAddress? {
+        guard case .tcp(let host, let port)? = SMTPEndpoint.parse(text, defaultPort: 0), port > 0 else { return nil }
+        return MetricsAddress(host: host, port: port)
+    }
+
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
 }
 
 /// The whole validated configuration file.

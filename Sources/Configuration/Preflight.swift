@@ -11,7 +11,27 @@ public enum Preflight {
         public var account: String
         public var key: String
         public var message: String
-        public var description: String { "\(self.key) (account \(self.account)): \(self.message)" }
+        public var description: String {
+            self.account.isEmpty
+                ? "\(self.key): \(self.message)" : "\(self.key) (account \(self.account)): \(self.message)"
+        }
+    }
+
+    /// Problems with the root keys (account ""): a `metrics_file` whose directory is missing or not writable.
+    public static func globalProblems(_ config: Configuration) -> [Problem] {
+        guard let file = config.global.metricsFile else { return [] }
+        var st = stat()
+        if stat(file, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR {
+            return [Problem(account: "", key: "metrics_file", message: "\(file) is a directory")]
+        }
+        let directory = file.lastIndex(of: "/").map { String(file[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
+        guard stat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            return [Problem(account: "", key: "metrics_file", message: "directory \(directory) does not exist")]
+        }
+        guard access(directory, W_OK | X_OK) == 0 else {
+            return [Problem(account: "", key: "metrics_file", message: "directory \(directory) is not writable")]
+        }
+        return []
     }
 
     /// Every problem found with `account`, in the order of its keys.

@@ -2,7 +2,8 @@ public import Logging
 public import ServiceLifecycle
 import UnixSignals
 
-/// The daemon as one `ServiceGroup`: the control socket, then the poll scheduler.
+/// The daemon as one `ServiceGroup`: the metrics services (when configured), the control socket, then the poll
+/// scheduler.
 ///
 /// Services start in that order and shut down in reverse: on SIGTERM or SIGINT the scheduler stops first (no new
 /// poll; polls in flight finish the message in hand and QUIT) while the control socket still answers
@@ -13,11 +14,18 @@ public enum DaemonGroup {
     /// Signals that start a graceful shutdown.
     static let gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]
 
-    public static func configuration(scheduler: PollScheduler, control: ControlSocket, logger: Logger)
-        -> ServiceGroupConfiguration
-    {
+    /// `monitoring` (the metrics endpoint and file writer) start first and stop last, after the scheduler's last
+    /// poll; one that fails stops the daemon gracefully, as the control socket does.
+    public static func configuration(
+        scheduler: PollScheduler, control: ControlSocket, monitoring: [any Service] = [], logger: Logger
+    ) -> ServiceGroupConfiguration {
+        let first: [ServiceGroupConfiguration.ServiceConfiguration] = monitoring.map {
+            .init(
+                service: $0, successTerminationBehavior: .cancelGroup,
+                failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
         var configuration = ServiceGroupConfiguration(
-            services: [
+            services: first + [
                 // A control socket that fails (it cannot accept any more) stops the daemon gracefully: an exit
                 // with an error, which systemd's Restart=on-failure answers.
                 .init(

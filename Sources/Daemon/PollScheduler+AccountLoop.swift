@@ -50,6 +50,7 @@ extension PollScheduler {
             // Abandoned at the end of the grace period, or stopped at shutdown before it did anything: its outcome
             // says nothing about the account.
             if Task.isCancelled || (self.mustEnd && report.outcome == .skipped) { return }
+            self.observer?(account, report)
             let verdict = rule.record(PollOutcome(report), interval: account.schedule.interval)
             for line in verdict.lines { self.logger.log(level: line.level, "account=\(name) \(line.text)") }
             delay = Double(verdict.delay) + PollSchedule.jitter(for: verdict.delay, random: Double.random(in: 0..<1))

@@ -1,7 +1,7 @@
 public import Configuration
 import Foundation
 public import Logging
-import Retrieval
+public import Retrieval
 public import ServiceLifecycle
 import Synchronization
 import SystemSupport
@@ -40,12 +40,15 @@ public final class PollScheduler: Service, Sendable {
     let logger: Logger
     let notifier: SystemdNotifier
     let slots: PollSlots
+    /// Told of every poll that ran to an outcome (the metrics); called on the account's task, so it must be quick.
+    let observer: (@Sendable (AccountConfiguration, PollReport) -> Void)?
     /// `shutdown_grace` as the service group was built with it: a reload cannot change it.
     public let shutdownGrace: Int
 
     public init(
         configuration: Configuration, loader: ConfigurationLoader, store: StateStore, stateDirectory: String,
-        logger: Logger, notifier: SystemdNotifier = SystemdNotifier()
+        logger: Logger, notifier: SystemdNotifier = SystemdNotifier(),
+        observer: (@Sendable (AccountConfiguration, PollReport) -> Void)? = nil
     ) {
         self.state = Mutex(State(config: configuration))
         self.loader = loader
@@ -53,6 +56,7 @@ public final class PollScheduler: Service, Sendable {
         self.stateDirectory = stateDirectory
         self.logger = logger
         self.notifier = notifier
+        self.observer = observer
         self.slots = PollSlots(configuration.global.maxConcurrentPolls)
         self.shutdownGrace = configuration.global.shutdownGrace
     }

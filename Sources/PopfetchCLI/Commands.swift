@@ -82,6 +82,7 @@ extension Popfetch {
                 }
                 return reports
             }
+            MetricsWiring.writeAfterPoll(config, store: store, logger: logger)
             var status = ExitStatus.mostSerious(reports.map(\.exitStatus))
             if stop.withLockedValue({ $0 }) && status == .ok && reports.contains(where: { $0.pending > 0 }) {
                 // Stopped early on request: what was delivered is committed, the rest waits for the next poll.
@@ -171,13 +172,15 @@ extension Popfetch {
                 let config = try g.loadConfiguration()
                 // What a poll would refuse or fail on at run time, said now.
                 let environment = ProcessInfo.processInfo.environment
-                let problems = config.accounts.flatMap { Preflight.problems($0, environment: environment) }
+                let problems =
+                    Preflight.globalProblems(config)
+                    + config.accounts.flatMap { Preflight.problems($0, environment: environment) }
                 print(ConfigurationSummary.render(config, statePath: g.statePath, problems: problems.count))
                 if config.accounts.isEmpty {
                     writeStderr("popfetch: warning: \(config.path) has no [[account]]: there is nothing to poll\n")
                 }
                 for p in problems {
-                    let line = config.accounts.first { $0.name == p.account }?.line
+                    let line = p.account.isEmpty ? nil : config.accounts.first { $0.name == p.account }?.line
                     writeStderr("popfetch: \(config.path)\(line.map { ":\($0)" } ?? ""): \(p)\n")
                 }
                 if !problems.isEmpty { throw CommandExit(status: .config) }

@@ -14,6 +14,11 @@ enum ConfigurationSummary {
                 : "\(c.path): \(accounts), \(problems) problem\(problems == 1 ? "" : "s") a poll would meet (below)")
         lines.append("state: \(statePath)")
         lines.append("max_concurrent_polls = \(c.global.maxConcurrentPolls)")
+        lines.append("shutdown_grace = \(c.global.shutdownGrace)s")
+        if let address = c.global.metricsListen {
+            lines.append("metrics_listen = \(address) (http://\(address)/metrics)")
+        }
+        if let file = c.global.metricsFile { lines.append("metrics_file = \(file)") }
         for a in c.accounts {
             lines.append("")
             lines.append("[[account]] \(a.name)\(a.enabled ? "" : " (disabled)")  (line \(a.line))")

@@ -35,13 +35,16 @@ extension Popfetch {
             if geteuid() == 0 {
                 logger.warning("running as root: MDAs run as root too")
             }
+            let monitoring = try await MetricsWiring.daemonServices(config, store: store, logger: logger)
             let scheduler = PollScheduler(
-                configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger)
+                configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger,
+                observer: monitoring.observer)
             let control = try await ControlSocket.bind(stateDirectory: g.stateDirectory, logger: logger) {
                 scheduler.handle($0)
             }
             let group = ServiceGroup(
-                configuration: DaemonGroup.configuration(scheduler: scheduler, control: control, logger: logger))
+                configuration: DaemonGroup.configuration(
+                    scheduler: scheduler, control: control, monitoring: monitoring.services, logger: logger))
             try await group.run()
         }
 

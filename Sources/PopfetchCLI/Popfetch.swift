@@ -3,6 +3,7 @@ import Configuration
 import Daemon
 import Foundation
 import Logging
+import Monitoring
 import Retrieval
 import SystemSupport
 import UIDLStore
@@ -58,6 +59,10 @@ public struct Popfetch: AsyncParsableCommand {
         } catch let e as ControlSocketError {
             Self.printError(e.description)
             return ExitStatus.ioError.rawValue
+        } catch let e as MetricsEndpointError {
+            // The address is taken or cannot be bound: EX_UNAVAILABLE, as for a server that cannot be reached.
+            Self.printError(e.description)
+            return ExitStatus.unavailable.rawValue
         } catch {
             let code = Self.exitCode(for: error)
             if code.rawValue != 0 {

@@ -15,6 +15,22 @@ public enum Paths {
         return ns.localizedDescription
     }
 
+    /// `path` with `~` expanded and, when it is relative, taken as relative to `directory` (itself made absolute
+    /// against the working directory): a config's relative paths mean the same wherever popfetch is started.
+    public static func resolve(_ path: String, relativeTo directory: String) -> String {
+        let expanded = Self.expandTilde(path)
+        if expanded.isEmpty || expanded.hasPrefix("/") { return expanded }
+        let base = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+        return (base.hasSuffix("/") ? base : base + "/")
+            + (expanded.hasPrefix("./") ? String(expanded.dropFirst(2)) : expanded)
+    }
+
+    /// The directory of `file` ("." for a bare file name).
+    public static func directory(of file: String) -> String {
+        guard let slash = file.lastIndex(of: "/") else { return "." }
+        return slash == file.startIndex ? "/" : String(file[..<slash])
+    }
+
     public static func home() -> String {
         ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
     }

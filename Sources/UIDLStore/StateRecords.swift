@@ -81,6 +81,8 @@ public struct AccountStatusRecord: Hashable, Sendable {
     public var nextPoll: Date?
     /// Why the account is paused for the user's decision (flood protection), if it is.
     public var pausedReason: String?
+    /// When the last poll with outcome `ok` finished (among the polls the state keeps).
+    public var lastSuccess: Date?
 }
 
 /// Failure of the state database (the CLI maps it to EX_IOERR).

@@ -114,9 +114,17 @@ extension StateStore {
                 db, sql: "SELECT next_poll FROM schedule WHERE account_name = ?", arguments: [accountName])
             let paused = try String.fetchOne(
                 db, sql: "SELECT paused_reason FROM mailboxes WHERE account = ?", arguments: [mailbox.rawValue])
+            // Walks polls_by_name backwards from the newest poll to the first successful one.
+            let success = try Double.fetchOne(
+                db,
+                sql: """
+                    SELECT finished FROM polls WHERE account_name = ? AND outcome = 'ok' AND finished IS NOT NULL
+                    ORDER BY id DESC LIMIT 1
+                    """, arguments: [accountName])
             return AccountStatusRecord(
                 lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
-                nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused)
+                nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused,
+                lastSuccess: success.map(Date.init(timeIntervalSince1970:)))
         }
     }
 

@@ -337,6 +337,49 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("relative paths are relative to the config's directory; ~ is home; absolute ones stay")
+    func relativePaths() throws {
+        let text = """
+            metrics_file = "popfetch.prom"
+            metrics_listen = "[::1]:9101"
+            [[account]]
+            name = "a"
+            host = "pop.example.org"
+            user = "u"
+            password_file = "secrets/pop"
+            ca_file = "./ca.pem"
+            tls_client_cert = "/etc/ssl/c.pem"
+            tls_client_key = "~/k.pem"
+            maildir = "Mail"
+            """
+        let c = try self.parse(text)
+        let a = try #require(c.accounts.first)
+        #expect(c.global.metricsFile == "/x/popfetch.prom")
+        #expect(c.global.metricsListen == MetricsAddress(host: "::1", port: 9101))
+        #expect(a.authentication.password == .file("/x/secrets/pop"))
+        #expect(a.server.caFile == "/x/ca.pem")
+        #expect(a.server.clientCertificate == "/etc/ssl/c.pem")
+        #expect(a.server.clientKey == Paths.home() + "/k.pem")
+        #expect(a.delivery.method == .maildir("/x/Mail"))
+        // A config named relative to the working directory: its paths resolve against that directory.
+        let relative = try ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false).parse(
+            text: text, path: "conf/c.toml")
+        #expect(relative.global.metricsFile == FileManager.default.currentDirectoryPath + "/conf/popfetch.prom")
+    }
+
+    @Test(
+        "metrics_listen must be host:port; metrics_file a file",
+        arguments: [
+            ("metrics_listen = \"9101\"", "metrics_listen"), ("metrics_listen = \"127.0.0.1:0\"", "metrics_listen"),
+            ("metrics_listen = \"127.0.0.1:70000\"", "metrics_listen"), ("metrics_listen = 9101", "metrics_listen"),
+            ("metrics_listen = \"/run/metrics.sock\"", "metrics_listen"), ("metrics_file = \"\"", "metrics_file"),
+            ("metrics_file = \"dir/\"", "metrics_file"), ("metrics_file = 1", "metrics_file"),
+        ])
+    func metricsKeys(line: String, key: String) throws {
+        let error = try #require(throws: ConfigurationError.self) { try self.parse(line + "\n" + Self.base) }
+        #expect(error.key == key && error.line == 1, "\(error)")
+    }
+
     @Test("the example config in etc/ is valid")
     func exampleConfig() throws {
         let c = try ConfigurationLoader(checkPermissions: false).load(path: Package.root + "/etc/config.example.toml")

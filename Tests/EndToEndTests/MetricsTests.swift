@@ -1,0 +1,231 @@
+import Foundation
+import MailTestKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Issue 12: metrics for Prometheus: the daemon's `metrics_listen` endpoint scraped over real HTTP, and
+/// `metrics_file` for node_exporter's textfile collector, from the daemon and from a one-shot `poll`.
+@Suite("Metrics", .serialized)
+struct MetricsTests {
+    @Test("daemon: /metrics over HTTP and metrics_file say what the polls did; 404, 405; the file rewritten at exit")
+    func daemonEndpointAndFile() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(3, seed: 140))
+        try f.writeConfig(extra: "interval = \"1h\"")
+        let port = try freeLoopbackPort()
+        let file = f.directory + "/popfetch.prom"
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\nmetrics_file = \"popfetch.prom\"\n")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        #expect(try eventually(15) { try f.delivered().count == 3 }, "\(daemon.output)")
+
+        // The endpoint: counters from the poll's report, the rest from the state it left.
+        var text = ""
+        #expect(
+            eventually(10) {
+                text = (try? httpGet(port: port, path: "/metrics").body) ?? ""
+                return text.contains("popfetch_polls_total{account=\"test\",outcome=\"ok\"} 1")
+            }, "\(text)\n\(daemon.output)")
+        let response = try httpGet(port: port, path: "/metrics")
+        #expect(response.status == 200)
+        #expect(response.headers.contains("text/plain; version=0.0.4"), "\(response.headers)")
+        let body = response.body
+        for line in [
+            "popfetch_messages_total{account=\"test\",result=\"delivered\"} 3",
+            "popfetch_messages_total{account=\"test\",result=\"deleted\"} 3",
+            "popfetch_messages_total{account=\"test\",result=\"failed\"} 0",
+            "popfetch_polls_total{account=\"test\",outcome=\"error\"} 0",
+            "popfetch_delivered_messages_total{account=\"test\"} 3",
+            "popfetch_last_poll_outcome{account=\"test\",outcome=\"ok\"} 1",
+            "popfetch_last_poll_outcome{account=\"test\",outcome=\"error\"} 0",
+            "popfetch_pending_messages{account=\"test\"} 0",
+            "popfetch_paused{account=\"test\"} 0",
+            "popfetch_poll_duration_seconds_count{account=\"test\"} 1",
+            "popfetch_build_info{version=",
+            "# HELP popfetch_polls_total ",
+            "# TYPE popfetch_poll_duration_seconds histogram",
+        ] {
+            #expect(body.contains(line), "missing \(line) in:\n\(body)")
+        }
+        let bytes = try #require(Self.value(body, "popfetch_delivered_bytes_total{account=\"test\"}"))
+        #expect(bytes > 0)
+        let lastSuccess = try #require(Self.value(body, "popfetch_last_success_timestamp_seconds{account=\"test\"}"))
+        #expect(abs(lastSuccess - Date().timeIntervalSince1970) < 120, "\(lastSuccess)")
+
+        // Anything else: 404, 405.
+        #expect(try httpGet(port: port, path: "/").status == 404)
+        #expect(try httpGet(port: port, path: "/metrics", method: "POST").status == 405)
+
+        // The file: written after the poll, 0644, whole (renamed into place).
+        #expect(
+            eventually(10) {
+                ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains(
+                    "popfetch_polls_total{account=\"test\",outcome=\"ok\"} 1")
+            })
+        var info = stat()
+        #expect(stat(file, &info) == 0 && info.st_mode & 0o777 == 0o644)
+
+        // A failing poll: counted as an error of its kind; the file follows.
+        try f.writeConfig(extra: "interval = \"1h\"", password: "wrong")
+        daemon.signal(SIGHUP)
+        try daemon.waitFor("configuration reloaded", timeout: 10)
+        let wake = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        #expect(wake.status == 0, "\(wake.stderr)")
+        #expect(
+            eventually(15) {
+                let t = (try? httpGet(port: port, path: "/metrics").body) ?? ""
+                return t.contains("popfetch_poll_errors_total{account=\"test\",kind=\"auth\"} 1")
+                    && t.contains("popfetch_last_poll_outcome{account=\"test\",outcome=\"error\"} 1")
+                    && t.contains("popfetch_consecutive_failed_polls{account=\"test\"} 1")
+            }, "\(daemon.output)")
+
+        // SIGTERM: exit 0, the endpoint closed, the file written a last time (it holds the failed poll).
+        #expect(daemon.stop() == 0, "\(daemon.output)")
+        #expect((try? httpGet(port: port, path: "/metrics")) == nil, "the endpoint is closed")
+        let last = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(last.contains("popfetch_poll_errors_total{account=\"test\",kind=\"auth\"} 1"), "\(last)")
+        #expect(!FileManager.default.fileExists(atPath: f.directory + "/.popfetch.prom.\(daemon.child.pid).tmp"))
+    }
+
+    @Test("poll writes metrics_file from the state: totals carry across runs, no per-process counters")
+    func pollWritesFile() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 141))
+        try f.writeConfig()
+        let file = f.directory + "/metrics/popfetch.prom"
+        try FileManager.default.createDirectory(atPath: f.directory + "/metrics", withIntermediateDirectories: true)
+        try Self.prependRoot(f, "metrics_file = \"metrics/popfetch.prom\"\n")
+        let first = try f.poll()
+        #expect(first.status == 0, "\(first.stderr)")
+        let one = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(one.contains("popfetch_delivered_messages_total{account=\"test\"} 2"), "\(one)")
+        #expect(one.contains("popfetch_last_poll_outcome{account=\"test\",outcome=\"ok\"} 1"), "\(one)")
+        #expect(!one.contains("popfetch_polls_total"), "a one-shot run exports no per-process counters")
+
+        try f.user.deliver(Corpus.messages(1, seed: 142))
+        #expect(try f.poll().status == 0)
+        let two = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(two.contains("popfetch_delivered_messages_total{account=\"test\"} 3"), "\(two)")
+
+        // A directory that does not exist: the poll still delivers and exits 0; the error is named.
+        try f.writeConfig()
+        try Self.prependRoot(f, "metrics_file = \"missing/popfetch.prom\"\n")
+        try f.user.deliver(Corpus.messages(1, seed: 143))
+        let third = try f.poll()
+        #expect(third.status == 0)
+        #expect(
+            third.stderr.contains("metrics_file \(f.directory)/missing/popfetch.prom: cannot create"), "\(third.stderr)"
+        )
+        #expect(try f.delivered().count == 4)
+    }
+
+    @Test("a bad metrics_listen names file, line and key; an address in use stops the daemon with exit 69")
+    func badAddress() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig()
+        try Self.prependRoot(f, "metrics_listen = \"9101\"\n")
+        let check = try popfetch(["--config", f.configPath, "config", "check"])
+        #expect(check.status == 78)
+        #expect(check.stderr.contains("config.toml:1: metrics_listen: must be \"host:port\""), "\(check.stderr)")
+
+        // config check: the summary shows the metrics keys; a metrics_file in a missing directory is a problem.
+        try f.writeConfig()
+        try Self.prependRoot(f, "metrics_listen = \"[::1]:9101\"\nmetrics_file = \"nowhere/p.prom\"\n")
+        let check2 = try popfetch(["--config", f.configPath, "config", "check"])
+        #expect(check2.status == 78)
+        #expect(check2.stdout.contains("metrics_listen = [::1]:9101 (http://[::1]:9101/metrics)"), "\(check2.stdout)")
+        #expect(
+            check2.stderr.contains("metrics_file: directory \(f.directory)/nowhere does not exist"), "\(check2.stderr)")
+
+        // Taken by another listener.
+        let (holder, port) = try listeningSocket()
+        defer { close(holder) }
+        try f.writeConfig()
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "daemon"], timeout: 30)
+        #expect(r.status == 69, "\(r.stderr)")
+        #expect(
+            r.stderr.contains("metrics_listen 127.0.0.1:\(port): cannot listen: Address already in use"), "\(r.stderr)")
+    }
+
+    static func prependRoot(_ f: PopfetchFixture, _ text: String) throws {
+        let body = try String(contentsOfFile: f.configPath, encoding: .utf8)
+        try (text + body).write(toFile: f.configPath, atomically: true, encoding: .utf8)
+        chmod(f.configPath, 0o600)
+    }
+
+    /// The value of the series `name` (with its labels) in Prometheus text.
+    static func value(_ text: String, _ name: String) -> Double? {
+        for line in text.split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.dropFirst(name.count + 1))
+        }
+        return nil
+    }
+}
+
+/// A TCP socket listening on 127.0.0.1 at a port the kernel chose.
+func listeningSocket() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Bool in
+            bind(fd, p, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, p, &length) == 0
+        }
+    }
+    guard bound else {
+        close(fd)
+        throw TestFailure("bind: \(errno)")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// A loopback port free a moment ago.
+func freeLoopbackPort() throws -> Int {
+    let (fd, port) = try listeningSocket()
+    close(fd)
+    return port
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`, read to the end (the server closes); nil-free: throws when the
+/// connection cannot be made.
+func httpGet(port: Int, path: String, method: String = "GET") throws -> (status: Int, headers: String, body: String) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+    guard connected else { throw TestFailure("connect to port \(port): \(errno)") }
+    let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".utf8)
+    guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else {
+        throw TestFailure("send: \(errno)")
+    }
+    var received: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }
+        received += chunk[0..<n]
+    }
+    let text = String(decoding: received, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { throw TestFailure("no HTTP response: \(text)") }
+    let head = String(text[..<split.lowerBound])
+    let status = Int(head.split(separator: " ").dropFirst().first ?? "") ?? 0
+    return (status, head, String(text[split.upperBound...]))
+}
