@@ -56,13 +56,15 @@ extension Popfetch {
                 logger.notice("no enabled accounts in \(config.path)")
                 return
             }
-            let store = try g.openStore()
             if self.dryRun {
-                let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
-                let status = await Self.dryRun(selected, environment: env)
+                let status = try await g.withStoreForLooking { store, directory in
+                    let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
+                    return await Self.dryRun(selected, environment: env)
+                }
                 if status != .ok { throw CommandExit(status: status) }
                 return
             }
+            let store = try g.openStore()
             let stop = NIOLockedValueBox(false)
             let env = PollEnvironment(
                 store: store, stateDirectory: g.stateDirectory, logger: logger,

@@ -96,6 +96,24 @@ extension GlobalOptions {
     }
 
     var stateDirectory: String { (self.statePath as NSString).deletingLastPathComponent }
+
+    /// For the commands that only look (`check`, `serverinfo`, `poll --dry-run`): the state database and its
+    /// directory when the database exists; otherwise an empty one in a temporary directory, removed afterwards, so
+    /// that looking before the first poll creates no state (and needs no writable state directory).
+    func withStoreForLooking<T>(_ body: (StateStore, String) async throws -> T) async throws -> T {
+        if FileManager.default.fileExists(atPath: self.statePath) {
+            return try await body(try self.openStore(), self.stateDirectory)
+        }
+        var template = Array((NSTemporaryDirectory() + "/popfetch-look.XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw StateError(
+                path: self.statePath,
+                message: "cannot create a temporary directory: \(String(cString: strerror(errno)))")
+        }
+        let directory = String(cString: made)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        return try await body(try StateStore(path: directory + "/state.sqlite"), directory)
+    }
 }
 
 /// Writes to file descriptor 2 without going through the C library's shared `stderr` stream.

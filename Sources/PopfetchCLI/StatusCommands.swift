@@ -106,7 +106,7 @@ extension Popfetch {
             let logger = try g.makeLogger()
             let config = try g.loadConfiguration()
             let selected = try PollRound.select(config, names: self.account, logger: logger)
-            let status = await Check.serverInfo(selected, g: g, logger: logger)
+            let status = try await Check.serverInfo(selected, g: g, logger: logger)
             if status != .ok { throw CommandExit(status: status) }
         }
     }
@@ -136,7 +136,7 @@ extension Popfetch {
             let config = try g.loadConfiguration()
             let selected = try PollRound.select(config, names: self.account, logger: logger)
             if self.capabilities {
-                let status = await Self.serverInfo(selected, g: g, logger: logger)
+                let status = try await Self.serverInfo(selected, g: g, logger: logger)
                 if status != .ok { throw CommandExit(status: status) }
                 return
             }
@@ -154,18 +154,19 @@ extension Popfetch {
                     }
                 }
             }
-            let store = try g.openStore()
-            let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
             var total = 0
             var statuses: [ExitStatus] = []
-            for a in selected {
-                let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
-                if let e = r.error {
-                    print("\(a.name): error: \(TerminalSafe.escaped(e.message))")
-                    statuses.append(e.exitCode)
-                } else {
-                    print("\(a.name): \(r.new) new message\(r.new == 1 ? "" : "s") (\(r.listed) on the server)")
-                    total += r.new
+            try await g.withStoreForLooking { store, directory in
+                let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
+                for a in selected {
+                    let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
+                    if let e = r.error {
+                        print("\(a.name): error: \(TerminalSafe.escaped(e.message))")
+                        statuses.append(e.exitCode)
+                    } else {
+                        print("\(a.name): \(r.new) new message\(r.new == 1 ? "" : "s") (\(r.listed) on the server)")
+                        total += r.new
+                    }
                 }
             }
             let worst = ExitStatus.mostSerious(statuses)
@@ -174,22 +175,23 @@ extension Popfetch {
         }
 
         /// `check --capabilities` / `serverinfo`: each account's server, as it announces itself before login.
-        static func serverInfo(_ accounts: [AccountConfiguration], g: GlobalOptions, logger: Logger) async
-            -> ExitStatus
+        static func serverInfo(_ accounts: [AccountConfiguration], g: GlobalOptions, logger: Logger)
+            async throws -> ExitStatus
         {
             var statuses: [ExitStatus] = []
-            for a in accounts {
-                print("\(a.name): \(a.server.host):\(a.server.port) (tls \(a.server.tls.rawValue))")
-                // No state is read or written: a poller without a store's records.
-                do {
-                    let store = try g.openStore()
-                    let env = PollEnvironment(store: store, stateDirectory: g.stateDirectory, logger: logger)
-                    let info = try await AccountPoller(account: a, environment: env, checkOnly: true).serverInfo()
-                    for line in info.lines { print("  " + TerminalSafe.escaped(line)) }
-                } catch {
-                    let e = AccountPoller.classify(error)
-                    print("  error: \(TerminalSafe.escaped(e.message))")
-                    statuses.append(e.exitCode)
+            // No state is read or written; none is created.
+            try await g.withStoreForLooking { store, directory in
+                let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
+                for a in accounts {
+                    print("\(a.name): \(a.server.host):\(a.server.port) (tls \(a.server.tls.rawValue))")
+                    do {
+                        let info = try await AccountPoller(account: a, environment: env, checkOnly: true).serverInfo()
+                        for line in info.lines { print("  " + TerminalSafe.escaped(line)) }
+                    } catch {
+                        let e = AccountPoller.classify(error)
+                        print("  error: \(TerminalSafe.escaped(e.message))")
+                        statuses.append(e.exitCode)
+                    }
                 }
             }
             return ExitStatus.mostSerious(statuses)

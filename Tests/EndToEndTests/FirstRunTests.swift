@@ -38,6 +38,13 @@ struct FirstRunTests {
         #expect(r.stdout.contains("dry run: nothing was fetched, delivered, deleted or recorded"), "\(r.stdout)")
         #expect(try f.delivered().isEmpty)
         #expect(f.user.messageCount() == 3)
+        // Looking before the first poll creates no state: dry run, check and serverinfo leave no database behind.
+        #expect(!FileManager.default.fileExists(atPath: f.statePath), "the dry run created \(f.statePath)")
+        let check = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(check.stdout.contains("test: 3 new messages"), "\(check.stdout) \(check.stderr)")
+        let info = try popfetch(["--config", f.configPath, "--state", f.statePath, "serverinfo"])
+        #expect(info.status == 0, "\(info.stdout) \(info.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: f.statePath), "check or serverinfo created \(f.statePath)")
         let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
         #expect(
             s.stdout.contains("\"outcome\": \"never\"") || s.stdout.contains("\"outcome\":\"never\""), "\(s.stdout)")
