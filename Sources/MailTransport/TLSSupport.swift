@@ -144,12 +144,30 @@ public struct CertificateSummary: Hashable, Sendable, CustomStringConvertible {
     public var dnsNames: [String]
     public var notValidBefore: Int
     public var notValidAfter: Int
+    /// The subject's and the issuer's distinguished names, as `CN=..., O=..., C=...` (from the server: escape
+    /// before printing).
+    public var subject: String
+    public var issuer: String
 
     init(_ cert: NIOSSLCertificate, fingerprint: [UInt8]) {
         self.fingerprint = fingerprint
         self.dnsNames = HostNameCheck.dnsNames(of: cert)
         self.notValidBefore = Int(cert.notValidBefore)
         self.notValidAfter = Int(cert.notValidAfter)
+        self.subject = Self.distinguishedName(cert.subjectName)
+        self.issuer = Self.distinguishedName(cert.issuerName)
+    }
+
+    static func distinguishedName(_ names: [SSLCertificateName]) -> String {
+        let labels: [(SSLCertificateNameType, String)] = [
+            (.commonName, "CN"), (.organization, "O"), (.organizationalUnit, "OU"), (.city, "L"), (.state, "ST"),
+            (.country, "C"), (.emailAddress, "emailAddress"), (.userId, "UID"),
+        ]
+        let parts = names.map { name in
+            let label = labels.first { $0.0 == name.type }?.1 ?? "?"
+            return "\(label)=\(name.value)"
+        }
+        return parts.isEmpty ? "(empty)" : parts.joined(separator: ", ")
     }
 
     public var description: String {

@@ -13,6 +13,9 @@ public struct ServerInfo: Hashable, Sendable {
     public var tlsVersion: String?
     /// Names, validity and SHA-256 fingerprint.
     public var certificate: String?
+    /// The certificate's subject and issuer (distinguished names).
+    public var subject: String?
+    public var issuer: String?
     /// The capabilities in clear text, before STLS (nil without STLS, or when CAPA is not supported).
     public var beforeTLS: Capabilities?
     /// The capabilities that hold for the session (after STLS where used); nil when CAPA is not supported.
@@ -23,6 +26,8 @@ public struct ServerInfo: Hashable, Sendable {
         var lines = ["greeting       \(self.greeting)"]
         lines.append("TLS            \(self.tlsVersion.map { "\($0), certificate verified" } ?? "none (clear text)")")
         if let c = self.certificate { lines.append("certificate    \(c)") }
+        if let s = self.subject { lines.append("  subject      \(s)") }
+        if let i = self.issuer { lines.append("  issuer       \(i)") }
         guard let caps = self.capabilities else {
             lines.append("capabilities   none announced (the server does not support CAPA)")
             lines.append("APOP           \(self.offersAPOP ? "offered (timestamp in the greeting)" : "not offered")")
@@ -74,7 +79,8 @@ extension AccountPoller {
             _ = try? await conn.quit()
             return ServerInfo(
                 greeting: greeting, offersAPOP: conn.apopTimestamp != nil, tlsVersion: version,
-                certificate: certificate.map { "\($0)" }, beforeTLS: before, capabilities: caps)
+                certificate: certificate.map { "\($0)" }, subject: certificate?.subject, issuer: certificate?.issuer,
+                beforeTLS: before, capabilities: caps)
         }
     }
 }

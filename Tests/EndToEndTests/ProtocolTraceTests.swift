@@ -66,7 +66,8 @@ struct ProtocolTraceTests {
         #expect(r.status == 0, "\(r.stdout)\n\(r.stderr)")
         for line in [
             "test: 127.0.0.1:", "(tls starttls)", "  greeting       +OK", "  TLS            TLS 1.",
-            "certificate verified", "  certificate    names: ", "fingerprint sha256:", "  capabilities   ",
+            "certificate verified", "  certificate    names: ", "fingerprint sha256:", "    subject      CN=localhost",
+            "    issuer       CN=popfetch test CA", "  capabilities   ",
             "  before STLS    ", "STLS", "  SASL           ", "PLAIN", "  PIPELINING     yes", "  EXPIRE         ",
             "  LOGIN-DELAY    ",
         ] {
