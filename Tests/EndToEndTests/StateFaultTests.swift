@@ -236,25 +236,13 @@ struct StateFaultTests {
         let later = Corpus.messages(1, seed: 41)
         try f.user.deliver(later)
         // What every popfetch process holds while it has the database open (a daemon: for its lifetime).
-        let holding = f.directory + "/holding"
-        let holder = try Child.spawn(
-            [
-                "/usr/bin/python3", "-c",
-                "import fcntl, os, sys, time\n"
-                    + "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
-                    + "fcntl.flock(fd, fcntl.LOCK_SH)\n"
-                    + "open(sys.argv[2], 'w').close()\n"
-                    + "time.sleep(60)\n",
-                f.statePath + ".inuse", holding,
-            ], stdout: "/dev/null", stderr: "/dev/null")
-        var reaped = false
-        defer {
-            if !reaped {
-                kill(holder.pid, SIGKILL)
-                _ = holder.wait(timeout: 5)
-            }
-        }
-        #expect(eventually(10) { FileManager.default.fileExists(atPath: holding) })
+        let holder = try Holder.start(
+            "import fcntl, os, sys, time\n"
+                + "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                + "fcntl.flock(fd, fcntl.LOCK_SH)\n"
+                + "open(sys.argv[2], 'w').close()\n"
+                + "time.sleep(60)\n",
+            [f.statePath + ".inuse"], ready: f.directory + "/holding")
         let schema =
             "print(sqlite3.connect(sys.argv[1]).execute('SELECT name, sql FROM sqlite_master ORDER BY name').fetchall())"
         let before = try Self.sql(f, schema)
@@ -264,9 +252,7 @@ struct StateFaultTests {
         #expect(refused.stderr.contains("systemctl --user restart popfetch"), "\(refused.stderr)")
         #expect(try f.delivered().isEmpty)
         #expect(try Self.sql(f, schema).stdout == before.stdout, "the schema was left as it was")
-        kill(holder.pid, SIGKILL)
-        _ = holder.wait(timeout: 5)
-        reaped = true
+        holder.stop()
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         let got = try f.delivered()
@@ -282,34 +268,20 @@ struct StateFaultTests {
         let f = try PopfetchFixture()
         try Self.deliveredUnderSchemaV1(f)
         // What a popfetch from before `.inuse` does while it runs: the database open in WAL mode, no lock file.
-        let holding = f.directory + "/holding"
-        let holder = try Child.spawn(
-            [
-                "/usr/bin/python3", "-c",
-                "import sqlite3, sys, time\n"
-                    + "db = sqlite3.connect(sys.argv[1])\n"
-                    + "db.execute('PRAGMA journal_mode=WAL').fetchall()\n"
-                    + "db.execute('SELECT * FROM grdb_migrations').fetchall()\n"
-                    + "open(sys.argv[2], 'w').close()\n"
-                    + "time.sleep(60)\n",
-                f.statePath, holding,
-            ], stdout: "/dev/null", stderr: "/dev/null")
-        var reaped = false
-        defer {
-            if !reaped {
-                kill(holder.pid, SIGKILL)
-                _ = holder.wait(timeout: 5)
-            }
-        }
-        #expect(eventually(10) { FileManager.default.fileExists(atPath: holding) })
+        let holder = try Holder.start(
+            "import sqlite3, sys, time\n"
+                + "db = sqlite3.connect(sys.argv[1])\n"
+                + "db.execute('PRAGMA journal_mode=WAL').fetchall()\n"
+                + "db.execute('SELECT * FROM grdb_migrations').fetchall()\n"
+                + "open(sys.argv[2], 'w').close()\n"
+                + "time.sleep(60)\n",
+            [f.statePath], ready: f.directory + "/holding")
         let count = "print(len(sqlite3.connect(sys.argv[1]).execute('SELECT * FROM grdb_migrations').fetchall()))"
         let refused = try f.poll()
         #expect(refused.status == 75, "\(refused.stderr)")
         #expect(refused.stderr.contains("systemctl --user restart popfetch"), "\(refused.stderr)")
         #expect(try Self.sql(f, count).stdout == "1\n", "the schema was left as it was")
-        kill(holder.pid, SIGKILL)
-        _ = holder.wait(timeout: 5)
-        reaped = true
+        holder.stop()
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
     }

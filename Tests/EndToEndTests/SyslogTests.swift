@@ -17,21 +17,14 @@ struct SyslogTests {
         let socketPath = f.directory + "/log"
         let received = f.directory + "/received"
         let ready = f.directory + "/ready"
-        let listener = try Child.spawn(
-            [
-                "/usr/bin/python3", "-c",
-                "import socket, sys\n"
-                    + "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(30)\n"
-                    + "open(sys.argv[3], 'w').close()\n"
-                    + "out = open(sys.argv[2], 'ab', buffering=0)\n"
-                    + "while True:\n    out.write(s.recv(65536) + b'\\n')\n",
-                socketPath, received, ready,
-            ], stdout: "/dev/null", stderr: "/dev/null")
-        defer {
-            kill(listener.pid, SIGKILL)
-            _ = listener.wait(timeout: 5)
-        }
-        #expect(eventually(10) { FileManager.default.fileExists(atPath: ready) })
+        let listener = try Holder.start(
+            "import socket, sys\n"
+                + "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(30)\n"
+                + "open(sys.argv[3], 'w').close()\n"
+                + "out = open(sys.argv[2], 'ab', buffering=0)\n"
+                + "while True:\n    out.write(s.recv(65536) + b'\\n')\n",
+            [socketPath, received], ready: ready)
+        defer { listener.stop() }
         let r = try f.poll(["--syslog"], environment: ["POPFETCH_SYSLOG_SOCKET": socketPath])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.isEmpty, "nothing on stderr: \(r.stderr)")

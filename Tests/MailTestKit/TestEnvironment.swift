@@ -119,6 +119,38 @@ package struct Child {
     }
 }
 
+/// A python3 script that holds something (a lock, an open database, a socket) while a test runs: started by
+/// ``start(_:_:ready:)``, which waits until the script has created its `ready` file (passed as its last
+/// argument); killed and reaped by ``stop()``, or at the latest when the holder goes away.
+package final class Holder {
+    package let child: Child
+    private var stopped = false
+
+    private init(child: Child) { self.child = child }
+
+    /// Runs `python3 -c script arguments... ready` and waits (10 s at most) for the script to create `ready`.
+    package static func start(_ script: String, _ arguments: [String], ready: String) throws -> Holder {
+        let holder = Holder(
+            child: try Child.spawn(
+                ["/usr/bin/python3", "-c", script] + arguments + [ready], stdout: "/dev/null", stderr: "/dev/null"))
+        guard eventually(10, { FileManager.default.fileExists(atPath: ready) }) else {
+            holder.stop()
+            throw TestFailure("the python helper never became ready (\(ready))")
+        }
+        return holder
+    }
+
+    /// SIGKILL and reap; once.
+    package func stop() {
+        guard !self.stopped else { return }
+        self.stopped = true
+        kill(self.child.pid, SIGKILL)
+        _ = self.child.wait(timeout: 5)
+    }
+
+    deinit { self.stop() }
+}
+
 /// Runs a program to completion, its output collected through files (no pipe deadlocks).
 package func runProgram(_ arguments: [String], environment: [String: String] = [:], timeout: Double = 600) throws
     -> RunResult
