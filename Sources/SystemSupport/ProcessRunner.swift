@@ -1,6 +1,5 @@
 import Foundation
-import NIOCore
-import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -69,6 +68,10 @@ public enum ProcessRunner {
 
     /// popfetch's own environment, as `KEY=VALUE` strings, computed once.
     static let inheritedEnvironment: [String] = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+    /// The same, with each variable's name beside it (read per MDA run, to leave out the ones it sets).
+    static let inheritedEnvironmentByName: [(name: String, entry: String)] = ProcessInfo.processInfo.environment.map {
+        (name: $0.key, entry: "\($0.key)=\($0.value)")
+    }
 
     public static func run(
         arguments: [String], stdin stdinFD: Int32, timeout: Int, environment: [String: String]? = nil
@@ -83,12 +86,8 @@ public enum ProcessRunner {
     public static func run(
         arguments: [String], input: ProcessInput, timeout: Int, extraEnvironment: [String: String]
     ) async throws -> ProcessOutcome {
-        let replaced = Set(extraEnvironment.keys.map { $0 + "=" })
-        let inherited = Self.inheritedEnvironment.filter { entry in
-            guard let eq = entry.firstIndex(of: "=") else { return true }
-            return !replaced.contains(String(entry[...eq]))
-        }
-        let env = inherited + extraEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let inherited = Self.inheritedEnvironmentByName.lazy.filter { extraEnvironment[$0.name] == nil }.map(\.entry)
+        let env = Array(inherited) + extraEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         return try await self.spawn(arguments: arguments, input: input, stdout: nil, timeout: timeout, environment: env)
     }
 
@@ -144,14 +143,16 @@ public enum ProcessRunner {
         }
         // A cancelled task (the daemon's shutdown grace ran out) starts no child.
         try Task.checkCancellation()
-        // Setting up the input, spawning and waiting block, so they run on a thread of their own, in one job: the
-        // poll's task goes on receiving the next message meanwhile. A cancelled task stops waiting at once, but the
-        // child is not killed: an MDA killed half-way through writing a mailbox could leave a truncated copy there,
-        // while one left alone delivers the whole message (the input is all in its pipe, or fed by its own `cat`).
-        // Uncommitted, that message is fetched again at the next poll: at most one duplicate, never a loss. The job
-        // goes on meanwhile (reaping the child and closing its files), and ends with the process. It may run after a
-        // cancelled caller has stopped waiting and closed its descriptors: it works on copies of them, and closes
-        // those.
+        // The child is started here: nothing in that blocks (its input pipe is filled without blocking, and
+        // posix_spawn returns once the child has exec'd), so it starts without waiting for a thread to be created
+        // and scheduled, which on a busy machine took longer than the spawn. Waiting for it blocks, so that runs on
+        // a thread of its own while the poll's task goes on receiving the next message. A cancelled task stops
+        // waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox could leave
+        // a truncated copy there, while one left alone delivers the whole message (the input is all in its pipe, or
+        // fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at most one duplicate,
+        // never a loss. The waiting thread goes on meanwhile (reaping the child and closing its files), and ends
+        // with the process. It may run after a cancelled caller has stopped waiting and closed its descriptors: it
+        // works on copies of them, and closes those.
         let ownInput: ProcessInput
         let ownStdout: Int32?
         switch input {
@@ -164,29 +165,30 @@ public enum ProcessRunner {
             close(ownInput.fd)
             throw error
         }
-        let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: ProcessOutcome.self)
+        let closeOwn: @Sendable () -> Void = {
+            close(ownInput.fd)
+            if let ownStdout { close(ownStdout) }
+        }
+        let child: Launched
+        do {
+            child = try Self.launch(
+                program: program, arguments: arguments, input: ownInput, stdout: ownStdout, environment: envStrings)
+        } catch {
+            closeOwn()
+            throw error
+        }
+        let result = OneResult<ProcessOutcome>()
         let job: @Sendable () -> Void = {
-            defer {
-                close(ownInput.fd)
-                if let ownStdout { close(ownStdout) }
-            }
-            promise.completeWith(
-                Result {
-                    try Self.launchAndWait(
-                        program: program, arguments: arguments, input: ownInput, stdout: ownStdout, timeout: timeout,
-                        environment: envStrings)
-                })
+            defer { closeOwn() }
+            result.deliver(Self.waitFor(child, timeout: timeout))
         }
         // A thread of its own, not NIO's thread pool: the pool has one thread per core, and a job holds its thread
         // for the child's whole run, so with more children than cores (one MDA per account polled at once, password
-        // commands) each would wait, without a time-out, for another account's MDA to end.
-        if let code = Self.startDetachedThread(job) {
-            close(ownInput.fd)
-            if let ownStdout { close(ownStdout) }
-            throw ProcessLaunchError(
-                program: program, message: "cannot start a thread: \(String(cString: strerror(code)))", code: code)
-        }
-        return try await promise.futureResult.getUnlessCancelled()
+        // commands) each would wait, without a time-out, for another account's MDA to end. If no thread can be
+        // made (the process is out of threads or memory), the child is running all the same and must be waited
+        // for: here, holding this task's thread until it ends.
+        if Self.startDetachedThread(job) != nil { job() }
+        return try await result.value()
     }
 
     /// Runs `body` on a new detached thread; returns the error number when the thread cannot be created (then
@@ -225,10 +227,20 @@ public enum ProcessRunner {
         return copy
     }
 
-    private static func launchAndWait(
-        program: String, arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?, timeout: Int,
+    /// A started child, with what waiting for it needs.
+    struct Launched: Sendable {
+        let pid: pid_t
+        let outputFD: Int32
+        let feeder: Feeder?
+        let prefilled: Prefilled?
+    }
+
+    /// Creates the child's output file and its input (a filled pipe, or a feeder for a large file) and starts it.
+    /// Nothing here blocks.
+    private static func launch(
+        program: String, arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?,
         environment envStrings: [String]
-    ) throws -> ProcessOutcome {
+    ) throws -> Launched {
         // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
         // the middle of a delivery must not be killed by SIGPIPE half-way through it.
         let outputFD = try Self.makeOutputFile(program: program)
@@ -253,20 +265,24 @@ public enum ProcessRunner {
                 throw error
             }
         }
-        let pid: pid_t
         do {
-            pid = try Self.spawnProcess(
+            let pid = try Self.spawnProcess(
                 arguments, stdin: stdinFD, stdout: stdoutFD ?? outputFD, stderr: outputFD, environment: envStrings)
+            return Launched(pid: pid, outputFD: outputFD, feeder: feeder, prefilled: prefilled)
         } catch {
             close(outputFD)
             feeder?.abandon()
             if let prefilled { close(prefilled.pipeRead) }
             throw error
         }
-        var outcome = Self.wait(pid: pid, outputFD: outputFD, timeout: timeout)
-        if let f = feeder {
+    }
+
+    /// Waits for a launched child (blocking), then accounts for its input.
+    private static func waitFor(_ child: Launched, timeout: Int) -> ProcessOutcome {
+        var outcome = Self.wait(pid: child.pid, outputFD: child.outputFD, timeout: timeout)
+        if let f = child.feeder {
             outcome.input = outcome.timedOut ? f.abandon() : f.finish()
-        } else if let p = prefilled {
+        } else if let p = child.prefilled {
             outcome.input = p.finish(timedOut: outcome.timedOut)
         }
         return outcome
@@ -409,5 +425,70 @@ public enum ProcessRunner {
         pointers.append(nil)
         defer { for p in pointers { free(p) } }
         return body(pointers)
+    }
+}
+
+/// One value handed from a thread to the task that awaits it, once, without a hop through an event loop. A
+/// cancelled waiter gets `CancellationError` at once; the value, when it comes, is then dropped.
+final class OneResult<Value: Sendable>: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<Value, any Error>)
+        case delivered(Value)
+        case finished
+    }
+
+    private let state = Mutex<State>(.empty)
+
+    /// Hands over the value (a second one, or one after the waiter gave up, is dropped).
+    func deliver(_ value: Value) {
+        let waiter = self.state.withLock { s -> CheckedContinuation<Value, any Error>? in
+            switch s {
+            case .empty:
+                s = .delivered(value)
+                return nil
+            case .waiting(let c):
+                s = .finished
+                return c
+            case .delivered, .finished:
+                return nil
+            }
+        }
+        waiter?.resume(returning: value)
+    }
+
+    /// The value, once it is delivered; `CancellationError` as soon as the task is cancelled.
+    func value() async throws -> Value {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Value, any Error>) in
+                let ready = self.state.withLock { s -> Result<Value, any Error>? in
+                    switch s {
+                    case .empty:
+                        s = .waiting(c)
+                        return nil
+                    case .delivered(let v):
+                        s = .finished
+                        return .success(v)
+                    case .waiting, .finished:
+                        return .failure(CancellationError())
+                    }
+                }
+                if let ready { c.resume(with: ready) }
+            }
+        } onCancel: {
+            let waiter = self.state.withLock { s -> CheckedContinuation<Value, any Error>? in
+                switch s {
+                case .empty:
+                    s = .finished
+                    return nil
+                case .waiting(let c):
+                    s = .finished
+                    return c
+                case .delivered, .finished:
+                    return nil
+                }
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
     }
 }
