@@ -231,11 +231,18 @@ extension StateStore {
                         """
                 ).execute(arguments: [mailbox.rawValue, uid, r, t])
             }
-            let done = try String.fetchSet(
-                db.cachedStatement(
-                    sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"),
-                arguments: [mailbox.rawValue, uid])
-            let complete = allRecipients.allSatisfy { done.contains($0) }
+            // Delivered to every recipient now (one MDA run or SMTP transaction for all, the common case): complete
+            // without asking the table which were delivered before.
+            var complete = allRecipients.allSatisfy(Set(recipients).contains)
+            if !complete {
+                let done = try String.fetchSet(
+                    db.cachedStatement(
+                        sql:
+                            "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"
+                    ),
+                    arguments: [mailbox.rawValue, uid])
+                complete = allRecipients.allSatisfy { done.contains($0) }
+            }
             if complete {
                 try db.cachedStatement(
                     sql: """
