@@ -9,11 +9,17 @@ public import ServiceLifecycle
 /// `metrics_listen`: the daemon's metrics over HTTP for Prometheus to scrape, a `Service`. `GET /metrics` (or
 /// `HEAD`) answers the metrics in the text exposition format; any other path is 404, any other method 405, a
 /// malformed request 400. One request per connection (`Connection: close`); a client silent for
-/// ``idleDeadline`` is disconnected. Nothing is read from a request but its request line and headers (NIOHTTP1's
+/// ``idleDeadline``, or connected longer than ``connectionDeadline``, is disconnected, and at most
+/// ``maxConnections`` are open at once. Nothing is read from a request but its request line and headers (NIOHTTP1's
 /// limits bound those), and nothing a client sends changes anything.
 public struct MetricsEndpoint: Service {
     /// How long a connection may stay without traffic.
     public static let idleDeadline: Duration = .seconds(10)
+    /// How long a connection may stay at all, however it trickles: a scrape takes milliseconds.
+    public static let connectionDeadline: Duration = .seconds(10)
+    /// Connections open at once; more are closed as they are accepted (a scraper needs one at a time). Each holds a
+    /// descriptor, and descriptors are what polls need: hundreds of idle connections must not starve them.
+    public static let maxConnections = 16
     static let backlog: Int32 = 16
 
     public let address: MetricsAddress
@@ -27,12 +33,24 @@ public struct MetricsEndpoint: Service {
         -> MetricsEndpoint
     {
         let server: any Channel
+        let open = NIOLockedValueBox(0)
         do {
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: Self.backlog)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    let admitted = open.withLockedValue { n -> Bool in
+                        guard n < Self.maxConnections else { return false }
+                        n += 1
+                        return true
+                    }
+                    guard admitted else { return channel.close() }
+                    channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                    let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(Self.connectionDeadline)) {
+                        channel.close(promise: nil)
+                    }
+                    channel.closeFuture.whenComplete { _ in deadline.cancel() }
+                    return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(Self.idleDeadline)))
                         try sync.configureHTTPServerPipeline(withErrorHandling: true)
@@ -40,6 +58,11 @@ public struct MetricsEndpoint: Service {
                     }
                 }
                 .bind(host: address.host, port: address.port).get()
+        } catch let error as SocketAddressError.UnknownHost {
+            throw MetricsEndpointError(
+                address: address, message: "cannot resolve host name \(error.host): \(error.errorDescription)")
+        } catch is SocketAddressError {
+            throw MetricsEndpointError(address: address, message: "not an address to listen on")
         } catch {
             throw MetricsEndpointError(address: address, message: "cannot listen: \(Self.reason(error))")
         }

@@ -6,8 +6,8 @@ public import ServiceLifecycle
 #endif
 
 /// `metrics_file`: the metrics written for node_exporter's textfile collector (or anything that reads a file).
-/// Written whole to a temporary file in the same directory (`.NAME.PID.tmp`, which the collector's `*.prom` glob
-/// does not match) and renamed over the old one, so a reader never sees half a file. Mode 0644: the collector
+/// Written whole to a new temporary file in the same directory (`.NAME.RANDOM.tmp`, which the collector's `*.prom`
+/// glob does not match) and renamed over the old one, so a reader never sees half a file. Mode 0644: the collector
 /// usually runs as another user; the file holds account names and counts, never a secret.
 public struct MetricsFile: Sendable {
     public let path: String
@@ -18,8 +18,16 @@ public struct MetricsFile: Sendable {
         let slash = self.path.lastIndex(of: "/")
         let directory = slash.map { String(self.path[..<$0]) } ?? "."
         let name = slash.map { String(self.path[self.path.index(after: $0)...]) } ?? self.path
-        let temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        // A new file under a name nobody can guess, never one that is there already: whatever another user put in
+        // the directory (a FIFO, which would block the open for ever; a file of theirs, or a link) is not used.
+        // Regular files never block, so neither does the write.
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<8 {
+            temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).\(UInt64.random(in: 0...UInt64.max)).tmp"
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
+            if fd >= 0 || errno != EEXIST { break }
+        }
         guard fd >= 0 else { throw self.failure("cannot create \(temporary)") }
         var ok = fchmod(fd, 0o644) == 0
         var offset = 0

@@ -35,6 +35,7 @@ public struct Popfetch: AsyncParsableCommand {
     public static func run(arguments: [String]? = nil) async -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         umask(0o077)
+        ResourceLimits.raiseOpenFileLimit()
         do {
             var command = try Self.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -87,7 +87,8 @@ struct MetricsTests {
         #expect((try? httpGet(port: port, path: "/metrics")) == nil, "the endpoint is closed")
         let last = try String(contentsOfFile: file, encoding: .utf8)
         #expect(last.contains("popfetch_poll_errors_total{account=\"test\",kind=\"auth\"} 1"), "\(last)")
-        #expect(!FileManager.default.fileExists(atPath: f.directory + "/.popfetch.prom.\(daemon.child.pid).tmp"))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: f.directory).filter { $0.hasSuffix(".tmp") }
+        #expect(leftovers.isEmpty, "temporary files left: \(leftovers)")
     }
 
     @Test("poll writes metrics_file from the state: totals carry across runs, no per-process counters")
@@ -151,6 +152,52 @@ struct MetricsTests {
             r.stderr.contains("metrics_listen 127.0.0.1:\(port): cannot listen: Address already in use"), "\(r.stderr)")
     }
 
+    @Test("the endpoint holds at most 16 connections, each at most 10 s however it trickles; polls go on")
+    func endpointBounded() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        let port = try freeLoopbackPort()
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        let before = Self.openDescriptors(daemon.child.pid)
+        // 60 clients that send a byte now and then and never finish their request.
+        var clients: [Int32] = []
+        defer { for c in clients { close(c) } }
+        for _ in 0..<60 { clients.append(try connectLoopback(port: port)) }
+        let partial = "GET /metrics HTTP/1.1\r\nX-Slow: "
+        for c in clients { _ = send(c, partial, partial.utf8.count, Int32(MSG_NOSIGNAL)) }
+        usleep(500_000)
+        let during = Self.openDescriptors(daemon.child.pid)
+        #expect(during - before <= 16 + 2, "descriptors: \(before) before, \(during) with 60 clients")
+        // Polls and the control socket are unaffected.
+        try f.user.deliver(Corpus.messages(1, seed: 144))
+        let wake = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        #expect(wake.status == 0, "\(wake.stderr)")
+        #expect(try eventually(10) { try f.delivered().count == 1 }, "\(daemon.output)")
+        // Trickling does not keep a connection: each is closed within about 10 s of its start.
+        let start = Date()
+        var alive = clients
+        while !alive.isEmpty && Date().timeIntervalSince(start) < 15 {
+            for c in alive { _ = send(c, "a", 1, Int32(MSG_NOSIGNAL)) }
+            usleep(1_000_000)
+            alive = alive.filter { c in
+                var byte: UInt8 = 0
+                let n = recv(c, &byte, 1, Int32(MSG_DONTWAIT))
+                return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            }
+        }
+        let lasted = Date().timeIntervalSince(start)
+        #expect(alive.isEmpty, "\(alive.count) connections still open after \(lasted) s")
+        #expect(lasted > 5, "the admitted connections were kept while they trickled (\(lasted) s)")
+        #expect(try httpGet(port: port, path: "/metrics").status == 200)
+    }
+
+    /// How many descriptors process `pid` has open.
+    static func openDescriptors(_ pid: pid_t) -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
     static func prependRoot(_ f: PopfetchFixture, _ text: String) throws {
         let body = try String(contentsOfFile: f.configPath, encoding: .utf8)
         try (text + body).write(toFile: f.configPath, atomically: true, encoding: .utf8)
@@ -192,6 +239,26 @@ func freeLoopbackPort() throws -> Int {
     let (fd, port) = try listeningSocket()
     close(fd)
     return port
+}
+
+/// A TCP connection to 127.0.0.1:`port`.
+func connectLoopback(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+    guard connected else {
+        close(fd)
+        throw TestFailure("connect to port \(port): \(errno)")
+    }
+    return fd
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`, read to the end (the server closes); nil-free: throws when the
