@@ -126,6 +126,11 @@ public struct MetricsAddress: Hashable, Sendable, CustomStringConvertible {
         return MetricsAddress(host: host, port: port)
     }
 
+    /// Whether the host is this machine's loopback (`localhost`, 127.0.0.0/8, `::1`).
+    public var isLoopback: Bool {
+        self.host == "localhost" || self.host == "::1" || self.host.hasPrefix("127.")
+    }
+
     public var description: String {
         self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }

@@ -42,13 +42,16 @@ public final class PollScheduler: Service, Sendable {
     let slots: PollSlots
     /// Told of every poll that ran to an outcome (the metrics); called on the account's task, so it must be quick.
     let observer: (@Sendable (AccountConfiguration, PollReport) -> Void)?
+    /// Told of every configuration a SIGHUP put in force (the metrics forget removed accounts).
+    let reloaded: (@Sendable (Configuration) -> Void)?
     /// `shutdown_grace` as the service group was built with it: a reload cannot change it.
     public let shutdownGrace: Int
 
     public init(
         configuration: Configuration, loader: ConfigurationLoader, store: StateStore, stateDirectory: String,
         logger: Logger, notifier: SystemdNotifier = SystemdNotifier(),
-        observer: (@Sendable (AccountConfiguration, PollReport) -> Void)? = nil
+        observer: (@Sendable (AccountConfiguration, PollReport) -> Void)? = nil,
+        reloaded: (@Sendable (Configuration) -> Void)? = nil
     ) {
         self.state = Mutex(State(config: configuration))
         self.loader = loader
@@ -57,6 +60,7 @@ public final class PollScheduler: Service, Sendable {
         self.logger = logger
         self.notifier = notifier
         self.observer = observer
+        self.reloaded = reloaded
         self.slots = PollSlots(configuration.global.maxConcurrentPolls)
         self.shutdownGrace = configuration.global.shutdownGrace
     }
@@ -183,16 +187,18 @@ public final class PollScheduler: Service, Sendable {
             self.logger.error("SIGHUP: the configuration is invalid, keeping the running one: \(error)")
             return
         }
-        let (spawn, stale): ([String], [Waker]) = self.state.withLock { s in
+        let (spawn, stale, old): ([String], [Waker], GlobalSettings) = self.state.withLock { s in
+            let old = s.config.global
             s.config = newConfig
             let enabled = Set(newConfig.accounts.filter(\.enabled).map(\.name))
             let runningNames = Set(s.wakers.keys)
             let toSpawn = enabled.subtracting(runningNames).sorted()
             for name in toSpawn { s.spawn?.yield(name) }
             let gone = runningNames.subtracting(enabled).compactMap { s.wakers[$0] }
-            return (toSpawn, gone)
+            return (toSpawn, gone, old)
         }
         for w in stale { w.wake() }
+        self.reloaded?(newConfig)
         let added = spawn.isEmpty ? "" : "; now polling \(spawn.joined(separator: ", "))"
         self.logger.notice("SIGHUP: configuration reloaded (\(newConfig.accounts.count) accounts\(added))")
         if newConfig.global.shutdownGrace != self.shutdownGrace {
@@ -201,6 +207,10 @@ public final class PollScheduler: Service, Sendable {
                 SIGHUP: shutdown_grace changed to \(newConfig.global.shutdownGrace) s; it takes effect when the \
                 daemon is restarted (\(self.shutdownGrace) s until then)
                 """)
+        }
+        if newConfig.global.metricsListen != old.metricsListen || newConfig.global.metricsFile != old.metricsFile {
+            self.logger.notice(
+                "SIGHUP: metrics_listen or metrics_file changed; that takes effect when the daemon is restarted")
         }
         if newConfig.global.maxConcurrentPolls != self.slots.count {
             self.logger.notice(

@@ -5,14 +5,16 @@ import Synchronization
 public import UIDLStore
 
 /// What popfetch tells a monitoring system, in Prometheus' text exposition format (swift-prometheus' registry):
-/// per account, the state of its last poll and of its mailbox, read from the state database after every poll, and
-/// in the daemon also counters over the process's life (polls by outcome, errors by kind, messages by result,
-/// bytes, a poll-duration histogram). Every name begins with `popfetch_`; every series is labelled `account`.
+/// per account, its last poll (time, outcome, messages left on the server), its last successful poll, failed polls
+/// in a row, and from the state database the messages marked failed, the flood-protection pause and the running
+/// total of delivered messages; in the daemon also counters over the process's life (polls by outcome, errors by
+/// kind, messages by result, bytes, a poll-duration histogram). Every name begins with `popfetch_`; every series
+/// but two is labelled `account`.
 ///
 /// Two scopes: ``Scope/daemon`` exports everything; ``Scope/run`` (a one-shot `poll` writing `metrics_file`, as
-/// cron runs it) leaves out the process counters, which would start again from zero at every run. The series both
-/// scopes share come from the database, so they carry on across runs: timestamps, the last outcome, pending and
-/// failed messages, and `popfetch_delivered_messages_total` (the state's running total).
+/// cron runs it) leaves out the process counters, which would start again from zero at every run. What a poll
+/// reports sets the gauges of its last poll (so a poll that failed before the state recorded it still shows); the
+/// state database seeds them at start and supplies the rest, so those carry on across runs.
 public final class PollMetrics: Sendable {
     public enum Scope: Sendable { case daemon, run }
 
@@ -26,15 +28,29 @@ public final class PollMetrics: Sendable {
     /// What happened to messages in a poll, as the `result` label of `popfetch_messages_total`.
     static let results = ["delivered", "deferred", "failed", "deleted", "skipped"]
 
+    /// What the metrics remember of one account between polls.
+    private struct Account {
+        /// Every series registered for the account, to remove them with it.
+        var counters: [Counter] = []
+        var gauges: [Gauge] = []
+        var histograms: [DurationHistogram] = []
+        var deliveredTotal = 0
+        var consecutiveFailures = 0
+        var lastPoll: Double = 0
+        var lastOutcome: String?
+        var lastSuccess: Double = 0
+        var pending = 0
+    }
+
     private let registry = PrometheusCollectorRegistry()
     private let scope: Scope
-    /// The running total of delivered messages already exported per account (the counter only goes up, by the
-    /// difference to the state's total).
-    private let deliveredTotals = Mutex<[String: Int]>([:])
+    private let accounts = Mutex<[String: Account]>([:])
 
     public init(scope: Scope, version: String, now: Date = Date()) {
         self.scope = scope
-        self.gauge("build_info", "", [("version", version)], "popfetch's version (always 1)").set(to: 1)
+        self.registry.makeGauge(
+            descriptor: Self.name("build_info", "", "popfetch's version (always 1)"), labels: [("version", version)]
+        ).set(to: 1)
         if scope == .daemon {
             self.registry.makeGauge(
                 descriptor: Self.name("start_time", "seconds", "When the daemon started (Unix time)")
@@ -42,78 +58,123 @@ public final class PollMetrics: Sendable {
         }
     }
 
-    /// The account's series, all present from the start (counters at 0), with its state from the database.
-    public func register(account: String, status: AccountStatusRecord?) {
-        if self.scope == .daemon {
-            for outcome in Self.outcomes { _ = self.polls(account, outcome.rawValue) }
-            for result in Self.results { _ = self.messages(account, result) }
-            _ = self.bytes(account)
-            _ = self.duration(account)
+    /// The account's series, all present from the start (counters at 0), seeded from the state database.
+    public func register(account name: String, status: AccountStatusRecord?) {
+        self.accounts.withLock { accounts in
+            var a = accounts[name] ?? Account()
+            if let status {
+                a.lastPoll = status.lastPoll?.finished?.timeIntervalSince1970 ?? 0
+                a.lastOutcome = status.lastPoll?.outcome
+                a.lastSuccess = status.lastSuccess?.timeIntervalSince1970 ?? 0
+                a.pending = status.lastKnownPending ?? 0
+                a.consecutiveFailures = status.consecutiveFailures
+            }
+            accounts[name] = a
         }
-        if let status { self.update(account: account, status: status) }
+        if self.scope == .daemon {
+            for outcome in Self.outcomes { _ = self.polls(name, outcome.rawValue) }
+            for result in Self.results { _ = self.messages(name, result) }
+            _ = self.bytes(name)
+            _ = self.duration(name)
+        }
+        self.export(name, status: status)
     }
 
-    /// One finished poll: the daemon's counters from its report, the rest from the state it left.
-    public func record(_ report: PollReport, status: AccountStatusRecord?) {
-        let account = report.account
+    /// One finished poll: its report, then the state it left.
+    public func record(_ report: PollReport, status: AccountStatusRecord?, now: Date = Date()) {
+        let name = report.account
         if self.scope == .daemon {
-            self.polls(account, report.outcome.rawValue).increment()
+            self.polls(name, report.outcome.rawValue).increment()
             if let error = report.error {
-                self.registry.makeCounter(
-                    descriptor: Self.name("poll_errors", "total", "Failed polls since the daemon started, by kind"),
-                    labels: [("account", account), ("kind", error.kind.rawValue)]
+                self.counter(
+                    name, "poll_errors", "total", "Failed polls since the daemon started, by kind",
+                    extra: [("kind", error.kind.rawValue)]
                 ).increment()
             }
             let counts = [
                 ("delivered", report.delivered), ("deferred", report.deferred), ("failed", report.failed),
                 ("deleted", report.deleted), ("skipped", report.skipped),
             ]
-            for (result, n) in counts where n > 0 { self.messages(account, result).increment(by: Int64(n)) }
-            if report.bytes > 0 { self.bytes(account).increment(by: Int64(report.bytes)) }
-            self.duration(account).record(.milliseconds(Int64((report.durationSeconds * 1000).rounded())))
+            for (result, n) in counts where n > 0 { self.messages(name, result).increment(by: Int64(n)) }
+            if report.bytes > 0 { self.bytes(name).increment(by: Int64(report.bytes)) }
+            self.duration(name).record(.milliseconds(Int64((report.durationSeconds * 1000).rounded())))
         }
-        if let status { self.update(account: account, status: status) }
+        let scope = self.scope
+        self.accounts.withLock { accounts in
+            var a = accounts[name] ?? Account()
+            a.lastPoll = now.timeIntervalSince1970
+            a.lastOutcome = report.outcome.rawValue
+            switch report.outcome {
+            case .ok:
+                a.lastSuccess = now.timeIntervalSince1970
+                a.pending = report.pending
+                a.consecutiveFailures = 0
+            case .partial, .paused:
+                a.pending = report.pending
+                a.consecutiveFailures = 0
+            case .error:
+                // The daemon counts for itself; a one-shot run reads the state, which has this poll unless it
+                // failed before the state recorded it (another process held the account's lock).
+                a.consecutiveFailures =
+                    scope == .daemon ? a.consecutiveFailures + 1 : max(1, status?.consecutiveFailures ?? 1)
+            case .skipped:
+                break
+            }
+            accounts[name] = a
+        }
+        self.export(name, status: status)
+    }
+
+    /// Removes every series of the accounts not in `names` (removed or renamed by a reload).
+    public func keep(only names: Set<String>) {
+        let gone = self.accounts.withLock { accounts -> [Account] in
+            let removed = accounts.keys.filter { !names.contains($0) }
+            return removed.compactMap { accounts.removeValue(forKey: $0) }
+        }
+        for a in gone {
+            for c in a.counters { self.registry.unregisterCounter(c) }
+            for g in a.gauges { self.registry.unregisterGauge(g) }
+            for h in a.histograms { self.registry.unregisterDurationHistogram(h) }
+        }
     }
 
     /// The metrics as Prometheus text (format 0.0.4).
     public func render() -> [UInt8] { self.registry.emitToBuffer() }
 
-    private func update(account: String, status: AccountStatusRecord) {
-        let labels = [("account", account)]
-        let last = status.lastPoll
+    /// Sets the account's gauges from what the metrics remember and the state database says.
+    private func export(_ name: String, status: AccountStatusRecord?) {
+        guard let a = self.accounts.withLock({ $0[name] }) else { return }
+        self.gauge(name, "last_poll_timestamp", "seconds", "When the last poll finished (Unix time; 0: never)")
+            .set(to: a.lastPoll)
         self.gauge(
-            "last_poll_timestamp", "seconds", labels, "When the last poll finished (Unix time; 0: never)"
-        ).set(to: last?.finished?.timeIntervalSince1970 ?? 0)
-        self.gauge(
-            "last_success_timestamp", "seconds", labels,
-            "When the last poll with outcome ok finished (Unix time; 0: none in the polls kept)"
-        ).set(to: status.lastSuccess?.timeIntervalSince1970 ?? 0)
+            name, "last_success_timestamp", "seconds",
+            "When the last poll with outcome ok finished (Unix time; 0: none known)"
+        ).set(to: a.lastSuccess)
         for outcome in Self.outcomes {
             self.gauge(
-                "last_poll_outcome", "", labels + [("outcome", outcome.rawValue)],
-                "1 for the outcome of the last poll, 0 for the others"
-            ).set(to: last?.outcome == outcome.rawValue ? 1 : 0)
+                name, "last_poll_outcome", "", "1 for the outcome of the last poll, 0 for the others",
+                extra: [("outcome", outcome.rawValue)]
+            ).set(to: a.lastOutcome == outcome.rawValue ? 1 : 0)
         }
         self.gauge(
-            "pending", "messages", labels, "Messages waiting on the server after the last poll (not delivered)"
-        ).set(to: Double(last?.pending ?? 0))
+            name, "pending", "messages",
+            "Messages left on the server, not delivered, after the last poll that logged in"
+        ).set(to: Double(a.pending))
+        self.gauge(name, "consecutive_failed", "polls", "Polls in a row that ended with outcome error")
+            .set(to: Double(a.consecutiveFailures))
+        guard let status else { return }
         self.gauge(
-            "failed", "messages", labels,
-            "Messages marked failed (kept on the server, skipped until popfetch retry)"
+            name, "failed", "messages", "Messages marked failed (kept on the server, skipped until popfetch retry)"
         ).set(to: Double(status.failedMessages))
-        self.gauge(
-            "consecutive_failed", "polls", labels, "Polls in a row that ended with outcome error"
-        ).set(to: Double(status.consecutiveFailures))
-        self.gauge(
-            "paused", "", labels, "1 while flood protection holds the account for the user's decision"
-        ).set(to: status.pausedReason == nil ? 0 : 1)
-        let counter = self.registry.makeCounter(
-            descriptor: Self.name(
-                "delivered_messages", "total", "Messages delivered since the state database was created"),
-            labels: labels)
-        let step = self.deliveredTotals.withLock { totals -> Int in
-            let step = max(0, status.deliveredTotal - (totals[account] ?? 0))
-            totals[account] = max(totals[account] ?? 0, status.deliveredTotal)
+        self.gauge(name, "paused", "", "1 while flood protection holds the account for the user's decision")
+            .set(to: status.pausedReason == nil ? 0 : 1)
+        let counter = self.counter(
+            name, "delivered_messages", "total", "Messages delivered since the state database was created")
+        let step = self.accounts.withLock { accounts -> Int in
+            guard var a = accounts[name] else { return 0 }
+            let step = max(0, status.deliveredTotal - a.deliveredTotal)
+            a.deliveredTotal = max(a.deliveredTotal, status.deliveredTotal)
+            accounts[name] = a
             return step
         }
         if step > 0 { counter.increment(by: Int64(step)) }
@@ -124,33 +185,52 @@ public final class PollMetrics: Sendable {
         MetricNameDescriptor(namespace: "popfetch", metricName: name, unitName: unit, helpText: help)
     }
 
-    private func gauge(_ name: String, _ unit: String, _ labels: [(String, String)], _ help: String) -> Gauge {
-        self.registry.makeGauge(descriptor: Self.name(name, unit, help), labels: labels)
+    private func gauge(
+        _ account: String, _ name: String, _ unit: String, _ help: String, extra: [(String, String)] = []
+    ) -> Gauge {
+        let g = self.registry.makeGauge(
+            descriptor: Self.name(name, unit, help), labels: [("account", account)] + extra)
+        self.remember(account) { a in if !a.gauges.contains(where: { $0 === g }) { a.gauges.append(g) } }
+        return g
+    }
+
+    private func counter(
+        _ account: String, _ name: String, _ unit: String, _ help: String, extra: [(String, String)] = []
+    ) -> Counter {
+        let c = self.registry.makeCounter(
+            descriptor: Self.name(name, unit, help), labels: [("account", account)] + extra)
+        self.remember(account) { a in if !a.counters.contains(where: { $0 === c }) { a.counters.append(c) } }
+        return c
+    }
+
+    private func remember(_ account: String, _ add: (inout Account) -> Void) {
+        self.accounts.withLock { accounts in
+            var a = accounts[account] ?? Account()
+            add(&a)
+            accounts[account] = a
+        }
     }
 
     private func polls(_ account: String, _ outcome: String) -> Counter {
-        self.registry.makeCounter(
-            descriptor: Self.name("polls", "total", "Polls since the daemon started, by outcome"),
-            labels: [("account", account), ("outcome", outcome)])
+        self.counter(
+            account, "polls", "total", "Polls since the daemon started, by outcome", extra: [("outcome", outcome)])
     }
 
     private func messages(_ account: String, _ result: String) -> Counter {
-        self.registry.makeCounter(
-            descriptor: Self.name(
-                "messages", "total", "Messages since the daemon started, by what happened to them in a poll"),
-            labels: [("account", account), ("result", result)])
+        self.counter(
+            account, "messages", "total", "Messages since the daemon started, by what happened to them in a poll",
+            extra: [("result", result)])
     }
 
     private func bytes(_ account: String) -> Counter {
-        self.registry.makeCounter(
-            descriptor: Self.name(
-                "delivered", "bytes_total", "Bytes of the messages delivered since the daemon started"),
-            labels: [("account", account)])
+        self.counter(account, "delivered", "bytes_total", "Bytes of the messages delivered since the daemon started")
     }
 
     private func duration(_ account: String) -> DurationHistogram {
-        self.registry.makeDurationHistogram(
+        let h = self.registry.makeDurationHistogram(
             descriptor: Self.name("poll_duration", "seconds", "How long polls took"),
             labels: [("account", account)], buckets: Self.durationBuckets)
+        self.remember(account) { a in if !a.histograms.contains(where: { $0 === h }) { a.histograms.append(h) } }
+        return h
     }
 }

@@ -84,7 +84,7 @@ extension Popfetch {
                 }
                 return reports
             }
-            MetricsWiring.writeAfterPoll(config, store: store, logger: logger)
+            MetricsWiring.writeAfterPoll(config, polled: selected, reports: reports, store: store, logger: logger)
             var status = ExitStatus.mostSerious(reports.map(\.exitStatus))
             if stop.withLockedValue({ $0 }) && status == .ok && reports.contains(where: { $0.pending > 0 }) {
                 // Stopped early on request: what was delivered is committed, the rest waits for the next poll.
@@ -180,6 +180,11 @@ extension Popfetch {
                 print(ConfigurationSummary.render(config, statePath: g.statePath, problems: problems.count))
                 if config.accounts.isEmpty {
                     writeStderr("popfetch: warning: \(config.path) has no [[account]]: there is nothing to poll\n")
+                }
+                if let address = config.global.metricsListen, !address.isLoopback {
+                    writeStderr(
+                        "popfetch: warning: metrics_listen \(address) is not a loopback address: anyone who can reach "
+                            + "it reads account names and poll results\n")
                 }
                 for p in problems {
                     let line = p.account.isEmpty ? nil : config.accounts.first { $0.name == p.account }?.line

@@ -38,7 +38,7 @@ extension Popfetch {
             let monitoring = try await MetricsWiring.daemonServices(config, store: store, logger: logger)
             let scheduler = PollScheduler(
                 configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger,
-                observer: monitoring.observer)
+                observer: monitoring.observer, reloaded: monitoring.reloaded)
             let control = try await ControlSocket.bind(stateDirectory: g.stateDirectory, logger: logger) {
                 scheduler.handle($0)
             }

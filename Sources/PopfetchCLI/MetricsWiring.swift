@@ -36,13 +36,23 @@ struct MetricsWiring {
         self.metrics.record(report, status: self.status(account))
     }
 
-    /// The daemon's services for the configuration: the HTTP endpoint and the file writer, each when configured,
-    /// and the observer the scheduler calls after each poll.
-    static func daemonServices(
-        _ config: Configuration, store: StateStore, logger: Logger
-    ) async throws -> (services: [any Service], observer: (@Sendable (AccountConfiguration, PollReport) -> Void)?) {
+    /// A reloaded configuration: the series of accounts no longer in it go, new accounts get theirs.
+    func reloaded(_ config: Configuration) {
+        self.metrics.keep(only: Set(config.accounts.map(\.name)))
+        for account in config.accounts { self.metrics.register(account: account.name, status: self.status(account)) }
+    }
+
+    /// What the daemon wires for the configuration: the HTTP endpoint and the file writer (each when configured),
+    /// the observer the scheduler calls after each poll, and the one it calls after a reload.
+    struct DaemonParts {
+        var services: [any Service] = []
+        var observer: (@Sendable (AccountConfiguration, PollReport) -> Void)?
+        var reloaded: (@Sendable (Configuration) -> Void)?
+    }
+
+    static func daemonServices(_ config: Configuration, store: StateStore, logger: Logger) async throws -> DaemonParts {
         let global = config.global
-        guard global.metricsListen != nil || global.metricsFile != nil else { return ([], nil) }
+        guard global.metricsListen != nil || global.metricsFile != nil else { return DaemonParts() }
         let wiring = MetricsWiring(scope: .daemon, accounts: config.accounts, store: store, logger: logger)
         var services: [any Service] = []
         if let address = global.metricsListen {
@@ -52,17 +62,34 @@ struct MetricsWiring {
             MetricsFileWriter(file: MetricsFile(path: $0), metrics: wiring.metrics, logger: logger)
         }
         if let writer { services.append(writer) }
-        let observer: @Sendable (AccountConfiguration, PollReport) -> Void = { account, report in
-            wiring.record(account, report)
-            writer?.changed()
+        if let address = global.metricsListen, !address.isLoopback {
+            logger.warning(
+                "metrics_listen \(address) is not a loopback address: anyone who can reach it reads account names and poll results"
+            )
         }
-        return (services, observer)
+        return DaemonParts(
+            services: services,
+            observer: { account, report in
+                wiring.record(account, report)
+                writer?.changed()
+            },
+            reloaded: { config in
+                wiring.reloaded(config)
+                writer?.changed()
+            })
     }
 
     /// `poll` with `metrics_file`: the file written once, after the round, from the state the polls left.
-    static func writeAfterPoll(_ config: Configuration, store: StateStore, logger: Logger) {
+    static func writeAfterPoll(
+        _ config: Configuration, polled: [AccountConfiguration], reports: [PollReport], store: StateStore,
+        logger: Logger
+    ) {
         guard let path = config.global.metricsFile else { return }
         let wiring = MetricsWiring(scope: .run, accounts: config.accounts, store: store, logger: logger)
+        for report in reports {
+            guard let account = polled.first(where: { $0.name == report.account }) else { continue }
+            wiring.record(account, report)
+        }
         do {
             try MetricsFile(path: path).write(wiring.metrics.render())
         } catch {

@@ -83,6 +83,8 @@ public struct AccountStatusRecord: Hashable, Sendable {
     public var pausedReason: String?
     /// When the last poll with outcome `ok` finished (among the polls the state keeps).
     public var lastSuccess: Date?
+    /// Messages left on the server after the last poll that logged in (a failed poll does not know).
+    public var lastKnownPending: Int?
 }
 
 /// Failure of the state database (the CLI maps it to EX_IOERR).

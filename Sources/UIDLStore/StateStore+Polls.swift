@@ -121,10 +121,16 @@ extension StateStore {
                     SELECT finished FROM polls WHERE account_name = ? AND outcome = 'ok' AND finished IS NOT NULL
                     ORDER BY id DESC LIMIT 1
                     """, arguments: [accountName])
+            let pending = try Int.fetchOne(
+                db,
+                sql: """
+                    SELECT pending FROM polls WHERE account_name = ? AND outcome IN ('ok', 'partial')
+                    ORDER BY id DESC LIMIT 1
+                    """, arguments: [accountName])
             return AccountStatusRecord(
                 lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
                 nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused,
-                lastSuccess: success.map(Date.init(timeIntervalSince1970:)))
+                lastSuccess: success.map(Date.init(timeIntervalSince1970:)), lastKnownPending: pending)
         }
     }
 

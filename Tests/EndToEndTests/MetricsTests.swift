@@ -152,6 +152,49 @@ struct MetricsTests {
             r.stderr.contains("metrics_listen 127.0.0.1:\(port): cannot listen: Address already in use"), "\(r.stderr)")
     }
 
+    @Test("a failed poll keeps the last known pending count; a reload drops the series of a removed account")
+    func gaugesAcrossFailureAndReload() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(2, seed: 145))
+        let tempfail = f.directory + "/tempfail-mda"
+        try "#!/bin/sh\ncat >/dev/null\nexit 75\n".write(toFile: tempfail, atomically: true, encoding: .utf8)
+        chmod(tempfail, 0o755)
+        try f.writeConfig(extra: "interval = \"1h\"", mda: tempfail)
+        let port = try freeLoopbackPort()
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        func scrape() -> String { (try? httpGet(port: port, path: "/metrics").body) ?? "" }
+        #expect(
+            eventually(15) {
+                scrape().contains("popfetch_last_poll_outcome{account=\"test\",outcome=\"partial\"} 1")
+            }, "\(scrape())\n\(daemon.output)")
+        #expect(scrape().contains("popfetch_pending_messages{account=\"test\"} 2"), "\(scrape())")
+        #expect(scrape().contains("popfetch_messages_total{account=\"test\",result=\"deferred\"} 2"))
+
+        // The login fails: the outcome says so, but the two messages are still waiting on the server.
+        try f.writeConfig(extra: "interval = \"1h\"", mda: tempfail, password: "wrong")
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        daemon.signal(SIGHUP)
+        try daemon.waitFor("configuration reloaded", timeout: 10)
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        #expect(
+            eventually(15) { scrape().contains("popfetch_last_poll_outcome{account=\"test\",outcome=\"error\"} 1") },
+            "\(daemon.output)")
+        let failed = scrape()
+        #expect(failed.contains("popfetch_pending_messages{account=\"test\"} 2"), "\(failed)")
+        #expect(failed.contains("popfetch_consecutive_failed_polls{account=\"test\"} 1"), "\(failed)")
+
+        // Renamed by a reload: the old name's series go (its alerts would fire for ever), the new name's come.
+        try f.writeConfig(extra: "interval = \"1h\"", mda: tempfail, name: "renamed")
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        daemon.signal(SIGHUP)
+        try daemon.waitFor("now polling renamed", timeout: 10)
+        #expect(eventually(10) { scrape().contains("account=\"renamed\"") }, "\(scrape())")
+        let after = scrape()
+        #expect(!after.contains("account=\"test\""), "\(after)")
+    }
+
     @Test("the endpoint holds at most 16 connections, each at most 10 s however it trickles; polls go on")
     func endpointBounded() throws {
         let f = try PopfetchFixture()
