@@ -1,4 +1,5 @@
 import Foundation
+import SystemSupport
 
 /// Translates a `.fetchmailrc` into an equivalent popfetch TOML configuration, with a comment for every option
 /// that has no equivalent. Pure: text in, text out.
@@ -115,7 +116,9 @@ public enum FetchmailrcImporter {
     }
 
     /// Returns the TOML text.
-    public static func convert(_ text: String, source: String) throws -> String {
+    /// `workingDirectory`: where fetchmail would have run, to make its relative file names (`sslcertfile`)
+    /// absolute; popfetch reads a relative path in its config as relative to the config's directory.
+    public static func convert(_ text: String, source: String, workingDirectory: String? = nil) throws -> String {
         let tokens = try self.tokenize(text)
         var daemonInterval: Int?
         var globalNotes: [String] = []
@@ -259,7 +262,10 @@ public enum FetchmailrcImporter {
             case "sslcertck": mutateUser { $0.sslcertck = true }
             case "sslfingerprint":
                 let v = try value("sslfingerprint", t.line).text; mutateUser { $0.sslfingerprint = v }
-            case "sslcertfile", "sslcertpath": let v = try value(word, t.line).text; mutateUser { $0.sslcertfile = v }
+            case "sslcertfile", "sslcertpath":
+                let v = try value(word, t.line).text
+                let path = workingDirectory.map { Paths.resolve(v, relativeTo: $0) } ?? v
+                mutateUser { $0.sslcertfile = path }
             case "sslproto": _ = next()
             case "mda": let v = try value("mda", t.line).text; mutateUser { $0.mda = v }
             case "smtphost", "smtphosts": let v = try value("smtphost", t.line).text; mutateUser { $0.smtphost = v }

@@ -286,7 +286,9 @@ extension Popfetch {
             }
             let toml: String
             do {
-                toml = try FetchmailrcImporter.convert(String(decoding: data, as: UTF8.self), source: path)
+                toml = try FetchmailrcImporter.convert(
+                    String(decoding: data, as: UTF8.self), source: path,
+                    workingDirectory: FileManager.default.currentDirectoryPath)
             } catch let e as FetchmailrcImporter.ParseError {
                 throw ConfigurationError(file: path, line: e.line, key: nil, message: e.message)
             }

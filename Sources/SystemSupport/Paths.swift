@@ -19,10 +19,17 @@ public enum Paths {
     /// against the working directory): a config's relative paths mean the same wherever popfetch is started.
     public static func resolve(_ path: String, relativeTo directory: String) -> String {
         let expanded = Self.expandTilde(path)
-        if expanded.isEmpty || expanded.hasPrefix("/") { return expanded }
+        if expanded.isEmpty { return expanded }
+        if expanded.hasPrefix("/") { return Self.tidy(expanded) }
         let base = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
-        return (base.hasSuffix("/") ? base : base + "/")
-            + (expanded.hasPrefix("./") ? String(expanded.dropFirst(2)) : expanded)
+        return Self.tidy(base + "/" + expanded)
+    }
+
+    /// An absolute path without empty or `.` components (`//tmp/./x/` is `/tmp/x`); `..` is left as it is (with
+    /// symbolic links, only the file system knows what it leads to).
+    static func tidy(_ absolute: String) -> String {
+        let parts = absolute.split(separator: "/").filter { $0 != "." }
+        return "/" + parts.joined(separator: "/")
     }
 
     /// The directory of `file` ("." for a bare file name).

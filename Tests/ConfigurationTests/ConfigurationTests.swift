@@ -365,6 +365,10 @@ struct ConfigurationTests {
         let relative = try ConfigurationLoader(defaultRecipient: "tester", checkPermissions: false).parse(
             text: text, path: "conf/c.toml")
         #expect(relative.global.metricsFile == FileManager.default.currentDirectoryPath + "/conf/popfetch.prom")
+        // Tidy: no doubled slashes or `.` components, whatever the directory looked like.
+        #expect(Paths.resolve("./a//b/./c", relativeTo: "/") == "/a/b/c")
+        #expect(Paths.resolve("x", relativeTo: "/etc/./popfetch/") == "/etc/popfetch/x")
+        #expect(Paths.resolve("/abs/../y", relativeTo: "/z") == "/abs/../y")
     }
 
     @Test(

@@ -222,4 +222,14 @@ struct FetchmailrcImportTests {
         #expect(again.status == 78, "\(again.stderr)")
         #expect(again.stderr.contains("exists already"), "\(again.stderr)")
     }
+
+    @Test("a relative sslcertfile becomes absolute against the directory fetchmail would have run in")
+    func relativeCertificateFile() throws {
+        let rc = "poll pop.example.org proto pop3 user u password p sslcertfile certs/ca.pem sslcertck\n"
+        let toml = try FetchmailrcImporter.convert(rc, source: "t", workingDirectory: "/home/u")
+        #expect(toml.contains("ca_file = \"/home/u/certs/ca.pem\""), "\(toml)")
+        let absolute = try FetchmailrcImporter.convert(
+            rc.replacingOccurrences(of: "certs/ca.pem", with: "/etc/ca.pem"), source: "t", workingDirectory: "/home/u")
+        #expect(absolute.contains("ca_file = \"/etc/ca.pem\""), "\(absolute)")
+    }
 }
