@@ -7,6 +7,7 @@ import Monitoring
 import Retrieval
 import SystemSupport
 import UIDLStore
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -101,19 +102,38 @@ extension GlobalOptions {
     /// For the commands that only look (`check`, `serverinfo`, `poll --dry-run`): the state database and its
     /// directory when the database exists; otherwise an empty one in a temporary directory, removed afterwards, so
     /// that looking before the first poll creates no state (and needs no writable state directory).
-    func withStoreForLooking<T>(_ body: (StateStore, String) async throws -> T) async throws -> T {
+    func withStoreForLooking<T: Sendable>(
+        _ body: @escaping @Sendable (StateStore, String) async throws -> T
+    ) async throws -> T {
         if FileManager.default.fileExists(atPath: self.statePath) {
             return try await body(try self.openStore(), self.stateDirectory)
         }
-        var template = Array((NSTemporaryDirectory() + "/popfetch-look.XXXXXX").utf8CString)
+        let base = NSTemporaryDirectory()
+        var template = Array((base + "/popfetch-look.XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else {
-            throw StateError(
-                path: self.statePath,
-                message: "cannot create a temporary directory: \(String(cString: strerror(errno)))")
+            let reason = String(cString: strerror(errno))
+            throw StateError(path: base, message: "cannot create a temporary directory (no state yet): \(reason)")
         }
         let directory = String(cString: made)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        return try await body(try StateStore(path: directory + "/state.sqlite"), directory)
+        // Interrupted (Ctrl-C, SIGTERM, SIGHUP: a server that does not answer), it is removed all the same.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
+        let store = try StateStore(path: directory + "/state.sqlite")
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                for await signal in signals {
+                    try? FileManager.default.removeItem(atPath: directory)
+                    Glibc._exit(128 + signal.rawValue)
+                }
+                return nil
+            }
+            group.addTask { try await body(store, directory) }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let result { return result }
+            }
+            throw CancellationError()
+        }
     }
 }
 

@@ -154,9 +154,9 @@ extension Popfetch {
                     }
                 }
             }
-            var total = 0
-            var statuses: [ExitStatus] = []
-            try await g.withStoreForLooking { store, directory in
+            let (total, statuses) = try await g.withStoreForLooking { store, directory in
+                var total = 0
+                var statuses: [ExitStatus] = []
                 let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
                 for a in selected {
                     let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
@@ -168,6 +168,7 @@ extension Popfetch {
                         total += r.new
                     }
                 }
+                return (total, statuses)
             }
             let worst = ExitStatus.mostSerious(statuses)
             if worst != .ok { throw CommandExit(status: worst) }
@@ -178,9 +179,9 @@ extension Popfetch {
         static func serverInfo(_ accounts: [AccountConfiguration], g: GlobalOptions, logger: Logger)
             async throws -> ExitStatus
         {
-            var statuses: [ExitStatus] = []
             // No state is read or written; none is created.
-            try await g.withStoreForLooking { store, directory in
+            let statuses = try await g.withStoreForLooking { store, directory in
+                var statuses: [ExitStatus] = []
                 let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
                 for a in accounts {
                     print("\(a.name): \(a.server.host):\(a.server.port) (tls \(a.server.tls.rawValue))")
@@ -193,6 +194,7 @@ extension Popfetch {
                         statuses.append(e.exitCode)
                     }
                 }
+                return statuses
             }
             return ExitStatus.mostSerious(statuses)
         }

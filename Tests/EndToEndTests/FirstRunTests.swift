@@ -58,6 +58,32 @@ struct FirstRunTests {
         #expect(after.stdout.contains("nothing to fetch or delete"), "\(after.stdout)")
     }
 
+    @Test("a look without state, interrupted (a server that never answers), leaves no temporary state behind")
+    func interruptedLookLeavesNothing() throws {
+        let f = try PopfetchFixture()
+        let (silent, port) = try listeningSocket()
+        defer { close(silent) }
+        try f.writeConfig(port: port, timeout: "30s")
+        let tmp = f.directory + "/tmp"
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        for command in [["check"], ["serverinfo"], ["poll", "--dry-run"]] {
+            let child = try Child.spawn(
+                [Package.binary, "--config", f.configPath, "--state", f.statePath] + command,
+                environment: ["TMPDIR": tmp], stdout: f.directory + "/look.out", stderr: f.directory + "/look.err")
+            #expect(
+                eventually(10) {
+                    ((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).contains {
+                        $0.hasPrefix("popfetch-look.")
+                    }
+                }, "\(command): no temporary directory appeared")
+            kill(child.pid, SIGTERM)
+            #expect(child.wait(timeout: 10) == 128 + SIGTERM, "\(command)")
+            let left = try FileManager.default.contentsOfDirectory(atPath: tmp)
+            #expect(left.isEmpty, "\(command) left \(left)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: f.statePath))
+    }
+
     @Test("forget --uid: the next poll fetches that message again; forget: every message, behind the flood guard")
     func forget() throws {
         let f = try PopfetchFixture()
