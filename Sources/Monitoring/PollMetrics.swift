@@ -58,7 +58,8 @@ public final class PollMetrics: Sendable {
         }
     }
 
-    /// The account's series, all present from the start (counters at 0), seeded from the state database.
+    /// The account's series, all present from the start (counters at 0), seeded from the state database. Only a
+    /// registered account gets series: a poll that ends after its account was removed adds none.
     public func register(account name: String, status: AccountStatusRecord?) {
         self.accounts.withLock { accounts in
             var a = accounts[name] ?? Account()
@@ -69,39 +70,39 @@ public final class PollMetrics: Sendable {
                 a.pending = status.lastKnownPending ?? 0
                 a.consecutiveFailures = status.consecutiveFailures
             }
+            if self.scope == .daemon {
+                for outcome in Self.outcomes { _ = self.polls(name, outcome.rawValue, &a) }
+                for result in Self.results { _ = self.messages(name, result, &a) }
+                _ = self.bytes(name, &a)
+                _ = self.duration(name, &a)
+            }
+            self.export(name, &a, status: status)
             accounts[name] = a
         }
-        if self.scope == .daemon {
-            for outcome in Self.outcomes { _ = self.polls(name, outcome.rawValue) }
-            for result in Self.results { _ = self.messages(name, result) }
-            _ = self.bytes(name)
-            _ = self.duration(name)
-        }
-        self.export(name, status: status)
     }
 
-    /// One finished poll: its report, then the state it left.
+    /// One finished poll of a registered account: its report, then the state it left.
     public func record(_ report: PollReport, status: AccountStatusRecord?, now: Date = Date()) {
         let name = report.account
-        if self.scope == .daemon {
-            self.polls(name, report.outcome.rawValue).increment()
-            if let error = report.error {
-                self.counter(
-                    name, "poll_errors", "total", "Failed polls since the daemon started, by kind",
-                    extra: [("kind", error.kind.rawValue)]
-                ).increment()
-            }
-            let counts = [
-                ("delivered", report.delivered), ("deferred", report.deferred), ("failed", report.failed),
-                ("deleted", report.deleted), ("skipped", report.skipped),
-            ]
-            for (result, n) in counts where n > 0 { self.messages(name, result).increment(by: Int64(n)) }
-            if report.bytes > 0 { self.bytes(name).increment(by: Int64(report.bytes)) }
-            self.duration(name).record(.milliseconds(Int64((report.durationSeconds * 1000).rounded())))
-        }
         let scope = self.scope
         self.accounts.withLock { accounts in
-            var a = accounts[name] ?? Account()
+            guard var a = accounts[name] else { return }
+            if scope == .daemon {
+                self.polls(name, report.outcome.rawValue, &a).increment()
+                if let error = report.error {
+                    self.counter(
+                        name, "poll_errors", "total", "Failed polls since the daemon started, by kind", &a,
+                        extra: [("kind", error.kind.rawValue)]
+                    ).increment()
+                }
+                let counts = [
+                    ("delivered", report.delivered), ("deferred", report.deferred), ("failed", report.failed),
+                    ("deleted", report.deleted), ("skipped", report.skipped),
+                ]
+                for (result, n) in counts where n > 0 { self.messages(name, result, &a).increment(by: Int64(n)) }
+                if report.bytes > 0 { self.bytes(name, &a).increment(by: Int64(report.bytes)) }
+                self.duration(name, &a).record(.milliseconds(Int64((report.durationSeconds * 1000).rounded())))
+            }
             a.lastPoll = now.timeIntervalSince1970
             a.lastOutcome = report.outcome.rawValue
             switch report.outcome {
@@ -109,8 +110,11 @@ public final class PollMetrics: Sendable {
                 a.lastSuccess = now.timeIntervalSince1970
                 a.pending = report.pending
                 a.consecutiveFailures = 0
-            case .partial, .paused:
+            case .partial:
                 a.pending = report.pending
+                a.consecutiveFailures = 0
+            case .paused:
+                // Flood protection stopped before counting what waits: the last known count stands.
                 a.consecutiveFailures = 0
             case .error:
                 // The daemon counts for itself; a one-shot run reads the state, which has this poll unless it
@@ -120,63 +124,57 @@ public final class PollMetrics: Sendable {
             case .skipped:
                 break
             }
+            self.export(name, &a, status: status)
             accounts[name] = a
         }
-        self.export(name, status: status)
     }
 
     /// Removes every series of the accounts not in `names` (removed or renamed by a reload).
     public func keep(only names: Set<String>) {
-        let gone = self.accounts.withLock { accounts -> [Account] in
-            let removed = accounts.keys.filter { !names.contains($0) }
-            return removed.compactMap { accounts.removeValue(forKey: $0) }
-        }
-        for a in gone {
-            for c in a.counters { self.registry.unregisterCounter(c) }
-            for g in a.gauges { self.registry.unregisterGauge(g) }
-            for h in a.histograms { self.registry.unregisterDurationHistogram(h) }
+        self.accounts.withLock { accounts in
+            for name in accounts.keys where !names.contains(name) {
+                guard let a = accounts.removeValue(forKey: name) else { continue }
+                for c in a.counters { self.registry.unregisterCounter(c) }
+                for g in a.gauges { self.registry.unregisterGauge(g) }
+                for h in a.histograms { self.registry.unregisterDurationHistogram(h) }
+            }
         }
     }
 
     /// The metrics as Prometheus text (format 0.0.4).
     public func render() -> [UInt8] { self.registry.emitToBuffer() }
 
-    /// Sets the account's gauges from what the metrics remember and the state database says.
-    private func export(_ name: String, status: AccountStatusRecord?) {
-        guard let a = self.accounts.withLock({ $0[name] }) else { return }
-        self.gauge(name, "last_poll_timestamp", "seconds", "When the last poll finished (Unix time; 0: never)")
+    /// Sets the account's gauges from what the metrics remember and the state database says (under the lock).
+    private func export(_ name: String, _ a: inout Account, status: AccountStatusRecord?) {
+        self.gauge(name, "last_poll_timestamp", "seconds", "When the last poll finished (Unix time; 0: never)", &a)
             .set(to: a.lastPoll)
         self.gauge(
             name, "last_success_timestamp", "seconds",
-            "When the last poll with outcome ok finished (Unix time; 0: none known)"
+            "When the last poll with outcome ok finished (Unix time; 0: none known)", &a
         ).set(to: a.lastSuccess)
         for outcome in Self.outcomes {
             self.gauge(
-                name, "last_poll_outcome", "", "1 for the outcome of the last poll, 0 for the others",
+                name, "last_poll_outcome", "", "1 for the outcome of the last poll, 0 for the others", &a,
                 extra: [("outcome", outcome.rawValue)]
             ).set(to: a.lastOutcome == outcome.rawValue ? 1 : 0)
         }
         self.gauge(
             name, "pending", "messages",
-            "Messages left on the server, not delivered, after the last poll that logged in"
+            "Messages left on the server, not delivered, after the last poll that logged in", &a
         ).set(to: Double(a.pending))
-        self.gauge(name, "consecutive_failed", "polls", "Polls in a row that ended with outcome error")
+        self.gauge(name, "consecutive_failed", "polls", "Polls in a row that ended with outcome error", &a)
             .set(to: Double(a.consecutiveFailures))
         guard let status else { return }
         self.gauge(
-            name, "failed", "messages", "Messages marked failed (kept on the server, skipped until popfetch retry)"
+            name, "failed", "messages", "Messages marked failed (kept on the server, skipped until popfetch retry)",
+            &a
         ).set(to: Double(status.failedMessages))
-        self.gauge(name, "paused", "", "1 while flood protection holds the account for the user's decision")
+        self.gauge(name, "paused", "", "1 while flood protection holds the account for the user's decision", &a)
             .set(to: status.pausedReason == nil ? 0 : 1)
         let counter = self.counter(
-            name, "delivered_messages", "total", "Messages delivered since the state database was created")
-        let step = self.accounts.withLock { accounts -> Int in
-            guard var a = accounts[name] else { return 0 }
-            let step = max(0, status.deliveredTotal - a.deliveredTotal)
-            a.deliveredTotal = max(a.deliveredTotal, status.deliveredTotal)
-            accounts[name] = a
-            return step
-        }
+            name, "delivered_messages", "total", "Messages delivered since the state database was created", &a)
+        let step = max(0, status.deliveredTotal - a.deliveredTotal)
+        a.deliveredTotal = max(a.deliveredTotal, status.deliveredTotal)
         if step > 0 { counter.increment(by: Int64(step)) }
     }
 
@@ -185,52 +183,50 @@ public final class PollMetrics: Sendable {
         MetricNameDescriptor(namespace: "popfetch", metricName: name, unitName: unit, helpText: help)
     }
 
+    // The series of one account, made (or found) in the registry and remembered with the account, to be removed
+    // with it. Called with the accounts' lock held (the registry has a lock of its own and never calls back).
+
     private func gauge(
-        _ account: String, _ name: String, _ unit: String, _ help: String, extra: [(String, String)] = []
+        _ account: String, _ name: String, _ unit: String, _ help: String, _ a: inout Account,
+        extra: [(String, String)] = []
     ) -> Gauge {
         let g = self.registry.makeGauge(
             descriptor: Self.name(name, unit, help), labels: [("account", account)] + extra)
-        self.remember(account) { a in if !a.gauges.contains(where: { $0 === g }) { a.gauges.append(g) } }
+        if !a.gauges.contains(where: { $0 === g }) { a.gauges.append(g) }
         return g
     }
 
     private func counter(
-        _ account: String, _ name: String, _ unit: String, _ help: String, extra: [(String, String)] = []
+        _ account: String, _ name: String, _ unit: String, _ help: String, _ a: inout Account,
+        extra: [(String, String)] = []
     ) -> Counter {
         let c = self.registry.makeCounter(
             descriptor: Self.name(name, unit, help), labels: [("account", account)] + extra)
-        self.remember(account) { a in if !a.counters.contains(where: { $0 === c }) { a.counters.append(c) } }
+        if !a.counters.contains(where: { $0 === c }) { a.counters.append(c) }
         return c
     }
 
-    private func remember(_ account: String, _ add: (inout Account) -> Void) {
-        self.accounts.withLock { accounts in
-            var a = accounts[account] ?? Account()
-            add(&a)
-            accounts[account] = a
-        }
+    private func polls(_ account: String, _ outcome: String, _ a: inout Account) -> Counter {
+        self.counter(
+            account, "polls", "total", "Polls since the daemon started, by outcome", &a, extra: [("outcome", outcome)])
     }
 
-    private func polls(_ account: String, _ outcome: String) -> Counter {
+    private func messages(_ account: String, _ result: String, _ a: inout Account) -> Counter {
         self.counter(
-            account, "polls", "total", "Polls since the daemon started, by outcome", extra: [("outcome", outcome)])
-    }
-
-    private func messages(_ account: String, _ result: String) -> Counter {
-        self.counter(
-            account, "messages", "total", "Messages since the daemon started, by what happened to them in a poll",
+            account, "messages", "total", "Messages since the daemon started, by what happened to them in a poll", &a,
             extra: [("result", result)])
     }
 
-    private func bytes(_ account: String) -> Counter {
-        self.counter(account, "delivered", "bytes_total", "Bytes of the messages delivered since the daemon started")
+    private func bytes(_ account: String, _ a: inout Account) -> Counter {
+        self.counter(
+            account, "delivered", "bytes_total", "Bytes of the messages delivered since the daemon started", &a)
     }
 
-    private func duration(_ account: String) -> DurationHistogram {
+    private func duration(_ account: String, _ a: inout Account) -> DurationHistogram {
         let h = self.registry.makeDurationHistogram(
             descriptor: Self.name("poll_duration", "seconds", "How long polls took"),
             labels: [("account", account)], buckets: Self.durationBuckets)
-        self.remember(account) { a in if !a.histograms.contains(where: { $0 === h }) { a.histograms.append(h) } }
+        if !a.histograms.contains(where: { $0 === h }) { a.histograms.append(h) }
         return h
     }
 }

@@ -62,7 +62,8 @@ public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvert
 
 /// Runs a program directly (no shell) with a file descriptor as its standard input, in its own process group,
 /// with default signal dispositions (popfetch ignores SIGPIPE; its children must not inherit that), and kills the
-/// whole group when it runs past the time-out. Set-up, spawn and wait happen on a thread of their own per child.
+/// whole group when it runs past the time-out. The child is started on the caller's thread (nothing in that blocks);
+/// waiting for it happens on a thread of its own per child.
 public enum ProcessRunner {
     static let outputLimit = 4096
 
@@ -169,18 +170,36 @@ public enum ProcessRunner {
             close(ownInput.fd)
             if let ownStdout { close(ownStdout) }
         }
-        let child: Launched
+        let child: Launched?
         do {
             child = try Self.launch(
-                program: program, arguments: arguments, input: ownInput, stdout: ownStdout, environment: envStrings)
+                program: program, arguments: arguments, input: ownInput, stdout: ownStdout, environment: envStrings,
+                busyRetries: false)
+        } catch let error as ProcessLaunchError where error.code == ETXTBSY {
+            // The program file is open for writing (being installed): the waiting thread tries again for a while,
+            // so that this task's thread does not sleep.
+            child = nil
         } catch {
             closeOwn()
             throw error
         }
-        let result = OneResult<ProcessOutcome>()
+        let result = OneResult<Result<ProcessOutcome, ProcessLaunchError>>()
         let job: @Sendable () -> Void = {
             defer { closeOwn() }
-            result.deliver(Self.waitFor(child, timeout: timeout))
+            if let child {
+                result.deliver(.success(Self.waitFor(child, timeout: timeout)))
+                return
+            }
+            do {
+                let late = try Self.launch(
+                    program: program, arguments: arguments, input: ownInput, stdout: ownStdout,
+                    environment: envStrings, busyRetries: true)
+                result.deliver(.success(Self.waitFor(late, timeout: timeout)))
+            } catch let error as ProcessLaunchError {
+                result.deliver(.failure(error))
+            } catch {
+                result.deliver(.failure(ProcessLaunchError(program: program, message: "\(error)")))
+            }
         }
         // A thread of its own, not NIO's thread pool: the pool has one thread per core, and a job holds its thread
         // for the child's whole run, so with more children than cores (one MDA per account polled at once, password
@@ -188,7 +207,7 @@ public enum ProcessRunner {
         // made (the process is out of threads or memory), the child is running all the same and must be waited
         // for: here, holding this task's thread until it ends.
         if Self.startDetachedThread(job) != nil { job() }
-        return try await result.value()
+        return try await result.value().get()
     }
 
     /// Runs `body` on a new detached thread; returns the error number when the thread cannot be created (then
@@ -239,7 +258,7 @@ public enum ProcessRunner {
     /// Nothing here blocks.
     private static func launch(
         program: String, arguments: [String], input: ProcessInput, stdout stdoutFD: Int32?,
-        environment envStrings: [String]
+        environment envStrings: [String], busyRetries: Bool
     ) throws -> Launched {
         // The child's output goes to an unlinked file, not a pipe: if popfetch dies, an MDA that writes to stderr in
         // the middle of a delivery must not be killed by SIGPIPE half-way through it.
@@ -267,7 +286,8 @@ public enum ProcessRunner {
         }
         do {
             let pid = try Self.spawnProcess(
-                arguments, stdin: stdinFD, stdout: stdoutFD ?? outputFD, stderr: outputFD, environment: envStrings)
+                arguments, stdin: stdinFD, stdout: stdoutFD ?? outputFD, stderr: outputFD, environment: envStrings,
+                busyRetries: busyRetries)
             return Launched(pid: pid, outputFD: outputFD, feeder: feeder, prefilled: prefilled)
         } catch {
             close(outputFD)
@@ -291,7 +311,8 @@ public enum ProcessRunner {
     /// posix_spawnp with `stdin`, `stdout` and `stderr` as fds 0-2 and nothing else open, in a process group of its
     /// own, with default signal dispositions.
     static func spawnProcess(
-        _ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32, environment envStrings: [String]
+        _ arguments: [String], stdin: Int32, stdout: Int32, stderr: Int32, environment envStrings: [String],
+        busyRetries: Bool = true
     ) throws -> pid_t {
         let program = arguments.first ?? ""
         var actions = posix_spawn_file_actions_t()
@@ -330,15 +351,15 @@ public enum ProcessRunner {
         var rc: Int32 = 0
         // ETXTBSY: the program file is still open for writing somewhere (being installed, or a descriptor
         // inherited by another process's fork until its exec); it clears within milliseconds, or a little longer
-        // on a loaded machine, so try again for up to about two seconds.
+        // on a loaded machine, so try again for up to about two seconds (unless the caller cannot wait).
         var pause: UInt32 = 5_000
-        for attempt in 0..<30 {
+        for attempt in 0..<(busyRetries ? 30 : 1) {
             rc = withCStrings(arguments) { argv in
                 withCStrings(envStrings) { envp in
                     posix_spawnp(&pid, program, &actions, &attr, argv, envp)
                 }
             }
-            if rc != ETXTBSY || attempt == 29 { break }
+            if rc != ETXTBSY || !busyRetries || attempt == 29 { break }
             usleep(pause)
             pause = min(pause * 2, 100_000)
         }

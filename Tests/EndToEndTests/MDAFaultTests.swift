@@ -19,6 +19,32 @@ struct MDAFaultTests {
     }
 
     @Test(
+        "an MDA still open for writing (being installed: Text file busy) is tried again until it can run",
+        .fault(
+            .mda, "the MDA file is held open for writing by another process for half a second",
+            expect: "exit 0; each message delivered once, after the writer closed it"))
+    func textFileBusy() throws {
+        let f = try PopfetchFixture()
+        let corpus = Corpus.messages(2, seed: 146)
+        try f.user.deliver(corpus)
+        let path = try Self.mda(f, "mda-busy", "exec \(f.mdaScript)")
+        try f.writeConfig(mda: path)
+        let writer = try Holder.start(
+            "import sys, time\n"
+                + "w = open(sys.argv[1], 'ab')\n"
+                + "open(sys.argv[2], 'w').close()\n"
+                + "time.sleep(0.5)\n"
+                + "w.close()\n"
+                + "time.sleep(60)\n",
+            [path], ready: f.directory + "/writing")
+        defer { writer.stop() }
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try f.delivered()
+        #expect(got.count == 2 && sameMessages(got, corpus))
+    }
+
+    @Test(
         "an MDA that is not executable: kept on the server, reported; delivered once it is fixed",
         .fault(
             .mda, "the MDA file exists but is not executable (mode 0644)",
