@@ -159,7 +159,7 @@ let package = Package(
         .target(
             name: "Monitoring",
             dependencies: [
-                "Configuration", "Retrieval", "UIDLStore",
+                "Configuration", "Retrieval", "UIDLStore", "SystemSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOHTTP1"), nio("NIOConcurrencyHelpers"),
                 .product(name: "Logging", package: "swift-log"),

@@ -117,8 +117,13 @@ public struct ConfigurationLoader: Sendable {
             }
         }
         if let v = table["metrics_file"] {
-            if let text = v.string, !text.isEmpty, !text.hasSuffix("/") {
-                global.metricsFile = ctx.resolve(text)
+            // A file's name: not empty, not a directory's (`dir/`, `.`, `..`, `~`).
+            let named = v.string.flatMap { text -> String? in
+                let last = text.split(separator: "/").last
+                return text.hasSuffix("/") || last == nil || last == "." || last == ".." || last == "~" ? nil : text
+            }
+            if let named {
+                global.metricsFile = ctx.resolve(named)
             } else {
                 errors.append(ctx.error(.root, key: "metrics_file", "must be the path of a file"))
             }

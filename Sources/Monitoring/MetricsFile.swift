@@ -1,5 +1,6 @@
 public import Logging
 public import ServiceLifecycle
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -15,16 +16,15 @@ public struct MetricsFile: Sendable {
     public init(path: String) { self.path = path }
 
     public func write(_ bytes: [UInt8]) throws(MetricsFileError) {
-        let slash = self.path.lastIndex(of: "/")
-        let directory = slash.map { String(self.path[..<$0]) } ?? "."
-        let name = slash.map { String(self.path[self.path.index(after: $0)...]) } ?? self.path
+        let directory = Paths.directory(of: self.path)
+        let name = self.path.lastIndex(of: "/").map { String(self.path[self.path.index(after: $0)...]) } ?? self.path
         // A new file under a name nobody can guess, never one that is there already: whatever another user put in
         // the directory (a FIFO, which would block the open for ever; a file of theirs, or a link) is not used.
         // Regular files never block, so neither does the write.
         var temporary = ""
         var fd: Int32 = -1
         for _ in 0..<8 {
-            temporary = (directory.isEmpty ? "" : directory + "/") + ".\(name).\(UInt64.random(in: 0...UInt64.max)).tmp"
+            temporary = (directory == "/" ? "" : directory) + "/.\(name).\(UInt64.random(in: 0...UInt64.max)).tmp"
             fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644)
             if fd >= 0 || errno != EEXIST { break }
         }

@@ -108,6 +108,9 @@ extension GlobalOptions {
         if FileManager.default.fileExists(atPath: self.statePath) {
             return try await body(try self.openStore(), self.stateDirectory)
         }
+        // Interrupted (Ctrl-C, SIGTERM, SIGHUP: a server that does not answer), the directory is removed all the
+        // same, and popfetch then ends by that signal, as it would have without the trap.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
         let base = NSTemporaryDirectory()
         var template = Array((base + "/popfetch-look.XXXXXX").utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -116,13 +119,13 @@ extension GlobalOptions {
         }
         let directory = String(cString: made)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        // Interrupted (Ctrl-C, SIGTERM, SIGHUP: a server that does not answer), it is removed all the same.
-        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
         let store = try StateStore(path: directory + "/state.sqlite")
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 for await signal in signals {
                     try? FileManager.default.removeItem(atPath: directory)
+                    Glibc.signal(signal.rawValue, SIG_DFL)
+                    Glibc.kill(getpid(), signal.rawValue)
                     Glibc._exit(128 + signal.rawValue)
                 }
                 return nil

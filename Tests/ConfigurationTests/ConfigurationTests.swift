@@ -378,6 +378,7 @@ struct ConfigurationTests {
             ("metrics_listen = \"127.0.0.1:70000\"", "metrics_listen"), ("metrics_listen = 9101", "metrics_listen"),
             ("metrics_listen = \"/run/metrics.sock\"", "metrics_listen"), ("metrics_file = \"\"", "metrics_file"),
             ("metrics_file = \"dir/\"", "metrics_file"), ("metrics_file = 1", "metrics_file"),
+            ("metrics_file = \"/tmp/.\"", "metrics_file"), ("metrics_file = \"a/..\"", "metrics_file"),
         ])
     func metricsKeys(line: String, key: String) throws {
         let error = try #require(throws: ConfigurationError.self) { try self.parse(line + "\n" + Self.base) }
