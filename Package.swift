@@ -67,6 +67,8 @@ let package = Package(
         .target(name: "POP3Core", dependencies: [nio("NIOCore")], swiftSettings: strictSettings),
         // SMTP/LMTP grammar: reply parser, commands, the DATA encoder, the client state machine.
         .target(name: "SMTPCore", dependencies: [nio("NIOCore")], swiftSettings: strictSettings),
+        // IMAP4rev1 client subset for delivery by APPEND: command encoder (literals, modified UTF-7), response parser.
+        .target(name: "IMAPCore", dependencies: [nio("NIOCore")], swiftSettings: strictSettings),
         // SASL client mechanisms (RFC 4422): PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1/256, XOAUTH2, OAUTHBEARER.
         .target(
             name: "SASL",
@@ -190,6 +192,7 @@ let package = Package(
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
+        .testTarget(name: "IMAPCoreTests", dependencies: ["IMAPCore", nio("NIOCore")], swiftSettings: strictSettings),
         .testTarget(
             name: "SMTPCoreTests", dependencies: ["SMTPCore", "MailTestKit", nio("NIOCore")],
             swiftSettings: strictSettings),
