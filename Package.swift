@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "MailTransport",
             dependencies: [
-                "POP3Core", "SMTPCore", "SystemSupport",
+                "POP3Core", "SMTPCore", "IMAPCore", "SystemSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "Delivery",
             dependencies: [
-                "Configuration", "Spool", "SystemSupport", "SMTPCore", "SASL", "MailTransport",
+                "Configuration", "Spool", "SystemSupport", "SMTPCore", "IMAPCore", "SASL", "MailTransport",
                 nio("NIOCore"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],

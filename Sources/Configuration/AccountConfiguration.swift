@@ -130,6 +130,8 @@ public struct AccountConfiguration: Hashable, Sendable {
         public var bounceTo: String?
         /// The SMTP/LMTP connection, for `smtp` and `lmtp`.
         public var relay = Relay()
+        /// The IMAP connection and what APPEND sets, for `imap`.
+        public var imap = IMAPSettings()
 
         public init(method: DeliveryMethod, recipients: [String]) {
             self.method = method
@@ -147,6 +149,27 @@ public struct AccountConfiguration: Hashable, Sendable {
         public var password: SecretSource?
         /// Caps every SMTP/LMTP wait (reads and writes); nil: RFC 5321's time-outs (5 min per command, 3 min per
         /// data block, 10 min after the final dot).
+        public var timeout: Int?
+
+        public init() {}
+    }
+
+    /// The IMAP server popfetch delivers to (`imap_*` keys).
+    public struct IMAPSettings: Hashable, Sendable {
+        /// For `imap://`: nil (clear text, loopback only unless allow_insecure_auth) or STARTTLS.
+        public var tls: IMAPTLSMode?
+        public var user: String?
+        public var password: SecretSource?
+        public var auth: IMAPAuthMethod = .auto
+        /// A command that prints an OAuth2 access token for the IMAP identity (xoauth2, oauthbearer).
+        public var oauthTokenCommand: String?
+        /// Flags the message is appended with; none by default, so it arrives unread.
+        public var flags: [String] = []
+        /// Create the folder when the server says it does not exist (TRYCREATE).
+        public var createFolder = false
+        /// An extra trust anchor for the IMAP server's certificate.
+        public var caFile: String?
+        /// Caps every wait for the IMAP server (default 5 minutes).
         public var timeout: Int?
 
         public init() {}

@@ -1,4 +1,5 @@
 import SystemSupport
+import TOML
 
 /// The one table of `[[account]]` keys: each key's name, and how its value is read into an
 /// ``AccountConfiguration``. A key without a reader is read by a rule of ``ConfigurationLoader`` together with the
@@ -20,7 +21,7 @@ enum AccountKeys {
         // Identity, secrets and delivery: read by the loader's rules.
         .rule("name"), .rule("host"), .rule("user"),
         .rule("password"), .rule("password_command"), .rule("password_file"),
-        .rule("mda"), .rule("smtp"), .rule("lmtp"), .rule("maildir"), .rule("recipient"),
+        .rule("mda"), .rule("smtp"), .rule("lmtp"), .rule("maildir"), .rule("imap"), .rule("recipient"),
         .bool("enabled", \.enabled),
         .nonEmptyString("mailbox_id", \.mailboxID),
         // The server.
@@ -64,6 +65,15 @@ enum AccountKeys {
         AccountKey("smtp_password", relayPassword), .rule("smtp_password_command"),
         .rule("smtp_password_file"),
         .optionalDuration("smtp_timeout", \.delivery.relay.timeout, atLeast: 1, "must be > 0"),
+        AccountKey("imap_tls", imapTLS),
+        .string("imap_user", \.delivery.imap.user),
+        AccountKey("imap_password", imapPassword), .rule("imap_password_command"), .rule("imap_password_file"),
+        .choice("imap_auth", \.delivery.imap.auth),
+        .string("imap_oauth_token_command", \.delivery.imap.oauthTokenCommand),
+        AccountKey("imap_flags", imapFlags),
+        .bool("imap_create_folder", \.delivery.imap.createFolder),
+        .path("imap_ca_file", \.delivery.imap.caFile),
+        .optionalDuration("imap_timeout", \.delivery.imap.timeout, atLeast: 1, "must be > 0"),
         // The schedule.
         .duration("interval", \.schedule.interval, atLeast: 1, "must be at least 1 second"),
     ]
@@ -98,6 +108,37 @@ enum AccountKeys {
         a.authentication.oauth = OAuthSettings(
             tokenURL: url, deviceURL: try r.string("oauth_device_url"), clientID: id, clientSecret: secret,
             scope: try r.string("oauth_scope"))
+    }
+
+    static let imapTLS: AccountKey.Read = { a, r in
+        if let mode = try r.choice("imap_tls", IMAPTLSMode.self) { a.delivery.imap.tls = mode }
+    }
+
+    static let imapPassword: AccountKey.Read = { a, r in
+        a.delivery.imap.password = try r.secret(["imap_password", "imap_password_command", "imap_password_file"])
+    }
+
+    /// `imap_flags`: an array of flags, each `\\Word` (a system flag) or a keyword atom; `\\Recent` cannot be set.
+    static let imapFlags: AccountKey.Read = { a, r in
+        guard let (v, _) = r.value("imap_flags") else { return }
+        guard let array = v.array else { throw r.error("imap_flags", "must be an array of strings") }
+        var flags: [String] = []
+        for i in 0..<array.count {
+            guard let flag = array[i].string else { throw r.error("imap_flags", "must be an array of strings") }
+            let body = flag.hasPrefix("\\") ? flag.utf8.dropFirst() : flag.utf8[...]
+            let atom = body.allSatisfy { c in
+                c > 0x20 && c < 0x7F && !"(){%*\"\\]".utf8.contains(c)
+            }
+            guard !body.isEmpty, atom else {
+                throw r.error(
+                    "imap_flags", "\(flag.debugDescription) is not an IMAP flag (\\\\Seen, \\\\Flagged or a keyword)")
+            }
+            if flag.lowercased() == "\\recent" {
+                throw r.error("imap_flags", "\\\\Recent is set by the server and cannot be given")
+            }
+            flags.append(flag)
+        }
+        a.delivery.imap.flags = flags
     }
 
     static let relayPassword: AccountKey.Read = { a, r in

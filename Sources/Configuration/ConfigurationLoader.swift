@@ -273,11 +273,12 @@ public struct ConfigurationLoader: Sendable {
 
     /// Exactly one of `mda`, `smtp`, `lmtp`, `maildir`.
     private static func deliveryMethod(_ r: AccountReader) throws -> DeliveryMethod {
-        let methods = ["mda", "smtp", "lmtp", "maildir"].filter { r.value($0) != nil }
+        let methods = ["mda", "smtp", "lmtp", "maildir", "imap"].filter { r.value($0) != nil }
         if methods.count > 1 {
             throw r.error(
                 methods[1],
-                "give exactly one delivery method (mda, smtp, lmtp or maildir); this account also has \(methods[0])")
+                "give exactly one delivery method (mda, smtp, lmtp, maildir or imap); this account also has "
+                    + methods[0])
         }
         if let raw = try r.string("mda") {
             do {
@@ -297,7 +298,13 @@ public struct ConfigurationLoader: Sendable {
             if raw.isEmpty { throw r.error("maildir", "must not be empty") }
             return .maildir(r.context.resolve(raw))
         }
-        throw r.error("mda", "is required but missing (a delivery method: mda, smtp, lmtp or maildir)")
+        if let raw = try r.string("imap") {
+            switch IMAPDestination.parse(raw) {
+            case .success(let destination): return .imap(destination)
+            case .failure(let e): throw r.error("imap", e.message)
+            }
+        }
+        throw r.error("mda", "is required but missing (a delivery method: mda, smtp, lmtp, maildir or imap)")
     }
 
     /// `recipient`: a string or an array of strings; by default the user running popfetch.
@@ -360,6 +367,9 @@ public struct ConfigurationLoader: Sendable {
                     "\"bounce\" needs smtp or lmtp delivery (the bounce goes through the same MTA)")
             }
         }
+        if case .imap(let destination) = a.delivery.method {
+            try Self.validateIMAP(a, destination, r)
+        }
         if (a.delivery.relay.user == nil) != (a.delivery.relay.password == nil) {
             throw r.error(
                 a.delivery.relay.user == nil ? "smtp_user" : "smtp_password",
@@ -381,6 +391,32 @@ public struct ConfigurationLoader: Sendable {
             throw r.error(
                 "without_uidl",
                 "\"fetch-and-delete\" cannot be combined with keep = true (nothing would tell old mail from new)")
+        }
+    }
+
+    /// IMAP delivery: a user, a way to log in, and no password in clear text to a remote server.
+    static func validateIMAP(_ a: AccountConfiguration, _ destination: IMAPDestination, _ r: AccountReader) throws {
+        let imap = a.delivery.imap
+        guard imap.user != nil else {
+            throw r.error("imap_user", "is required with imap (the IMAP account's login name)", at: r.value("imap")?.1)
+        }
+        if imap.auth == .xoauth2 || imap.auth == .oauthbearer {
+            guard imap.oauthTokenCommand != nil else {
+                throw r.error("imap_auth", "\"\(imap.auth.rawValue)\" needs imap_oauth_token_command")
+            }
+        } else if imap.password == nil {
+            throw r.error(
+                "imap_password", "is required with imap (or imap_password_command / imap_password_file)",
+                at: r.value("imap")?.1)
+        }
+        if destination.implicitTLS && imap.tls != nil {
+            throw r.error("imap_tls", "applies to imap:// only (imaps:// is TLS from the start)")
+        }
+        if !destination.implicitTLS && imap.tls == nil && !destination.isLoopback && !a.server.allowInsecureAuth {
+            throw r.error(
+                "imap",
+                "imap:// to \(destination.host) would send the password in clear text; use imaps://, or "
+                    + "imap_tls = \"starttls\", or set allow_insecure_auth = true if you accept that risk")
         }
     }
 

@@ -67,6 +67,8 @@ public enum DeliveryMethod: Hashable, Sendable {
     case maildir(String)
     case smtp(SMTPEndpoint)
     case lmtp(SMTPEndpoint)
+    /// A folder on an IMAP server (Gmail, Fastmail, any IMAP mailbox), by APPEND.
+    case imap(IMAPDestination)
 
     public var keyName: String {
         switch self {
@@ -74,8 +76,123 @@ public enum DeliveryMethod: Hashable, Sendable {
         case .maildir: return "maildir"
         case .smtp: return "smtp"
         case .lmtp: return "lmtp"
+        case .imap: return "imap"
         }
     }
+}
+
+/// `imap`: `imaps://host[:port]/Folder` (TLS from the start, port 993) or `imap://host[:port]/Folder` (port 143;
+/// clear text unless `imap_tls = "starttls"`). The folder is percent-decoded; none means INBOX.
+public struct IMAPDestination: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var implicitTLS: Bool
+    public var folder: String
+
+    public init(host: String, port: Int, implicitTLS: Bool, folder: String) {
+        self.host = host
+        self.port = port
+        self.implicitTLS = implicitTLS
+        self.folder = folder
+    }
+
+    /// Why `text` is not an IMAP URL popfetch takes, or the destination.
+    public static func parse(_ text: String) -> Result<IMAPDestination, ParseError> {
+        let lower = text.lowercased()
+        let implicit: Bool
+        let rest: Substring
+        if lower.hasPrefix("imaps://") {
+            implicit = true
+            rest = text.dropFirst("imaps://".count)
+        } else if lower.hasPrefix("imap://") {
+            implicit = false
+            rest = text.dropFirst("imap://".count)
+        } else {
+            return .failure(ParseError("must start with imaps:// or imap://"))
+        }
+        if rest.contains("?") || rest.contains("#") || rest.contains(";") {
+            return .failure(ParseError("takes no query, fragment or ;parameters: only imaps://host[:port]/Folder"))
+        }
+        let authority = rest.prefix { $0 != "/" }
+        let path = rest.dropFirst(authority.count).dropFirst()
+        if authority.contains("@") {
+            return .failure(ParseError("must not hold a user name: put it in imap_user"))
+        }
+        let defaultPort = implicit ? 993 : 143
+        guard case .tcp(let host, let port)? = SMTPEndpoint.parse(String(authority), defaultPort: defaultPort),
+            !host.isEmpty, port > 0
+        else {
+            return .failure(ParseError("needs a host name (and optionally :port, 1-65535) after the scheme"))
+        }
+        guard let folder = Self.percentDecoded(path) else {
+            return .failure(ParseError("has a bad %-escape or a folder name that is not UTF-8"))
+        }
+        if folder.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            return .failure(ParseError("has a control character in the folder name"))
+        }
+        return .success(
+            IMAPDestination(host: host, port: port, implicitTLS: implicit, folder: folder.isEmpty ? "INBOX" : folder))
+    }
+
+    static func percentDecoded(_ s: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var i = s.utf8.startIndex
+        let u = s.utf8
+        while i < u.endIndex {
+            let c = u[i]
+            if c == UInt8(ascii: "%") {
+                let h = u.index(after: i)
+                guard h < u.endIndex, u.index(after: h) < u.endIndex,
+                    let hi = Self.hex(u[h]), let lo = Self.hex(u[u.index(after: h)])
+                else { return nil }
+                bytes.append(hi << 4 | lo)
+                i = u.index(h, offsetBy: 2)
+            } else {
+                bytes.append(c)
+                i = u.index(after: i)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - 48
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - 87
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - 55
+        default: return nil
+        }
+    }
+
+    public var isLoopback: Bool { AccountConfiguration.Server.isLoopback(self.host) }
+
+    public var description: String {
+        let host = self.host.contains(":") ? "[\(self.host)]" : self.host
+        return "\(self.implicitTLS ? "imaps" : "imap")://\(host):\(self.port)/\(self.folder)"
+    }
+
+    public struct ParseError: Error, Hashable, Sendable {
+        public var message: String
+        init(_ message: String) { self.message = message }
+    }
+}
+
+/// `imap_tls`, for an `imap://` destination: clear text, or upgraded with STARTTLS.
+public enum IMAPTLSMode: String, Hashable, Sendable, CaseIterable {
+    case none
+    case starttls
+}
+
+/// `imap_auth`: how popfetch logs in to the IMAP server it delivers to.
+public enum IMAPAuthMethod: String, Hashable, Sendable, CaseIterable {
+    /// The strongest the server offers of SCRAM-SHA-256, PLAIN, LOGIN (then the LOGIN command).
+    case auto
+    case plain
+    case login
+    case scramSHA256 = "scram-sha-256"
+    /// OAuth2 (Gmail, Microsoft 365), with the access token from `imap_oauth_token_command`.
+    case xoauth2
+    case oauthbearer
 }
 
 /// `mda_partial_read`: what an MDA exit 0 means when the MDA did not read the whole message.

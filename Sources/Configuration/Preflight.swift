@@ -46,9 +46,13 @@ public enum Preflight {
         if case .file(let path)? = account.delivery.relay.password, let why = Self.secretFileProblem(path) {
             add("smtp_password_file", why)
         }
+        if case .file(let path)? = account.delivery.imap.password, let why = Self.secretFileProblem(path) {
+            add("imap_password_file", why)
+        }
         for (key, path) in [
             ("ca_file", account.server.caFile), ("tls_client_cert", account.server.clientCertificate),
             ("tls_client_key", account.server.clientKey), ("smtp_ca_file", account.delivery.relay.caFile),
+            ("imap_ca_file", account.delivery.imap.caFile),
         ] {
             if let path, access(path, R_OK) != 0 { add(key, "\(path) cannot be read: \(Self.errnoText())") }
         }
@@ -68,6 +72,8 @@ public enum Preflight {
                     "the SMTP password would go in clear text to \(endpoint), which popfetch refuses: "
                         + "set smtp_tls = \"starttls\" or \"implicit\"")
             }
+        case .imap:
+            break
         }
         return found
     }

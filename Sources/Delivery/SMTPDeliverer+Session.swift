@@ -90,22 +90,7 @@ extension SMTPDeliverer {
 
     /// Runs `body`; while `setup` is setting up, a stop request (looked at every 100 ms) abandons it.
     nonisolated func abandoningOnStop(_ setup: SessionSetup, _ body: () async throws -> Void) async throws {
-        let stopRequested = self.stopRequested
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while setup.isSettingUp {
-                    do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
-                    if stopRequested() { setup.abandon() }
-                }
-            }
-            do {
-                try await body()
-            } catch {
-                group.cancelAll()
-                throw error
-            }
-            group.cancelAll()
-        }
+        try await SessionSetup.abandoningOnStop(setup, stopRequested: self.stopRequested, body)
     }
 
     /// The session's messages, one transaction after another on `conn`, until the session is closed (QUIT) or the

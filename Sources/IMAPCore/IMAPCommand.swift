@@ -15,8 +15,9 @@ public enum IMAPCommand: Hashable, Sendable {
     /// RFC 3501 §6.3.11, up to and including the literal's announcement; the message's `size` bytes follow, then
     /// CRLF (see ``IMAPEncoder/append(tag:mailbox:flags:date:size:capabilities:)``).
     case append(mailbox: String, flags: [String], date: IMAPDateTime?, size: Int)
-    /// `UID SEARCH HEADER field value` (RFC 3501 §6.4.4, §6.4.8).
-    case uidSearchHeader(field: String, value: String)
+    /// `UID SEARCH [UID n:*] HEADER field value` (RFC 3501 §6.4.4, §6.4.8): with `fromUID`, only messages from
+    /// that UID on.
+    case uidSearchHeader(field: String, value: String, fromUID: UInt32?)
 
     /// The command's name, for logs and traces.
     public var name: String {
@@ -139,11 +140,16 @@ public struct IMAPEncoder: Sendable {
             encoded.messageSize = size
             encoded.messageSynchronizing = sync
             return encoded
-        case .uidSearchHeader(let field, let value):
+        case .uidSearchHeader(let field, let value, let from):
             guard !field.isEmpty, field.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != UInt8(ascii: ":") }) else {
                 throw IMAPEncodingError("header field name \"\(field)\" is not one")
             }
-            w.text("UID SEARCH HEADER ")
+            w.text("UID SEARCH ")
+            if let from {
+                guard from > 0 else { throw IMAPEncodingError("UID 0 does not exist") }
+                w.text("UID \(from):* ")
+            }
+            w.text("HEADER ")
             w.astring(Array(field.utf8))
             w.text(" ")
             w.astring(Array(value.utf8))

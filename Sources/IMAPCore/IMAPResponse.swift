@@ -30,6 +30,9 @@ public enum IMAPResponseCode: Hashable, Sendable {
     case cannot
     /// RFC 7889: the largest message this server (or mailbox) takes.
     case appendLimit(UInt32)
+    /// RFC 3501 §7.1: the selected mailbox's UIDVALIDITY and next UID.
+    case uidValidity(UInt32)
+    case uidNext(UInt32)
     /// Any other code, by its name (upper case) and what followed it, as received.
     case other(String, String)
 
@@ -83,6 +86,8 @@ extension IMAPResponseCode {
         case .alreadyExists: return "ALREADYEXISTS"
         case .cannot: return "CANNOT"
         case .appendLimit(let n): return "APPENDLIMIT \(n)"
+        case .uidValidity(let n): return "UIDVALIDITY \(n)"
+        case .uidNext(let n): return "UIDNEXT \(n)"
         case .other(let name, let rest): return rest.isEmpty ? name : "\(name) \(rest)"
         }
     }

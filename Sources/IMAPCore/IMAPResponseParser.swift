@@ -199,6 +199,11 @@ public struct IMAPResponseParser: Sendable {
                 throw IMAPProtocolError("APPENDLIMIT without a number from 0 to 4294967295")
             }
             return .appendLimit(n)
+        case "UIDVALIDITY", "UIDNEXT":
+            guard words.count == 1, let n = Self.number(words[0]), n > 0 else {
+                throw IMAPProtocolError("\(name) without a number from 1 to 4294967295")
+            }
+            return name == "UIDNEXT" ? .uidNext(n) : .uidValidity(n)
         case "TRYCREATE": return .tryCreate
         case "OVERQUOTA": return .overQuota
         case "LIMIT": return .limit

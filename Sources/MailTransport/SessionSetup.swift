@@ -63,3 +63,26 @@ public final class SessionSetup: Sendable {
     /// Neither ready nor abandoned yet.
     public var isSettingUp: Bool { self.state.withLockedValue { $0.phase == .settingUp } }
 }
+
+extension SessionSetup {
+    /// Runs `body`; while `setup` is setting up, a stop request (looked at every 100 ms) abandons it.
+    public static func abandoningOnStop(
+        _ setup: SessionSetup, stopRequested: @escaping @Sendable () -> Bool, _ body: () async throws -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while setup.isSettingUp {
+                    do { try await Task.sleep(for: .milliseconds(100)) } catch { return }
+                    if stopRequested() { setup.abandon() }
+                }
+            }
+            do {
+                try await body()
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+        }
+    }
+}

@@ -134,6 +134,7 @@ extension Popfetch {
             case .maildir(let path): return "the Maildir \(path)"
             case .smtp(let t): return "SMTP \(t)"
             case .lmtp(let t): return "LMTP \(t)"
+            case .imap(let d): return "IMAP \(d)"
             }
         }
 

@@ -73,6 +73,19 @@ enum ConfigurationSummary {
             case .lmtp(let t):
                 lines.append("  lmtp           \(t)")
                 lines.append("                 on_permanent_failure \(a.delivery.onPermanentFailure.rawValue)")
+            case .imap(let d):
+                let imap = a.delivery.imap
+                let tls = d.implicitTLS ? "TLS" : (imap.tls == .starttls ? "STARTTLS" : "clear text")
+                lines.append("  imap           \(d) (\(tls))")
+                let login =
+                    imap.auth == .xoauth2 || imap.auth == .oauthbearer
+                    ? "imap_oauth_token_command" : (imap.password.map { "\($0)" } ?? "no password")
+                lines.append(
+                    "  imap_user      \((imap.user ?? "").debugDescription), \(login), imap_auth \(imap.auth.rawValue)")
+                lines.append(
+                    "                 flags \(imap.flags.isEmpty ? "none (unread)" : imap.flags.joined(separator: " ")), "
+                        + "create folder \(imap.createFolder ? "yes" : "no"), "
+                        + "on_permanent_failure \(a.delivery.onPermanentFailure.rawValue)")
             }
             lines.append("  recipient      \(a.delivery.recipients.joined(separator: ", "))")
         }

@@ -348,7 +348,53 @@ public struct AccountPoller: Sendable {
                 credentials: credentials, clearTextAuthAllowed: clearOK,
                 timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) },
                 stopRequested: self.environment.stopRequested, trace: self.mtaTrace)
+        case .imap(let destination):
+            return try await self.makeIMAPDeliverer(destination)
         }
+    }
+
+    /// IMAP delivery: the login resolved, TLS set up, and the state journal that makes it exactly-once.
+    func makeIMAPDeliverer(_ destination: IMAPDestination) async throws -> IMAPDeliverer {
+        let account = self.account
+        let settings = account.delivery.imap
+        var tlsContext: NIOSSLContext?
+        if destination.implicitTLS || settings.tls == .starttls {
+            do {
+                tlsContext = try TLSContextFactory.makeContext(TLSClientOptions(trustRootsFile: settings.caFile))
+            } catch {
+                throw PollError(
+                    .config, "\(account.name): cannot set up TLS for the IMAP server (imap_ca_file): \(error)")
+            }
+        }
+        let secret: String
+        switch settings.auth {
+        case .xoauth2, .oauthbearer:
+            guard let command = settings.oauthTokenCommand else {
+                throw PollError(
+                    .config, "\(account.name): imap_auth = \"\(settings.auth.rawValue)\" needs imap_oauth_token_command"
+                )
+            }
+            secret = try await SecretResolver.resolve(.command(command), account: account.name)
+        default:
+            guard let password = settings.password else {
+                throw PollError(.config, "\(account.name): imap delivery needs imap_password")
+            }
+            secret = try await SecretResolver.resolve(password, account: account.name)
+        }
+        let security: IMAPConnection.Security =
+            destination.implicitTLS ? .implicitTLS : (settings.tls == .starttls ? .startTLS : .none)
+        let user = settings.user ?? ""
+        let journal = IMAPStateJournal(
+            store: self.environment.store, mailbox: account.mailbox, target: "\(user)@\(destination)")
+        return IMAPDeliverer(
+            destination: destination, security: security, tlsContext: tlsContext,
+            login: IMAPDeliverer.Login(user: user, secret: secret, method: settings.auth),
+            clearTextAllowed: destination.isLoopback || account.server.allowInsecureAuth, flags: settings.flags,
+            createFolder: settings.createFolder,
+            timeouts: IMAPConnection.Timeouts(
+                connect: .seconds(Int64(account.server.timeout)), command: .seconds(Int64(settings.timeout ?? 300))),
+            journal: journal, stopRequested: self.environment.stopRequested, trace: self.mtaTrace,
+            logger: self.logger)
     }
 
     /// Sends a delivery status notification for a permanently rejected message to `bounce_to` (else the first

@@ -102,7 +102,8 @@ extension PollSession {
         }
         // The terminating dot line has arrived: only now may any receiver see the message, and only if it is as
         // long as LIST said.
-        let message = try spool.finish()
+        var message = try spool.finish()
+        message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: item.key, digest: message.digest)
         let shortWithinTolerance =
             message.receivedSize < item.size && message.receivedSize + self.account.retention.sizeTolerance >= item.size
         if shortWithinTolerance || item.confirmFirst {

@@ -31,6 +31,10 @@ public struct SpooledMessage: Sendable {
     /// SHA-256 of the message as received (dot-unstuffed, without popfetch's trace header), lowercase hex: tells
     /// whether a message listed again is one already delivered.
     public let digest: String
+    /// What identifies this message (its mailbox, UIDL and contents) to a receiver that can be asked whether it
+    /// already has it: IMAP delivery writes it in an `X-Popfetch-ID` header and searches for it after a crash.
+    /// Set by the poll; nil for popfetch's own messages (bounces).
+    public var deliveryID: String? = nil
 
     /// The envelope sender: Return-Path, else the From address, else empty.
     public var envelopeSender: String { self.returnPath ?? self.fromAddress ?? "" }

@@ -161,6 +161,24 @@ extension StateStore {
                         SELECT account_name, COALESCE(SUM(delivered), 0) FROM polls WHERE true GROUP BY account_name;
                     """)
         }
+        m.registerMigration("v7: IMAP delivery sessions") { db in
+            // Exactly-once delivery by IMAP APPEND: `open` is set before a poll's first APPEND to a target and
+            // cleared when the poll's deliveries all ended and were recorded. Found set, the last session was cut
+            // off (a crash, kill -9, a failed poll), and each message is looked up in the folder before it is
+            // appended again. `last_uid` (with `uid_validity`) is the highest UID popfetch appended there: only
+            // messages above it need to be searched.
+            try db.execute(
+                sql: """
+                    CREATE TABLE imap_sessions (
+                        account TEXT NOT NULL,
+                        target TEXT NOT NULL,
+                        open INTEGER NOT NULL DEFAULT 0,
+                        uid_validity INTEGER,
+                        last_uid INTEGER,
+                        PRIMARY KEY (account, target)
+                    );
+                    """)
+        }
         return m
     }
 

@@ -76,8 +76,7 @@ struct CrashSafetyTests {
         try f.user.deliver([big])
         let out = f.directory + "/big.out"
         let mda = f.directory + "/cat-mda"
-        try "#!/bin/sh\nexec cat > \(out)\n".write(toFile: mda, atomically: true, encoding: .utf8)
-        chmod(mda, 0o755)
+        try writeExecutable("#!/bin/sh\nexec cat > \(out)\n", to: mda)
         try f.writeConfig(mda: mda)
 
         // Baseline: the same binary polling an empty mailbox of another user.

@@ -28,13 +28,13 @@ struct DaemonShutdownTests {
         let pidFile = f.directory + "/hung.pid"
         let mda = f.directory + "/hung-mda"
         // The first delivery hangs (and records its pid); the ones after it deliver.
-        try """
-        #!/bin/sh
-        if [ ! -e \(pidFile) ]; then echo $$ > \(pidFile); exec sleep 300; fi
-        exec \(f.mdaScript)
+        try writeExecutable(
+            """
+            #!/bin/sh
+            if [ ! -e \(pidFile) ]; then echo $$ > \(pidFile); exec sleep 300; fi
+            exec \(f.mdaScript)
 
-        """.write(toFile: mda, atomically: true, encoding: .utf8)
-        chmod(mda, 0o755)
+            """, to: mda)
         try f.writeConfig(extra: "interval = \"1h\"", mda: mda)
         try Self.setGrace(f, "3s")
         let daemon = try RunningDaemon.start(f)

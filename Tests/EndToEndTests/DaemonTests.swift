@@ -115,8 +115,7 @@ struct DaemonTests {
         let corpus = Corpus.messages(40, seed: 74)
         try f.user.deliver(corpus)
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\nsleep 0.15\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 0.15\nexec \(f.mdaScript)\n", to: slow)
         try f.writeConfig(extra: "interval = \"1h\"", mda: slow)
         let config = try String(contentsOfFile: f.configPath, encoding: .utf8)
         try ("shutdown_grace = \"20s\"\n" + config).write(toFile: f.configPath, atomically: true, encoding: .utf8)
@@ -322,8 +321,7 @@ struct DaemonDetailTests {
         let f = try PopfetchFixture()
         let g = try PopfetchFixture()
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n", to: slow)
         try f.user.deliver(Corpus.messages(3, seed: 90))
         try g.user.deliver(Corpus.messages(3, seed: 91))
         try f.writeConfig(extra: "interval = \"1s\"", mda: slow, name: "fast")
@@ -360,8 +358,7 @@ struct DaemonDetailTests {
         let corpus = Corpus.messages(30, seed: 92)
         try f.user.deliver(corpus)
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\nsleep 0.05\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 0.05\nexec \(f.mdaScript)\n", to: slow)
         try f.writeConfig(extra: "interval = \"1s\"", mda: slow)
         let daemon = try RunningDaemon.start(f)
         var statuses: [Int32] = []

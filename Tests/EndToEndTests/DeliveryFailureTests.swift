@@ -81,8 +81,7 @@ struct DeliveryFailureTests {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(1, seed: 31))
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\ncat >/dev/null\nsleep 30\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\ncat >/dev/null\nsleep 30\n", to: slow)
         try f.writeConfig(extra: "mda_timeout = \"1s\"", mda: slow)
         let start = Date()
         let r = try f.poll()

@@ -37,8 +37,7 @@ struct LossPathTests {
         defer { server.stop() }
         // The MDA waits before reading, so message a's delivery is still running when RETR b is refused.
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\nsleep 1\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 1\nexec \(f.mdaScript)\n", to: slow)
         try f.writeConfig(mda: slow, port: server.port, timeout: "5s")
         let r = try f.poll()
         #expect(r.status == 75, "a message not delivered makes poll exit 75: \(r.stderr)")
@@ -523,8 +522,7 @@ struct LossPathTests {
         let server = try FaultServer.start(f, messages: [.init(uid: "b1", body: big)])
         defer { server.stop() }
         let slow = f.directory + "/slow-reader"
-        try "#!/bin/sh\nsleep 2\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 2\nexec \(f.mdaScript)\n", to: slow)
         try f.writeConfig(mda: slow, port: server.port, timeout: "5s")
         let child = try Child.spawn(
             [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],

@@ -13,7 +13,7 @@ struct MDAFaultTests {
     /// An MDA script `name` in the fixture's directory: `body`, then (unless `body` ends the script) the saving MDA.
     static func mda(_ f: PopfetchFixture, _ name: String, _ body: String, mode: mode_t = 0o755) throws -> String {
         let path = f.directory + "/" + name
-        try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try writeExecutable("#!/bin/sh\n\(body)\n", to: path)
         chmod(path, mode)
         return path
     }

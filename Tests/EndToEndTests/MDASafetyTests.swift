@@ -140,17 +140,17 @@ struct MDASafetyTests {
         let mailbox = f.directory + "/mbox"
         let started = f.directory + "/started"
         let script = f.directory + "/chatty-mda"
-        try """
-        #!/bin/sh
-        # Appends the message in two parts, talking on stderr in between, as a careless MDA might.
-        dd bs=1 count=500 status=none >> \(mailbox)
-        touch \(started)
-        sleep 2
-        echo "halfway there" >&2
-        cat >> \(mailbox)
-        echo "done" >&2
-        """.write(toFile: script, atomically: true, encoding: .utf8)
-        chmod(script, 0o755)
+        try writeExecutable(
+            """
+            #!/bin/sh
+            # Appends the message in two parts, talking on stderr in between, as a careless MDA might.
+            dd bs=1 count=500 status=none >> \(mailbox)
+            touch \(started)
+            sleep 2
+            echo "halfway there" >&2
+            cat >> \(mailbox)
+            echo "done" >&2
+            """, to: script)
         try f.writeConfig(mda: script)
         let child = try Child.spawn(
             [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],

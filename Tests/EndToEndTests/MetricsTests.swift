@@ -157,8 +157,7 @@ struct MetricsTests {
         let f = try PopfetchFixture()
         try f.user.deliver(Corpus.messages(2, seed: 145))
         let tempfail = f.directory + "/tempfail-mda"
-        try "#!/bin/sh\ncat >/dev/null\nexit 75\n".write(toFile: tempfail, atomically: true, encoding: .utf8)
-        chmod(tempfail, 0o755)
+        try writeExecutable("#!/bin/sh\ncat >/dev/null\nexit 75\n", to: tempfail)
         try f.writeConfig(extra: "interval = \"1h\"", mda: tempfail)
         let port = try freeLoopbackPort()
         try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")

@@ -16,9 +16,7 @@ struct PollStopTests {
         defer { kill(server.pid, SIGKILL); _ = server.wait(timeout: 5) }
         let started = f.directory + "/mda-started"
         let mda = f.directory + "/slow-mda"
-        try "#!/bin/sh\ntouch '\(started)'\nsleep 2\ncat > /dev/null\n".write(
-            toFile: mda, atomically: true, encoding: .utf8)
-        chmod(mda, 0o755)
+        try writeExecutable("#!/bin/sh\ntouch '\(started)'\nsleep 2\ncat > /dev/null\n", to: mda)
         try "max_concurrent_polls = 1\n".write(toFile: f.configPath, atomically: true, encoding: .utf8)
         try f.writeConfig(mda: mda, append: true)
         for n in 1...3 {

@@ -409,8 +409,7 @@ struct StateFaultTests {
         let corpus = Corpus.messages(6, seed: 37)
         try f.user.deliver(corpus)
         let slow = f.directory + "/slow-mda"
-        try "#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n".write(toFile: slow, atomically: true, encoding: .utf8)
-        chmod(slow, 0o755)
+        try writeExecutable("#!/bin/sh\nsleep 0.3\nexec \(f.mdaScript)\n", to: slow)
         try f.writeConfig(mda: slow)
         let script = """
             $POPFETCH poll 2>first.err & first=$!

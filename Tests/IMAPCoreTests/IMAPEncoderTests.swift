@@ -96,10 +96,19 @@ struct IMAPEncoderTests {
 
     @Test func searchHeader() throws {
         #expect(
-            Self.wire(try Self.plain.encode(.uidSearchHeader(field: "X-Popfetch-ID", value: "abc/0001"), tag: "A1"))
+            Self.wire(
+                try Self.plain.encode(
+                    .uidSearchHeader(field: "X-Popfetch-ID", value: "abc/0001", fromUID: nil), tag: "A1"))
                 == ["A1 UID SEARCH HEADER X-Popfetch-ID abc/0001\r\n"])
+        #expect(
+            Self.wire(
+                try Self.plain.encode(.uidSearchHeader(field: "X-Popfetch-ID", value: "a b", fromUID: 42), tag: "A2"))
+                == ["A2 UID SEARCH UID 42:* HEADER X-Popfetch-ID \"a b\"\r\n"])
         #expect(throws: IMAPEncodingError.self) {
-            try Self.plain.encode(.uidSearchHeader(field: "X:Y", value: "v"), tag: "A2")
+            try Self.plain.encode(.uidSearchHeader(field: "X:Y", value: "v", fromUID: nil), tag: "A3")
+        }
+        #expect(throws: IMAPEncodingError.self) {
+            try Self.plain.encode(.uidSearchHeader(field: "X", value: "v", fromUID: 0), tag: "A4")
         }
     }
 

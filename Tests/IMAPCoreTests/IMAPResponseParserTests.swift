@@ -111,6 +111,12 @@ struct IMAPResponseParserTests {
             wire: "* OK [UNAVAILABLE] later\r\n",
             expected: [.untaggedStatus(IMAPStatus(condition: .ok, code: .unavailable, text: "later"))]),
         Case(
+            wire: "* OK [UIDVALIDITY 3857529045] UIDs valid\r\n* OK [UIDNEXT 4392] Predicted next UID\r\n",
+            expected: [
+                .untaggedStatus(IMAPStatus(condition: .ok, code: .uidValidity(3_857_529_045), text: "UIDs valid")),
+                .untaggedStatus(IMAPStatus(condition: .ok, code: .uidNext(4392), text: "Predicted next UID")),
+            ]),
+        Case(
             wire: "* OK [APPENDLIMIT 35651584] limit\r\n",
             expected: [.untaggedStatus(IMAPStatus(condition: .ok, code: .appendLimit(35_651_584), text: "limit"))]),
     ]
@@ -134,6 +140,8 @@ struct IMAPResponseParserTests {
         "A1 OK [APPENDUID 0 5]\r\n",
         "A1 OK [APPENDUID 4294967296 5]\r\n",
         "A1 OK [APPENDLIMIT -1]\r\n",
+        "* OK [UIDVALIDITY 0]\r\n",
+        "* OK [UIDNEXT x]\r\n",
         "* SEARCH 1 x\r\n",
         "* SEARCH 0\r\n",
         "* SEARCH 99999999999\r\n",

@@ -9,6 +9,7 @@ package import Testing
 package enum FaultClass: String, Sendable, CaseIterable {
     case pop3 = "POP3 server"
     case smtp = "SMTP/LMTP server"
+    case imap = "IMAP server"
     case mda = "MDA"
     case state = "State and disk"
     case process = "Process: kills, signals, second process"

@@ -56,8 +56,7 @@ package struct PopfetchFixture {
             fi
             mv "$t" "\(self.outDirectory)/msg.$(date +%s%N).$$"
             """
-        try script.write(toFile: self.mdaScript, atomically: true, encoding: .utf8)
-        chmod(self.mdaScript, 0o755)
+        try writeExecutable(script, to: self.mdaScript)
     }
 
     /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.

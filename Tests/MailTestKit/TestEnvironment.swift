@@ -22,6 +22,24 @@ package enum Package {
 }
 
 /// A fresh temporary directory per test.
+/// Writes an executable (a script a test runs), opened with O_CLOEXEC. Foundation's `write(toFile:)` leaves its
+/// descriptor inheritable: a child another test spawns at that moment keeps the file open for writing for its whole
+/// life, and every exec of the script then fails with "Text file busy".
+package func writeExecutable(_ text: String, to path: String) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+    try #require(fd >= 0, "cannot create \(path): errno \(errno)")
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        try #require(n > 0, "cannot write \(path): errno \(errno)")
+        offset += n
+    }
+    fchmod(fd, 0o755)
+}
+
 package func makeTempDirectory(_ name: String = "t") throws -> String {
     let base = ProcessInfo.processInfo.environment["POPFETCH_TEST_TMP"] ?? "/tmp"
     var template = Array("\(base)/popfetch-\(name)-XXXXXX".utf8CString)
@@ -181,6 +199,9 @@ package final class DovecotServer: Sendable {
     package let caFile: String
     package let mailDirectory: String
     package let lmtpPort: Int
+    /// IMAP with STARTTLS, and IMAPS (nil when dovecot-imapd is not installed: scripts/install brings it).
+    package let imapPort: Int?
+    package let imapsPort: Int?
 
     package static let shared: Result<DovecotServer, any Error> = Result { try DovecotServer(ssl: true) }
 
@@ -206,6 +227,8 @@ package final class DovecotServer: Sendable {
             let ca = values["CA_FILE"], let mail = values["MAIL_DIR"], let lmtp = values["LMTP_PORT"].flatMap(Int.init)
         else { throw TestFailure("dovecot-instance printed no ports: \(r.stdout)") }
         self.lmtpPort = lmtp
+        self.imapPort = values["IMAP_PORT"].flatMap(Int.init)
+        self.imapsPort = values["IMAPS_PORT"].flatMap(Int.init)
         self.directory = dir
         self.pop3Port = p
         self.pop3sPort = ps

@@ -1,0 +1,255 @@
+import Foundation
+import MailTestKit
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// IMAP delivery (APPEND) into a real Dovecot IMAP server: the same private Dovecot that serves POP3, with a second
+/// user as the IMAP mailbox (its Maildir is read back directly).
+@Suite("IMAP delivery through Dovecot")
+struct IMAPDeliveryTests {
+    /// One appended message as Dovecot stored it: its file name, its modification time (Dovecot's Maildir keeps the
+    /// internal date there), the X-Popfetch-ID popfetch put on it, and the message without that header and without
+    /// popfetch's trace header.
+    struct Stored {
+        var name: String
+        var mtime: Int
+        var id: String
+        var message: [UInt8]
+    }
+
+    static func stored(_ user: MailUser, folder: String? = nil) throws -> [Stored] {
+        var out: [Stored] = []
+        let root = folder.map { user.maildir + "/." + $0 } ?? user.maildir
+        for sub in ["new", "cur"] {
+            let dir = root + "/" + sub
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                let path = dir + "/" + name
+                var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+                let prefix = Array("X-Popfetch-ID: ".utf8)
+                try #require(bytes.starts(with: prefix), "appended message does not start with X-Popfetch-ID")
+                let eol = try #require(bytes.firstIndex(of: 10))
+                let id = String(decoding: bytes[prefix.count..<eol], as: UTF8.self)
+                bytes = Array(bytes[(eol + 1)...])
+                var st = stat()
+                stat(path, &st)
+                out.append(
+                    Stored(
+                        name: sub + "/" + name, mtime: Int(st.st_mtim.tv_sec), id: id,
+                        message: try PopfetchFixture.stripTraceHeader(bytes)))
+            }
+        }
+        return out
+    }
+
+    static func delivered(_ user: MailUser, folder: String? = nil) throws -> [[UInt8]] {
+        try Self.stored(user, folder: folder).map(\.message)
+    }
+
+    static func imapPort(_ f: PopfetchFixture) throws -> Int {
+        try #require(f.server.imapPort, "dovecot-imapd is not installed (run scripts/install)")
+    }
+
+    static func config(_ url: String, _ target: MailUser, _ more: String = "") -> String {
+        """
+        imap = "\(url)"
+        imap_user = "\(target.name)"
+        imap_password = "\(target.password)"
+        \(more)
+        """
+    }
+
+    @Test("byte-exact through APPEND, unread, dated by the Date header; a second poll appends nothing")
+    func byteExact() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        try f.writeConfig(extra: Self.config("imap://127.0.0.1:\(try Self.imapPort(f))/INBOX", target), mda: "")
+        var corpus = (0..<15).map { Corpus.message($0, seed: 130, bareCR: false) }
+        // A message with an unusual Date (a folded header, a zone, a comment), and one with none.
+        corpus.append(
+            Array(
+                "From: a@example.org\nDate: Tue, 1 Jul 2003\n 10:52:37 +0200 (CEST)\nSubject: dated\n\nbody\n".utf8))
+        corpus.append(Array("From: b@example.org\nSubject: undated\n\nno date here\n".utf8))
+        try f.user.deliver(corpus)
+        let before = Int(time(nil))
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try Self.stored(target)
+        #expect(sameMessages(got.map(\.message), corpus), "messages appended over IMAP differ from the originals")
+        #expect(f.user.messageCount() == 0)
+        // Unread: no flags, so Dovecot files them in new/ without ":2,S".
+        #expect(got.allSatisfy { !$0.name.contains(":2,") || !$0.name.split(separator: ",").last!.contains("S") })
+        // Internal dates: the Date header (2026-11-26 12:00:00 UTC in the corpus), else the time of delivery.
+        for s in got {
+            let subject = String(decoding: s.message.prefix(400), as: UTF8.self)
+            if subject.contains("Subject: dated") {
+                #expect(s.mtime == 1_057_049_557, "internal date of the folded Date header")
+            } else if subject.contains("Subject: undated") {
+                #expect(s.mtime >= before - 1 && s.mtime <= Int(time(nil)) + 1)
+            } else {
+                #expect(s.mtime == 1_795_694_400)
+            }
+        }
+        // IDs: one per message, all different.
+        #expect(Set(got.map(\.id)).count == got.count && got.allSatisfy { $0.id.utf8.count == 32 })
+        let again = try f.poll()
+        #expect(again.status == 0)
+        #expect(try Self.stored(target).count == corpus.count)
+    }
+
+    @Test("IMAPS with the instance CA, and imap:// with STARTTLS; flags as configured")
+    func tlsAndFlags() throws {
+        let f = try PopfetchFixture()
+        let a = try f.server.addUser()
+        let imaps = try #require(f.server.imapsPort)
+        try f.writeConfig(
+            extra: Self.config(
+                "imaps://localhost:\(imaps)/", a,
+                "imap_ca_file = \"\(f.server.caFile)\"\nimap_flags = [\"\\\\Seen\", \"$Forwarded\"]"), mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 131, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try Self.stored(a)
+        #expect(got.count == 1)
+        // \Seen (with a keyword): Dovecot files it in cur/ with "S" among the flags.
+        #expect(
+            got.first?.name.hasPrefix("cur/") == true && got.first?.name.contains(":2,S") == true, "\(got.map(\.name))")
+
+        let b = try f.server.addUser()
+        try f.writeConfig(
+            extra: Self.config(
+                "imap://localhost:\(try Self.imapPort(f))", b,
+                "imap_tls = \"starttls\"\nimap_ca_file = \"\(f.server.caFile)\""), mda: "")
+        try f.user.deliver([Corpus.message(2, seed: 131, bareCR: false)])
+        let trace = try f.poll(["--log-level", "trace"])
+        #expect(trace.status == 0, "\(trace.stderr)")
+        #expect(try Self.stored(b).count == 1)
+        #expect(trace.stderr.contains("STARTTLS"))
+        // The password never reaches the trace.
+        #expect(!trace.stderr.contains(b.password), "the IMAP password appears in the trace")
+    }
+
+    @Test("a CA the certificate does not chain to: nothing is sent, the message stays on the server")
+    func untrustedCertificate() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        let imaps = try #require(f.server.imapsPort)
+        try f.writeConfig(extra: Self.config("imaps://127.0.0.1:\(imaps)/INBOX", target), mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 132, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("TLS"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        #expect(try Self.stored(target).isEmpty)
+    }
+
+    @Test(
+        "over quota (Dovecot's NO [OVERQUOTA]): a temporary failure; the message stays on the server",
+        .fault(
+            .imap, "IMAP APPEND refused with NO [OVERQUOTA] (real Dovecot quota)",
+            expect: "exit 75, OVERQUOTA in the error; status exits 1, outcome partial; the message stays on the server")
+    )
+    func overQuota() throws {
+        let f = try PopfetchFixture()
+        let full = MailUser(
+            name: "quotafull", password: "secret-quotafull", maildir: f.server.mailDirectory + "/quotafull")
+        try f.writeConfig(extra: Self.config("imap://127.0.0.1:\(try Self.imapPort(f))/INBOX", full), mda: "")
+        var m = Corpus.message(1, seed: 133, bareCR: false)
+        m += Array(repeating: UInt8(ascii: "Q"), count: 4000) + [10]
+        try f.user.deliver([m])
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("OVERQUOTA"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        let status = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(status.status == 1 && status.stdout.contains("partial"), "\(status.stdout)")
+    }
+
+    @Test(
+        "a folder that does not exist: kept on the server (TRYCREATE) unless imap_create_folder, which creates it",
+        .fault(
+            .imap, "IMAP folder missing (NO [TRYCREATE])",
+            expect: "without imap_create_folder: exit 75, message kept; with it: folder created, delivered once"))
+    func missingFolder() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        // Dovecot's Maildir++ separates levels with "."; the name goes in modified UTF-7.
+        let url = "imap://127.0.0.1:\(try Self.imapPort(f))/Archive.2026%20Re%C3%A7us"
+        try f.writeConfig(extra: Self.config(url, target), mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 134, bareCR: false)])
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("imap_create_folder"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1)
+        try f.writeConfig(extra: Self.config(url, target, "imap_create_folder = true"), mda: "")
+        let r2 = try f.poll()
+        #expect(r2.status == 0, "\(r2.stderr)")
+        // On disk, Dovecot keeps the modified UTF-7 name: the directory ".Archive.2026 Re&AOc-us".
+        #expect(try Self.delivered(target, folder: "Archive.2026 Re&AOc-us").count == 1)
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test(
+        "a cut-off session (APPEND done, not recorded): the next poll finds the message there and does not append it again",
+        .fault(
+            .process, "IMAP: crash between the server's OK to APPEND and the local commit (state rolled back)",
+            expect: "next poll looks each message up by X-Popfetch-ID: 0 duplicates, 0 lost; a new message still goes"))
+    func cutOffSessionIsExactlyOnce() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        try f.writeConfig(
+            extra: Self.config("imap://127.0.0.1:\(try Self.imapPort(f))/INBOX", target) + "\nkeep = true", mda: "")
+        let corpus = (0..<5).map { Corpus.message($0, seed: 135, bareCR: false) }
+        try f.user.deliver(corpus)
+        #expect(try f.poll().status == 0)
+        #expect(try Self.stored(target).count == 5)
+        // What a kill -9 after the APPENDs and before their commits leaves: the messages are in the folder, the
+        // state does not know, and the session's mark is still open, its last UID from before the session.
+        let sql = "DELETE FROM deliveries; DELETE FROM messages; UPDATE imap_sessions SET open = 1, last_uid = NULL;"
+        let db = try runProgram(["sqlite3", f.statePath, sql])
+        #expect(db.status == 0, "\(db.stderr)")
+        try f.user.deliver([Corpus.message(9, seed: 135, bareCR: false)])
+        let r = try f.poll(["--log-level", "info"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("not appended again"), "\(r.stderr)")
+        let got = try Self.stored(target)
+        #expect(got.count == 6, "5 found in the folder, 1 new appended; got \(got.count)")
+        #expect(sameMessages(got.map(\.message), corpus + [Corpus.message(9, seed: 135, bareCR: false)]))
+    }
+
+    @Test("a wrong IMAP password: temporary failure naming the login; every message stays on the server")
+    func wrongPassword() throws {
+        let f = try PopfetchFixture()
+        var target = try f.server.addUser()
+        target.password = "wrong"
+        try f.writeConfig(extra: Self.config("imap://127.0.0.1:\(try Self.imapPort(f))/INBOX", target), mda: "")
+        try f.user.deliver((0..<3).map { Corpus.message($0, seed: 136, bareCR: false) })
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("refused the login"), "\(r.stderr)")
+        #expect(!r.stderr.contains("wrong"), "the password appears in the error")
+        #expect(f.user.messageCount() == 3)
+    }
+
+    @Test("a config error names the key: imap:// in clear text to a remote host, missing imap_user, bad flags")
+    func configErrors() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        let cases: [(String, String)] = [
+            (Self.config("imap://imap.example.com/INBOX", target), "imap"),
+            ("imap = \"imaps://imap.example.com/\"\nimap_password = \"x\"", "imap_user"),
+            (Self.config("imaps://imap.example.com/", target, "imap_flags = [\"\\\\Recent\"]"), "imap_flags"),
+            (Self.config("imaps://u@imap.example.com/", target), "imap"),
+            (Self.config("imaps://imap.example.com/", target, "imap_tls = \"starttls\""), "imap_tls"),
+            (Self.config("pop3://imap.example.com/", target), "imap"),
+        ]
+        for (extra, key) in cases {
+            try f.writeConfig(extra: extra, mda: "")
+            let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "config", "check"])
+            #expect(r.status == 78, "\(extra): \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.contains(key), "\(extra): \(r.stderr)")
+        }
+    }
+}
