@@ -63,6 +63,7 @@ class Lab:
     mta_port: Optional[int]
     timeout: float
     popfetch_auth: str = "user"
+    imap_port: Optional[int] = None
     rawpop: Optional[str] = None
     rawpop_tls: bool = False
 
@@ -77,7 +78,8 @@ class Lab:
                    lmtp_port=int(env["LMTP_PORT"]), ca_file=env["CA_FILE"], mail_dir=env["MAIL_DIR"],
                    dovecot_log=env["DOVECOT_LOG"], sink_port=int(env["SINK_PORT"]), popfetch=env["POPFETCH_BIN"],
                    mta_port=int(env["MTA_SMTP_PORT"]) if "MTA_SMTP_PORT" in env else None, timeout=timeout,
-                   popfetch_auth=popfetch_auth)
+                   popfetch_auth=popfetch_auth,
+                   imap_port=int(env["IMAP_PORT"]) if env.get("IMAP_PORT") else None)
 
     def password(self, user):
         return f"secret-{user}"  # the instance's static passdb: any user name, password "secret-USER"
@@ -1007,11 +1009,19 @@ class Bench:
             "LMTP to Dovecot": [f'lmtp = "{HOST}:{self.lab.lmtp_port}"', 'recipient = "lmtpbench"'],
             "built-in Maildir (fsync per message)": None,
         }
+        imap_label = "IMAP APPEND to Dovecot (one connection, LITERAL+)"
+        if self.lab.imap_port:
+            variants[imap_label] = []
         for rep in range(1, self.args.reps + 1):
             for label, delivery in variants.items():
                 job = Job(self.lab, scn, self.fresh_dir(f"extra-{rep}"))
                 if delivery is None:
                     delivery = [f'maildir = "{job.dir}/Maildir"']
+                if label == imap_label:
+                    # A new, empty IMAP mailbox per repetition (the test Dovecot's password is "secret-USER").
+                    user = f"imapbench{rep}x{random.randrange(1 << 30)}"
+                    delivery = [f'imap = "imap://{HOST}:{self.lab.imap_port}/INBOX"', f'imap_user = "{user}"',
+                                f'imap_password = "secret-{user}"']
                 popfetch_config(job, delivery=delivery)
                 offset = log_offset(self.lab)
                 rec = {"type": "extra", "scenario": "extras", "tool": "popfetch", "variant": label, "rep": rep,

@@ -5,6 +5,12 @@ public import SMTPCore
 /// govern. Every default lives here, in the property initializers; the loader (``ConfigurationLoader``) only
 /// overrides what the file sets.
 public struct AccountConfiguration: Hashable, Sendable {
+    /// Where the OAuth2 tokens of the IMAP identity delivered to are kept in the state: `imap:USER@HOST:PORT`.
+    public var imapTokenKey: String? {
+        guard case .imap(let d) = self.delivery.method, let user = self.delivery.imap.user else { return nil }
+        return "imap:\(user)@\(d.host):\(d.port)"
+    }
+
     public var name: String
     /// `enabled = false`: left out of `poll` and the daemon unless named.
     public var enabled = true
@@ -163,6 +169,9 @@ public struct AccountConfiguration: Hashable, Sendable {
         public var auth: IMAPAuthMethod = .auto
         /// A command that prints an OAuth2 access token for the IMAP identity (xoauth2, oauthbearer).
         public var oauthTokenCommand: String?
+        /// popfetch's own OAuth2 client for the IMAP identity (`imap_oauth_token_url`, ...): tokens kept in the
+        /// state under ``AccountConfiguration/imapTokenKey``.
+        public var oauth: OAuthSettings?
         /// Flags the message is appended with; none by default, so it arrives unread.
         public var flags: [String] = []
         /// Create the folder when the server says it does not exist (TRYCREATE).

@@ -38,7 +38,8 @@ enum AccountKeys {
         // Authentication.
         .choice("auth", \.authentication.method),
         .string("oauth_token_command", \.authentication.oauthTokenCommand),
-        AccountKey("oauth_token_url", oauth), .rule("oauth_client_id"), .rule("oauth_client_secret"),
+        AccountKey("oauth_token_url") { a, r in a.authentication.oauth = try oauth(r, prefix: "") },
+        .rule("oauth_client_id"), .rule("oauth_client_secret"),
         .rule("oauth_client_secret_command"), .rule("oauth_device_url"), .rule("oauth_scope"),
         // Retention.
         .bool("keep", \.retention.keep),
@@ -70,6 +71,9 @@ enum AccountKeys {
         AccountKey("imap_password", imapPassword), .rule("imap_password_command"), .rule("imap_password_file"),
         .choice("imap_auth", \.delivery.imap.auth),
         .string("imap_oauth_token_command", \.delivery.imap.oauthTokenCommand),
+        AccountKey("imap_oauth_token_url") { a, r in a.delivery.imap.oauth = try oauth(r, prefix: "imap_") },
+        .rule("imap_oauth_client_id"), .rule("imap_oauth_client_secret"), .rule("imap_oauth_client_secret_command"),
+        .rule("imap_oauth_device_url"), .rule("imap_oauth_scope"),
         AccountKey("imap_flags", imapFlags),
         .bool("imap_create_folder", \.delivery.imap.createFolder),
         .path("imap_ca_file", \.delivery.imap.caFile),
@@ -98,16 +102,18 @@ enum AccountKeys {
         a.server.fingerprint = bytes
     }
 
-    /// The built-in OAuth2 client: `oauth_token_url` with `oauth_client_id`, and the optional rest.
-    static let oauth: AccountKey.Read = { a, r in
-        guard let url = try r.string("oauth_token_url") else { return }
-        guard let id = try r.string("oauth_client_id") else {
-            throw r.error("oauth_client_id", "is required with oauth_token_url", at: r.value("oauth_token_url")?.1)
+    /// The built-in OAuth2 client: `oauth_token_url` with `oauth_client_id`, and the optional rest (for the IMAP
+    /// identity: the same keys with `imap_` in front).
+    static func oauth(_ r: AccountReader, prefix p: String) throws -> OAuthSettings? {
+        guard let url = try r.string(p + "oauth_token_url") else { return nil }
+        guard let id = try r.string(p + "oauth_client_id") else {
+            throw r.error(
+                p + "oauth_client_id", "is required with \(p)oauth_token_url", at: r.value(p + "oauth_token_url")?.1)
         }
-        let secret = try r.secret(["oauth_client_secret", "oauth_client_secret_command"])
-        a.authentication.oauth = OAuthSettings(
-            tokenURL: url, deviceURL: try r.string("oauth_device_url"), clientID: id, clientSecret: secret,
-            scope: try r.string("oauth_scope"))
+        let secret = try r.secret([p + "oauth_client_secret", p + "oauth_client_secret_command"])
+        return OAuthSettings(
+            tokenURL: url, deviceURL: try r.string(p + "oauth_device_url"), clientID: id, clientSecret: secret,
+            scope: try r.string(p + "oauth_scope"))
     }
 
     static let imapTLS: AccountKey.Read = { a, r in

@@ -401,8 +401,11 @@ public struct ConfigurationLoader: Sendable {
             throw r.error("imap_user", "is required with imap (the IMAP account's login name)", at: r.value("imap")?.1)
         }
         if imap.auth == .xoauth2 || imap.auth == .oauthbearer {
-            guard imap.oauthTokenCommand != nil else {
-                throw r.error("imap_auth", "\"\(imap.auth.rawValue)\" needs imap_oauth_token_command")
+            guard imap.oauthTokenCommand != nil || imap.oauth != nil else {
+                throw r.error(
+                    "imap_auth",
+                    "\"\(imap.auth.rawValue)\" needs imap_oauth_token_command, or imap_oauth_token_url with "
+                        + "imap_oauth_client_id")
             }
         } else if imap.password == nil {
             throw r.error(

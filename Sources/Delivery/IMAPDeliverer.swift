@@ -46,11 +46,16 @@ public final class IMAPDeliverer: Deliverer {
         public var user: String
         public var secret: String
         public var method: IMAPAuthMethod
+        /// Called when the server refuses the login (an OAuth2 access token is then forgotten).
+        public var onRefused: (@Sendable () -> Void)?
 
-        public init(user: String, secret: String, method: IMAPAuthMethod) {
+        public init(
+            user: String, secret: String, method: IMAPAuthMethod, onRefused: (@Sendable () -> Void)? = nil
+        ) {
             self.user = user
             self.secret = secret
             self.method = method
+            self.onRefused = onRefused
         }
     }
 
@@ -86,8 +91,9 @@ public final class IMAPDeliverer: Deliverer {
         var unreachable: String?
         /// The last session was cut off, or a connection was lost during an APPEND: look messages up first.
         var inDoubt = false
-        /// The journal was read (once per poll).
+        /// The journal was read (once per poll), and found the last session cut off.
         var journalRead = false
+        var journalWasOpen = false
         var journalOpened = false
         var recordedValidity: UInt32?
         var recordedLastUID: UInt32?
@@ -149,10 +155,16 @@ public final class IMAPDeliverer: Deliverer {
             await self.queue.closeSession()
             try await group.waitForAll()
         }
-        // Every message of the poll was answered and recorded: unless one may be in the folder unrecorded, the
-        // session ended cleanly.
+    }
+
+    /// The poll recorded every answer: unless a message may be in the folder unrecorded, the session ended cleanly
+    /// and its mark is cleared. After a cut-off session, only a poll that delivered every message waiting on the
+    /// server clears it: the message the cut-off session appended was among them (looked up, found, recorded).
+    public func pollEnded(everythingDelivered: Bool) async throws {
         let end = self.session.withLock { s -> (UInt32?, UInt32?)? in
-            guard s.journalOpened, !s.uncertain, !s.appendInFlight else { return nil }
+            guard s.journalOpened, !s.uncertain, !s.appendInFlight, !s.journalWasOpen || everythingDelivered else {
+                return nil
+            }
             s.journalOpened = false
             return (s.appendedValidity, s.appendedLastUID)
         }
@@ -167,17 +179,22 @@ public final class IMAPDeliverer: Deliverer {
         var carried: Request?
         var resent = false
         var setupFailures = 0
+        // Whether the message in hand may be in the folder already (nil: only if the last session was cut off). It
+        // goes with the message through a resend, and is cleared only by an answer: a lookup that did not find it, a
+        // refused APPEND, an OK.
+        var mayBeThere: Bool?
         while true {
             var current: Request?
             if let request = carried {
                 current = request
             } else {
                 current = await self.queue.next()
+                mayBeThere = nil
             }
             carried = nil
             guard let first = current else { return }
             if let why = self.session.withLock({ $0.unreachable }) {
-                first.answer(.temporaryFailure(why))
+                self.answer(first, .temporaryFailure(why), mayBeThere: mayBeThere)
                 continue
             }
             var ready = false
@@ -195,8 +212,9 @@ public final class IMAPDeliverer: Deliverer {
                         try self.openJournal()
                         var folder = FolderState()
                         while let request = current {
-                            let result = try await self.deliverOne(request.message, on: conn, folder: &folder)
-                            request.answer(result)
+                            let result = try await self.deliverOne(
+                                request.message, on: conn, folder: &folder, mayBeThere: &mayBeThere)
+                            self.answer(request, result, mayBeThere: mayBeThere)
                             current = nil
                             resent = false
                             guard let next = await self.queue.next() else {
@@ -204,6 +222,7 @@ public final class IMAPDeliverer: Deliverer {
                                 return
                             }
                             current = next
+                            mayBeThere = nil
                             // The server closed an idle connection (BYE): the next message gets a new one.
                             guard conn.isActive else { return }
                         }
@@ -212,19 +231,20 @@ public final class IMAPDeliverer: Deliverer {
                 carried = current
             } catch {
                 guard let request = current else { continue }
-                let mayBeThere = self.session.withLock { s -> Bool in
+                let inFlight = self.session.withLock { s -> Bool in
                     defer { s.appendInFlight = false }
                     if s.appendInFlight { s.inDoubt = true }
                     return s.appendInFlight
                 }
+                if inFlight { mayBeThere = true }
                 if setup.wasAbandoned {
                     self.markUnreachable(Self.stoppedDuringSetup)
-                    request.answer(.temporaryFailure(Self.stoppedDuringSetup))
+                    self.answer(request, .temporaryFailure(Self.stoppedDuringSetup), mayBeThere: mayBeThere)
                     continue
                 }
                 if let refused = error as? LoginRefused {
                     self.markUnreachable(refused.description)
-                    request.answer(.temporaryFailure(refused.description))
+                    self.answer(request, .temporaryFailure(refused.description), mayBeThere: mayBeThere)
                     continue
                 }
                 if !ready { setupFailures += 1 }
@@ -234,12 +254,26 @@ public final class IMAPDeliverer: Deliverer {
                     resent = true
                     carried = request
                 } else {
+                    if resent, let e = error as? IMAPTransportError, e.kind == .timeout {
+                        // The server timed out on this message twice in a row: the rest would wait as long.
+                        self.markUnreachable("\(error) (twice in a row)")
+                    }
                     resent = false
-                    if mayBeThere { self.session.withLock { $0.uncertain = true } }
-                    request.answer(.temporaryFailure("\(error)"))
+                    self.answer(request, .temporaryFailure("\(error)"), mayBeThere: mayBeThere)
                 }
             }
         }
+    }
+
+    /// Answers the poll. A message not delivered that may be in the folder (`mayBeThere`, or when unknown: the
+    /// last session was cut off) keeps the session's mark open, so the next poll looks it up before appending it.
+    func answer(_ request: Request, _ result: DeliveryResult, mayBeThere: Bool?) {
+        if result != .delivered {
+            self.session.withLock { s in
+                if mayBeThere ?? s.journalWasOpen { s.uncertain = true }
+            }
+        }
+        request.answer(result)
     }
 
     /// Why a message is deferred when popfetch is stopped while the IMAP session is set up.
@@ -263,7 +297,10 @@ public final class IMAPDeliverer: Deliverer {
                 $0.journalRead = true
                 $0.recordedValidity = last.uidValidity
                 $0.recordedLastUID = last.lastUID
-                if last.open { $0.inDoubt = true }
+                if last.open {
+                    $0.inDoubt = true
+                    $0.journalWasOpen = true
+                }
             }
             if last.open {
                 let text =
@@ -289,15 +326,18 @@ public final class IMAPDeliverer: Deliverer {
         var created = false
     }
 
-    func deliverOne(_ message: SpooledMessage, on conn: IMAPConnection, folder: inout FolderState) async throws
-        -> DeliveryResult
-    {
+    func deliverOne(
+        _ message: SpooledMessage, on conn: IMAPConnection, folder: inout FolderState, mayBeThere: inout Bool?
+    ) async throws -> DeliveryResult {
+        if mayBeThere == nil { mayBeThere = self.session.withLock { $0.journalWasOpen } }
         if message.hasNUL {
             return .permanentFailure("the message contains NUL bytes, which IMAP cannot carry (RFC 3501 §4.3)")
         }
         let header = message.deliveryID.map { Array("\(Self.idHeader): \($0)\r\n".utf8) } ?? []
         if let id = message.deliveryID, self.session.withLock({ $0.inDoubt }) {
-            if let uid = try await self.lookUp(id, on: conn, folder: &folder) {
+            let found = try await self.lookUp(id, on: conn, folder: &folder)
+            mayBeThere = found != nil
+            if let uid = found {
                 let text =
                     "message \(id) is in \(self.destination) already (UID \(uid), appended before popfetch "
                     + "was interrupted): not appended again"
@@ -321,6 +361,8 @@ public final class IMAPDeliverer: Deliverer {
                 try await Self.writeMessage(message, header: header, to: writer)
             }
             self.session.withLock { $0.appendInFlight = false }
+            // Answered: in the folder if OK, not if refused.
+            mayBeThere = done.isOK
             if done.isOK {
                 if case .appendUID(let validity, let uid) = done.status.code {
                     self.session.withLock {
@@ -442,6 +484,7 @@ public final class IMAPDeliverer: Deliverer {
             if done.status.code?.isTransient == true {
                 throw IMAPCommandError(command: "login", status: done.status)
             }
+            self.login.onRefused?()
             throw LoginRefused(description: why)
         }
     }
@@ -497,8 +540,9 @@ public final class IMAPDeliverer: Deliverer {
     /// The message's Date header as APPEND's internal date; the time it is delivered when it has none that
     /// parses.
     static func internalDate(of message: SpooledMessage) -> IMAPDateTime? {
+        // Zones beyond ±14 hours exist on no clock: a server may refuse them, so such a date is not used.
         if let header = try? message.prefix(64 * 1024), let value = Self.headerValue("date", in: header),
-            let date = IMAPDateTime.parseRFC5322(value)
+            let date = IMAPDateTime.parseRFC5322(value), abs(date.offsetMinutes) <= 14 * 60
         {
             return date
         }

@@ -39,7 +39,9 @@ public struct IMAPResponseParser: Sendable {
                 self.state = .line
             case .line:
                 guard let line = try Self.readLine(&buffer) else { return nil }
-                if let length = try Self.literalAnnouncement(line) {
+                // A continuation request is one line, whatever it ends with (its text is free, or base64).
+                let continuation = self.firstLine == nil && line.first == UInt8(ascii: "+")
+                if !continuation, let length = try Self.literalAnnouncement(line) {
                     self.literals += 1
                     guard self.literals <= IMAPDefaults.maximumLiteralsPerResponse else {
                         throw IMAPProtocolError(

@@ -385,6 +385,11 @@ public final class IMAPConnection {
                 return nil
             case .tagged(let t, let status) where t == tag:
                 self.trace?("< \(t) \(status)")
+                guard status.condition != .ok else {
+                    // Only a refusal may end a command before its literal was sent: an OK would claim a message
+                    // (or a password) the server never received.
+                    throw IMAPProtocolError("\(self.phase) answered OK before its literal was sent")
+                }
                 return IMAPCompletion(status: status)
             default:
                 var ignored = IMAPCompletion(status: IMAPStatus(condition: .ok, text: ""))

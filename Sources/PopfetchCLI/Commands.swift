@@ -208,9 +208,19 @@ extension Popfetch {
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch
 
-        static func tokens(_ g: GlobalOptions, _ name: String) throws -> OAuthTokenSource {
+        static func tokens(_ g: GlobalOptions, _ name: String, imap: Bool = false) throws -> OAuthTokenSource {
             let config = try g.loadConfiguration()
             let a = try config.account(named: name)
+            if imap {
+                guard let s = a.delivery.imap.oauth, let key = a.imapTokenKey else {
+                    throw ConfigurationError(
+                        file: config.path, line: a.line, key: "imap_oauth_token_url",
+                        message: "account \(name) has no IMAP delivery with imap_oauth_token_url / imap_oauth_client_id"
+                    )
+                }
+                return OAuthTokenSource(
+                    settings: s, store: try g.openStore(), accountName: a.name, mailbox: MailboxID(key))
+            }
             guard let s = a.authentication.oauth else {
                 throw ConfigurationError(
                     file: config.path, line: a.line, key: "oauth_token_url",
@@ -226,10 +236,12 @@ extension Popfetch {
             @OptionGroup var globals: GlobalOptions
             @ParentCommand var parent: OAuth
             @Option(name: .long, help: "The account.", completion: .accountNames) var account: String
+            @Flag(name: .long, help: "The IMAP identity the account delivers to (imap_oauth_*), not its POP3 login.")
+            var imap = false
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
-                let tokens = try OAuth.tokens(g, self.account)
+                let tokens = try OAuth.tokens(g, self.account, imap: self.imap)
                 let name = tokens.accountName
                 do {
                     try await tokens.login { uri, code in
@@ -251,10 +263,12 @@ extension Popfetch {
             @OptionGroup var globals: GlobalOptions
             @ParentCommand var parent: OAuth
             @Option(name: .long, help: "The account.", completion: .accountNames) var account: String
+            @Flag(name: .long, help: "The IMAP identity the account delivers to (imap_oauth_*), not its POP3 login.")
+            var imap = false
 
             func run() async throws {
                 let g = self.globals.merged(with: self.parent.globals.merged(with: self.parent.root.globals))
-                let tokens = try OAuth.tokens(g, self.account)
+                let tokens = try OAuth.tokens(g, self.account, imap: self.imap)
                 guard let line = readLine(strippingNewline: true), !line.isEmpty else {
                     throw ValidationError("no refresh token on standard input")
                 }

@@ -6,6 +6,7 @@ public import Logging
 import MailTransport
 import NIOCore
 import NIOSSL
+import OAuth
 import POP3Core
 import SASL
 import SMTPCore
@@ -367,14 +368,31 @@ public struct AccountPoller: Sendable {
             }
         }
         let secret: String
+        var onRefused: (@Sendable () -> Void)?
         switch settings.auth {
         case .xoauth2, .oauthbearer:
-            guard let command = settings.oauthTokenCommand else {
+            if let oauth = settings.oauth, let key = account.imapTokenKey {
+                let source = OAuthTokenSource(
+                    settings: oauth, store: self.environment.store, accountName: account.name, mailbox: MailboxID(key))
+                do {
+                    let (token, refreshed) = try await source.accessToken()
+                    if refreshed { self.logger.debug("refreshed the IMAP identity's OAuth2 access token") }
+                    secret = token
+                } catch let e as OAuthTokenSource.Failure {
+                    let message = e.message.replacingOccurrences(
+                        of: "oauth login --account \(account.name)",
+                        with: "oauth login --account \(account.name) --imap")
+                    throw PollError(e.kind == .loginNeeded ? .auth : .unavailable, "IMAP delivery: \(message)")
+                }
+                // A refused token may have been revoked early: the next poll refreshes it.
+                onRefused = { try? source.forgetAccessToken() }
+            } else if let command = settings.oauthTokenCommand {
+                secret = try await SecretResolver.resolve(.command(command), account: account.name)
+            } else {
                 throw PollError(
                     .config, "\(account.name): imap_auth = \"\(settings.auth.rawValue)\" needs imap_oauth_token_command"
                 )
             }
-            secret = try await SecretResolver.resolve(.command(command), account: account.name)
         default:
             guard let password = settings.password else {
                 throw PollError(.config, "\(account.name): imap delivery needs imap_password")
@@ -388,11 +406,13 @@ public struct AccountPoller: Sendable {
             store: self.environment.store, mailbox: account.mailbox, target: "\(user)@\(destination)")
         return IMAPDeliverer(
             destination: destination, security: security, tlsContext: tlsContext,
-            login: IMAPDeliverer.Login(user: user, secret: secret, method: settings.auth),
+            login: IMAPDeliverer.Login(user: user, secret: secret, method: settings.auth, onRefused: onRefused),
             clearTextAllowed: destination.isLoopback || account.server.allowInsecureAuth, flags: settings.flags,
             createFolder: settings.createFolder,
             timeouts: IMAPConnection.Timeouts(
-                connect: .seconds(Int64(account.server.timeout)), command: .seconds(Int64(settings.timeout ?? 300))),
+                connect: .seconds(
+                    Int64(settings.timeout.map { min($0, account.server.timeout) } ?? account.server.timeout)),
+                command: .seconds(Int64(settings.timeout ?? 300))),
             journal: journal, stopRequested: self.environment.stopRequested, trace: self.mtaTrace,
             logger: self.logger)
     }

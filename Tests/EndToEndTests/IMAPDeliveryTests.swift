@@ -219,6 +219,59 @@ struct IMAPDeliveryTests {
         #expect(sameMessages(got.map(\.message), corpus + [Corpus.message(9, seed: 135, bareCR: false)]))
     }
 
+    @Test(
+        "each login the server offers: SCRAM-SHA-256, PLAIN, LOGIN, and OAuth2 (XOAUTH2, OAUTHBEARER) with a token command",
+        arguments: ["auto", "scram-sha-256", "plain", "login", "xoauth2", "oauthbearer"])
+    func logins(_ auth: String) throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        let url = "imap://127.0.0.1:\(try Self.imapPort(f))/INBOX"
+        // The test Dovecot takes "tok-USER" as a valid OAuth2 token for USER (its introspection endpoint).
+        let oauth = auth == "xoauth2" || auth == "oauthbearer"
+        try f.writeConfig(
+            extra: """
+                imap = "\(url)"
+                imap_user = "\(target.name)"
+                imap_auth = "\(auth)"
+                \(oauth ? "imap_oauth_token_command = \"echo tok-\(target.name)\"" : "imap_password = \"\(target.password)\"")
+                """, mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 137, bareCR: false)])
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Self.stored(target).count == 1)
+        if auth != "auto" {
+            #expect(r.stderr.contains(auth == "login" ? "LOGIN" : auth.uppercased()), "\(r.stderr)")
+        }
+        for secret in [target.password, "tok-\(target.name)"] {
+            #expect(!r.stderr.contains(secret), "a secret in the trace")
+        }
+    }
+
+    @Test("a 50 MB message is appended byte-exact, streamed as one literal with flat memory (peak RSS bounded)")
+    func fiftyMegabyteMessage() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        var big = Array("From: big@example.org\nSubject: fifty megabytes\n\n".utf8)
+        let line = Array(repeating: UInt8(ascii: "x"), count: 75) + [10]
+        big.reserveCapacity(50 * 1024 * 1024 + 1000)
+        while big.count < 50 * 1024 * 1024 { big += line }
+        big += Array(".dot line at the end\n".utf8)
+        try f.user.deliver([big])
+        try f.writeConfig(extra: Self.config("imap://127.0.0.1:\(try Self.imapPort(f))/INBOX", target), mda: "")
+        // Baseline: the same binary polling an empty mailbox of another user.
+        let g = try PopfetchFixture()
+        try g.writeConfig()
+        let baseline = try CrashSafetyTests.peakRSS(["--config", g.configPath, "--state", g.statePath, "poll", "-q"])
+        let peak = try CrashSafetyTests.peakRSS(["--config", f.configPath, "--state", f.statePath, "poll", "-q"])
+        let got = try Self.delivered(target)
+        #expect(got.count == 1)
+        let exact = got.first == big
+        #expect(exact, "the 50 MB message arrived byte-exact")
+        #expect(f.user.messageCount() == 0)
+        let growthMB = Double(peak - baseline) / 1024
+        #expect(growthMB < 16, "peak RSS grew by \(growthMB) MB over an empty poll (\(baseline) KB → \(peak) KB)")
+    }
+
     @Test("a wrong IMAP password: temporary failure naming the login; every message stays on the server")
     func wrongPassword() throws {
         let f = try PopfetchFixture()
@@ -251,5 +304,153 @@ struct IMAPDeliveryTests {
             #expect(r.status == 78, "\(extra): \(r.stdout) \(r.stderr)")
             #expect(r.stderr.contains(key), "\(extra): \(r.stderr)")
         }
+    }
+
+    /// The messages a scripted IMAP server stored, with their X-Popfetch-ID lines and trace headers removed.
+    static func scriptedStored(_ server: ScriptedServer) throws -> [[UInt8]] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: server.output).filter { $0.hasPrefix("msg.") }
+        return try names.map { name in
+            var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: server.output + "/" + name)))
+            let eol = try #require(bytes.firstIndex(of: 10))
+            bytes = Array(bytes[(eol + 1)...])
+            // As sent: CRLF line ends; the corpus has LF.
+            var lf: [UInt8] = []
+            lf.reserveCapacity(bytes.count)
+            for (i, b) in bytes.enumerated() where !(b == 13 && i + 1 < bytes.count && bytes[i + 1] == 10) {
+                lf.append(b)
+            }
+            return try PopfetchFixture.stripTraceHeader(lf)
+        }
+    }
+
+    struct FaultCase: Sendable, CustomTestStringConvertible {
+        var mode: String
+        var testDescription: String { self.mode }
+    }
+
+    @Test(
+        "the IMAP connection fails around an APPEND: sent again on a new connection, looked up first; exactly once",
+        .fault(
+            .imap,
+            "IMAP connection dropped mid-literal, dropped after the literal before the OK, stalled after it, "
+                + "or garbage after it; and a server without LITERAL+",
+            expect: "every message stored exactly once (looked up by X-Popfetch-ID before the resend); exit 0"),
+        arguments: [
+            "drop-mid-literal", "drop-after-literal", "stall-after-literal", "garbage-after-literal",
+            "no-literal-plus",
+        ])
+    func faultsAroundAppend(_ mode: String) throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.imap, mode: mode, in: f)
+        defer { server.stop() }
+        let target = MailUser(name: "someone", password: "any", maildir: "")
+        try f.writeConfig(
+            extra: Self.config("imap://127.0.0.1:\(server.port)/INBOX", target, "imap_timeout = \"2s\""), mda: "")
+        let corpus = (0..<4).map { Corpus.message($0, seed: 138, bareCR: false) }
+        try f.user.deliver(corpus)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try Self.scriptedStored(server)
+        #expect(got.count == corpus.count, "\(got.count) stored for \(corpus.count) messages: \(r.stderr)")
+        #expect(sameMessages(got, corpus))
+        #expect(f.user.messageCount() == 0)
+        let commands = (try? String(contentsOfFile: server.output + "/commands", encoding: .utf8)) ?? ""
+        if mode != "no-literal-plus" && mode != "drop-mid-literal" {
+            #expect(commands.contains("UID SEARCH"), "the resend must look the message up first: \(commands)")
+        }
+        #expect(!commands.contains(target.password))
+    }
+
+    @Test(
+        "a message that may be in the folder and could not be looked up keeps the session open: no duplicate later",
+        .fault(
+            .imap, "IMAP connection dropped after the literal, then the reconnection refused, or UID SEARCH refused",
+            expect: "exit 75, message kept; the mark stays open; the next poll finds it and delivers each message once"),
+        arguments: ["drop-after-literal-refuse-rest", "drop-after-literal-search-no"])
+    func unresolvedKeepsTheMarkOpen(_ mode: String) throws {
+        let f = try PopfetchFixture()
+        let target = MailUser(name: "someone", password: "any", maildir: "")
+        let corpus = (0..<3).map { Corpus.message($0, seed: 139, bareCR: false) }
+        try f.user.deliver(corpus)
+        let server = try ScriptedServer.start(.imap, mode: mode, in: f)
+        defer { server.stop() }
+        try f.writeConfig(
+            extra: Self.config("imap://127.0.0.1:\(server.port)/INBOX", target, "imap_timeout = \"2s\""), mda: "")
+        let first = try f.poll()
+        #expect(first.status == 75, "\(first.stderr)")
+        #expect(try Self.scriptedStored(server).count == 1, "the first message reached the folder")
+        let mark = try runProgram(["sqlite3", f.statePath, "SELECT open FROM imap_sessions"])
+        #expect(mark.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "the session mark stays open")
+        // The same server, now well-behaved.
+        try "accept".write(toFile: server.output + "/mode", atomically: true, encoding: .utf8)
+        let second = try f.poll()
+        #expect(second.status == 0, "\(second.stderr)")
+        let got = try Self.scriptedStored(server)
+        #expect(got.count == corpus.count, "\(got.count) stored for \(corpus.count) messages")
+        #expect(sameMessages(got, corpus))
+        #expect(f.user.messageCount() == 0)
+        let closed = try runProgram(["sqlite3", f.statePath, "SELECT open FROM imap_sessions"])
+        #expect(closed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "a complete poll closes it")
+    }
+
+    @Test(
+        "an OK to APPEND before the message was sent is not a delivery",
+        .fault(
+            .imap, "IMAP server answers APPEND with OK before the literal (no LITERAL+)",
+            expect: "protocol error; exit 75, every message kept on the server; none counted as delivered"))
+    func okBeforeLiteral() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.imap, mode: "ok-before-continuation", in: f)
+        defer { server.stop() }
+        try f.writeConfig(
+            extra: Self.config(
+                "imap://127.0.0.1:\(server.port)/INBOX", MailUser(name: "x", password: "y", maildir: "")),
+            mda: "")
+        try f.user.deliver((0..<2).map { Corpus.message($0, seed: 140, bareCR: false) })
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("before its literal"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 2)
+    }
+
+    @Test("the IMAP identity's own OAuth2 tokens: oauth login --imap, then polls use and refresh them")
+    func builtInOAuth() throws {
+        let f = try PopfetchFixture()
+        let target = try f.server.addUser()
+        let port = f.server.oauthPort
+        try #require(port > 0)
+        try f.writeConfig(
+            extra: """
+                imap = "imap://127.0.0.1:\(try Self.imapPort(f))/INBOX"
+                imap_user = "\(target.name)"
+                imap_auth = "xoauth2"
+                imap_oauth_token_url = "http://127.0.0.1:\(port)/token"
+                imap_oauth_device_url = "http://127.0.0.1:\(port)/device"
+                imap_oauth_client_id = "client-\(target.name)"
+                imap_oauth_client_secret = "client-secret-imap"
+                """, mda: "")
+        try f.user.deliver([Corpus.message(1, seed: 141, bareCR: false)])
+        let before = try f.poll()
+        #expect(before.status == 77, "\(before.stderr)")
+        #expect(before.stderr.contains("oauth login --account test --imap"), "\(before.stderr)")
+        #expect(f.user.messageCount() == 1)
+        let login = try popfetch([
+            "--config", f.configPath, "--state", f.statePath, "oauth", "login", "--account", "test", "--imap",
+        ])
+        #expect(login.status == 0, "\(login.stderr)")
+        let r = try f.poll(["--log-level", "trace"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Self.stored(target).count == 1)
+        #expect(!r.stderr.contains("tok-") && !r.stderr.contains("refresh-") && !r.stderr.contains("client-secret"))
+        // Expired: the next poll refreshes it with the stored refresh token.
+        let expire = try runProgram([
+            "sqlite3", f.statePath, "UPDATE oauth_tokens SET expires_at = 0, access_token = 'stale'",
+        ])
+        #expect(expire.status == 0)
+        try f.user.deliver([Corpus.message(2, seed: 141, bareCR: false)])
+        let r2 = try f.poll(["-v"])
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(r2.stderr.contains("refreshed the IMAP identity's OAuth2 access token"), "\(r2.stderr)")
+        #expect(try Self.stored(target).count == 2)
     }
 }

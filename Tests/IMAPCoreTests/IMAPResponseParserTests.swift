@@ -87,6 +87,10 @@ struct IMAPResponseParserTests {
         Case(wire: "+ \r\n", expected: [.continuation("")]),
         Case(wire: "+ Ready for literal data\r\n", expected: [.continuation("Ready for literal data")]),
         Case(wire: "+\r\n", expected: [.continuation("")]),
+        // A continuation's text is not a literal's announcement, whatever it ends with.
+        Case(
+            wire: "+ go {5}\r\nA1 OK x\r\n",
+            expected: [.continuation("go {5}"), .tagged(tag: "A1", status: IMAPStatus(condition: .ok, text: "x"))]),
         Case(wire: "* SEARCH\r\n", expected: [.search([])]),
         Case(wire: "* SEARCH 4 17 4294967295\r\n", expected: [.search([4, 17, 4_294_967_295])]),
         Case(wire: "* SEARCH 4 (MODSEQ 917162500)\r\n", expected: [.search([4])]),

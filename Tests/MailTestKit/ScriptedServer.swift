@@ -10,12 +10,15 @@ import Foundation
 ///   garbage, over-long lines, huge numbers, 8-bit UIDLs, ...); ``output`` logs every line the client sent.
 /// - ``Kind/smtp``: `Scripts/scripted-smtp.py`, SMTP/LMTP faults (a drop mid-DATA, a stalled or early reply, refused
 ///   recipients, a wedged reader, ...); ``output`` is the directory of the messages it accepted.
+/// - ``Kind/imap``: `Scripts/scripted-imap.py`, IMAP faults around APPEND (a drop mid-literal, a drop or a stall
+///   after it, garbage); ``output`` is the directory of the messages it stored.
 /// Every mode is listed in its script's header. The fault-injecting POP3 mailbox driven by a scenario is
 /// ``FaultServer``.
 package final class ScriptedServer {
     package enum Kind: String, Sendable {
         case pop3 = "scripted-pop3.py"
         case smtp = "scripted-smtp.py"
+        case imap = "scripted-imap.py"
     }
 
     package let child: Child
@@ -31,9 +34,9 @@ package final class ScriptedServer {
 
     /// Starts the `kind` server in `mode`, in a directory of the fixture's, and waits until it listens.
     package static func start(_ kind: Kind, mode: String, in f: PopfetchFixture) throws -> ScriptedServer {
-        let name = kind == .pop3 ? "pop3" : "smtp"
-        let output = f.directory + (kind == .pop3 ? "/pop3-client.log" : "/smtp-out")
-        if kind == .smtp {
+        let name = kind == .pop3 ? "pop3" : (kind == .smtp ? "smtp" : "imap")
+        let output = f.directory + (kind == .pop3 ? "/pop3-client.log" : "/\(name)-out")
+        if kind != .pop3 {
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
         }
         let (child, port) = try spawnListening(
@@ -56,6 +59,8 @@ package final class ScriptedServer {
 /// Spawns `Scripts/SCRIPT PORTFILE ARGUMENTS...` with Python (its stdout and stderr to `log`) and waits until it has
 /// written the port it listens on to `portFile`; throws if it has not within 10 s.
 package func spawnListening(script: String, arguments: [String], portFile: String, log: String) throws -> (Child, Int) {
+    // A port file left by an earlier server (one started again in the same directory) would name a dead port.
+    unlink(portFile)
     let child = try Child.spawn(
         ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/" + script, portFile] + arguments,
         stdout: log, stderr: log)
