@@ -44,6 +44,28 @@ struct IMAPDeliveryTests {
         return out
     }
 
+    /// One message as the IMAP server gives it back: FETCH FLAGS, INTERNALDATE and BODY.PEEK[].
+    struct Fetched {
+        var flags: [String]
+        var internalDate: Int
+        var body: [UInt8]
+    }
+
+    /// The folder read back over IMAP (`Scripts/imap-fetch.py`, Python's imaplib).
+    static func fetched(_ f: PopfetchFixture, _ user: MailUser, folder: String = "INBOX") throws -> [Fetched] {
+        let script = Package.root + "/Tests/MailTestKit/Scripts/imap-fetch.py"
+        let r = try runProgram(
+            ["/usr/bin/python3", script, String(try Self.imapPort(f)), user.name, user.password, folder])
+        try #require(r.status == 0, "imap-fetch.py: \(r.stderr)")
+        return try r.stdout.split(separator: "\n").map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            let body = Data(base64Encoded: object["body"] as? String ?? "").map { [UInt8]($0) } ?? []
+            return Fetched(
+                flags: object["flags"] as? [String] ?? [], internalDate: object["internaldate"] as? Int ?? 0,
+                body: body)
+        }
+    }
+
     static func delivered(_ user: MailUser, folder: String? = nil) throws -> [[UInt8]] {
         try Self.stored(user, folder: folder).map(\.message)
     }
@@ -92,6 +114,22 @@ struct IMAPDeliveryTests {
                 #expect(s.mtime == 1_795_694_400)
             }
         }
+        // The same, read back over IMAP: BODY.PEEK[] (CRLF) is the original with popfetch's two headers on top,
+        // no \Seen flag, INTERNALDATE from the Date header.
+        let back = try Self.fetched(f, target)
+        #expect(back.count == corpus.count)
+        let bodies = try back.map { b -> [UInt8] in
+            var lf: [UInt8] = []
+            for (i, c) in b.body.enumerated() where !(c == 13 && i + 1 < b.body.count && b.body[i + 1] == 10) {
+                lf.append(c)
+            }
+            let eol = try #require(lf.firstIndex(of: 10))
+            #expect(lf.starts(with: Array("X-Popfetch-ID: ".utf8)))
+            return try PopfetchFixture.stripTraceHeader(Array(lf[(eol + 1)...]))
+        }
+        #expect(sameMessages(bodies, corpus), "FETCH BODY.PEEK[] differs from the originals")
+        #expect(back.allSatisfy { !$0.flags.contains("\\Seen") }, "\(back.map(\.flags))")
+        #expect(back.filter { $0.internalDate == 1_795_694_400 }.count == 15)
         // IDs: one per message, all different.
         #expect(Set(got.map(\.id)).count == got.count && got.allSatisfy { $0.id.utf8.count == 32 })
         let again = try f.poll()
