@@ -12,7 +12,7 @@ import Testing
 ///
 /// The full-scale run (issue 11: 2,000 messages, 30 kills per method) is the same test with two variables:
 /// `POPFETCH_KILL_MESSAGES=2000 POPFETCH_KILL_ROUNDS=30 swift test --skip-build --filter KillMatrixTests` (about
-/// half an hour on 2 cores); it prints each method's figures.
+/// half an hour on 2 cores); it prints each method's figures. `POPFETCH_KILL_METHODS=imap` runs only the methods named.
 @Suite("Stopped at random instants, per delivery method", .serialized)
 struct KillMatrixTests {
     enum Method: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -23,6 +23,13 @@ struct KillMatrixTests {
     static let messages = Self.setting("POPFETCH_KILL_MESSAGES", default: 700)
     /// kill -9 rounds per method (SIGTERM: half as many).
     static let rounds = Self.setting("POPFETCH_KILL_ROUNDS", default: 10)
+
+    /// The methods to run (`POPFETCH_KILL_METHODS=imap,smtp`; default: all).
+    static let methods: [Method] = {
+        guard let names = ProcessInfo.processInfo.environment["POPFETCH_KILL_METHODS"] else { return Method.allCases }
+        let chosen = Set(names.split(separator: ",").map(String.init))
+        return Method.allCases.filter { chosen.contains($0.rawValue) }
+    }()
 
     static func setting(_ name: String, default value: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap { Int($0) }.map { max($0, 1) } ?? value
@@ -139,7 +146,7 @@ struct KillMatrixTests {
             "popfetch killed with SIGKILL at 10 seeded random instants; 700 messages by MDA, Maildir, SMTP or IMAP",
             expect:
                 "clean poll then exits 0; none lost or altered; at most 1 duplicate per kill (3+ kills); by IMAP none"),
-        arguments: Method.allCases)
+        arguments: Self.methods)
     func killNine(_ method: Method) throws {
         let s = try Self.setUp(method, seed: 700 + method.rawValue.count)
         let kills = try Self.interrupt(
@@ -161,7 +168,7 @@ struct KillMatrixTests {
         .fault(
             .process, "SIGTERM at 5 seeded random instants; 700 messages by MDA, Maildir, SMTP or IMAP",
             expect: "exit 0, 75 or 143, one 75 at least; a clean poll exits 0; none lost or altered; no duplicates"),
-        arguments: Method.allCases)
+        arguments: Self.methods)
     func sigterm(_ method: Method) throws {
         let s = try Self.setUp(method, seed: 800 + method.rawValue.count)
         let statuses = try Self.interrupt(
