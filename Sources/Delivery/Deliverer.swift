@@ -38,15 +38,11 @@ public protocol Deliverer: Sendable {
     /// session, twice in a row), or nil. The poll then stops fetching: every further message would be fetched only
     /// to be deferred, each after its own connect time-out.
     func unavailability() async -> String?
-    /// The poll's deliveries are over and every outcome is recorded; `everythingDelivered`: no message waiting on
-    /// the server is left undelivered. (IMAP: the end of an exactly-once session.)
-    func pollEnded(everythingDelivered: Bool) async throws
 }
 
 extension Deliverer {
     public func withDeliveries(_ body: () async throws -> Void) async throws { try await body() }
     public func unavailability() async -> String? { nil }
-    public func pollEnded(everythingDelivered: Bool) async throws {}
 }
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.

@@ -12,15 +12,27 @@ import Synchronization
     import Glibc
 #endif
 
-/// What the state knows of the folder a mailbox delivers to, and how the deliverer records its sessions (the poll
-/// implements it over the state store).
-public protocol IMAPSessionJournal: Sendable {
-    /// Whether the last session was cut off, and the highest UID appended before (with its UIDVALIDITY).
-    func lastSession() throws -> (open: Bool, uidValidity: UInt32?, lastUID: UInt32?)
-    /// Marks a session open; called before its first APPEND.
-    func open() throws
-    /// Marks it closed cleanly: everything it appended is recorded as delivered.
-    func close(uidValidity: UInt32?, lastUID: UInt32?) throws
+/// A message popfetch appended, or was about to append, whose delivery the state has not recorded yet: its UIDL key
+/// and its contents' digest.
+public struct IMAPPendingAppend: Hashable, Sendable {
+    public var key: String
+    public var digest: String
+
+    public init(key: String, digest: String) {
+        self.key = key
+        self.digest = digest
+    }
+}
+
+/// Where IMAP delivery records each APPEND before it is sent (the poll implements it over the state store, which
+/// drops an entry in the same transaction that records the message's delivery).
+public protocol IMAPAppendJournal: Sendable {
+    /// The account's appends not recorded as delivered: each may be in the folder.
+    func pending() throws -> Set<IMAPPendingAppend>
+    /// Recorded (committed) before the APPEND is sent.
+    func willAppend(_ entry: IMAPPendingAppend) throws
+    /// The server refused the APPEND: the message is not in the folder.
+    func refused(_ entry: IMAPPendingAppend) throws
 }
 
 /// Delivery into a folder of an IMAP server by APPEND (RFC 3501 §6.3.11): Gmail, Fastmail, any IMAP mailbox.
@@ -29,11 +41,13 @@ public protocol IMAPSessionJournal: Sendable {
 /// spool with CRLF line ends, headed by `X-Popfetch-ID: <id>` (see ``SpooledMessage/deliveryID``), with its Date
 /// header as the internal date (the time it was fetched when it has none) and the configured flags (none: unread).
 ///
-/// Exactly once: before a poll's first APPEND the journal marks the session open; it is marked closed only when the
-/// poll ended normally and no message that may have been appended was left unrecorded. A poll that finds the mark
-/// still open (popfetch was killed, or a poll failed, between an APPEND and its record) looks each message up by its
-/// `X-Popfetch-ID` (`UID SEARCH HEADER`, among the UIDs above the last one recorded) before it appends it: found, it
-/// counts as delivered and is not appended again. The same after a connection lost during an APPEND.
+/// Exactly once: before each APPEND the journal records the message as pending (committed); the state drops the entry
+/// in the transaction that records the delivery, and the deliverer when the server refuses the APPEND. A message
+/// found pending (popfetch was killed between the server's OK and the record, a connection was lost or timed out
+/// after the whole message was sent, a poll failed) is looked up in the folder by its `X-Popfetch-ID`
+/// (`UID SEARCH HEADER`) before it is appended again: found, it counts as delivered. A message whose connection
+/// failed after it was sent is not sent again in the same poll (the server may still be storing it): it is deferred,
+/// and looked up at the next poll. One that failed while it was being sent is sent again at once.
 ///
 /// Outcomes, as SMTP's: `NO [OVERQUOTA]`, `[UNAVAILABLE]`, `[INUSE]`, `[SERVERBUG]`, a missing folder, the connection
 /// or login failing: temporary (the message stays on the server); `[LIMIT]`, a message above `APPENDLIMIT`, NUL bytes:
@@ -67,7 +81,7 @@ public final class IMAPDeliverer: Deliverer {
     let flags: [String]
     let createFolder: Bool
     let timeouts: IMAPConnection.Timeouts
-    let journal: (any IMAPSessionJournal)?
+    let journal: (any IMAPAppendJournal)?
     let stopRequested: @Sendable () -> Bool
     let trace: (@Sendable (String) -> Void)?
     let logger: Logger
@@ -89,26 +103,22 @@ public final class IMAPDeliverer: Deliverer {
     struct SessionState: Sendable {
         /// Why nothing more can be delivered in this poll.
         var unreachable: String?
-        /// The last session was cut off, or a connection was lost during an APPEND: look messages up first.
-        var inDoubt = false
-        /// The journal was read (once per poll), and found the last session cut off.
-        var journalRead = false
-        var journalWasOpen = false
-        var journalOpened = false
-        var recordedValidity: UInt32?
-        var recordedLastUID: UInt32?
-        /// An APPEND is under way: if its connection fails now, the message may be in the folder.
-        var appendInFlight = false
-        /// A message that may be in the folder was answered as not delivered: the journal stays open.
-        var uncertain = false
-        var appendedValidity: UInt32?
-        var appendedLastUID: UInt32?
+        /// The journal's pending appends, read at the first delivery and kept current.
+        var pending: Set<IMAPPendingAppend>?
+        /// Where the APPEND in hand stands: a connection that fails once its literal was sent may have delivered it.
+        var append = AppendPhase.none
+    }
+
+    enum AppendPhase: Sendable {
+        case none
+        case sending
+        case sent
     }
 
     public init(
         destination: IMAPDestination, security: IMAPConnection.Security, tlsContext: NIOSSLContext?, login: Login,
         clearTextAllowed: Bool, flags: [String], createFolder: Bool, timeouts: IMAPConnection.Timeouts,
-        journal: (any IMAPSessionJournal)?, stopRequested: @escaping @Sendable () -> Bool = { false },
+        journal: (any IMAPAppendJournal)?, stopRequested: @escaping @Sendable () -> Bool = { false },
         trace: (@Sendable (String) -> Void)? = nil, logger: Logger = Logger(label: "popfetch.imap")
     ) {
         self.destination = destination
@@ -157,19 +167,31 @@ public final class IMAPDeliverer: Deliverer {
         }
     }
 
-    /// The poll recorded every answer: unless a message may be in the folder unrecorded, the session ended cleanly
-    /// and its mark is cleared. After a cut-off session, only a poll that delivered every message waiting on the
-    /// server clears it: the message the cut-off session appended was among them (looked up, found, recorded).
-    public func pollEnded(everythingDelivered: Bool) async throws {
-        let end = self.session.withLock { s -> (UInt32?, UInt32?)? in
-            guard s.journalOpened, !s.uncertain, !s.appendInFlight, !s.journalWasOpen || everythingDelivered else {
-                return nil
+    /// `popfetch check`: connects, logs in and looks at the folder, appending nothing. Returns what it found; a
+    /// refused login throws.
+    public func probe() async throws -> String {
+        try await IMAPConnection.withConnection(
+            host: self.destination.host, port: self.destination.port, security: self.security,
+            tlsContext: self.tlsContext, timeouts: self.timeouts, trace: self.trace
+        ) { conn in
+            try await self.logIn(conn)
+            let examined = try await conn.execute(.examine(mailbox: self.destination.folder))
+            var missing = false
+            if !examined.isOK { missing = try await Self.folderMissing(examined, self.destination.folder, on: conn) }
+            await conn.logout()
+            let tls = conn.isEncrypted ? "TLS" : "no TLS"
+            if examined.isOK {
+                return
+                    "\(self.destination): logged in as \(self.login.user) (\(tls)); folder \(self.destination.folder) is there"
             }
-            s.journalOpened = false
-            return (s.appendedValidity, s.appendedLastUID)
-        }
-        if let end, let journal = self.journal {
-            try journal.close(uidValidity: end.0, lastUID: end.1)
+            if missing {
+                let then =
+                    self.createFolder
+                    ? "imap_create_folder creates it at the first delivery" : "set imap_create_folder or create it"
+                return
+                    "\(self.destination): logged in as \(self.login.user) (\(tls)); folder \(self.destination.folder) does not exist (\(then))"
+            }
+            throw IMAPCommandError(command: "EXAMINE", status: examined.status)
         }
     }
 
@@ -179,22 +201,17 @@ public final class IMAPDeliverer: Deliverer {
         var carried: Request?
         var resent = false
         var setupFailures = 0
-        // Whether the message in hand may be in the folder already (nil: only if the last session was cut off). It
-        // goes with the message through a resend, and is cleared only by an answer: a lookup that did not find it, a
-        // refused APPEND, an OK.
-        var mayBeThere: Bool?
         while true {
             var current: Request?
             if let request = carried {
                 current = request
             } else {
                 current = await self.queue.next()
-                mayBeThere = nil
             }
             carried = nil
             guard let first = current else { return }
             if let why = self.session.withLock({ $0.unreachable }) {
-                self.answer(first, .temporaryFailure(why), mayBeThere: mayBeThere)
+                first.answer(.temporaryFailure(why))
                 continue
             }
             var ready = false
@@ -209,12 +226,10 @@ public final class IMAPDeliverer: Deliverer {
                         try await self.logIn(conn)
                         guard setup.markReady() else { throw CancellationError() }
                         setupFailures = 0
-                        try self.openJournal()
                         var folder = FolderState()
                         while let request = current {
-                            let result = try await self.deliverOne(
-                                request.message, on: conn, folder: &folder, mayBeThere: &mayBeThere)
-                            self.answer(request, result, mayBeThere: mayBeThere)
+                            let result = try await self.deliverOne(request.message, on: conn, folder: &folder)
+                            request.answer(result)
                             current = nil
                             resent = false
                             guard let next = await self.queue.next() else {
@@ -222,7 +237,6 @@ public final class IMAPDeliverer: Deliverer {
                                 return
                             }
                             current = next
-                            mayBeThere = nil
                             // The server closed an idle connection (BYE): the next message gets a new one.
                             guard conn.isActive else { return }
                         }
@@ -231,26 +245,35 @@ public final class IMAPDeliverer: Deliverer {
                 carried = current
             } catch {
                 guard let request = current else { continue }
-                let inFlight = self.session.withLock { s -> Bool in
-                    defer { s.appendInFlight = false }
-                    if s.appendInFlight { s.inDoubt = true }
-                    return s.appendInFlight
+                let phase = self.session.withLock { s -> AppendPhase in
+                    defer { s.append = .none }
+                    return s.append
                 }
-                if inFlight { mayBeThere = true }
                 if setup.wasAbandoned {
                     self.markUnreachable(Self.stoppedDuringSetup)
-                    self.answer(request, .temporaryFailure(Self.stoppedDuringSetup), mayBeThere: mayBeThere)
+                    request.answer(.temporaryFailure(Self.stoppedDuringSetup))
                     continue
                 }
                 if let refused = error as? LoginRefused {
                     self.markUnreachable(refused.description)
-                    self.answer(request, .temporaryFailure(refused.description), mayBeThere: mayBeThere)
+                    request.answer(.temporaryFailure(refused.description))
                     continue
                 }
                 if !ready { setupFailures += 1 }
                 if setupFailures >= 2 { self.markUnreachable("\(error)") }
-                if !resent && Self.isWorthResending(error) {
-                    // Once more on a new connection; if the APPEND may have gone through, it is looked up first.
+                if phase == .sent {
+                    // The whole message went out: the server may have stored it, or may still be storing it. It is
+                    // not sent again now; the next poll finds it pending and looks it up first.
+                    if let e = error as? IMAPTransportError, e.kind == .timeout {
+                        self.markUnreachable("\(error)")
+                    }
+                    resent = false
+                    request.answer(
+                        .temporaryFailure(
+                            "\(error) (after the whole message was sent: it is looked up in the folder before it is "
+                                + "sent again)"))
+                } else if !resent && Self.isWorthResending(error) {
+                    // Nothing of it can have been stored: once more on a new connection.
                     resent = true
                     carried = request
                 } else {
@@ -259,21 +282,10 @@ public final class IMAPDeliverer: Deliverer {
                         self.markUnreachable("\(error) (twice in a row)")
                     }
                     resent = false
-                    self.answer(request, .temporaryFailure("\(error)"), mayBeThere: mayBeThere)
+                    request.answer(.temporaryFailure("\(error)"))
                 }
             }
         }
-    }
-
-    /// Answers the poll. A message not delivered that may be in the folder (`mayBeThere`, or when unknown: the
-    /// last session was cut off) keeps the session's mark open, so the next poll looks it up before appending it.
-    func answer(_ request: Request, _ result: DeliveryResult, mayBeThere: Bool?) {
-        if result != .delivered {
-            self.session.withLock { s in
-                if mayBeThere ?? s.journalWasOpen { s.uncertain = true }
-            }
-        }
-        request.answer(result)
     }
 
     /// Why a message is deferred when popfetch is stopped while the IMAP session is set up.
@@ -287,60 +299,42 @@ public final class IMAPDeliverer: Deliverer {
         return error is IMAPProtocolError
     }
 
-    /// Reads the journal once per poll, and marks the session open before the first APPEND.
-    func openJournal() throws {
-        guard let journal = self.journal else { return }
-        let read = self.session.withLock { $0.journalRead }
-        if !read {
-            let last = try journal.lastSession()
-            self.session.withLock {
-                $0.journalRead = true
-                $0.recordedValidity = last.uidValidity
-                $0.recordedLastUID = last.lastUID
-                if last.open {
-                    $0.inDoubt = true
-                    $0.journalWasOpen = true
-                }
-            }
-            if last.open {
-                let text =
-                    "the last delivery to \(self.destination) was cut off: each message is looked up there "
-                    + "before it is appended"
-                self.logger.notice("\(text)")
-            }
+    /// The journal's pending appends (read once per poll).
+    func pendingAppends() throws -> Set<IMAPPendingAppend> {
+        if let known = self.session.withLock({ $0.pending }) { return known }
+        let read = try self.journal?.pending() ?? []
+        self.session.withLock { $0.pending = read }
+        if !read.isEmpty {
+            let text =
+                "\(read.count) message(s) appended to \(self.destination) before without a record: each is "
+                + "looked up there before it is appended"
+            self.logger.notice("\(text)")
         }
-        let opened = self.session.withLock { $0.journalOpened }
-        if !opened {
-            try journal.open()
-            self.session.withLock { $0.journalOpened = true }
-        }
+        return read
     }
 
     // MARK: - One message
 
     struct FolderState {
-        /// EXAMINE was done (for SEARCH), and the UIDVALIDITY it reported.
+        /// EXAMINE was done (for SEARCH), and found the folder.
         var examined = false
         var exists = true
-        var uidValidity: UInt32?
         var created = false
     }
 
-    func deliverOne(
-        _ message: SpooledMessage, on conn: IMAPConnection, folder: inout FolderState, mayBeThere: inout Bool?
-    ) async throws -> DeliveryResult {
-        if mayBeThere == nil { mayBeThere = self.session.withLock { $0.journalWasOpen } }
+    func deliverOne(_ message: SpooledMessage, on conn: IMAPConnection, folder: inout FolderState) async throws
+        -> DeliveryResult
+    {
         if message.hasNUL {
             return .permanentFailure("the message contains NUL bytes, which IMAP cannot carry (RFC 3501 §4.3)")
         }
         let header = message.deliveryID.map { Array("\(Self.idHeader): \($0)\r\n".utf8) } ?? []
-        if let id = message.deliveryID, self.session.withLock({ $0.inDoubt }) {
-            let found = try await self.lookUp(id, on: conn, folder: &folder)
-            mayBeThere = found != nil
-            if let uid = found {
+        let entry = message.deliveryKey.map { IMAPPendingAppend(key: $0, digest: message.digest) }
+        if let entry, let id = message.deliveryID, try self.pendingAppends().contains(entry) {
+            if let uid = try await self.lookUp(id, on: conn, folder: &folder) {
                 let text =
-                    "message \(id) is in \(self.destination) already (UID \(uid), appended before popfetch "
-                    + "was interrupted): not appended again"
+                    "message \(id) is in \(self.destination) already (UID \(uid), appended before without a "
+                    + "record): not appended again"
                 self.logger.notice("\(text)")
                 return .delivered
             }
@@ -353,32 +347,25 @@ public final class IMAPDeliverer: Deliverer {
             return .permanentFailure("the message (\(size) bytes) is above the server's APPENDLIMIT (\(limit) bytes)")
         }
         let date = Self.internalDate(of: message)
+        if let entry, let journal = self.journal, !(try self.pendingAppends().contains(entry)) {
+            // Committed before a byte of it is sent: whatever happens next, the next poll knows to look for it.
+            try journal.willAppend(entry)
+            self.session.withLock { _ = $0.pending?.insert(entry) }
+        }
         while true {
-            self.session.withLock { $0.appendInFlight = true }
+            self.session.withLock { $0.append = .sending }
             let done = try await conn.append(
                 mailbox: self.destination.folder, flags: self.flags, date: date, size: size
             ) { writer in
                 try await Self.writeMessage(message, header: header, to: writer)
+                self.session.withLock { $0.append = .sent }
             }
-            self.session.withLock { $0.appendInFlight = false }
-            // Answered: in the folder if OK, not if refused.
-            mayBeThere = done.isOK
-            if done.isOK {
-                if case .appendUID(let validity, let uid) = done.status.code {
-                    self.session.withLock {
-                        if $0.appendedValidity != validity {
-                            $0.appendedValidity = validity
-                            $0.appendedLastUID = uid
-                        } else {
-                            $0.appendedLastUID = max($0.appendedLastUID ?? 0, uid)
-                        }
-                    }
-                }
-                return .delivered
-            }
+            self.session.withLock { $0.append = .none }
+            if done.isOK { return .delivered }
             if done.status.code == .tryCreate && self.createFolder && !folder.created {
                 let created = try await conn.execute(.create(mailbox: self.destination.folder))
                 guard created.isOK || created.status.code == .alreadyExists else {
+                    try self.notAppended(entry)
                     return .temporaryFailure(
                         "folder \(self.destination.folder) does not exist and could not be created: \(created.status)")
                 }
@@ -386,8 +373,17 @@ public final class IMAPDeliverer: Deliverer {
                 folder.created = true
                 continue
             }
+            try self.notAppended(entry)
             return self.result(of: done.status)
         }
+    }
+
+    /// The server refused the APPEND: the message is not in the folder (an entry pending from before was looked up
+    /// and not found on the way here), so its entry goes.
+    func notAppended(_ entry: IMAPPendingAppend?) throws {
+        guard let entry, let journal = self.journal else { return }
+        try journal.refused(entry)
+        self.session.withLock { _ = $0.pending?.remove(entry) }
     }
 
     /// What a refused APPEND means for the message.
@@ -414,28 +410,33 @@ public final class IMAPDeliverer: Deliverer {
             let examined = try await conn.execute(.examine(mailbox: self.destination.folder))
             folder.examined = true
             guard examined.isOK else {
-                if examined.status.code == .nonExistent || examined.status.code == .tryCreate {
+                if try await Self.folderMissing(examined, self.destination.folder, on: conn) {
+                    // Nothing can be in a folder that does not exist.
                     folder.exists = false
                     return nil
                 }
                 throw IMAPCommandError(command: "EXAMINE", status: examined.status)
             }
-            for case .uidValidity(let v) in examined.untaggedCodes { folder.uidValidity = v }
         }
         guard folder.exists else { return nil }
-        let (validity, last) = self.session.withLock { ($0.recordedValidity, $0.recordedLastUID) }
-        var from: UInt32?
-        if let validity, validity == folder.uidValidity, let last, last < UInt32.max { from = last + 1 }
-        let found = try await conn.execute(
-            .uidSearchHeader(field: Self.idHeader, value: id, fromUID: from))
+        let found = try await conn.execute(.uidSearchHeader(field: Self.idHeader, value: id, fromUID: nil))
         guard found.isOK else { throw IMAPCommandError(command: "UID SEARCH", status: found.status) }
         return found.searchResults.first
     }
 
+    /// Whether a refused EXAMINE means the folder does not exist: its code says so, or LIST finds no such folder
+    /// (servers such as Dovecot refuse without a code).
+    static func folderMissing(_ refused: IMAPCompletion, _ folder: String, on conn: IMAPConnection) async throws -> Bool
+    {
+        if refused.status.code == .nonExistent || refused.status.code == .tryCreate { return true }
+        let listed = try await conn.execute(.list(mailbox: folder))
+        return listed.isOK && listed.listed == 0
+    }
+
     // MARK: - Logging in
 
-    struct LoginRefused: Error, CustomStringConvertible {
-        var description: String
+    public struct LoginRefused: Error, CustomStringConvertible {
+        public var description: String
     }
 
     func logIn(_ conn: IMAPConnection) async throws {

@@ -12,6 +12,8 @@ public enum IMAPCommand: Hashable, Sendable {
     case select(mailbox: String)
     case examine(mailbox: String)
     case create(mailbox: String)
+    /// `LIST "" mailbox` (RFC 3501 §6.3.8): whether the mailbox exists.
+    case list(mailbox: String)
     /// RFC 3501 §6.3.11, up to and including the literal's announcement; the message's `size` bytes follow, then
     /// CRLF (see ``IMAPEncoder/append(tag:mailbox:flags:date:size:capabilities:)``).
     case append(mailbox: String, flags: [String], date: IMAPDateTime?, size: Int)
@@ -31,6 +33,7 @@ public enum IMAPCommand: Hashable, Sendable {
         case .select: return "SELECT"
         case .examine: return "EXAMINE"
         case .create: return "CREATE"
+        case .list: return "LIST"
         case .append: return "APPEND"
         case .uidSearchHeader: return "UID SEARCH"
         }
@@ -117,6 +120,9 @@ public struct IMAPEncoder: Sendable {
             }
         case .select(let mailbox), .examine(let mailbox), .create(let mailbox):
             w.text(command.name + " ")
+            w.astring(try Self.mailboxBytes(mailbox))
+        case .list(let mailbox):
+            w.text("LIST \"\" ")
             w.astring(try Self.mailboxBytes(mailbox))
         case .append(let mailbox, let flags, let date, let size):
             guard size >= 0 && size <= IMAPDefaults.maximumAppendSize else {

@@ -66,6 +66,8 @@ public struct IMAPCompletion: Hashable, Sendable {
     public var searchResults: [UInt32] = []
     /// The codes of untagged status responses to the command (SELECT's UIDVALIDITY, UIDNEXT).
     public var untaggedCodes: [IMAPResponseCode] = []
+    /// How many `* LIST` responses came (LIST: the mailboxes that matched).
+    public var listed = 0
 
     public var isOK: Bool { self.status.condition == .ok }
 }
@@ -417,6 +419,7 @@ public final class IMAPConnection {
             self.trace?("< * \(n) EXISTS")
         case .untaggedOther(let keyword):
             self.trace?("< * \(keyword) ...")
+            if keyword == "LIST" { gathered.listed += 1 }
         case .tagged(let t, let status):
             throw IMAPProtocolError("a completion for tag \(t), which was never sent (\(status))")
         case .continuation:

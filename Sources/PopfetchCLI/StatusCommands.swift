@@ -167,6 +167,13 @@ extension Popfetch {
                         print("\(a.name): \(r.new) new message\(r.new == 1 ? "" : "s") (\(r.listed) on the server)")
                         total += r.new
                     }
+                    switch await AccountPoller(account: a, environment: env, checkOnly: true).probeIMAPDelivery() {
+                    case .success(let text)?: print("  delivers to " + TerminalSafe.escaped(text))
+                    case .failure(let e)?:
+                        print("  delivers to \(a.delivery.method.keyName): error: \(TerminalSafe.escaped(e.message))")
+                        statuses.append(e.exitCode)
+                    case nil: break
+                    }
                 }
                 return (total, statuses)
             }

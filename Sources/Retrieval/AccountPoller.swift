@@ -354,6 +354,21 @@ public struct AccountPoller: Sendable {
         }
     }
 
+    /// `check`: whether the IMAP mailbox the account delivers to takes its login and has its folder; nil for other
+    /// delivery methods.
+    public func probeIMAPDelivery() async -> Result<String, PollError>? {
+        guard case .imap(let destination) = self.account.delivery.method else { return nil }
+        do {
+            return .success(try await self.makeIMAPDeliverer(destination).probe())
+        } catch let e as IMAPDeliverer.LoginRefused {
+            return .failure(PollError(.auth, "IMAP delivery: \(e.description)"))
+        } catch let e as PollError {
+            return .failure(e)
+        } catch {
+            return .failure(PollError(.unavailable, "IMAP delivery: \(error)"))
+        }
+    }
+
     /// IMAP delivery: the login resolved, TLS set up, and the state journal that makes it exactly-once.
     func makeIMAPDeliverer(_ destination: IMAPDestination) async throws -> IMAPDeliverer {
         let account = self.account
@@ -402,8 +417,7 @@ public struct AccountPoller: Sendable {
         let security: IMAPConnection.Security =
             destination.implicitTLS ? .implicitTLS : (settings.tls == .starttls ? .startTLS : .none)
         let user = settings.user ?? ""
-        let journal = IMAPStateJournal(
-            store: self.environment.store, mailbox: account.mailbox, target: "\(user)@\(destination)")
+        let journal = IMAPStateJournal(store: self.environment.store, mailbox: account.mailbox)
         return IMAPDeliverer(
             destination: destination, security: security, tlsContext: tlsContext,
             login: IMAPDeliverer.Login(user: user, secret: secret, method: settings.auth, onRefused: onRefused),

@@ -2,22 +2,22 @@ import Crypto
 import Delivery
 import UIDLStore
 
-/// IMAP delivery's session journal, kept in the state store per mailbox and IMAP target (`user@imaps://host/folder`).
-struct IMAPStateJournal: IMAPSessionJournal {
+/// IMAP delivery's journal of appends, kept in the state store per mailbox (whatever the IMAP server: a changed
+/// `imap` URL still finds what an earlier one may have received).
+struct IMAPStateJournal: IMAPAppendJournal {
     let store: StateStore
     let mailbox: MailboxID
-    let target: String
 
-    func lastSession() throws -> (open: Bool, uidValidity: UInt32?, lastUID: UInt32?) {
-        let r = try self.store.imapSession(mailbox: self.mailbox, target: self.target)
-        return (r.open, r.uidValidity, r.lastUID)
+    func pending() throws -> Set<IMAPPendingAppend> {
+        Set(try self.store.imapPending(mailbox: self.mailbox).map { IMAPPendingAppend(key: $0.uid, digest: $0.digest) })
     }
 
-    func open() throws { try self.store.openIMAPSession(mailbox: self.mailbox, target: self.target) }
+    func willAppend(_ entry: IMAPPendingAppend) throws {
+        try self.store.addIMAPPending(mailbox: self.mailbox, uid: entry.key, digest: entry.digest)
+    }
 
-    func close(uidValidity: UInt32?, lastUID: UInt32?) throws {
-        try self.store.closeIMAPSession(
-            mailbox: self.mailbox, target: self.target, uidValidity: uidValidity, lastUID: lastUID)
+    func refused(_ entry: IMAPPendingAppend) throws {
+        try self.store.removeIMAPPending(mailbox: self.mailbox, uid: entry.key, digest: entry.digest)
     }
 
     /// What identifies one message to a receiver that can be searched (IMAP): its mailbox, UIDL key and contents,

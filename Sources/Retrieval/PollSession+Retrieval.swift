@@ -104,6 +104,7 @@ extension PollSession {
         // long as LIST said.
         var message = try spool.finish()
         message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: item.key, digest: message.digest)
+        message.deliveryKey = item.key
         let shortWithinTolerance =
             message.receivedSize < item.size && message.receivedSize + self.account.retention.sizeTolerance >= item.size
         if shortWithinTolerance || item.confirmFirst {

@@ -162,7 +162,6 @@ final class PollSession {
                 plan, known: known, trackState: trackState, deliverer: deliverer, pipelining: pipelining)
         }
         self.report.pending = max(0, waiting - self.report.delivered)
-        try await deliverer.pollEnded(everythingDelivered: self.report.pending == 0)
 
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with

@@ -35,6 +35,8 @@ public struct SpooledMessage: Sendable {
     /// already has it: IMAP delivery writes it in an `X-Popfetch-ID` header and searches for it after a crash.
     /// Set by the poll; nil for popfetch's own messages (bounces).
     public var deliveryID: String? = nil
+    /// The message's UIDL key in the state, set with ``deliveryID``.
+    public var deliveryKey: String? = nil
 
     /// The envelope sender: Return-Path, else the From address, else empty.
     public var envelopeSender: String { self.returnPath ?? self.fromAddress ?? "" }

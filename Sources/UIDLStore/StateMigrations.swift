@@ -179,6 +179,22 @@ extension StateStore {
                     );
                     """)
         }
+        m.registerMigration("v8: IMAP appends pending") { db in
+            // v7's per-session mark could not tell which message a cut-off session left in the folder; an entry per
+            // APPEND can. Written (committed) before each APPEND, deleted in the transaction that records the
+            // message's delivery (or when the server refuses it): an entry found is a message that may be in the
+            // folder unrecorded, looked up before it is appended again.
+            try db.execute(
+                sql: """
+                    DROP TABLE imap_sessions;
+                    CREATE TABLE imap_pending (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        digest TEXT NOT NULL,
+                        PRIMARY KEY (account, uidl, digest)
+                    );
+                    """)
+        }
         return m
     }
 

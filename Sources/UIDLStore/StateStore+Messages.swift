@@ -159,6 +159,8 @@ extension StateStore {
                     WHERE account = ? AND uidl = ?
                     """,
                 arguments: [size, t, mailbox.rawValue, uid])
+            try db.execute(
+                sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
         }
     }
 
@@ -251,6 +253,10 @@ extension StateStore {
                         WHERE account = ? AND uidl = ?
                         """
                 ).execute(arguments: [t, digest, mailbox.rawValue, uid])
+                // An IMAP append of this message is recorded now, in the same transaction.
+                try db.cachedStatement(
+                    sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ? AND (? IS NULL OR digest = ?)"
+                ).execute(arguments: [mailbox.rawValue, uid, digest, digest])
             }
             return complete
         }

@@ -87,6 +87,7 @@ struct IMAPEncoderTests {
                 == ["A1 CREATE \"Re&AOc-us &- envoy&AOk-s\"\r\n"])
         #expect(ModifiedUTF7.encode("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-")
         #expect(ModifiedUTF7.encode("[Gmail]/All Mail") == "[Gmail]/All Mail")
+        #expect(Self.wire(try Self.plain.encode(.list(mailbox: "Reçus"), tag: "A3")) == ["A3 LIST \"\" Re&AOc-us\r\n"])
         #expect(ModifiedUTF7.encode("😀") == "&2D3eAA-")
         #expect(
             Self.wire(try Self.plain.encode(.select(mailbox: "[Gmail]/Sent"), tag: "A2")) == [
