@@ -45,9 +45,8 @@ public actor SMTPDeliverer: Deliverer {
     /// Set when a session could not be set up twice in a row (connect, TLS, greeting, EHLO): the rest of the
     /// poll's messages are deferred at once, and the poll stops fetching (``unavailability()``).
     private(set) var unreachable: String?
-    private var sessionOpen = false
-    private var queue: [Request] = []
-    private var sessionWaiting: CheckedContinuation<Request?, Never>?
+    /// The session's messages, from the poll to the task that owns the connection.
+    let queue = SessionQueue<Request>()
 
     public init(
         endpoint: SMTPEndpoint, lmtp: Bool, heloName: String, connectTimeout: TimeAmount,
@@ -102,39 +101,16 @@ public actor SMTPDeliverer: Deliverer {
     // MARK: - The session's queue
 
     /// Hands a message to the open session and waits for its outcome; nil when no session is open.
-    private func submit(_ message: SpooledMessage, _ recipients: [String]) async -> [RecipientOutcome]? {
-        guard self.sessionOpen else { return nil }
-        return await withCheckedContinuation { reply in
-            let request = Request(message: message, recipients: recipients, reply: reply)
-            if let waiting = self.sessionWaiting {
-                self.sessionWaiting = nil
-                waiting.resume(returning: request)
-            } else {
-                self.queue.append(request)
-            }
-        }
+    private nonisolated func submit(_ message: SpooledMessage, _ recipients: [String]) async -> [RecipientOutcome]? {
+        await self.queue.submit { Request(message: message, recipients: recipients, reply: $0) }
     }
 
     /// The next message for the session; nil once the session is closed and nothing is left.
-    func nextRequest() async -> Request? {
-        if !self.queue.isEmpty { return self.queue.removeFirst() }
-        guard self.sessionOpen else { return nil }
-        return await withCheckedContinuation { self.sessionWaiting = $0 }
-    }
+    nonisolated func nextRequest() async -> Request? { await self.queue.next() }
 
-    private func openSession() -> Bool {
-        guard !self.sessionOpen else { return false }
-        self.sessionOpen = true
-        return true
-    }
+    private nonisolated func openSession() async -> Bool { await self.queue.openSession() }
 
-    private func closeSession() {
-        self.sessionOpen = false
-        if let waiting = self.sessionWaiting {
-            self.sessionWaiting = nil
-            waiting.resume(returning: nil)
-        }
-    }
+    private nonisolated func closeSession() async { await self.queue.closeSession() }
 }
 
 /// `smtp_user` and the resolved `smtp_password`.
