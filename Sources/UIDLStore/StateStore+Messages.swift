@@ -115,9 +115,12 @@ extension StateStore {
             }
             let forgetRow = try db.makeStatement(sql: "DELETE FROM messages WHERE account = ? AND uidl = ?")
             let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
+            // A message gone from the server that long takes its IMAP append entries (if any) with it.
+            let forgetPending = try db.makeStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
             for uid in forget {
                 try forgetRow.execute(arguments: [mailbox.rawValue, uid])
                 try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
+                try forgetPending.execute(arguments: [mailbox.rawValue, uid])
             }
             let insert = try db.makeStatement(
                 sql:
