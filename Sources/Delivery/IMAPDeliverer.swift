@@ -13,24 +13,27 @@ import Synchronization
 #endif
 
 /// A message popfetch appended, or was about to append, whose delivery the state has not recorded yet: its UIDL key
-/// and its contents' digest.
+/// and its delivery ID (``SpooledMessage/deliveryID``).
 public struct IMAPPendingAppend: Hashable, Sendable {
     public var key: String
-    public var digest: String
+    public var id: String
 
-    public init(key: String, digest: String) {
+    public init(key: String, id: String) {
         self.key = key
-        self.digest = digest
+        self.id = id
     }
 }
 
 /// Where IMAP delivery records each APPEND before it is sent (the poll implements it over the state store, which
-/// drops an entry in the same transaction that records the message's delivery).
+/// drops a message's entries in the same transaction that records its delivery).
 public protocol IMAPAppendJournal: Sendable {
-    /// The account's appends not recorded as delivered: each may be in the folder.
-    func pending() throws -> Set<IMAPPendingAppend>
+    /// The account's appends not recorded as delivered (each may be in the folder), with the time of the last one
+    /// that timed out after the whole message was sent (nil: none did).
+    func pending() throws -> [IMAPPendingAppend: Double?]
     /// Recorded (committed) before the APPEND is sent.
     func willAppend(_ entry: IMAPPendingAppend) throws
+    /// The APPEND timed out after the whole message was sent: the server may store it later.
+    func timedOut(_ entry: IMAPPendingAppend) throws
     /// The server refused the APPEND: the message is not in the folder.
     func refused(_ entry: IMAPPendingAppend) throws
 }
@@ -104,7 +107,9 @@ public final class IMAPDeliverer: Deliverer {
         /// Why nothing more can be delivered in this poll.
         var unreachable: String?
         /// The journal's pending appends, read at the first delivery and kept current.
-        var pending: Set<IMAPPendingAppend>?
+        var pending: [IMAPPendingAppend: Double?]?
+        /// The message in hand's entry, for a failure that ends its APPEND.
+        var entry: IMAPPendingAppend?
         /// Where the APPEND in hand stands: a connection that fails once its literal was sent may have delivered it.
         var append = AppendPhase.none
     }
@@ -245,9 +250,9 @@ public final class IMAPDeliverer: Deliverer {
                 carried = current
             } catch {
                 guard let request = current else { continue }
-                let phase = self.session.withLock { s -> AppendPhase in
+                let (phase, entry) = self.session.withLock { s -> (AppendPhase, IMAPPendingAppend?) in
                     defer { s.append = .none }
-                    return s.append
+                    return (s.append, s.entry)
                 }
                 if setup.wasAbandoned {
                     self.markUnreachable(Self.stoppedDuringSetup)
@@ -266,6 +271,11 @@ public final class IMAPDeliverer: Deliverer {
                     // not sent again now; the next poll finds it pending and looks it up first.
                     if let e = error as? IMAPTransportError, e.kind == .timeout {
                         self.markUnreachable("\(error)")
+                        // It may land later still: the next polls give it time before they send it again.
+                        if let entry, let journal = self.journal {
+                            try? journal.timedOut(entry)
+                            self.session.withLock { _ = $0.pending?.updateValue(Self.now(), forKey: entry) }
+                        }
                     }
                     resent = false
                     request.answer(
@@ -300,18 +310,24 @@ public final class IMAPDeliverer: Deliverer {
     }
 
     /// The journal's pending appends (read once per poll).
-    func pendingAppends() throws -> Set<IMAPPendingAppend> {
+    func pendingAppends() throws -> [IMAPPendingAppend: Double?] {
         if let known = self.session.withLock({ $0.pending }) { return known }
-        let read = try self.journal?.pending() ?? []
+        let read = try self.journal?.pending() ?? [:]
         self.session.withLock { $0.pending = read }
         if !read.isEmpty {
             let text =
-                "\(read.count) message(s) appended to \(self.destination) before without a record: each is "
-                + "looked up there before it is appended"
+                "\(read.count) message(s) appended to IMAP before without a record: each is looked up in "
+                + "\(self.destination) before it is appended"
             self.logger.notice("\(text)")
         }
         return read
     }
+
+    static func now() -> Double { Double(time(nil)) }
+
+    /// How long after an APPEND timed out (the whole message sent) it is not sent again, unless found: twice the
+    /// wait for an answer, so a slow server that stores it late is not sent a second copy.
+    var lateGrace: Double { 2 * Double(self.timeouts.command.nanoseconds) / 1e9 }
 
     // MARK: - One message
 
@@ -329,14 +345,30 @@ public final class IMAPDeliverer: Deliverer {
             return .permanentFailure("the message contains NUL bytes, which IMAP cannot carry (RFC 3501 §4.3)")
         }
         let header = message.deliveryID.map { Array("\(Self.idHeader): \($0)\r\n".utf8) } ?? []
-        let entry = message.deliveryKey.map { IMAPPendingAppend(key: $0, digest: message.digest) }
-        if let entry, let id = message.deliveryID, try self.pendingAppends().contains(entry) {
-            if let uid = try await self.lookUp(id, on: conn, folder: &folder) {
+        var entry: IMAPPendingAppend?
+        if let key = message.deliveryKey, let id = message.deliveryID { entry = IMAPPendingAppend(key: key, id: id) }
+        self.session.withLock { $0.entry = entry }
+        if let entry, let late = try self.pendingAppends()[entry] {
+            let found: UInt32?
+            do {
+                found = try await self.lookUp(entry.id, on: conn, folder: &folder)
+            } catch let e as IMAPCommandError where e.status.condition != .bye {
+                // The server will not say whether it has it: not sent again. A failure that counts toward
+                // max_attempts, so a server that always refuses ends with the message marked failed, not deferred
+                // for ever (`popfetch forget` drops the entry, accepting a second copy).
+                return .failure("cannot tell whether the message is in \(self.destination) already (\(e))")
+            }
+            if let uid = found {
                 let text =
-                    "message \(id) is in \(self.destination) already (UID \(uid), appended before without a "
+                    "message \(entry.id) is in \(self.destination) already (UID \(uid), appended before without a "
                     + "record): not appended again"
                 self.logger.notice("\(text)")
                 return .delivered
+            }
+            if let at = late, Self.now() - at < self.lateGrace {
+                return .temporaryFailure(
+                    "its APPEND to \(self.destination) timed out after the message was sent, "
+                        + "\(Int(Self.now() - at)) s ago: it may still arrive there, so it is not sent again yet")
             }
         }
         let size = header.count + (try Self.wireSize(message))
@@ -347,10 +379,10 @@ public final class IMAPDeliverer: Deliverer {
             return .permanentFailure("the message (\(size) bytes) is above the server's APPENDLIMIT (\(limit) bytes)")
         }
         let date = Self.internalDate(of: message)
-        if let entry, let journal = self.journal, !(try self.pendingAppends().contains(entry)) {
+        if let entry, let journal = self.journal, try self.pendingAppends()[entry] == nil {
             // Committed before a byte of it is sent: whatever happens next, the next poll knows to look for it.
             try journal.willAppend(entry)
-            self.session.withLock { _ = $0.pending?.insert(entry) }
+            self.session.withLock { _ = $0.pending?.updateValue(nil, forKey: entry) }
         }
         while true {
             self.session.withLock { $0.append = .sending }
@@ -373,7 +405,9 @@ public final class IMAPDeliverer: Deliverer {
                 folder.created = true
                 continue
             }
-            try self.notAppended(entry)
+            // A refusal said to be temporary may come from a server that stored it anyway: the entry stays, and
+            // the next attempt looks first.
+            if !(done.status.code?.isTransient ?? false) { try self.notAppended(entry) }
             return self.result(of: done.status)
         }
     }
@@ -383,7 +417,7 @@ public final class IMAPDeliverer: Deliverer {
     func notAppended(_ entry: IMAPPendingAppend?) throws {
         guard let entry, let journal = self.journal else { return }
         try journal.refused(entry)
-        self.session.withLock { _ = $0.pending?.remove(entry) }
+        self.session.withLock { _ = $0.pending?.removeValue(forKey: entry) }
     }
 
     /// What a refused APPEND means for the message.

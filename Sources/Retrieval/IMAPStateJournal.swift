@@ -1,31 +1,44 @@
 import Crypto
 import Delivery
+import Foundation
 import UIDLStore
 
-/// IMAP delivery's journal of appends, kept in the state store per mailbox (whatever the IMAP server: a changed
-/// `imap` URL still finds what an earlier one may have received).
+/// IMAP delivery's journal of appends, kept in the state store per POP3 mailbox: whatever the `imap` URL, the entry
+/// makes the next attempt look the message up in the folder it now delivers to (a different folder does not have it,
+/// so a changed folder gets its own copy).
 struct IMAPStateJournal: IMAPAppendJournal {
     let store: StateStore
     let mailbox: MailboxID
 
-    func pending() throws -> Set<IMAPPendingAppend> {
-        Set(try self.store.imapPending(mailbox: self.mailbox).map { IMAPPendingAppend(key: $0.uid, digest: $0.digest) })
+    func pending() throws -> [IMAPPendingAppend: Double?] {
+        var out: [IMAPPendingAppend: Double?] = [:]
+        for r in try self.store.imapPending(mailbox: self.mailbox) {
+            out[IMAPPendingAppend(key: r.uid, id: r.deliveryID)] = r.late ? r.appendedAt.timeIntervalSince1970 : nil
+        }
+        return out
     }
 
     func willAppend(_ entry: IMAPPendingAppend) throws {
-        try self.store.addIMAPPending(mailbox: self.mailbox, uid: entry.key, digest: entry.digest)
+        try self.store.addIMAPPending(mailbox: self.mailbox, uid: entry.key, deliveryID: entry.id, at: Date())
+    }
+
+    func timedOut(_ entry: IMAPPendingAppend) throws {
+        try self.store.addIMAPPending(
+            mailbox: self.mailbox, uid: entry.key, deliveryID: entry.id, late: true, at: Date())
     }
 
     func refused(_ entry: IMAPPendingAppend) throws {
-        try self.store.removeIMAPPending(mailbox: self.mailbox, uid: entry.key, digest: entry.digest)
+        try self.store.removeIMAPPending(mailbox: self.mailbox, uid: entry.key, deliveryID: entry.id)
     }
 
-    /// What identifies one message to a receiver that can be searched (IMAP): its mailbox, UIDL key and contents,
-    /// hashed to 32 hex digits. Every ID has the same length, so IMAP's substring search finds only the same ID;
-    /// the contents are in it, so a new message under a reused UIDL is a new message.
-    static func deliveryID(mailbox: MailboxID, uid: String, digest: String) -> String {
+    /// What identifies one message to a receiver that can be searched (IMAP): its mailbox, its UIDL key and the
+    /// instance of its record (when it was first listed: a UIDL reused after a deletion is a new message), hashed to
+    /// 32 hex digits. Not its contents, which some servers change between retrievals (a `Status:` header added once
+    /// read). Every ID has the same length, so IMAP's substring search finds only the same ID. Without a record (no
+    /// state kept), the contents' digest stands in for the instance.
+    static func deliveryID(mailbox: MailboxID, uid: String, instance: String) -> String {
         var hash = SHA256()
-        hash.update(data: Array(mailbox.rawValue.utf8) + [0] + Array(uid.utf8) + [0] + Array(digest.utf8))
+        hash.update(data: Array(mailbox.rawValue.utf8) + [0] + Array(uid.utf8) + [0] + Array(instance.utf8))
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in hash.finalize().prefix(16) {

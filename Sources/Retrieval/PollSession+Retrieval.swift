@@ -103,8 +103,17 @@ extension PollSession {
         // The terminating dot line has arrived: only now may any receiver see the message, and only if it is as
         // long as LIST said.
         var message = try spool.finish()
-        message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: item.key, digest: message.digest)
-        message.deliveryKey = item.key
+        if case .imap = self.account.delivery.method {
+            // IMAP delivery's exactly-once identity (see IMAPStateJournal.deliveryID).
+            if trackState, let first = try self.store.firstSeen(mailbox: self.key, uid: item.key) {
+                message.deliveryID = IMAPStateJournal.deliveryID(
+                    mailbox: self.key, uid: item.key, instance: "first-seen \(first)")
+                message.deliveryKey = item.key
+            } else {
+                message.deliveryID = IMAPStateJournal.deliveryID(
+                    mailbox: self.key, uid: item.key, instance: "digest \(message.digest)")
+            }
+        }
         let shortWithinTolerance =
             message.receivedSize < item.size && message.receivedSize + self.account.retention.sizeTolerance >= item.size
         if shortWithinTolerance || item.confirmFirst {

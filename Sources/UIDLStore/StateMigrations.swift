@@ -161,37 +161,21 @@ extension StateStore {
                         SELECT account_name, COALESCE(SUM(delivered), 0) FROM polls WHERE true GROUP BY account_name;
                     """)
         }
-        m.registerMigration("v7: IMAP delivery sessions") { db in
-            // Exactly-once delivery by IMAP APPEND: `open` is set before a poll's first APPEND to a target and
-            // cleared when the poll's deliveries all ended and were recorded. Found set, the last session was cut
-            // off (a crash, kill -9, a failed poll), and each message is looked up in the folder before it is
-            // appended again. `last_uid` (with `uid_validity`) is the highest UID popfetch appended there: only
-            // messages above it need to be searched.
+        m.registerMigration("v7: IMAP appends pending") { db in
+            // Exactly-once delivery by IMAP APPEND: an entry per APPEND, written (committed) before it is sent and
+            // deleted in the transaction that records the message's delivery (or when the server refuses it). An
+            // entry found is a message that may be in the folder unrecorded: it is looked up before it is appended
+            // again. `late`: its APPEND timed out after the whole message was sent, at `appended_at` (the server may
+            // still store it).
             try db.execute(
                 sql: """
-                    CREATE TABLE imap_sessions (
-                        account TEXT NOT NULL,
-                        target TEXT NOT NULL,
-                        open INTEGER NOT NULL DEFAULT 0,
-                        uid_validity INTEGER,
-                        last_uid INTEGER,
-                        PRIMARY KEY (account, target)
-                    );
-                    """)
-        }
-        m.registerMigration("v8: IMAP appends pending") { db in
-            // v7's per-session mark could not tell which message a cut-off session left in the folder; an entry per
-            // APPEND can. Written (committed) before each APPEND, deleted in the transaction that records the
-            // message's delivery (or when the server refuses it): an entry found is a message that may be in the
-            // folder unrecorded, looked up before it is appended again.
-            try db.execute(
-                sql: """
-                    DROP TABLE imap_sessions;
                     CREATE TABLE imap_pending (
                         account TEXT NOT NULL,
                         uidl TEXT NOT NULL,
-                        digest TEXT NOT NULL,
-                        PRIMARY KEY (account, uidl, digest)
+                        delivery_id TEXT NOT NULL,
+                        appended_at REAL NOT NULL,
+                        late INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (account, uidl, delivery_id)
                     );
                     """)
         }

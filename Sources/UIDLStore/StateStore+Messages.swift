@@ -257,9 +257,8 @@ extension StateStore {
                         """
                 ).execute(arguments: [t, digest, mailbox.rawValue, uid])
                 // An IMAP append of this message is recorded now, in the same transaction.
-                try db.cachedStatement(
-                    sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ? AND (? IS NULL OR digest = ?)"
-                ).execute(arguments: [mailbox.rawValue, uid, digest, digest])
+                try db.cachedStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
+                    .execute(arguments: [mailbox.rawValue, uid])
             }
             return complete
         }
@@ -344,6 +343,7 @@ extension StateStore {
             let account = mailbox.rawValue
             guard let uids else {
                 try db.execute(sql: "DELETE FROM deliveries WHERE account = ?", arguments: [account])
+                try db.execute(sql: "DELETE FROM imap_pending WHERE account = ?", arguments: [account])
                 try db.execute(sql: "DELETE FROM messages WHERE account = ?", arguments: [account])
                 let n = db.changesCount
                 try db.execute(
@@ -353,12 +353,14 @@ extension StateStore {
             }
             let match = "account = ? AND (uidl = ? OR substr(uidl, 1, ?) = ?)"
             let deliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE " + match)
+            let pending = try db.makeStatement(sql: "DELETE FROM imap_pending WHERE " + match)
             let messages = try db.makeStatement(sql: "DELETE FROM messages WHERE " + match)
             var n = 0
             for uid in Set(uids) {
                 let prefix = uid + " #"
                 let arguments: StatementArguments = [account, uid, prefix.unicodeScalars.count, prefix]
                 try deliveries.execute(arguments: arguments)
+                try pending.execute(arguments: arguments)
                 try messages.execute(arguments: arguments)
                 n += db.changesCount
             }

@@ -243,14 +243,10 @@ struct IMAPDeliveryTests {
         try f.user.deliver(corpus)
         #expect(try f.poll().status == 0)
         #expect(try Self.stored(target).count == 5)
-        // What a kill -9 after an APPEND and before its commit leaves: the message is in the folder, the state does
-        // not record its delivery, and its entry among the pending appends is still there. (Here: all five.)
-        let sql = """
-            INSERT INTO imap_pending (account, uidl, digest) SELECT account, uidl, digest FROM messages;
-            DELETE FROM deliveries; DELETE FROM messages;
-            """
-        let db = try runProgram(["sqlite3", f.statePath, sql])
-        #expect(db.status == 0, "\(db.stderr)")
+        // What a kill -9 after the APPENDs and before their commits leaves: the messages are in the folder, their
+        // records not delivered, their pending-append entries there. (Here: all five.)
+        let ids = try Self.cutOff(f)
+        #expect(Set(ids) == Set(try Self.stored(target).map(\.id)), "the IDs in the folder are popfetch's")
         try f.user.deliver([Corpus.message(9, seed: 135, bareCR: false)])
         let r = try f.poll(["--log-level", "info"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -345,6 +341,15 @@ struct IMAPDeliveryTests {
             #expect(r.status == 78, "\(extra): \(r.stdout) \(r.stderr)")
             #expect(r.stderr.contains(key), "\(extra): \(r.stderr)")
         }
+    }
+
+    /// Leaves the state as a kill -9 between the APPENDs and their commits would (`Scripts/imap-cut-off.py`);
+    /// returns the delivery IDs of the messages now pending.
+    static func cutOff(_ f: PopfetchFixture) throws -> [String] {
+        let r = try runProgram(
+            ["/usr/bin/python3", Package.root + "/Tests/MailTestKit/Scripts/imap-cut-off.py", f.statePath])
+        try #require(r.status == 0, "imap-cut-off.py: \(r.stderr)")
+        return r.stdout.split(separator: "\n").map(String.init)
     }
 
     /// The messages a scripted IMAP server stored, with their X-Popfetch-ID lines and trace headers removed.
@@ -550,11 +555,7 @@ struct IMAPDeliveryTests {
         try f.writeConfig(extra: Self.config(url, target, "keep = true"), mda: "")
         #expect(try f.poll().status == 0)
         // A crash after its APPEND and before its record.
-        let sql = """
-            INSERT INTO imap_pending (account, uidl, digest) SELECT account, uidl, digest FROM messages;
-            DELETE FROM deliveries; DELETE FROM messages;
-            """
-        #expect(try runProgram(["sqlite3", f.statePath, sql]).status == 0)
+        #expect(try Self.cutOff(f).count == 1)
         // A poll that skips it (too large now) and appends another message.
         try f.user.deliver([small])
         try f.writeConfig(extra: Self.config(url, target, "keep = true\nmax_size = 2000"), mda: "")
@@ -569,5 +570,35 @@ struct IMAPDeliveryTests {
         let got = try Self.stored(target)
         #expect(got.count == 2, "\(got.count) in the folder")
         #expect(sameMessages(got.map(\.message), [big, small]))
+    }
+
+    @Test(
+        "an APPEND that timed out after the message was sent is not sent again while it may still arrive",
+        .fault(
+            .imap, "IMAP server stores an APPENDed message 8 s late and never answers it (imap_timeout = 3s)",
+            expect: "exit 75; the next poll within 2 × imap_timeout does not send it again; later: found, stored once"))
+    func slowStoreIsNotSentTwice() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.imap, mode: "store-late", in: f)
+        defer { server.stop() }
+        let target = MailUser(name: "someone", password: "any", maildir: "")
+        try f.writeConfig(
+            extra: Self.config("imap://127.0.0.1:\(server.port)/INBOX", target, "imap_timeout = \"3s\""), mda: "")
+        let corpus = [Corpus.message(1, seed: 144, bareCR: false)]
+        try f.user.deliver(corpus)
+        let first = try f.poll()
+        #expect(first.status == 75, "\(first.stderr)")
+        // At once: not in the folder yet, and not sent again.
+        let second = try f.poll()
+        #expect(second.status == 75, "\(second.stderr)")
+        #expect(second.stderr.contains("not sent again yet"), "\(second.stderr)")
+        // The slow server has stored it by now; the next poll finds it.
+        #expect(eventually(20) { (try? Self.scriptedStored(server).count) == 1 })
+        let third = try f.poll()
+        #expect(third.status == 0, "\(third.stderr)")
+        let got = try Self.scriptedStored(server)
+        #expect(got.count == 1, "\(got.count) copies")
+        #expect(sameMessages(got, corpus))
+        #expect(f.user.messageCount() == 0)
     }
 }

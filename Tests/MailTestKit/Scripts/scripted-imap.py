@@ -14,6 +14,8 @@
     MODE no-literal-plus: as accept, but without LITERAL+: every literal waits for "+".
     MODE drop-after-literal-refuse-rest: as drop-after-literal, but every later connection is closed at once.
     MODE drop-after-literal-search-no: as drop-after-literal, but every later UID SEARCH is answered NO [UNAVAILABLE].
+    MODE store-late: the first APPEND is never answered, and its message is stored 8 s after it arrived (a server
+      that is slow to store); later connections behave as accept.
     MODE ok-before-continuation: without LITERAL+; every APPEND is answered OK at once, before its literal (a
       server that would make the client believe a message it never sent was stored).
 A file OUTDIR/mode, when present, replaces MODE for the connections that follow (a server that recovers).
@@ -142,6 +144,10 @@ def serve(conn, number):
             data = f.read(size)
             f.readline()  # the CRLF that ends the command
             if len(data) < size:
+                return
+            if fault and mode == "store-late":
+                threading.Timer(8.0, store, args=(data,)).start()
+                f.read()
                 return
             uid = store(data)
             if fault and mode.startswith("drop-after-literal"):
