@@ -31,14 +31,15 @@ struct IMAPStateJournal: IMAPAppendJournal {
         try self.store.removeIMAPPending(mailbox: self.mailbox, uid: entry.key, deliveryID: entry.id)
     }
 
-    /// What identifies one message to a receiver that can be searched (IMAP): its mailbox, its UIDL key and the
-    /// instance of its record (when it was first listed: a UIDL reused after a deletion is a new message), hashed to
-    /// 32 hex digits. Not its contents, which some servers change between retrievals (a `Status:` header added once
-    /// read). Every ID has the same length, so IMAP's substring search finds only the same ID. Without a record (no
-    /// state kept), the contents' digest stands in for the instance.
-    static func deliveryID(mailbox: MailboxID, uid: String, instance: String) -> String {
+    /// What identifies one message to a receiver that can be searched (IMAP): its mailbox, its UIDL key and its
+    /// contents' digest, hashed to 32 hex digits. Every ID has the same length, so IMAP's substring search finds only
+    /// the same ID. The contents are in it so that a new message under a reused UIDL is never taken for the one
+    /// delivered before (that would lose it). The price: a POP3 server that changes a message between retrievals
+    /// (a `Status:` header added once it was read) gives it a new ID, so a copy left by a cut-off APPEND is not found
+    /// and the message arrives twice; never lost.
+    static func deliveryID(mailbox: MailboxID, uid: String, digest: String) -> String {
         var hash = SHA256()
-        hash.update(data: Array(mailbox.rawValue.utf8) + [0] + Array(uid.utf8) + [0] + Array(instance.utf8))
+        hash.update(data: Array(mailbox.rawValue.utf8) + [0] + Array(uid.utf8) + [0] + Array(digest.utf8))
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in hash.finalize().prefix(16) {

@@ -104,15 +104,10 @@ extension PollSession {
         // long as LIST said.
         var message = try spool.finish()
         if case .imap = self.account.delivery.method {
-            // IMAP delivery's exactly-once identity (see IMAPStateJournal.deliveryID).
-            if trackState, let first = try self.store.firstSeen(mailbox: self.key, uid: item.key) {
-                message.deliveryID = IMAPStateJournal.deliveryID(
-                    mailbox: self.key, uid: item.key, instance: "first-seen \(first)")
-                message.deliveryKey = item.key
-            } else {
-                message.deliveryID = IMAPStateJournal.deliveryID(
-                    mailbox: self.key, uid: item.key, instance: "digest \(message.digest)")
-            }
+            // IMAP delivery's exactly-once identity (see IMAPStateJournal.deliveryID); pending appends are kept
+            // only with a state.
+            message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: item.key, digest: message.digest)
+            if trackState { message.deliveryKey = item.key }
         }
         let shortWithinTolerance =
             message.receivedSize < item.size && message.receivedSize + self.account.retention.sizeTolerance >= item.size

@@ -54,14 +54,4 @@ extension StateStore {
                 arguments: [mailbox.rawValue, uid, deliveryID])
         }
     }
-
-    /// When the message with this key was first listed (its record's instance: a UIDL reused after a deletion starts
-    /// a new one), as stored.
-    public func firstSeen(mailbox: MailboxID, uid: String) throws -> Double? {
-        try self.read { db in
-            try Double.fetchOne(
-                db, sql: "SELECT first_seen FROM messages WHERE account = ? AND uidl = ?",
-                arguments: [mailbox.rawValue, uid])
-        }
-    }
 }

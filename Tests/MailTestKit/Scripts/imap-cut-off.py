@@ -5,15 +5,14 @@
 
 Every delivered message becomes undelivered again (its record, first listed when it was, stays), and gets the
 pending-append entry popfetch wrote before its APPEND: delivery ID = the first 32 hex digits of
-SHA-256(mailbox NUL uidl NUL "first-seen " first_seen), as popfetch computes it. Prints the IDs.
+SHA-256(mailbox NUL uidl NUL digest), as popfetch computes it. Prints the IDs.
 """
 import hashlib, sqlite3, sys, time
 
 db = sqlite3.connect(sys.argv[1])
-rows = db.execute("SELECT account, uidl, first_seen FROM messages WHERE delivered_at IS NOT NULL").fetchall()
-for account, uidl, first in rows:
-    ident = hashlib.sha256(
-        account.encode() + b"\0" + uidl.encode() + b"\0" + ("first-seen " + repr(first)).encode()).hexdigest()[:32]
+rows = db.execute("SELECT account, uidl, digest FROM messages WHERE delivered_at IS NOT NULL").fetchall()
+for account, uidl, digest in rows:
+    ident = hashlib.sha256(account.encode() + b"\0" + uidl.encode() + b"\0" + digest.encode()).hexdigest()[:32]
     db.execute("INSERT OR REPLACE INTO imap_pending (account, uidl, delivery_id, appended_at, late) VALUES (?, ?, ?, ?, 0)",
                (account, uidl, ident, time.time()))
     print(ident)
