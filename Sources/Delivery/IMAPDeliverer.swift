@@ -353,10 +353,12 @@ public final class IMAPDeliverer: Deliverer {
             do {
                 found = try await self.lookUp(entry.id, on: conn, folder: &folder)
             } catch let e as IMAPCommandError where e.status.condition != .bye {
-                // The server will not say whether it has it: not sent again. A failure that counts toward
-                // max_attempts, so a server that always refuses ends with the message marked failed, not deferred
-                // for ever (`popfetch forget` drops the entry, accepting a second copy).
-                return .failure("cannot tell whether the message is in \(self.destination) already (\(e))")
+                // The server will not say whether it has it: not sent again. Said to be passing (UNAVAILABLE, INUSE,
+                // SERVERBUG): deferred. Otherwise a failure that counts toward max_attempts, so a server that always
+                // refuses ends with the message marked failed, not deferred for ever (`popfetch forget` drops the
+                // entry, accepting a second copy).
+                let why = "cannot tell whether the message is in \(self.destination) already (\(e))"
+                return e.status.code?.isTransient == true ? .temporaryFailure(why) : .failure(why)
             }
             if let uid = found {
                 let text =
