@@ -38,11 +38,15 @@ public protocol Deliverer: Sendable {
     /// session, twice in a row), or nil. The poll then stops fetching: every further message would be fetched only
     /// to be deferred, each after its own connect time-out.
     func unavailability() async -> String?
+    /// Whether a delivery holds its thread (spawning an MDA, writing and fsyncing a Maildir file): it then runs on
+    /// Swift Concurrency's pool, not on the poll's event loop, so that the next message is received meanwhile.
+    var blocksItsThread: Bool { get }
 }
 
 extension Deliverer {
     public func withDeliveries(_ body: () async throws -> Void) async throws { try await body() }
     public func unavailability() async -> String? { nil }
+    public var blocksItsThread: Bool { false }
 }
 
 /// Delivery through a pipe to an MDA command (procmail, maildrop, dovecot-lda, ...): the spool file is its stdin.
@@ -68,6 +72,8 @@ public struct MDADeliverer: Deliverer {
         self.accountName = accountName
         self.partialRead = partialRead
     }
+
+    public var blocksItsThread: Bool { true }
 
     public func recipientGroups(_ recipients: [String]) -> [[String]] {
         // With %T the MDA runs once per recipient (as fetchmail does); otherwise once for all of them.

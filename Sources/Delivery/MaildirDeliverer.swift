@@ -19,6 +19,8 @@ public struct MaildirDeliverer: Deliverer {
 
     public func recipientGroups(_ recipients: [String]) -> [[String]] { [recipients] }
 
+    public var blocksItsThread: Bool { true }
+
     public func deliver(_ message: SpooledMessage, to recipients: [String]) async throws -> [RecipientOutcome] {
         [RecipientOutcome(recipients: recipients, result: self.store(message))]
     }

@@ -157,7 +157,7 @@ public final class IMAPConnection {
         body: (IMAPConnection) async throws -> Result
     ) async throws -> Result {
         if security != .none && tlsContext == nil { preconditionFailure("TLS requested without a TLS context") }
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let eventLoop = EventLoopTaskExecutor.loopForNewConnection()
         let handshake = security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
         let initialize:
             @Sendable (any Channel) -> EventLoopFuture<

@@ -99,7 +99,7 @@ public final class POP3Connection {
         let handshake: EventLoopPromise<Void>?
         let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         let guardBox: NIOLoopBound<STLSGuardHandler>
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let eventLoop = EventLoopTaskExecutor.loopForNewConnection()
         handshake = endpoint.tls == .implicit ? eventLoop.makePromise(of: Void.self) : nil
         if endpoint.tls != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")

@@ -127,7 +127,7 @@ public final class SMTPConnection {
         if configuration.security != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")
         }
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let eventLoop = EventLoopTaskExecutor.loopForNewConnection()
         let handshake = configuration.security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
         let host = endpoint.host
         let received = NIOLockedValueBox(0)

@@ -69,6 +69,11 @@ public struct AccountPoller: Sendable {
     }
 
     public func poll() async -> PollReport {
+        // On one event loop: the poll's own awaits and its connections' reads meet on one thread.
+        await withTaskExecutorPreference(EventLoopTaskExecutor.next()) { await self.pollOnLoop() }
+    }
+
+    private func pollOnLoop() async -> PollReport {
         var report = PollReport(account: self.account.name)
         let started = Date()
         let store = self.environment.store

@@ -123,7 +123,12 @@ extension PollSession {
                         // delivered again at every poll): stop before delivering when the state's disk is nearly full.
                         try self.requireStateSpace()
                         let groups = deliverer.recipientGroups(recipients)
-                        group.addTask { await Self.deliver(message, groups: groups, deliverer: deliverer) }
+                        // An MDA or a Maildir write runs off the poll's event loop, beside the next message's
+                        // retrieval; an SMTP, LMTP or IMAP delivery stays on it, with its connection.
+                        let executor: (any TaskExecutor)? = deliverer.blocksItsThread ? globalConcurrentExecutor : nil
+                        group.addTask(executorPreference: executor) {
+                            await Self.deliver(message, groups: groups, deliverer: deliverer)
+                        }
                         inFlight = InFlight(item: item, message: message)
                     }
                 }
