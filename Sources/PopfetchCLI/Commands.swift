@@ -17,6 +17,7 @@ extension Popfetch {
     /// `popfetch poll`: poll every enabled account once (concurrently), then exit.
     struct Poll: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "poll",
             abstract: "Poll every enabled account (or those named) once, then exit.",
             discussion: """
                 Exit status: 0 when every account succeeded (no new mail is success); otherwise the most serious \
@@ -232,6 +233,7 @@ extension Popfetch {
         /// RFC 8628 device flow: shows a code to enter in a browser, waits, stores the refresh token.
         struct Login: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "login",
                 abstract: "Authorize popfetch for an account (OAuth2 device flow) and store its refresh token.")
             @OptionGroup var globals: GlobalOptions
             @ParentCommand var parent: OAuth

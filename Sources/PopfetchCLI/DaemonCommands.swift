@@ -14,6 +14,7 @@ extension Popfetch {
     /// `popfetch daemon`: the long-running service (foreground, for systemd and terminals).
     struct Daemon: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "daemon",
             abstract: "Run in the foreground, polling every enabled account on its interval.",
             discussion: """
                 SIGTERM/SIGINT: stop starting polls, let polls in flight finish within shutdown_grace, exit 0. \
@@ -65,7 +66,8 @@ extension Popfetch {
 
     /// `popfetch wake [--account NAME]`: ask the running daemon to poll now.
     struct Wake: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Ask the running daemon to poll now.")
+        static let configuration = CommandConfiguration(
+            commandName: "wake", abstract: "Ask the running daemon to poll now.")
 
         @OptionGroup var globals: GlobalOptions
         @ParentCommand var root: Popfetch

@@ -14,6 +14,7 @@ extension Popfetch {
     /// `popfetch retry --account NAME`: failed messages are tried again at the next poll.
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "retry",
             abstract: "Bring back messages marked failed after max_attempts, so the next poll tries them again.")
 
         @OptionGroup var globals: GlobalOptions
@@ -95,6 +96,7 @@ extension Popfetch {
     /// `popfetch forget --account NAME [--uid UIDL...]`: fetch messages again.
     struct Forget: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "forget",
             abstract:
                 "Forget what popfetch recorded of an account's messages, so that the next poll fetches them again.",
             discussion: """

@@ -16,6 +16,7 @@ extension Popfetch {
     /// `popfetch status`: the last poll of every account, from the state database.
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "status",
             abstract: "Show the last poll results of every account (works whether or not the daemon runs).",
             discussion: """
                 Exit status 0 when no account's last poll is "error" or "partial", 1 otherwise (for monitoring). \
@@ -93,6 +94,7 @@ extension Popfetch {
     /// `popfetch serverinfo`: `check --capabilities` under mpop's name for it.
     struct Serverinfo: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "serverinfo",
             abstract: "Print what each server announces (CAPA, SASL, EXPIRE, LOGIN-DELAY, TLS), without logging in.")
 
         @OptionGroup var globals: GlobalOptions
@@ -113,6 +115,7 @@ extension Popfetch {
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "check",
             abstract: "Log in to each account and report how many new messages wait, without fetching anything.",
             discussion: "Exit 0 when there is new mail, 1 when there is none, another sysexits code on error.")
 
