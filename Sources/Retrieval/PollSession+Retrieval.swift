@@ -46,7 +46,8 @@ extension PollSession {
     {
         let spool: SpoolFile
         do {
-            spool = try SpoolFile(directory: self.poller.environment.stateDirectory)
+            spool = try SpoolFile(
+                directory: self.poller.environment.stateDirectory, inMemory: item.size <= SpoolFile.memoryLimit)
         } catch {
             throw PollError(.io, "\(error)")
         }

@@ -82,8 +82,18 @@ public final class SpoolFile {
     static let headerScanLimit = 256 * 1024
     static let headerLineLimit = 8 * 1024
 
-    /// Creates the spool file in `directory` (falls back to $TMPDIR, then /tmp) and unlinks it at once.
-    public init(directory: String?) throws {
+    /// The largest message (by its LIST size) spooled in memory rather than on disk.
+    public static let memoryLimit = 1 << 20
+
+    /// Creates the spool file in `directory` (falls back to $TMPDIR, then /tmp) and unlinks it at once; or, with
+    /// `inMemory`, an anonymous file in memory (`memfd_create`), which costs no filesystem work at creation, write
+    /// and close. In memory only for a message whose LIST size is at most ``memoryLimit``: the caller stops the
+    /// retrieval once it runs past its size cap (at most twice that), so the file stays small.
+    public init(directory: String?, inMemory: Bool = false) throws {
+        if inMemory, let fd = AnonymousFile.createInMemory(name: "popfetch-spool") {
+            self.descriptor = SpoolDescriptor(fd: fd)
+            return
+        }
         do {
             let fd = try AnonymousFile.create(in: AnonymousFile.directories(preferring: directory))
             self.descriptor = SpoolDescriptor(fd: fd)

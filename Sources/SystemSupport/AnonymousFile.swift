@@ -32,6 +32,22 @@ package enum AnonymousFile {
         throw lastError
     }
 
+    private typealias MemfdCreate = @convention(c) (UnsafePointer<CChar>?, UInt32) -> Int32
+
+    /// glibc ≥ 2.27's `memfd_create` (Linux ≥ 3.17), which Swift's Glibc module does not expose; looked up once.
+    private static let memfdCreate: MemfdCreate? = {
+        guard let symbol = dlsym(nil, "memfd_create") else { return nil }
+        return unsafeBitCast(symbol, to: MemfdCreate.self)
+    }()
+
+    /// One in memory (`memfd_create`, close-on-exec): no filesystem, no journal, nothing to free on disk when it
+    /// closes. For small files only: its pages are memory for as long as it is open. Nil when the system has none.
+    package static func createInMemory(name: String) -> Int32? {
+        guard let memfdCreate = Self.memfdCreate else { return nil }
+        let fd = name.withCString { memfdCreate($0, 1) }  // MFD_CLOEXEC
+        return fd >= 0 ? fd : nil
+    }
+
     /// `preferred` (when given), then $TMPDIR, then /tmp, without repeats.
     package static func directories(preferring preferred: String?) -> [String] {
         var out: [String] = []

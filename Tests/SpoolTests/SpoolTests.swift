@@ -10,8 +10,8 @@ import Testing
 
 @Suite("Spool file")
 struct SpoolTests {
-    func spool(_ chunks: [[UInt8]], trace: String = "") throws -> (SpooledMessage, [UInt8]) {
-        let s = try SpoolFile(directory: nil)
+    func spool(_ chunks: [[UInt8]], trace: String = "", inMemory: Bool = false) throws -> (SpooledMessage, [UInt8]) {
+        let s = try SpoolFile(directory: nil, inMemory: inMemory)
         try s.begin(traceHeader: Array(trace.utf8))
         for c in chunks { try s.append(ByteBuffer(bytes: c)) }
         let m = try s.finish()
@@ -50,6 +50,24 @@ struct SpoolTests {
         #expect(!o.headerHas8Bit && o.has8Bit)
         let (p, _) = try self.spool([Array("Return-Path: <>\r\nFrom: z@y.example\r\n\r\nx\r\n".utf8)])
         #expect(p.envelopeSender == "", "the null sender stays null")
+    }
+
+    @Test("a small message is spooled in memory (memfd), a large one on disk, both byte for byte the same")
+    func inMemory() throws {
+        func target(_ m: SpooledMessage) -> String {
+            var buf = [CChar](repeating: 0, count: 512)
+            let n = readlink("/proc/self/fd/\(m.descriptor.fd)", &buf, buf.count - 1)
+            return n > 0 ? String(decoding: buf[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        }
+        var body: [UInt8] = Array("From: a@b\r\nSubject: x\r\n\r\n".utf8)
+        for i in 0..<3000 { body += Array("line \(i) of the message body, CRLF ended\r\n".utf8) }
+        let (memory, memoryBytes) = try self.spool([Array(body[..<1000]), Array(body[1000...])], inMemory: true)
+        let (disk, diskBytes) = try self.spool([Array(body[..<1000]), Array(body[1000...])])
+        #expect(target(memory).hasPrefix("/memfd:popfetch-spool"), "\(target(memory))")
+        #expect(!target(disk).hasPrefix("/memfd:"), "\(target(disk))")
+        #expect(memoryBytes == diskBytes && memoryBytes.count == body.count - 3003)
+        #expect(memory.digest == disk.digest && memory.storedSize == disk.storedSize)
+        #expect(fcntl(memory.descriptor.fd, F_GETFD) & FD_CLOEXEC != 0, "close-on-exec: no child inherits it")
     }
 
     @Test("the trace header comes first and is not part of the message facts")
