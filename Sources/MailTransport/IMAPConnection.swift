@@ -5,73 +5,6 @@ import NIOPosix
 public import NIOSSL
 import NIOTLS
 
-/// A failure below the IMAP protocol: name resolution, the connection, TLS, a time-out, a dropped connection.
-/// (What the server answered is an ``IMAPCommandError``; bytes outside the grammar an ``IMAPProtocolError``.)
-public struct IMAPTransportError: Error, Hashable, Sendable, CustomStringConvertible {
-    public var kind: TransportError.Kind
-    public var host: String
-    public var port: Int
-    /// What was going on (`connecting`, `TLS handshake`, `APPEND`, ...).
-    public var phase: String
-    /// Extra detail from below (never a secret: it comes from the network layer).
-    public var detail: String?
-
-    public init(_ kind: TransportError.Kind, host: String, port: Int, phase: String, detail: String? = nil) {
-        self.kind = kind
-        self.host = host
-        self.port = port
-        self.phase = phase
-        self.detail = detail
-    }
-
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.kind == rhs.kind }
-    public func hash(into hasher: inout Hasher) { hasher.combine(self.kind) }
-
-    public var description: String {
-        let server = "the IMAP server at \(self.host.contains(":") ? "[\(self.host)]" : self.host):\(self.port)"
-        var s: String
-        switch self.kind {
-        case .unknownHost: s = "cannot resolve the host name of \(server)"
-        case .connectionRefused:
-            s = self.detail == nil ? "connection refused by \(server)" : "cannot connect to \(server)"
-        case .timeout: s = "time-out talking to \(server) while \(self.phase)"
-        case .connectionClosed: s = "\(server) closed the connection while \(self.phase)"
-        case .tlsFailed: s = "TLS with \(server) failed (\(self.phase))"
-        case .stlsNotOffered: s = "\(server) does not offer STARTTLS"
-        case .stlsRefused: s = "\(server) refused STARTTLS"
-        }
-        if let d = self.detail, !d.isEmpty { s += ": " + d }
-        return s
-    }
-}
-
-/// The server answered a command with NO or BAD (or BYE).
-public struct IMAPCommandError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The command's name (never its arguments: LOGIN's carry the password).
-    public var command: String
-    public var status: IMAPStatus
-
-    public init(command: String, status: IMAPStatus) {
-        self.command = command
-        self.status = status
-    }
-
-    public var description: String { "the IMAP server answered \(self.command) with \(self.status)" }
-}
-
-/// How a command ended, with what the server said on the way (untagged SEARCH results, CAPABILITY).
-public struct IMAPCompletion: Hashable, Sendable {
-    public var status: IMAPStatus
-    /// The numbers of every `* SEARCH` response to the command.
-    public var searchResults: [UInt32] = []
-    /// The codes of untagged status responses to the command (SELECT's UIDVALIDITY, UIDNEXT).
-    public var untaggedCodes: [IMAPResponseCode] = []
-    /// How many `* LIST` responses came (LIST: the mailboxes that matched).
-    public var listed = 0
-
-    public var isOK: Bool { self.status.condition == .ok }
-}
-
 /// A connected IMAP session (RFC 3501): a thin SwiftNIO transport over ``IMAPResponseParser`` and ``IMAPEncoder``.
 /// It sends commands, waits for each one's completion (answering literal continuations), keeps the server's
 /// capabilities current, and bounds every wait by a deadline; what the answers mean is the caller's business. Use
@@ -123,13 +56,13 @@ public final class IMAPConnection {
     var trace: (@Sendable (String) -> Void)?
 
     /// What the server announced last (after STARTTLS and after authentication: what it announced then).
-    public private(set) var capabilities = IMAPCapabilities()
+    public internal(set) var capabilities = IMAPCapabilities()
     /// The greeting was PREAUTH: the session is authenticated already.
-    public private(set) var preauthenticated = false
+    public internal(set) var preauthenticated = false
     /// TLS protects the session (implicit TLS, or STARTTLS done).
-    public private(set) var isEncrypted = false
+    public internal(set) var isEncrypted = false
     /// The server said BYE: the connection is closing.
-    public private(set) var closing = false
+    public internal(set) var closing = false
     public var isActive: Bool { self.channel.isActive && !self.closing }
 
     private init(
@@ -348,193 +281,6 @@ public final class IMAPConnection {
         } catch {}
     }
 
-    // MARK: - Responses
-
-    func makeTag() -> String {
-        defer { self.nextTag += 1 }
-        let digits = String(self.nextTag)
-        return "A" + String(repeating: "0", count: max(0, 4 - digits.count)) + digits
-    }
-
-    /// Reads responses up to the completion of `tag`.
-    func completion(of tag: String) async throws -> IMAPCompletion {
-        let deadline = NIODeadline.now() + self.timeouts.command
-        var gathered = IMAPCompletion(status: IMAPStatus(condition: .ok, text: ""))
-        while true {
-            let response = try await self.nextResponse(deadline: deadline)
-            switch response {
-            case .tagged(let t, let status) where t == tag:
-                self.trace?("< \(t) \(status)")
-                self.takeCapabilities(from: status)
-                gathered.status = status
-                return gathered
-            case .continuation:
-                throw IMAPProtocolError("a continuation request where none was expected (\(self.phase))")
-            default:
-                try self.untagged(response, into: &gathered)
-            }
-        }
-    }
-
-    /// Waits for the `+` that lets a synchronizing literal go; returns the command's completion instead when the
-    /// server ends the command first (a refusal).
-    func awaitContinuation(tag: String) async throws -> IMAPCompletion? {
-        let deadline = NIODeadline.now() + self.timeouts.command
-        while true {
-            let response = try await self.nextResponse(deadline: deadline)
-            switch response {
-            case .continuation:
-                return nil
-            case .tagged(let t, let status) where t == tag:
-                self.trace?("< \(t) \(status)")
-                guard status.condition != .ok else {
-                    // Only a refusal may end a command before its literal was sent: an OK would claim a message
-                    // (or a password) the server never received.
-                    throw IMAPProtocolError("\(self.phase) answered OK before its literal was sent")
-                }
-                return IMAPCompletion(status: status)
-            default:
-                var ignored = IMAPCompletion(status: IMAPStatus(condition: .ok, text: ""))
-                try self.untagged(response, into: &ignored)
-            }
-        }
-    }
-
-    /// Untagged data on the way to a completion: capabilities kept, SEARCH results gathered, a tagged response for
-    /// another command refused (popfetch has one command in flight).
-    func untagged(_ response: IMAPResponse, into gathered: inout IMAPCompletion) throws {
-        switch response {
-        case .capability(let names):
-            self.trace?("< * CAPABILITY \(names.joined(separator: " "))")
-            self.capabilities = IMAPCapabilities(names)
-        case .search(let numbers):
-            self.trace?("< * SEARCH (\(numbers.count) results)")
-            gathered.searchResults += numbers.prefix(
-                max(0, IMAPDefaults.maximumSearchResults - gathered.searchResults.count))
-        case .untaggedStatus(let status):
-            self.trace?("< * \(status)")
-            self.takeCapabilities(from: status)
-            if let code = status.code, gathered.untaggedCodes.count < 100 { gathered.untaggedCodes.append(code) }
-        case .exists(let n):
-            self.trace?("< * \(n) EXISTS")
-        case .untaggedOther(let keyword):
-            self.trace?("< * \(keyword) ...")
-            if keyword == "LIST" { gathered.listed += 1 }
-        case .tagged(let t, let status):
-            throw IMAPProtocolError("a completion for tag \(t), which was never sent (\(status))")
-        case .continuation:
-            throw IMAPProtocolError("a continuation request where none was expected (\(self.phase))")
-        }
-    }
-
-    func takeCapabilities(from status: IMAPStatus) {
-        if case .capability(let names) = status.code { self.capabilities = IMAPCapabilities(names) }
-    }
-
-    /// The next response, within `deadline`. BYE marks the session closing and, unless `allowBye`, throws.
-    func nextResponse(deadline: NIODeadline, allowBye: Bool = false) async throws -> IMAPResponse {
-        while true {
-            if let response = try self.parser.parse(&self.buffer) {
-                if self.buffer.readableBytes == 0 { self.buffer.clear() }
-                if case .untaggedStatus(let status) = response, status.condition == .bye {
-                    self.closing = true
-                    self.trace?("< * \(status)")
-                    if !allowBye { throw IMAPCommandError(command: self.phase, status: status) }
-                }
-                return response
-            }
-            var chunk = try await self.readChunk(deadline: deadline)
-            if self.buffer.readableBytes == 0 {
-                self.buffer = chunk
-            } else {
-                self.buffer.discardReadBytes()
-                self.buffer.writeBuffer(&chunk)
-            }
-        }
-    }
-
-    // MARK: - Session set-up
-
-    func greeting() async throws {
-        self.phase = "waiting for the greeting"
-        let deadline = NIODeadline.now() + self.timeouts.connect
-        let response = try await self.nextResponse(deadline: deadline)
-        guard case .untaggedStatus(let status) = response, status.condition == .ok || status.condition == .preauth
-        else {
-            throw IMAPProtocolError("the greeting is not \"* OK\" or \"* PREAUTH\"")
-        }
-        self.trace?("< * \(status)")
-        self.takeCapabilities(from: status)
-        self.preauthenticated = status.condition == .preauth
-    }
-
-    func startTLS() async throws {
-        guard !self.preauthenticated else {
-            // RFC 3501 §6.2.1: STARTTLS only before authentication; a PREAUTH greeting on a connection that was to
-            // be upgraded is a session nothing protects.
-            throw IMAPTransportError(
-                .stlsNotOffered, host: self.host, port: self.port, phase: "STARTTLS",
-                detail: "the server greeted with PREAUTH, so the session cannot be protected by TLS")
-        }
-        if self.capabilities.names.isEmpty { try await self.refreshCapabilities() }
-        guard self.capabilities.startTLS else {
-            throw IMAPTransportError(.stlsNotOffered, host: self.host, port: self.port, phase: "STARTTLS")
-        }
-        let done = try await self.execute(.startTLS)
-        guard done.isOK else {
-            throw IMAPTransportError(
-                .stlsRefused, host: self.host, port: self.port, phase: "STARTTLS", detail: "\(done.status)")
-        }
-        try await self.upgradeToTLS()
-        // RFC 3501 §6.2.1: what was announced before TLS is forgotten.
-        self.capabilities = IMAPCapabilities()
-        try await self.refreshCapabilities()
-    }
-
-    /// After the OK to STARTTLS: TLS goes in front; nothing received in clear text after that OK counts.
-    func upgradeToTLS() async throws {
-        guard let tlsContext = self.tlsContext else { preconditionFailure("STARTTLS without a TLS context") }
-        self.buffer.clear()
-        self.parser = IMAPResponseParser()
-        self.phase = "TLS handshake"
-        let channel = self.channel
-        let boundary = self.boundary
-        let host = self.host
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        do {
-            try await channel.eventLoop.submit {
-                boundary.value.arm()
-                let sync = channel.pipeline.syncOperations
-                let sni = TLSContextFactory.serverName(for: host)
-                let ssl = try NIOSSLClientHandler(context: tlsContext, serverHostname: sni)
-                try sync.addHandler(ssl, position: .first)
-                try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
-            }.get()
-        } catch {
-            handshake.fail(error)
-            throw self.mapIOError(error)
-        }
-        try await self.awaitHandshake(handshake.futureResult)
-        self.isEncrypted = true
-        let deadline = NIODeadline.now() + self.timeouts.connect
-        while try await self.readChunk(deadline: deadline).readableBytes > 0 {}
-    }
-
-    func awaitHandshake(_ future: EventLoopFuture<Void>) async throws {
-        do {
-            try await TLSHandshake.complete(
-                future, channel: self.channel, timeout: self.timeouts.connect, host: self.host, pin: nil)
-        } catch TLSHandshakeFailure.timeout {
-            throw IMAPTransportError(.timeout, host: self.host, port: self.port, phase: "TLS handshake")
-        } catch TLSHandshakeFailure.rejected(let detail, _) {
-            let hint =
-                TLSHandshake.pointsAtPort(detail)
-                ? "; use imap:// with imap_tls = \"starttls\", or imaps:// on the port for implicit TLS (993)" : ""
-            throw IMAPTransportError(
-                .tlsFailed, host: self.host, port: self.port, phase: "TLS handshake", detail: detail + hint)
-        }
-    }
-
     // MARK: - Bytes
 
     func traceCommand(_ bytes: [UInt8], command: IMAPCommand) {
@@ -568,7 +314,7 @@ public final class IMAPConnection {
         }
     }
 
-    private func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
+    func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
         let channel = self.channel
         let flag = self.timedOut
         return channel.eventLoop.scheduleTask(deadline: deadline) {
@@ -577,14 +323,14 @@ public final class IMAPConnection {
         }
     }
 
-    private func closedError() -> IMAPTransportError {
+    func closedError() -> IMAPTransportError {
         if self.timedOut.withLockedValue({ $0 }) {
             return IMAPTransportError(.timeout, host: self.host, port: self.port, phase: self.phase)
         }
         return IMAPTransportError(.connectionClosed, host: self.host, port: self.port, phase: self.phase)
     }
 
-    private func mapIOError(_ error: any Error) -> any Error {
+    func mapIOError(_ error: any Error) -> any Error {
         if error is IMAPTransportError || error is IMAPCommandError || error is IMAPProtocolError
             || error is IMAPEncodingError || error is CancellationError
         {
@@ -597,29 +343,5 @@ public final class IMAPConnection {
         }
         return IMAPTransportError(
             .connectionClosed, host: self.host, port: self.port, phase: self.phase, detail: "\(error)")
-    }
-}
-
-/// Writes an APPEND's literal: exactly the size announced, no more.
-public final class IMAPLiteralWriter {
-    let connection: IMAPConnection
-    let size: Int
-    public private(set) var written = 0
-
-    init(connection: IMAPConnection, size: Int) {
-        self.connection = connection
-        self.size = size
-    }
-
-    /// One block of the message. More than announced throws, and the connection is closed.
-    public func write(_ block: ByteBuffer) async throws {
-        guard self.written + block.readableBytes <= self.size else {
-            self.connection.channel.close(promise: nil)
-            throw IMAPTransportError(
-                .connectionClosed, host: self.connection.host, port: self.connection.port,
-                phase: self.connection.phase, detail: "the message is longer than the \(self.size) bytes announced")
-        }
-        self.written += block.readableBytes
-        try await self.connection.write(block)
     }
 }
