@@ -1,8 +1,7 @@
 import IMAPCore
 import NIOCore
-import NIOSSL
 
-/// Session set-up: the greeting, STARTTLS (RFC 3501 §6.2.1) and the TLS handshake.
+/// Session set-up: the greeting and STARTTLS (RFC 3501 §6.2.1).
 extension IMAPConnection {
     func greeting() async throws {
         self.phase = "waiting for the greeting"
@@ -42,45 +41,22 @@ extension IMAPConnection {
 
     /// After the OK to STARTTLS: TLS goes in front; nothing received in clear text after that OK counts.
     func upgradeToTLS() async throws {
-        guard let tlsContext = self.tlsContext else { preconditionFailure("STARTTLS without a TLS context") }
         self.buffer.clear()
         self.parser = IMAPResponseParser()
-        self.phase = "TLS handshake"
-        let channel = self.channel
-        let boundary = self.boundary
-        let host = self.host
-        let handshake = channel.eventLoop.makePromise(of: Void.self)
-        do {
-            try await channel.eventLoop.submit {
-                boundary.value.arm()
-                let sync = channel.pipeline.syncOperations
-                let sni = TLSContextFactory.serverName(for: host)
-                let ssl = try NIOSSLClientHandler(context: tlsContext, serverHostname: sni)
-                try sync.addHandler(ssl, position: .first)
-                try sync.addHandler(TLSHandshakeWaiter(promise: handshake), position: .after(ssl))
-            }.get()
-        } catch {
-            handshake.fail(error)
-            throw self.mapIOError(error)
-        }
-        try await self.awaitHandshake(handshake.futureResult)
+        try await self.io.upgradeToTLS()
         self.isEncrypted = true
-        let deadline = NIODeadline.now() + self.timeouts.connect
-        while try await self.readChunk(deadline: deadline).readableBytes > 0 {}
     }
 
-    func awaitHandshake(_ future: EventLoopFuture<Void>) async throws {
-        do {
-            try await TLSHandshake.complete(
-                future, channel: self.channel, timeout: self.timeouts.connect, host: self.host, pin: nil)
-        } catch TLSHandshakeFailure.timeout {
-            throw IMAPTransportError(.timeout, host: self.host, port: self.port, phase: "TLS handshake")
-        } catch TLSHandshakeFailure.rejected(let detail, _) {
-            let hint =
-                TLSHandshake.pointsAtPort(detail)
-                ? "; use imap:// with imap_tls = \"starttls\", or imaps:// on the port for implicit TLS (993)" : ""
-            throw IMAPTransportError(
-                .tlsFailed, host: self.host, port: self.port, phase: "TLS handshake", detail: detail + hint)
-        }
+    /// IMAP's face of the shared edge: its transport error, its own errors, its hint for TLS on the wrong port.
+    static func edgeProfile(host: String, port: Int) -> MailChannel.Profile {
+        MailChannel.Profile(
+            transportError: { kind, phase, detail in
+                IMAPTransportError(kind, host: host, port: port, phase: phase, detail: detail)
+            },
+            passesThrough: { error in
+                error is IMAPTransportError || error is IMAPCommandError || error is IMAPProtocolError
+                    || error is IMAPEncodingError || error is CancellationError
+            },
+            tlsPortHint: "; use imap:// with imap_tls = \"starttls\", or imaps:// on the port for implicit TLS (993)")
     }
 }

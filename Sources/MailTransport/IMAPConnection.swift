@@ -1,9 +1,6 @@
 public import IMAPCore
-import NIOConcurrencyHelpers
 public import NIOCore
-import NIOPosix
 public import NIOSSL
-import NIOTLS
 
 /// A connected IMAP session (RFC 3501): a thin SwiftNIO transport over ``IMAPResponseParser`` and ``IMAPEncoder``.
 /// It sends commands, waits for each one's completion (answering literal continuations), keeps the server's
@@ -45,13 +42,13 @@ public final class IMAPConnection {
     let timeouts: Timeouts
     var parser = IMAPResponseParser()
     var buffer = ByteBuffer()
-    var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    let channel: any Channel
-    let tlsContext: NIOSSLContext?
-    let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
-    let timedOut = NIOLockedValueBox(false)
-    var phase = "connecting"
+    /// The channel, its deadlines and its TLS.
+    let io: MailChannel
+    /// What is going on (`waiting for the greeting`, `APPEND`, ...), for errors.
+    var phase: String {
+        get { self.io.phase }
+        set { self.io.phase = newValue }
+    }
     var nextTag = 1
     var trace: (@Sendable (String) -> Void)?
 
@@ -63,21 +60,13 @@ public final class IMAPConnection {
     public internal(set) var isEncrypted = false
     /// The server said BYE: the connection is closing.
     public internal(set) var closing = false
-    public var isActive: Bool { self.channel.isActive && !self.closing }
+    public var isActive: Bool { self.io.isActive && !self.closing }
 
-    private init(
-        host: String, port: Int, timeouts: Timeouts, channel: any Channel,
-        inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        tlsContext: NIOSSLContext?, boundary: NIOLoopBound<STARTTLSBoundaryHandler>
-    ) {
+    private init(host: String, port: Int, timeouts: Timeouts, io: MailChannel) {
         self.host = host
         self.port = port
         self.timeouts = timeouts
-        self.channel = channel
-        self.iterator = inbound.makeAsyncIterator()
-        self.outbound = outbound
-        self.tlsContext = tlsContext
-        self.boundary = boundary
+        self.io = io
     }
 
     /// Connects (with implicit TLS: and completes the handshake), reads the greeting and the capabilities, upgrades
@@ -90,51 +79,13 @@ public final class IMAPConnection {
         body: (IMAPConnection) async throws -> Result
     ) async throws -> Result {
         if security != .none && tlsContext == nil { preconditionFailure("TLS requested without a TLS context") }
-        let eventLoop = EventLoopTaskExecutor.loopForNewConnection()
-        let handshake = security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
-        let initialize:
-            @Sendable (any Channel) -> EventLoopFuture<
-                (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
-            > = { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try setup?.register(channel)
-                    let sync = channel.pipeline.syncOperations
-                    if let handshake, let tlsContext {
-                        let sni = TLSContextFactory.serverName(for: host)
-                        try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
-                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
-                    }
-                    let boundary = STARTTLSBoundaryHandler()
-                    try sync.addHandler(boundary)
-                    let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
-                }
-            }
-        let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
-        do {
-            let bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(timeouts.connect)
-                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            if let address = try? SocketAddress(ipAddress: host, port: port) {
-                (asyncChannel, boundary) = try await bootstrap.connect(to: address, channelInitializer: initialize)
-            } else {
-                (asyncChannel, boundary) = try await bootstrap.connect(
-                    host: host, port: port, channelInitializer: initialize)
-            }
-        } catch {
-            handshake?.fail(error)
-            let (kind, detail) = TransportError.Kind.ofConnectFailure(error)
-            throw IMAPTransportError(kind, host: host, port: port, phase: "connecting", detail: detail)
-        }
-        return try await asyncChannel.executeThenClose { inbound, outbound in
-            let connection = IMAPConnection(
-                host: host, port: port, timeouts: timeouts, channel: asyncChannel.channel, inbound: inbound,
-                outbound: outbound, tlsContext: tlsContext, boundary: boundary)
+        return try await MailChannel.withChannel(
+            to: .tcp(host: host, port: port), implicitTLS: security == .implicitTLS, tlsContext: tlsContext,
+            connectTimeout: timeouts.connect, setup: setup, profile: Self.edgeProfile(host: host, port: port)
+        ) { io in
+            let connection = IMAPConnection(host: host, port: port, timeouts: timeouts, io: io)
             connection.trace = trace
-            if let handshake {
-                try await connection.awaitHandshake(handshake.futureResult)
-                connection.isEncrypted = true
-            }
+            connection.isEncrypted = security == .implicitTLS
             try await connection.greeting()
             if security == .startTLS { try await connection.startTLS() }
             if connection.capabilities.names.isEmpty || !connection.capabilities.isIMAP4rev1 {
@@ -254,7 +205,7 @@ public final class IMAPConnection {
         try await body(writer)
         guard writer.written == size else {
             // The literal's length was announced: anything else would desynchronise the session.
-            self.channel.close(promise: nil)
+            self.io.close()
             throw IMAPTransportError(
                 .connectionClosed, host: self.host, port: self.port, phase: self.phase,
                 detail: "the message was \(writer.written) bytes, not the \(size) announced; connection closed")
@@ -294,54 +245,11 @@ public final class IMAPConnection {
     }
 
     func readChunk(deadline: NIODeadline) async throws -> ByteBuffer {
-        let timer = self.armTimer(deadline)
-        defer { timer.cancel() }
-        do {
-            guard let chunk = try await self.iterator.next() else { throw self.closedError() }
-            return chunk
-        } catch {
-            throw self.mapIOError(error)
-        }
+        try await self.io.readChunk(deadline: deadline)
     }
 
+    /// One write (a command, a block of a literal), within the command time-out.
     func write(_ buffer: ByteBuffer) async throws {
-        let timer = self.armTimer(.now() + self.timeouts.command)
-        defer { timer.cancel() }
-        do {
-            try await self.outbound.write(buffer)
-        } catch {
-            throw self.mapIOError(error)
-        }
-    }
-
-    func armTimer(_ deadline: NIODeadline) -> Scheduled<Void> {
-        let channel = self.channel
-        let flag = self.timedOut
-        return channel.eventLoop.scheduleTask(deadline: deadline) {
-            flag.withLockedValue { $0 = true }
-            channel.close(promise: nil)
-        }
-    }
-
-    func closedError() -> IMAPTransportError {
-        if self.timedOut.withLockedValue({ $0 }) {
-            return IMAPTransportError(.timeout, host: self.host, port: self.port, phase: self.phase)
-        }
-        return IMAPTransportError(.connectionClosed, host: self.host, port: self.port, phase: self.phase)
-    }
-
-    func mapIOError(_ error: any Error) -> any Error {
-        if error is IMAPTransportError || error is IMAPCommandError || error is IMAPProtocolError
-            || error is IMAPEncodingError || error is CancellationError
-        {
-            return error
-        }
-        if self.timedOut.withLockedValue({ $0 }) { return self.closedError() }
-        if error is NIOSSLError {
-            return IMAPTransportError(
-                .tlsFailed, host: self.host, port: self.port, phase: self.phase, detail: TLSHandshake.describe(error))
-        }
-        return IMAPTransportError(
-            .connectionClosed, host: self.host, port: self.port, phase: self.phase, detail: "\(error)")
+        try await self.io.write(buffer, within: self.timeouts.command)
     }
 }

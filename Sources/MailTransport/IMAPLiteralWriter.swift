@@ -14,7 +14,7 @@ public final class IMAPLiteralWriter {
     /// One block of the message. More than announced throws, and the connection is closed.
     public func write(_ block: ByteBuffer) async throws {
         guard self.written + block.readableBytes <= self.size else {
-            self.connection.channel.close(promise: nil)
+            self.connection.io.close()
             throw IMAPTransportError(
                 .connectionClosed, host: self.connection.host, port: self.connection.port,
                 phase: self.connection.phase, detail: "the message is longer than the \(self.size) bytes announced")

@@ -1,10 +1,6 @@
-import NIOConcurrencyHelpers
 public import NIOCore
-import NIOPosix
 public import NIOSSL
-import NIOTLS
 public import SMTPCore
-import SystemSupport
 
 /// A connected SMTP or LMTP session (RFC 5321, RFC 2033): a thin SwiftNIO transport that parses the server's bytes
 /// into replies (``SMTPReplyParser``), feeds them to ``SMTPClientStateMachine`` and carries out the actions it
@@ -74,17 +70,14 @@ public final class SMTPConnection {
     var machine: SMTPClientStateMachine
     var parser = SMTPReplyParser()
     var buffer = ByteBuffer()
-    var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    let channel: any Channel
-    let tlsContext: NIOSSLContext?
-    let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
-    let timedOut = NIOLockedValueBox(false)
-    /// Bytes the channel has received (counted as they arrive, by ``InboundByteCounter``) and bytes this connection
-    /// has read of them: more received than read means the server has said something not yet looked at.
-    let received: NIOLockedValueBox<Int>
-    var bytesRead = 0
-    var phase = "connecting"
+    /// The channel, its deadlines and its TLS; it counts the bytes received, so that a reply out of turn is seen
+    /// without reading.
+    let io: MailChannel
+    /// What is going on (`waiting for the reply to RCPT TO`, ...), for errors.
+    var phase: String {
+        get { self.io.phase }
+        set { self.io.phase = newValue }
+    }
     /// Receives each line of the dialogue for a protocol trace (`--log-level trace`): commands as sent, AUTH lines
     /// with their payloads masked, the body by its size, replies line by line. nil: no trace.
     var trace: (@Sendable (String) -> Void)?
@@ -96,23 +89,16 @@ public final class SMTPConnection {
     /// True once TLS protects the session (implicit TLS, or STARTTLS done).
     public var isEncrypted: Bool { self.machine.isEncrypted }
     public var state: SMTPClientStateMachine.SessionState { self.machine.state }
-    public var isActive: Bool { self.channel.isActive }
+    public var isActive: Bool { self.io.isActive }
 
     private init(
         endpoint: SMTPEndpoint, configuration: SMTPClientStateMachine.Configuration, timeouts: Timeouts,
-        channel: any Channel, inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
-        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, tlsContext: NIOSSLContext?,
-        boundary: NIOLoopBound<STARTTLSBoundaryHandler>, received: NIOLockedValueBox<Int>
+        io: MailChannel
     ) {
         self.endpoint = endpoint
         self.machine = SMTPClientStateMachine(configuration: configuration)
         self.timeouts = timeouts
-        self.channel = channel
-        self.iterator = inbound.makeAsyncIterator()
-        self.outbound = outbound
-        self.tlsContext = tlsContext
-        self.boundary = boundary
-        self.received = received
+        self.io = io
     }
 
     /// Connects (with implicit TLS: and completes the handshake), runs the session up to ready — greeting,
@@ -127,60 +113,13 @@ public final class SMTPConnection {
         if configuration.security != .none && tlsContext == nil {
             preconditionFailure("TLS requested without a TLS context")
         }
-        let eventLoop = EventLoopTaskExecutor.loopForNewConnection()
-        let handshake = configuration.security == .implicitTLS ? eventLoop.makePromise(of: Void.self) : nil
-        let host = endpoint.host
-        let received = NIOLockedValueBox(0)
-        let initialize:
-            @Sendable (any Channel) -> EventLoopFuture<
-                (NIOAsyncChannel<ByteBuffer, ByteBuffer>, NIOLoopBound<STARTTLSBoundaryHandler>)
-            > = { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try setup?.register(channel)
-                    let sync = channel.pipeline.syncOperations
-                    if let handshake, let tlsContext {
-                        let sni = TLSContextFactory.serverName(for: host)
-                        try sync.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: sni))
-                        try sync.addHandler(TLSHandshakeWaiter(promise: handshake))
-                    }
-                    let boundary = STARTTLSBoundaryHandler()
-                    try sync.addHandler(boundary)
-                    try sync.addHandler(InboundByteCounter(received))
-                    let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    return (async, NIOLoopBound(boundary, eventLoop: channel.eventLoop))
-                }
-            }
-        let asyncChannel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        let boundary: NIOLoopBound<STARTTLSBoundaryHandler>
-        do {
-            let bootstrap = ClientBootstrap(group: eventLoop).connectTimeout(timeouts.connect)
-            switch endpoint {
-            case .tcp(let host, let port):
-                let tcp = bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                if let address = try? SocketAddress(ipAddress: host, port: port) {
-                    (asyncChannel, boundary) = try await tcp.connect(to: address, channelInitializer: initialize)
-                } else {
-                    (asyncChannel, boundary) = try await tcp.connect(
-                        host: host, port: port, channelInitializer: initialize)
-                }
-            case .unix(let path):
-                (asyncChannel, boundary) = try await bootstrap.connect(
-                    unixDomainSocketPath: path, channelInitializer: initialize)
-            }
-        } catch {
-            handshake?.fail(error)
-            let (kind, detail) = TransportError.Kind.ofConnectFailure(error)
-            throw SMTPTransportError(kind, endpoint: endpoint, phase: "connecting", detail: detail)
-        }
-        return try await asyncChannel.executeThenClose { inbound, outbound in
-            if let handshake {
-                try await Self.awaitHandshake(
-                    handshake.futureResult, channel: asyncChannel.channel, endpoint: endpoint, timeout: timeouts.connect
-                )
-            }
+        return try await MailChannel.withChannel(
+            to: endpoint.address, implicitTLS: configuration.security == .implicitTLS, tlsContext: tlsContext,
+            connectTimeout: timeouts.connect, setup: setup, countingReceived: true,
+            profile: Self.edgeProfile(endpoint)
+        ) { io in
             let connection = SMTPConnection(
-                endpoint: endpoint, configuration: configuration, timeouts: timeouts, channel: asyncChannel.channel,
-                inbound: inbound, outbound: outbound, tlsContext: tlsContext, boundary: boundary, received: received)
+                endpoint: endpoint, configuration: configuration, timeouts: timeouts, io: io)
             connection.trace = trace
             guard case .ready = try await connection.drive(.waitForReply) else {
                 preconditionFailure("the session setup ended without the session being ready")
@@ -267,9 +206,11 @@ public final class SMTPConnection {
 }
 
 extension SMTPEndpoint {
-    /// The host name or address, for TLS (SNI and the certificate check); nil for a unix socket.
-    var host: String? {
-        if case .tcp(let host, _) = self { return host }
-        return nil
+    /// Where the shared edge connects.
+    var address: MailChannel.Address {
+        switch self {
+        case .tcp(let host, let port): return .tcp(host: host, port: port)
+        case .unix(let path): return .unix(path: path)
+        }
     }
 }
