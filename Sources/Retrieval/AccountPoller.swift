@@ -110,7 +110,7 @@ public struct AccountPoller: Sendable {
             if report.paused != nil {
                 report.outcome = .paused
             } else {
-                report.outcome = (report.deferred > 0 || report.failed > 0) ? .partial : .ok
+                report.outcome = (report.deferred > 0 || report.failed > 0 || report.stopped) ? .partial : .ok
             }
         } catch is EarlyStop.Stopped {
             // Stopped before the listing arrived: nothing was done, so the poll counts as not made.

@@ -84,7 +84,7 @@ public struct PollReport: Hashable, Sendable {
     public enum Outcome: String, Hashable, Sendable {
         /// Logged in; every message due was delivered (or there was nothing new).
         case ok
-        /// Logged in, but some messages were deferred or failed.
+        /// Logged in, but some messages were deferred or failed, or a stop left some for the next poll.
         case partial
         /// The poll failed (connection, login, protocol, state).
         case error
@@ -112,6 +112,9 @@ public struct PollReport: Hashable, Sendable {
     public var skipped = 0
     /// Messages still waiting on the server after this poll (not delivered yet, not marked failed).
     public var pending = 0
+    /// A stop (SIGTERM, SIGINT) ended the poll before every message due was fetched: the rest wait for the next
+    /// poll, so the poll is partial (exit 75), not ok.
+    public var stopped = false
     /// Seconds the server asked between logins (RFC 2449 LOGIN-DELAY), when it announced it.
     public var loginDelay: Int?
     public var error: PollError?
@@ -126,7 +129,7 @@ public struct PollReport: Hashable, Sendable {
     public var exitStatus: ExitStatus {
         if let error { return error.exitCode }
         // Any message not delivered in this poll (deferred, failed, refused, short) or a pause: EX_TEMPFAIL.
-        if self.deferred > 0 || self.failed > 0 || self.paused != nil { return .tempFail }
+        if self.deferred > 0 || self.failed > 0 || self.paused != nil || self.stopped { return .tempFail }
         return .ok
     }
 }

@@ -71,6 +71,7 @@ extension PollSession {
                     case .fetch(let recipients):
                         if self.poller.environment.stopRequested() {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
+                            self.report.stopped = true
                             break messages
                         }
                         if let why = await deliverer.unavailability() {

@@ -43,6 +43,37 @@ struct PollStopTests {
         }
     }
 
+    @Test(
+        "SIGTERM during a delivery with messages still to fetch: that message finishes, the poll is partial, not ok",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM while the MDA delivers the first of 3 messages",
+            expect: "exit 75; the account's outcome 'partial' in the log and in status; the next poll delivers the rest"
+        ))
+    func stopMidPollIsPartial() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver((1...3).map { Corpus.message($0, seed: 170, bareCR: false) })
+        let started = f.directory + "/mda-started"
+        let mda = f.directory + "/slow-save-mda"
+        try writeExecutable("#!/bin/sh\ntouch '\(started)'\nsleep 1\nexec '\(f.mdaScript)'\n", to: mda)
+        try f.writeConfig(extra: "keep = true", mda: mda)
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { FileManager.default.fileExists(atPath: started) }, "the first MDA started")
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 30)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 75, "messages left for the next poll: EX_TEMPFAIL\n\(stderr)")
+        #expect(stderr.contains("outcome=partial") && !stderr.contains("outcome=ok"), "\(stderr)")
+        let delivered = try f.delivered().count
+        #expect(delivered >= 1 && delivered < 3, "the message in hand was finished, the rest left: \(delivered)")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("\"partial\""), "\(s.stdout)")
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 3, "each message delivered once over the two polls")
+    }
+
     /// A server that accepts connections and never says a word: a poll of it waits for its whole time-out. Returns
     /// it, its port, and a file with a line per connection accepted.
     static func silentServer(_ f: PopfetchFixture) throws -> (Child, Int, String) {
