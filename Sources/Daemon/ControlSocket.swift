@@ -36,7 +36,7 @@ public struct ControlSocket: Service {
         let deadline = TimeAmount(Self.requestDeadline)
         let server: any Channel
         do {
-            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            server = try await ServerBootstrap(group: ControlPlane.group)
                 .serverChannelOption(.backlog, value: Self.backlog)
                 // A client may end its request by shutting down its side (`nc -N`): it still gets the reply.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)

@@ -25,7 +25,7 @@ final class Waker: Sendable {
     func sleep(seconds: Double) async {
         // Clamped (to ~31 years) before the conversion: a huge delay would trap converting to Int64.
         let bounded = seconds.isFinite ? min(max(0, seconds), 1_000_000_000) : 0
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let loop = ControlPlane.group.next()
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let now: Bool = self.state.withLockedValue { s in

@@ -35,7 +35,7 @@ public struct MetricsEndpoint: Service {
         let server: any Channel
         let open = NIOLockedValueBox(0)
         do {
-            server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            server = try await ServerBootstrap(group: MetricsLoop.group)
                 .serverChannelOption(.backlog, value: Self.backlog)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in

@@ -91,6 +91,72 @@ struct MetricsTests {
         #expect(leftovers.isEmpty, "temporary files left: \(leftovers)")
     }
 
+    @Test(
+        "while polls wait for the state database (another process writes), the daemon still answers wake and /metrics",
+        .fault(
+            .state, "another process holds the state database's write lock for 12 s while the daemon's polls start",
+            expect: "`popfetch wake` and a /metrics scrape answered within 3 s meanwhile; the mail delivered after"))
+    func controlPlaneAnswersWhilePollsWait() throws {
+        let f = try PopfetchFixture()
+        let others = try (0..<3).map { _ in try PopfetchFixture() }
+        try f.writeConfig(extra: "interval = \"1h\"")
+        for (i, o) in others.enumerated() {
+            try f.writeConfig(
+                extra: "interval = \"1h\"", password: o.user.password, name: "other\(i)", append: true,
+                user: o.user.name)
+        }
+        let port = try freeLoopbackPort()
+        try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        // Every account's first poll over (the mailboxes were empty) before mail arrives.
+        #expect(
+            eventually(15) {
+                let text = (try? httpGet(port: port, path: "/metrics").body) ?? ""
+                return ["test", "other0", "other1", "other2"].allSatisfy {
+                    text.contains("popfetch_polls_total{account=\"\($0)\",outcome=\"ok\"} 1")
+                }
+            }, "\(daemon.output)")
+
+        // Another process takes the write lock; woken polls (one per account, over every loop) wait for it.
+        try f.user.deliver(Corpus.messages(1, seed: 144))
+        for (i, o) in others.enumerated() { try o.user.deliver(Corpus.messages(1, seed: 145 + i)) }
+        let locked = f.directory + "/locked"
+        let holder = try Child.spawn(
+            [
+                "/usr/bin/python3", "-c",
+                """
+                import sqlite3, sys, time
+                c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+                c.execute("BEGIN IMMEDIATE")
+                open(sys.argv[2], "w").write("locked")
+                time.sleep(12)
+                c.execute("COMMIT")
+                """, f.statePath, locked,
+            ], stdout: "/dev/null", stderr: f.directory + "/holder.err")
+        defer { kill(holder.pid, SIGKILL); _ = holder.wait(timeout: 5) }
+        #expect(eventually(10) { FileManager.default.fileExists(atPath: locked) }, "the lock was taken")
+        let first = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        #expect(first.status == 0, "\(first.stderr)")
+        Thread.sleep(forTimeInterval: 1.5)
+
+        let t0 = Date()
+        let wake = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake"])
+        let wakeTook = Date().timeIntervalSince(t0)
+        #expect(wake.status == 0 && wakeTook < 3, "wake: exit \(wake.status) after \(wakeTook) s: \(wake.stderr)")
+        let t1 = Date()
+        let scrape = try? httpGet(port: port, path: "/metrics")
+        let scrapeTook = Date().timeIntervalSince(t1)
+        #expect(
+            scrape?.status == 200 && scrapeTook < 3,
+            "/metrics: \(String(describing: scrape?.status)) after \(scrapeTook) s")
+        #expect(try f.delivered().isEmpty, "nothing delivered while the state cannot be written")
+
+        // Once the lock is released, the woken polls go on and deliver (every account's MDA saves into f's out).
+        #expect(holder.wait(timeout: 30) == 0)
+        #expect(try eventually(30) { try f.delivered().count == 4 }, "\(daemon.output)")
+    }
+
     @Test("poll writes metrics_file from the state: totals carry across runs, no per-process counters")
     func pollWritesFile() throws {
         let f = try PopfetchFixture()
@@ -202,6 +268,12 @@ struct MetricsTests {
         try Self.prependRoot(f, "metrics_listen = \"127.0.0.1:\(port)\"\n")
         let daemon = try RunningDaemon.start(f)
         defer { _ = daemon.stop() }
+        // Counted once the first poll is over: the loops polls run on are made by the first one.
+        #expect(
+            eventually(15) {
+                ((try? httpGet(port: port, path: "/metrics").body) ?? "").contains(
+                    "popfetch_polls_total{account=\"test\",outcome=\"ok\"} 1")
+            }, "\(daemon.output)")
         let before = Self.openDescriptors(daemon.child.pid)
         // 60 clients that send a byte now and then and never finish their request.
         var clients: [Int32] = []
