@@ -50,7 +50,7 @@ extension IMAPDeliverer {
                         + "\(Int(Self.now() - at)) s ago: it may still arrive there, so it is not sent again yet")
             }
         }
-        let size = header.count + (try Self.wireSize(message))
+        let size = header.count + Self.wireSize(message)
         guard size <= IMAPDefaults.maximumAppendSize else {
             return .permanentFailure("the message (\(size) bytes) is larger than IMAP can append (4 GiB)")
         }

@@ -28,6 +28,10 @@ public struct SpooledMessage: Sendable {
     public let returnPath: String?
     /// The address in the first From header, if any.
     public let fromAddress: String?
+    /// The first Date header's value, unfolded (at most ``SpoolFile/dateValueLimit`` bytes kept), if any.
+    public let dateHeader: String?
+    /// LF bytes in the spool file (trace header and message): what sending it with CRLF line ends adds.
+    public let lineFeeds: Int
     /// SHA-256 of the message as received (dot-unstuffed, without popfetch's trace header), lowercase hex: tells
     /// whether a message listed again is one already delivered.
     public let digest: String
@@ -75,12 +79,18 @@ public final class SpoolFile {
     private var headerScanned = 0
     private var returnPath: String?
     private var fromAddress: String?
+    private var dateValue: [UInt8]?
+    /// The Date header is being read: its continuation lines belong to it.
+    private var inDate = false
+    private var lineFeeds = 0
     private var lastHeaderName: String?
     private var hasher = SHA256()
 
     static let flushThreshold = 256 * 1024
     static let headerScanLimit = 256 * 1024
     static let headerLineLimit = 8 * 1024
+    /// A Date header longer than this is not a date: the rest of it is not kept.
+    static let dateValueLimit = 1024
 
     /// The largest message (by its LIST size) spooled in memory rather than on disk.
     public static let memoryLimit = 1 << 20
@@ -124,7 +134,10 @@ public final class SpoolFile {
         self.headerScanned = 0
         self.returnPath = nil
         self.fromAddress = nil
+        self.dateValue = nil
+        self.inDate = false
         self.lastHeaderName = nil
+        self.lineFeeds = traceHeader.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
         self.out.append(contentsOf: traceHeader)
         self.traceLength = traceHeader.count
     }
@@ -139,6 +152,12 @@ public final class SpoolFile {
             // Checked on the chunk as received: what is stored differs only by CRs, which are neither.
             if !self.hasNUL && memchr(base, 0, n) != nil { self.hasNUL = true }
             if !self.has8Bit && Self.contains8Bit(raw) { self.has8Bit = true }
+            // Every LF received is stored (only the CR of a CRLF is dropped).
+            var lf = 0
+            while lf < n, let found = memchr(base + lf, 10, n - lf) {
+                self.lineFeeds += 1
+                lf = base.distance(to: UnsafeRawPointer(found)) + 1
+            }
             var i = 0
             if self.pendingCR, n > 0 {
                 self.pendingCR = false
@@ -212,7 +231,15 @@ public final class SpoolFile {
             self.inHeader = false
             return
         }
-        if line.first == 32 || line.first == 9 { return }  // continuation lines are not needed here
+        if line.first == 32 || line.first == 9 {
+            // Continuation lines are needed only for the Date header (RFC 5322 lets it fold).
+            if self.inDate, var v = self.dateValue, v.count < Self.dateValueLimit {
+                v += line.prefix(Self.dateValueLimit - v.count)
+                self.dateValue = v
+            }
+            return
+        }
+        self.inDate = false
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return }
         let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
         let value = String(decoding: line[(colon + 1)...], as: UTF8.self)
@@ -220,6 +247,9 @@ public final class SpoolFile {
             self.returnPath = Self.extractAddress(value) ?? ""
         } else if name == "from" && self.fromAddress == nil {
             self.fromAddress = Self.extractAddress(value)
+        } else if name == "date" && self.dateValue == nil {
+            self.dateValue = Array(line[(colon + 1)...].prefix(Self.dateValueLimit))
+            self.inDate = true
         }
     }
 
@@ -263,6 +293,7 @@ public final class SpoolFile {
             descriptor: self.descriptor, traceHeaderLength: self.traceLength, storedSize: self.stored,
             receivedSize: self.received, has8Bit: self.has8Bit, hasNUL: self.hasNUL, headerHas8Bit: self.header8Bit,
             returnPath: self.returnPath, fromAddress: self.fromAddress,
+            dateHeader: self.dateValue.map { String(decoding: $0, as: UTF8.self) }, lineFeeds: self.lineFeeds,
             digest: Self.hex(self.hasher.finalize()))
     }
 }

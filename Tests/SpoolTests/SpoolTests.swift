@@ -70,6 +70,27 @@ struct SpoolTests {
         #expect(fcntl(memory.descriptor.fd, F_GETFD) & FD_CLOEXEC != 0, "close-on-exec: no child inherits it")
     }
 
+    @Test("the spool counts LF bytes (trace header included) and keeps the first Date header, unfolded")
+    func lineFeedsAndDate() throws {
+        let input = Array(
+            "Received: x\r\nDate: Tue, 1 Dec 2026\r\n 10:00:00 +0100\r\nDate: Wed, 2 Dec 2026\r\nX: y\r\n\r\na\nb\r\nc"
+                .utf8)
+        for split in [0, 9, 30, 31, input.count] {
+            let (m, out) = try self.spool(
+                [Array(input[..<split]), Array(input[split...])], trace: "Received: from h\n", inMemory: split % 2 == 0)
+            #expect(m.lineFeeds == out.filter { $0 == 10 }.count && m.lineFeeds == 9, "split at \(split)")
+            #expect(
+                m.dateHeader == " Tue, 1 Dec 2026 10:00:00 +0100",
+                "split at \(split): \(String(describing: m.dateHeader))")
+        }
+        let (none, _) = try self.spool([Array("From: a@b\r\n\r\nDate: not a header\r\n".utf8)])
+        #expect(none.dateHeader == nil)
+        let long =
+            "Date: " + String(repeating: "x", count: 3000) + "\r\n \(String(repeating: "y", count: 3000))\r\n\r\n"
+        let (capped, _) = try self.spool([Array(long.utf8)])
+        #expect(capped.dateHeader?.utf8.count == SpoolFile.dateValueLimit)
+    }
+
     @Test("the trace header comes first and is not part of the message facts")
     func traceHeader() throws {
         let (m, out) = try self.spool([Array("From: a@b\r\n\r\nx\r\n".utf8)], trace: "Received: from h\n")
