@@ -86,11 +86,8 @@ extension Popfetch {
                 return reports
             }
             MetricsWiring.writeAfterPoll(config, polled: selected, reports: reports, store: store, logger: logger)
-            var status = ExitStatus.mostSerious(reports.map(\.exitStatus))
-            if stop.withLockedValue({ $0 }) && status == .ok && reports.contains(where: { $0.pending > 0 }) {
-                // Stopped early on request: what was delivered is committed, the rest waits for the next poll.
-                status = .tempFail
-            }
+            // A stop that left messages is in each report (`stopped`, or a temporary error): exit 75.
+            let status = ExitStatus.mostSerious(reports.map(\.exitStatus))
             if status != .ok { throw CommandExit(status: status) }
         }
 
