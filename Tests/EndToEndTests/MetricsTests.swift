@@ -111,12 +111,7 @@ struct MetricsTests {
         defer { _ = daemon.stop() }
         // Every account's first poll over (the mailboxes were empty) before mail arrives.
         #expect(
-            eventually(15) {
-                let text = (try? httpGet(port: port, path: "/metrics").body) ?? ""
-                return ["test", "other0", "other1", "other2"].allSatisfy {
-                    text.contains("popfetch_polls_total{account=\"\($0)\",outcome=\"ok\"} 1")
-                }
-            }, "\(daemon.output)")
+            Self.firstPollsDone(port: port, accounts: ["test", "other0", "other1", "other2"]), "\(daemon.output)")
 
         // Another process takes the write lock; woken polls (one per account, over every loop) wait for it.
         try f.user.deliver(Corpus.messages(1, seed: 144))
@@ -269,11 +264,7 @@ struct MetricsTests {
         let daemon = try RunningDaemon.start(f)
         defer { _ = daemon.stop() }
         // Counted once the first poll is over: the loops polls run on are made by the first one.
-        #expect(
-            eventually(15) {
-                ((try? httpGet(port: port, path: "/metrics").body) ?? "").contains(
-                    "popfetch_polls_total{account=\"test\",outcome=\"ok\"} 1")
-            }, "\(daemon.output)")
+        #expect(Self.firstPollsDone(port: port, accounts: ["test"]), "\(daemon.output)")
         let before = Self.openDescriptors(daemon.child.pid)
         // 60 clients that send a byte now and then and never finish their request.
         var clients: [Int32] = []
@@ -310,6 +301,14 @@ struct MetricsTests {
     /// How many descriptors process `pid` has open.
     static func openDescriptors(_ pid: pid_t) -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+    }
+
+    /// Whether /metrics shows one poll of each of `accounts` that ended ok, within 15 s.
+    static func firstPollsDone(port: Int, accounts: [String]) -> Bool {
+        eventually(15) {
+            let text = (try? httpGet(port: port, path: "/metrics").body) ?? ""
+            return accounts.allSatisfy { text.contains("popfetch_polls_total{account=\"\($0)\",outcome=\"ok\"} 1") }
+        }
     }
 
     static func prependRoot(_ f: PopfetchFixture, _ text: String) throws {
