@@ -160,7 +160,7 @@ public final class IMAPDeliverer: Deliverer {
     public func withDeliveries(_ body: () async throws -> Void) async throws {
         guard await self.queue.openSession() else { return try await body() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.serve() }
+            group.addTask(executorPreference: EventLoopTaskExecutor.current) { await self.serve() }
             do {
                 try await body()
             } catch {

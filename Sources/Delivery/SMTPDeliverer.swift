@@ -87,7 +87,7 @@ public actor SMTPDeliverer: Deliverer {
     public nonisolated func withDeliveries(_ body: () async throws -> Void) async throws {
         guard await self.openSession() else { return try await body() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.serve() }
+            group.addTask(executorPreference: EventLoopTaskExecutor.current) { await self.serve() }
             do {
                 try await body()
             } catch {

@@ -27,6 +27,13 @@ public final class EventLoopTaskExecutor: TaskExecutor {
         }
     }
 
+    /// An executor on the loop this code runs on, if it runs on one of NIO's loops. A child task created without an
+    /// explicit preference is started on Swift's global pool (seen in profiles: each SMTP delivery's task and each
+    /// resumption of it woke a pool thread), so the children of a poll name this one.
+    public static var current: EventLoopTaskExecutor? {
+        MultiThreadedEventLoopGroup.currentEventLoop.map { EventLoopTaskExecutor($0) }
+    }
+
     /// The loop a new connection should use: the one this code runs on when it runs on one of the shared group's
     /// loops (a poll under ``EventLoopTaskExecutor``), so that its reads resume the task without a thread switch;
     /// else the next one of the group.
