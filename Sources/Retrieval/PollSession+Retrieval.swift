@@ -41,9 +41,9 @@ extension PollSession {
         }
     }
 
-    func retrieve(_ item: PollPlan.Item, pipelining: Bool, trackState: Bool, previousUnconfirmed: Bool)
-        async throws -> Retrieval
-    {
+    /// RETR of `item` (already sent: ``request(_:pipelining:)``) into a spool file of its own, with the checks
+    /// before any receiver may see it.
+    func retrieve(_ item: PollPlan.Item, trackState: Bool, previousUnconfirmed: Bool) async throws -> Retrieval {
         let spool: SpoolFile
         do {
             spool = try SpoolFile(
@@ -56,14 +56,11 @@ extension PollSession {
                 serverHost: self.account.server.host, accountName: self.account.name,
                 localHost: self.poller.environment.localHostName, date: Date()))
         let retr = Command.retr(item.number)
-        if let d = self.pendingDele, pipelining {
-            self.pendingDele = nil
-            try await self.conn.sendPipelined([.dele(d.number), retr])
-            let status = try await self.conn.awaitResponse(to: .dele(d.number))
-            if status.isOK { self.deletedKeys.append(d.key) }
-        } else {
-            try await self.flushDele()
-            try await self.conn.send(retr)
+        precondition(self.requested.first?.number == item.number, "RETR \(item.number) not sent")
+        let sent = self.requested.removeFirst()
+        self.requestedOctets -= sent.size
+        for d in sent.deles {
+            try await self.awaitDeleReply(d)
         }
         let refused: StatusLine?
         do {

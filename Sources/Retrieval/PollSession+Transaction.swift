@@ -13,8 +13,31 @@ import UIDLStore
 #endif
 
 // The transaction loop: each planned message fetched into its spool file, delivered while the next one is fetched,
-// settled (committed) before the next delivery starts, and its DELE sent (pipelined with the next RETR).
+// settled (committed) before the next delivery starts, and its DELE sent (pipelined with a later RETR). With
+// PIPELINING, the RETRs of the next small messages go out before this one is read (up to a window of octets), so a
+// link's round trip is paid once per window, not once per message; each message is still proven whole by the reply
+// that follows it.
 extension PollSession {
+    /// A DELE the session owes the server (the message is settled), with the key it deletes.
+    struct PendingDele {
+        var number: Int
+        var key: String
+    }
+
+    /// A RETR sent ahead, and the DELEs sent just before it whose replies precede its own.
+    struct Requested {
+        /// The message's index in the plan.
+        var index: Int
+        var number: Int
+        var size: Int
+        var deles: [PendingDele]
+    }
+
+    /// How far ahead RETRs go: at most this many LIST octets outstanding (each message at most the in-memory spool
+    /// size), and at most this many commands. Bounds what a stop must read and drop.
+    static let windowOctets = 1 << 20
+    static let windowCommands = 64
+
     /// A message whose delivery runs while the next one is fetched.
     struct InFlight {
         var item: PollPlan.Item
@@ -26,6 +49,10 @@ extension PollSession {
     func transact(
         _ plan: PollPlan, known: [String: MessageRecord], trackState: Bool, deliverer: any Deliverer, pipelining: Bool
     ) async throws {
+        // Not with size_tolerance: a message short of LIST within it is proven whole by a NOOP, and no reply of
+        // another command may come first.
+        let chain =
+            pipelining && self.account.retention.sizeTolerance == 0 ? Self.lookahead(plan.items) : []
         try await withThrowingTaskGroup(of: [RecipientOutcome].self) { group in
             var inFlight: InFlight?
             var previousShort = false
@@ -34,7 +61,9 @@ extension PollSession {
                 guard let pending = inFlight else { return }
                 if !pending.confirmed {
                     // The message's completeness rests on the next reply being well-formed: ask for one. If this
-                    // fails, the message is still in flight for the error path below to settle.
+                    // fails, the message is still in flight for the error path below to settle. (A RETR sent ahead
+                    // is only ever followed by its receipt, which confirms the message before this.)
+                    precondition(self.requested.isEmpty, "NOOP with a RETR sent ahead still unanswered")
                     _ = try await self.conn.execute(.noop)
                 }
                 inFlight = nil
@@ -46,7 +75,7 @@ extension PollSession {
             }
 
             do {
-                messages: for item in plan.items {
+                messages: for (index, item) in plan.items.enumerated() {
                     switch item.action {
                     case .keep:
                         continue
@@ -59,28 +88,32 @@ extension PollSession {
                         }
                         continue
                     case .deleteDelivered, .deleteExpired, .deleteOversize:
-                        if try await self.flushDele() { inFlight?.confirmed = true }
                         if item.action == .deleteOversize {
                             self.logger.notice(
                                 "message \(item.number) is \(item.size) bytes, over max_size; deleting it unread",
                                 metadata: ["uid": "\(item.uid)"])
                             self.report.skipped += 1
                         }
-                        self.pendingDele = (item.number, item.key)
+                        self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
                         continue
                     case .fetch(let recipients):
+                        // Messages whose RETR went out ahead are read and dropped (they stay on the server), so that
+                        // the session can still end with QUIT and its DELEs take effect.
                         if self.poller.environment.stopRequested() {
                             self.logger.notice("stopping: remaining messages are left for the next poll")
                             self.report.stopped = true
+                            if try await self.drainRequested() { inFlight?.confirmed = true }
                             break messages
                         }
                         if let why = await deliverer.unavailability() {
                             self.logger.error(
                                 "nothing can be delivered now (\(why)); the rest stay on the server for the next poll")
+                            if try await self.drainRequested() { inFlight?.confirmed = true }
                             break messages
                         }
+                        try await self.request(index, item, chain: chain, items: plan.items, pipelining: pipelining)
                         let fetched = try await self.retrieve(
-                            item, pipelining: pipelining, trackState: trackState,
+                            item, trackState: trackState,
                             previousUnconfirmed: (inFlight.map { !$0.confirmed } ?? false) || previousShort)
                         // Refused or short: a well-formed reply did arrive after the previous message.
                         inFlight?.confirmed = true
@@ -112,8 +145,7 @@ extension PollSession {
                                     mailbox: self.key, uid: item.key, size: item.size, at: Date())
                             }
                             if !self.account.retention.keep {
-                                try await self.flushDele()
-                                self.pendingDele = (item.number, item.key)
+                                self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
                             }
                             continue
                         }
@@ -126,13 +158,16 @@ extension PollSession {
                         let groups = deliverer.recipientGroups(recipients)
                         // An MDA or a Maildir write runs off the poll's event loop, beside the next message's
                         // retrieval; an SMTP, LMTP or IMAP delivery stays on it, with its connection.
-                        let executor: (any TaskExecutor)? = deliverer.blocksItsThread ? globalConcurrentExecutor : nil
+                        let executor: (any TaskExecutor)? =
+                            deliverer.blocksItsThread ? globalConcurrentExecutor : EventLoopTaskExecutor.current
                         group.addTask(executorPreference: executor) {
                             await Self.deliver(message, groups: groups, deliverer: deliverer)
                         }
                         inFlight = InFlight(item: item, message: message)
                     }
                 }
+                // The DELEs still owed go out now: their replies prove the last message whole without a NOOP.
+                if try await self.flushDeles() { inFlight?.confirmed = true }
                 try await settle()
             } catch {
                 // Whatever failed, a delivery that ran is settled before giving up, so no avoidable duplicate: as
@@ -152,20 +187,125 @@ extension PollSession {
         }
     }
 
-    /// RETR into a new spool file of its own. Returns nil when the server refused it or sent fewer octets than
-    /// LIST announced (counted as a failed retrieval; never delivered, never deleted).
-    /// Sends the pending DELE, if any, and waits for its reply. Returns whether a reply arrived.
+    /// For each item, the index of the fetch whose RETR may go out ahead of the item's reply: the next item that
+    /// needs the server, when that is a fetch of a message small enough (in-memory spool size) to be read and dropped
+    /// should the poll stop, and not one to be proven whole by a NOOP (``PollPlan/Item/confirmFirst``). Nil when a
+    /// DELE comes first, or nothing follows. One pass: a window follows the chain, so the whole poll costs O(n).
+    static func lookahead(_ items: [PollPlan.Item]) -> [Int?] {
+        var out = [Int?](repeating: nil, count: items.count)
+        var next: Int?
+        for i in items.indices.reversed() {
+            // Nothing goes out after a message to be proven by a NOOP before its NOOP's reply.
+            out[i] = items[i].confirmFirst ? nil : next
+            switch items[i].action {
+            case .keep, .skipFailed, .skipLimit, .skipOversize:
+                continue
+            case .fetch:
+                next = items[i].size <= SpoolFile.memoryLimit && !items[i].confirmFirst ? i : nil
+            case .deleteDelivered, .deleteExpired, .deleteOversize:
+                next = nil
+            }
+        }
+        return out
+    }
+
+    /// Sends what `item` needs before it is read: its own RETR unless it went out ahead, and the RETRs of the next
+    /// fetches of the chain (``lookahead(_:)``) while the window has room (none once a stop has been asked for),
+    /// with the pending DELEs first: one write with PIPELINING. The replies are read in the same order, by
+    /// ``retrieve(_:trackState:previousUnconfirmed:)`` or ``drainRequested()``.
+    func request(
+        _ index: Int, _ item: PollPlan.Item, chain: [Int?], items: [PollPlan.Item], pipelining: Bool
+    ) async throws {
+        var batch: [(index: Int, item: PollPlan.Item)] = []
+        if self.requested.first?.number != item.number {
+            precondition(self.requested.isEmpty, "RETRs sent ahead out of the plan's order")
+            batch.append((index, item))
+        }
+        if !chain.isEmpty, !self.poller.environment.stopRequested() {
+            var last = self.requested.last?.index ?? index
+            var octets = self.requestedOctets + batch.reduce(0) { $0 + $1.item.size }
+            while let next = chain[last], self.requested.count + batch.count < Self.windowCommands,
+                octets + items[next].size <= Self.windowOctets
+            {
+                batch.append((next, items[next]))
+                octets += items[next].size
+                last = next
+            }
+        }
+        guard !batch.isEmpty else { return }
+        var deles: [PendingDele] = []
+        if pipelining {
+            deles = self.pendingDeles
+            self.pendingDeles = []
+            try await self.conn.sendPipelined(
+                deles.map { Command.dele($0.number) } + batch.map { Command.retr($0.item.number) })
+        } else {
+            try await self.flushDeles()
+            try await self.conn.send(.retr(item.number))
+        }
+        for (n, sent) in batch.enumerated() {
+            self.requested.append(
+                Requested(index: sent.index, number: sent.item.number, size: sent.item.size, deles: n == 0 ? deles : [])
+            )
+            self.requestedOctets += sent.item.size
+        }
+    }
+
+    /// Sends the pending DELEs and waits for their replies. Returns whether a reply arrived. While a RETR sent
+    /// ahead is unanswered they stay queued (replies come in the order of the commands): they go out with the next
+    /// RETR, or here once that message has been received.
     @discardableResult
-    func flushDele() async throws -> Bool {
-        guard let d = self.pendingDele else { return false }
-        self.pendingDele = nil
-        let status = try await self.conn.execute(.dele(d.number))
+    func flushDeles() async throws -> Bool {
+        guard !self.pendingDeles.isEmpty, self.requested.isEmpty else { return false }
+        let deles = self.pendingDeles
+        self.pendingDeles = []
+        if self.pipelining {
+            try await self.conn.sendPipelined(deles.map { .dele($0.number) })
+            for d in deles {
+                try await self.awaitDeleReply(d)
+            }
+        } else {
+            for d in deles {
+                try await self.conn.send(.dele(d.number))
+                try await self.awaitDeleReply(d)
+            }
+        }
+        return true
+    }
+
+    /// Reads the replies to the RETRs sent ahead (and the DELEs between them) and drops those messages: the poll
+    /// stops before them. Returns whether there was one (a well-formed reply then followed the previous message).
+    func drainRequested() async throws -> Bool {
+        let all = self.requested
+        self.requested = []
+        self.requestedOctets = 0
+        for r in all {
+            for d in r.deles {
+                try await self.awaitDeleReply(d)
+            }
+            let cap = Self.sizeCap(listed: r.size)
+            var received = 0
+            _ = try await self.conn.receiveMessage(.retr(r.number)) { bytes in
+                received += bytes.readableBytes
+                if received > cap {
+                    throw PollError(
+                        .protocolError,
+                        "message \(r.number) ran past \(cap) octets although LIST announced \(r.size); "
+                            + "retrieval abandoned")
+                }
+            }
+        }
+        return !all.isEmpty
+    }
+
+    /// Reads the reply to a DELE already sent, and records an acknowledged one.
+    func awaitDeleReply(_ d: PendingDele) async throws {
+        let status = try await self.conn.awaitResponse(to: .dele(d.number))
         if status.isOK {
             self.deletedKeys.append(d.key)
         } else {
             self.logger.warning("server refused DELE \(d.number): \(status)")
         }
-        return true
     }
 
     /// Carries out the ``Settlement`` of one message: the state writes, then its DELE (or a bounce).
@@ -216,16 +356,14 @@ extension PollSession {
         case .keepOnServer:
             return
         case .delete:
-            try await self.flushDele()
-            self.pendingDele = (d.item.number, d.item.key)
+            self.pendingDeles.append(PendingDele(number: d.item.number, key: d.item.key))
         case .bounce(let reason, let rejected):
             guard let deliverer else { return }
             if try await self.poller.bounce(
                 d.message, uid: d.item.key, reason: reason, rejected: rejected, deliverer: deliverer,
                 trackState: trackState)
             {
-                try await self.flushDele()
-                self.pendingDele = (d.item.number, d.item.key)
+                self.pendingDeles.append(PendingDele(number: d.item.number, key: d.item.key))
             }
         }
     }

@@ -31,8 +31,15 @@ final class PollSession {
     let key: MailboxID
     let logger: Logger
 
-    /// A DELE waiting to be sent; with PIPELINING it goes out in the same write as the next RETR.
-    var pendingDele: (number: Int, key: String)?
+    /// DELEs waiting to be sent; with PIPELINING they go out in the same write as the next RETR.
+    var pendingDeles: [PendingDele] = []
+    /// RETRs sent ahead (with PIPELINING; ``requestAhead(_:items:)``), oldest first, each with the DELEs sent just
+    /// before it: their replies are still to be read, in that order, before any other command may be sent.
+    var requested: [Requested] = []
+    /// The LIST octets of the messages in ``requested``.
+    var requestedOctets = 0
+    /// The server offers PIPELINING (CAPA): DELEs and RETRs go out several to a write.
+    var pipelining = false
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
 
@@ -66,6 +73,7 @@ final class PollSession {
         self.logger.debug("logged in as \(self.account.authentication.user)")
         self.report.loginDelay = caps?.loginDelay
         let pipelining = caps?.supportsPipelining ?? false
+        self.pipelining = pipelining
 
         // TRANSACTION: the listing, and what to do with it.
         let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
@@ -166,7 +174,7 @@ final class PollSession {
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with
         // what was delivered, never deleted unread (its UIDL may have been reused for a new message).
-        try await self.flushDele()
+        try await self.flushDeles()
         if trackState { try self.store.recordDeletePending(mailbox: self.key, uids: self.deletedKeys) }
         let bye = try await self.conn.quit()
         if bye.isOK {

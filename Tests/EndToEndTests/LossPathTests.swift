@@ -10,10 +10,7 @@ import Testing
 /// server or the real Dovecot, with the behaviour now expected. Each of these failed before its fix.
 @Suite("No mail lost, nothing silent")
 struct LossPathTests {
-    /// The body as an MDA receives it (LF line ends).
-    func local(_ body: String) -> [UInt8] {
-        Array(body.replacingOccurrences(of: "\r\n", with: "\n").utf8)
-    }
+    func local(_ body: String) -> [UInt8] { asDelivered(body) }
 
     func delivered(_ f: PopfetchFixture) throws -> Set<[UInt8]> {
         Set(try f.delivered())

@@ -52,17 +52,7 @@ struct PollStopTests {
     func stopMidPollIsPartial() throws {
         let f = try PopfetchFixture()
         try f.user.deliver((1...3).map { Corpus.message($0, seed: 170, bareCR: false) })
-        let started = f.directory + "/mda-started"
-        let mda = f.directory + "/slow-save-mda"
-        try writeExecutable("#!/bin/sh\ntouch '\(started)'\nsleep 1\nexec '\(f.mdaScript)'\n", to: mda)
-        try f.writeConfig(extra: "keep = true", mda: mda)
-        let child = try Child.spawn(
-            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
-            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
-        #expect(eventually(30) { FileManager.default.fileExists(atPath: started) }, "the first MDA started")
-        kill(child.pid, SIGTERM)
-        let status = child.wait(timeout: 30)
-        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        let (status, stderr) = try Self.stopDuringFirstDelivery(f, extra: "keep = true")
         #expect(status == 75, "messages left for the next poll: EX_TEMPFAIL\n\(stderr)")
         #expect(stderr.contains("outcome=partial") && !stderr.contains("outcome=ok"), "\(stderr)")
         let delivered = try f.delivered().count
@@ -72,6 +62,24 @@ struct PollStopTests {
         try f.writeConfig(extra: "keep = true")
         #expect(try f.poll().status == 0)
         #expect(try f.delivered().count == 3, "each message delivered once over the two polls")
+    }
+
+    /// Runs `popfetch poll` with an MDA that takes a second before saving, and sends SIGTERM as the first MDA starts.
+    /// Returns the exit status and stderr.
+    static func stopDuringFirstDelivery(_ f: PopfetchFixture, extra: String = "", port: Int? = nil) throws
+        -> (Int32?, String)
+    {
+        let started = f.directory + "/mda-started"
+        let mda = f.directory + "/slow-save-mda"
+        try writeExecutable("#!/bin/sh\ntouch '\(started)'\nsleep 1\nexec '\(f.mdaScript)'\n", to: mda)
+        try f.writeConfig(extra: extra, mda: mda, port: port, timeout: "10s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { FileManager.default.fileExists(atPath: started) }, "the first MDA started")
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 30)
+        return (status, (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? "")
     }
 
     /// A server that accepts connections and never says a word: a poll of it waits for its whole time-out. Returns

@@ -108,6 +108,11 @@ package final class FaultServer {
     }
 }
 
+/// A fault server's message body as an MDA receives it (LF line ends).
+package func asDelivered(_ body: String) -> [UInt8] {
+    Array(body.replacingOccurrences(of: "\r\n", with: "\n").utf8)
+}
+
 /// A test message body (CRLF line ends) with a recognisable subject.
 package func faultMessage(_ subject: String, lines: Int = 40) -> String {
     var s = "From: sender@example.org\r\nSubject: \(subject)\r\nMessage-ID: <\(subject)@example.org>\r\n\r\n"

@@ -16,6 +16,8 @@ JSON object:
   per message: "list_omit": true     left out of LIST
                "after": "text"       sent verbatim right after the message's terminating dot line
   "delay": seconds before each reply (default 0)
+  "peek_ahead": true                 at each RETR, waits 0.2 s, then logs "AHEAD n k": k more RETRs had already
+                                     arrived (sent ahead, before the client read message n)
   "state": path of a JSON file holding the uids deleted so far (DELE takes effect only at QUIT +OK, as in RFC 1939)
 Bodies are sent dot-stuffed, except with "unstuffed-dot", which sends them raw (a "." line ends the message early).
 Everything the client sends is appended to LOGFILE. Serves connections one at a time until killed (or 10 minutes).
@@ -91,6 +93,18 @@ def session(conn):
                 for i, m in enumerate(msgs) if not m.get("list_omit"))
             send(b"+OK\r\n" + body + b".\r\n")
         elif cmd == b"RETR" and arg and 1 <= arg <= len(msgs):
+            if sc.get("peek_ahead"):
+                time.sleep(0.2)
+                timeout = conn.gettimeout()
+                conn.settimeout(0.0)
+                try:
+                    waiting = f.peek(65536) or b""
+                except (BlockingIOError, OSError):
+                    waiting = b""
+                finally:
+                    conn.settimeout(timeout)
+                log.write(b"AHEAD %d %d\r\n" % (arg, waiting.count(b"RETR ")))
+                log.flush()
             m = msgs[arg - 1]
             body = m["body"].encode("latin-1")
             mode = m.get("retr", "ok")
