@@ -66,6 +66,7 @@ class Lab:
     imap_port: Optional[int] = None
     rawpop: Optional[str] = None
     rawpop_tls: bool = False
+    delay_ports: Dict[int, int] = field(default_factory=dict)
 
     @staticmethod
     def load(work, timeout, popfetch_auth):
@@ -80,6 +81,24 @@ class Lab:
                    mta_port=int(env["MTA_SMTP_PORT"]) if "MTA_SMTP_PORT" in env else None, timeout=timeout,
                    popfetch_auth=popfetch_auth,
                    imap_port=int(env["IMAP_PORT"]) if env.get("IMAP_PORT") else None)
+
+    def delayed_port(self, delay_ms):
+        """The port of a proxy to Dovecot's plain POP3 port that delays each direction by `delay_ms` (S8), started
+        on first use and stopped with the other children."""
+        if delay_ms not in self.delay_ports:
+            portfile = os.path.join(self.work, f"delay-{delay_ms}.port")
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench-delay-proxy.py")
+            p = subprocess.Popen([sys.executable, script, portfile, str(self.pop3_port), str(delay_ms)],
+                                 start_new_session=True, stdin=subprocess.DEVNULL)
+            Children.add(p.pid)
+            deadline = time.monotonic() + 10
+            while not os.path.exists(portfile):
+                if time.monotonic() > deadline or p.poll() is not None:
+                    sys.exit("bench: the delaying proxy of S8 did not start")
+                time.sleep(0.05)
+            with open(portfile) as f:
+                self.delay_ports[delay_ms] = int(f.read())
+        return self.delay_ports[delay_ms]
 
     def password(self, user):
         return f"secret-{user}"  # the instance's static passdb: any user name, password "secret-USER"
@@ -315,6 +334,7 @@ class Scenario:
     tls: bool = False
     smtp: bool = False           # deliver over SMTP to smtp-sink instead of an MDA
     nothing_new: bool = False    # S4: time only the poll that finds nothing
+    delay_ms: int = 0            # S8: through a proxy delaying each direction this long (a long link)
     peer_timeout: Optional[float] = None  # other tools slower than this are stopped and skipped for later reps
     peer_reps: Optional[int] = None       # other tools than popfetch run at most this many times
 
@@ -330,10 +350,11 @@ class Scenario:
 def scenarios(quick):
     n1, n3, n4, n5, n6, n7 = (200, 50, 5000, 20, 10, 100) if quick else (1000, 200, 20000, 100, 50, 1000)
     main = Mailbox("s1", n1)
+    s3 = Mailbox("s3", n3)
     return {
         "S1": Scenario("S1", f"{n1} msgs, plain POP3, MDA sh -c 'cat >/dev/null'", [main]),
         "S2": Scenario("S2", f"{n1} msgs, POP3S (implicit TLS, verified)", [main], tls=True),
-        "S3": Scenario("S3", f"{n3} msgs, SMTP to smtp-sink", [Mailbox("s3", n3)], smtp=True),
+        "S3": Scenario("S3", f"{n3} msgs, SMTP to smtp-sink", [s3], smtp=True),
         "S4": Scenario("S4", f"nothing new, {n4} msgs already seen", [Mailbox("s4", n4, "small")], nothing_new=True),
         "S5": Scenario("S5", f"{n5} accounts x 5 msgs, one invocation",
                        [Mailbox(f"s5-{i:03d}", 5) for i in range(1, n5 + 1)]),
@@ -341,10 +362,11 @@ def scenarios(quick):
         "S7": Scenario("S7", f"{n7} accounts x 2 msgs, one invocation",
                        [Mailbox(f"s7-{i:04d}", 2, "small") for i in range(1, n7 + 1)], peer_timeout=240,
                        peer_reps=1),
+        "S8": Scenario("S8", f"{n3} msgs over a 10 ms round-trip link, MDA", [s3], delay_ms=5),
     }
 
 
-ALL_SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "VER"]
+ALL_SCENARIOS = ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "VER"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -488,6 +510,8 @@ class Job:
 
     @property
     def port(self):
+        if self.scn.delay_ms:
+            return self.lab.delayed_port(self.scn.delay_ms)
         return self.lab.pop3s_port if self.scn.tls else self.lab.pop3_port
 
     @property
