@@ -112,7 +112,7 @@ public struct PollPlan: Hashable, Sendable {
     ///   - sizes: LIST sizes by message number.
     ///   - known: the state database's records for this mailbox, by key.
     public init(
-        listing: [UIDLEntry], sizes: [Int: Int], known: [String: MessageRecord], policy: Policy, now: Date
+        listing: [UIDLEntry], sizes: ListedSizes, known: [String: MessageRecord], policy: Policy, now: Date
     ) {
         var listed: [String: Int] = [:]
         listed.reserveCapacity(listing.count)
@@ -234,7 +234,7 @@ public struct PollPlan: Hashable, Sendable {
 
     /// SHA-256 of a listing (numbers, UIDLs, sizes) and of the policy that planned it: two polls with the same
     /// fingerprint and the same records make the same plan.
-    public static func fingerprint(listing: [UIDLEntry], sizes: [Int: Int], policy: Policy) -> [UInt8] {
+    public static func fingerprint(listing: [UIDLEntry], sizes: ListedSizes, policy: Policy) -> [UInt8] {
         var hash = SHA256()
         var policyText =
             "keep=\(policy.keep) delete_after=\(policy.deleteAfter ?? -1) max_size=\(policy.maxSize ?? -1) "

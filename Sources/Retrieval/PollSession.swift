@@ -191,22 +191,20 @@ final class PollSession {
     }
 
     /// UIDL (one command), then LIST for sizes. Without UIDL, only fetch-and-delete is possible.
-    private func list(pipelining: Bool) async throws -> ([UIDLEntry], [Int: Int], Bool) {
+    private func list(pipelining: Bool) async throws -> ([UIDLEntry], ListedSizes, Bool) {
         let (uidl, scan) = try await self.conn.listings(pipelining: pipelining)
-        var sizes: [Int: Int] = [:]
-        sizes.reserveCapacity(scan.count)
+        var sizes = ListedSizes(capacity: scan.count)
         for e in scan {
-            guard sizes.updateValue(e.size, forKey: e.number) == nil else {
+            guard sizes.insert(e.size, for: e.number) else {
                 throw self.listingsDisagree("LIST names message \(e.number) twice")
             }
         }
         if let uidl {
             // Every message number once in each listing, and the same numbers in both: otherwise a RETR or DELE
             // by number could reach another message than the one its UIDL names.
-            var numbers = Set<Int>()
-            numbers.reserveCapacity(uidl.count)
+            var numbers = ListedSizes(capacity: uidl.count)
             for e in uidl {
-                guard numbers.insert(e.number).inserted else {
+                guard numbers.insert(0, for: e.number) else {
                     throw self.listingsDisagree("UIDL names message \(e.number) twice")
                 }
                 guard sizes[e.number] != nil else {

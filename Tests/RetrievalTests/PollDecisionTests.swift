@@ -29,7 +29,7 @@ struct PollDecisionTests {
     struct PlanCase: Sendable, CustomStringConvertible {
         var description: String
         var listing: [(Int, String)]
-        var sizes: [Int: Int]
+        var sizes: ListedSizes
         var known: [MessageRecord]
         var keep = false
         var expected: [String]

@@ -30,8 +30,8 @@ struct QuietListingTests {
     ) -> PollPlan {
         let uids = listing ?? known.map(\.uid)
         let entries = uids.enumerated().map { UIDLEntry(number: $0.offset + 1, uid: $0.element) }
-        var sizes: [Int: Int] = [:]
-        for e in entries { sizes[e.number] = 100 }
+        var sizes = ListedSizes()
+        for e in entries { _ = sizes.insert(100, for: e.number) }
         var byKey: [String: MessageRecord] = [:]
         for r in known { byKey[r.uid] = r }
         return PollPlan(listing: entries, sizes: sizes, known: byKey, policy: policy, now: now)
@@ -79,7 +79,7 @@ struct QuietListingTests {
     @Test("the fingerprint covers every number, UIDL and size of the listing, and the policy")
     func fingerprint() {
         let listing = [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")]
-        let sizes = [1: 100, 2: 200]
+        let sizes: ListedSizes = [1: 100, 2: 200]
         let base = PollPlan.fingerprint(listing: listing, sizes: sizes, policy: Self.policy())
         #expect(base.count == 32)
         #expect(PollPlan.fingerprint(listing: listing, sizes: sizes, policy: Self.policy()) == base)
