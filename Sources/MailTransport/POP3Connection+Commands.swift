@@ -30,6 +30,8 @@ extension POP3Connection {
 
     /// Waits for the single-line reply to `command` (after ``send(_:)``).
     public func awaitResponse(to command: Command) async throws -> StatusLine {
+        // Each reply of a pipelined batch has its own deadline, counted from when it is awaited.
+        self.startReply()
         let event = try await self.nextEvent()
         switch event {
         case .response(_, let status):
@@ -98,6 +100,7 @@ extension POP3Connection {
     /// Streams the response to an already sent RETR or TOP into `sink`. Returns the -ERR status if refused.
     public func receiveMessage(_ command: Command, sink: (ByteBuffer) throws -> Void) async throws -> StatusLine? {
         self.phase = "receiving \(command.description)"
+        self.startReply()
         switch try await self.nextEvent() {
         case .messageBegin:
             break

@@ -167,6 +167,9 @@ public struct AccountPoller: Sendable {
                 metadata: did)
         } else if let why = r.paused {
             self.logger.error("account paused: \(why)", metadata: metadata)
+        } else if r.outcome == .partial && r.stopped && r.deferred == 0 && r.failed == 0 {
+            self.logger.notice(
+                "poll stopped before every message was fetched; the rest stay on the server", metadata: metadata)
         } else if r.outcome == .partial {
             self.logger.error("poll finished with deferred or failed messages", metadata: metadata)
         } else {

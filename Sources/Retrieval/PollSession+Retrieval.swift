@@ -14,7 +14,9 @@ import UIDLStore
 /// against LIST, the next reply when the message is not yet proven whole, the space the commit will need.
 extension PollSession {
     enum Retrieval {
-        case message(SpooledMessage)
+        /// `confirmed`: a well-formed reply in step with the commands followed its dot line already (the `UIDL n`
+        /// after a RETR sent ahead, or a NOOP): it is proven whole before it is handed on.
+        case message(SpooledMessage, confirmed: Bool)
         /// The server answered RETR with -ERR.
         case refused
         /// Fewer octets than LIST announced: not delivered, counted as a failed retrieval.
@@ -38,6 +40,21 @@ extension PollSession {
                 "the state directory \(self.poller.environment.stateDirectory) has \(free / 1024) KB free; popfetch "
                     + "stops before delivering, since the commit that follows a delivery could fail and the message "
                     + "would be delivered again")
+        }
+    }
+
+    /// Reads the reply to the `UIDL n` sent after a RETR sent ahead: it must be `+OK n uid` for this very message
+    /// (its number, and its UIDL when that is plain RFC 1939 text), or the replies are out of step with the commands
+    /// and nothing read since can be trusted to be the message it seems.
+    func checkInStep(_ item: PollPlan.Item) async throws {
+        let status = try await self.conn.awaitResponse(to: .uidl(item.number))
+        let entry = status.isOK ? try? status.uidlEntry() : nil
+        let plain = item.uid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        guard let entry, entry.number == item.number, !plain || entry.uid == item.uid else {
+            throw POP3ProtocolError(
+                .malformedReply(
+                    command: "UIDL \(item.number) (sent after its RETR, to check that the replies are in step)",
+                    excerpt: "\(status)"))
         }
     }
 
@@ -74,6 +91,7 @@ extension PollSession {
                             + "retrieval abandoned")
                 }
             }
+            if sent.checksUIDL { try await self.checkInStep(item) }
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
             // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its
@@ -139,6 +157,6 @@ extension PollSession {
             }
             return .short
         }
-        return .message(message)
+        return .message(message, confirmed: sent.checksUIDL || shortWithinTolerance || item.confirmFirst)
     }
 }

@@ -31,12 +31,16 @@ extension PollSession {
         var number: Int
         var size: Int
         var deles: [PendingDele]
+        /// A `UIDL n` follows the RETR: its reply, checked before the message is handed on, proves that the replies
+        /// are still in step with the commands (a server that skipped or added a reply would otherwise shift every
+        /// message of the window onto the next one's UIDL).
+        var checksUIDL: Bool
     }
 
     /// How far ahead RETRs go: at most this many LIST octets outstanding (each message at most the in-memory spool
-    /// size), and at most this many commands. Bounds what a stop must read and drop.
+    /// size), and at most this many messages. Bounds what a stop must read and drop.
     static let windowOctets = 1 << 20
-    static let windowCommands = 64
+    static let windowCommands = 16
 
     /// A message whose delivery runs while the next one is fetched.
     struct InFlight {
@@ -51,8 +55,10 @@ extension PollSession {
     ) async throws {
         // Not with size_tolerance: a message short of LIST within it is proven whole by a NOOP, and no reply of
         // another command may come first.
-        let chain =
+        var chain =
             pipelining && self.account.retention.sizeTolerance == 0 ? Self.lookahead(plan.items) : []
+        // No window when no message has one to follow it: each RETR then goes out alone, as without PIPELINING.
+        if !chain.contains(where: { $0 != nil }) { chain = [] }
         try await withThrowingTaskGroup(of: [RecipientOutcome].self) { group in
             var inFlight: InFlight?
             var previousShort = false
@@ -119,6 +125,7 @@ extension PollSession {
                         inFlight?.confirmed = true
                         previousShort = false
                         let message: SpooledMessage
+                        let proven: Bool
                         switch fetched {
                         case .refused:
                             continue
@@ -127,8 +134,9 @@ extension PollSession {
                             // next message's.
                             previousShort = true
                             continue
-                        case .message(let m):
+                        case .message(let m, let confirmed):
                             message = m
+                            proven = confirmed
                         }
                         // The RETR reply after the previous message was well-formed: it is complete. Settle it
                         // (commit, queue its DELE) before this message's delivery starts.
@@ -163,7 +171,7 @@ extension PollSession {
                         group.addTask(executorPreference: executor) {
                             await Self.deliver(message, groups: groups, deliverer: deliverer)
                         }
-                        inFlight = InFlight(item: item, message: message)
+                        inFlight = InFlight(item: item, message: message, confirmed: proven)
                     }
                 }
                 // The DELEs still owed go out now: their replies prove the last message whole without a NOOP.
@@ -234,19 +242,26 @@ extension PollSession {
         }
         guard !batch.isEmpty else { return }
         var deles: [PendingDele] = []
+        // With a window, every RETR of the poll is checked, the first too: a reply it lost would shift the rest.
+        let checksUIDL = pipelining && !chain.isEmpty
         if pipelining {
             deles = self.pendingDeles
             self.pendingDeles = []
-            try await self.conn.sendPipelined(
-                deles.map { Command.dele($0.number) } + batch.map { Command.retr($0.item.number) })
+            var commands = deles.map { Command.dele($0.number) }
+            for sent in batch {
+                commands.append(.retr(sent.item.number))
+                if checksUIDL { commands.append(.uidl(sent.item.number)) }
+            }
+            try await self.conn.sendPipelined(commands)
         } else {
             try await self.flushDeles()
             try await self.conn.send(.retr(item.number))
         }
         for (n, sent) in batch.enumerated() {
             self.requested.append(
-                Requested(index: sent.index, number: sent.item.number, size: sent.item.size, deles: n == 0 ? deles : [])
-            )
+                Requested(
+                    index: sent.index, number: sent.item.number, size: sent.item.size, deles: n == 0 ? deles : [],
+                    checksUIDL: checksUIDL))
             self.requestedOctets += sent.item.size
         }
     }
@@ -294,6 +309,7 @@ extension PollSession {
                             + "retrieval abandoned")
                 }
             }
+            if r.checksUIDL { _ = try await self.conn.awaitResponse(to: .uidl(r.number)) }
         }
         return !all.isEmpty
     }

@@ -130,7 +130,87 @@ struct PipelineTests {
         #expect(all.count == 4 && Set(all) == Set(bodies.map(asDelivered)), "each message once over the two polls")
         let log = Array(self.lines(server).dropFirst(before))
         let retr2 = try #require(log.firstIndex(of: "RETR 2"), "\(log)")
-        #expect(Array(log[retr2...].prefix(3)) == ["RETR 2", "AHEAD 2 0", "NOOP"], "\(log)")
+        #expect(Array(log[retr2...].prefix(4)) == ["RETR 2", "AHEAD 2 0", "UIDL 2", "NOOP"], "\(log)")
         #expect(server.deleted() == ["u1", "u2", "u3", "u4"])
+    }
+
+    /// Polls until nothing is left on the server (at most `polls` times); the first poll's result is returned.
+    func pollUntilEmpty(_ f: PopfetchFixture, _ server: FaultServer, count: Int, polls: Int = 4) throws -> RunResult {
+        let first = try f.poll()
+        for _ in 1..<polls where server.deleted().count < count {
+            _ = try f.poll()
+        }
+        return first
+    }
+
+    @Test(
+        "a server that skips one reply of the window: no message is taken for another, none is lost",
+        .fault(
+            .pop3, "no reply at all to the 4th of 8 RETRs sent ahead (the replies after it shift by one)",
+            expect: "the shift is caught by the UIDL n after each RETR before anything is handed on: exit non-zero; "
+                + "the next polls deliver each message once, and only delivered ones are deleted"))
+    func skippedReplyIsCaught() throws {
+        let f = try PopfetchFixture()
+        // Each body a little longer than the one before, so a shifted one passes the size check.
+        let bodies = (1...8).map { faultMessage("step \($0)", lines: 20 + $0) }
+        var messages = self.mailbox(bodies)
+        messages[3].retr = "silent"
+        let server = try FaultServer.start(f, messages: messages)
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "3s")
+        let first = try f.poll()
+        #expect(first.status != 0, "\(first.stderr)")
+        #expect(first.stderr.contains("in step"), "\(first.stderr)")
+        let early = try f.delivered()
+        #expect(Set(early) == Set(bodies[0..<3].map(asDelivered)) && early.count == 3, "\(early.count)")
+        messages[3].retr = "ok"
+        try server.set(messages: messages)
+        _ = try self.pollUntilEmpty(f, server, count: 8)
+        let all = try f.delivered()
+        #expect(all.count == 8 && Set(all) == Set(bodies.map(asDelivered)), "each message once: \(all.count)")
+        #expect(server.deleted().count == 8)
+    }
+
+    @Test(
+        "a server that adds a reply (another message's copy after a message): caught, nothing delivered twice",
+        .fault(
+            .pop3, "an unsolicited copy of message 3 sent right after message 2's dot line, RETRs sent ahead",
+            expect: "the UIDL n check fails at message 2, which is not handed on; exit non-zero; the next poll "
+                + "delivers the rest; each message once"))
+    func extraReplyIsCaught() throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...5).map { faultMessage("extra \($0)", lines: 20 + $0) }
+        var messages = self.mailbox(bodies)
+        let stuffed = bodies[2].split(separator: "\r\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix(".") ? "." + $0 : String($0) }.joined(separator: "\r\n")
+        messages[1].after = "+OK\r\n" + stuffed + ".\r\n"
+        let server = try FaultServer.start(f, messages: messages)
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "3s")
+        let first = try f.poll()
+        #expect(first.status != 0, "\(first.stderr)")
+        #expect(try f.delivered() == [asDelivered(bodies[0])], "only the message before the extra reply")
+        messages[1].after = nil
+        try server.set(messages: messages)
+        _ = try self.pollUntilEmpty(f, server, count: 5)
+        let all = try f.delivered()
+        #expect(all.count == 5 && Set(all) == Set(bodies.map(asDelivered)), "each message once: \(all.count)")
+    }
+
+    @Test(
+        "a server slow to start each reply: every reply of the window has its own time-out, not one for the batch",
+        .fault(
+            .pop3, "0.2 s before each reply, 12 RETRs sent ahead, timeout = 2s",
+            expect: "exit 0; all 12 delivered once (a time-out shared by the window's 24 replies would end it)"))
+    func slowRepliesEachTheirOwnDeadline() throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...12).map { faultMessage("slow \($0)", lines: 10) }
+        let server = try FaultServer.start(f, messages: self.mailbox(bodies), options: ["delay": 0.2])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "2s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let all = try f.delivered()
+        #expect(all.count == 12 && Set(all) == Set(bodies.map(asDelivered)))
     }
 }

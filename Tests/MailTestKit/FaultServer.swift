@@ -14,7 +14,7 @@ package final class FaultServer {
         /// Distinguishes messages that share a UIDL (default: the UIDL).
         package var id: String?
         package var listSize: Int?
-        /// ok, err, drop, drop-before, unstuffed-dot, trickle
+        /// ok, err, drop, drop-before, unstuffed-dot, trickle, silent (no reply at all)
         package var retr = "ok"
         /// Left out of LIST.
         package var listOmit = false

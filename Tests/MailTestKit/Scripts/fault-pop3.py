@@ -6,7 +6,8 @@
 The scenario is read again at the start of every session, so a test can change the mailbox between polls. It is a
 JSON object:
   "messages": [{"uid": "a1", "body": "...text with CRLF...", "list_size": N (optional, default the real size),
-                "retr": "ok" | "err" | "drop" | "drop-before" | "unstuffed-dot" | "trickle"}]
+                "retr": "ok" | "err" | "drop" | "drop-before" | "unstuffed-dot" | "trickle" | "silent"}]
+                                     (silent: no reply at all, as if the command were lost)
   "capa": ["USER", "UIDL", ...]      (default USER UIDL RESP-CODES PIPELINING)
   "uidl": "ok" | "empty" | "err"     (default ok; "empty" lists no messages at all, like a hiccup)
   "quit": "ok" | "err" | "err-commit" (default ok; err-commit deletes, then answers -ERR)
@@ -78,6 +79,11 @@ def session(conn):
             send(b"garbage instead of a status line\r\n")
         elif cmd in (b"USER", b"PASS", b"NOOP", b"RSET"):
             send(b"+OK\r\n")
+        elif cmd == b"UIDL" and arg is not None:
+            if 1 <= arg <= len(msgs):
+                send(b"+OK %d %s\r\n" % (arg, msgs[arg - 1]["uid"].encode("latin-1")))
+            else:
+                send(b"-ERR no such message\r\n")
         elif cmd == b"UIDL":
             if sc.get("uidl") == "err":
                 send(b"-ERR no UIDL\r\n")
@@ -110,6 +116,8 @@ def session(conn):
             mode = m.get("retr", "ok")
             if mode == "err":
                 send(b"-ERR message unavailable\r\n")
+            elif mode == "silent":
+                pass
             elif mode == "drop-before":
                 conn.shutdown(socket.SHUT_RDWR)
                 return
