@@ -46,8 +46,11 @@ extension PollSession {
     /// Reads the reply to the `UIDL n` sent after a RETR sent ahead: it must be `+OK n uid` for this very message
     /// (its number, and its UIDL when that is plain RFC 1939 text), or the replies are out of step with the commands
     /// and nothing read since can be trusted to be the message it seems.
-    func checkInStep(_ item: PollPlan.Item) async throws {
+    func checkInStep(_ item: PollPlan.Item, refused: Bool) async throws {
         let status = try await self.conn.awaitResponse(to: .uidl(item.number))
+        // A message the server refused to RETR may be refused here too (it vanished, or is locked): nothing of it is
+        // handed on, and the next message's check still proves the replies in step.
+        if refused && !status.isOK { return }
         let entry = status.isOK ? try? status.uidlEntry() : nil
         let plain = item.uid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
         guard let entry, entry.number == item.number, !plain || entry.uid == item.uid else {
@@ -91,7 +94,7 @@ extension PollSession {
                             + "retrieval abandoned")
                 }
             }
-            if sent.checksUIDL { try await self.checkInStep(item) }
+            if sent.checksUIDL { try await self.checkInStep(item, refused: refused != nil) }
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
             // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its

@@ -55,10 +55,20 @@ extension PollSession {
     ) async throws {
         // Not with size_tolerance: a message short of LIST within it is proven whole by a NOOP, and no reply of
         // another command may come first.
+        // Nor without UIDL (the messages sent ahead are checked by `UIDL n`).
         var chain =
-            pipelining && self.account.retention.sizeTolerance == 0 ? Self.lookahead(plan.items) : []
+            pipelining && trackState && self.account.retention.sizeTolerance == 0 ? Self.lookahead(plan.items) : []
         // No window when no message has one to follow it: each RETR then goes out alone, as without PIPELINING.
         if !chain.contains(where: { $0 != nil }) { chain = [] }
+        if !chain.isEmpty, let probe = plan.items.first(where: { if case .fetch = $0.action { true } else { false } }) {
+            // One round trip per poll with new mail: a server that does not answer `UIDL n` as RFC 1939 has it gets
+            // no window (each RETR alone, as before), rather than a failed check at every poll.
+            let status = try await self.conn.execute(.uidl(probe.number))
+            if (status.isOK ? try? status.uidlEntry() : nil)?.number != probe.number {
+                self.logger.debug("UIDL \(probe.number) answered \(status): RETRs go out one at a time")
+                chain = []
+            }
+        }
         try await withThrowingTaskGroup(of: [RecipientOutcome].self) { group in
             var inFlight: InFlight?
             var previousShort = false

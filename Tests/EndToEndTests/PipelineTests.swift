@@ -213,4 +213,45 @@ struct PipelineTests {
         let all = try f.delivered()
         #expect(all.count == 12 && Set(all) == Set(bodies.map(asDelivered)))
     }
+
+    @Test(
+        "servers the window must not be used with: no `UIDL n`, or no UIDL at all (fetch-and-delete)",
+        arguments: ["uidl-n-refused", "no-uidl"])
+    func noWindowWithoutUIDLN(_ mode: String) throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...4).map { faultMessage("plain \($0)") }
+        var options: [String: Any] = ["peek_ahead": true, "uidl_n": "err"]
+        var extra = ""
+        if mode == "no-uidl" {
+            options["capa"] = ["USER", "RESP-CODES", "PIPELINING"]
+            options["uidl"] = "err"
+            extra = "without_uidl = \"fetch-and-delete\""
+        }
+        let server = try FaultServer.start(f, messages: self.mailbox(bodies), options: options)
+        defer { server.stop() }
+        try f.writeConfig(extra: extra, port: server.port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        let all = try f.delivered()
+        #expect(all.count == 4 && Set(all) == Set(bodies.map(asDelivered)))
+        #expect(server.deleted() == ["u1", "u2", "u3", "u4"])
+        #expect(self.aheadNotes(server) == (1...4).map { "AHEAD \($0) 0" }, "\(server.sent())")
+    }
+
+    @Test("a RETR refused in the window, its `UIDL n` refused too: counted refused, the rest delivered, QUIT")
+    func refusedRetrAndUIDL() throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...4).map { faultMessage("refused \($0)") }
+        var messages = self.mailbox(bodies)
+        messages[1].retr = "err"
+        let server = try FaultServer.start(f, messages: messages, options: ["uidl_n": "err-refused"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        let r = try f.poll()
+        #expect(r.status == 75, "\(r.stderr)")
+        let all = try f.delivered()
+        #expect(all.count == 3 && Set(all) == Set([0, 2, 3].map { asDelivered(bodies[$0]) }))
+        #expect(server.deleted() == ["u1", "u3", "u4"])
+        #expect(self.lines(server).last == "QUIT")
+    }
 }

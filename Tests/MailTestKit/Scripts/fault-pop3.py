@@ -13,6 +13,7 @@ JSON object:
   "quit": "ok" | "err" | "err-commit" (default ok; err-commit deletes, then answers -ERR)
   "uidl_raw": the whole UIDL reply, verbatim (e.g. one message number listed twice)
   "noop": "ok" | "drop" | "garbage"  (default ok)
+  "uidl_n": "ok" | "err" | "err-refused"  how `UIDL n` is answered (err-refused: -ERR for messages whose RETR is -ERR)
   "ignore_dele": true                a server that answers +OK to DELE and QUIT but keeps every message
   per message: "list_omit": true     left out of LIST
                "after": "text"       sent verbatim right after the message's terminating dot line
@@ -80,7 +81,10 @@ def session(conn):
         elif cmd in (b"USER", b"PASS", b"NOOP", b"RSET"):
             send(b"+OK\r\n")
         elif cmd == b"UIDL" and arg is not None:
-            if 1 <= arg <= len(msgs):
+            mode = sc.get("uidl_n", "ok")
+            if mode == "err" or (mode == "err-refused" and 1 <= arg <= len(msgs) and msgs[arg - 1].get("retr") == "err"):
+                send(b"-ERR no such message\r\n")
+            elif 1 <= arg <= len(msgs):
                 send(b"+OK %d %s\r\n" % (arg, msgs[arg - 1]["uid"].encode("latin-1")))
             else:
                 send(b"-ERR no such message\r\n")
