@@ -968,14 +968,7 @@ class Bench:
             elif stderr_tail(job.dir, "daemon"):  # -q: errors only
                 rec["stderr"] = stderr_tail(job.dir, "daemon")
         finally:
-            if d.poll() is None:
-                d.send_signal(signal.SIGTERM)
-                try:
-                    d.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(d.pid, signal.SIGKILL)
-                    d.wait()
-            Children.remove(d.pid)
+            stop_daemon(d)
         rec["exit_status"] = d.returncode
         self.done_with(rec, job.dir)
         self.record(rec)
@@ -1026,14 +1019,7 @@ class Bench:
         except (subprocess.CalledProcessError, OSError) as e:
             rec.update(ok=False, error=f"{e}: {stderr_tail(job.dir, 'daemon')}")
         finally:
-            if d.poll() is None:
-                d.send_signal(signal.SIGTERM)
-                try:
-                    d.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(d.pid, signal.SIGKILL)
-                    d.wait()
-            Children.remove(d.pid)
+            stop_daemon(d)
         self.done_with(rec, job.dir)
         self.record(rec)
         if rec.get("ok"):
@@ -1120,6 +1106,18 @@ class Bench:
                 print(f"   rep {rep} {label:<52} wall {rec['wall_s']:7.3f} s  rss "
                       f"{rec.get('maxrss_kb', 0) / 1024:6.1f} MB" + ("" if rec["ok"] else f"  FAILED: {rec['error']}"),
                       flush=True)
+
+
+def stop_daemon(d):
+    """SIGTERM to a daemon the bench started (SIGKILL to its group after 30 s), and forget it."""
+    if d.poll() is None:
+        d.send_signal(signal.SIGTERM)
+        try:
+            d.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(d.pid, signal.SIGKILL)
+            d.wait()
+    Children.remove(d.pid)
 
 
 def proc_status(pid):

@@ -51,14 +51,20 @@ extension PollSession {
         // A message the server refused to RETR may be refused here too (it vanished, or is locked): nothing of it is
         // handed on, and the next message's check still proves the replies in step.
         if refused && !status.isOK { return }
-        let entry = status.isOK ? try? status.uidlEntry() : nil
-        let plain = item.uid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
-        guard let entry, entry.number == item.number, !plain || entry.uid == item.uid else {
+        guard Self.answers(status, uidlOf: item, matchingUID: true) else {
             throw POP3ProtocolError(
                 .malformedReply(
                     command: "UIDL \(item.number) (sent after its RETR, to check that the replies are in step)",
                     excerpt: "\(status)"))
         }
+    }
+
+    /// Whether `status` is `+OK n uid` for `item`'s number (and, with `matchingUID`, its UIDL when that is plain
+    /// RFC 1939 text: a UIDL that is not was escaped by the listing's parser, and cannot be compared).
+    static func answers(_ status: StatusLine, uidlOf item: PollPlan.Item, matchingUID: Bool = false) -> Bool {
+        guard status.isOK, let entry = try? status.uidlEntry(), entry.number == item.number else { return false }
+        let plain = item.uid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        return !matchingUID || !plain || entry.uid == item.uid
     }
 
     /// RETR of `item` (already sent: ``request(_:pipelining:)``) into a spool file of its own, with the checks
@@ -78,7 +84,6 @@ extension PollSession {
         let retr = Command.retr(item.number)
         precondition(self.requested.first?.number == item.number, "RETR \(item.number) not sent")
         let sent = self.requested.removeFirst()
-        self.requestedOctets -= sent.size
         for d in sent.deles {
             try await self.awaitDeleReply(d)
         }

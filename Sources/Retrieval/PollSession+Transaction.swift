@@ -64,7 +64,7 @@ extension PollSession {
             // One round trip per poll with new mail: a server that does not answer `UIDL n` as RFC 1939 has it gets
             // no window (each RETR alone, as before), rather than a failed check at every poll.
             let status = try await self.conn.execute(.uidl(probe.number))
-            if (status.isOK ? try? status.uidlEntry() : nil)?.number != probe.number {
+            if !Self.answers(status, uidlOf: probe) {
                 self.logger.debug("UIDL \(probe.number) answered \(status): RETRs go out one at a time")
                 chain = []
             }
@@ -241,7 +241,7 @@ extension PollSession {
         }
         if !chain.isEmpty, !self.poller.environment.stopRequested() {
             var last = self.requested.last?.index ?? index
-            var octets = self.requestedOctets + batch.reduce(0) { $0 + $1.item.size }
+            var octets = self.requested.reduce(0) { $0 + $1.size } + batch.reduce(0) { $0 + $1.item.size }
             while let next = chain[last], self.requested.count + batch.count < Self.windowCommands,
                 octets + items[next].size <= Self.windowOctets
             {
@@ -272,7 +272,6 @@ extension PollSession {
                 Requested(
                     index: sent.index, number: sent.item.number, size: sent.item.size, deles: n == 0 ? deles : [],
                     checksUIDL: checksUIDL))
-            self.requestedOctets += sent.item.size
         }
     }
 
@@ -303,7 +302,6 @@ extension PollSession {
     func drainRequested() async throws -> Bool {
         let all = self.requested
         self.requested = []
-        self.requestedOctets = 0
         for r in all {
             for d in r.deles {
                 try await self.awaitDeleReply(d)

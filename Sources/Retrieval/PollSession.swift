@@ -36,8 +36,6 @@ final class PollSession {
     /// RETRs sent ahead (with PIPELINING; ``requestAhead(_:items:)``), oldest first, each with the DELEs sent just
     /// before it: their replies are still to be read, in that order, before any other command may be sent.
     var requested: [Requested] = []
-    /// The LIST octets of the messages in ``requested``.
-    var requestedOctets = 0
     /// The server offers PIPELINING (CAPA): DELEs and RETRs go out several to a write.
     var pipelining = false
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
