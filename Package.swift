@@ -188,7 +188,9 @@ let package = Package(
         // Tests. MailTestKit: the real Dovecot, Postfix and Courier instances on loopback, the scripted fault servers
         // (Scripts/), the popfetch runner and fixtures, shared by the test targets that need real servers. It imports
         // Testing, which only test builds have: a release build names its product (`--product popfetch`).
-        .target(name: "MailTestKit", path: "Tests/MailTestKit", exclude: ["Scripts"], swiftSettings: strictSettings),
+        .target(
+            name: "MailTestKit", dependencies: ["MailTransport"], path: "Tests/MailTestKit", exclude: ["Scripts"],
+            swiftSettings: strictSettings),
         .testTarget(name: "SASLTests", dependencies: ["SASL"], swiftSettings: strictSettings),
         .testTarget(name: "TOMLTests", dependencies: ["TOML"], swiftSettings: strictSettings),
         .testTarget(name: "POP3CoreTests", dependencies: ["POP3Core", nio("NIOCore")], swiftSettings: strictSettings),
@@ -225,7 +227,7 @@ let package = Package(
         .testTarget(
             name: "MailTransportTests",
             dependencies: [
-                "MailTransport", "SMTPCore", "SystemSupport",
+                "MailTransport", "MailTestKit", "SMTPCore", "SystemSupport",
                 nio("NIOCore"), nio("NIOPosix"), nio("NIOEmbedded"), nio("NIOTLS"), nio("NIOConcurrencyHelpers"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],

@@ -1,9 +1,10 @@
 import Foundation
+import MailTestKit
 import Testing
 
 @testable import Configuration
 
-@Suite("Secrets from files and commands")
+@Suite("Secrets from files and commands", .offThePool)
 struct SecretResolverTests {
     static let cases: [(String, String)] = [
         ("s3cret\n", "s3cret"),

@@ -13,7 +13,7 @@ import Testing
 #endif
 
 /// The control socket as a service, in process: real unix sockets, the real client, raw clients that misbehave.
-@Suite("Control socket")
+@Suite("Control socket", .offThePool)
 struct ControlSocketTests {
     static let logger = Logger(label: "test")
 

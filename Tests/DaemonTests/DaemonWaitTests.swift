@@ -11,7 +11,7 @@ import Testing
 #endif
 
 /// The daemon's waits end on task cancellation: what lets the service group's grace expiry end a stuck poll.
-@Suite("Daemon waits end on cancellation")
+@Suite("Daemon waits end on cancellation", .offThePool)
 struct DaemonWaitTests {
     @Test("Waker: a timer ends the sleep; a wake ends it early or is kept for the next; cancellation ends it")
     func waker() async throws {

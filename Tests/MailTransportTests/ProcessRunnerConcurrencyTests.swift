@@ -1,11 +1,12 @@
 import Foundation
+import MailTestKit
 import NIOCore
 import SystemSupport
 import Testing
 
 /// Children of different polls run side by side: one account's slow MDA (or password command) must not hold up
 /// another account's, whatever the number of cores.
-@Suite("ProcessRunner concurrency")
+@Suite("ProcessRunner concurrency", .offThePool)
 struct ProcessRunnerConcurrencyTests {
     @Test("more children than cores run at once, not one pool thread's worth at a time")
     func childrenRunSideBySide() async throws {

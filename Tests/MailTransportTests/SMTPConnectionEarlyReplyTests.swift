@@ -1,3 +1,4 @@
+import MailTestKit
 import NIOCore
 import SMTPCore
 import Testing
@@ -5,7 +6,7 @@ import Testing
 @testable import MailTransport
 
 /// Adversarial review of issue 10: a reply that came before the body was sent is not the answer to its dot.
-@Suite("SMTPConnection: a reply out of turn")
+@Suite("SMTPConnection: a reply out of turn", .offThePool)
 struct SMTPConnectionEarlyReplyTests {
     @Test("a 250 sent with the 354, before the body, is not taken as the end-of-data reply")
     func premature250() async throws {

@@ -1,3 +1,4 @@
+import MailTestKit
 import NIOConcurrencyHelpers
 import NIOCore
 import SMTPCore
@@ -10,11 +11,11 @@ import Testing
 #endif
 
 /// The SMTP edge against an in-process server on 127.0.0.1: what goes on the wire, STARTTLS, time-outs.
-@Suite("SMTPConnection against an in-process server")
+@Suite("SMTPConnection against an in-process server", .offThePool)
 struct SMTPConnectionTests {
     static let configuration = SMTPClientStateMachine.Configuration(clientName: "client.test")
-    /// Generous: these tests share the process with EndToEndTests, whose synchronous waits for child processes
-    /// can hold every thread of the concurrency pool for seconds while the event loop's timers run on.
+    /// Generous, for a loaded machine. (The tests run on an event loop, `.offThePool`: EndToEndTests' synchronous
+    /// waits for child processes can hold every thread of the concurrency pool for minutes.)
     static let timeouts = SMTPConnection.Timeouts(connect: .seconds(120), cap: .seconds(120))
 
     /// A well-behaved server: PIPELINING, RCPTs containing "refused" refused, every DATA answered 354.

@@ -1,3 +1,4 @@
+import MailTestKit
 import NIOCore
 import NIOSSL
 import SMTPCore
@@ -6,7 +7,7 @@ import Testing
 @testable import MailTransport
 
 /// The one TLS-context factory: each option's effect on the configuration, and on a real handshake.
-@Suite("TLSContextFactory options")
+@Suite("TLSContextFactory options", .offThePool)
 struct TLSContextFactoryTests {
     @Test("defaults: full verification, TLS 1.2 or later, the system's authorities only, no client certificate")
     func defaults() throws {
