@@ -83,13 +83,16 @@ public struct MaildirDeliverer: Deliverer {
         }
     }
 
+    /// The host name as a Maildir name carries it: `/` and `:` escaped (the convention), found once.
+    static let hostPart = TraceHeader.localHostName().replacingOccurrences(of: "/", with: "\\057")
+        .replacingOccurrences(of: ":", with: "\\072")
+
     /// `time.M<usec>P<pid>Q<counter>.<host>,S=<size>` (the Maildir naming convention).
     static func uniqueName(size: Int) -> String {
         var tv = timeval()
         gettimeofday(&tv, nil)
         let n = Self.counter.add(1, ordering: .relaxed).newValue
-        let host = TraceHeader.localHostName().replacingOccurrences(of: "/", with: "\\057")
-            .replacingOccurrences(of: ":", with: "\\072")
+        let host = Self.hostPart
         return "\(tv.tv_sec).M\(tv.tv_usec)P\(getpid())Q\(n)R\(UInt32.random(in: 0...UInt32.max)).\(host),S=\(size)"
     }
 

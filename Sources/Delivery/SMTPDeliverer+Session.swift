@@ -157,7 +157,9 @@ extension SMTPDeliverer {
         let message = request.message
         var sender = message.envelopeSender
         if sender.unicodeScalars.contains(where: { $0.value <= 0x20 || $0 == "<" || $0 == ">" }) { sender = "" }
-        let addresses = request.recipients.map { self.lmtp || $0.contains("@") ? $0 : $0 + "@localhost" }
+        let addresses = request.recipients.map {
+            self.lmtp || $0.utf8.contains(UInt8(ascii: "@")) ? $0 : $0 + "@localhost"
+        }
         let step: SMTPConnection.TransactionStep
         do {
             step = try await conn.beginTransaction(

@@ -253,13 +253,23 @@ public final class SpoolFile {
         }
     }
 
-    /// The address in `<...>`, else the first token containing `@`.
+    /// The address in `<...>`, else the first token containing `@`. (Byte by byte, in the standard library only:
+    /// Foundation's `contains` and `trimmingCharacters` on a substring go through NSString for every message.)
     static func extractAddress(_ value: String) -> String? {
-        if let open = value.firstIndex(of: "<"), let close = value[open...].firstIndex(of: ">") {
-            return String(value[value.index(after: open)..<close]).trimmingCharacters(in: .whitespaces)
+        let bytes = Array(value.utf8)
+        // The header line still ends in its CR.
+        func isBlank(_ b: UInt8) -> Bool { b == 32 || b == 9 || b == 13 }
+        if let open = bytes.firstIndex(of: UInt8(ascii: "<")),
+            let close = bytes[open...].firstIndex(of: UInt8(ascii: ">"))
+        {
+            var inner = bytes[(open + 1)..<close]
+            while let b = inner.first, isBlank(b) { inner.removeFirst() }
+            while let b = inner.last, isBlank(b) { inner.removeLast() }
+            return String(decoding: inner, as: UTF8.self)
         }
-        for token in value.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }) where token.contains("@") {
-            return String(token)
+        for token in bytes.split(whereSeparator: { isBlank($0) || $0 == UInt8(ascii: ",") })
+        where token.contains(UInt8(ascii: "@")) {
+            return String(decoding: token, as: UTF8.self)
         }
         return nil
     }

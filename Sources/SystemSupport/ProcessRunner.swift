@@ -435,8 +435,10 @@ public enum ProcessRunner {
             guard let base = b.baseAddress else { return 0 }
             return pread(outputFD, base, min(outputLimit, size - start), off_t(start))
         }
-        let text = String(decoding: output.prefix(max(0, n)), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        // Most children say nothing: no string work then.
+        let text =
+            n > 0
+            ? String(decoding: output.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
         return ProcessOutcome(termination: termination, output: text, timedOut: timedOut, input: nil)
     }
 

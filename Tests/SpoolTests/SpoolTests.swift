@@ -50,6 +50,12 @@ struct SpoolTests {
         #expect(!o.headerHas8Bit && o.has8Bit)
         let (p, _) = try self.spool([Array("Return-Path: <>\r\nFrom: z@y.example\r\n\r\nx\r\n".utf8)])
         #expect(p.envelopeSender == "", "the null sender stays null")
+        let (q, _) = try self.spool([Array("From: Some One,\tz@y.example, w@v.example\r\n\r\nx\r\n".utf8)])
+        #expect(q.envelopeSender == "z@y.example", "no <...>: the first token with an @")
+        let (r, _) = try self.spool([Array("Return-Path: < \ta@b.example >\r\n\r\nx\r\n".utf8)])
+        #expect(r.envelopeSender == "a@b.example", "blanks inside <...> trimmed")
+        let (t, _) = try self.spool([Array("From: nobody here\r\n\r\nx\r\n".utf8)])
+        #expect(t.envelopeSender == "", "no address at all")
     }
 
     @Test("a small message is spooled in memory (memfd), a large one on disk, both byte for byte the same")
