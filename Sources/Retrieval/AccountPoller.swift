@@ -113,7 +113,7 @@ public struct AccountPoller: Sendable {
                 report.outcome = (report.deferred > 0 || report.failed > 0 || report.stopped) ? .partial : .ok
             }
         } catch is EarlyStop.Stopped {
-            // Stopped before the listing arrived: nothing was done, so the poll counts as not made.
+            // Stopped before the session acted on its listing: nothing was done, so the poll counts as not made.
             if let pollID { try? store.discardPoll(id: pollID) }
             return self.stoppedEarly(report, started: started)
         } catch {
@@ -278,8 +278,9 @@ public struct AccountPoller: Sendable {
         }
     }
 
-    /// Runs `session`; a stop request before its listing has arrived ends it at once (a watcher looks every 100 ms)
-    /// with ``EarlyStop/Stopped``. Once the listing is in, the watcher ends and the session finishes in order.
+    /// Runs `session`; a stop request before login has succeeded ends it at once (a watcher looks every 100 ms) with
+    /// ``EarlyStop/Stopped``; one while the listing arrives ends it with QUIT once the listing is in. Once the session
+    /// acts on its listing, the watcher ends and the session finishes in order.
     private func stoppableBeforeMessages(
         _ early: EarlyStop, _ session: @escaping @Sendable () async throws -> PollReport
     ) async throws -> PollReport {

@@ -3,43 +3,73 @@ import NIOConcurrencyHelpers
 /// Whether a stop request (SIGTERM to `popfetch poll`, the daemon shutting down) may end a session at once.
 ///
 /// Between messages a stop waits for the message in hand to be delivered and committed, so it costs no duplicate.
-/// Until the listing has arrived (the password command, connecting, the TLS handshake, the greeting, login, UIDL and
-/// LIST) nothing is in hand and nothing has been changed: a stop ends the session there and then, instead of waiting
-/// out a stalled server's time-out, and the poll counts as not made (outcome `skipped`, its record dropped). From
-/// the listing on, the session finishes in order: the message in hand, its DELEs, QUIT and the state's records. (An
-/// MTA that stalls while the first message is being delivered is waited for, as any message in hand is.) The session
-/// and the watcher that acts on a stop race for the one change of phase, under a lock.
+/// Until login has succeeded (the password command, connecting, the TLS handshake, the greeting, login) nothing is
+/// in hand and nothing has been changed: a stop ends the session there and then, instead of waiting out a stalled
+/// server's time-out, and the poll counts as not made (outcome `skipped`, its record dropped). While the listing
+/// (UIDL and LIST) comes in, a stop lets it arrive, then QUITs without acting on it: Dovecot (2.3) keeps the
+/// mailbox's POP3 lock for minutes when a client goes away while it sends a listing, so every client of that
+/// mailbox would be refused `[IN-USE]` after a stop. From the listing on, the session finishes in order: the message
+/// in hand, its DELEs, QUIT and the state's records. (An MTA that stalls while the first message is being delivered
+/// is waited for, as any message in hand is.) The session and the watcher that acts on a stop race for each change
+/// of phase, under a lock.
 final class EarlyStop: Sendable {
     private enum Phase {
-        case beforeMessages
+        case beforeLogin
+        /// Logged in, the listing on its way.
+        case listing
+        /// A stop came during the listing: the session ends with QUIT once it is in.
+        case stopAfterListing
+        /// The session is QUITting after its listing, for a stop.
+        case quitting
         case messages
         case stopped
     }
 
-    private let phase = NIOLockedValueBox(Phase.beforeMessages)
+    private let phase = NIOLockedValueBox(Phase.beforeLogin)
 
-    /// The listing has arrived: from now on a stop waits for the session to finish in order. False when a stop has
-    /// already ended the session (its task is being cancelled).
+    /// Logged in: from now on a stop lets the listing arrive. False when a stop has already ended the session (its
+    /// task is being cancelled).
+    func loggedIn() -> Bool {
+        self.phase.withLockedValue { phase in
+            if phase == .beforeLogin { phase = .listing }
+            return phase == .listing
+        }
+    }
+
+    /// The listing has arrived: true when the session goes on to act on it (a stop now waits for the session to
+    /// finish in order). False when a stop came before: the session is being cancelled, or, when ``quitsNow``, it
+    /// is to QUIT and end.
     func beginMessages() -> Bool {
         self.phase.withLockedValue { phase in
-            if phase == .beforeMessages { phase = .messages }
+            switch phase {
+            case .beforeLogin, .listing: phase = .messages
+            case .stopAfterListing: phase = .quitting
+            case .quitting, .messages, .stopped: break
+            }
             return phase == .messages
         }
     }
 
+    /// The session is to QUIT, its listing in, for a stop that came while it arrived.
+    var quitsNow: Bool { self.phase.withLockedValue { $0 == .quitting } }
+
     /// The watcher saw a stop request: true when the session may be ended now.
     func stopNow() -> Bool {
         self.phase.withLockedValue { phase in
-            if phase == .beforeMessages { phase = .stopped }
+            switch phase {
+            case .beforeLogin: phase = .stopped
+            case .listing: phase = .stopAfterListing
+            case .stopAfterListing, .quitting, .messages, .stopped: break
+            }
             return phase == .stopped
         }
     }
 
-    /// A stop ended the session before its listing arrived.
-    var wasStopped: Bool { self.phase.withLockedValue { $0 == .stopped } }
+    /// A stop ended the session before it acted on its listing.
+    var wasStopped: Bool { self.phase.withLockedValue { $0 == .stopped || $0 == .quitting } }
 
-    /// The session is past its listing: the watcher is no longer needed.
-    var isPastBeginning: Bool { self.phase.withLockedValue { $0 == .messages } }
+    /// The session is past its listing (acting on it, or QUITting for a stop): the watcher is no longer needed.
+    var isPastBeginning: Bool { self.phase.withLockedValue { $0 == .messages || $0 == .quitting } }
 
     /// Why the poll ended (exit 75: mail may be waiting).
     static let stoppedMessage = "stopped before any message was fetched (popfetch was asked to stop)"

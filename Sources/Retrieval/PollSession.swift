@@ -41,7 +41,7 @@ final class PollSession {
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
 
-    /// A stop request ends the session at once until its listing has arrived.
+    /// A stop request ends the session at once until login, and with QUIT once the listing is in until then.
     let earlyStop: EarlyStop
 
     init(poller: AccountPoller, conn: POP3Connection, password: String, report: PollReport, earlyStop: EarlyStop) {
@@ -69,6 +69,7 @@ final class PollSession {
         }
         try await self.poller.login(self.conn, password: self.password, capabilities: caps)
         self.logger.debug("logged in as \(self.account.authentication.user)")
+        guard self.earlyStop.loggedIn() else { throw CancellationError() }
         self.report.loginDelay = caps?.loginDelay
         let pipelining = caps?.supportsPipelining ?? false
         self.pipelining = pipelining
@@ -76,7 +77,11 @@ final class PollSession {
         // TRANSACTION: the listing, and what to do with it.
         let (listing, sizes, trackState) = try await self.list(pipelining: pipelining)
         // From here on a stop lets the session finish in order (see EarlyStop).
-        guard self.earlyStop.beginMessages() else { throw CancellationError() }
+        guard self.earlyStop.beginMessages() else {
+            // A stop came while the listing arrived: end the session in order, acting on nothing (see EarlyStop).
+            if self.earlyStop.quitsNow { _ = try? await self.conn.quit() }
+            throw CancellationError()
+        }
         let now = Date()
         let policy = PollPlan.Policy(
             keep: self.account.retention.keep, deleteAfter: self.account.retention.deleteAfter,

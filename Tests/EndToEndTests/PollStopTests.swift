@@ -170,6 +170,66 @@ struct PollStopTests {
     }
 
     @Test(
+        "SIGTERM while the listing comes in: popfetch lets it arrive, QUITs, fetches nothing; the next poll gets all",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM while the server sends its UIDL listing (held 2 s)",
+            expect:
+                "exit 75 once the listing is in, QUIT sent, no RETR or DELE; the next poll delivers each message once"))
+    func stopDuringListing() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<3).map { FaultServer.Message(uid: "l\($0)", body: faultMessage("listing \($0)")) }
+        let server = try FaultServer.start(f, messages: msgs, options: ["uidl": "slow"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "10s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { server.sent().contains("(listing held)") }, "the listing was asked for")
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 30)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 75, "\(stderr)")
+        #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
+        let after = server.sent().components(separatedBy: "(listing held)").last ?? ""
+        #expect(after.contains("QUIT"), "the session ended with QUIT once the listing was in: \(after)")
+        #expect(!after.contains("RETR") && !after.contains("DELE"), "nothing acted on: \(after)")
+        #expect(try f.delivered().isEmpty)
+        try server.set(messages: msgs)
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 3, "each message once, by the next poll")
+    }
+
+    @Test(
+        "SIGTERM while Dovecot sends a 20,000-entry listing: the mailbox is not left locked for the next session",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM right after it asked a real Dovecot for a 20,000-message listing",
+            expect: "exit 75 (or 0, had the listing already arrived); the next poll is not refused [IN-USE]"))
+    func stopDuringDovecotListing() throws {
+        // Dovecot 2.3 keeps a mailbox's POP3 session lock for minutes when the client goes away while it sends a
+        // listing (pop3_lock_session): a stop that cut the connection there locked out every client of the mailbox.
+        let f = try PopfetchFixture()
+        try f.user.deliver((0..<20_000).map { Array("Subject: m\($0)\r\n\r\nbody \($0)\r\n".utf8) })
+        // keep = true and no records: a poll that got past its listing would pause the account (flood guard),
+        // delivering nothing.
+        try f.writeConfig(extra: "keep = true", timeout: "30s")
+        let err = f.directory + "/poll.err"
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll", "--log-level", "trace"],
+            stdout: f.directory + "/poll.out", stderr: err)
+        #expect(
+            eventually(30) { ((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").contains("> UIDL") },
+            "the listing was asked for")
+        kill(child.pid, SIGTERM)
+        let status = child.wait(timeout: 60)
+        #expect(status == 75, "\(((try? String(contentsOfFile: err, encoding: .utf8)) ?? "").suffix(2000))")
+        let next = try f.poll()
+        #expect(!next.stderr.contains("locked"), "\(next.stderr)")
+        #expect(
+            next.stderr.contains("paused"), "the next poll got the listing (and paused the account): \(next.stderr)")
+        #expect(try f.delivered().isEmpty)
+    }
+
+    @Test(
         "SIGTERM while the MTA withholds its greeting, a message in hand: popfetch stops at once, the mail stays",
         .fault(
             .process,

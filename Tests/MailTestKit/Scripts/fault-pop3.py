@@ -9,7 +9,8 @@ JSON object:
                 "retr": "ok" | "err" | "drop" | "drop-before" | "unstuffed-dot" | "trickle" | "silent"}]
                                      (silent: no reply at all, as if the command were lost)
   "capa": ["USER", "UIDL", ...]      (default USER UIDL RESP-CODES PIPELINING)
-  "uidl": "ok" | "empty" | "err"     (default ok; "empty" lists no messages at all, like a hiccup)
+  "uidl": "ok" | "empty" | "err" | "slow"  (default ok; "empty" lists no messages at all, like a hiccup; "slow"
+                                     sends +OK, logs "(listing held)", and the entries 2 s later)
   "quit": "ok" | "err" | "err-commit" (default ok; err-commit deletes, then answers -ERR)
   "uidl_raw": the whole UIDL reply, verbatim (e.g. one message number listed twice)
   "noop": "ok" | "drop" | "garbage"  (default ok)
@@ -96,6 +97,13 @@ def session(conn):
                 send(sc["uidl_raw"].encode("latin-1"))
                 continue
             body = b"".join(b"%d %s\r\n" % (i + 1, m["uid"].encode("latin-1")) for i, m in enumerate(msgs))
+            if sc.get("uidl") == "slow":
+                send(b"+OK\r\n")
+                log.write(b"(listing held)\n")
+                log.flush()
+                time.sleep(2)
+                send(body + b".\r\n")
+                continue
             send(b"+OK\r\n" + body + b".\r\n")
         elif cmd == b"LIST":
             body = b"".join(
