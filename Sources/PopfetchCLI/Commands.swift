@@ -58,8 +58,9 @@ extension Popfetch {
                 return
             }
             if self.dryRun {
-                let status = try await g.withStoreForLooking { store, directory in
-                    let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
+                let status = try await g.withStoreForLooking(logger: logger) { store, directory, stopRequested in
+                    let env = PollEnvironment(
+                        store: store, stateDirectory: directory, logger: logger, stopRequested: stopRequested)
                     return await Self.dryRun(selected, environment: env)
                 }
                 if status != .ok { throw CommandExit(status: status) }

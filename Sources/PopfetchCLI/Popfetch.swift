@@ -4,6 +4,7 @@ import Daemon
 import Foundation
 import Logging
 import Monitoring
+import NIOConcurrencyHelpers
 import Retrieval
 import SystemSupport
 import UIDLStore
@@ -102,35 +103,58 @@ extension GlobalOptions {
     /// For the commands that only look (`check`, `serverinfo`, `poll --dry-run`): the state database and its
     /// directory when the database exists; otherwise an empty one in a temporary directory, removed afterwards, so
     /// that looking before the first poll creates no state (and needs no writable state directory).
+    ///
+    /// `body` gets whether a stop was asked for. A first SIGINT or SIGTERM asks it (each account's poll then ends as
+    /// a stopped poll does: at once before login, with QUIT once a listing under way is in, since Dovecot keeps a
+    /// mailbox locked for minutes when a client goes away while it sends a listing). A second one, or SIGHUP, ends
+    /// popfetch at once by that signal, the temporary directory removed first. Without `graceful` (nothing is
+    /// logged in to, as for `serverinfo`), the first one does.
     func withStoreForLooking<T: Sendable>(
-        _ body: @escaping @Sendable (StateStore, String) async throws -> T
+        logger: Logger, graceful: Bool = true,
+        _ body: @escaping @Sendable (StateStore, String, @escaping @Sendable () -> Bool) async throws -> T
     ) async throws -> T {
-        if FileManager.default.fileExists(atPath: self.statePath) {
-            return try await body(try self.openStore(), self.stateDirectory)
-        }
-        // Interrupted (Ctrl-C, SIGTERM, SIGHUP: a server that does not answer), the directory is removed all the
-        // same, and popfetch then ends by that signal, as it would have without the trap.
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm, .sighup)
-        let base = NSTemporaryDirectory()
-        var template = Array((base + "/popfetch-look.XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else {
-            let reason = String(cString: strerror(errno))
-            throw StateError(path: base, message: "cannot create a temporary directory (no state yet): \(reason)")
+        let stop = NIOLockedValueBox(false)
+        let store: StateStore
+        let directory: String
+        var temporary: String?
+        if FileManager.default.fileExists(atPath: self.statePath) {
+            store = try self.openStore()
+            directory = self.stateDirectory
+        } else {
+            let base = NSTemporaryDirectory()
+            var template = Array((base + "/popfetch-look.XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else {
+                let reason = String(cString: strerror(errno))
+                throw StateError(path: base, message: "cannot create a temporary directory (no state yet): \(reason)")
+            }
+            directory = String(cString: made)
+            temporary = directory
+            do {
+                store = try StateStore(path: directory + "/state.sqlite")
+            } catch {
+                try? FileManager.default.removeItem(atPath: directory)
+                throw error
+            }
         }
-        let directory = String(cString: made)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try StateStore(path: directory + "/state.sqlite")
+        let made = temporary
+        defer { if let made { try? FileManager.default.removeItem(atPath: made) } }
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 for await signal in signals {
-                    try? FileManager.default.removeItem(atPath: directory)
+                    if graceful && signal != .sighup && !stop.withLockedValue({ $0 }) {
+                        stop.withLockedValue { $0 = true }
+                        logger.notice("\(signal): stopping once the listing under way is in (again to stop at once)")
+                        continue
+                    }
+                    if let made { try? FileManager.default.removeItem(atPath: made) }
                     Glibc.signal(signal.rawValue, SIG_DFL)
                     Glibc.kill(getpid(), signal.rawValue)
                     Glibc._exit(128 + signal.rawValue)
                 }
                 return nil
             }
-            group.addTask { try await body(store, directory) }
+            group.addTask { try await body(store, directory, { stop.withLockedValue { $0 } }) }
             defer { group.cancelAll() }
             while let result = try await group.next() {
                 if let result { return result }

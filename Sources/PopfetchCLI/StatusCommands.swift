@@ -157,10 +157,12 @@ extension Popfetch {
                     }
                 }
             }
-            let (total, statuses) = try await g.withStoreForLooking { store, directory in
+            let (total, statuses) = try await g.withStoreForLooking(logger: logger) {
+                store, directory, stopRequested in
                 var total = 0
                 var statuses: [ExitStatus] = []
-                let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
+                let env = PollEnvironment(
+                    store: store, stateDirectory: directory, logger: logger, stopRequested: stopRequested)
                 for a in selected {
                     let r = await AccountPoller(account: a, environment: env, checkOnly: true).poll()
                     if let e = r.error {
@@ -190,7 +192,7 @@ extension Popfetch {
             async throws -> ExitStatus
         {
             // No state is read or written; none is created.
-            let statuses = try await g.withStoreForLooking { store, directory in
+            let statuses = try await g.withStoreForLooking(logger: logger, graceful: false) { store, directory, _ in
                 var statuses: [ExitStatus] = []
                 let env = PollEnvironment(store: store, stateDirectory: directory, logger: logger)
                 for a in accounts {

@@ -200,6 +200,49 @@ struct PollStopTests {
     }
 
     @Test(
+        "poll --dry-run and check, SIGTERM while the listing comes in: the listing arrives, QUIT, exit 75; twice: at once",
+        .fault(
+            .process, "`popfetch poll --dry-run` and `popfetch check` sent SIGTERM while the server sends its listing",
+            expect: "exit 75 once the listing is in, with QUIT; a second SIGTERM ends the command at once"))
+    func lookingStopsDuringListing() throws {
+        let f = try PopfetchFixture()
+        let msgs = (0..<2).map { FaultServer.Message(uid: "d\($0)", body: faultMessage("dry \($0)")) }
+        let server = try FaultServer.start(f, messages: msgs, options: ["uidl": "slow"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "10s")
+        for (i, command) in [["poll", "--dry-run"], ["check"]].enumerated() {
+            let before = server.sent().components(separatedBy: "(listing held)").count
+            let child = try Child.spawn(
+                [Package.binary, "--config", f.configPath, "--state", f.statePath] + command,
+                stdout: f.directory + "/look\(i).out", stderr: f.directory + "/look\(i).err")
+            #expect(
+                eventually(30) { server.sent().components(separatedBy: "(listing held)").count > before },
+                "\(command): the listing was asked for")
+            kill(child.pid, SIGTERM)
+            let status = child.wait(timeout: 30)
+            let out = (try? String(contentsOfFile: f.directory + "/look\(i).out", encoding: .utf8)) ?? ""
+            #expect(status == 75, "\(command): \(out)")
+            #expect(out.contains("stopped before any message was fetched"), "\(command): \(out)")
+            let after = server.sent().components(separatedBy: "(listing held)").last ?? ""
+            #expect(after.contains("QUIT"), "\(command): QUIT once the listing was in: \(after)")
+        }
+        // A second signal does not wait for the listing.
+        let before = server.sent().components(separatedBy: "(listing held)").count
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "check"],
+            stdout: "/dev/null", stderr: "/dev/null")
+        #expect(eventually(30) { server.sent().components(separatedBy: "(listing held)").count > before })
+        kill(child.pid, SIGTERM)
+        usleep(200_000)
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        _ = child.wait(timeout: 30)
+        #expect(Date().timeIntervalSince(signalled) < 1.5, "the second SIGTERM ended check at once")
+        #expect(try f.delivered().isEmpty)
+        #expect(server.deleted().isEmpty)
+    }
+
+    @Test(
         "SIGTERM while Dovecot sends a 20,000-entry listing: the mailbox is not left locked for the next session",
         .fault(
             .process, "`popfetch poll` sent SIGTERM right after it asked a real Dovecot for a 20,000-message listing",
