@@ -232,7 +232,7 @@ public struct AccountPoller: Sendable {
         self.logger.debug(
             "connecting to \(account.server.host):\(account.server.port) (tls \(account.server.tls.rawValue))")
         let start = report
-        let early = EarlyStop()
+        let early = EarlyStop(stopRequested: self.environment.stopRequested)
         do {
             report = try await self.stoppableBeforeMessages(early) { [endpoint] in
                 let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
@@ -279,8 +279,9 @@ public struct AccountPoller: Sendable {
     }
 
     /// Runs `session`; a stop request before login has succeeded ends it at once (a watcher looks every 100 ms) with
-    /// ``EarlyStop/Stopped``; one while the listing arrives ends it with QUIT once the listing is in. Once the session
-    /// acts on its listing, the watcher ends and the session finishes in order.
+    /// ``EarlyStop/Stopped``; one while the listing arrives ends it with QUIT once the listing is in, or cuts it after
+    /// ``EarlyStop/listingWait`` (or the account's time-out, if shorter). Once the session acts on its listing, the
+    /// watcher ends and the session finishes in order.
     private func stoppableBeforeMessages(
         _ early: EarlyStop, _ session: @escaping @Sendable () async throws -> PollReport
     ) async throws -> PollReport {
@@ -288,9 +289,19 @@ public struct AccountPoller: Sendable {
         return try await withThrowingTaskGroup(of: PollReport?.self) { group in
             group.addTask { try await session() }
             group.addTask {
-                while !early.isPastBeginning {
+                // A stop during the listing waits for it, and then for the answer to QUIT, at most this long.
+                let wait = min(EarlyStop.listingWait, .seconds(self.account.server.timeout))
+                var stopSeen: ContinuousClock.Instant?
+                while !early.isActing {
                     try await Task.sleep(for: .milliseconds(100))
-                    if stopRequested() && early.stopNow() { throw EarlyStop.Stopped() }
+                    guard stopRequested() else { continue }
+                    if early.stopNow() { throw EarlyStop.Stopped() }
+                    let now = ContinuousClock.now
+                    if let seen = stopSeen {
+                        if now - seen >= wait && early.waitedEnough() { throw EarlyStop.Stopped() }
+                    } else {
+                        stopSeen = now
+                    }
                 }
                 return nil
             }

@@ -26,12 +26,24 @@ final class EarlyStop: Sendable {
     }
 
     private let phase = NIOLockedValueBox(Phase.beforeLogin)
+    /// Whether a stop was asked for; read at each change of phase, so that a stop the watcher has not seen yet (it
+    /// looks every 100 ms) still counts.
+    private let stopRequested: @Sendable () -> Bool
 
-    /// Logged in: from now on a stop lets the listing arrive. False when a stop has already ended the session (its
-    /// task is being cancelled).
+    /// How long a stop waits for a listing under way, and then for the answer to QUIT: a server that stalls or
+    /// trickles there gets no more before its connection is cut (``AccountPoller``'s watcher). Dovecot took 11.5 s
+    /// for the first listing of a 20,000-message mailbox (a cold cache); a second signal stops at once.
+    static let listingWait: Duration = .seconds(20)
+
+    init(stopRequested: @escaping @Sendable () -> Bool) {
+        self.stopRequested = stopRequested
+    }
+
+    /// Logged in: true when the session goes on to ask for the listing (a stop then lets it arrive). False when a
+    /// stop came before: the session is being cancelled, or, when ``quitsNow``, it is to QUIT at once and end.
     func loggedIn() -> Bool {
         self.phase.withLockedValue { phase in
-            if phase == .beforeLogin { phase = .listing }
+            if phase == .beforeLogin { phase = self.stopRequested() ? .quitting : .listing }
             return phase == .listing
         }
     }
@@ -42,7 +54,7 @@ final class EarlyStop: Sendable {
     func beginMessages() -> Bool {
         self.phase.withLockedValue { phase in
             switch phase {
-            case .beforeLogin, .listing: phase = .messages
+            case .beforeLogin, .listing: phase = self.stopRequested() ? .quitting : .messages
             case .stopAfterListing: phase = .quitting
             case .quitting, .messages, .stopped: break
             }
@@ -50,7 +62,7 @@ final class EarlyStop: Sendable {
         }
     }
 
-    /// The session is to QUIT, its listing in, for a stop that came while it arrived.
+    /// The session is to QUIT and end, acting on nothing, for a stop.
     var quitsNow: Bool { self.phase.withLockedValue { $0 == .quitting } }
 
     /// The watcher saw a stop request: true when the session may be ended now.
@@ -65,11 +77,23 @@ final class EarlyStop: Sendable {
         }
     }
 
-    /// A stop ended the session before it acted on its listing.
-    var wasStopped: Bool { self.phase.withLockedValue { $0 == .stopped || $0 == .quitting } }
+    /// The watcher waited ``listingWait`` after a stop for the listing or the answer to QUIT: true when the session
+    /// is to be ended now (it had not begun acting on its listing).
+    func waitedEnough() -> Bool {
+        self.phase.withLockedValue { phase in
+            if phase == .stopAfterListing || phase == .quitting { phase = .stopped }
+            return phase == .stopped
+        }
+    }
 
-    /// The session is past its listing (acting on it, or QUITting for a stop): the watcher is no longer needed.
-    var isPastBeginning: Bool { self.phase.withLockedValue { $0 == .messages || $0 == .quitting } }
+    /// A stop ended the session, or is ending it, before it acted on its listing: however the session then ends (a
+    /// time-out while the listing trickled in, its task cancelled), the poll counts as not made.
+    var wasStopped: Bool {
+        self.phase.withLockedValue { $0 == .stopped || $0 == .quitting || $0 == .stopAfterListing }
+    }
+
+    /// The session acts on its listing: the watcher is no longer needed.
+    var isActing: Bool { self.phase.withLockedValue { $0 == .messages } }
 
     /// Why the poll ended (exit 75: mail may be waiting).
     static let stoppedMessage = "stopped before any message was fetched (popfetch was asked to stop)"

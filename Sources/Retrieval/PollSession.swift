@@ -69,7 +69,11 @@ final class PollSession {
         }
         try await self.poller.login(self.conn, password: self.password, capabilities: caps)
         self.logger.debug("logged in as \(self.account.authentication.user)")
-        guard self.earlyStop.loggedIn() else { throw CancellationError() }
+        guard self.earlyStop.loggedIn() else {
+            // A stop came as login succeeded: QUIT without asking for the listing.
+            if self.earlyStop.quitsNow { _ = try? await self.conn.quit() }
+            throw CancellationError()
+        }
         self.report.loginDelay = caps?.loginDelay
         let pipelining = caps?.supportsPipelining ?? false
         self.pipelining = pipelining

@@ -200,6 +200,33 @@ struct PollStopTests {
     }
 
     @Test(
+        "SIGTERM while the listing stalls: popfetch waits for it only so long, then stops as stopped (75), not as failed",
+        .fault(
+            .process, "`popfetch poll` sent SIGTERM while the server stalls in its UIDL listing (timeout 3s)",
+            expect: "exit 75 within 6 s, 'stopped before any message was fetched'; the poll not recorded as made"))
+    func stopDuringStalledListing() throws {
+        let f = try PopfetchFixture()
+        let msgs = [FaultServer.Message(uid: "s0", body: faultMessage("stalled"))]
+        let server = try FaultServer.start(f, messages: msgs, options: ["uidl": "stall"])
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "3s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { server.sent().contains("(listing held)") }, "the listing was asked for")
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        let status = child.wait(timeout: 30)
+        let elapsed = Date().timeIntervalSince(signalled)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        #expect(status == 75, "\(stderr)")
+        #expect(elapsed < 6, "popfetch ended \(elapsed) s after SIGTERM")
+        #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("never"), "a stopped poll is not recorded as one: \(s.stdout)")
+    }
+
+    @Test(
         "poll --dry-run and check, SIGTERM while the listing comes in: the listing arrives, QUIT, exit 75; twice: at once",
         .fault(
             .process, "`popfetch poll --dry-run` and `popfetch check` sent SIGTERM while the server sends its listing",

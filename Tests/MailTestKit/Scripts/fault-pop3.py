@@ -10,7 +10,8 @@ JSON object:
                                      (silent: no reply at all, as if the command were lost)
   "capa": ["USER", "UIDL", ...]      (default USER UIDL RESP-CODES PIPELINING)
   "uidl": "ok" | "empty" | "err" | "slow"  (default ok; "empty" lists no messages at all, like a hiccup; "slow"
-                                     sends +OK, logs "(listing held)", and the entries 2 s later)
+                                     sends +OK, logs "(listing held)", and the entries 2 s later; "stall": the same,
+                                     then nothing for 8 s, and the session goes on without the entries)
   "quit": "ok" | "err" | "err-commit" (default ok; err-commit deletes, then answers -ERR)
   "uidl_raw": the whole UIDL reply, verbatim (e.g. one message number listed twice)
   "noop": "ok" | "drop" | "garbage"  (default ok)
@@ -97,6 +98,12 @@ def session(conn):
                 send(sc["uidl_raw"].encode("latin-1"))
                 continue
             body = b"".join(b"%d %s\r\n" % (i + 1, m["uid"].encode("latin-1")) for i, m in enumerate(msgs))
+            if sc.get("uidl") == "stall":
+                send(b"+OK\r\n")
+                log.write(b"(listing held)\n")
+                log.flush()
+                time.sleep(8)
+                continue
             if sc.get("uidl") == "slow":
                 send(b"+OK\r\n")
                 log.write(b"(listing held)\n")
