@@ -1,0 +1,72 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Waiting for a launched child: its exit (on a pidfd where there is one), its time-out, and the tail of its output.
+extension ProcessRunner {
+    private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+
+    /// glibc ≥ 2.36's `pidfd_open` (Linux ≥ 5.3): a descriptor that becomes readable when the process exits.
+    private static let pidfdOpen: PidfdOpen? = {
+        guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
+        return unsafeBitCast(symbol, to: PidfdOpen.self)
+    }()
+
+    /// The child's output kept at most this large while it runs (older output is dropped; the tail is reported).
+    static let outputFileLimit = 1 << 20
+
+    /// Reaps the child, enforcing the time-out, then reads the tail of its output. Waits on a pidfd (woken the moment
+    /// the child exits), or where there is none by polling with a growing pause.
+    static func wait(pid: pid_t, outputFD: Int32, timeout: Int) -> ProcessOutcome {
+        defer { close(outputFD) }
+        let deadline = Date().addingTimeInterval(Double(timeout))
+        let pidfd = Self.pidfdOpen?(pid, 0) ?? -1
+        defer { if pidfd >= 0 { close(pidfd) } }
+        var status: Int32 = 0
+        var timedOut = false
+        var pause: UInt32 = 50
+        while true {
+            let w = waitpid(pid, &status, WNOHANG)
+            if w == pid || (w < 0 && errno != EINTR) { break }
+            let remaining = deadline.timeIntervalSinceNow
+            if remaining <= 0 && !timedOut {
+                timedOut = true
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+            }
+            // A child that writes without end must not fill the disk: keep the file small (appends go to its end).
+            var st = stat()
+            if fstat(outputFD, &st) == 0 && Int(st.st_size) > Self.outputFileLimit { _ = ftruncate(outputFD, 0) }
+            if pidfd >= 0 {
+                var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                let ms = timedOut ? 50 : Int32(max(1, min(1000, remaining * 1000)))
+                _ = poll(&pfd, 1, ms)
+            } else {
+                usleep(pause)
+                pause = min(pause * 2, 10_000)
+            }
+        }
+        let termination: ProcessOutcome.Termination
+        if status & 0x7f == 0 {
+            termination = .exited((status >> 8) & 0xff)
+        } else {
+            termination = .signaled(status & 0x7f)
+        }
+        // The tail of what it wrote (the file may still be written by a left-over grandchild: read what is there).
+        var output = [UInt8](repeating: 0, count: outputLimit)
+        var st = stat()
+        let size = fstat(outputFD, &st) == 0 ? Int(st.st_size) : 0
+        let start = max(0, size - outputLimit)
+        let n = output.withUnsafeMutableBytes { b -> Int in
+            guard let base = b.baseAddress else { return 0 }
+            return pread(outputFD, base, min(outputLimit, size - start), off_t(start))
+        }
+        // Most children say nothing: no string work then.
+        let text =
+            n > 0
+            ? String(decoding: output.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+        return ProcessOutcome(termination: termination, output: text, timedOut: timedOut, input: nil)
+    }
+}
