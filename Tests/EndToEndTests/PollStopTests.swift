@@ -169,6 +169,20 @@ struct PollStopTests {
         #expect(s.stdout.contains("\"outcome\": \"ok\"") || s.stdout.contains("\"outcome\":\"ok\""), "\(s.stdout)")
     }
 
+    /// Starts `popfetch poll`, waits until the fault server holds back its listing, sends SIGTERM; returns the exit
+    /// status, the seconds from the signal to the exit, and stderr.
+    static func stopWhileListing(_ f: PopfetchFixture, _ server: FaultServer) throws -> (Int32, Double, String) {
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { server.sent().contains("(listing held)") }, "the listing was asked for")
+        kill(child.pid, SIGTERM)
+        let signalled = Date()
+        let status = child.wait(timeout: 30)
+        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        return (status, Date().timeIntervalSince(signalled), stderr)
+    }
+
     @Test(
         "SIGTERM while the listing comes in: popfetch lets it arrive, QUITs, fetches nothing; the next poll gets all",
         .fault(
@@ -181,13 +195,7 @@ struct PollStopTests {
         let server = try FaultServer.start(f, messages: msgs, options: ["uidl": "slow"])
         defer { server.stop() }
         try f.writeConfig(port: server.port, timeout: "10s")
-        let child = try Child.spawn(
-            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
-            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
-        #expect(eventually(30) { server.sent().contains("(listing held)") }, "the listing was asked for")
-        kill(child.pid, SIGTERM)
-        let status = child.wait(timeout: 30)
-        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        let (status, _, stderr) = try Self.stopWhileListing(f, server)
         #expect(status == 75, "\(stderr)")
         #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
         let after = server.sent().components(separatedBy: "(listing held)").last ?? ""
@@ -210,15 +218,7 @@ struct PollStopTests {
         let server = try FaultServer.start(f, messages: msgs, options: ["uidl": "stall"])
         defer { server.stop() }
         try f.writeConfig(port: server.port, timeout: "3s")
-        let child = try Child.spawn(
-            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
-            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
-        #expect(eventually(30) { server.sent().contains("(listing held)") }, "the listing was asked for")
-        kill(child.pid, SIGTERM)
-        let signalled = Date()
-        let status = child.wait(timeout: 30)
-        let elapsed = Date().timeIntervalSince(signalled)
-        let stderr = (try? String(contentsOfFile: f.directory + "/poll.err", encoding: .utf8)) ?? ""
+        let (status, elapsed, stderr) = try Self.stopWhileListing(f, server)
         #expect(status == 75, "\(stderr)")
         #expect(elapsed < 6, "popfetch ended \(elapsed) s after SIGTERM")
         #expect(stderr.contains("stopped before any message was fetched"), "\(stderr)")
