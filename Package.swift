@@ -79,7 +79,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // The operating system at the edge: anonymous files, lock files, child processes, paths, units.
-        .target(name: "SystemSupport", dependencies: [nio("NIOCore"), nio("NIOPosix")], swiftSettings: strictSettings),
+        .target(
+            name: "SystemSupport", dependencies: ["CSystemLinux", nio("NIOCore"), nio("NIOPosix")],
+            swiftSettings: strictSettings),
+        // epoll for SystemSupport (Swift's Glibc module does not map <sys/epoll.h>).
+        .target(name: "CSystemLinux"),
         // Sockets and TLS at the edge: thin SwiftNIO channels that drive POP3Core and SMTPCore; one TLS factory.
         .target(
             name: "MailTransport",

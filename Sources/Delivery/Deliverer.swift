@@ -38,8 +38,9 @@ public protocol Deliverer: Sendable {
     /// session, twice in a row), or nil. The poll then stops fetching: every further message would be fetched only
     /// to be deferred, each after its own connect time-out.
     func unavailability() async -> String?
-    /// Whether a delivery holds its thread (spawning an MDA, writing and fsyncing a Maildir file): it then runs on
-    /// Swift Concurrency's pool, not on the poll's event loop, so that the next message is received meanwhile.
+    /// Whether a delivery holds its thread (writing and fsyncing a Maildir file): it then runs on Swift
+    /// Concurrency's pool, not on the poll's event loop, so that the next message is received meanwhile. An MDA
+    /// does not: it is started without blocking and waited for by ``ChildWaiter``'s thread.
     var blocksItsThread: Bool { get }
 }
 
@@ -73,7 +74,7 @@ public struct MDADeliverer: Deliverer {
         self.partialRead = partialRead
     }
 
-    public var blocksItsThread: Bool { true }
+    public var blocksItsThread: Bool { false }
 
     public func recipientGroups(_ recipients: [String]) -> [[String]] {
         // With %T the MDA runs once per recipient (as fetchmail does); otherwise once for all of them.

@@ -243,11 +243,13 @@ public struct PollPlan: Hashable, Sendable {
         hash.update(data: Array(policyText.utf8))
         var buffer: [UInt8] = []
         buffer.reserveCapacity(64 * 1024)
-        func append(_ n: Int) { withUnsafeBytes(of: Int64(n).littleEndian) { buffer.append(contentsOf: $0) } }
         for entry in listing {
-            append(entry.number)
-            append(sizes[entry.number] ?? -1)
-            append(entry.uid.utf8.count)
+            // Number, LIST size and UIDL length as three little-endian Int64s, then the UIDL's bytes.
+            let fields = (
+                Int64(entry.number).littleEndian, Int64(sizes[entry.number] ?? -1).littleEndian,
+                Int64(entry.uid.utf8.count).littleEndian
+            )
+            withUnsafeBytes(of: fields) { buffer.append(contentsOf: $0) }
             buffer.append(contentsOf: entry.uid.utf8)
             if buffer.count >= 60 * 1024 {
                 hash.update(data: buffer)

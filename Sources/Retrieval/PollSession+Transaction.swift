@@ -174,13 +174,17 @@ extension PollSession {
                         // delivered again at every poll): stop before delivering when the state's disk is nearly full.
                         try self.requireStateSpace()
                         let groups = deliverer.recipientGroups(recipients)
-                        // An MDA or a Maildir write runs off the poll's event loop, beside the next message's
-                        // retrieval; an SMTP, LMTP or IMAP delivery stays on it, with its connection.
+                        // A Maildir write runs off the poll's event loop, beside the next message's retrieval; an
+                        // MDA (started without blocking), an SMTP, LMTP or IMAP delivery stays on it.
                         let executor: (any TaskExecutor)? =
                             deliverer.blocksItsThread ? globalConcurrentExecutor : EventLoopTaskExecutor.current
                         group.addTask(executorPreference: executor) {
                             await Self.deliver(message, groups: groups, deliverer: deliverer)
                         }
+                        // On the loop, the delivery starts (an MDA is spawned, an SMTP DATA goes out) before this
+                        // task goes on to write more RETRs: waking the server first let it take the CPU from the
+                        // loop between one MDA's exit and the next one's start.
+                        if !deliverer.blocksItsThread { await Task.yield() }
                         inFlight = InFlight(item: item, message: message, confirmed: proven)
                     }
                 }

@@ -6,10 +6,10 @@ import Foundation
 
 /// Waiting for a launched child: its exit (on a pidfd where there is one), its time-out, and the tail of its output.
 extension ProcessRunner {
-    private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
+    typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
 
     /// glibc ≥ 2.36's `pidfd_open` (Linux ≥ 5.3): a descriptor that becomes readable when the process exits.
-    private static let pidfdOpen: PidfdOpen? = {
+    static let pidfdOpen: PidfdOpen? = {
         guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
         return unsafeBitCast(symbol, to: PidfdOpen.self)
     }()
@@ -48,6 +48,12 @@ extension ProcessRunner {
                 pause = min(pause * 2, 10_000)
             }
         }
+        return Self.outcome(status: status, outputFD: outputFD, timedOut: timedOut)
+    }
+
+    /// The outcome of a reaped child: how it ended, and the tail of its output (read from `outputFD`, which the
+    /// caller closes).
+    static func outcome(status: Int32, outputFD: Int32, timedOut: Bool) -> ProcessOutcome {
         let termination: ProcessOutcome.Termination
         if status & 0x7f == 0 {
             termination = .exited((status >> 8) & 0xff)

@@ -62,7 +62,7 @@ public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvert
 /// Runs a program directly (no shell) with a file descriptor as its standard input, in its own process group,
 /// with default signal dispositions (popfetch ignores SIGPIPE; its children must not inherit that), and kills the
 /// whole group when it runs past the time-out. The child is started on the caller's thread (nothing in that blocks);
-/// waiting for it happens on a thread of its own per child.
+/// one long-lived thread waits for all of them (``ChildWaiter``), or, where it cannot, a thread of its own per child.
 public enum ProcessRunner {
     static let outputLimit = 4096
 
@@ -145,8 +145,8 @@ public enum ProcessRunner {
         try Task.checkCancellation()
         // The child is started here: nothing in that blocks (its input pipe is filled without blocking, and
         // posix_spawn returns once the child has exec'd), so it starts without waiting for a thread to be created
-        // and scheduled, which on a busy machine took longer than the spawn. Waiting for it blocks, so that runs on
-        // a thread of its own while the poll's task goes on receiving the next message. A cancelled task stops
+        // and scheduled, which on a busy machine took longer than the spawn. Waiting for it blocks, so that happens on
+        // another thread (the ``ChildWaiter``'s) while the poll's task goes on receiving the next message. A cancelled task stops
         // waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox could leave
         // a truncated copy there, while one left alone delivers the whole message (the input is all in its pipe, or
         // fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at most one duplicate,
@@ -183,6 +183,21 @@ public enum ProcessRunner {
             throw error
         }
         let result = OneResult<Result<ProcessOutcome, ProcessLaunchError>>()
+        // Usually one long-lived thread waits for every child (``ChildWaiter``). Not a child fed by a `cat` of its
+        // own: accounting for its input waits for that `cat` too.
+        if let child, child.feeder == nil, let waiter = ChildWaiter.shared,
+            waiter.watch(
+                pid: child.pid, outputFD: child.outputFD, timeout: timeout,
+                completion: { status, timedOut in
+                    defer { closeOwn() }
+                    var outcome = Self.outcome(status: status, outputFD: child.outputFD, timedOut: timedOut)
+                    close(child.outputFD)
+                    outcome.input = child.prefilled?.finish(timedOut: timedOut)
+                    result.deliver(.success(outcome))
+                })
+        {
+            return try await result.value().get()
+        }
         let job: @Sendable () -> Void = {
             defer { closeOwn() }
             if let child {
@@ -211,7 +226,7 @@ public enum ProcessRunner {
 
     /// Runs `body` on a new detached thread; returns the error number when the thread cannot be created (then
     /// `body` does not run).
-    private static func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32? {
+    static func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32? {
         final class Box: @unchecked Sendable {
             let body: @Sendable () -> Void
             init(_ body: @escaping @Sendable () -> Void) { self.body = body }

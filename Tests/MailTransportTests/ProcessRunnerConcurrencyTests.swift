@@ -33,4 +33,40 @@ struct ProcessRunnerConcurrencyTests {
         let spread = (starts.max() ?? 0) - (starts.min() ?? 0)
         #expect(spread < 0.9, "\(n) children started over \(spread) s: some waited for others to end")
     }
+
+    @Test("one waiting thread tells each of many children apart: exit status, output, time-out, in any order")
+    func manyChildrenEachTheirOwnOutcome() async throws {
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devnull) }
+        let n = 40
+        let started = ContinuousClock.now
+        // Child i sleeps a little (later ones end first), says its number and exits with it; child 0 hangs and
+        // must be killed at its 1 s time-out while the others are still being reaped.
+        let outcomes = try await withThrowingTaskGroup(of: (Int, ProcessOutcome, Duration).self) { group in
+            for i in 0..<n {
+                group.addTask {
+                    let script =
+                        i == 0
+                        ? "echo hung; exec sleep 30"
+                        : "sleep 0.\(String(format: "%02d", n - i)); echo child \(i); exit \(i)"
+                    let outcome = try await ProcessRunner.run(
+                        arguments: ["/bin/sh", "-c", script], stdin: devnull, timeout: i == 0 ? 1 : 60)
+                    return (i, outcome, ContinuousClock.now - started)
+                }
+            }
+            return try await group.reduce(into: [:]) { $0[$1.0] = ($1.1, $1.2) }
+        }
+        #expect(outcomes.count == n)
+        for i in 1..<n {
+            let outcome = try #require(outcomes[i]?.0)
+            #expect(outcome.termination == .exited(Int32(i)), "child \(i)")
+            #expect(outcome.output == "child \(i)")
+            #expect(!outcome.timedOut)
+        }
+        let hung = try #require(outcomes[0])
+        #expect(hung.0.timedOut)
+        #expect(hung.0.termination == .signaled(SIGKILL))
+        #expect(hung.0.output == "hung")
+        #expect(hung.1 < .seconds(10), "the hung child was killed after \(hung.1)")
+    }
 }

@@ -82,6 +82,11 @@ struct QuietListingTests {
         let sizes: ListedSizes = [1: 100, 2: 200]
         let base = PollPlan.fingerprint(listing: listing, sizes: sizes, policy: Self.policy())
         #expect(base.count == 32)
+        // The format is pinned: SHA-256 of the policy text, then per entry its number, LIST size and UIDL length as
+        // little-endian Int64s and the UIDL (computed independently, with Python's hashlib and struct.pack).
+        #expect(
+            base.map { String(format: "%02x", $0) }.joined()
+                == "3150a78cc923fd36d6894fe57ebcc8aa62cd638a4a7d75d6266051e3a8699ab8")
         #expect(PollPlan.fingerprint(listing: listing, sizes: sizes, policy: Self.policy()) == base)
         let variants: [[UInt8]] = [
             PollPlan.fingerprint(listing: [listing[0]], sizes: sizes, policy: Self.policy()),

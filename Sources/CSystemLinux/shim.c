@@ -1,0 +1,2 @@
+// Nothing to compile: the target only exposes the headers in include/ to Swift.
+#include "CSystemLinux.h"
