@@ -36,6 +36,9 @@ public struct Popfetch: AsyncParsableCommand {
     /// Entry point used by `main.swift`: maps every error to a sysexits code, never a crash.
     public static func run(arguments: [String]? = nil) async -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        // A parent that ignores SIGCHLD passes that on through exec, and the kernel then reaps popfetch's children
+        // itself: an MDA's exit status could not be read (it is what says whether the message was delivered).
+        signal(SIGCHLD, SIG_DFL)
         umask(0o077)
         ResourceLimits.raiseOpenFileLimit()
         do {

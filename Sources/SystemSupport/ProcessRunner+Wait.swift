@@ -29,7 +29,12 @@ extension ProcessRunner {
         var pause: UInt32 = 50
         while true {
             let w = waitpid(pid, &status, WNOHANG)
-            if w == pid || (w < 0 && errno != EINTR) { break }
+            if w == pid { break }
+            if w < 0 && errno != EINTR {
+                // Reaped by someone else (the status is lost): never taken for an exit 0.
+                status = SIGKILL
+                break
+            }
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 && !timedOut {
                 timedOut = true

@@ -99,6 +99,33 @@ struct MDASafetyTests {
         #expect(f.user.messageCount() == 1, "not deleted")
     }
 
+    @Test(
+        "started by a parent that ignores SIGCHLD: an MDA's failure is still seen, the message stays",
+        .fault(
+            .mda,
+            "popfetch exec'd with SIGCHLD ignored (the kernel would reap its children); the MDA reads all, exits 1",
+            expect: "'exited 1' reported, exit 1 or above, message stays on the server; delivered once the MDA works"))
+    func ignoredSIGCHLD() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 303))
+        try f.writeConfig(mda: "sh -c 'cat >/dev/null; exit 1'")
+        // Python sets SIGCHLD to ignored and execs popfetch, which keeps it (a shell's `trap '' CHLD` does not).
+        let wrapper =
+            "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
+        let command = [
+            "python3", "-c", wrapper, Package.binary, "--config", f.configPath, "--state", f.statePath, "poll",
+        ]
+        let r = try runProgram(command)
+        #expect(r.status != 0, "\(r.stderr)")
+        #expect(r.stderr.contains("exited 1"), "\(r.stderr)")
+        #expect(f.user.messageCount() == 1, "not deleted")
+        try f.writeConfig()
+        let again = try runProgram(command)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try f.delivered().count == 1)
+        #expect(f.user.messageCount() == 0)
+    }
+
     /// The three ways an MDA's input is fed: a message that fits the default 64 KiB pipe, one that needs the pipe
     /// grown (up to 1 MiB, still filled before the MDA starts), and one fed by a `cat` (larger). Each must be read
     /// whole by an MDA that does, and caught when an MDA stops early.
