@@ -12,8 +12,8 @@ import Synchronization
 /// time-out (its whole process group) and keeps each child's output file from growing past
 /// ``ProcessRunner/outputFileLimit``.
 ///
-/// ``shared`` is nil where the kernel or libc has no `pidfd_open` (Linux < 5.3, glibc < 2.36), or when the thread
-/// cannot be made; ``ProcessRunner`` then waits on a thread of its own per child, as before.
+/// ``shared`` is nil where the kernel has no `pidfd_open` (Linux < 5.3), or when the thread cannot be made;
+/// ``ProcessRunner`` then waits on a thread of its own per child.
 final class ChildWaiter: Sendable {
     static let shared: ChildWaiter? = ChildWaiter()
 
@@ -49,17 +49,16 @@ final class ChildWaiter: Sendable {
     private static let tick: Duration = .seconds(1)
 
     private init?() {
-        guard ProcessRunner.pidfdOpen != nil else { return nil }
+        // A kernel before 5.3 has no pidfds.
+        let probe = ProcessRunner.pidfdOpen(getpid())
+        guard probe >= 0 else { return nil }
+        close(probe)
         let ep = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard ep >= 0 else { return nil }
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
+        guard c_system_pipe_cloexec_nonblock(&fds) == 0 else {
             close(ep)
             return nil
-        }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         }
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
@@ -81,7 +80,8 @@ final class ChildWaiter: Sendable {
     /// Starts watching a launched child. `completion` runs on the waiting thread once the child has been reaped
     /// (it must not block). False if the child cannot be watched (no pidfd): the caller waits for it itself.
     func watch(pid: pid_t, outputFD: Int32, timeout: Int, completion: @escaping Completion) -> Bool {
-        guard let pidfd = ProcessRunner.pidfdOpen?(pid, 0), pidfd >= 0 else { return false }
+        let pidfd = ProcessRunner.pidfdOpen(pid)
+        guard pidfd >= 0 else { return false }
         let deadline = ContinuousClock.now.advanced(by: .seconds(max(0, timeout)))
         let wake = self.state.withLock { s -> Bool in
             s.lastActivity = .now

@@ -1,3 +1,4 @@
+import CSystemLinux
 import Foundation
 
 #if canImport(Glibc)
@@ -6,13 +7,8 @@ import Foundation
 
 /// Waiting for a launched child: its exit (on a pidfd where there is one), its time-out, and the tail of its output.
 extension ProcessRunner {
-    typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
-
-    /// glibc ≥ 2.36's `pidfd_open` (Linux ≥ 5.3): a descriptor that becomes readable when the process exits.
-    static let pidfdOpen: PidfdOpen? = {
-        guard let symbol = dlsym(nil, "pidfd_open") else { return nil }
-        return unsafeBitCast(symbol, to: PidfdOpen.self)
-    }()
+    /// pidfd_open(2) (Linux ≥ 5.3): a descriptor that becomes readable when the process exits; -1 without one.
+    static func pidfdOpen(_ pid: pid_t) -> Int32 { c_system_pidfd_open(pid) }
 
     /// The child's output kept at most this large while it runs (older output is dropped; the tail is reported).
     static let outputFileLimit = 1 << 20
@@ -22,7 +18,7 @@ extension ProcessRunner {
     static func wait(pid: pid_t, outputFD: Int32, timeout: Int) -> ProcessOutcome {
         defer { close(outputFD) }
         let deadline = Date().addingTimeInterval(Double(timeout))
-        let pidfd = Self.pidfdOpen?(pid, 0) ?? -1
+        let pidfd = Self.pidfdOpen(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
         var status: Int32 = 0
         var timedOut = false

@@ -219,8 +219,11 @@ public enum ProcessRunner {
         // for the child's whole run, so with more children than cores (one MDA per account polled at once, password
         // commands) each would wait, without a time-out, for another account's MDA to end. If no thread can be
         // made (the process is out of threads or memory), the child is running all the same and must be waited
-        // for: here, holding this task's thread until it ends.
-        if Self.startDetachedThread(job) != nil { job() }
+        // for: then on a thread of Swift's pool, held until it ends (not this one: it may be the poll's event loop,
+        // which other accounts' connections share).
+        if Self.startDetachedThread(job) != nil {
+            Task.detached(executorPreference: globalConcurrentExecutor) { job() }
+        }
         return try await result.value().get()
     }
 

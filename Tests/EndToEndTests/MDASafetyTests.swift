@@ -99,16 +99,20 @@ struct MDASafetyTests {
         #expect(f.user.messageCount() == 1, "not deleted")
     }
 
+    /// A parent that ignores SIGCHLD passes that on through exec; the kernel then reaps popfetch's children, and an
+    /// exit status that cannot be read was taken for exit 0. A small message (pipe filled before the MDA starts)
+    /// and a large one (fed by a `cat`, with mda_partial_read = "accept", where the failed MDA counted as delivered).
     @Test(
         "started by a parent that ignores SIGCHLD: an MDA's failure is still seen, the message stays",
         .fault(
-            .mda,
-            "popfetch exec'd with SIGCHLD ignored (the kernel would reap its children); the MDA reads all, exits 1",
-            expect: "'exited 1' reported, exit 1 or above, message stays on the server; delivered once the MDA works"))
-    func ignoredSIGCHLD() throws {
+            .mda, "popfetch exec'd with SIGCHLD ignored (the kernel reaps its children); the MDA reads all, exits 1",
+            expect: "'exited 1' reported, exit 1 or above, message stays on the server; delivered once the MDA works"),
+        arguments: [60, 30_000])
+    func ignoredSIGCHLD(_ lines: Int) throws {
         let f = try PopfetchFixture()
-        try f.user.deliver(Corpus.messages(1, seed: 303))
-        try f.writeConfig(mda: "sh -c 'cat >/dev/null; exit 1'")
+        try f.user.deliver([Corpus.message(1, seed: 303, bodyLines: lines)])
+        let accept = "mda_partial_read = \"accept\""
+        try f.writeConfig(extra: accept, mda: "sh -c 'cat >/dev/null; exit 1'")
         // Python sets SIGCHLD to ignored and execs popfetch, which keeps it (a shell's `trap '' CHLD` does not).
         let wrapper =
             "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])"
@@ -119,7 +123,7 @@ struct MDASafetyTests {
         #expect(r.status != 0, "\(r.stderr)")
         #expect(r.stderr.contains("exited 1"), "\(r.stderr)")
         #expect(f.user.messageCount() == 1, "not deleted")
-        try f.writeConfig()
+        try f.writeConfig(extra: accept)
         let again = try runProgram(command)
         #expect(again.status == 0, "\(again.stderr)")
         #expect(try f.delivered().count == 1)

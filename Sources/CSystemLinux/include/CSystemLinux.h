@@ -1,8 +1,17 @@
-// Linux interfaces Swift's Glibc module leaves out (they sit behind headers it does not map): epoll, for
-// SystemSupport's ChildWaiter, which waits on the pidfds of every running child in one thread.
+// Linux interfaces Swift's Glibc module leaves out (they sit behind headers or feature macros it does not map, or are
+// variadic): epoll, pipe2 and pidfd_open, for SystemSupport's ChildWaiter, which waits on the pidfds of every running
+// child in one thread.
 #ifndef C_SYSTEM_LINUX_H
 #define C_SYSTEM_LINUX_H
 
 #include <sys/epoll.h>
+#include <sys/types.h>
+
+/// pidfd_open(2) through syscall(2), so that it works with any glibc (the wrapper came in 2.36); -1 with errno
+/// ENOSYS on a kernel before 5.3. The descriptor is close-on-exec.
+int c_system_pidfd_open(pid_t pid);
+
+/// pipe2(2) with O_CLOEXEC | O_NONBLOCK on both ends.
+int c_system_pipe_cloexec_nonblock(int fds[2]);
 
 #endif
