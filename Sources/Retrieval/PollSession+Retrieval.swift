@@ -59,6 +59,16 @@ extension PollSession {
         }
     }
 
+    /// The message's first line when it is a POP3 status line that would not be there had the replies been in step:
+    /// it starts with `+OK`, and without it (and its CRLF) the message is exactly as long as LIST said. A
+    /// server that sent a single-line reply twice (a DELE's, a `UIDL n`'s) had that copy read as the RETR's status
+    /// line, and the real one as the message's first line.
+    static func statusLineOnTop(_ spool: SpoolFile, listed: Int) -> String? {
+        guard let line = spool.firstLine, spool.receivedSoFar - (line.count + 2) == listed else { return nil }
+        guard line.starts(with: Array("+OK".utf8)) else { return nil }
+        return String(decoding: line.prefix(80), as: UTF8.self)
+    }
+
     /// Whether `status` is `+OK n uid` for `item`'s number (and, with `matchingUID`, its UIDL when that is plain
     /// RFC 1939 text: a UIDL that is not was escaped by the listing's parser, and cannot be compared).
     static func answers(_ status: StatusLine, uidlOf item: PollPlan.Item, matchingUID: Bool = false) -> Bool {
@@ -100,6 +110,13 @@ extension PollSession {
                 }
             }
             if sent.checksUIDL { try await self.checkInStep(item, refused: refused != nil) }
+            if refused == nil, let line = Self.statusLineOnTop(spool, listed: item.size) {
+                throw POP3ProtocolError(
+                    .malformedReply(
+                        command: "RETR \(item.number) (its first line is a status line, and the message is exactly "
+                            + "as long as LIST said without it: a reply came twice, and the replies are out of step)",
+                        excerpt: line))
+            }
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
             // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its

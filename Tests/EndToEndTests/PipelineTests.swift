@@ -172,6 +172,33 @@ struct PipelineTests {
     }
 
     @Test(
+        "a single-line reply sent twice just before a RETR reply: caught, the message not delivered with a status line on top",
+        .fault(
+            .pop3,
+            "a second '+OK' right before message 3's RETR reply (a DELE's or UIDL n's reply sent twice), RETRs sent ahead",
+            expect: "caught before delivery (the first line is a status line, and without it the message is as long as "
+                + "LIST said): exit non-zero, message 3 not handed on; the next poll delivers it once, whole"))
+    func repeatedReplyBeforeRetrIsCaught() throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...4).map { faultMessage("twice \($0)", lines: 20 + $0) }
+        var messages = self.mailbox(bodies)
+        messages[2].before = "+OK\r\n"
+        let server = try FaultServer.start(f, messages: messages)
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "3s")
+        let first = try f.poll()
+        #expect(first.status != 0, "\(first.stderr)")
+        #expect(first.stderr.contains("status line"), "\(first.stderr)")
+        let early = try f.delivered()
+        #expect(Set(early) == Set(bodies[0..<2].map(asDelivered)) && early.count == 2, "\(early.count)")
+        messages[2].before = nil
+        try server.set(messages: messages)
+        _ = try self.pollUntilEmpty(f, server, count: 4)
+        let all = try f.delivered()
+        #expect(all.count == 4 && Set(all) == Set(bodies.map(asDelivered)), "each message once, whole: \(all.count)")
+    }
+
+    @Test(
         "a server that adds a reply (another message's copy after a message): caught, nothing delivered twice",
         .fault(
             .pop3, "an unsolicited copy of message 3 sent right after message 2's dot line, RETRs sent ahead",

@@ -20,6 +20,8 @@ package final class FaultServer {
         package var listOmit = false
         /// Sent verbatim after the message's terminating dot line.
         package var after: String?
+        /// Sent verbatim right before the message's RETR reply.
+        package var before: String?
 
         package init(
             uid: String, body: String, id: String? = nil, listSize: Int? = nil, retr: String = "ok",
@@ -82,6 +84,7 @@ package final class FaultServer {
             if let s = m.listSize { d["list_size"] = s }
             if m.listOmit { d["list_omit"] = true }
             if let a = m.after { d["after"] = a }
+            if let b = m.before { d["before"] = b }
             return d
         }
         let data = try JSONSerialization.data(withJSONObject: o)

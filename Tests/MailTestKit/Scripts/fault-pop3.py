@@ -19,6 +19,7 @@ JSON object:
   "ignore_dele": true                a server that answers +OK to DELE and QUIT but keeps every message
   per message: "list_omit": true     left out of LIST
                "after": "text"       sent verbatim right after the message's terminating dot line
+               "before": "text"      sent verbatim right before the message's RETR reply (with "retr": "ok")
   "delay": seconds before each reply (default 0)
   "peek_ahead": true                 at each RETR, waits 0.2 s, then logs "AHEAD n k": k more RETRs had already
                                      arrived (sent ahead, before the client read message n)
@@ -153,7 +154,8 @@ def session(conn):
                     conn.sendall(data[i:i + 1])
                     time.sleep(m.get("trickle", 1.0))
             else:
-                send(b"+OK\r\n" + stuffed(body) + b".\r\n" + m.get("after", "").encode("latin-1"))
+                send(m.get("before", "").encode("latin-1") + b"+OK\r\n" + stuffed(body) + b".\r\n"
+                     + m.get("after", "").encode("latin-1"))
         elif cmd == b"DELE" and arg and 1 <= arg <= len(msgs):
             marked.add(arg)
             send(b"+OK marked\r\n")
