@@ -7,10 +7,10 @@ import Synchronization
 #endif
 
 /// One long-lived thread that waits for every child ``ProcessRunner`` launches: an epoll set of their pidfds, each
-/// readable the moment its process exits (a child added while the thread waits joins the set at once). A thread per child cost a clone, a stack and its teardown per MDA run,
-/// on the path between one message's delivery and the next. The thread also kills a child that runs past its
-/// time-out (its whole process group) and keeps each child's output file from growing past
-/// ``ProcessRunner/outputFileLimit``.
+/// readable the moment its process exits (a child added while the thread waits joins the set at once). A thread per
+/// child cost a clone, a stack and its teardown per MDA run, on the path between one message's delivery and the next.
+/// The thread also kills a child that runs past its time-out (its whole process group) and keeps each child's output
+/// file from growing past ``ProcessRunner/outputFileLimit``.
 ///
 /// ``shared`` is nil where the kernel has no `pidfd_open` (Linux < 5.3), or when the thread cannot be made;
 /// ``ProcessRunner`` then waits on a thread of its own per child.
@@ -63,7 +63,6 @@ final class ChildWaiter: Sendable {
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
         event.data.fd = fds[0]
-        // The thread holds this object for the life of the process (it is a static).
         guard epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &event) == 0 else {
             for fd in [ep, fds[0], fds[1]] { close(fd) }
             return nil
@@ -71,6 +70,7 @@ final class ChildWaiter: Sendable {
         self.epollFD = ep
         self.wakeRead = fds[0]
         self.wakeWrite = fds[1]
+        // The thread holds this object for the life of the process (it is a static).
         if ProcessRunner.startDetachedThread({ [self] in self.run() }) != nil {
             for fd in [ep, fds[0], fds[1]] { close(fd) }
             return nil

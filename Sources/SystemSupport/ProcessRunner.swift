@@ -145,9 +145,9 @@ public enum ProcessRunner {
         try Task.checkCancellation()
         // The child is started here: nothing in that blocks (its input pipe is filled without blocking, and
         // posix_spawn returns once the child has exec'd), so it starts without waiting for a thread to be created
-        // and scheduled, which on a busy machine took longer than the spawn. Waiting for it blocks, so that happens on
-        // another thread (the ``ChildWaiter``'s) while the poll's task goes on receiving the next message. A cancelled task stops
-        // waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox could leave
+        // and scheduled, which on a busy machine took longer than the spawn. Waiting for it blocks, so that happens
+        // on another thread (the ``ChildWaiter``'s) while the poll's task goes on receiving the next message. A
+        // cancelled task stops waiting at once, but the child is not killed: an MDA killed half-way through writing a mailbox could leave
         // a truncated copy there, while one left alone delivers the whole message (the input is all in its pipe, or
         // fed by its own `cat`). Uncommitted, that message is fetched again at the next poll: at most one duplicate,
         // never a loss. The waiting thread goes on meanwhile (reaping the child and closing its files), and ends
