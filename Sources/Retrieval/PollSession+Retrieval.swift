@@ -64,9 +64,10 @@ extension PollSession {
     /// server that sent a single-line reply twice (a DELE's, a `UIDL n`'s) had that copy read as the RETR's status
     /// line, and the real one as the message's first line.
     static func statusLineOnTop(_ spool: SpoolFile, listed: Int) -> String? {
-        guard let line = spool.firstLine, spool.receivedSoFar - (line.count + 2) == listed else { return nil }
-        guard line.starts(with: Array("+OK".utf8)) else { return nil }
-        return String(decoding: line.prefix(80), as: UTF8.self)
+        guard let line = spool.firstLine, line.starts(with: "+OK".utf8),
+            spool.receivedSoFar - (line.count + 2) == listed
+        else { return nil }
+        return String.excerpt(of: line)
     }
 
     /// Whether `status` is `+OK n uid` for `item`'s number (and, with `matchingUID`, its UIDL when that is plain
@@ -110,7 +111,7 @@ extension PollSession {
                 }
             }
             if sent.checksUIDL { try await self.checkInStep(item, refused: refused != nil) }
-            if refused == nil, let line = Self.statusLineOnTop(spool, listed: item.size) {
+            if let line = Self.statusLineOnTop(spool, listed: item.size) {
                 throw POP3ProtocolError(
                     .malformedReply(
                         command: "RETR \(item.number) (its first line is a status line, and the message is exactly "

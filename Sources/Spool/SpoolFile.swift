@@ -77,9 +77,8 @@ public final class SpoolFile {
     private var inHeader = true
     private var headerLine: [UInt8] = []
     private var headerScanned = 0
-    /// The message's first line as received (without its line end), when it was short enough to keep.
+    /// The message's first line as received (without its line end) once it is in; empty when too long to keep.
     public private(set) var firstLine: [UInt8]?
-    private var sawFirstLine = false
     private var returnPath: String?
     private var fromAddress: String?
     private var dateValue: [UInt8]?
@@ -136,7 +135,6 @@ public final class SpoolFile {
         self.headerLine.removeAll(keepingCapacity: true)
         self.headerScanned = 0
         self.firstLine = nil
-        self.sawFirstLine = false
         self.returnPath = nil
         self.fromAddress = nil
         self.dateValue = nil
@@ -232,10 +230,7 @@ public final class SpoolFile {
         }
         let line = self.headerLine
         self.headerLine.removeAll(keepingCapacity: true)
-        if !self.sawFirstLine {
-            self.sawFirstLine = true
-            if line.count < Self.headerLineLimit { self.firstLine = line }
-        }
+        if self.firstLine == nil { self.firstLine = line.count < Self.headerLineLimit ? line : [] }
         if line.isEmpty {
             self.inHeader = false
             return

@@ -141,17 +141,9 @@ final class ChildWaiter: Sendable {
                 for (fd, child) in s.children {
                     if !child.timedOut && after >= child.deadline {
                         s.children[fd]?.timedOut = true
-                        kill(-child.pid, SIGKILL)
-                        kill(child.pid, SIGKILL)
+                        ProcessRunner.killGroup(child.pid)
                     }
-                    // A child that writes without end must not fill the disk: keep the file small (appends go to
-                    // its end).
-                    if checkSizes {
-                        var st = stat()
-                        if fstat(child.outputFD, &st) == 0 && Int(st.st_size) > ProcessRunner.outputFileLimit {
-                            _ = ftruncate(child.outputFD, 0)
-                        }
-                    }
+                    if checkSizes { ProcessRunner.capOutputFile(child.outputFD) }
                 }
             }
         }
@@ -160,13 +152,8 @@ final class ChildWaiter: Sendable {
     /// Reaps the child behind `pidfd` if it has ended, then hands its status on.
     private func reap(pidfd: Int32) {
         guard let child = self.state.withLock({ $0.children[pidfd] }) else { return }
-        var status: Int32 = 0
-        var w: pid_t
-        repeat { w = waitpid(child.pid, &status, WNOHANG) } while w < 0 && errno == EINTR
-        // 0: not ended (a spurious wake-up); keep watching. Below 0: someone else reaped it (the status is lost):
-        // report it as killed rather than wait for ever.
-        if w == 0 { return }
-        if w < 0 { status = SIGKILL }
+        // Not ended yet: a spurious wake-up; keep watching.
+        guard let status = ProcessRunner.reapIfEnded(child.pid) else { return }
         let ended = self.state.withLock { s in
             s.lastActivity = .now
             return s.children.removeValue(forKey: pidfd)

@@ -24,22 +24,16 @@ extension ProcessRunner {
         var timedOut = false
         var pause: UInt32 = 50
         while true {
-            let w = waitpid(pid, &status, WNOHANG)
-            if w == pid { break }
-            if w < 0 && errno != EINTR {
-                // Reaped by someone else (the status is lost): never taken for an exit 0.
-                status = SIGKILL
+            if let ended = Self.reapIfEnded(pid) {
+                status = ended
                 break
             }
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 && !timedOut {
                 timedOut = true
-                kill(-pid, SIGKILL)
-                kill(pid, SIGKILL)
+                Self.killGroup(pid)
             }
-            // A child that writes without end must not fill the disk: keep the file small (appends go to its end).
-            var st = stat()
-            if fstat(outputFD, &st) == 0 && Int(st.st_size) > Self.outputFileLimit { _ = ftruncate(outputFD, 0) }
+            Self.capOutputFile(outputFD)
             if pidfd >= 0 {
                 var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
                 let ms = timedOut ? 50 : Int32(max(1, min(1000, remaining * 1000)))
@@ -50,6 +44,29 @@ extension ProcessRunner {
             }
         }
         return Self.outcome(status: status, outputFD: outputFD, timedOut: timedOut)
+    }
+
+    /// The child's wait status if it has ended (reaped now), nil while it runs. A child reaped by someone else (its
+    /// status lost) counts as killed, never as an exit 0.
+    static func reapIfEnded(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        var w: pid_t
+        repeat { w = waitpid(pid, &status, WNOHANG) } while w < 0 && errno == EINTR
+        if w == 0 { return nil }
+        return w < 0 ? SIGKILL : status
+    }
+
+    /// Kills the child and its process group (at its time-out).
+    static func killGroup(_ pid: pid_t) {
+        kill(-pid, SIGKILL)
+        kill(pid, SIGKILL)
+    }
+
+    /// A child that writes without end must not fill the disk: its output file is kept small (appends go to its
+    /// end).
+    static func capOutputFile(_ fd: Int32) {
+        var st = stat()
+        if fstat(fd, &st) == 0 && Int(st.st_size) > Self.outputFileLimit { _ = ftruncate(fd, 0) }
     }
 
     /// The outcome of a reaped child: how it ended, and the tail of its output (read from `outputFD`, which the

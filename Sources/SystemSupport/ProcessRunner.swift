@@ -190,10 +190,9 @@ public enum ProcessRunner {
                 pid: child.pid, outputFD: child.outputFD, timeout: timeout,
                 completion: { status, timedOut in
                     defer { closeOwn() }
-                    var outcome = Self.outcome(status: status, outputFD: child.outputFD, timedOut: timedOut)
+                    let outcome = Self.outcome(status: status, outputFD: child.outputFD, timedOut: timedOut)
                     close(child.outputFD)
-                    outcome.input = child.prefilled?.finish(timedOut: timedOut)
-                    result.deliver(.success(outcome))
+                    result.deliver(.success(Self.accountInput(of: child, outcome)))
                 })
         {
             return try await result.value().get()
@@ -316,7 +315,12 @@ public enum ProcessRunner {
 
     /// Waits for a launched child (blocking), then accounts for its input.
     private static func waitFor(_ child: Launched, timeout: Int) -> ProcessOutcome {
-        var outcome = Self.wait(pid: child.pid, outputFD: child.outputFD, timeout: timeout)
+        Self.accountInput(of: child, Self.wait(pid: child.pid, outputFD: child.outputFD, timeout: timeout))
+    }
+
+    /// `outcome` with how much of its input the child read (a file fed through a filled pipe or a feeder).
+    private static func accountInput(of child: Launched, _ outcome: ProcessOutcome) -> ProcessOutcome {
+        var outcome = outcome
         if let f = child.feeder {
             outcome.input = outcome.timedOut ? f.abandon() : f.finish()
         } else if let p = child.prefilled {

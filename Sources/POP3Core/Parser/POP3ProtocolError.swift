@@ -43,7 +43,7 @@ public struct POP3ProtocolError: Error, Hashable, Sendable, CustomStringConverti
 
 extension String {
     /// A short printable excerpt of untrusted bytes, for error messages.
-    static func excerpt<S: Sequence>(of bytes: S, limit: Int = 80) -> String where S.Element == UInt8 {
+    public static func excerpt<S: Sequence>(of bytes: S, limit: Int = 80) -> String where S.Element == UInt8 {
         var out = ""
         var n = 0
         for b in bytes {
