@@ -134,6 +134,24 @@ struct PipelineTests {
         #expect(server.deleted() == ["u1", "u2", "u3", "u4"])
     }
 
+    /// One poll against `messages` with `fault` applied, then the fault taken away and polls until the mailbox is
+    /// empty: the first poll's result, what it delivered, everything delivered in the end, and how many messages the
+    /// server deleted.
+    func pollWithFaultThenHealed(
+        _ f: PopfetchFixture, _ messages: [FaultServer.Message], fault: (inout [FaultServer.Message]) -> Void
+    ) throws -> (first: RunResult, early: [[UInt8]], all: [[UInt8]], deleted: Int) {
+        var faulty = messages
+        fault(&faulty)
+        let server = try FaultServer.start(f, messages: faulty)
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "3s")
+        let first = try f.poll()
+        let early = try f.delivered()
+        try server.set(messages: messages)
+        _ = try self.pollUntilEmpty(f, server, count: messages.count)
+        return (first, early, try f.delivered(), server.deleted().count)
+    }
+
     /// Polls until nothing is left on the server (at most `polls` times); the first poll's result is returned.
     func pollUntilEmpty(_ f: PopfetchFixture, _ server: FaultServer, count: Int, polls: Int = 4) throws -> RunResult {
         let first = try f.poll()
@@ -153,22 +171,14 @@ struct PipelineTests {
         let f = try PopfetchFixture()
         // Each body a little longer than the one before, so a shifted one passes the size check.
         let bodies = (1...8).map { faultMessage("step \($0)", lines: 20 + $0) }
-        var messages = self.mailbox(bodies)
-        messages[3].retr = "silent"
-        let server = try FaultServer.start(f, messages: messages)
-        defer { server.stop() }
-        try f.writeConfig(port: server.port, timeout: "3s")
-        let first = try f.poll()
+        let (first, early, all, deleted) = try self.pollWithFaultThenHealed(f, self.mailbox(bodies)) {
+            $0[3].retr = "silent"
+        }
         #expect(first.status != 0, "\(first.stderr)")
         #expect(first.stderr.contains("in step"), "\(first.stderr)")
-        let early = try f.delivered()
         #expect(Set(early) == Set(bodies[0..<3].map(asDelivered)) && early.count == 3, "\(early.count)")
-        messages[3].retr = "ok"
-        try server.set(messages: messages)
-        _ = try self.pollUntilEmpty(f, server, count: 8)
-        let all = try f.delivered()
         #expect(all.count == 8 && Set(all) == Set(bodies.map(asDelivered)), "each message once: \(all.count)")
-        #expect(server.deleted().count == 8)
+        #expect(deleted == 8)
     }
 
     @Test(
@@ -181,20 +191,12 @@ struct PipelineTests {
     func repeatedReplyBeforeRetrIsCaught() throws {
         let f = try PopfetchFixture()
         let bodies = (1...4).map { faultMessage("twice \($0)", lines: 20 + $0) }
-        var messages = self.mailbox(bodies)
-        messages[2].before = "+OK\r\n"
-        let server = try FaultServer.start(f, messages: messages)
-        defer { server.stop() }
-        try f.writeConfig(port: server.port, timeout: "3s")
-        let first = try f.poll()
+        let (first, early, all, _) = try self.pollWithFaultThenHealed(f, self.mailbox(bodies)) {
+            $0[2].before = "+OK\r\n"
+        }
         #expect(first.status != 0, "\(first.stderr)")
         #expect(first.stderr.contains("status line"), "\(first.stderr)")
-        let early = try f.delivered()
         #expect(Set(early) == Set(bodies[0..<2].map(asDelivered)) && early.count == 2, "\(early.count)")
-        messages[2].before = nil
-        try server.set(messages: messages)
-        _ = try self.pollUntilEmpty(f, server, count: 4)
-        let all = try f.delivered()
         #expect(all.count == 4 && Set(all) == Set(bodies.map(asDelivered)), "each message once, whole: \(all.count)")
     }
 
@@ -207,20 +209,13 @@ struct PipelineTests {
     func extraReplyIsCaught() throws {
         let f = try PopfetchFixture()
         let bodies = (1...5).map { faultMessage("extra \($0)", lines: 20 + $0) }
-        var messages = self.mailbox(bodies)
         let stuffed = bodies[2].split(separator: "\r\n", omittingEmptySubsequences: false)
             .map { $0.hasPrefix(".") ? "." + $0 : String($0) }.joined(separator: "\r\n")
-        messages[1].after = "+OK\r\n" + stuffed + ".\r\n"
-        let server = try FaultServer.start(f, messages: messages)
-        defer { server.stop() }
-        try f.writeConfig(port: server.port, timeout: "3s")
-        let first = try f.poll()
+        let (first, early, all, _) = try self.pollWithFaultThenHealed(f, self.mailbox(bodies)) {
+            $0[1].after = "+OK\r\n" + stuffed + ".\r\n"
+        }
         #expect(first.status != 0, "\(first.stderr)")
-        #expect(try f.delivered() == [asDelivered(bodies[0])], "only the message before the extra reply")
-        messages[1].after = nil
-        try server.set(messages: messages)
-        _ = try self.pollUntilEmpty(f, server, count: 5)
-        let all = try f.delivered()
+        #expect(early == [asDelivered(bodies[0])], "only the message before the extra reply")
         #expect(all.count == 5 && Set(all) == Set(bodies.map(asDelivered)), "each message once: \(all.count)")
     }
 
