@@ -40,6 +40,18 @@ struct KillMatrixTests {
         var f: PopfetchFixture
         var corpus: [[UInt8]]
         var delivered: () throws -> [[UInt8]]
+        /// For the local methods (MDA, Maildir): how many messages have arrived so far, cheaply. Such a method can
+        /// empty 700 messages in well under a second on a fast machine, so its runs are stopped after a seeded random
+        /// number of deliveries (plus a random fraction of a message), not after a random delay that may find the
+        /// mailbox already empty. SMTP and IMAP deliver more slowly and are stopped after a random delay.
+        var progress: (() -> Int)? = nil
+    }
+
+    /// Entries in a directory whose names start with `prefix` (hidden and temporary files excluded).
+    static func count(_ directory: String, prefix: String = "") -> Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            !$0.hasPrefix(".") && $0.hasPrefix(prefix)
+        }.count
     }
 
     static func setUp(_ method: Method, seed: Int) throws -> Setup {
@@ -49,7 +61,9 @@ struct KillMatrixTests {
         switch method {
         case .mda:
             try f.writeConfig()
-            return Setup(f: f, corpus: corpus, delivered: { try f.delivered() })
+            return Setup(
+                f: f, corpus: corpus, delivered: { try f.delivered() },
+                progress: { Self.count(f.outDirectory, prefix: "msg.") })
         case .maildir:
             let maildir = f.directory + "/Maildir"
             try f.writeConfig(extra: "maildir = \"\(maildir)\"", mda: "")
@@ -61,7 +75,8 @@ struct KillMatrixTests {
                         try PopfetchFixture.stripTraceHeader(
                             Array(try Data(contentsOf: URL(fileURLWithPath: maildir + "/new/" + $0))))
                     }
-                })
+                },
+                progress: { Self.count(maildir + "/new") })
         case .imap:
             let target = try f.server.addUser()
             let port = try #require(f.server.imapPort, "dovecot-imapd is not installed (run scripts/install)")
@@ -98,13 +113,23 @@ struct KillMatrixTests {
     static func interrupt(_ s: Setup, signal: Int32, rounds: Int, seed: UInt64) throws -> [Int32] {
         var rng = SplitMix(seed: seed)
         var hits: [Int32] = []
-        for _ in 0..<rounds {
+        for round in 0..<rounds {
+            let before = s.progress?()
             let child = try Child.spawn(
                 [Package.binary, "--config", s.f.configPath, "--state", s.f.statePath, "poll", "-q"],
                 stdout: "/dev/null", stderr: "/dev/null")
-            // Up to half a second: a fast method (Maildir) empties the mailbox in a few runs, after which a later
-            // delay would find popfetch already done.
-            usleep(UInt32((40 + Int(rng.next() % 500)) * 1000))
+            if let before, let progress = s.progress {
+                // Stop after a random number of deliveries, drawn so that the rounds left share what is left of
+                // the mailbox, then a random fraction of the next message (up to 2 ms).
+                let share = max((Self.messages - before) / (rounds - round + 1), 1)
+                let target = before + 1 + Int(rng.next() % UInt64(share))
+                let deadline = Date().addingTimeInterval(60)
+                while child.isRunning && progress() < target && Date() < deadline { usleep(500) }
+                usleep(UInt32(rng.next() % 2_000))
+            } else {
+                // Up to half a second after the start.
+                usleep(UInt32((40 + Int(rng.next() % 500)) * 1000))
+            }
             if child.isRunning {
                 kill(child.pid, signal)
                 hits.append(child.wait(timeout: 120))
