@@ -218,6 +218,11 @@ extension StateStore {
 
     /// Commits that `recipients` accepted the message. When every recipient of `allRecipients` has it, the message
     /// counts as delivered (and may be deleted on the server).
+    ///
+    /// Delivered to every recipient at once (one MDA run or SMTP transaction for all: the common case), the commit is
+    /// one statement on the message's row. Per-recipient rows (`deliveries`) are written only for a delivery to
+    /// some of the recipients: they are read only while the message is not yet delivered to all (which recipients
+    /// to leave out when it is tried again), and they are dropped when a message is fetched again from the start.
     @discardableResult
     public func recordDelivered(
         mailbox: MailboxID, uid: String, recipients: [String], allRecipients: [String], digest: String? = nil,
@@ -225,6 +230,10 @@ extension StateStore {
     ) throws -> Bool {
         let t = now.timeIntervalSince1970
         return try self.write { db in
+            if allRecipients.allSatisfy(Set(recipients).contains) {
+                try Self.markDelivered(db, mailbox: mailbox, uid: uid, digest: digest, at: t)
+                return true
+            }
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
                 .execute(arguments: [mailbox.rawValue, uid, t])
             for r in recipients {
@@ -236,32 +245,32 @@ extension StateStore {
                         """
                 ).execute(arguments: [mailbox.rawValue, uid, r, t])
             }
-            // Delivered to every recipient now (one MDA run or SMTP transaction for all, the common case): complete
-            // without asking the table which were delivered before.
-            var complete = allRecipients.allSatisfy(Set(recipients).contains)
-            if !complete {
-                let done = try String.fetchSet(
-                    db.cachedStatement(
-                        sql:
-                            "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"
-                    ),
-                    arguments: [mailbox.rawValue, uid])
-                complete = allRecipients.allSatisfy { done.contains($0) }
-            }
-            if complete {
-                try db.cachedStatement(
-                    sql: """
-                        UPDATE messages SET delivered_at = ?, attempts = attempts + 1, last_error = NULL, failed_at = NULL,
-                            digest = COALESCE(?, digest)
-                        WHERE account = ? AND uidl = ?
-                        """
-                ).execute(arguments: [t, digest, mailbox.rawValue, uid])
-                // An IMAP append of this message is recorded now, in the same transaction.
-                try db.cachedStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
-                    .execute(arguments: [mailbox.rawValue, uid])
-            }
-            return complete
+            let done = try String.fetchSet(
+                db.cachedStatement(
+                    sql: "SELECT recipient FROM deliveries WHERE account = ? AND uidl = ? AND delivered_at IS NOT NULL"
+                ),
+                arguments: [mailbox.rawValue, uid])
+            guard allRecipients.allSatisfy(done.contains) else { return false }
+            try Self.markDelivered(db, mailbox: mailbox, uid: uid, digest: digest, at: t)
+            return true
         }
+    }
+
+    /// The message's row says delivered (created if the listing did not record it), and an IMAP append of it is
+    /// recorded, in the caller's transaction.
+    private static func markDelivered(
+        _ db: Database, mailbox: MailboxID, uid: String, digest: String?, at t: Double
+    ) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO messages (account, uidl, first_seen, delivered_at, attempts, digest) VALUES (?, ?, ?, ?, 1, ?)
+                ON CONFLICT (account, uidl) DO UPDATE SET delivered_at = excluded.delivered_at,
+                    attempts = attempts + 1, last_error = NULL, failed_at = NULL,
+                    digest = COALESCE(excluded.digest, digest)
+                """
+        ).execute(arguments: [mailbox.rawValue, uid, t, t, digest])
+        try db.cachedStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
+            .execute(arguments: [mailbox.rawValue, uid])
     }
 
     /// Records a failed delivery attempt. `countsTowardLimit` is false for temporary failures (EX_TEMPFAIL).

@@ -145,6 +145,11 @@ struct QuietListingTests {
         try store.recordQuiet(mailbox: box, listing: fp, until: Self.now, generation: generation)
         #expect(try !quiet(box), "recorded from a state that had changed")
 
+        // A delivery to some of the recipients writes per-recipient rows (the edits below delete one).
+        #expect(
+            try !store.recordDelivered(
+                mailbox: box, uid: "c", recipients: ["me"], allRecipients: ["me", "you"], at: Self.now))
+
         // Another program's writes (sqlite3, an older popfetch): the triggers are in the database.
         let raw = try DatabaseQueue(path: dir + "/state.sqlite")
         let edits = [
