@@ -1,3 +1,4 @@
+import CSystemLinux
 import Foundation
 
 #if canImport(Glibc)
@@ -42,6 +43,28 @@ extension ProcessRunner {
         guard capacity >= length else { return nil }
         // Never block: if the pipe holds less than promised, the feeder takes over.
         guard fcntl(pipe.write, F_SETFL, fcntl(pipe.write, F_GETFL) | O_NONBLOCK) == 0 else { return nil }
+        // The pipe takes references to the spool file's pages (splice), not a copy: nothing writes that file again,
+        // and the pages outlive it (a popfetch killed meanwhile closes it). Where splice cannot read the file, copy.
+        var offset = off_t(0)
+        while offset < length {
+            let n = c_system_splice_to_pipe(fd, &offset, pipe.write, length - Int(offset))
+            if n > 0 { continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && offset == 0 && (errno == EINVAL || errno == ENOSYS) {
+                guard try Self.copy(file: fd, length: length, into: pipe.write, program: program) else { return nil }
+                break
+            }
+            if n == 0 || errno == EAGAIN { return nil }  // the file shrank, or the pipe is full: the feeder takes over
+            throw ProcessLaunchError(
+                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+        }
+        keep = true
+        return Prefilled(pipeRead: pipe.read, length: length)
+    }
+
+    /// Copies `length` bytes of the file `fd` from offset 0 into the pipe (whose write end does not block); false
+    /// when the file shrank or the pipe holds less than promised.
+    private static func copy(file fd: Int32, length: Int, into pipeWrite: Int32, program: String) throws -> Bool {
         let chunk = 65536
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
@@ -50,21 +73,20 @@ extension ProcessRunner {
             let n = pread(fd, buffer, min(chunk, length - offset), off_t(offset))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                if n == 0 { return nil }  // the file shrank: let the feeder report it
+                if n == 0 { return false }
                 throw ProcessLaunchError(
                     program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
             }
             var written = 0
             while written < n {
-                let w = write(pipe.write, buffer + written, n - written)
+                let w = write(pipeWrite, buffer + written, n - written)
                 if w < 0 && errno == EINTR { continue }
-                guard w > 0 else { return nil }
+                guard w > 0 else { return false }
                 written += w
             }
             offset += n
         }
-        keep = true
-        return Prefilled(pipeRead: pipe.read, length: length)
+        return true
     }
 
     /// A pipe holding the child's whole input, and popfetch's copy of its read end, kept to measure what the child

@@ -1,3 +1,4 @@
+import CSystemLinux
 import Foundation
 
 #if canImport(Glibc)
@@ -119,17 +120,11 @@ public enum ProcessRunner {
         }
     }
 
-    /// Creates a pipe whose two ends are close-on-exec.
+    /// Creates a pipe whose two ends are close-on-exec (one system call).
     static func makePipe(program: String) throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
+        guard c_system_pipe_cloexec(&fds) == 0 else {
             throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)), code: errno)
-        }
-        guard fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fds[0])
-            close(fds[1])
-            throw ProcessLaunchError(program: program, message: message)
         }
         return (fds[0], fds[1])
     }

@@ -213,6 +213,10 @@ struct ConfigurationTests {
         let m = try MDACommand("/usr/bin/maildrop -d '%T' \"-f\" %F -u%U")
         #expect(m.arguments == ["/usr/bin/maildrop", "-d", "%T", "-f", "%F", "-u%U"])
         #expect(m.perRecipient)
+        // `%%T` is a literal `%T`: the command runs once for all recipients.
+        #expect(try !MDACommand("deliver -x 100%%T %F").perRecipient)
+        #expect(try MDACommand("deliver %%%T").perRecipient)
+        #expect(try !MDACommand("deliver %U T%").perRecipient)
         let e = m.expanded(recipient: "a b; rm -rf /", sender: "x@y", user: "u")
         // %T and %F are sanitised: nothing from a message can become shell syntax or an option.
         #expect(e == ["/usr/bin/maildrop", "-d", "a_b__rm_-rf__", "-f", "x@y", "-uu"])
