@@ -24,8 +24,7 @@ extension ProcessRunner {
     static func prefill(file fd: Int32, program: String) throws -> Prefilled? {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw ProcessLaunchError(
-                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            throw Self.inputError(program: program)
         }
         let length = Int(st.st_size)
         guard length <= Self.prefillLimit else { return nil }
@@ -55,11 +54,18 @@ extension ProcessRunner {
                 break
             }
             if n == 0 || errno == EAGAIN { return nil }  // the file shrank, or the pipe is full: the feeder takes over
-            throw ProcessLaunchError(
-                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            throw Self.inputError(program: program)
         }
         keep = true
         return Prefilled(pipeRead: pipe.read, length: length)
+    }
+
+    /// The failure to read a child's input (errno's), with its code: ENOMEM and the like are passing, so the
+    /// message waits for the next poll instead of counting toward `max_attempts`.
+    private static func inputError(program: String) -> ProcessLaunchError {
+        let code = errno
+        return ProcessLaunchError(
+            program: program, message: "cannot read its input: \(String(cString: strerror(code)))", code: code)
     }
 
     /// Copies `length` bytes of the file `fd` from offset 0 into the pipe (whose write end does not block); false
@@ -74,8 +80,7 @@ extension ProcessRunner {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 if n == 0 { return false }
-                throw ProcessLaunchError(
-                    program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+                throw Self.inputError(program: program)
             }
             var written = 0
             while written < n {
@@ -111,8 +116,7 @@ extension ProcessRunner {
     static func startFeeder(file fd: Int32, program: String) throws -> Feeder {
         var st = stat()
         guard fstat(fd, &st) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
-            throw ProcessLaunchError(
-                program: program, message: "cannot read its input: \(String(cString: strerror(errno)))")
+            throw Self.inputError(program: program)
         }
         guard let cat = Self.feederProgram else {
             throw ProcessLaunchError(program: program, message: "cannot feed its input: no /bin/cat")

@@ -217,6 +217,10 @@ struct ConfigurationTests {
         #expect(try !MDACommand("deliver -x 100%%T %F").perRecipient)
         #expect(try MDACommand("deliver %%%T").perRecipient)
         #expect(try !MDACommand("deliver %U T%").perRecipient)
+        // A T with a combining mark is another character: not substituted, so not once per recipient either.
+        let accented = try MDACommand("deliver %T\u{301}")
+        #expect(!accented.perRecipient)
+        #expect(accented.expanded(recipient: "r", sender: "s", user: "u") == ["deliver", "%T\u{301}"])
         let e = m.expanded(recipient: "a b; rm -rf /", sender: "x@y", user: "u")
         // %T and %F are sanitised: nothing from a message can become shell syntax or an option.
         #expect(e == ["/usr/bin/maildrop", "-d", "a_b__rm_-rf__", "-f", "x@y", "-uu"])
