@@ -27,7 +27,10 @@ public struct ListedSizes: Sendable, ExpressibleByDictionaryLiteral {
         let slot = number &- 1  // wraps for Int.min, which then goes to the dictionary
         if size >= 0, slot >= 0, slot < self.dense.count {
             self.dense[slot] = size
-        } else if size >= 0, slot >= self.dense.count, slot - self.dense.count <= Self.gapLimit {
+        } else if size >= 0, slot == self.dense.count {
+            // The next number, as a listing has it.
+            self.dense.append(size)
+        } else if size >= 0, slot > self.dense.count, slot - self.dense.count <= Self.gapLimit {
             self.dense.append(contentsOf: repeatElement(-1, count: slot - self.dense.count))
             self.dense.append(size)
         } else {
