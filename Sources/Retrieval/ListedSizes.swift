@@ -27,11 +27,11 @@ public struct ListedSizes: Sendable, ExpressibleByDictionaryLiteral {
         let slot = number &- 1  // wraps for Int.min, which then goes to the dictionary
         if size >= 0, slot >= 0, slot < self.dense.count {
             self.dense[slot] = size
-        } else if size >= 0, slot == self.dense.count {
-            // The next number, as a listing has it.
-            self.dense.append(size)
-        } else if size >= 0, slot > self.dense.count, slot - self.dense.count <= Self.gapLimit {
-            self.dense.append(contentsOf: repeatElement(-1, count: slot - self.dense.count))
+        } else if size >= 0, slot >= self.dense.count, slot - self.dense.count <= Self.gapLimit {
+            // A listing names the next number: the generic gap fill only for a gap.
+            if slot > self.dense.count {
+                self.dense.append(contentsOf: repeatElement(-1, count: slot - self.dense.count))
+            }
             self.dense.append(size)
         } else {
             self.sparse[number] = size

@@ -24,7 +24,7 @@ extension ProcessRunner {
     static func prefill(file fd: Int32, program: String) throws -> Prefilled? {
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw Self.inputError(program: program)
+            throw ProcessLaunchError.lastError(program: program, "cannot read its input")
         }
         let length = Int(st.st_size)
         guard length <= Self.prefillLimit else { return nil }
@@ -40,10 +40,9 @@ extension ProcessRunner {
         var capacity = Int(fcntl(pipe.write, getPipeSize))
         if capacity < length { capacity = Int(fcntl(pipe.write, setPipeSize, Int32(length))) }
         guard capacity >= length else { return nil }
-        // Never block: if the pipe holds less than promised, the feeder takes over.
-        guard fcntl(pipe.write, F_SETFL, fcntl(pipe.write, F_GETFL) | O_NONBLOCK) == 0 else { return nil }
         // The pipe takes references to the spool file's pages (splice), not a copy: nothing writes that file again,
         // and the pages outlive it (a popfetch killed meanwhile closes it). Where splice cannot read the file, copy.
+        // Neither blocks: if the pipe holds less than promised, the feeder takes over.
         var offset = off_t(0)
         while offset < length {
             let n = c_system_splice_to_pipe(fd, &offset, pipe.write, length - Int(offset))
@@ -54,23 +53,16 @@ extension ProcessRunner {
                 break
             }
             if n == 0 || errno == EAGAIN { return nil }  // the file shrank, or the pipe is full: the feeder takes over
-            throw Self.inputError(program: program)
+            throw ProcessLaunchError.lastError(program: program, "cannot read its input")
         }
         keep = true
         return Prefilled(pipeRead: pipe.read, length: length)
     }
 
-    /// The failure to read a child's input (errno's), with its code: ENOMEM and the like are passing, so the
-    /// message waits for the next poll instead of counting toward `max_attempts`.
-    private static func inputError(program: String) -> ProcessLaunchError {
-        let code = errno
-        return ProcessLaunchError(
-            program: program, message: "cannot read its input: \(String(cString: strerror(code)))", code: code)
-    }
-
-    /// Copies `length` bytes of the file `fd` from offset 0 into the pipe (whose write end does not block); false
-    /// when the file shrank or the pipe holds less than promised.
+    /// Copies `length` bytes of the file `fd` from offset 0 into the pipe, without blocking; false when the file
+    /// shrank or the pipe holds less than promised.
     private static func copy(file fd: Int32, length: Int, into pipeWrite: Int32, program: String) throws -> Bool {
+        guard fcntl(pipeWrite, F_SETFL, fcntl(pipeWrite, F_GETFL) | O_NONBLOCK) == 0 else { return false }
         let chunk = 65536
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
@@ -80,7 +72,7 @@ extension ProcessRunner {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
                 if n == 0 { return false }
-                throw Self.inputError(program: program)
+                throw ProcessLaunchError.lastError(program: program, "cannot read its input")
             }
             var written = 0
             while written < n {
@@ -116,7 +108,7 @@ extension ProcessRunner {
     static func startFeeder(file fd: Int32, program: String) throws -> Feeder {
         var st = stat()
         guard fstat(fd, &st) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
-            throw Self.inputError(program: program)
+            throw ProcessLaunchError.lastError(program: program, "cannot read its input")
         }
         guard let cat = Self.feederProgram else {
             throw ProcessLaunchError(program: program, message: "cannot feed its input: no /bin/cat")

@@ -58,6 +58,14 @@ public struct ProcessLaunchError: Error, Hashable, Sendable, CustomStringConvert
         guard let code = self.code else { return false }
         return [EMFILE, ENFILE, EAGAIN, ENOMEM, ENOBUFS].contains(code)
     }
+
+    /// The failure of the system call that just set `errno`, with its code (read before anything else can change
+    /// it), after `what` failed if given.
+    static func lastError(program: String, _ what: String? = nil) -> ProcessLaunchError {
+        let code = errno
+        let text = String(cString: strerror(code))
+        return ProcessLaunchError(program: program, message: what.map { "\($0): \(text)" } ?? text, code: code)
+    }
 }
 
 /// Runs a program directly (no shell) with a file descriptor as its standard input, in its own process group,
@@ -124,7 +132,7 @@ public enum ProcessRunner {
     static func makePipe(program: String) throws -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
         guard c_system_pipe_cloexec(&fds) == 0 else {
-            throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)), code: errno)
+            throw ProcessLaunchError.lastError(program: program)
         }
         return (fds[0], fds[1])
     }
@@ -252,7 +260,7 @@ public enum ProcessRunner {
     private static func duplicate(_ fd: Int32, program: String) throws -> Int32 {
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
         guard copy >= 0 else {
-            throw ProcessLaunchError(program: program, message: String(cString: strerror(errno)), code: errno)
+            throw ProcessLaunchError.lastError(program: program)
         }
         return copy
     }
