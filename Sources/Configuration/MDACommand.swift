@@ -6,8 +6,12 @@
 /// command such as `sh -c 'procmail -f %F'` hands the argument to a shell. The raw values are in the MDA's
 /// environment instead (`POPFETCH_SENDER`, `POPFETCH_RECIPIENT`), for `"$POPFETCH_SENDER"` in double quotes.
 public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
-    public var raw: String
-    public var arguments: [String]
+    public let raw: String
+    public let arguments: [String]
+    /// Whether the command runs once per recipient: whether the recipient shows in its expansion (a `%T` that
+    /// ``expanded(recipient:sender:user:)`` substitutes; not `%%T`, a literal `%T`). Found once, when the command
+    /// is read: it is asked for every message.
+    public let perRecipient: Bool
 
     public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
         public var message: String
@@ -20,18 +24,12 @@ public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
         if self.arguments.isEmpty {
             throw ParseError(message: "is empty")
         }
+        self.perRecipient =
+            Self.expandedVerbatim(self.arguments, recipient: "a", sender: "", user: "")
+            != Self.expandedVerbatim(self.arguments, recipient: "b", sender: "", user: "")
     }
 
     public var description: String { self.raw }
-
-    /// Whether the command runs once per recipient: whether the recipient shows in its expansion (a `%T` that
-    /// ``expanded(recipient:sender:user:)`` substitutes; not `%%T`, a literal `%T`). Asked once per message; two
-    /// expansions of a few short arguments (`String.contains` with a string argument went through Foundation at
-    /// about 20 µs a call).
-    public var perRecipient: Bool {
-        self.expandedVerbatim(recipient: "a", sender: "", user: "")
-            != self.expandedVerbatim(recipient: "b", sender: "", user: "")
-    }
 
     /// The characters `%F` and `%T` keep (as fetchmail does): ASCII letters and digits and `@ . _ + - =`. None is
     /// special to a shell, in or out of quotes.
@@ -56,11 +54,13 @@ public struct MDACommand: Hashable, Sendable, CustomStringConvertible {
     public func expanded(recipient rawRecipient: String, sender rawSender: String, user: String) -> [String] {
         let recipient = Self.sanitized(rawRecipient)
         let sender = Self.sanitized(rawSender)
-        return self.expandedVerbatim(recipient: recipient, sender: sender, user: user)
+        return Self.expandedVerbatim(self.arguments, recipient: recipient, sender: sender, user: user)
     }
 
-    private func expandedVerbatim(recipient: String, sender: String, user: String) -> [String] {
-        self.arguments.map { arg in
+    private static func expandedVerbatim(
+        _ arguments: [String], recipient: String, sender: String, user: String
+    ) -> [String] {
+        arguments.map { arg in
             var out = ""
             var it = arg.makeIterator()
             while let c = it.next() {
