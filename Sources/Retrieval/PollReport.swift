@@ -110,6 +110,9 @@ public struct PollReport: Hashable, Sendable {
     public var failed = 0
     /// Not fetched: over max_size, beyond fetch_limit, or already marked failed.
     public var skipped = 0
+    /// Fetched to be compared and found to be a message delivered before (listed again after a DELE that may not
+    /// have taken effect, or under a UIDL listed several times): not delivered again, and neither new nor pending.
+    public var alreadyDelivered = 0
     /// Messages still waiting on the server after this poll (not delivered yet, not marked failed).
     public var pending = 0
     /// A stop (SIGTERM, SIGINT) ended the poll before every message due was fetched: the rest wait for the next

@@ -176,7 +176,8 @@ final class PollSession {
             try await self.transact(
                 plan, known: known, trackState: trackState, deliverer: deliverer, pipelining: pipelining)
         }
-        self.report.pending = max(0, waiting - self.report.delivered)
+        self.report.pending = max(0, waiting - self.report.delivered - self.report.alreadyDelivered)
+        self.report.new = max(0, self.report.new - self.report.alreadyDelivered)
 
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with

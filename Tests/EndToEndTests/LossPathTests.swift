@@ -83,6 +83,76 @@ struct LossPathTests {
     }
 
     @Test(
+        "a shared UIDL whose messages move (one deleted elsewhere, one new): keep = true delivers the new one once",
+        .fault(
+            .pop3, "3 messages share one UIDL (keep = true); another client deletes the first, a 4th arrives",
+            expect: "exit 0; the 4th delivered; none of the others again, then or at the next poll"))
+    func sharedUIDLShiftKept() throws {
+        let f = try PopfetchFixture()
+        let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL, message \($0)") }
+        let server = try FaultServer.start(
+            f, messages: (0..<3).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        #expect(try self.delivered(f) == Set(m[0..<3].map { self.local($0) }))
+        // Same size, same UIDL: the keys "dup #1".."#3" now list b, c, d. Before the fix d was taken for c (kept).
+        try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        for _ in 0..<2 {
+            let r = try f.poll()
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        #expect(try f.delivered().count == 4, "each delivered once")
+        #expect(try self.delivered(f) == Set(m.map { self.local($0) }))
+        #expect(server.deleted().isEmpty, "keep = true")
+        // Fetched to compare at every poll, but neither new nor pending: status does not say mail waits.
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("\"pending\": 0,"), "\(s.stdout)")
+    }
+
+    @Test(
+        "a shared UIDL whose messages move after a partial delivery: every recipient gets all before DELE",
+        .fault(
+            .pop3,
+            "3 messages share one UIDL; the MDA defers one of two recipients; the first is deleted elsewhere "
+                + "and a 4th arrives",
+            expect: "exit 0 once the MDA accepts; every recipient has all 4 (duplicates allowed), then they are deleted"
+        ))
+    func sharedUIDLShiftPartial() throws {
+        let f = try PopfetchFixture()
+        let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL after a partial delivery, \($0)") }
+        let server = try FaultServer.start(
+            f, messages: (0..<3).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        defer { server.stop() }
+        // One MDA run per recipient; "you" is deferred while the flag file exists.
+        let flag = f.directory + "/defer-you"
+        let mda = f.directory + "/per-recipient-mda"
+        try writeExecutable(
+            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\n[ \"$1\" = you ] && [ -e \"\(flag)\" ] && exit 75\n"
+                + "t=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && cat > \"$t\" && mv \"$t\" \"$t.msg\"\n",
+            to: mda)
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        try f.writeConfig(
+            extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75, "one recipient deferred")
+        try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        try FileManager.default.removeItem(atPath: flag)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        for who in ["me", "you"] {
+            let dir = f.outDirectory + "/" + who
+            let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
+                try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
+            }
+            for k in 1..<4 {
+                let has = got.contains(self.local(m[k]))
+                #expect(has, "\(who) has message \(k) before it is deleted")
+            }
+        }
+        #expect(Set(server.deleted()) == ["m1", "m2", "m3"])
+    }
+
+    @Test(
         "QUIT answered -ERR: the next poll fetches the message again to compare, delivers it once, deletes it",
         .fault(
             .pop3, "QUIT answered -ERR after DELE",
