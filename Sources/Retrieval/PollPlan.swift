@@ -11,9 +11,7 @@ public import UIDLStore
 /// take effect may be deleted without being fetched again only when it is certainly the same message: its key is
 /// listed once, its record was not deleted before, and its LIST size equals the size recorded when it was first
 /// listed. Anything else (a UIDL listed twice, a UIDL seen again after its message was deleted, a different size)
-/// is a new message: it is fetched, never deleted unread, and delivered unless its content is that of a message
-/// delivered before. A UIDL listed twice is never trusted by its record, even with keep = true: its keys ("UIDL #k")
-/// are listing positions, and a message deleted elsewhere moves the others to keys whose records are not theirs.
+/// is a new message: it is fetched, never deleted unread.
 public struct PollPlan: Hashable, Sendable {
     public enum Action: Hashable, Sendable {
         /// RETR it and deliver to these recipients (those that do not have it yet).
@@ -43,12 +41,9 @@ public struct PollPlan: Hashable, Sendable {
         public var key: String
         public var size: Int
         public var action: Action
-        /// Digests of messages delivered before that this one may be: fetch it and compare. The same content is that
-        /// message, not delivered again; other content is new. For a unique key, the digest of its record's message
-        /// when that was deleted since or listed with another size. For a UIDL listed several times, the digests of
-        /// every message delivered under it, whatever its occurrence: its keys follow listing positions, which move
-        /// when another client or the server deletes one of its messages.
-        public var verify: Set<String> = []
+        /// The key's record describes a message delivered before (then deleted, or of another size): fetch this one
+        /// and compare digests. The same content is that message, not delivered again; other content is new.
+        public var verify: String? = nil
         /// The key's record describes an earlier message: start the record over before delivering this one.
         public var restart = false
         /// Its retrieval failed before: the next reply must prove it whole before any receiver sees it (so a server
@@ -103,16 +98,6 @@ public struct PollPlan: Hashable, Sendable {
         }
     }
 
-    /// The UIDL a state key stands for: the key itself, or for an occurrence key ("UIDL #k") the part before it.
-    static func uidl(ofKey key: String) -> String {
-        guard let mark = key.utf8.lastIndex(of: UInt8(ascii: "#")), mark > key.utf8.startIndex else { return key }
-        let space = key.utf8.index(before: mark)
-        let digits = key.utf8[key.utf8.index(after: mark)...]
-        guard key.utf8[space] == UInt8(ascii: " "), !digits.isEmpty, digits.allSatisfy({ $0 >= 48 && $0 <= 57 })
-        else { return key }
-        return String(key[..<space])
-    }
-
     /// Whether `record` describes the message now listed with `size`, rather than an earlier one under the same
     /// key: it was not deleted by popfetch (nor possibly deleted: a DELE acknowledged before an uncertain QUIT), and
     /// its recorded LIST size (when known) is the same.
@@ -134,21 +119,12 @@ public struct PollPlan: Hashable, Sendable {
         for entry in listing { listed[entry.uid] = sizes[entry.number] ?? 0 }
         // A UIDL listed twice: rebuild with the keys that tell the occurrences apart.
         let keys: [String]
-        // The digests of the messages delivered under each UIDL listed several times, from the records of all its
-        // keys (also its plain UIDL, from when it was listed once).
-        var sharedDigests: [String: Set<String>] = [:]
         if listed.count == listing.count {
             keys = listing.map(\.uid)
         } else {
             keys = Self.keys(for: listing)
             listed.removeAll(keepingCapacity: true)
             for (entry, key) in zip(listing, keys) { listed[key] = sizes[entry.number] ?? 0 }
-            let shared = Set(zip(listing, keys).compactMap { $1 == $0.uid ? nil : $0.uid })
-            for (key, record) in known where record.deliveredAt != nil {
-                guard let digest = record.digest else { continue }
-                let uid = Self.uidl(ofKey: key)
-                if shared.contains(uid) { sharedDigests[uid, default: []].insert(digest) }
-            }
         }
         var diff = ListingDiff()
         let staleBefore = now.timeIntervalSince1970 - StateStore.lastSeenGranularity
@@ -180,10 +156,7 @@ public struct PollPlan: Hashable, Sendable {
             } else {
                 diff.new.append(.init(key: key, size: size))
             }
-            // A UIDL listed several times: its record may be another message's (see ``Item/verify``); such a
-            // message is always fetched and compared. (Its failed mark is kept: that message stays on the server and
-            // `status` names it.)
-            let record = same && unique ? raw : nil
+            let record = same ? raw : nil
             let deliveredEverywhere =
                 record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
                 ?? false
@@ -208,7 +181,7 @@ public struct PollPlan: Hashable, Sendable {
                     }
                     action = .keep
                 }
-            } else if same, let failed = raw, failed.failedAt != nil {
+            } else if let record, record.failedAt != nil {
                 action = .skipFailed
             } else if let max = policy.maxSize, size > max {
                 action = policy.deleteOversize ? .deleteOversize : .skipOversize
@@ -218,15 +191,12 @@ public struct PollPlan: Hashable, Sendable {
                     ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
                 var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
-                if !unique {
-                    // Compared with every message delivered under this UIDL; its record starts over otherwise.
-                    item.verify = sharedDigests[entry.uid] ?? []
-                    item.restart = raw != nil
-                } else if let earlier = refetch ? record : (same ? nil : raw) {
-                    // A record of an earlier message under this key: compare contents if it was delivered, else
-                    // start the record over.
+                // A record of an earlier message under this key: compare contents if it was delivered, else start
+                // the record over.
+                let earlier = refetch ? record : (same ? nil : raw)
+                if let earlier {
                     if earlier.deliveredAt != nil, let digest = earlier.digest {
-                        item.verify = [digest]
+                        item.verify = digest
                     } else {
                         item.restart = true
                     }
@@ -235,10 +205,6 @@ public struct PollPlan: Hashable, Sendable {
                 if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
                     item.confirmFirst = true
                     retried.append(item)
-                } else if !unique && !item.verify.isEmpty {
-                    // Fetched at every poll to be compared (it is most likely kept mail already delivered): not
-                    // counted toward fetch_limit, which would otherwise keep new mail behind it waiting for ever.
-                    items.append(item)
                 } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
                     item.action = .skipLimit
                     items.append(item)

@@ -152,7 +152,7 @@ extension PollSession {
                         // (commit, queue its DELE) before this message's delivery starts.
                         inFlight?.confirmed = true
                         try await settle()
-                        if item.verify.contains(message.digest) {
+                        if let expected = item.verify, message.digest == expected {
                             // The message delivered before, listed again (the server kept it after DELE and QUIT,
                             // or its LIST size changed): not delivered twice.
                             self.logger.notice(
@@ -161,15 +161,14 @@ extension PollSession {
                             self.report.alreadyDelivered += 1
                             if trackState {
                                 try self.store.recordSameAgain(
-                                    mailbox: self.key, uid: item.key, size: item.size, digest: message.digest,
-                                    at: Date())
+                                    mailbox: self.key, uid: item.key, size: item.size, at: Date())
                             }
                             if !self.account.retention.keep {
                                 self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
                             }
                             continue
                         }
-                        if trackState && (!item.verify.isEmpty || item.restart) {
+                        if trackState && (item.verify != nil || item.restart) {
                             try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())
                         }
                         // The commit after the delivery must not fail for want of space (the message would be

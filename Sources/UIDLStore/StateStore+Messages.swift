@@ -151,24 +151,17 @@ extension StateStore {
         }
     }
 
-    /// The message listed under a key has the digest of one delivered (the key's own, after popfetch deleted it or
-    /// with another LIST size; or, for a UIDL listed several times, that of any message delivered under it): it is
-    /// that message, still on the server. The key's record now describes it: delivered, with that digest.
-    public func recordSameAgain(mailbox: MailboxID, uid: String, size: Int, digest: String, at now: Date) throws {
+    /// The message listed again under a key (after popfetch deleted it, or with another LIST size) has the digest
+    /// of the one delivered: it is that message, still on the server. Its record is current again.
+    public func recordSameAgain(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO messages (account, uidl, first_seen, last_seen, size, delivered_at, attempts, digest)
-                    VALUES (?, ?, ?, ?, ?, ?, 1, ?)
-                    ON CONFLICT (account, uidl) DO UPDATE SET deleted_at = NULL, delete_pending = 0,
-                        size = excluded.size, last_seen = excluded.last_seen,
-                        delivered_at = COALESCE(delivered_at, excluded.delivered_at), digest = excluded.digest,
-                        failed_at = NULL, last_error = NULL
+                    UPDATE messages SET deleted_at = NULL, delete_pending = 0, size = ?, last_seen = ?
+                    WHERE account = ? AND uidl = ?
                     """,
-                arguments: [mailbox.rawValue, uid, t, t, size, t, digest])
-            try db.execute(
-                sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+                arguments: [size, t, mailbox.rawValue, uid])
             try db.execute(
                 sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
         }

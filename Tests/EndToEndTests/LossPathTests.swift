@@ -82,11 +82,15 @@ struct LossPathTests {
         #expect(server.deleted() == ["x", "y"])
     }
 
+    /// KNOWN ISSUE (open, found by review on 2026-12-03): a UIDL listed several times is tracked per listing
+    /// position ("UIDL #k"). When another client deletes one of its messages and another of the same size arrives,
+    /// the new one takes a key whose record is an earlier message's: with keep = true it is taken as kept and never
+    /// delivered. A first fix (always fetch and compare by digest) was reverted: it redelivered partly delivered
+    /// messages at every poll, broke max_attempts and mark-seen for such keys. These tests record the loss until
+    /// the identity of such messages is by content; `withKnownIssue` fails them once the loss is gone.
     @Test(
-        "a shared UIDL whose messages move (one deleted elsewhere, one new): keep = true delivers the new one once",
-        .fault(
-            .pop3, "3 messages share one UIDL (keep = true); another client deletes the first, a 4th arrives",
-            expect: "exit 0; the 4th delivered; none of the others again, then or at the next poll"))
+        "KNOWN ISSUE: a shared UIDL whose messages move (one deleted elsewhere, one new), keep = true: the new one is lost"
+    )
     func sharedUIDLShiftKept() throws {
         let f = try PopfetchFixture()
         let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL, message \($0)") }
@@ -96,28 +100,26 @@ struct LossPathTests {
         try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
         #expect(try f.poll().status == 0)
         #expect(try self.delivered(f) == Set(m[0..<3].map { self.local($0) }))
-        // Same size, same UIDL: the keys "dup #1".."#3" now list b, c, d. Before the fix d was taken for c (kept).
+        // Same size, same UIDL: the keys "dup #1".."#3" now list b, c, d; d is taken for c (kept).
         try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
         for _ in 0..<2 {
             let r = try f.poll()
             #expect(r.status == 0, "\(r.stderr)")
         }
-        #expect(try f.delivered().count == 4, "each delivered once")
-        #expect(try self.delivered(f) == Set(m.map { self.local($0) }))
         #expect(server.deleted().isEmpty, "keep = true")
-        // Fetched to compare at every poll, but neither new nor pending: status does not say mail waits.
-        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
-        #expect(s.stdout.contains("\"pending\": 0,"), "\(s.stdout)")
+        let got = try self.delivered(f)
+        let copies = try f.delivered().count
+        #expect(got.isSuperset(of: m[0..<3].map { self.local($0) }) && got.count == copies, "no duplicate")
+        let dDelivered = got.contains(self.local(m[3]))
+        withKnownIssue("a shared UIDL's keys are positions: d is taken for c, kept, never delivered") {
+            #expect(dDelivered, "d delivered")
+        }
     }
 
+    /// KNOWN ISSUE: the same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
     @Test(
-        "a shared UIDL whose messages move after a partial delivery: every recipient gets all before DELE",
-        .fault(
-            .pop3,
-            "3 messages share one UIDL; the MDA defers one of two recipients; the first is deleted elsewhere "
-                + "and a 4th arrives",
-            expect: "exit 0 once the MDA accepts; every recipient has all 4 (duplicates allowed), then they are deleted"
-        ))
+        "KNOWN ISSUE: a shared UIDL whose messages move after a partial delivery: a recipient misses the new one"
+    )
     func sharedUIDLShiftPartial() throws {
         let f = try PopfetchFixture()
         let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL after a partial delivery, \($0)") }
@@ -139,17 +141,18 @@ struct LossPathTests {
         try FileManager.default.removeItem(atPath: flag)
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
+        #expect(Set(server.deleted()) == ["m1", "m2", "m3"])
+        var missing: [String] = []
         for who in ["me", "you"] {
             let dir = f.outDirectory + "/" + who
             let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
                 try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
             }
-            for k in 1..<4 {
-                let has = got.contains(self.local(m[k]))
-                #expect(has, "\(who) has message \(k) before it is deleted")
-            }
+            for k in 1..<4 where !got.contains(self.local(m[k])) { missing.append("\(who) lacks message \(k)") }
         }
-        #expect(Set(server.deleted()) == ["m1", "m2", "m3"])
+        withKnownIssue("a shared UIDL's keys are positions: \"me\" never gets d, which is then deleted") {
+            #expect(missing.isEmpty, "\(missing)")
+        }
     }
 
     @Test(
@@ -171,6 +174,9 @@ struct LossPathTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try f.delivered().count == 1, "no duplicate")
         #expect(server.deleted() == ["k1"])
+        // Fetched to be compared and found delivered before: neither new nor pending.
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(s.stdout.contains("\"pending\": 0,"), "\(s.stdout)")
         // The DELE was acknowledged but its QUIT refused: the message may be gone and its UIDL reused, so it is
         // fetched again and compared with what was delivered (same content: not delivered twice).
         #expect(server.sent().components(separatedBy: "RETR").count - 1 == 2, "fetched again to compare")

@@ -70,10 +70,9 @@ struct PollDecisionTests {
             listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
             expected: ["d #1:fetch", "d #2:fetch"]),
         PlanCase(
-            description: "listed twice, keep = true: fetched and compared at every poll (its keys are positions, which "
-                + "move when one of its messages is deleted elsewhere)",
+            description: "listed twice, keep = true: delivered occurrences are kept, not fetched again",
             listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
-            keep: true, expected: ["d #1:fetch", "d #2:fetch"]),
+            keep: true, expected: ["d #1:keep", "d #2:keep"]),
         PlanCase(
             description: "delivered with no recorded size: fetched again rather than deleted unread",
             listing: [(1, "a")], sizes: [1: 100], known: [record("a", size: nil)], expected: ["a:fetch"]),
@@ -224,57 +223,8 @@ struct PollDecisionTests {
             listing: [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")], sizes: [1: 100, 2: 100],
             known: ["a": delivered, "b": Self.record("b", size: 50, delivered: false)], policy: Self.policy,
             now: Self.now)
-        #expect(plan.items[0].verify == ["d1"], "seen again after deletion: compared with what was delivered")
-        #expect(plan.items[1].verify.isEmpty && plan.items[1].restart, "other size, never delivered: starts over")
-    }
-
-    @Test("a UIDL listed several times is fetched and compared with all delivered under it, keep = true too")
-    func sharedUIDLIsAlwaysCompared() {
-        // Delivered as A, B, C under "dup #1".."#3" (A also once as plain "dup"); "#2" only partly (no digest).
-        var known: [String: MessageRecord] = [:]
-        for (key, digest) in [("dup", "dA0"), ("dup #1", "dA"), ("dup #3", "dC")] {
-            var r = Self.record(key)
-            r.digest = digest
-            known[key] = r
-        }
-        var partial = Self.record("dup #2", delivered: false)
-        partial.deliveredTo = ["me"]
-        known["dup #2"] = partial
-        var seen = Self.record("dup #4")
-        seen.seenOnly = true
-        known["dup #4"] = seen
-        // The listing after another client deleted A and D and E arrived: positions moved.
-        let listing = (1...5).map { UIDLEntry(number: $0, uid: "dup") } + [UIDLEntry(number: 6, uid: "solo")]
-        let sizes: ListedSizes = [1: 100, 2: 100, 3: 100, 4: 100, 5: 100, 6: 100]
-        for keep in [true, false] {
-            var policy = Self.policy
-            policy.keep = keep
-            policy.recipients = ["me", "you"]
-            let plan = PollPlan(listing: listing, sizes: sizes, known: known, policy: policy, now: Self.now)
-            let shared = plan.items.filter { $0.uid == "dup" }
-            #expect(shared.map(\.key) == ["dup #1", "dup #2", "dup #3", "dup #4", "dup #5"])
-            for item in shared {
-                #expect(
-                    item.action == .fetch(recipients: ["me", "you"]), "keep = \(keep), \(item.key): \(item.action)")
-                #expect(item.verify == ["dA0", "dA", "dC"], "keep = \(keep), \(item.key)")
-                #expect(item.restart == (known[item.key] != nil), "keep = \(keep), \(item.key)")
-            }
-            #expect(plan.items.last?.action == .fetch(recipients: ["me", "you"]) && plan.items.last?.verify == [])
-        }
-        // fetch_limit = 1: the comparisons do not use it up; the first new message is fetched, the next waits.
-        var limited = Self.policy
-        limited.keep = true
-        limited.fetchLimit = 1
-        let plan = PollPlan(
-            listing: listing + [UIDLEntry(number: 7, uid: "new")],
-            sizes: [1: 100, 2: 100, 3: 100, 4: 100, 5: 100, 6: 100, 7: 9],
-            known: known, policy: limited, now: Self.now)
-        #expect(
-            plan.items.map { Self.name($0.action) } == [
-                "fetch", "fetch", "fetch", "fetch", "fetch", "fetch", "skip-limit",
-            ])
-        #expect(PollPlan.uidl(ofKey: "dup #12") == "dup" && PollPlan.uidl(ofKey: "a#1") == "a#1")
-        #expect(PollPlan.uidl(ofKey: "x #") == "x #" && PollPlan.uidl(ofKey: "#1") == "#1")
+        #expect(plan.items[0].verify == "d1", "seen again after deletion: compared with what was delivered")
+        #expect(plan.items[1].verify == nil && plan.items[1].restart, "other size, never delivered: starts over")
     }
 
     @Test("the v4 migration moves user@host:port to user@host only when unambiguous")
