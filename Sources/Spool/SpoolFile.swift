@@ -85,7 +85,6 @@ public final class SpoolFile {
     /// The Date header is being read: its continuation lines belong to it.
     private var inDate = false
     private var lineFeeds = 0
-    private var lastHeaderName: String?
     private var hasher = SHA256()
 
     static let flushThreshold = 256 * 1024
@@ -139,7 +138,6 @@ public final class SpoolFile {
         self.fromAddress = nil
         self.dateValue = nil
         self.inDate = false
-        self.lastHeaderName = nil
         self.lineFeeds = traceHeader.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
         self.out.append(contentsOf: traceHeader)
         self.traceLength = traceHeader.count

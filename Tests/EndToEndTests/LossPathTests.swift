@@ -82,6 +82,18 @@ struct LossPathTests {
         #expect(server.deleted() == ["x", "y"])
     }
 
+    /// Four messages of one size (subjects "`subject` a" … "d"); a fault server listing the first three under one
+    /// UIDL, "dup".
+    func sharedUIDLServer(_ f: PopfetchFixture, _ subject: String) throws -> ([String], FaultServer) {
+        let m = ["a", "b", "c", "d"].map { faultMessage("\(subject) \($0)") }
+        return (m, try FaultServer.start(f, messages: (0..<3).map { .init(uid: "dup", body: m[$0], id: "m\($0)") }))
+    }
+
+    /// Another client deleted the first message and the fourth arrived: b, c, d under "dup", at the keys a, b, c had.
+    func moveShared(_ server: FaultServer, _ m: [String]) throws {
+        try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+    }
+
     /// KNOWN ISSUE (open, found by review on 2026-12-03): a UIDL listed several times is tracked per listing
     /// position ("UIDL #k"). When another client deletes one of its messages and another of the same size arrives,
     /// the new one takes a key whose record is an earlier message's: with keep = true it is taken as kept and never
@@ -93,15 +105,13 @@ struct LossPathTests {
     )
     func sharedUIDLShiftKept() throws {
         let f = try PopfetchFixture()
-        let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL, message \($0)") }
-        let server = try FaultServer.start(
-            f, messages: (0..<3).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        let (m, server) = try self.sharedUIDLServer(f, "shared UIDL, message")
         defer { server.stop() }
         try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
         #expect(try f.poll().status == 0)
         #expect(try self.delivered(f) == Set(m[0..<3].map { self.local($0) }))
         // Same size, same UIDL: the keys "dup #1".."#3" now list b, c, d; d is taken for c (kept).
-        try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        try self.moveShared(server, m)
         for _ in 0..<2 {
             let r = try f.poll()
             #expect(r.status == 0, "\(r.stderr)")
@@ -122,9 +132,7 @@ struct LossPathTests {
     )
     func sharedUIDLShiftPartial() throws {
         let f = try PopfetchFixture()
-        let m = ["a", "b", "c", "d"].map { faultMessage("shared UIDL after a partial delivery, \($0)") }
-        let server = try FaultServer.start(
-            f, messages: (0..<3).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        let (m, server) = try self.sharedUIDLServer(f, "shared UIDL after a partial delivery,")
         defer { server.stop() }
         // One MDA run per recipient; "you" is deferred while the flag file exists.
         let flag = f.directory + "/defer-you"
@@ -137,7 +145,7 @@ struct LossPathTests {
         try f.writeConfig(
             extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
         #expect(try f.poll().status == 75, "one recipient deferred")
-        try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
+        try self.moveShared(server, m)
         try FileManager.default.removeItem(atPath: flag)
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
