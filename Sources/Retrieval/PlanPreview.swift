@@ -22,6 +22,9 @@ public struct PlanPreview: Hashable, Sendable {
     public var kept = 0
     /// Listed when the account paused, answered with mark-seen: recorded as seen, not delivered.
     public var markSeen = 0
+    /// Messages of UIDLs listed several times (or before), fetched to tell by content which are new.
+    public var compare = 0
+    public var compareBytes = 0
 
     public init() {}
 
@@ -30,6 +33,9 @@ public struct PlanPreview: Hashable, Sendable {
         self.deleteAfterDelivery = !keep
         for item in plan.items {
             switch item.action {
+            case .fetch where item.identify:
+                self.compare += 1
+                self.compareBytes += item.size
             case .fetch:
                 self.fetch += 1
                 self.fetchBytes += item.size
@@ -59,6 +65,13 @@ public struct PlanPreview: Hashable, Sendable {
                 self.deleteAfterDelivery
                     ? "would then delete \(self.fetch == 1 ? "it" : "them") from the server (keep = false)"
                     : "would leave \(self.fetch == 1 ? "it" : "them") on the server (keep = true)")
+        }
+        if self.compare > 0 {
+            let what = self.compare == 1 ? "1 message" : "\(self.compare) messages"
+            lines.append(
+                "would fetch \(what) (\(Self.bytes(self.compareBytes))) whose UIDL the server lists several times (or "
+                    + "did), to tell by content which are new: those would be delivered to \(delivery)"
+                    + (self.deleteAfterDelivery ? " and deleted" : ""))
         }
         if self.deleteDelivered > 0 {
             lines.append("would delete \(self.deleteDelivered) delivered by an earlier poll (keep = false)")

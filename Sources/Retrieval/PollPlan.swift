@@ -36,8 +36,8 @@ public struct PollPlan: Hashable, Sendable {
         public var number: Int
         /// The UIDL as the server listed it (escaped by the parser if it was not valid RFC 1939).
         public var uid: String
-        /// The message's key in the state database: the UIDL, or for a UIDL listed several times, the UIDL with
-        /// its occurrence (``PollPlan/keys(for:)``).
+        /// The message's key in the state database: the UIDL; for a UIDL identified by content (``identify``), its
+        /// place in the listing ("UIDL #k") until the fetch settles the key.
         public var key: String
         public var size: Int
         public var action: Action
@@ -49,6 +49,11 @@ public struct PollPlan: Hashable, Sendable {
         /// Its retrieval failed before: the next reply must prove it whole before any receiver sees it (so a server
         /// that sends a stray line after it costs one duplicate at most, not one per poll).
         public var confirmFirst = false
+        /// Its UIDL is listed several times now, or was (records keyed by content exist for it): which message this
+        /// is shows only in its content. `key` is then its place in the listing ("UIDL #k"), used for retrieval
+        /// failures alone; after the fetch, ``PollPlan/identify(_:digest:copy:known:claimed:)`` gives the message's
+        /// key (``PollPlan/contentKey(uid:digest:copy:)``) and what to do with it.
+        public var identify = false
     }
 
     public var items: [Item]
@@ -61,6 +66,12 @@ public struct PollPlan: Hashable, Sendable {
     /// would still need nothing done, with the records as they are after this poll's writes. A `last_seen` refresh
     /// or a `delete_after` falls due then.
     public var quietUntil: Date?
+    /// The policy and time the plan was made with (``identify(_:digest:copy:known:claimed:)`` decides with them).
+    public var policy: Policy
+    public var now: Date
+    /// For each UIDL identified by content (``Item/identify``): the keys of its records (the plain UIDL's, those of
+    /// its listing places, those keyed by content), sorted.
+    public var sharedRecords: [String: [String]] = [:]
 
     public struct Policy: Hashable, Sendable {
         public var keep: Bool
@@ -82,20 +93,26 @@ public struct PollPlan: Hashable, Sendable {
         }
     }
 
-    /// The state key of each listing entry, in listing order. A UIDL listed once is its own key; a UIDL listed n > 1
-    /// times (popa3d hashes headers, so messages without Message-ID share one) gets "UIDL #k" for its k-th
-    /// occurrence. The space cannot occur in a valid UIDL, so these keys never collide with a real one.
-    public static func keys(for listing: [UIDLEntry]) -> [String] {
-        var count: [String: Int] = [:]
-        count.reserveCapacity(listing.count)
-        for e in listing { count[e.uid, default: 0] += 1 }
-        var seen: [String: Int] = [:]
-        return listing.map { e in
-            guard let n = count[e.uid], n > 1 else { return e.uid }
-            let k = (seen[e.uid] ?? 0) + 1
-            seen[e.uid] = k
-            return "\(e.uid) #\(k)"
+    /// The key of a message of a UIDL identified by content: "UIDL #=digest", and for the j-th byte-identical copy
+    /// listed in one poll (j > 1) "UIDL #=digest/j". A valid UIDL has no space, and a listing place's key ("UIDL #k")
+    /// has only digits after the "#", so these keys collide with neither.
+    public static func contentKey(uid: String, digest: String, copy: Int) -> String {
+        copy > 1 ? "\(uid) #=\(digest)/\(copy)" : "\(uid) #=\(digest)"
+    }
+
+    /// The UIDL of a key of the form "UIDL #…" (a listing place's, or one by content), nil for a plain key.
+    public static func sharedUID(ofKey key: String) -> Substring? {
+        var previousSpace = false
+        var index = key.utf8.startIndex
+        for byte in key.utf8 {
+            if previousSpace && byte == UInt8(ascii: "#") {
+                let end = key.utf8.index(index, offsetBy: -1)
+                return Substring(key.utf8[key.utf8.startIndex..<end])
+            }
+            previousSpace = byte == UInt8(ascii: " ")
+            key.utf8.formIndex(after: &index)
         }
+        return nil
     }
 
     /// Whether `record` describes the message now listed with `size`, rather than an earlier one under the same
@@ -114,17 +131,27 @@ public struct PollPlan: Hashable, Sendable {
     public init(
         listing: [UIDLEntry], sizes: ListedSizes, known: [String: MessageRecord], policy: Policy, now: Date
     ) {
+        self.policy = policy
+        self.now = now
         var listed: [String: Int] = [:]
         listed.reserveCapacity(listing.count)
         for entry in listing { listed[entry.uid] = sizes[entry.number] ?? 0 }
-        // A UIDL listed twice: rebuild with the keys that tell the occurrences apart.
-        let keys: [String]
-        if listed.count == listing.count {
-            keys = listing.map(\.uid)
-        } else {
-            keys = Self.keys(for: listing)
-            listed.removeAll(keepingCapacity: true)
-            for (entry, key) in zip(listing, keys) { listed[key] = sizes[entry.number] ?? 0 }
+        // UIDLs identified by content: those listed several times (popa3d hashes headers, so messages without
+        // Message-ID share one), and those that were (their records are keyed "UIDL #…"). A listing place names
+        // no message for them: another client may delete one and a new one of the same size take its place.
+        var records: [String: [String]] = [:]
+        for key in known.keys {
+            if let uid = Self.sharedUID(ofKey: key) { records[String(uid), default: []].append(key) }
+        }
+        var byContent: [String: Int] = [:]
+        if listed.count != listing.count || !records.isEmpty {
+            for entry in listing where records[entry.uid] != nil { byContent[entry.uid] = 0 }
+            if listed.count != listing.count {
+                var count: [String: Int] = [:]
+                for e in listing { count[e.uid, default: 0] += 1 }
+                for (uid, n) in count where n > 1 { byContent[uid] = 0 }
+            }
+            for uid in byContent.keys { listed[uid] = nil }
         }
         var diff = ListingDiff()
         let staleBefore = now.timeIntervalSince1970 - StateStore.lastSeenGranularity
@@ -137,10 +164,34 @@ public struct PollPlan: Hashable, Sendable {
         var allKept = true
         let granularity = StateStore.lastSeenGranularity
         var quietUntil = now.timeIntervalSince1970 + granularity
-        for (entry, key) in zip(listing, keys) {
+        for entry in listing {
             let listedSize = sizes[entry.number]
             let size = listedSize ?? 0
-            let unique = key == entry.uid
+            if let place = byContent[entry.uid] {
+                // Fetched at every poll and identified by its content (``identify``); its place in the listing is
+                // its key only for failed retrievals. Not counted toward fetch_limit: only a new one is.
+                byContent[entry.uid] = place + 1
+                let key = "\(entry.uid) #\(place + 1)"
+                listed[key] = size
+                allKept = false
+                if let max = policy.maxSize, size > max {
+                    let action: Action = policy.deleteOversize ? .deleteOversize : .skipOversize
+                    items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
+                    continue
+                }
+                var item = Item(
+                    number: entry.number, uid: entry.uid, key: key, size: size,
+                    action: .fetch(recipients: policy.recipients))
+                item.identify = true
+                if (known[key]?.retrievalAttempts ?? 0) > 0 {
+                    item.confirmFirst = true
+                    retried.append(item)
+                } else {
+                    items.append(item)
+                }
+                continue
+            }
+            let key = entry.uid
             let raw = known[key]
             let same = raw.map { Self.isSameMessage($0, listedSize: listedSize) } ?? true
             if let raw {
@@ -161,7 +212,7 @@ public struct PollPlan: Hashable, Sendable {
                 record.map { r in r.deliveredAt != nil || policy.recipients.allSatisfy { r.deliveredTo.contains($0) } }
                 ?? false
             // Deleting without fetching needs certainty that this is the message that was delivered.
-            let certain = unique && record?.size != nil && listedSize != nil
+            let certain = record?.size != nil && listedSize != nil
             // keep = false and not certain: fetch it again and compare it with what was delivered.
             let refetch = deliveredEverywhere && !policy.keep && !certain
             let action: Action
@@ -218,6 +269,10 @@ public struct PollPlan: Hashable, Sendable {
             items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
         }
         for var item in retried {
+            if item.identify {
+                items.append(item)
+                continue
+            }
             if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
                 item.action = .skipLimit
             } else {
@@ -225,11 +280,71 @@ public struct PollPlan: Hashable, Sendable {
             }
             items.append(item)
         }
+        // The records of each UIDL identified by content: all count as listed (refreshed, not forgotten), and the
+        // flood guard counts as unknown the places not matched by a delivered message still on the server.
+        for (uid, places) in byContent {
+            var keys = records[uid] ?? []
+            if let plain = known[uid] {
+                keys.append(uid)
+                // The plain UIDL's record: once the UIDL is listed several times, no later single listing can be
+                // trusted to be that message (another client may have deleted it as one of the several): it is
+                // fetched and compared then, never deleted unread.
+                if plain.deletedAt == nil && !plain.deletePending { diff.uncertain.append(uid) }
+            }
+            keys.sort()
+            var present = 0
+            for key in keys {
+                guard let r = known[key] else { continue }
+                diff.matched += 1
+                if (r.lastSeen?.timeIntervalSince1970 ?? 0) < staleBefore { diff.stale.append(key) }
+                if r.deliveredAt != nil && r.deletedAt == nil { present += 1 }
+            }
+            diff.unidentified += max(0, places - present)
+            self.sharedRecords[uid] = keys
+        }
         self.items = items
         self.listed = listed
         self.diff = diff
         let quiet = allKept && diff.new.isEmpty && diff.changed == 0 && diff.unsized.isEmpty
         self.quietUntil = quiet ? Date(timeIntervalSince1970: quietUntil) : nil
+    }
+
+    /// A message identified by content (``Item/identify``), once fetched whole: its key and what to do with it, from
+    /// the record of that content. `copy` counts the byte-identical messages of its UIDL fetched in this poll, this
+    /// one included; `claimed` holds the keys already given to messages in this poll.
+    ///
+    /// The record is the one keyed by this content (and copy); failing that, an older record of the UIDL (its plain
+    /// key's, or a listing place's from before) of a message delivered with this digest. With none, the message is
+    /// new. A record found is that content's whatever its key says of the server (deleted before, another place):
+    /// the same content is the message delivered, never delivered twice.
+    public func identify(
+        _ item: Item, digest: String, copy: Int, known: [String: MessageRecord], claimed: Set<String>
+    ) -> (key: String, record: MessageRecord?, action: Action) {
+        var key = Self.contentKey(uid: item.uid, digest: digest, copy: copy)
+        var record = known[key]
+        if record == nil {
+            for k in self.sharedRecords[item.uid] ?? [] where !claimed.contains(k) && !k.contains(" #=") {
+                if let r = known[k], r.digest == digest, r.deliveredAt != nil {
+                    key = k
+                    record = r
+                    break
+                }
+            }
+        }
+        let policy = self.policy
+        guard let record else { return (key, nil, .fetch(recipients: policy.recipients)) }
+        if record.seenOnly && record.deliveredAt != nil { return (key, record, .keep) }
+        if record.deliveredAt != nil || policy.recipients.allSatisfy(record.deliveredTo.contains) {
+            if !policy.keep { return (key, record, .deleteDelivered) }
+            if let after = policy.deleteAfter, let at = record.deliveredAt,
+                self.now.timeIntervalSince(at) >= Double(after)
+            {
+                return (key, record, .deleteExpired)
+            }
+            return (key, record, .keep)
+        }
+        if record.failedAt != nil { return (key, record, .skipFailed) }
+        return (key, record, .fetch(recipients: policy.recipients.filter { !record.deliveredTo.contains($0) }))
     }
 
     /// SHA-256 of a listing (numbers, UIDLs, sizes) and of the policy that planned it: two polls with the same
@@ -260,8 +375,15 @@ public struct PollPlan: Hashable, Sendable {
         return Array(hash.finalize())
     }
 
+    /// Messages to fetch and deliver: new ones, and those to be delivered again. Not those identified by content,
+    /// which are fetched to be compared (``compareCount``): which of them are new is known only once fetched.
     public var fetchCount: Int {
-        self.items.reduce(0) { if case .fetch = $1.action { $0 + 1 } else { $0 } }
+        self.items.reduce(0) { if case .fetch = $1.action, !$1.identify { $0 + 1 } else { $0 } }
+    }
+
+    /// Messages of UIDLs identified by content, fetched to tell by their content which are new.
+    public var compareCount: Int {
+        self.items.reduce(0) { if case .fetch = $1.action, $1.identify { $0 + 1 } else { $0 } }
     }
 }
 
@@ -301,13 +423,14 @@ public enum FloodGuard {
         plan: PollPlan, known: [String: MessageRecord], mailbox: MailboxState, keep: Bool, limit: Int
     ) -> Verdict {
         self.assess(
-            unknown: plan.diff.new.count, changed: plan.diff.changed, listed: plan.listed, known: known,
-            mailbox: mailbox, keep: keep, limit: limit)
+            unknown: plan.diff.new.count + plan.diff.unidentified, changed: plan.diff.changed, listed: plan.listed,
+            known: known, mailbox: mailbox, keep: keep, limit: limit, shared: plan.sharedRecords)
     }
 
+    /// `shared`: the UIDLs identified by content (``PollPlan/sharedRecords``), whose records count as listed.
     static func assess(
         unknown: Int, changed: Int, listed: [String: Int], known: [String: MessageRecord], mailbox: MailboxState,
-        keep: Bool, limit: Int
+        keep: Bool, limit: Int, shared: [String: [String]] = [:]
     ) -> Verdict {
         guard keep, limit > 0, mailbox.decision != .fetchAll else { return .proceed }
         guard unknown + changed > limit else { return .proceed }
@@ -326,7 +449,10 @@ public enum FloodGuard {
                     + "paused: \(remedy)")
         }
         let present = known.values.filter { $0.deletedAt == nil }
-        let stillListed = present.reduce(0) { listed[$1.uid] != nil ? $0 + 1 : $0 }
+        let stillListed = present.reduce(0) { n, r in
+            let uid = PollPlan.sharedUID(ofKey: r.uid).map(String.init) ?? r.uid
+            return listed[r.uid] != nil || shared[uid] != nil ? n + 1 : n
+        }
         let vanished = present.count - stillListed
         if unknown > limit && !present.isEmpty && vanished * 2 >= present.count {
             return .pause(

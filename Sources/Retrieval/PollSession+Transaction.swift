@@ -134,7 +134,7 @@ extension PollSession {
                         // Refused or short: a well-formed reply did arrive after the previous message.
                         inFlight?.confirmed = true
                         previousShort = false
-                        let message: SpooledMessage
+                        var message: SpooledMessage
                         let proven: Bool
                         switch fetched {
                         case .refused:
@@ -152,6 +152,15 @@ extension PollSession {
                         // (commit, queue its DELE) before this message's delivery starts.
                         inFlight?.confirmed = true
                         try await settle()
+                        var item = item
+                        var recipients = recipients
+                        if item.identify {
+                            guard
+                                let to = try self.identify(
+                                    &item, &message, plan: plan, known: known, trackState: trackState)
+                            else { continue }
+                            recipients = to
+                        }
                         if let expected = item.verify, message.digest == expected {
                             // The message delivered before, listed again (the server kept it after DELE and QUIT,
                             // or its LIST size changed): not delivered twice.
@@ -179,8 +188,9 @@ extension PollSession {
                         // MDA (started without blocking), an SMTP, LMTP or IMAP delivery stays on it.
                         let executor: (any TaskExecutor)? =
                             deliverer.blocksItsThread ? globalConcurrentExecutor : EventLoopTaskExecutor.current
+                        let spooled = message
                         group.addTask(executorPreference: executor) {
-                            await Self.deliver(message, groups: groups, deliverer: deliverer)
+                            await Self.deliver(spooled, groups: groups, deliverer: deliverer)
                         }
                         // On the loop, the delivery starts (an MDA is spawned, an SMTP DATA goes out) before this
                         // task goes on to write more RETRs: waking the server first let it take the CPU from the
@@ -335,6 +345,70 @@ extension PollSession {
         } else {
             self.logger.warning("server refused DELE \(d.number): \(status)")
         }
+    }
+
+    /// A message identified by content (``PollPlan/Item/identify``), fetched whole: settles its key
+    /// (``PollPlan/identify(_:digest:copy:known:claimed:)``) and acts on what is known of that content. Returns the
+    /// recipients to deliver it to, or nil when it is not to be delivered now (known, marked failed, recorded as
+    /// seen, beyond fetch_limit).
+    func identify(
+        _ item: inout PollPlan.Item, _ message: inout SpooledMessage, plan: PollPlan, known: [String: MessageRecord],
+        trackState: Bool
+    ) throws -> [String]? {
+        let content = item.uid + " " + message.digest
+        let copy = (self.copies[content] ?? 0) + 1
+        self.copies[content] = copy
+        let (key, record, action) = plan.identify(
+            item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
+        self.claimed.insert(key)
+        item.key = key
+        if case .imap = self.account.delivery.method {
+            message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: key, digest: message.digest)
+            if trackState { message.deliveryKey = key }
+        }
+        let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
+        switch action {
+        case .fetch(let recipients):
+            if record == nil, let n = self.seenBudget[item.uid], n > 0 {
+                self.seenBudget[item.uid] = n - 1
+                if trackState { try self.store.recordSeen(mailbox: self.key, listed: [key: item.size], at: Date()) }
+                self.identifiedKnown += 1
+                self.logger.notice(
+                    "message \(item.number) recorded as seen without delivering it (mark-seen)", metadata: metadata)
+                return nil
+            }
+            if self.limitLeft <= 0 {
+                self.report.skipped += 1
+                self.logger.info(
+                    "message \(item.number) is new but beyond fetch_limit; left on the server for a later poll",
+                    metadata: metadata)
+                return nil
+            }
+            if self.limitLeft != Int.max { self.limitLeft -= 1 }
+            self.identifiedNew += 1
+            return recipients
+        case .keep:
+            self.identifiedKnown += 1
+            self.logger.debug(
+                "message \(item.number) is one delivered before (same content); kept on the server", metadata: metadata)
+        case .deleteDelivered, .deleteExpired:
+            self.identifiedKnown += 1
+            if action == .deleteDelivered {
+                self.logger.notice(
+                    "message \(item.number) is one already delivered (same content); not delivered again",
+                    metadata: metadata)
+            }
+            self.pendingDeles.append(PendingDele(number: item.number, key: key))
+        case .skipFailed:
+            self.identifiedKnown += 1
+            self.report.skipped += 1
+            let why = "(same content); left on the server (`popfetch retry` tries it again)"
+            self.logger.notice(
+                "message \(item.number) is one marked failed after max_attempts \(why)", metadata: metadata)
+        case .deleteOversize, .skipOversize, .skipLimit:
+            break
+        }
+        return nil
     }
 
     /// Carries out the ``Settlement`` of one message: the state writes, then its DELE (or a bounce).

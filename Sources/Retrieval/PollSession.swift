@@ -40,6 +40,18 @@ final class PollSession {
     var pipelining = false
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
+    /// Messages identified by content (``PollPlan/Item/identify``) in this poll: the keys given, and how many
+    /// byte-identical copies of each UIDL's content were fetched.
+    var claimed: Set<String> = []
+    var copies: [String: Int] = [:]
+    /// Of those, how many were found to be known messages (not new, not pending) and how many new.
+    var identifiedKnown = 0
+    var identifiedNew = 0
+    /// With mark-seen: for each UIDL identified by content, how many of its messages the pause listed; as many new
+    /// ones found now are recorded as seen, provided the UIDL is listed as many times as then.
+    var seenBudget: [String: Int] = [:]
+    /// How many more messages fetch_limit lets this poll deliver, after the plan's own fetches.
+    var limitLeft = Int.max
 
     /// A stop request ends the session at once until login, and with QUIT once the listing is in until then.
     let earlyStop: EarlyStop
@@ -117,7 +129,9 @@ final class PollSession {
                 // act on the rest as usual. The flood guard is not asked again: the user answered it.
                 let snapshot = try self.store.pausedKeys(mailbox: self.key)
                 let unseen = Set(
-                    plan.listed.keys.filter { snapshot.contains($0) && known[$0]?.deliveredAt == nil })
+                    plan.listed.keys.filter {
+                        snapshot.contains($0) && known[$0]?.deliveredAt == nil && PollPlan.sharedUID(ofKey: $0) == nil
+                    })
                 plan.items.removeAll { unseen.contains($0.key) }
                 var preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
                 preview.markSeen = unseen.count
@@ -128,7 +142,18 @@ final class PollSession {
             } else if mailbox.decision == .markSeen {
                 // Only what was listed when the account paused: mail that arrived since is delivered as usual.
                 let snapshot = try self.store.pausedKeys(mailbox: self.key)
-                let unseen = plan.listed.filter { snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil }
+                let unseen = plan.listed.filter {
+                    snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil
+                        && PollPlan.sharedUID(ofKey: $0.key) == nil
+                }
+                // Messages identified by content are recorded as seen once fetched (their keys are their
+                // contents'), as many per UIDL as the pause listed, and only if it is listed as many times now:
+                // else one of them may be new, and all are delivered rather than one lost.
+                var paused: [String: Int] = [:]
+                for k in snapshot { if let uid = PollPlan.sharedUID(ofKey: k) { paused[String(uid), default: 0] += 1 } }
+                var listedNow: [String: Int] = [:]
+                for item in plan.items where item.identify { listedNow[item.uid, default: 0] += 1 }
+                for (uid, n) in paused where listedNow[uid] == n { self.seenBudget[uid] = n }
                 try self.store.recordSeen(mailbox: self.key, listed: unseen, at: now)
                 try self.store.resolvePause(mailbox: self.key)
                 self.logger.notice("recorded \(unseen.count) messages as seen without delivering them (mark-seen)")
@@ -171,13 +196,17 @@ final class PollSession {
             default: return n
             }
         }
-        let deliverer = try await self.poller.makeDeliverer(fetchCount: plan.fetchCount)
+        if policy.fetchLimit > 0 { self.limitLeft = max(0, policy.fetchLimit - plan.fetchCount) }
+        let deliverer = try await self.poller.makeDeliverer(fetchCount: plan.fetchCount + plan.compareCount)
         try await deliverer.withDeliveries {
             try await self.transact(
                 plan, known: known, trackState: trackState, deliverer: deliverer, pipelining: pipelining)
         }
-        self.report.pending = max(0, waiting - self.report.delivered - self.report.alreadyDelivered)
-        self.report.new = max(0, self.report.new - self.report.alreadyDelivered)
+        // Messages identified by content: those found known are neither new nor waiting; any not reached counts as
+        // waiting (it may be new).
+        self.report.pending = max(
+            0, waiting - self.report.delivered - self.report.alreadyDelivered - self.identifiedKnown)
+        self.report.new = max(0, self.report.new - self.report.alreadyDelivered) + self.identifiedNew
 
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with

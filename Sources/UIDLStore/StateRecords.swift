@@ -136,6 +136,12 @@ public struct ListingDiff: Hashable, Sendable {
     public var stale: [String] = []
     /// Listed keys whose record has no size yet (databases from before sizes were recorded).
     public var unsized: [Entry] = []
+    /// Records of UIDLs now listed several times, kept under the plain UIDL and still taken to be on the server:
+    /// marked uncertain (`delete_pending`), so a later single listing is fetched and compared, never trusted.
+    public var uncertain: [String] = []
+    /// Listed messages identified by content that no record of a delivered message still on the server matches
+    /// (counted as unknown by the flood guard).
+    public var unidentified = 0
 
     public init() {}
 }

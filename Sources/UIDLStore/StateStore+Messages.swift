@@ -93,16 +93,21 @@ extension StateStore {
         let refresh = diff.stale
         let sized = diff.unsized.map { ($0.key, $0.size) }
         let cutoff = t - forgetAfter
-        // Every record matched a listed key: none can be forgotten, and the records need not be walked.
+        // Every record matched a listed key: none can be forgotten, and the records need not be walked. (A record
+        // refreshed now is one the listing matched, under a key the listing does not name: a message identified by
+        // content.)
+        let refreshed = diff.matched == known.count ? [] : Set(refresh)
         let forget =
             diff.matched == known.count
             ? []
             : known.compactMap { uid, r in
-                listed[uid] == nil && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
+                listed[uid] == nil && !refreshed.contains(uid)
+                    && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
             }
         let firstListing = try self.mailboxState(mailbox: mailbox).firstListed == nil
         let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
-        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && !firstListing {
+        let uncertain = diff.uncertain
+        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && uncertain.isEmpty && !firstListing {
             return
         }
         try self.write { db in
@@ -133,6 +138,9 @@ extension StateStore {
             for uid in refreshRows { try touch.execute(arguments: [t, mailbox.rawValue, uid]) }
             let setSize = try db.makeStatement(sql: "UPDATE messages SET size = ? WHERE account = ? AND uidl = ?")
             for (uid, size) in sizedRows { try setSize.execute(arguments: [size, mailbox.rawValue, uid]) }
+            let pending = try db.makeStatement(
+                sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
+            for uid in uncertain { try pending.execute(arguments: [mailbox.rawValue, uid]) }
         }
     }
 

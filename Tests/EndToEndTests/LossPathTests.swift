@@ -94,15 +94,14 @@ struct LossPathTests {
         try server.set(messages: (1..<4).map { .init(uid: "dup", body: m[$0], id: "m\($0)") })
     }
 
-    /// KNOWN ISSUE (open, found by review on 2026-12-03): a UIDL listed several times is tracked per listing
-    /// position ("UIDL #k"). When another client deletes one of its messages and another of the same size arrives,
-    /// the new one takes a key whose record is an earlier message's: with keep = true it is taken as kept and never
-    /// delivered. A first fix (always fetch and compare by digest) was reverted: it redelivered partly delivered
-    /// messages at every poll, broke max_attempts and mark-seen for such keys. These tests record the loss until
-    /// the identity of such messages is by content; `withKnownIssue` fails them once the loss is gone.
+    /// Found by review on 2026-12-03: a UIDL listed several times was tracked per listing place ("UIDL #k"), so
+    /// when another client deleted one of its messages and another of the same size arrived, the new one took a
+    /// record of an earlier one. Such messages are now identified by content.
     @Test(
-        "KNOWN ISSUE: a shared UIDL whose messages move (one deleted elsewhere, one new), keep = true: the new one is lost"
-    )
+        "a shared UIDL whose messages move (one deleted elsewhere, one new), keep = true: the new one is delivered",
+        .fault(
+            .pop3, "UIDL shared by 3 messages; another client deletes one, a new one of the same size arrives",
+            expect: "keep = true: the new one delivered once, no duplicate, nothing deleted"))
     func sharedUIDLShiftKept() throws {
         let f = try PopfetchFixture()
         let (m, server) = try self.sharedUIDLServer(f, "shared UIDL, message")
@@ -120,16 +119,15 @@ struct LossPathTests {
         let got = try self.delivered(f)
         let copies = try f.delivered().count
         #expect(got.isSuperset(of: m[0..<3].map { self.local($0) }) && got.count == copies, "no duplicate")
-        let dDelivered = got.contains(self.local(m[3]))
-        withKnownIssue("a shared UIDL's keys are positions: d is taken for c, kept, never delivered") {
-            #expect(dDelivered, "d delivered")
-        }
+        #expect(got.contains(self.local(m[3])), "d delivered")
     }
 
-    /// KNOWN ISSUE: the same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
+    /// The same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
     @Test(
-        "KNOWN ISSUE: a shared UIDL whose messages move after a partial delivery: a recipient misses the new one"
-    )
+        "a shared UIDL whose messages move after a partial delivery: each recipient gets each message once",
+        .fault(
+            .pop3, "UIDL shared by 3 messages, one recipient deferred; then one deleted elsewhere, a new one arrives",
+            expect: "every recipient gets b, c, d exactly once; b, c, d deleted after that"))
     func sharedUIDLShiftPartial() throws {
         let f = try PopfetchFixture()
         let (m, server) = try self.sharedUIDLServer(f, "shared UIDL after a partial delivery,")
@@ -156,11 +154,11 @@ struct LossPathTests {
             let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
                 try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
             }
-            for k in 1..<4 where !got.contains(self.local(m[k])) { missing.append("\(who) lacks message \(k)") }
+            for k in 1..<4 where got.filter({ $0 == self.local(m[k]) }).count != 1 {
+                missing.append("\(who) has message \(k) \(got.filter { $0 == self.local(m[k]) }.count) times")
+            }
         }
-        withKnownIssue("a shared UIDL's keys are positions: \"me\" never gets d, which is then deleted") {
-            #expect(missing.isEmpty, "\(missing)")
-        }
+        #expect(missing.isEmpty, "\(missing)")
     }
 
     @Test(

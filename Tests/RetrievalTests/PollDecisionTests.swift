@@ -32,6 +32,7 @@ struct PollDecisionTests {
         var sizes: ListedSizes
         var known: [MessageRecord]
         var keep = false
+        var maxSize: Int? = nil
         var expected: [String]
     }
 
@@ -62,17 +63,31 @@ struct PollDecisionTests {
             description: "seen again after popfetch deleted it: a new message, fetched", listing: [(1, "a")],
             sizes: [1: 100], known: [record("a", deleted: true)], expected: ["a:fetch"]),
         PlanCase(
-            description: "listed twice: both fetched under occurrence keys", listing: [(1, "d"), (2, "d")],
-            sizes: [1: 100, 2: 100], known: [record("d")], expected: ["d #1:fetch", "d #2:fetch"]),
+            description: "listed twice: both fetched to be identified by content (keyed by place until then)",
+            listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d")],
+            expected: ["d #1:fetch?", "d #2:fetch?"]),
         PlanCase(
-            description: "listed twice, delivered before under occurrence keys, keep = false: fetched again, never "
-                + "deleted unread",
+            description: "listed twice, delivered before, keep = false: fetched again, never deleted unread",
             listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
-            expected: ["d #1:fetch", "d #2:fetch"]),
+            expected: ["d #1:fetch?", "d #2:fetch?"]),
         PlanCase(
-            description: "listed twice, keep = true: delivered occurrences are kept, not fetched again",
+            description: "listed twice, keep = true: fetched again (a place names no message), identified by content",
             listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 100], known: [record("d #1"), record("d #2")],
-            keep: true, expected: ["d #1:keep", "d #2:keep"]),
+            keep: true, expected: ["d #1:fetch?", "d #2:fetch?"]),
+        PlanCase(
+            description: "listed once, but listed several times before (records by content): still by content",
+            listing: [(1, "d"), (2, "e")], sizes: [1: 100, 2: 100], known: [record("d #=ab"), record("e")],
+            keep: true, expected: ["d #1:fetch?", "e:keep"]),
+        PlanCase(
+            description: "identified by content, retrieval failed at that place before: last, never skipped",
+            listing: [(1, "d"), (2, "d"), (3, "e")], sizes: [1: 100, 2: 100, 3: 100],
+            known: [record("d #1", delivered: false, failed: true, retrievals: 3)],
+            expected: ["d #2:fetch?", "e:fetch", "d #1:fetch?"]),
+        PlanCase(
+            description: "identified by content, over max_size: skipped by size like any message",
+            listing: [(1, "d"), (2, "d")], sizes: [1: 100, 2: 5000], known: [], maxSize: 1000,
+            expected: ["d #1:fetch?", "d #2:skip-oversize"]
+        ),
         PlanCase(
             description: "delivered with no recorded size: fetched again rather than deleted unread",
             listing: [(1, "a")], sizes: [1: 100], known: [record("a", size: nil)], expected: ["a:fetch"]),
@@ -89,16 +104,123 @@ struct PollDecisionTests {
     func plan(_ c: PlanCase) {
         var policy = Self.policy
         policy.keep = c.keep
+        policy.maxSize = c.maxSize
         let plan = PollPlan(
             listing: c.listing.map { UIDLEntry(number: $0.0, uid: $0.1) }, sizes: c.sizes,
             known: Dictionary(uniqueKeysWithValues: c.known.map { ($0.uid, $0) }), policy: policy, now: Self.now)
-        #expect(plan.items.map { "\($0.key):\(Self.name($0.action))" } == c.expected)
+        #expect(plan.items.map { "\($0.key):\(Self.name($0.action))\($0.identify ? "?" : "")" } == c.expected)
     }
 
-    @Test("keys: a UIDL listed once is its own key; repeated UIDLs get occurrence keys that cannot collide")
+    @Test("keys: a UIDL listed once is its own key; a repeated one's places and contents get keys that cannot collide")
     func keys() {
         let listing = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "a")].map { UIDLEntry(number: $0.0, uid: $0.1) }
-        #expect(PollPlan.keys(for: listing) == ["a #1", "b", "a #2", "c", "a #3"])
+        let plan = PollPlan(
+            listing: listing, sizes: [1: 1, 2: 1, 3: 1, 4: 1, 5: 1], known: [:], policy: Self.policy, now: Self.now)
+        #expect(plan.items.map(\.key) == ["a #1", "b", "a #2", "c", "a #3"])
+        #expect(plan.items.map(\.identify) == [true, false, true, false, true])
+        #expect(plan.listed.keys.sorted() == ["a #1", "a #2", "a #3", "b", "c"])
+        #expect(PollPlan.contentKey(uid: "a", digest: "ff", copy: 1) == "a #=ff")
+        #expect(PollPlan.contentKey(uid: "a", digest: "ff", copy: 2) == "a #=ff/2")
+        #expect(PollPlan.sharedUID(ofKey: "a #=ff/2") == "a")
+        #expect(PollPlan.sharedUID(ofKey: "a #3") == "a")
+        #expect(PollPlan.sharedUID(ofKey: "invalid 20ff") == nil)
+        #expect(PollPlan.sharedUID(ofKey: "invalid 2023 #1") == "invalid 2023")
+        #expect(PollPlan.sharedUID(ofKey: "a") == nil)
+    }
+
+    struct IdentifyCase: Sendable, CustomStringConvertible {
+        var description: String
+        var known: [MessageRecord]
+        var keep = false
+        var deleteAfter: Int? = nil
+        var recipients = ["me"]
+        var copy = 1
+        var claimed: Set<String> = []
+        /// "key:action", with the recipients for a fetch.
+        var expected: String
+    }
+
+    static func delivered(_ key: String, digest: String = "ab", to: [String] = ["me"], at: Date = now) -> MessageRecord
+    {
+        var r = record(key)
+        r.digest = digest
+        r.deliveredAt = at
+        r.deliveredTo = Set(to)
+        return r
+    }
+
+    static let identifyCases: [IdentifyCase] = {
+        var partial = record("d #=ab", delivered: false)
+        partial.deliveredTo = ["me"]
+        var seen = delivered("d #=ab")
+        seen.seenOnly = true
+        var deleted = delivered("d #=ab")
+        deleted.deletedAt = now
+        return [
+            IdentifyCase(description: "no record of this content: new", known: [], expected: "d #=ab:fetch[me]"),
+            IdentifyCase(
+                description: "another content's record (the message at its place before): new",
+                known: [delivered("d #=cd", digest: "cd"), delivered("d #1", digest: "cd")],
+                expected: "d #=ab:fetch[me]"),
+            IdentifyCase(
+                description: "delivered, keep = false: deleted", known: [delivered("d #=ab")],
+                expected: "d #=ab:delete"),
+            IdentifyCase(
+                description: "delivered, keep = true: kept", known: [delivered("d #=ab")], keep: true,
+                expected: "d #=ab:keep"),
+            IdentifyCase(
+                description: "delivered and deleted before, seen again (server kept it): not delivered twice",
+                known: [deleted], keep: true, expected: "d #=ab:keep"),
+            IdentifyCase(
+                description: "delivered longer ago than delete_after: deleted", known: [delivered("d #=ab")],
+                keep: true, deleteAfter: 0, expected: "d #=ab:expire"),
+            IdentifyCase(
+                description: "delivered to one of two recipients: the other one only",
+                known: [partial], recipients: ["me", "you"], expected: "d #=ab:fetch[you]"),
+            IdentifyCase(
+                description: "marked failed: skipped", known: [record("d #=ab", delivered: false, failed: true)],
+                expected: "d #=ab:skip-failed"),
+            IdentifyCase(
+                description: "marked seen (mark-seen), keep = false: kept, never deleted", known: [seen],
+                expected: "d #=ab:keep"),
+            IdentifyCase(
+                description: "a place's record from an older popfetch with this digest: that record",
+                known: [delivered("d #2", digest: "cd"), delivered("d #3")], keep: true, expected: "d #3:keep"),
+            IdentifyCase(
+                description: "the plain UIDL's record with this digest: that record",
+                known: [delivered("d")], keep: true, expected: "d:keep"),
+            IdentifyCase(
+                description: "an older record already given to an identical copy this poll: new",
+                known: [delivered("d #3")], keep: true, copy: 2, claimed: ["d #3"], expected: "d #=ab/2:fetch[me]"),
+            IdentifyCase(
+                description: "the second identical copy, recorded before: its own record",
+                known: [delivered("d #=ab"), delivered("d #=ab/2")], keep: true, copy: 2, expected: "d #=ab/2:keep"),
+            IdentifyCase(
+                description: "the second identical copy, only the first recorded: new",
+                known: [delivered("d #=ab")], keep: true, copy: 2, expected: "d #=ab/2:fetch[me]"),
+        ]
+    }()
+
+    @Test(
+        "a message identified by content: its key and action from the record of that content", arguments: identifyCases)
+    func identify(_ c: IdentifyCase) throws {
+        var policy = Self.policy
+        policy.keep = c.keep
+        policy.deleteAfter = c.deleteAfter
+        policy.recipients = c.recipients
+        let known = Dictionary(uniqueKeysWithValues: c.known.map { ($0.uid, $0) })
+        let plan = PollPlan(
+            listing: [UIDLEntry(number: 1, uid: "d"), UIDLEntry(number: 2, uid: "d")], sizes: [1: 100, 2: 100],
+            known: known, policy: policy, now: Self.now)
+        let item = try #require(plan.items.first { $0.number == 1 })
+        #expect(item.identify)
+        let (key, _, action) = plan.identify(item, digest: "ab", copy: c.copy, known: known, claimed: c.claimed)
+        var got = "\(key):\(Self.name(action))"
+        if case .fetch(let r) = action { got += "\(r)" }
+        #expect(
+            got
+                == c.expected.replacingOccurrences(of: "[me]", with: "[\"me\"]").replacingOccurrences(
+                    of: "[you]", with: "[\"you\"]"))
     }
 
     struct FloodCase: Sendable, CustomStringConvertible {

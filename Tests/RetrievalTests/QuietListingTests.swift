@@ -105,6 +105,40 @@ struct QuietListingTests {
         for (i, v) in variants.enumerated() { #expect(v != base, "variant \(i)") }
     }
 
+    @Test(
+        "a UIDL identified by content: its records count as listed (refreshed, not forgotten), its plain record uncertain"
+    )
+    func sharedRecords() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("shared-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try StateStore(path: dir + "/state.sqlite")
+        let box = MailboxID("me@pop.example")
+        // Written 40 days ago and not listed since (popfetch did not run): older than forget_after.
+        let old = Self.now - 40 * Self.day
+        for (key, digest) in [("d", "d0"), ("d #=ab", "ab"), ("e", "e0")] {
+            _ = try store.recordDelivered(
+                mailbox: box, uid: key, recipients: ["me"], allRecipients: ["me"], digest: digest, at: old)
+        }
+        _ = try store.recordRetrievalFailure(mailbox: box, uid: "d #1", error: "dropped", maxAttempts: 5, at: old)
+        let known = try store.messages(mailbox: box)
+        let plan = Self.plan(Array(known.values), listing: ["d", "d"])
+        #expect(plan.items.allSatisfy { $0.identify })
+        #expect(plan.diff.uncertain == ["d"])
+        #expect(plan.diff.unidentified == 0, "two places, two delivered records still on the server")
+        #expect(plan.sharedRecords["d"] == ["d", "d #1", "d #=ab"])
+        try store.recordListing(mailbox: box, listed: plan.listed, diff: plan.diff, known: known, at: Self.now)
+        let after = try store.messages(mailbox: box)
+        #expect(after.keys.sorted() == ["d", "d #1", "d #=ab"], "e forgotten; d's records kept")
+        #expect(after["d #=ab"]?.lastSeen == Self.now && after["d"]?.lastSeen == Self.now)
+        #expect(after["d"]?.deletePending == true, "the plain record no longer trusted to be on the server")
+        #expect(after["d #=ab"]?.deletePending == false)
+        // Listed once again: still identified by content (records keyed by content exist).
+        let single = Self.plan(Array(after.values), listing: ["d"])
+        #expect(single.items.map(\.key) == ["d #1"] && single.items.allSatisfy { $0.identify })
+        #expect(single.diff.uncertain.isEmpty, "already marked")
+    }
+
     @Test("any write to the mailbox's records, by popfetch or another program, makes its fingerprint stale")
     func generations() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("quiet-\(UUID().uuidString)").path

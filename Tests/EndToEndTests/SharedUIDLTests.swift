@@ -1,0 +1,132 @@
+import Foundation
+import MailTestKit
+import Testing
+
+/// Messages whose UIDL the server lists several times (popa3d gives every message without a Message-ID the same
+/// one) are identified by their content, not by their place in the listing: every poll fetches them and compares.
+/// These tests hold the rest of the retriever's promises for them: delivered once, partial deliveries finished for
+/// the missing recipients only, max_attempts and mark-seen effective, nothing deleted that was not delivered.
+@Suite("UIDLs listed several times: identified by content")
+struct SharedUIDLTests {
+    func local(_ body: String) -> [UInt8] { asDelivered(body) }
+
+    func status(_ f: PopfetchFixture) throws -> RunResult {
+        try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+    }
+
+    @Test(
+        "keep = true: shared-UIDL messages are compared at every poll, delivered once, and neither new nor pending",
+        .fault(
+            .pop3, "3 messages share one UIDL beside a unique one, keep = true, 3 polls",
+            expect: "4 delivered once each; polls 2 and 3 deliver nothing; status pending 0; dry-run says compare"))
+    func keptSteady() throws {
+        let f = try PopfetchFixture()
+        let m = ["a", "b", "c"].map { faultMessage("kept shared \($0)") }
+        let u = faultMessage("kept unique", lines: 4)
+        let server = try FaultServer.start(
+            f,
+            messages: m.enumerated().map { .init(uid: "dup", body: $0.element, id: "m\($0.offset)") } + [
+                .init(uid: "u", body: u, id: "u")
+            ])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        for n in 0..<3 {
+            let r = try f.poll()
+            #expect(r.status == 0, "poll \(n): \(r.stderr)")
+            #expect(try f.delivered().count == 4, "poll \(n): nothing delivered twice")
+        }
+        #expect(Set(try f.delivered()) == Set((m + [u]).map { self.local($0) }))
+        #expect(server.deleted().isEmpty)
+        let s = try self.status(f)
+        #expect(s.stdout.contains("\"pending\": 0,"), "\(s.stdout)")
+        let dry = try f.poll(["--dry-run"])
+        #expect(dry.stdout.contains("whose UIDL the server lists several times"), "\(dry.stdout)")
+        #expect(!dry.stdout.contains("would fetch 3 messages (") || dry.stdout.contains("to tell by content"))
+    }
+
+    @Test(
+        "a shared-UIDL message whose delivery always fails is marked failed after max_attempts, then left alone",
+        .fault(
+            .mda, "MDA fails (exit 1) for one of 2 shared-UIDL messages, max_attempts = 2, 4 polls",
+            expect: "the MDA sees it exactly twice; the other delivered once and deleted; status exits 1"))
+    func maxAttempts() throws {
+        let f = try PopfetchFixture()
+        let good = faultMessage("shared good")
+        let bad = faultMessage("shared bad POISON")
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "dup", body: good, id: "g"), .init(uid: "dup", body: bad, id: "p")])
+        defer { server.stop() }
+        // Counts each run that sees the poisoned message, and fails it.
+        let mda = f.directory + "/picky-mda"
+        let count = f.directory + "/poison-runs"
+        try writeExecutable(
+            "#!/bin/sh\nt=$(mktemp \"\(f.outDirectory)/.t.XXXXXX\") && cat > \"$t\" || exit 75\n"
+                + "if grep -q POISON \"$t\"; then rm -f \"$t\"; echo x >> \"\(count)\"; exit 1; fi\n"
+                + "mv \"$t\" \"\(f.outDirectory)/msg.$(date +%s%N).$$\"\n",
+            to: mda)
+        try f.writeConfig(extra: "max_attempts = 2", mda: mda, port: server.port, timeout: "5s")
+        var statuses: [Int32] = []
+        for _ in 0..<4 { statuses.append(try f.poll().status) }
+        #expect(statuses[0] == 75 && statuses[1] == 75, "\(statuses)")
+        #expect(statuses[2] == 0 && statuses[3] == 0, "marked failed: skipped, \(statuses)")
+        let runs = (try? String(contentsOfFile: count, encoding: .utf8)) ?? ""
+        #expect(runs.split(separator: "\n").count == 2, "the MDA saw the failing message max_attempts times")
+        #expect(try f.delivered() == [self.local(good)])
+        #expect(server.deleted() == ["g"], "only the delivered one is deleted")
+        let st = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(st.status == 1, "a message marked failed: \(st.stdout)")
+    }
+
+    @Test(
+        "mark-seen covers shared-UIDL messages listed at the pause; one arriving later under that UIDL is delivered",
+        .fault(
+            .pop3,
+            "first poll of 12 (3 under one UIDL), keep = true, flood_limit = 10; mark-seen; a 4th shared arrives",
+            expect: "mark-seen poll delivers nothing; the late shared one is delivered once; nothing deleted"))
+    func markSeen() throws {
+        let f = try PopfetchFixture()
+        var msgs = (0..<9).map { FaultServer.Message(uid: "p\($0)", body: faultMessage("seen \($0)")) }
+        msgs += (0..<3).map { FaultServer.Message(uid: "dup", body: faultMessage("seen shared \($0)"), id: "s\($0)") }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nflood_limit = 10", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75, "paused")
+        let seen = try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"])
+        #expect(seen.status == 0, "\(seen.stderr)")
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().isEmpty, "everything listed at the pause recorded as seen")
+        let late = faultMessage("late shared")
+        msgs.append(.init(uid: "dup", body: late, id: "late"))
+        try server.set(messages: msgs)
+        for _ in 0..<2 {
+            let again = try f.poll()
+            #expect(again.status == 0, "\(again.stderr)")
+        }
+        #expect(try f.delivered() == [self.local(late)])
+        #expect(server.deleted().isEmpty)
+    }
+
+    @Test(
+        "a UIDL first listed once, then shared: the message delivered under it is recognised, not delivered again",
+        .fault(
+            .pop3, "a delivered message's UIDL (keep = true) is then also given to a new message",
+            expect: "the first is not delivered again; the new one is delivered once"))
+    func plainThenShared() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("first under x")
+        let b = faultMessage("second under x")
+        let server = try FaultServer.start(f, messages: [.init(uid: "x", body: a, id: "a")])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        try server.set(messages: [.init(uid: "x", body: a, id: "a"), .init(uid: "x", body: b, id: "b")])
+        for _ in 0..<2 {
+            let r = try f.poll()
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let got = try f.delivered()
+        #expect(got.count == 2 && Set(got) == [self.local(a), self.local(b)], "each once")
+        #expect(server.deleted().isEmpty)
+    }
+}
