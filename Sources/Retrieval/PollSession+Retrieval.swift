@@ -81,6 +81,10 @@ extension PollSession {
     /// RETR of `item` (already sent: ``request(_:pipelining:)``) into a spool file of its own, with the checks
     /// before any receiver may see it.
     func retrieve(_ item: PollPlan.Item, trackState: Bool, previousUnconfirmed: Bool) async throws -> Retrieval {
+        // A message identified by content has only its listing place as a key until it is received: failures there
+        // order the poll (it goes last, proven by a NOOP) but never mark it failed, since another message may take
+        // that place. The poll fails loudly each time instead.
+        let maxRetrievals = item.identify ? Int.max : self.account.retention.maxAttempts
         let spool: SpoolFile
         do {
             spool = try SpoolFile(
@@ -128,7 +132,7 @@ extension PollSession {
                 _ = try? self.store.recordRetrievalFailure(
                     mailbox: self.key, uid: item.key,
                     error: "retrieval failed: \(AccountPoller.classify(error).message)",
-                    maxAttempts: self.account.retention.maxAttempts, at: Date())
+                    maxAttempts: maxRetrievals, at: Date())
             }
             throw error
         }
@@ -138,7 +142,7 @@ extension PollSession {
             if trackState {
                 try self.store.recordRetrievalFailure(
                     mailbox: self.key, uid: item.key, error: "server refused RETR: \(refused)",
-                    maxAttempts: self.account.retention.maxAttempts, at: Date())
+                    maxAttempts: maxRetrievals, at: Date())
             }
             return .refused
         }
@@ -164,7 +168,7 @@ extension PollSession {
                         mailbox: self.key, uid: item.key,
                         error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
                             + "was malformed: it may have arrived truncated; not delivered",
-                        maxAttempts: self.account.retention.maxAttempts, at: Date())
+                        maxAttempts: maxRetrievals, at: Date())
                 }
                 throw e
             }
@@ -178,7 +182,7 @@ extension PollSession {
             self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    mailbox: self.key, uid: item.key, error: why, maxAttempts: self.account.retention.maxAttempts,
+                    mailbox: self.key, uid: item.key, error: why, maxAttempts: maxRetrievals,
                     at: Date())
             }
             return .short

@@ -78,6 +78,38 @@ struct SharedUIDLTests {
     }
 
     @Test(
+        "a shared-UIDL message whose RETR always drops the connection goes last and is never skipped as failed",
+        .fault(
+            .pop3, "RETR of one of 2 messages sharing a UIDL always drops the connection (max_attempts = 2), 3 polls",
+            expect:
+                "every poll exits non-zero and tries it (last); the other shared one and a unique one delivered once"))
+    func poisonedPlace() throws {
+        let f = try PopfetchFixture()
+        let good = faultMessage("shared next to poison")
+        let q = faultMessage("unique next to poison", lines: 3)
+        let server = try FaultServer.start(
+            f,
+            messages: [
+                .init(uid: "dup", body: faultMessage("shared poison"), id: "p", retr: "drop"),
+                .init(uid: "dup", body: good, id: "g"), .init(uid: "q", body: q),
+            ])
+        defer { server.stop() }
+        try f.writeConfig(extra: "max_attempts = 2", port: server.port, timeout: "5s")
+        for n in 0..<3 {
+            let r = try f.poll()
+            // Another message may hold that place next time: a failure there never marks anything failed, so the
+            // poll keeps failing loudly while the message cannot be fetched.
+            #expect(r.status != 0, "poll \(n): \(r.stderr)")
+        }
+        #expect(Set(try f.delivered()) == [self.local(good), self.local(q)])
+        #expect(try f.delivered().count == 2)
+        // (Their DELEs never take effect: the connection drops before QUIT at every poll. Nothing is lost, and the
+        // poll says so every time.)
+        let retrs = server.sent().components(separatedBy: "RETR 1").count - 1
+        #expect(retrs == 3, "the poisoned one tried at every poll, \(retrs) times")
+    }
+
+    @Test(
         "mark-seen covers shared-UIDL messages listed at the pause; one arriving later under that UIDL is delivered",
         .fault(
             .pop3,
