@@ -22,6 +22,8 @@ public struct PlanPreview: Hashable, Sendable {
     public var kept = 0
     /// Listed when the account paused, answered with mark-seen: recorded as seen, not delivered.
     public var markSeen = 0
+    /// Of `fetch`, those delivered before to some of the recipients: they go only to the others.
+    public var partial = 0
     /// Messages of UIDLs listed several times (or before), fetched to tell by content which are new.
     public var compare = 0
     public var compareBytes = 0
@@ -36,9 +38,10 @@ public struct PlanPreview: Hashable, Sendable {
             case .fetch where item.identify:
                 self.compare += 1
                 self.compareBytes += item.size
-            case .fetch:
+            case .fetch(let recipients):
                 self.fetch += 1
                 self.fetchBytes += item.size
+                if recipients.count < plan.policy.recipients.count { self.partial += 1 }
             case .deleteDelivered: self.deleteDelivered += 1
             case .deleteExpired: self.deleteExpired += 1
             case .deleteOversize: self.deleteOversize += 1
@@ -61,6 +64,11 @@ public struct PlanPreview: Hashable, Sendable {
         if self.fetch > 0 {
             let what = self.fetch == 1 ? "1 message" : "\(self.fetch) messages"
             lines.append("would fetch \(what) (\(Self.bytes(self.fetchBytes))) and deliver to \(delivery)")
+            if self.partial > 0 {
+                lines.append(
+                    "\(self.partial == 1 ? "1 of them was" : "\(self.partial) of them were") delivered before to some "
+                        + "of the recipients: only the others would get \(self.partial == 1 ? "it" : "them")")
+            }
             lines.append(
                 self.deleteAfterDelivery
                     ? "would then delete \(self.fetch == 1 ? "it" : "them") from the server (keep = false)"

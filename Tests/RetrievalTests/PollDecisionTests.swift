@@ -128,6 +128,22 @@ struct PollDecisionTests {
         #expect(PollPlan.sharedUID(ofKey: "a") == nil)
     }
 
+    @Test("dry-run: a message delivered before to some recipients is said to go only to the others")
+    func previewPartial() {
+        var policy = Self.policy
+        policy.recipients = ["me", "you"]
+        var partial = Self.record("a", delivered: false)
+        partial.deliveredTo = ["me"]
+        let plan = PollPlan(
+            listing: [UIDLEntry(number: 1, uid: "a"), UIDLEntry(number: 2, uid: "b")], sizes: [1: 100, 2: 100],
+            known: ["a": partial], policy: policy, now: Self.now)
+        let preview = PlanPreview(plan: plan, keep: false)
+        #expect(preview.fetch == 2 && preview.partial == 1)
+        #expect(
+            preview.lines(delivery: "the MDA").contains(
+                "1 of them was delivered before to some of the recipients: only the others would get it"))
+    }
+
     struct IdentifyCase: Sendable, CustomStringConvertible {
         var description: String
         var known: [MessageRecord]
