@@ -135,7 +135,7 @@ extension PollSession {
                         inFlight?.confirmed = true
                         previousShort = false
                         var message: SpooledMessage
-                        let proven: Bool
+                        var proven: Bool
                         switch fetched {
                         case .refused:
                             continue
@@ -160,6 +160,10 @@ extension PollSession {
                                     &item, &message, plan: plan, known: known, trackState: trackState)
                             else { continue }
                             recipients = to
+                            if item.confirmFirst && !proven {
+                                try await self.proveWhole(item, message, trackState: trackState)
+                                proven = true
+                            }
                         }
                         if let expected = item.verify, message.digest == expected {
                             // The message delivered before, listed again (the server kept it after DELE and QUIT,
@@ -361,7 +365,14 @@ extension PollSession {
         let (key, record, action) = plan.identify(
             item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
         self.claimed.insert(key)
+        // Its place's failed retrievals were another message's, or this one's, now received: the place is clear.
+        if trackState, (known[item.key]?.retrievalAttempts ?? 0) > 0 {
+            try self.store.clearRetrievalFailures(mailbox: self.key, uid: item.key)
+        }
         item.key = key
+        // A retrieval of this content failed before (a malformed reply after it): like any such message, the next
+        // reply must prove it whole before any receiver sees it (``PollPlan/Item/confirmFirst``).
+        if (record?.retrievalAttempts ?? 0) > 0 { item.confirmFirst = true }
         if case .imap = self.account.delivery.method {
             message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: key, digest: message.digest)
             if trackState { message.deliveryKey = key }
@@ -369,14 +380,6 @@ extension PollSession {
         let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
         switch action {
         case .fetch(let recipients):
-            if record == nil, let n = self.seenBudget[item.uid], n > 0 {
-                self.seenBudget[item.uid] = n - 1
-                if trackState { try self.store.recordSeen(mailbox: self.key, listed: [key: item.size], at: Date()) }
-                self.identifiedKnown += 1
-                self.logger.notice(
-                    "message \(item.number) recorded as seen without delivering it (mark-seen)", metadata: metadata)
-                return nil
-            }
             if self.limitLeft <= 0 {
                 self.report.skipped += 1
                 self.logger.info(
@@ -409,6 +412,46 @@ extension PollSession {
             break
         }
         return nil
+    }
+
+    /// A NOOP whose well-formed reply proves `message` whole before any receiver sees it (nothing is sent ahead
+    /// when a message is not yet proven). A malformed reply counts as a failed retrieval of it.
+    func proveWhole(_ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool) async throws {
+        precondition(self.requested.isEmpty, "NOOP with a RETR sent ahead still unanswered")
+        do {
+            _ = try await self.conn.execute(.noop)
+        } catch let e as POP3ProtocolError {
+            if trackState {
+                try self.store.recordRetrievalFailure(
+                    mailbox: self.key, uid: item.key,
+                    error: "the reply after this message (\(message.receivedSize) octets) was malformed: it may have "
+                        + "arrived truncated; not delivered",
+                    maxAttempts: self.account.retention.maxAttempts, at: Date())
+            }
+            throw e
+        }
+    }
+
+    /// The keys of the contents of the messages identified by content that are new (no record of that content):
+    /// each is fetched (and dropped) to learn it. For the snapshot of a flood-protection pause.
+    func newContentKeys(_ plan: PollPlan, known: [String: MessageRecord]) async throws -> [String] {
+        var keys: [String] = []
+        for (index, item) in plan.items.enumerated() where item.identify {
+            guard case .fetch = item.action else { continue }
+            try await self.request(index, item, chain: [], items: plan.items, pipelining: self.pipelining)
+            guard
+                case .message(let message, _) = try await self.retrieve(
+                    item, trackState: true, previousUnconfirmed: false)
+            else { continue }
+            let content = item.uid + " " + message.digest
+            let copy = (self.copies[content] ?? 0) + 1
+            self.copies[content] = copy
+            let (key, record, _) = plan.identify(
+                item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
+            self.claimed.insert(key)
+            if record == nil { keys.append(key) }
+        }
+        return keys
     }
 
     /// Carries out the ``Settlement`` of one message: the state writes, then its DELE (or a bounce).

@@ -47,9 +47,6 @@ final class PollSession {
     /// Of those, how many were found to be known messages (not new, not pending) and how many new.
     var identifiedKnown = 0
     var identifiedNew = 0
-    /// With mark-seen: for each UIDL identified by content, how many of its messages the pause listed; as many new
-    /// ones found now are recorded as seen, provided the UIDL is listed as many times as then.
-    var seenBudget: [String: Int] = [:]
     /// How many more messages fetch_limit lets this poll deliver, after the plan's own fetches.
     var limitLeft = Int.max
 
@@ -134,26 +131,23 @@ final class PollSession {
                     })
                 plan.items.removeAll { unseen.contains($0.key) }
                 var preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
-                preview.markSeen = unseen.count
-                self.report.new = plan.fetchCount
+                preview.markSeen = unseen.count + Self.contentKeys(in: snapshot, unknownTo: known).count
+                self.report.new = plan.fetchCount + plan.diff.unidentified
                 self.report.preview = preview
                 _ = try await self.conn.quit()
                 return
             } else if mailbox.decision == .markSeen {
                 // Only what was listed when the account paused: mail that arrived since is delivered as usual.
                 let snapshot = try self.store.pausedKeys(mailbox: self.key)
-                let unseen = plan.listed.filter {
-                    snapshot.contains($0.key) && known[$0.key]?.deliveredAt == nil
-                        && PollPlan.sharedUID(ofKey: $0.key) == nil
+                var unseen: [String: Int?] = [:]
+                for (key, size) in plan.listed
+                where snapshot.contains(key) && known[key]?.deliveredAt == nil && PollPlan.sharedUID(ofKey: key) == nil
+                {
+                    unseen[key] = size
                 }
-                // Messages identified by content are recorded as seen once fetched (their keys are their
-                // contents'), as many per UIDL as the pause listed, and only if it is listed as many times now:
-                // else one of them may be new, and all are delivered rather than one lost.
-                var paused: [String: Int] = [:]
-                for k in snapshot { if let uid = PollPlan.sharedUID(ofKey: k) { paused[String(uid), default: 0] += 1 } }
-                var listedNow: [String: Int] = [:]
-                for item in plan.items where item.identify { listedNow[item.uid, default: 0] += 1 }
-                for (uid, n) in paused where listedNow[uid] == n { self.seenBudget[uid] = n }
+                // Messages identified by content were fetched when the account paused: the snapshot holds the keys
+                // of their contents, recorded as seen here with the rest (whatever their place now).
+                for key in Self.contentKeys(in: snapshot, unknownTo: known) { unseen[key] = .some(nil) }
                 try self.store.recordSeen(mailbox: self.key, listed: unseen, at: now)
                 try self.store.resolvePause(mailbox: self.key)
                 self.logger.notice("recorded \(unseen.count) messages as seen without delivering them (mark-seen)")
@@ -164,11 +158,15 @@ final class PollSession {
                 plan: plan, known: known, mailbox: mailbox, keep: self.account.retention.keep,
                 limit: self.account.retention.floodLimit)
             {
-                self.report.new = plan.fetchCount
+                self.report.new = plan.fetchCount + plan.diff.unidentified
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
                 if !self.poller.checkOnly {
+                    // The snapshot mark-seen acts on: the UIDLs listed, and for messages identified by content, the
+                    // keys of their contents (fetched now: a place in the listing names no message).
+                    var keys = plan.listed.keys.filter { PollPlan.sharedUID(ofKey: $0) == nil }
+                    keys += try await self.newContentKeys(plan, known: known)
                     try self.store.pause(
-                        mailbox: self.key, reason: self.report.paused ?? why, keys: Array(plan.listed.keys), at: now)
+                        mailbox: self.key, reason: self.report.paused ?? why, keys: keys, at: now)
                 }
                 _ = try await self.conn.quit()
                 return
@@ -181,6 +179,9 @@ final class PollSession {
         }
         self.report.new = plan.fetchCount
         if self.poller.checkOnly {
+            // Which messages identified by content are new shows only once they are fetched: a check counts the
+            // places no delivered message accounts for.
+            self.report.new += plan.diff.unidentified
             self.report.preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
             _ = try await self.conn.quit()
             return
@@ -225,6 +226,11 @@ final class PollSession {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
             self.logger.warning("server answered QUIT with \(bye); deletions may not have taken effect")
         }
+    }
+
+    /// The keys of contents in a pause's snapshot (``newContentKeys(_:known:)``) that have no record of a delivery.
+    static func contentKeys(in snapshot: Set<String>, unknownTo known: [String: MessageRecord]) -> [String] {
+        snapshot.filter { $0.contains(" #=") && known[$0]?.deliveredAt == nil }
     }
 
     /// UIDL (one command), then LIST for sizes. Without UIDL, only fetch-and-delete is possible.

@@ -176,7 +176,8 @@ extension StateStore {
     }
 
     /// Records messages as seen without delivering them (the user's answer to a flood-protection pause).
-    public func recordSeen(mailbox: MailboxID, listed: [String: Int], at now: Date) throws {
+    /// `listed`: the keys with their LIST sizes (nil where not known: a message identified by content).
+    public func recordSeen(mailbox: MailboxID, listed: [String: Int?], at now: Date) throws {
         let t = now.timeIntervalSince1970
         try self.write { db in
             let upsert = try db.makeStatement(
@@ -190,6 +191,16 @@ extension StateStore {
                         failed_at = NULL
                     """)
             for (uid, size) in listed { try upsert.execute(arguments: [mailbox.rawValue, uid, t, t, size, t]) }
+        }
+    }
+
+    /// A listing place's failed retrievals are forgotten (a message identified by content was received whole
+    /// there: see ``recordRetrievalFailure``).
+    public func clearRetrievalFailures(mailbox: MailboxID, uid: String) throws {
+        try self.write { db in
+            try db.execute(
+                sql: "UPDATE messages SET retrieval_attempts = 0, failed_at = NULL WHERE account = ? AND uidl = ?",
+                arguments: [mailbox.rawValue, uid])
         }
     }
 

@@ -110,11 +110,12 @@ struct SharedUIDLTests {
     }
 
     @Test(
-        "mark-seen covers shared-UIDL messages listed at the pause; one arriving later under that UIDL is delivered",
+        "mark-seen covers the shared-UIDL messages listed at the pause, by content: one that took a place since is new",
         .fault(
             .pop3,
-            "first poll of 12 (3 under one UIDL), keep = true, flood_limit = 10; mark-seen; a 4th shared arrives",
-            expect: "mark-seen poll delivers nothing; the late shared one is delivered once; nothing deleted"))
+            "first poll of 12 (3 under one UIDL) pauses; mark-seen; one shared deleted elsewhere, a new one of "
+                + "the same size arrives; the mark-seen poll drops at its RETR",
+            expect: "the new one is delivered once (after the dropped poll), none of the 11 others; nothing deleted"))
     func markSeen() throws {
         let f = try PopfetchFixture()
         var msgs = (0..<9).map { FaultServer.Message(uid: "p\($0)", body: faultMessage("seen \($0)")) }
@@ -125,18 +126,62 @@ struct SharedUIDLTests {
         #expect(try f.poll().status == 75, "paused")
         let seen = try popfetch(["--config", f.configPath, "--state", f.statePath, "mark-seen", "--account", "test"])
         #expect(seen.status == 0, "\(seen.stderr)")
-        let r = try f.poll()
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(try f.delivered().isEmpty, "everything listed at the pause recorded as seen")
-        let late = faultMessage("late shared")
-        msgs.append(.init(uid: "dup", body: late, id: "late"))
+        // Another client deletes s0; a new message of the same size takes a place under the same UIDL. Its RETR
+        // drops the connection once: the mark-seen poll is cut short.
+        let late = faultMessage("seen shared L")
+        #expect(late.utf8.count == faultMessage("seen shared 0").utf8.count)
+        msgs.remove(at: 9)
+        msgs.insert(.init(uid: "dup", body: late, id: "late", retr: "drop"), at: 9)
+        try server.set(messages: msgs)
+        let cut = try f.poll()
+        #expect(cut.status != 0, "\(cut.stderr)")
+        msgs[9].retr = "ok"
         try server.set(messages: msgs)
         for _ in 0..<2 {
-            let again = try f.poll()
-            #expect(again.status == 0, "\(again.stderr)")
+            let r = try f.poll()
+            #expect(r.status == 0, "\(r.stderr)")
         }
-        #expect(try f.delivered() == [self.local(late)])
+        #expect(try f.delivered() == [self.local(late)], "only the message that arrived after the pause")
         #expect(server.deleted().isEmpty)
+    }
+
+    @Test(
+        "a stray line after a shared-UIDL message costs one duplicate at most, as for any message",
+        .fault(
+            .pop3, "a stray line after one of 2 shared-UIDL messages, no PIPELINING (max_attempts = 4), 6 polls",
+            expect: "at most one copy of it delivered, never deleted; the other delivered once"))
+    func strayLine() throws {
+        let f = try PopfetchFixture()
+        let good = faultMessage("shared before stray")
+        let stray = faultMessage("shared with stray line")
+        var bad = FaultServer.Message(uid: "dup", body: stray, id: "x")
+        bad.after = "junk\r\n"
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "dup", body: good, id: "g"), bad], options: ["capa": ["USER", "UIDL"]])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nmax_attempts = 4", port: server.port, timeout: "5s")
+        for _ in 0..<6 { _ = try f.poll() }
+        let got = try f.delivered()
+        #expect(got.filter { $0 == self.local(stray) }.count <= 1, "at most one copy: \(got.count) delivered")
+        #expect(got.filter { $0 == self.local(good) }.count == 1)
+        #expect(server.deleted().isEmpty)
+    }
+
+    @Test("check counts shared-UIDL places no delivered message accounts for as new")
+    func checkCounts() throws {
+        let f = try PopfetchFixture()
+        var msgs = (0..<2).map { FaultServer.Message(uid: "dup", body: faultMessage("check \($0)"), id: "c\($0)") }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        let none = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(none.stdout.contains("0 new"), "\(none.stdout)")
+        msgs += (2..<4).map { FaultServer.Message(uid: "dup", body: faultMessage("check \($0)"), id: "c\($0)") }
+        try server.set(messages: msgs)
+        let two = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        #expect(two.status == 0, "new mail: \(two.stdout) \(two.stderr)")
+        #expect(two.stdout.contains("2 new"), "\(two.stdout)")
     }
 
     @Test(
