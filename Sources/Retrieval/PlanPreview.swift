@@ -35,6 +35,9 @@ public struct PlanPreview: Hashable, Sendable {
         self.deleteAfterDelivery = !keep
         for item in plan.items {
             switch item.action {
+            case .fetch where item.deleteIfSame:
+                // Fetched to check it is the message delivered, then deleted.
+                if keep { self.deleteExpired += 1 } else { self.deleteDelivered += 1 }
             case .fetch where item.identify:
                 self.compare += 1
                 self.compareBytes += item.size
@@ -82,10 +85,14 @@ public struct PlanPreview: Hashable, Sendable {
                     + (self.deleteAfterDelivery ? " and deleted" : ""))
         }
         if self.deleteDelivered > 0 {
-            lines.append("would delete \(self.deleteDelivered) delivered by an earlier poll (keep = false)")
+            lines.append(
+                "would delete \(self.deleteDelivered) delivered by an earlier poll (keep = false), each fetched first "
+                    + "to check it is the message delivered")
         }
         if self.deleteExpired > 0 {
-            lines.append("would delete \(self.deleteExpired) delivered longer ago than delete_after")
+            lines.append(
+                "would delete \(self.deleteExpired) delivered longer ago than delete_after, each fetched first to "
+                    + "check it is the message delivered")
         }
         if self.deleteOversize > 0 {
             lines.append("would delete \(self.deleteOversize) over max_size unread (oversize = \"delete\")")

@@ -7,11 +7,13 @@ public import UIDLStore
 ///
 /// The DELE rule lives here and in ``Settlement``: a message is deleted on the server only if, in this mailbox,
 /// popfetch received it completely (terminating dot line, at least its LIST size less `size_tolerance`, and the next
-/// reply well-formed), delivered it, and committed that. A message delivered in an earlier poll whose DELE did not
-/// take effect may be deleted without being fetched again only when it is certainly the same message: its key is
-/// listed once, its record was not deleted before, and its LIST size equals the size recorded when it was first
-/// listed. Anything else (a UIDL listed twice, a UIDL seen again after its message was deleted, a different size)
-/// is a new message: it is fetched, never deleted unread.
+/// reply well-formed), delivered it, and committed that. A message delivered in an earlier poll whose DELE falls due
+/// later (keep = false after a poll cut short, delete_after) is fetched again and compared with the digest of the copy
+/// delivered (``Item/deleteIfSame``): a server may give its UIDL to another message once it is deleted elsewhere.
+/// Only a record without a digest (an older popfetch's) is deleted unread, and only when certainly the same message:
+/// its key listed once, not deleted before, the LIST size recorded. Anything else (a UIDL seen again after its
+/// message was deleted, a different size) is fetched and compared; a UIDL listed several times is identified by
+/// content (``Item/identify``).
 public struct PollPlan: Hashable, Sendable {
     public enum Action: Hashable, Sendable {
         /// RETR it and deliver to these recipients (those that do not have it yet).
@@ -54,6 +56,9 @@ public struct PollPlan: Hashable, Sendable {
         /// failures alone; after the fetch, ``PollPlan/identify(_:digest:copy:known:claimed:)`` gives the message's
         /// key (``PollPlan/contentKey(uid:digest:copy:)``) and what to do with it.
         public var identify = false
+        /// Delivered, and its DELE is due (keep = false after a poll cut short, or delete_after passed): fetched and
+        /// compared with ``verify`` first. The same content is deleted; other content is a new message.
+        public var deleteIfSame = false
     }
 
     public var items: [Item]
@@ -213,8 +218,17 @@ public struct PollPlan: Hashable, Sendable {
                 ?? false
             // Deleting without fetching needs certainty that this is the message that was delivered.
             let certain = record?.size != nil && listedSize != nil
-            // keep = false and not certain: fetch it again and compare it with what was delivered.
-            let refetch = deliveredEverywhere && !policy.keep && !certain
+            // Its DELE is due: delivered, and keep = false (a poll cut short), or kept longer than delete_after.
+            var expired = false
+            if policy.keep, let record, let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly {
+                expired = now.timeIntervalSince(at) >= Double(after)
+            }
+            let deleteDue = deliveredEverywhere && (!policy.keep || expired) && !(record?.seenOnly ?? false)
+            // A DELE that is due: the message is fetched again and compared with what was delivered (a UIDL may be
+            // given to another message once its own is deleted, by another client: popa3d reuses them). Without a
+            // digest (a record from an older popfetch) only a certain one is deleted unread, and with keep = true
+            // an uncertain one is kept rather than delivered again.
+            let refetch = deleteDue && (record?.digest != nil || (!policy.keep && !certain))
             let action: Action
             if let record, record.seenOnly, record.deliveredAt != nil {
                 // Marked seen without delivery (mark-seen): popfetch never deletes what it did not deliver.
@@ -242,6 +256,7 @@ public struct PollPlan: Hashable, Sendable {
                     ? policy.recipients : policy.recipients.filter { !(record?.deliveredTo.contains($0) ?? false) }
                 var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
+                item.deleteIfSame = refetch && record?.digest != nil
                 // A record of an earlier message under this key: compare contents if it was delivered, else start
                 // the record over.
                 let earlier = refetch ? record : (same ? nil : raw)
@@ -256,6 +271,9 @@ public struct PollPlan: Hashable, Sendable {
                 if ((record ?? raw)?.retrievalAttempts ?? 0) > 0 {
                     item.confirmFirst = true
                     retried.append(item)
+                } else if item.deleteIfSame {
+                    // A deletion, not a delivery: not counted toward fetch_limit.
+                    items.append(item)
                 } else if policy.fetchLimit > 0 && fetches >= policy.fetchLimit {
                     item.action = .skipLimit
                     items.append(item)
@@ -269,7 +287,7 @@ public struct PollPlan: Hashable, Sendable {
             items.append(Item(number: entry.number, uid: entry.uid, key: key, size: size, action: action))
         }
         for var item in retried {
-            if item.identify {
+            if item.identify || item.deleteIfSame {
                 items.append(item)
                 continue
             }
@@ -378,7 +396,7 @@ public struct PollPlan: Hashable, Sendable {
     /// Messages to fetch and deliver: new ones, and those to be delivered again. Not those identified by content,
     /// which are fetched to be compared (``compareCount``): which of them are new is known only once fetched.
     public var fetchCount: Int {
-        self.items.reduce(0) { if case .fetch = $1.action, !$1.identify { $0 + 1 } else { $0 } }
+        self.items.reduce(0) { if case .fetch = $1.action, !$1.identify, !$1.deleteIfSame { $0 + 1 } else { $0 } }
     }
 
     /// Messages of UIDLs identified by content, fetched to tell by their content which are new.

@@ -166,20 +166,35 @@ extension PollSession {
                             }
                         }
                         if let expected = item.verify, message.digest == expected {
-                            // The message delivered before, listed again (the server kept it after DELE and QUIT,
-                            // or its LIST size changed): not delivered twice.
-                            self.logger.notice(
-                                "message \(item.number) is one already delivered (same content); not delivered again",
-                                metadata: ["uid": "\(item.uid)"])
-                            self.report.alreadyDelivered += 1
-                            if trackState {
-                                try self.store.recordSameAgain(
-                                    mailbox: self.key, uid: item.key, size: item.size, at: Date())
+                            if item.deleteIfSame {
+                                // The message delivered, whose DELE is due: the same content, so it is deleted.
+                                self.logger.debug(
+                                    "message \(item.number) is the one delivered (same content); deleting it",
+                                    metadata: ["uid": "\(item.uid)"])
+                            } else {
+                                // The message delivered before, listed again (the server kept it after DELE and QUIT,
+                                // or its LIST size changed): not delivered twice.
+                                self.logger.notice(
+                                    "message \(item.number) is one already delivered (same content); not delivered again",
+                                    metadata: ["uid": "\(item.uid)"])
+                                self.report.alreadyDelivered += 1
+                                if trackState {
+                                    try self.store.recordSameAgain(
+                                        mailbox: self.key, uid: item.key, size: item.size, at: Date())
+                                }
                             }
-                            if !self.account.retention.keep {
+                            if !self.account.retention.keep || item.deleteIfSame {
                                 self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
                             }
                             continue
+                        }
+                        if item.deleteIfSame {
+                            // Its UIDL now names another message (the one delivered was deleted elsewhere): new.
+                            let what = "(other content): a new message, delivered, not deleted unread"
+                            self.logger.notice(
+                                "message \(item.number) is not the one delivered under its UIDL \(what)",
+                                metadata: ["uid": "\(item.uid)"])
+                            self.renewed += 1
                         }
                         if trackState && (item.verify != nil || item.restart) {
                             try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())

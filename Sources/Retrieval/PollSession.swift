@@ -47,6 +47,9 @@ final class PollSession {
     /// Of those, how many were found to be known messages (not new, not pending) and how many new.
     var identifiedKnown = 0
     var identifiedNew = 0
+    /// Messages whose DELE was due that turned out to be new (``PollPlan/Item/deleteIfSame``): neither new nor
+    /// waiting in the plan's count.
+    var renewed = 0
     /// How many more messages fetch_limit lets this poll deliver, after the plan's own fetches.
     var limitLeft = Int.max
 
@@ -193,6 +196,7 @@ final class PollSession {
         }
         let waiting = plan.items.reduce(0) { n, item in
             switch item.action {
+            case .fetch where item.deleteIfSame: return n
             case .fetch, .skipLimit, .skipOversize: return n + 1
             default: return n
             }
@@ -206,8 +210,8 @@ final class PollSession {
         // Messages identified by content: those found known are neither new nor waiting; any not reached counts as
         // waiting (it may be new).
         self.report.pending = max(
-            0, waiting - self.report.delivered - self.report.alreadyDelivered - self.identifiedKnown)
-        self.report.new = max(0, self.report.new - self.report.alreadyDelivered) + self.identifiedNew
+            0, waiting + self.renewed - self.report.delivered - self.report.alreadyDelivered - self.identifiedKnown)
+        self.report.new = max(0, self.report.new - self.report.alreadyDelivered) + self.identifiedNew + self.renewed
 
         // UPDATE. Before QUIT, the acknowledged DELEs are recorded as pending: if the QUIT's outcome is lost (refused,
         // dropped, popfetch killed), a message listed again under one of those keys is fetched and compared with

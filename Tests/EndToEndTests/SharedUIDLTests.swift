@@ -185,6 +185,34 @@ struct SharedUIDLTests {
     }
 
     @Test(
+        "delete_after: a UIDL given to a new message of the same size (the old one deleted elsewhere) is not deleted unread",
+        .fault(
+            .pop3,
+            "keep = true, delete_after = 1s; the delivered message is deleted by another client and a new one of "
+                + "the same size takes its UIDL",
+            expect: "the new one is fetched, compared, delivered once; deleted only after its own delete_after"))
+    func reusedUIDLAtExpiry() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("expiring A")
+        let b = faultMessage("expiring B")
+        #expect(a.utf8.count == b.utf8.count)
+        let server = try FaultServer.start(f, messages: [.init(uid: "x", body: a, id: "a")])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\ndelete_after = \"1s\"", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        try server.set(messages: [.init(uid: "x", body: b, id: "b")])
+        Thread.sleep(forTimeInterval: 1.5)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Set(try f.delivered()) == [self.local(a), self.local(b)])
+        #expect(server.deleted().isEmpty, "b is not the message delivered: not deleted unread")
+        Thread.sleep(forTimeInterval: 1.5)
+        #expect(try f.poll().status == 0)
+        #expect(server.deleted() == ["b"], "b deleted after its own delete_after, once compared")
+        #expect(try f.delivered().count == 2)
+    }
+
+    @Test(
         "a UIDL first listed once, then shared: the message delivered under it is recognised, not delivered again",
         .fault(
             .pop3, "a delivered message's UIDL (keep = true) is then also given to a new message",

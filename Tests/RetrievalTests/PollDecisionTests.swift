@@ -33,7 +33,15 @@ struct PollDecisionTests {
         var known: [MessageRecord]
         var keep = false
         var maxSize: Int? = nil
+        var deleteAfter: Int? = nil
         var expected: [String]
+    }
+
+    static func withDigest(_ r: MessageRecord, seen: Bool = false) -> MessageRecord {
+        var r = r
+        r.digest = "d1"
+        r.seenOnly = seen
+        return r
     }
 
     static func name(_ a: PollPlan.Action) -> String {
@@ -56,6 +64,24 @@ struct PollDecisionTests {
         PlanCase(
             description: "delivered, same size, listed once: deleted without RETR", listing: [(1, "a")],
             sizes: [1: 100], known: [record("a")], expected: ["a:delete"]),
+        PlanCase(
+            description: "delivered (digest known), listed once, keep = false: fetched and compared before its DELE",
+            listing: [(1, "a")], sizes: [1: 100], known: [withDigest(record("a"))], expected: ["a:fetch!"]),
+        PlanCase(
+            description: "keep = true, delete_after passed (digest known): fetched and compared before its DELE",
+            listing: [(1, "a")], sizes: [1: 100], known: [withDigest(record("a"))], keep: true, deleteAfter: 0,
+            expected: ["a:fetch!"]),
+        PlanCase(
+            description: "keep = true, delete_after passed, no digest (an older popfetch's record): deleted unread",
+            listing: [(1, "a")], sizes: [1: 100], known: [record("a")], keep: true, deleteAfter: 0,
+            expected: ["a:expire"]),
+        PlanCase(
+            description: "keep = true, delete_after not passed: kept, not fetched", listing: [(1, "a")],
+            sizes: [1: 100], known: [withDigest(record("a"))], keep: true, deleteAfter: 86_400, expected: ["a:keep"]),
+        PlanCase(
+            description: "marked seen (mark-seen), keep = false, delete_after passed: never deleted",
+            listing: [(1, "a")], sizes: [1: 100], known: [withDigest(record("a"), seen: true)], deleteAfter: 0,
+            expected: ["a:keep"]),
         PlanCase(
             description: "delivered but a different size: a new message, fetched", listing: [(1, "a")],
             sizes: [1: 101], known: [record("a")], expected: ["a:fetch"]),
@@ -105,10 +131,16 @@ struct PollDecisionTests {
         var policy = Self.policy
         policy.keep = c.keep
         policy.maxSize = c.maxSize
+        policy.deleteAfter = c.deleteAfter
         let plan = PollPlan(
             listing: c.listing.map { UIDLEntry(number: $0.0, uid: $0.1) }, sizes: c.sizes,
             known: Dictionary(uniqueKeysWithValues: c.known.map { ($0.uid, $0) }), policy: policy, now: Self.now)
-        #expect(plan.items.map { "\($0.key):\(Self.name($0.action))\($0.identify ? "?" : "")" } == c.expected)
+        #expect(
+            plan.items.map {
+                "\($0.key):\(Self.name($0.action))\($0.identify ? "?" : "")\($0.deleteIfSame ? "!" : "")"
+            } == c.expected)
+        // A DELE after a fetch is always a comparison with what was delivered.
+        for item in plan.items where item.deleteIfSame { #expect(item.verify == "d1") }
     }
 
     @Test("keys: a UIDL listed once is its own key; a repeated one's places and contents get keys that cannot collide")
