@@ -1,0 +1,114 @@
+import Configuration
+import Foundation
+import Logging
+import MailTransport
+import POP3Core
+import Spool
+import UIDLStore
+
+/// Messages identified by content (``PollPlan/Item/identify``) in a session: their keys settled once received, what
+/// is known of that content acted on, and the contents a flood-protection pause records for mark-seen.
+extension PollSession {
+    /// A message identified by content (``PollPlan/Item/identify``), fetched whole: settles its key
+    /// (``PollPlan/identify(_:digest:copy:known:claimed:)``) and acts on what is known of that content. Returns the
+    /// recipients to deliver it to, or nil when it is not to be delivered now (known, marked failed, recorded as
+    /// seen, beyond fetch_limit).
+    func identify(
+        _ item: inout PollPlan.Item, _ message: inout SpooledMessage, plan: PollPlan, known: [String: MessageRecord],
+        trackState: Bool
+    ) throws -> [String]? {
+        let content = item.uid + " " + message.digest
+        let copy = (self.copies[content] ?? 0) + 1
+        self.copies[content] = copy
+        let (key, record, action) = plan.identify(
+            item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
+        self.claimed.insert(key)
+        // Its place's failed retrievals were another message's, or this one's, now received: the place is clear.
+        if trackState, (known[item.key]?.retrievalAttempts ?? 0) > 0 {
+            try self.store.clearRetrievalFailures(mailbox: self.key, uid: item.key)
+        }
+        item.key = key
+        // A retrieval of this content failed before (a malformed reply after it): like any such message, the next
+        // reply must prove it whole before any receiver sees it (``PollPlan/Item/confirmFirst``).
+        if (record?.retrievalAttempts ?? 0) > 0 { item.confirmFirst = true }
+        if case .imap = self.account.delivery.method {
+            message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: key, digest: message.digest)
+            if trackState { message.deliveryKey = key }
+        }
+        let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
+        switch action {
+        case .fetch(let recipients):
+            if self.limitLeft <= 0 {
+                self.report.skipped += 1
+                self.logger.info(
+                    "message \(item.number) is new but beyond fetch_limit; left on the server for a later poll",
+                    metadata: metadata)
+                return nil
+            }
+            if self.limitLeft != Int.max { self.limitLeft -= 1 }
+            self.identifiedNew += 1
+            return recipients
+        case .keep:
+            self.identifiedKnown += 1
+            self.logger.debug(
+                "message \(item.number) is one delivered before (same content); kept on the server", metadata: metadata)
+        case .deleteDelivered, .deleteExpired:
+            self.identifiedKnown += 1
+            if action == .deleteDelivered {
+                self.logger.notice(
+                    "message \(item.number) is one already delivered (same content); not delivered again",
+                    metadata: metadata)
+            }
+            self.pendingDeles.append(PendingDele(number: item.number, key: key))
+        case .skipFailed:
+            self.identifiedKnown += 1
+            self.report.skipped += 1
+            let why = "(same content); left on the server (`popfetch retry` tries it again)"
+            self.logger.notice(
+                "message \(item.number) is one marked failed after max_attempts \(why)", metadata: metadata)
+        case .deleteOversize, .skipOversize, .skipLimit:
+            break
+        }
+        return nil
+    }
+
+    /// A NOOP whose well-formed reply proves `message` whole before any receiver sees it (nothing is sent ahead
+    /// when a message is not yet proven). A malformed reply counts as a failed retrieval of it.
+    func proveWhole(_ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool) async throws {
+        precondition(self.requested.isEmpty, "NOOP with a RETR sent ahead still unanswered")
+        do {
+            _ = try await self.conn.execute(.noop)
+        } catch let e as POP3ProtocolError {
+            if trackState {
+                try self.store.recordRetrievalFailure(
+                    mailbox: self.key, uid: item.key,
+                    error: "the reply after this message (\(message.receivedSize) octets) was malformed: it may have "
+                        + "arrived truncated; not delivered",
+                    maxAttempts: self.account.retention.maxAttempts, at: Date())
+            }
+            throw e
+        }
+    }
+
+    /// The keys of the contents of the messages identified by content that are new (no record of that content):
+    /// each is fetched (and dropped) to learn it. For the snapshot of a flood-protection pause.
+    func newContentKeys(_ plan: PollPlan, known: [String: MessageRecord]) async throws -> [String] {
+        var keys: [String] = []
+        for (index, item) in plan.items.enumerated() where item.identify {
+            guard case .fetch = item.action else { continue }
+            try await self.request(index, item, chain: [], items: plan.items, pipelining: self.pipelining)
+            guard
+                case .message(let message, _) = try await self.retrieve(
+                    item, trackState: true, previousUnconfirmed: false)
+            else { continue }
+            let content = item.uid + " " + message.digest
+            let copy = (self.copies[content] ?? 0) + 1
+            self.copies[content] = copy
+            let (key, record, _) = plan.identify(
+                item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
+            self.claimed.insert(key)
+            if record == nil { keys.append(key) }
+        }
+        return keys
+    }
+}
