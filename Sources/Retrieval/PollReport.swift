@@ -115,6 +115,9 @@ public struct PollReport: Hashable, Sendable {
     public var alreadyDelivered = 0
     /// Messages still waiting on the server after this poll (not delivered yet, not marked failed).
     public var pending = 0
+    /// Why the last message not delivered in this poll was not (a deferral, a failure, a refused RETR): what
+    /// `status` shows for a partial poll.
+    public var latestFailure: String?
     /// A stop (SIGTERM, SIGINT) ended the poll before every message due was fetched: the rest wait for the next
     /// poll, so the poll is partial (exit 75), not ok.
     public var stopped = false
@@ -150,7 +153,10 @@ extension PollReport {
         s.failed = self.failed
         s.skipped = self.skipped
         s.pending = self.pending
-        s.error = self.error?.message
+        s.error =
+            self.error?.message
+            ?? (self.deferred + self.failed > 0
+                ? self.latestFailure.map { "\(self.deferred + self.failed) not delivered; the latest: \($0)" } : nil)
         return s
     }
 }

@@ -138,6 +138,7 @@ extension PollSession {
         }
         if let refused {
             self.report.failed += 1
+            self.report.latestFailure = "server refused RETR: \(refused)"
             self.logger.error("server refused RETR \(item.number): \(refused)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
@@ -179,6 +180,7 @@ extension PollSession {
                 "received \(message.receivedSize) octets but LIST announced \(item.size): the message arrived "
                 + "truncated (or the server's sizes are approximate: see size_tolerance); not delivered, kept on "
                 + "the server"
+            self.report.latestFailure = why
             self.logger.error("\(why)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(

@@ -376,6 +376,12 @@ extension PollSession {
             policy: Settlement.Policy(
                 keep: self.account.retention.keep, onPermanentFailure: self.account.delivery.onPermanentFailure,
                 maxAttempts: self.account.retention.maxAttempts, accountName: self.account.name))
+        for w in settlement.writes {
+            switch w {
+            case .deliveryFailure(let error, _, _), .retrievalFailure(let error): self.report.latestFailure = error
+            case .delivered: break
+            }
+        }
         if trackState {
             for w in settlement.writes {
                 switch w {

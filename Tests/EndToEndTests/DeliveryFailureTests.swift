@@ -25,6 +25,10 @@ struct DeliveryFailureTests {
         #expect(try f.delivered().isEmpty)
         #expect(f.user.messageCount() == 3, "nothing deleted while the MDA fails")
         #expect(r1.stderr.contains(code == 75 ? "deferred" : "delivery failed"))
+        // status says why the poll was partial, not only that it was.
+        let st = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(st.stdout.contains("3 not delivered; the latest:"), "\(st.stdout)")
+        #expect(st.stdout.contains("\(code)"), "the MDA's exit status is named: \(st.stdout)")
 
         try FileManager.default.removeItem(atPath: f.mdaExitFile)
         let r2 = try f.poll()
