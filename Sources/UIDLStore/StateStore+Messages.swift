@@ -270,6 +270,9 @@ extension StateStore {
                 ),
                 arguments: [mailbox.rawValue, uid])
             guard allRecipients.allSatisfy(done.contains) else { return false }
+            // Delivered to all: nothing reads the per-recipient rows any more.
+            try db.cachedStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
+                .execute(arguments: [mailbox.rawValue, uid])
             try Self.markDelivered(db, mailbox: mailbox, uid: uid, digest: digest, at: t)
             return true
         }

@@ -70,6 +70,7 @@ struct DeliveryRecordTests {
             let whole = try #require(try store.messages(mailbox: box)["a"])
             #expect(whole.deliveredAt == Self.now + 60)
             #expect(whole.digest == "d")
+            #expect(try Self.deliveryRows(path) == 0, "delivered to all: the per-recipient rows are gone")
         }
     }
 }
