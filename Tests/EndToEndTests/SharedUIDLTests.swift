@@ -2,6 +2,10 @@ import Foundation
 import MailTestKit
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Messages whose UIDL the server lists several times (popa3d gives every message without a Message-ID the same
 /// one) are identified by their content, not by their place in the listing: every poll fetches them and compares.
 /// These tests hold the rest of the retriever's promises for them: delivered once, partial deliveries finished for
@@ -210,6 +214,58 @@ struct SharedUIDLTests {
         #expect(try f.poll().status == 0)
         #expect(server.deleted() == ["b"], "b deleted after its own delete_after, once compared")
         #expect(try f.delivered().count == 2)
+    }
+
+    @Test(
+        "kill -9 at random instants while shared-UIDL messages are delivered: none lost, at most 1 duplicate per kill",
+        .fault(
+            .process,
+            "popfetch killed with SIGKILL at 5 random instants; 12 messages, 8 of them under one UIDL, "
+                + "a slow MDA, two recipients",
+            expect: "a clean poll then exits 0; every recipient has every message; ≤ 1 duplicate per kill each"))
+    func killNine() throws {
+        let f = try PopfetchFixture()
+        let bodies = (0..<12).map { faultMessage("killed \($0)", lines: 3 + $0 % 4) }
+        let msgs = bodies.enumerated().map { i, b in
+            FaultServer.Message(uid: i < 8 ? "dup" : "u\(i)", body: b, id: "k\(i)")
+        }
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        // One run per recipient, each a little slow, so kills land mid-delivery as well as between.
+        let mda = f.directory + "/slow-per-recipient"
+        try writeExecutable(
+            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\nt=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && "
+                + "cat > \"$t\" && sleep 0.05 && mv \"$t\" \"$t.msg\"\n",
+            to: mda)
+        try f.writeConfig(
+            extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
+        var rng = SplitMix(seed: 777)
+        var kills = 0
+        for _ in 0..<5 {
+            let child = try Child.spawn(
+                [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll", "-q"],
+                stdout: "/dev/null", stderr: "/dev/null")
+            usleep(UInt32((40 + Int(rng.next() % 400)) * 1000))
+            if child.isRunning {
+                kill(child.pid, SIGKILL)
+                kills += 1
+            }
+            _ = child.wait()
+            usleep(200_000)  // an orphaned MDA finishes its (complete) message
+        }
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        for who in ["me", "you"] {
+            let dir = f.outDirectory + "/" + who
+            let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
+                try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
+            }
+            for b in bodies {
+                #expect(got.contains(self.local(b)), "\(who) lacks a message")
+            }
+            #expect(got.count - bodies.count <= kills, "\(who): \(got.count - bodies.count) duplicates, \(kills) kills")
+        }
+        #expect(Set(server.deleted()) == Set(msgs.compactMap(\.id)))
     }
 
     @Test(
