@@ -59,6 +59,13 @@ public struct PollPlan: Hashable, Sendable {
         /// Delivered, and its DELE is due (keep = false after a poll cut short, or delete_after passed): fetched and
         /// compared with ``verify`` first. The same content is deleted; other content is a new message.
         public var deleteIfSame = false
+        /// For ``deleteIfSame``: the other content found at the last comparison, if any. The same other content
+        /// again is a new message under a reused UIDL; yet another content is a server that rewrites the message at
+        /// every RETR (the message delivered, deleted when certain).
+        public var otherDigest: String? = nil
+        /// For ``deleteIfSame``: the size recorded equals the LIST size (the rule that deleted such a message unread
+        /// before digests were compared).
+        public var certain = false
     }
 
     public var items: [Item]
@@ -206,14 +213,18 @@ public struct PollPlan: Hashable, Sendable {
             // given to another message once its own is deleted, by another client: popa3d reuses them). Without a
             // digest (a record from an older popfetch) only a certain one is deleted unread, and with keep = true
             // an uncertain one is kept rather than delivered again.
-            let refetch = deleteDue && (record?.digest != nil || (!policy.keep && !certain))
+            // Its comparing fetch failed max_attempts times (the failures are recorded on the delivered record): the
+            // rule for a record without a digest applies, so it is neither fetched at every poll nor left marked
+            // failed where `retry` cannot reach it.
+            let unfetchable = record?.failedAt != nil && record?.deliveredAt != nil
+            let refetch = deleteDue && !unfetchable && (record?.digest != nil || (!policy.keep && !certain))
             let action: Action
             if let record, record.seenOnly, record.deliveredAt != nil {
                 // Marked seen without delivery (mark-seen): popfetch never deletes what it did not deliver.
                 action = .keep
             } else if deliveredEverywhere, !refetch, let record {
                 if !policy.keep {
-                    action = .deleteDelivered
+                    action = certain ? .deleteDelivered : .keep
                 } else if let after = policy.deleteAfter, let at = record.deliveredAt, !record.seenOnly,
                     now.timeIntervalSince(at) >= Double(after)
                 {
@@ -235,6 +246,13 @@ public struct PollPlan: Hashable, Sendable {
                 var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
                 item.deleteIfSame = refetch && record?.digest != nil
+                item.certain = certain
+                if item.deleteIfSame, let other = record?.otherDigest {
+                    // Other content was found at the last comparison: if it is found again, it is a new message
+                    // (the flood guard counts it, as a message changed under its UIDL).
+                    item.otherDigest = other
+                    diff.changed += 1
+                }
                 // A record of an earlier message under this key: compare contents if it was delivered, else start
                 // the record over.
                 let earlier = refetch ? record : (same ? nil : raw)

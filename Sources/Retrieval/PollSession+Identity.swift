@@ -14,23 +14,43 @@ extension PollSession {
     /// recipients to deliver it to, or nil when it is not to be delivered now (known, marked failed, recorded as
     /// seen, beyond fetch_limit).
     func identify(
-        _ item: inout PollPlan.Item, _ message: inout SpooledMessage, plan: PollPlan, known: [String: MessageRecord],
-        trackState: Bool
-    ) throws -> [String]? {
+        _ item: inout PollPlan.Item, _ message: inout SpooledMessage, proven: inout Bool, plan: PollPlan,
+        known: [String: MessageRecord], trackState: Bool
+    ) async throws -> [String]? {
         let content = item.uid + " " + message.digest
         let copy = (self.copies[content] ?? 0) + 1
         self.copies[content] = copy
         let (key, record, action) = plan.identify(
             item, digest: message.digest, copy: copy, known: known, claimed: self.claimed)
         self.claimed.insert(key)
-        // Its place's failed retrievals were another message's, or this one's, now received: the place is clear.
-        if trackState, (known[item.key]?.retrievalAttempts ?? 0) > 0 {
-            try self.store.clearRetrievalFailures(mailbox: self.key, uid: item.key)
-        }
+        let place = item.key
         item.key = key
-        // A retrieval of this content failed before (a malformed reply after it): like any such message, the next
-        // reply must prove it whole before any receiver sees it (``PollPlan/Item/confirmFirst``).
-        if (record?.retrievalAttempts ?? 0) > 0 { item.confirmFirst = true }
+        var delivers = false
+        if case .fetch = action { delivers = true }
+        // The next reply proves the message whole, and the replies in step, before anything else is read. Needed
+        // now when a reply after this content was malformed before (its stray line would be read as the next
+        // reply and charged to the next message: a poisoned message must not block the rest), and when it is not
+        // delivered (no settlement will wait for that reply). A delivered one is proven before it is settled.
+        let troubled = (record?.retrievalAttempts ?? 0) > 0
+        if !proven && (troubled || !delivers) {
+            do {
+                try await self.proveWhole(item, message, trackState: trackState)
+            } catch {
+                // Its place too: it goes last at the next poll, behind the messages it would hold back.
+                if trackState {
+                    _ = try? self.store.recordRetrievalFailure(
+                        mailbox: self.key, uid: place, error: "the reply after this message was malformed",
+                        maxAttempts: Int.max, at: Date())
+                }
+                throw error
+            }
+            proven = true
+        }
+        // The place's failed retrievals were another message's, or this one's now received whole: the place is
+        // clear (not for a content whose replies went wrong before: it stays last).
+        if trackState, proven, !troubled, (known[place]?.retrievalAttempts ?? 0) > 0 {
+            try self.store.clearRetrievalFailures(mailbox: self.key, uid: place)
+        }
         if case .imap = self.account.delivery.method {
             message.deliveryID = IMAPStateJournal.deliveryID(mailbox: self.key, uid: key, digest: message.digest)
             if trackState { message.deliveryKey = key }

@@ -122,6 +122,9 @@ extension PollSession {
                             + "as long as LIST said without it: a reply came twice, and the replies are out of step)",
                         excerpt: line))
             }
+            // A well-formed reply in step followed the message before this one: it is complete, whatever
+            // becomes of this one (a NOOP after it that fails must not cost the one before a duplicate).
+            self.provenByReply = true
         } catch {
             // Connection lost or garbage mid-message: this message's retrieval failed (a poisoned message is
             // skipped after max_attempts and cannot block the ones behind it for ever). Garbage before any of its

@@ -156,14 +156,11 @@ extension PollSession {
                         var recipients = recipients
                         if item.identify {
                             guard
-                                let to = try self.identify(
-                                    &item, &message, plan: plan, known: known, trackState: trackState)
+                                let to = try await self.identify(
+                                    &item, &message, proven: &proven, plan: plan, known: known,
+                                    trackState: trackState)
                             else { continue }
                             recipients = to
-                            if item.confirmFirst && !proven {
-                                try await self.proveWhole(item, message, trackState: trackState)
-                                proven = true
-                            }
                         }
                         if let expected = item.verify, message.digest == expected {
                             if item.deleteIfSame {
@@ -189,12 +186,7 @@ extension PollSession {
                             continue
                         }
                         if item.deleteIfSame {
-                            // Its UIDL now names another message (the one delivered was deleted elsewhere): new.
-                            let what = "(other content): a new message, delivered, not deleted unread"
-                            self.logger.notice(
-                                "message \(item.number) is not the one delivered under its UIDL \(what)",
-                                metadata: ["uid": "\(item.uid)"])
-                            self.renewed += 1
+                            guard try self.otherContentIsNew(item, message, trackState: trackState) else { continue }
                         }
                         if trackState && (item.verify != nil || item.restart) {
                             try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())
@@ -216,6 +208,7 @@ extension PollSession {
                         // loop between one MDA's exit and the next one's start.
                         if !deliverer.blocksItsThread { await Task.yield() }
                         inFlight = InFlight(item: item, message: message, confirmed: proven)
+                        self.provenByReply = false
                     }
                 }
                 // The DELEs still owed go out now: their replies prove the last message whole without a NOOP.
@@ -229,13 +222,62 @@ extension PollSession {
                     inFlight = nil
                     let outcomes = (try? await group.next()) ?? []
                     let malformed = error is POP3ProtocolError
-                    let complete = d.confirmed || (!malformed && d.message.receivedSize >= d.item.size)
+                    let complete =
+                        d.confirmed || self.provenByReply || (!malformed && d.message.receivedSize >= d.item.size)
                     try? await self.settle(
                         d, outcomes: outcomes, complete: complete, known: known, trackState: trackState,
                         deliverer: nil)
                 }
                 throw error
             }
+        }
+    }
+
+    /// A delivered message whose DELE was due (``PollPlan/Item/deleteIfSame``) held other content than the copy
+    /// delivered. Either its UIDL now names a new message (another client deleted the one delivered, and the server
+    /// gave the UIDL to the next: popa3d does), or the server rewrites the message at every RETR (a boundary, a
+    /// header). Nothing is done the first time but note the content; the same other content at the next comparison
+    /// is a new message (returns true: deliver it); yet another content is the rewriting server's message, deleted
+    /// when certainly the one delivered. Neither case costs more than a RETR per poll, and none deletes mail unread
+    /// on a digest's word alone.
+    func otherContentIsNew(_ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool) throws -> Bool {
+        let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
+        switch item.otherDigest {
+        case message.digest?:
+            if self.limitLeft <= 0 {
+                self.report.skipped += 1
+                self.renewed += 1
+                self.logger.info(
+                    "message \(item.number) is new but beyond fetch_limit; left on the server", metadata: metadata)
+                return false
+            }
+            if self.limitLeft != Int.max { self.limitLeft -= 1 }
+            self.renewed += 1
+            let why = "a new message under a reused UIDL, delivered"
+            self.logger.notice(
+                "message \(item.number) holds the same other content as at the last poll: \(why)", metadata: metadata)
+            return true
+        case nil:
+            self.renewed += 1
+            if trackState {
+                try self.store.recordOtherContent(mailbox: self.key, uid: item.key, digest: message.digest)
+            }
+            let why =
+                "a new message, or a server that rewrites it at each RETR; compared again at the next poll, before it "
+                + "is delivered or deleted"
+            self.logger.notice(
+                "message \(item.number) differs from the one delivered under its UIDL: \(why)", metadata: metadata)
+            return false
+        default:
+            self.logger.notice(
+                "message \(item.number) differs at every RETR: taken to be the one delivered under its UIDL",
+                metadata: metadata)
+            if item.certain {
+                self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
+            } else if trackState {
+                try self.store.recordOtherContent(mailbox: self.key, uid: item.key, digest: message.digest)
+            }
+            return false
         }
     }
 

@@ -40,6 +40,8 @@ final class PollSession {
     var pipelining = false
     /// Keys whose DELE the server acknowledged; recorded as deleted once QUIT is answered +OK.
     var deletedKeys: [String] = []
+    /// A RETR's reply arrived well-formed and in step since the message in flight was read: that message is complete.
+    var provenByReply = false
     /// Messages identified by content (``PollPlan/Item/identify``) in this poll: the keys given, and how many
     /// byte-identical copies of each UIDL's content were fetched.
     var claimed: Set<String> = []
@@ -164,10 +166,14 @@ final class PollSession {
                 self.report.new = plan.fetchCount + plan.diff.unidentified
                 self.report.paused = why.replacingOccurrences(of: "NAME", with: self.account.name)
                 if !self.poller.checkOnly {
-                    // The snapshot mark-seen acts on: the UIDLs listed, and for messages identified by content, the
-                    // keys of their contents (fetched now: a place in the listing names no message).
-                    var keys = plan.listed.keys.filter { PollPlan.sharedUID(ofKey: $0) == nil }
-                    keys += try await self.newContentKeys(plan, known: known)
+                    // The snapshot mark-seen acts on, taken when the account pauses (kept while it stays paused):
+                    // the UIDLs listed, and for messages identified by content, the keys of their contents (fetched
+                    // now: a place in the listing names no message).
+                    var keys: [String]?
+                    if mailbox.pausedReason == nil {
+                        keys = plan.listed.keys.filter { PollPlan.sharedUID(ofKey: $0) == nil }
+                        keys? += try await self.newContentKeys(plan, known: known)
+                    }
                     try self.store.pause(
                         mailbox: self.key, reason: self.report.paused ?? why, keys: keys, at: now)
                 }

@@ -179,6 +179,12 @@ extension StateStore {
                     );
                     """)
         }
+        m.registerMigration("v8: other content at a due DELE") { db in
+            // A delivered message whose DELE fell due was fetched and found to differ from the copy delivered: the
+            // digest of that other content, so the next comparison tells a new message (the same other content
+            // again) from a server that rewrites the message at every RETR (yet another content).
+            try db.execute(sql: "ALTER TABLE messages ADD COLUMN other_digest TEXT")
+        }
         return m
     }
 

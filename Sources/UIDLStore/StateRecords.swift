@@ -28,6 +28,9 @@ public struct MessageRecord: Hashable, Sendable {
     /// The server acknowledged a DELE, but popfetch does not know whether the QUIT that commits it took effect (it
     /// was refused, dropped, or popfetch died): the message may be gone, and its UIDL reused.
     public var deletePending: Bool = false
+    /// Delivered, its DELE due, and fetched to compare: the digest of the other content found then (see
+    /// ``PollPlan/Item/deleteIfSame``).
+    public var otherDigest: String?
 
     public init(
         uid: String, firstSeen: Date, lastSeen: Date? = nil, size: Int? = nil, deliveredAt: Date? = nil,

@@ -77,7 +77,9 @@ extension StateStore {
 
     /// Pauses the mailbox until the user decides (``decide(mailbox:_:)``), remembering the keys listed now: a
     /// `mark-seen` answer covers only those, never mail that arrived later.
-    public func pause(mailbox: MailboxID, reason: String, keys: [String], at now: Date) throws {
+    /// `keys`: the snapshot `mark-seen` acts on; nil keeps the one of the pause already in force (mail that arrived
+    /// while the account stayed paused is not the user's to mark seen unasked).
+    public func pause(mailbox: MailboxID, reason: String, keys: [String]?, at now: Date) throws {
         try self.write { db in
             try db.execute(
                 sql: """
@@ -85,6 +87,7 @@ extension StateStore {
                     ON CONFLICT (account) DO UPDATE SET paused_reason = excluded.paused_reason,
                         paused_at = COALESCE(paused_at, excluded.paused_at), decision = NULL
                     """, arguments: [mailbox.rawValue, reason, now.timeIntervalSince1970])
+            guard let keys else { return }
             try db.execute(sql: "DELETE FROM pause_keys WHERE account = ?", arguments: [mailbox.rawValue])
             let insert = try db.makeStatement(sql: "INSERT OR IGNORE INTO pause_keys (account, uidl) VALUES (?, ?)")
             for k in keys { try insert.execute(arguments: [mailbox.rawValue, k]) }

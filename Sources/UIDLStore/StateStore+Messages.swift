@@ -23,7 +23,7 @@ extension StateStore {
             let statement = try db.makeStatement(
                 sql: """
                     SELECT uidl, first_seen, last_seen, size, delivered_at, deleted_at, attempts, retrieval_attempts,
-                        failed_at, digest, seen_only, delete_pending\(includingErrors ? ", last_error" : "")
+                        failed_at, digest, seen_only, delete_pending, other_digest\(includingErrors ? ", last_error" : "")
                     FROM messages WHERE account = ?
                     """)
             statement.arguments = [mailbox.rawValue]
@@ -36,9 +36,10 @@ extension StateStore {
                     lastSeen: Self.date(s, 2), size: Self.int(s, 3), deliveredAt: Self.date(s, 4),
                     deletedAt: Self.date(s, 5), attempts: Int(sqlite3_column_int64(s, 6)),
                     retrievalAttempts: Int(sqlite3_column_int64(s, 7)),
-                    lastError: includingErrors ? Self.text(s, 12) : nil, failedAt: Self.date(s, 8),
+                    lastError: includingErrors ? Self.text(s, 13) : nil, failedAt: Self.date(s, 8),
                     digest: Self.text(s, 9), seenOnly: sqlite3_column_int64(s, 10) != 0,
                     deletePending: sqlite3_column_int64(s, 11) != 0)
+                out[uid]?.otherDigest = Self.text(s, 12)
             }
             let d = try Row.fetchCursor(
                 db,
@@ -172,6 +173,16 @@ extension StateStore {
                 arguments: [size, t, mailbox.rawValue, uid])
             try db.execute(
                 sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
+        }
+    }
+
+    /// A delivered message whose DELE was due, fetched to compare, held other content: its digest, for the next
+    /// comparison (see ``MessageRecord/otherDigest``).
+    public func recordOtherContent(mailbox: MailboxID, uid: String, digest: String) throws {
+        try self.write { db in
+            try db.execute(
+                sql: "UPDATE messages SET other_digest = ? WHERE account = ? AND uidl = ?",
+                arguments: [digest, mailbox.rawValue, uid])
         }
     }
 

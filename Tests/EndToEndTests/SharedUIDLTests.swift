@@ -160,14 +160,21 @@ struct SharedUIDLTests {
         let stray = faultMessage("shared with stray line")
         var bad = FaultServer.Message(uid: "dup", body: stray, id: "x")
         bad.after = "junk\r\n"
+        let after = faultMessage("unique after stray", lines: 3)
+        let later = faultMessage("shared after stray", lines: 5)
         let server = try FaultServer.start(
-            f, messages: [.init(uid: "dup", body: good, id: "g"), bad], options: ["capa": ["USER", "UIDL"]])
+            f,
+            messages: [
+                .init(uid: "dup", body: good, id: "g"), bad, .init(uid: "q", body: after),
+                .init(uid: "dup", body: later, id: "l"),
+            ], options: ["capa": ["USER", "UIDL"]])
         defer { server.stop() }
-        try f.writeConfig(extra: "keep = true\nmax_attempts = 4", port: server.port, timeout: "5s")
+        try f.writeConfig(extra: "keep = true\nmax_attempts = 2", port: server.port, timeout: "5s")
         for _ in 0..<6 { _ = try f.poll() }
         let got = try f.delivered()
         #expect(got.filter { $0 == self.local(stray) }.count <= 1, "at most one copy: \(got.count) delivered")
-        #expect(got.filter { $0 == self.local(good) }.count == 1)
+        // The poisoned one blocks nothing: it goes last, and its stray line is never charged to another.
+        for m in [good, after, later] { #expect(got.filter { $0 == self.local(m) }.count == 1) }
         #expect(server.deleted().isEmpty)
     }
 
@@ -194,7 +201,8 @@ struct SharedUIDLTests {
             .pop3,
             "keep = true, delete_after = 1s; the delivered message is deleted by another client and a new one of "
                 + "the same size takes its UIDL",
-            expect: "the new one is fetched, compared, delivered once; deleted only after its own delete_after"))
+            expect: "compared, noted, compared again next poll, then delivered once; deleted after its own delete_after"
+        ))
     func reusedUIDLAtExpiry() throws {
         let f = try PopfetchFixture()
         let a = faultMessage("expiring A")
@@ -206,14 +214,70 @@ struct SharedUIDLTests {
         #expect(try f.poll().status == 0)
         try server.set(messages: [.init(uid: "x", body: b, id: "b")])
         Thread.sleep(forTimeInterval: 1.5)
-        let r = try f.poll()
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(Set(try f.delivered()) == [self.local(a), self.local(b)])
+        // Other content at the first comparison: noted, nothing done (it may be a server rewriting the message).
+        let first = try f.poll()
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(try f.delivered() == [self.local(a)])
         #expect(server.deleted().isEmpty, "b is not the message delivered: not deleted unread")
+        // The same other content again: a new message.
+        #expect(try f.poll().status == 0)
+        #expect(Set(try f.delivered()) == [self.local(a), self.local(b)])
+        #expect(server.deleted().isEmpty, "kept until its own delete_after")
         Thread.sleep(forTimeInterval: 1.5)
         #expect(try f.poll().status == 0)
         #expect(server.deleted() == ["b"], "b deleted after its own delete_after, once compared")
         #expect(try f.delivered().count == 2)
+    }
+
+    @Test(
+        "delete_after on a server that rewrites a message at every RETR: no duplicate, deleted as the one delivered",
+        .fault(
+            .pop3, "keep = true, delete_after = 1s; every RETR of the message differs in one header (same size)",
+            expect: "delivered once; compared at two polls, then deleted; never delivered again"))
+    func rewrittenAtEveryRetr() throws {
+        let f = try PopfetchFixture()
+        let versions = (0..<4).map { faultMessage("rewritten \($0)") }
+        let server = try FaultServer.start(f, messages: [.init(uid: "r", body: versions[0], id: "r")])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\ndelete_after = \"1s\"", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        Thread.sleep(forTimeInterval: 1.5)
+        for v in versions.dropFirst() {
+            if !server.deleted().isEmpty { break }
+            try server.set(messages: [.init(uid: "r", body: v, id: "r")])
+            #expect(try f.poll().status == 0)
+        }
+        #expect(try f.delivered() == [self.local(versions[0])], "never delivered again")
+        #expect(server.deleted() == ["r"])
+    }
+
+    @Test(
+        "a delivered message whose comparing fetch keeps failing falls back to the certainty rule after max_attempts",
+        .fault(
+            .pop3,
+            "keep = false, a poll cut short after a delivery; then RETR of that message refused (max_attempts = 2)",
+            expect: "2 polls exit 75; then it is deleted (same UIDL, same size, never deleted): not left marked failed")
+    )
+    func compareFetchFails() throws {
+        let f = try PopfetchFixture()
+        let m1 = faultMessage("compare fails")
+        let m2 = faultMessage("cuts the poll", lines: 4)
+        var msgs: [FaultServer.Message] = [.init(uid: "c1", body: m1), .init(uid: "c2", body: m2, retr: "drop")]
+        let server = try FaultServer.start(f, messages: msgs)
+        defer { server.stop() }
+        try f.writeConfig(extra: "max_attempts = 2", port: server.port, timeout: "5s")
+        #expect(try f.poll().status != 0, "cut short: c1 delivered, its DELE not committed")
+        #expect(try f.delivered() == [self.local(m1)])
+        msgs[0].retr = "err"
+        msgs[1].retr = "ok"
+        try server.set(messages: msgs)
+        for _ in 0..<2 { #expect(try f.poll().status == 75) }
+        msgs[0].retr = "ok"
+        try server.set(messages: msgs)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Set(server.deleted()) == ["c1", "c2"])
+        #expect(try f.delivered().count == 2, "nothing delivered twice")
     }
 
     @Test(
