@@ -24,6 +24,9 @@ public struct PlanPreview: Hashable, Sendable {
     public var markSeen = 0
     /// Of `fetch`, those delivered before to some of the recipients: they go only to the others.
     public var partial = 0
+    /// Delivered, their DELE due, and other content found under their UIDL at the last comparison: fetched again;
+    /// the same other content is a new message.
+    public var recheck = 0
     /// Messages of UIDLs listed several times (or before), fetched to tell by content which are new.
     public var compare = 0
     public var compareBytes = 0
@@ -35,6 +38,8 @@ public struct PlanPreview: Hashable, Sendable {
         self.deleteAfterDelivery = !keep
         for item in plan.items {
             switch item.action {
+            case .fetch where item.deleteIfSame && item.otherDigest != nil:
+                self.recheck += 1
             case .fetch where item.deleteIfSame:
                 // Fetched to check it is the message delivered, then deleted.
                 if keep { self.deleteExpired += 1 } else { self.deleteDelivered += 1 }
@@ -83,6 +88,11 @@ public struct PlanPreview: Hashable, Sendable {
                 "would fetch \(what) (\(Self.bytes(self.compareBytes))) whose UIDL the server lists several times (or "
                     + "did), to tell by content which are new: those would be delivered to \(delivery)"
                     + (self.deleteAfterDelivery ? " and deleted" : ""))
+        }
+        if self.recheck > 0 {
+            lines.append(
+                "would fetch \(self.recheck) delivered before whose UIDL held other content at the last poll: "
+                    + "delivered if it holds that content again (a new message under a reused UIDL), else left")
         }
         if self.deleteDelivered > 0 {
             lines.append(

@@ -60,12 +60,9 @@ public struct PollPlan: Hashable, Sendable {
         /// compared with ``verify`` first. The same content is deleted; other content is a new message.
         public var deleteIfSame = false
         /// For ``deleteIfSame``: the other content found at the last comparison, if any. The same other content
-        /// again is a new message under a reused UIDL; yet another content is a server that rewrites the message at
-        /// every RETR (the message delivered, deleted when certain).
+        /// again is a new message under a reused UIDL; yet another content is noted in its place (a server that
+        /// rewrites the message at every RETR, or yet another message): never deleted unread.
         public var otherDigest: String? = nil
-        /// For ``deleteIfSame``: the size recorded equals the LIST size (the rule that deleted such a message unread
-        /// before digests were compared).
-        public var certain = false
     }
 
     public var items: [Item]
@@ -213,15 +210,17 @@ public struct PollPlan: Hashable, Sendable {
             // given to another message once its own is deleted, by another client: popa3d reuses them). Without a
             // digest (a record from an older popfetch) only a certain one is deleted unread, and with keep = true
             // an uncertain one is kept rather than delivered again.
-            // Its comparing fetch failed max_attempts times (the failures are recorded on the delivered record): the
-            // rule for a record without a digest applies, so it is neither fetched at every poll nor left marked
-            // failed where `retry` cannot reach it.
-            let unfetchable = record?.failedAt != nil && record?.deliveredAt != nil
+            // Its comparing fetch failed max_attempts times (the failures are recorded on the delivered record): it
+            // stays on the server, marked failed, until `popfetch retry` (never deleted unread: its UIDL may name
+            // another message by now).
+            let unfetchable = record?.failedAt != nil && record?.deliveredAt != nil && record?.digest != nil
             let refetch = deleteDue && !unfetchable && (record?.digest != nil || (!policy.keep && !certain))
             let action: Action
             if let record, record.seenOnly, record.deliveredAt != nil {
                 // Marked seen without delivery (mark-seen): popfetch never deletes what it did not deliver.
                 action = .keep
+            } else if deleteDue && unfetchable {
+                action = .skipFailed
             } else if deliveredEverywhere, !refetch, let record {
                 if !policy.keep {
                     action = certain ? .deleteDelivered : .keep
@@ -246,7 +245,6 @@ public struct PollPlan: Hashable, Sendable {
                 var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
                 item.deleteIfSame = refetch && record?.digest != nil
-                item.certain = certain
                 if item.deleteIfSame, let other = record?.otherDigest {
                     // Other content was found at the last comparison: if it is found again, it is a new message
                     // (the flood guard counts it, as a message changed under its UIDL).
@@ -355,6 +353,12 @@ public struct PollPlan: Hashable, Sendable {
     /// which are fetched to be compared (``compareCount``): which of them are new is known only once fetched.
     public var fetchCount: Int {
         self.items.reduce(0) { if case .fetch = $1.action, !$1.identify, !$1.deleteIfSame { $0 + 1 } else { $0 } }
+    }
+
+    /// Delivered messages whose DELE is due and whose UIDL held other content at the last comparison: new if they
+    /// hold it again.
+    public var recheckCount: Int {
+        self.items.reduce(0) { $1.deleteIfSame && $1.otherDigest != nil ? $0 + 1 : $0 }
     }
 
     /// Messages of UIDLs identified by content, fetched to tell by their content which are new.

@@ -236,10 +236,9 @@ extension PollSession {
     /// A delivered message whose DELE was due (``PollPlan/Item/deleteIfSame``) held other content than the copy
     /// delivered. Either its UIDL now names a new message (another client deleted the one delivered, and the server
     /// gave the UIDL to the next: popa3d does), or the server rewrites the message at every RETR (a boundary, a
-    /// header). Nothing is done the first time but note the content; the same other content at the next comparison
-    /// is a new message (returns true: deliver it); yet another content is the rewriting server's message, deleted
-    /// when certainly the one delivered. Neither case costs more than a RETR per poll, and none deletes mail unread
-    /// on a digest's word alone.
+    /// header). The other content is noted; the same other content at the next comparison is a new message (returns
+    /// true: deliver it). Yet another content is noted in its place: the message stays on the server, neither
+    /// delivered nor deleted, until two comparisons agree. Nothing is deleted unread on a digest's word.
     func otherContentIsNew(_ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool) throws -> Bool {
         let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
         switch item.otherDigest {
@@ -257,26 +256,18 @@ extension PollSession {
             self.logger.notice(
                 "message \(item.number) holds the same other content as at the last poll: \(why)", metadata: metadata)
             return true
-        case nil:
+        default:
             self.renewed += 1
             if trackState {
                 try self.store.recordOtherContent(mailbox: self.key, uid: item.key, digest: message.digest)
             }
             let why =
-                "a new message, or a server that rewrites it at each RETR; compared again at the next poll, before it "
-                + "is delivered or deleted"
+                (item.otherDigest == nil
+                    ? "a new message, or a server that rewrites it at each RETR"
+                    : "and from the content found at the last comparison (a server that rewrites it at each RETR?)")
+                + "; left on the server and compared again at the next poll"
             self.logger.notice(
-                "message \(item.number) differs from the one delivered under its UIDL: \(why)", metadata: metadata)
-            return false
-        default:
-            self.logger.notice(
-                "message \(item.number) differs at every RETR: taken to be the one delivered under its UIDL",
-                metadata: metadata)
-            if item.certain {
-                self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
-            } else if trackState {
-                try self.store.recordOtherContent(mailbox: self.key, uid: item.key, digest: message.digest)
-            }
+                "message \(item.number) differs from the one delivered under its UIDL, \(why)", metadata: metadata)
             return false
         }
     }

@@ -190,7 +190,7 @@ final class PollSession {
         if self.poller.checkOnly {
             // Which messages identified by content are new shows only once they are fetched: a check counts the
             // places no delivered message accounts for.
-            self.report.new += plan.diff.unidentified
+            self.report.new += plan.diff.unidentified + plan.recheckCount
             self.report.preview = PlanPreview(plan: plan, keep: self.account.retention.keep)
             _ = try await self.conn.quit()
             return

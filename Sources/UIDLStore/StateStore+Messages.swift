@@ -368,7 +368,7 @@ extension StateStore {
             try db.execute(
                 sql: """
                     UPDATE messages SET failed_at = NULL, attempts = 0, retrieval_attempts = 0
-                    WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL
+                    WHERE account = ? AND failed_at IS NOT NULL
                     """, arguments: [mailbox.rawValue])
             return db.changesCount
         }
@@ -431,7 +431,7 @@ extension StateStore {
     /// Messages marked failed for the mailbox.
     public func failedMessages(mailbox: MailboxID) throws -> [MessageRecord] {
         try self.messages(mailbox: mailbox, includingErrors: true).values.filter {
-            $0.failedAt != nil && $0.deliveredAt == nil
+            $0.failedAt != nil
         }
         .sorted { $0.firstSeen < $1.firstSeen }
     }

@@ -97,7 +97,7 @@ extension StateStore {
                 try Int.fetchOne(
                     db,
                     sql:
-                        "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL AND delivered_at IS NULL",
+                        "SELECT COUNT(*) FROM messages WHERE account = ? AND failed_at IS NOT NULL",
                     arguments: [mailbox.rawValue]) ?? 0
             let total =
                 try Int.fetchOne(

@@ -230,10 +230,10 @@ struct SharedUIDLTests {
     }
 
     @Test(
-        "delete_after on a server that rewrites a message at every RETR: no duplicate, deleted as the one delivered",
+        "delete_after on a server that rewrites a message at every RETR: never delivered again, never deleted unread",
         .fault(
             .pop3, "keep = true, delete_after = 1s; every RETR of the message differs in one header (same size)",
-            expect: "delivered once; compared at two polls, then deleted; never delivered again"))
+            expect: "delivered once; left on the server (no two comparisons agree); never delivered again"))
     func rewrittenAtEveryRetr() throws {
         let f = try PopfetchFixture()
         let versions = (0..<4).map { faultMessage("rewritten \($0)") }
@@ -243,21 +243,21 @@ struct SharedUIDLTests {
         #expect(try f.poll().status == 0)
         Thread.sleep(forTimeInterval: 1.5)
         for v in versions.dropFirst() {
-            if !server.deleted().isEmpty { break }
             try server.set(messages: [.init(uid: "r", body: v, id: "r")])
             #expect(try f.poll().status == 0)
         }
         #expect(try f.delivered() == [self.local(versions[0])], "never delivered again")
-        #expect(server.deleted() == ["r"])
+        #expect(server.deleted().isEmpty, "never deleted unread")
+        let dry = try f.poll(["--dry-run"])
+        #expect(dry.stdout.contains("held other content at the last poll"), "\(dry.stdout)")
     }
 
     @Test(
-        "a delivered message whose comparing fetch keeps failing falls back to the certainty rule after max_attempts",
+        "a delivered message whose comparing fetch keeps failing is marked failed, kept, and retried on request",
         .fault(
             .pop3,
             "keep = false, a poll cut short after a delivery; then RETR of that message refused (max_attempts = 2)",
-            expect: "2 polls exit 75; then it is deleted (same UIDL, same size, never deleted): not left marked failed")
-    )
+            expect: "2 polls exit 75; then kept, status exits 1; after `retry` it is compared and deleted"))
     func compareFetchFails() throws {
         let f = try PopfetchFixture()
         let m1 = faultMessage("compare fails")
@@ -274,10 +274,41 @@ struct SharedUIDLTests {
         for _ in 0..<2 { #expect(try f.poll().status == 75) }
         msgs[0].retr = "ok"
         try server.set(messages: msgs)
+        #expect(try f.poll().status == 0)
+        #expect(server.deleted() == ["c2"], "c1 is never deleted unread")
+        let st = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(st.status == 1, "marked failed: \(st.stdout)")
+        let retry = try popfetch(["--config", f.configPath, "--state", f.statePath, "retry", "--account", "test"])
+        #expect(retry.status == 0, "\(retry.stderr)")
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(Set(server.deleted()) == ["c1", "c2"])
+        #expect(Set(server.deleted()) == ["c1", "c2"], "compared, then deleted")
         #expect(try f.delivered().count == 2, "nothing delivered twice")
+    }
+
+    @Test(
+        "delete_after: a UIDL given to one new message, then to another, before two comparisons agree: none lost",
+        .fault(
+            .pop3,
+            "keep = true, delete_after = 1s; the delivered message replaced (same UIDL, same size) by B, then B "
+                + "by C, between polls",
+            expect: "nothing deleted unread; C delivered once after two comparisons agree; B never reached a recipient")
+    )
+    func reusedTwice() throws {
+        let f = try PopfetchFixture()
+        let (a, b, c) = (faultMessage("twice A"), faultMessage("twice B"), faultMessage("twice C"))
+        let server = try FaultServer.start(f, messages: [.init(uid: "x", body: a, id: "a")])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\ndelete_after = \"1s\"", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        Thread.sleep(forTimeInterval: 1.5)
+        try server.set(messages: [.init(uid: "x", body: b, id: "b")])
+        #expect(try f.poll().status == 0)
+        try server.set(messages: [.init(uid: "x", body: c, id: "c")])
+        for _ in 0..<2 { #expect(try f.poll().status == 0) }
+        #expect(server.deleted().isEmpty, "nothing deleted unread")
+        #expect(Set(try f.delivered()) == [self.local(a), self.local(c)])
+        #expect(try f.delivered().count == 2)
     }
 
     @Test(

@@ -72,6 +72,11 @@ struct PollDecisionTests {
             listing: [(1, "a")], sizes: [1: 100], known: [withDigest(record("a"))], keep: true, deleteAfter: 0,
             expected: ["a:fetch!"]),
         PlanCase(
+            description:
+                "DELE due, but its comparing fetch failed max_attempts times: marked failed, never deleted unread",
+            listing: [(1, "a")], sizes: [1: 100], known: [withDigest(record("a", failed: true))],
+            expected: ["a:skip-failed"]),
+        PlanCase(
             description: "keep = true, delete_after passed, no digest (an older popfetch's record): deleted unread",
             listing: [(1, "a")], sizes: [1: 100], known: [record("a")], keep: true, deleteAfter: 0,
             expected: ["a:expire"]),
