@@ -63,6 +63,10 @@ public struct PollPlan: Hashable, Sendable {
         /// again is a new message under a reused UIDL; yet another content is noted in its place (a server that
         /// rewrites the message at every RETR, or yet another message): never deleted unread.
         public var otherDigest: String? = nil
+        /// Delivered to some of the recipients already, as this content: the others get the message only if it
+        /// still is (its UIDL may name a new message by now); other content is compared again as for
+        /// ``deleteIfSame``, and when found new goes to every recipient.
+        public var partialDigest: String? = nil
     }
 
     public var items: [Item]
@@ -245,6 +249,13 @@ public struct PollPlan: Hashable, Sendable {
                 var item = Item(
                     number: entry.number, uid: entry.uid, key: key, size: size, action: .fetch(recipients: missing))
                 item.deleteIfSame = refetch && record?.digest != nil
+                if !refetch, let record, !record.deliveredTo.isEmpty, record.deliveredAt == nil,
+                    let digest = record.digest
+                {
+                    // Delivered to some of the recipients: the rest get it only if it is still that content.
+                    item.partialDigest = digest
+                    item.otherDigest = record.otherDigest
+                }
                 if item.deleteIfSame, let other = record?.otherDigest {
                     // Other content was found at the last comparison: if it is found again, it is a new message
                     // (the flood guard counts it, as a message changed under its UIDL).

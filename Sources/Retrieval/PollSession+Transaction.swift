@@ -188,6 +188,14 @@ extension PollSession {
                         if item.deleteIfSame {
                             guard try self.otherContentIsNew(item, message, trackState: trackState) else { continue }
                         }
+                        if let first = item.partialDigest, message.digest != first {
+                            // Not the content the first recipients got: a new message under the UIDL (delivered
+                            // to every recipient, the record started over) once two comparisons agree.
+                            guard try self.otherContentIsNew(item, message, trackState: trackState, planned: true)
+                            else { continue }
+                            item.restart = true
+                            recipients = self.account.delivery.recipients
+                        }
                         if trackState && (item.verify != nil || item.restart) {
                             try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())
                         }
@@ -239,9 +247,18 @@ extension PollSession {
     /// header). The other content is noted; the same other content at the next comparison is a new message (returns
     /// true: deliver it). Yet another content is noted in its place: the message stays on the server, neither
     /// delivered nor deleted, until two comparisons agree. Nothing is deleted unread on a digest's word.
-    func otherContentIsNew(_ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool) throws -> Bool {
+    /// `planned`: the plan counted the message as one to deliver (a partial delivery's rest), so fetch_limit and
+    /// the counts already hold it.
+    func otherContentIsNew(
+        _ item: PollPlan.Item, _ message: SpooledMessage, trackState: Bool, planned: Bool = false
+    ) throws -> Bool {
         let metadata: Logger.Metadata = ["uid": "\(item.uid)"]
         switch item.otherDigest {
+        case message.digest? where planned:
+            let why = "a new message under a reused UIDL, delivered to every recipient"
+            self.logger.notice(
+                "message \(item.number) holds the same other content as at the last poll: \(why)", metadata: metadata)
+            return true
         case message.digest?:
             if self.limitLeft <= 0 {
                 self.report.skipped += 1
@@ -257,7 +274,14 @@ extension PollSession {
                 "message \(item.number) holds the same other content as at the last poll: \(why)", metadata: metadata)
             return true
         default:
-            self.renewed += 1
+            if planned {
+                // The rest of a partial delivery, held back: not delivered in this poll, and said so.
+                self.report.deferred += 1
+                self.report.latestFailure =
+                    "message \(item.number) is not the content its first recipients got; held, compared again next poll"
+            } else {
+                self.renewed += 1
+            }
             if trackState {
                 try self.store.recordOtherContent(mailbox: self.key, uid: item.key, digest: message.digest)
             }

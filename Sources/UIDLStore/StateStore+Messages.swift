@@ -266,6 +266,12 @@ extension StateStore {
             }
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO messages (account, uidl, first_seen) VALUES (?, ?, ?)")
                 .execute(arguments: [mailbox.rawValue, uid, t])
+            // The content the first recipients got: the rest get the message only if it is still that content.
+            if let digest {
+                try db.cachedStatement(
+                    sql: "UPDATE messages SET digest = COALESCE(digest, ?) WHERE account = ? AND uidl = ?"
+                ).execute(arguments: [digest, mailbox.rawValue, uid])
+            }
             for r in recipients {
                 try db.cachedStatement(
                     sql: """

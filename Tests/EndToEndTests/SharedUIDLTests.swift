@@ -312,6 +312,48 @@ struct SharedUIDLTests {
     }
 
     @Test(
+        "a partial delivery's rest goes out only if the UIDL still holds that content; a new message goes to all",
+        .fault(
+            .pop3,
+            "two recipients, one deferred; the message deleted elsewhere and its UIDL given to a new one of the "
+                + "same size",
+            expect:
+                "held once (exit 75), then the new one delivered to both and deleted; the old never sent to the other"))
+    func partialThenReused() throws {
+        let f = try PopfetchFixture()
+        let (a, b) = (faultMessage("partial A"), faultMessage("partial B"))
+        let server = try FaultServer.start(f, messages: [.init(uid: "p", body: a, id: "a")])
+        defer { server.stop() }
+        let flag = f.directory + "/defer-you"
+        let mda = f.directory + "/per-recipient-mda"
+        try writeExecutable(
+            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\n[ \"$1\" = you ] && [ -e \"\(flag)\" ] && exit 75\n"
+                + "t=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && cat > \"$t\" && mv \"$t\" \"$t.msg\"\n",
+            to: mda)
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        try f.writeConfig(
+            extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75, "you deferred")
+        try FileManager.default.removeItem(atPath: flag)
+        try server.set(messages: [.init(uid: "p", body: b, id: "b")])
+        let held = try f.poll()
+        #expect(held.status == 75, "held, said so: \(held.stderr)")
+        #expect(server.deleted().isEmpty)
+        #expect(try f.poll().status == 0)
+        #expect(server.deleted() == ["b"])
+        func got(_ who: String) throws -> Set<[UInt8]> {
+            let dir = f.outDirectory + "/" + who
+            return Set(
+                try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
+                    try PopfetchFixture.stripTraceHeader(
+                        Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
+                })
+        }
+        #expect(try got("me") == [self.local(a), self.local(b)])
+        #expect(try got("you") == [self.local(b)])
+    }
+
+    @Test(
         "kill -9 at random instants while shared-UIDL messages are delivered: none lost, at most 1 duplicate per kill",
         .fault(
             .process,
