@@ -164,18 +164,7 @@ extension PollSession {
         if shortWithinTolerance || item.confirmFirst {
             // Short of LIST but within size_tolerance, or its retrieval failed before: the next reply must prove the
             // message ended where the server meant it to before any receiver sees it.
-            do {
-                _ = try await self.conn.execute(.noop)
-            } catch let e as POP3ProtocolError {
-                if trackState {
-                    try self.store.recordRetrievalFailure(
-                        mailbox: self.key, uid: item.key,
-                        error: "the reply after this message (\(message.receivedSize) octets, LIST said \(item.size)) "
-                            + "was malformed: it may have arrived truncated; not delivered",
-                        maxAttempts: maxRetrievals, at: Date())
-                }
-                throw e
-            }
+            try await self.proveWhole(item, message, trackState: trackState, maxAttempts: maxRetrievals)
         }
         if message.receivedSize + self.account.retention.sizeTolerance < item.size {
             self.report.failed += 1
