@@ -134,11 +134,7 @@ struct LossPathTests {
         defer { server.stop() }
         // One MDA run per recipient; "you" is deferred while the flag file exists.
         let flag = f.directory + "/defer-you"
-        let mda = f.directory + "/per-recipient-mda"
-        try writeExecutable(
-            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\n[ \"$1\" = you ] && [ -e \"\(flag)\" ] && exit 75\n"
-                + "t=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && cat > \"$t\" && mv \"$t\" \"$t.msg\"\n",
-            to: mda)
+        let mda = try f.writePerRecipientMDA(deferYou: flag)
         #expect(FileManager.default.createFile(atPath: flag, contents: nil))
         try f.writeConfig(
             extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
@@ -150,10 +146,7 @@ struct LossPathTests {
         #expect(Set(server.deleted()) == ["m1", "m2", "m3"])
         var missing: [String] = []
         for who in ["me", "you"] {
-            let dir = f.outDirectory + "/" + who
-            let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
-                try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
-            }
+            let got = try f.delivered(to: who)
             for k in 1..<4 where got.filter({ $0 == self.local(m[k]) }).count != 1 {
                 missing.append("\(who) has message \(k) \(got.filter { $0 == self.local(m[k]) }.count) times")
             }

@@ -325,11 +325,7 @@ struct SharedUIDLTests {
         let server = try FaultServer.start(f, messages: [.init(uid: "p", body: a, id: "a")])
         defer { server.stop() }
         let flag = f.directory + "/defer-you"
-        let mda = f.directory + "/per-recipient-mda"
-        try writeExecutable(
-            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\n[ \"$1\" = you ] && [ -e \"\(flag)\" ] && exit 75\n"
-                + "t=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && cat > \"$t\" && mv \"$t\" \"$t.msg\"\n",
-            to: mda)
+        let mda = try f.writePerRecipientMDA(deferYou: flag)
         #expect(FileManager.default.createFile(atPath: flag, contents: nil))
         try f.writeConfig(
             extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
@@ -341,16 +337,8 @@ struct SharedUIDLTests {
         #expect(server.deleted().isEmpty)
         #expect(try f.poll().status == 0)
         #expect(server.deleted() == ["b"])
-        func got(_ who: String) throws -> Set<[UInt8]> {
-            let dir = f.outDirectory + "/" + who
-            return Set(
-                try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
-                    try PopfetchFixture.stripTraceHeader(
-                        Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
-                })
-        }
-        #expect(try got("me") == [self.local(a), self.local(b)])
-        #expect(try got("you") == [self.local(b)])
+        #expect(Set(try f.delivered(to: "me")) == [self.local(a), self.local(b)])
+        #expect(try f.delivered(to: "you") == [self.local(b)])
     }
 
     @Test(
@@ -369,11 +357,7 @@ struct SharedUIDLTests {
         let server = try FaultServer.start(f, messages: msgs)
         defer { server.stop() }
         // One run per recipient, each a little slow, so kills land mid-delivery as well as between.
-        let mda = f.directory + "/slow-per-recipient"
-        try writeExecutable(
-            "#!/bin/sh\nmkdir -p \"\(f.outDirectory)/$1\"\nt=$(mktemp \"\(f.outDirectory)/$1/.t.XXXXXX\") && "
-                + "cat > \"$t\" && sleep 0.05 && mv \"$t\" \"$t.msg\"\n",
-            to: mda)
+        let mda = try f.writePerRecipientMDA(delay: "0.05")
         try f.writeConfig(
             extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
         var rng = SplitMix(seed: 777)
@@ -393,10 +377,7 @@ struct SharedUIDLTests {
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         for who in ["me", "you"] {
-            let dir = f.outDirectory + "/" + who
-            let got = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
-                try PopfetchFixture.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
-            }
+            let got = try f.delivered(to: who)
             for b in bodies {
                 #expect(got.contains(self.local(b)), "\(who) lacks a message")
             }

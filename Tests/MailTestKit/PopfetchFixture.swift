@@ -59,6 +59,28 @@ package struct PopfetchFixture {
         try writeExecutable(script, to: self.mdaScript)
     }
 
+    /// An MDA run once per recipient (`mda = "<path> %T"`): saves stdin under out/<recipient>/, after `delay`
+    /// seconds of work if given; exits 75 for recipient "you" while the file `deferYou` (if given) exists.
+    package func writePerRecipientMDA(deferYou: String? = nil, delay: String? = nil) throws -> String {
+        let path = self.directory + "/per-recipient-mda"
+        var script = "#!/bin/sh\nmkdir -p \"\(self.outDirectory)/$1\"\n"
+        if let deferYou { script += "[ \"$1\" = you ] && [ -e \"\(deferYou)\" ] && exit 75\n" }
+        script += "t=$(mktemp \"\(self.outDirectory)/$1/.t.XXXXXX\") && cat > \"$t\""
+        if let delay { script += " && sleep \(delay)" }
+        script += " && mv \"$t\" \"$t.msg\"\n"
+        try writeExecutable(script, to: path)
+        return path
+    }
+
+    /// What the per-recipient MDA saved for `recipient`, trace header stripped, one entry per copy.
+    package func delivered(to recipient: String) throws -> [[UInt8]] {
+        let dir = self.outDirectory + "/" + recipient
+        guard FileManager.default.fileExists(atPath: dir) else { return [] }
+        return try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".msg") }.map {
+            try Self.stripTraceHeader(Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))))
+        }
+    }
+
     /// Writes config.toml (mode 0600) for the account. `extra` lines go into the [[account]] table.
     package func writeConfig(
         tls: String = "none", extra: String = "", mda: String? = nil, host: String = "127.0.0.1",
