@@ -1,5 +1,6 @@
 import CSystemLinux
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -192,10 +193,13 @@ public enum ProcessRunner {
             waiter.watch(
                 pid: child.pid, outputFD: child.outputFD, timeout: timeout,
                 completion: { status, timedOut in
-                    defer { closeOwn() }
                     let outcome = Self.outcome(status: status, outputFD: child.outputFD, timedOut: timedOut)
-                    close(child.outputFD)
                     result.deliver(.success(Self.accountInput(of: child, outcome)))
+                    // The caller goes on (it commits the delivery and starts the next MDA) while this thread closes
+                    // the child's files and makes the next child's output file: neither is on that path.
+                    close(child.outputFD)
+                    closeOwn()
+                    Self.prepareSpareOutputFile()
                 })
         {
             return try await result.value().get()
@@ -393,8 +397,28 @@ public enum ProcessRunner {
         return pid
     }
 
+    /// An output file made ahead for the next child, off the path between one MDA's exit and the next one's start
+    /// (creating an unlinked file on disk costs a journal transaction). Taken by ``makeOutputFile(program:)``.
+    private static let spareOutputFile = Mutex<Int32?>(nil)
+
+    /// Makes the spare output file if there is none (after a child was reaped, on the waiting thread). A failure
+    /// leaves none: the next child's file is then made when it starts, and that error is reported.
+    static func prepareSpareOutputFile() {
+        guard Self.spareOutputFile.withLock({ $0 == nil }) else { return }
+        guard let fd = try? AnonymousFile.create(in: AnonymousFile.directories(preferring: nil), append: true) else {
+            return
+        }
+        let unused = Self.spareOutputFile.withLock { spare -> Int32? in
+            guard spare == nil else { return fd }
+            spare = fd
+            return nil
+        }
+        if let unused { close(unused) }
+    }
+
     /// An unlinked file opened for appending, for a child's stdout and stderr.
     private static func makeOutputFile(program: String) throws -> Int32 {
+        if let spare = Self.spareOutputFile.withLock({ $0.take() }) { return spare }
         do {
             return try AnonymousFile.create(in: AnonymousFile.directories(preferring: nil), append: true)
         } catch {
