@@ -197,7 +197,30 @@ extension PollSession {
                             recipients = self.account.delivery.recipients
                         }
                         if trackState && (item.verify != nil || item.restart) {
-                            try self.store.restartMessage(mailbox: self.key, uid: item.key, size: item.size, at: Date())
+                            // The record starts over; recipients that got this very content under the key before (a
+                            // content that came back under its UIDL) are not sent it again.
+                            switch try self.store.restartMessage(
+                                mailbox: self.key, uid: item.key, size: item.size, digest: message.digest,
+                                recipients: self.account.delivery.recipients, at: Date())
+                            {
+                            case .new:
+                                break
+                            case .partly(let had):
+                                recipients = recipients.filter { !had.contains($0) }
+                                self.logger.notice(
+                                    "message \(item.number) is a content some recipients got under its UIDL before; only the others get it",
+                                    metadata: ["uid": "\(item.uid)"])
+                                if recipients.isEmpty { continue }
+                            case .delivered:
+                                self.logger.notice(
+                                    "message \(item.number) is a content every recipient got under its UIDL before; not delivered again",
+                                    metadata: ["uid": "\(item.uid)"])
+                                self.report.alreadyDelivered += 1
+                                if !self.account.retention.keep || item.deleteIfSame {
+                                    self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
+                                }
+                                continue
+                            }
                         }
                         // The commit after the delivery must not fail for want of space (the message would be
                         // delivered again at every poll): stop before delivering when the state's disk is nearly full.

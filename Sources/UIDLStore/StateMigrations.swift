@@ -185,6 +185,21 @@ extension StateStore {
             // again) from a server that rewrites the message at every RETR (yet another content).
             try db.execute(sql: "ALTER TABLE messages ADD COLUMN other_digest TEXT")
         }
+        m.registerMigration("v9: contents each recipient got under a key") { db in
+            // Append-only while the key's record lives: which recipient got which content (by digest) under a key,
+            // kept when the record starts over for another content (and when a delivery made in parts is
+            // complete), so that a content seen again under that key is not sent again to those who have it.
+            try db.execute(
+                sql: """
+                    CREATE TABLE content_deliveries (
+                        account TEXT NOT NULL,
+                        uidl TEXT NOT NULL,
+                        digest TEXT NOT NULL,
+                        recipient TEXT NOT NULL,
+                        PRIMARY KEY (account, uidl, digest, recipient)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return m
     }
 

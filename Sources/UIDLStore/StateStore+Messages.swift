@@ -123,10 +123,13 @@ extension StateStore {
             let forgetDeliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
             // A message gone from the server that long takes its IMAP append entries (if any) with it.
             let forgetPending = try db.makeStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
+            let forgetContents = try db.makeStatement(
+                sql: "DELETE FROM content_deliveries WHERE account = ? AND uidl = ?")
             for uid in forget {
                 try forgetRow.execute(arguments: [mailbox.rawValue, uid])
                 try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
                 try forgetPending.execute(arguments: [mailbox.rawValue, uid])
+                try forgetContents.execute(arguments: [mailbox.rawValue, uid])
             }
             let insert = try db.makeStatement(
                 sql:
@@ -142,21 +145,6 @@ extension StateStore {
             let pending = try db.makeStatement(
                 sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
             for uid in uncertain { try pending.execute(arguments: [mailbox.rawValue, uid]) }
-        }
-    }
-
-    /// A new message under a key whose record described an earlier one (deleted before, or another size and
-    /// content): the record starts over, with no delivery and the new size.
-    public func restartMessage(mailbox: MailboxID, uid: String, size: Int, at now: Date) throws {
-        let t = now.timeIntervalSince1970
-        try self.write { db in
-            try db.execute(
-                sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
-            try db.execute(
-                sql: "DELETE FROM messages WHERE account = ? AND uidl = ?", arguments: [mailbox.rawValue, uid])
-            try db.execute(
-                sql: "INSERT INTO messages (account, uidl, first_seen, last_seen, size) VALUES (?, ?, ?, ?, ?)",
-                arguments: [mailbox.rawValue, uid, t, t, size])
         }
     }
 
@@ -287,7 +275,8 @@ extension StateStore {
                 ),
                 arguments: [mailbox.rawValue, uid])
             guard allRecipients.allSatisfy(done.contains) else { return false }
-            // Delivered to all: nothing reads the per-recipient rows any more.
+            // Delivered to all: nothing reads the per-recipient rows any more; who got which content is kept.
+            try Self.keepContentDeliveries(db, mailbox: mailbox, uid: uid)
             try db.cachedStatement(sql: "DELETE FROM deliveries WHERE account = ? AND uidl = ?")
                 .execute(arguments: [mailbox.rawValue, uid])
             try Self.markDelivered(db, mailbox: mailbox, uid: uid, digest: digest, at: t)
@@ -391,6 +380,7 @@ extension StateStore {
             let account = mailbox.rawValue
             guard let uids else {
                 try db.execute(sql: "DELETE FROM deliveries WHERE account = ?", arguments: [account])
+                try db.execute(sql: "DELETE FROM content_deliveries WHERE account = ?", arguments: [account])
                 try db.execute(sql: "DELETE FROM imap_pending WHERE account = ?", arguments: [account])
                 try db.execute(sql: "DELETE FROM messages WHERE account = ?", arguments: [account])
                 let n = db.changesCount
@@ -402,6 +392,7 @@ extension StateStore {
             let match = "account = ? AND (uidl = ? OR substr(uidl, 1, ?) = ?)"
             let deliveries = try db.makeStatement(sql: "DELETE FROM deliveries WHERE " + match)
             let pending = try db.makeStatement(sql: "DELETE FROM imap_pending WHERE " + match)
+            let contents = try db.makeStatement(sql: "DELETE FROM content_deliveries WHERE " + match)
             let messages = try db.makeStatement(sql: "DELETE FROM messages WHERE " + match)
             var n = 0
             for uid in Set(uids) {
@@ -409,6 +400,7 @@ extension StateStore {
                 let arguments: StatementArguments = [account, uid, prefix.unicodeScalars.count, prefix]
                 try deliveries.execute(arguments: arguments)
                 try pending.execute(arguments: arguments)
+                try contents.execute(arguments: arguments)
                 try messages.execute(arguments: arguments)
                 n += db.changesCount
             }

@@ -342,6 +342,42 @@ struct SharedUIDLTests {
     }
 
     @Test(
+        "a content that comes back under its UIDL is not sent again to the recipients that got it",
+        .fault(
+            .pop3,
+            "two recipients, one deferring throughout; the UIDL's content flips A, B, A, each held for two polls",
+            expect:
+                "the other recipient gets A once and B once (not A again); the deferring one gets A when it accepts"))
+    func flipFlopWhileDeferring() throws {
+        let f = try PopfetchFixture()
+        let (a, b) = (faultMessage("flip A"), faultMessage("flip B"))
+        let server = try FaultServer.start(f, messages: [.init(uid: "p", body: a, id: "a")])
+        defer { server.stop() }
+        let flag = f.directory + "/defer-you"
+        let mda = try f.writePerRecipientMDA(deferYou: flag)
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        try f.writeConfig(
+            extra: "recipient = [\"me\", \"you\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75, "A to me; you deferred")
+        try server.set(messages: [.init(uid: "p", body: b, id: "b")])
+        #expect(try f.poll().status == 75, "B held")
+        #expect(try f.poll().status == 75, "B again: to me; you deferred")
+        try server.set(messages: [.init(uid: "p", body: a, id: "a")])
+        #expect(try f.poll().status == 75, "A held")
+        let back = try f.poll()
+        #expect(back.status == 75, "A again: me has it; you deferred: \(back.stderr)")
+        #expect(try f.delivered(to: "me").count == 2, "me got A once and B once")
+        #expect(server.deleted().isEmpty)
+        try FileManager.default.removeItem(atPath: flag)
+        let done = try f.poll()
+        #expect(done.status == 0, "\(done.stderr)")
+        #expect(server.deleted() == ["a"])
+        let me = try f.delivered(to: "me")
+        #expect(me.count == 2 && Set(me) == [self.local(a), self.local(b)])
+        #expect(try f.delivered(to: "you") == [self.local(a)])
+    }
+
+    @Test(
         "kill -9 at random instants while shared-UIDL messages are delivered: none lost, at most 1 duplicate per kill",
         .fault(
             .process,

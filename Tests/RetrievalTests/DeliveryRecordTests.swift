@@ -73,4 +73,55 @@ struct DeliveryRecordTests {
             #expect(try Self.deliveryRows(path) == 0, "delivered to all: the per-recipient rows are gone")
         }
     }
+
+    @Test(
+        "who got which content under a key outlives the record starting over: a content back is not sent again to them"
+    )
+    func contentsOutliveRestarts() throws {
+        try Self.withStore { store, path in
+            let box = MailboxID("me@pop.example")
+            let all = ["me", "you"]
+            // A reaches me; you defers.
+            #expect(
+                try !store.recordDelivered(
+                    mailbox: box, uid: "p", recipients: ["me"], allRecipients: all, digest: "A", at: Self.now))
+            // The UIDL now holds B: the record starts over; nobody got B under it.
+            #expect(
+                try store.restartMessage(
+                    mailbox: box, uid: "p", size: 10, digest: "B", recipients: all, at: Self.now + 60) == .new)
+            #expect(try store.contentDeliveries(mailbox: box, uid: "p") == ["A": ["me"]])
+            let fresh = try #require(try store.messages(mailbox: box)["p"])
+            #expect(fresh.deliveredTo.isEmpty && fresh.digest == nil && fresh.deliveredAt == nil)
+            // B reaches both (you in a second try): complete; who got B is kept too.
+            #expect(
+                try !store.recordDelivered(
+                    mailbox: box, uid: "p", recipients: ["me"], allRecipients: all, digest: "B", at: Self.now + 120))
+            #expect(
+                try store.recordDelivered(
+                    mailbox: box, uid: "p", recipients: ["you"], allRecipients: all, digest: "B", at: Self.now + 180))
+            #expect(try Self.deliveryRows(path) == 0)
+            #expect(try store.contentDeliveries(mailbox: box, uid: "p") == ["A": ["me"], "B": ["me", "you"]])
+            // A comes back: me has it (recorded as having it, with A's digest); only you gets it.
+            #expect(
+                try store.restartMessage(
+                    mailbox: box, uid: "p", size: 10, digest: "A", recipients: all, at: Self.now + 240)
+                    == .partly(["me"]))
+            let back = try #require(try store.messages(mailbox: box)["p"])
+            #expect(back.deliveredTo == ["me"] && back.digest == "A" && back.deliveredAt == nil)
+            // B comes back: both have it; delivered, with B's digest, sent to none.
+            #expect(
+                try store.restartMessage(
+                    mailbox: box, uid: "p", size: 10, digest: "B", recipients: all, at: Self.now + 300) == .delivered)
+            let again = try #require(try store.messages(mailbox: box)["p"])
+            #expect(again.deliveredAt == Self.now + 300 && again.digest == "B")
+            // A recipient added to the configuration since has not got B: the others' copies do not count for it.
+            #expect(
+                try store.restartMessage(
+                    mailbox: box, uid: "p", size: 10, digest: "B", recipients: all + ["new"], at: Self.now + 360)
+                    == .partly(["me", "you"]))
+            // Forgetting the key forgets what was delivered under it.
+            #expect(try store.forget(mailbox: box, uids: ["p"]) == 1)
+            #expect(try store.contentDeliveries(mailbox: box, uid: "p").isEmpty)
+        }
+    }
 }
