@@ -72,6 +72,9 @@ extension PollSession {
         try await withThrowingTaskGroup(of: [RecipientOutcome].self) { group in
             var inFlight: InFlight?
             var previousShort = false
+            // The message settled last, kept open until the next delivery has started: closing a spool file frees
+            // its pages, work better done while the next MDA runs than between one MDA's exit and the next start.
+            var retired: SpooledMessage?
 
             func settle() async throws {
                 guard let pending = inFlight else { return }
@@ -88,6 +91,7 @@ extension PollSession {
                 let outcomes = try await group.next() ?? []
                 try await self.settle(
                     d, outcomes: outcomes, complete: true, known: known, trackState: trackState, deliverer: deliverer)
+                retired = d.message
             }
 
             do {
@@ -238,6 +242,7 @@ extension PollSession {
                         // task goes on to write more RETRs: waking the server first let it take the CPU from the
                         // loop between one MDA's exit and the next one's start.
                         if !deliverer.blocksItsThread { await Task.yield() }
+                        if retired != nil { retired = nil }
                         inFlight = InFlight(item: item, message: message, confirmed: proven)
                         self.provenByReply = false
                     }
