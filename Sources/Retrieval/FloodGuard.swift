@@ -25,7 +25,7 @@ public enum FloodGuard {
                 unknown += 1
                 continue
             }
-            if r.deletedAt == nil && !PollPlan.isSameMessage(r, listedSize: size) { changed += 1 }
+            if PollPlan.countsAsChanged(r, listedSize: size) { changed += 1 }
         }
         return self.assess(
             unknown: unknown, changed: changed, listed: listed, known: known, mailbox: mailbox, keep: keep,

@@ -115,6 +115,19 @@ public struct PollPlan: Hashable, Sendable {
         return true
     }
 
+    /// Whether the flood guard counts `record` as a message changed under its key (fetched as new): one that does
+    /// not describe the listed message for certain, except an uncertain one (possibly deleted, listed with its
+    /// size) with a digest: that one is fetched and compared, and delivered only if its content differs.
+    public static func countsAsChanged(_ record: MessageRecord, listedSize: Int?) -> Bool {
+        guard record.deletedAt == nil, !Self.isSameMessage(record, listedSize: listedSize) else { return false }
+        if record.deletePending, record.digest != nil, record.deliveredAt != nil,
+            record.size == nil || listedSize == nil || record.size == listedSize
+        {
+            return false
+        }
+        return true
+    }
+
     /// - Parameters:
     ///   - listing: (message number, UIDL) in server order.
     ///   - sizes: LIST sizes by message number.
@@ -187,7 +200,7 @@ public struct PollPlan: Hashable, Sendable {
             let same = raw.map { Self.isSameMessage($0, listedSize: listedSize) } ?? true
             if let raw {
                 diff.matched += 1
-                if !same && raw.deletedAt == nil { diff.changed += 1 }
+                if !same && Self.countsAsChanged(raw, listedSize: listedSize) { diff.changed += 1 }
                 let lastSeen = raw.lastSeen?.timeIntervalSince1970 ?? 0
                 if lastSeen < staleBefore {
                     diff.stale.append(key)  // refreshed to now by this poll

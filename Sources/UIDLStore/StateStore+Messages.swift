@@ -98,16 +98,26 @@ extension StateStore {
         // refreshed now is one the listing matched, under a key the listing does not name: a message identified by
         // content.)
         let refreshed = diff.matched == known.count ? [] : Set(refresh)
-        let forget =
-            diff.matched == known.count
-            ? []
-            : known.compactMap { uid, r in
-                listed[uid] == nil && !refreshed.contains(uid)
-                    && (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff ? uid : nil
+        var forget: [String] = []
+        // Delivered messages gone from the listing (deleted by another client, or a server's hiccup): the UIDL may
+        // be given to another message later (popa3d does), so a later listing of it is fetched and compared with
+        // the digest of the copy delivered, never trusted. Only records with a digest: one without (marked seen,
+        // or from an older popfetch) could not be compared, and would be delivered again.
+        var vanished: [String] = []
+        if diff.matched != known.count {
+            for (uid, r) in known where listed[uid] == nil && !refreshed.contains(uid) {
+                if (r.lastSeen ?? r.firstSeen).timeIntervalSince1970 < cutoff {
+                    forget.append(uid)
+                } else if r.deletedAt == nil && !r.deletePending && r.deliveredAt != nil && r.digest != nil
+                    && !r.seenOnly && !uid.contains(" #")
+                {
+                    vanished.append(uid)
+                }
             }
+        }
         let firstListing = try self.mailboxState(mailbox: mailbox).firstListed == nil
-        let (newRows, refreshRows, sizedRows) = (new, refresh, sized)
-        let uncertain = diff.uncertain
+        let (newRows, refreshRows, sizedRows, forgotten) = (new, refresh, sized, forget)
+        let uncertain = diff.uncertain + vanished
         if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && uncertain.isEmpty && !firstListing {
             return
         }
@@ -125,7 +135,7 @@ extension StateStore {
             let forgetPending = try db.makeStatement(sql: "DELETE FROM imap_pending WHERE account = ? AND uidl = ?")
             let forgetContents = try db.makeStatement(
                 sql: "DELETE FROM content_deliveries WHERE account = ? AND uidl = ?")
-            for uid in forget {
+            for uid in forgotten {
                 try forgetRow.execute(arguments: [mailbox.rawValue, uid])
                 try forgetDeliveries.execute(arguments: [mailbox.rawValue, uid])
                 try forgetPending.execute(arguments: [mailbox.rawValue, uid])

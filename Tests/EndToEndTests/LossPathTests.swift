@@ -122,6 +122,49 @@ struct LossPathTests {
         #expect(got.contains(self.local(m[3])), "d delivered")
     }
 
+    @Test(
+        "keep = true: a message deleted elsewhere whose UIDL comes back on a new message of the same size: delivered",
+        .fault(
+            .pop3,
+            "another client deletes a delivered message; later the server gives its UIDL to a new message of the "
+                + "same size (popa3d does); then a listing that drops every message once (a hiccup)",
+            expect:
+                "the new message is delivered once; after the hiccup nothing is delivered again, no pause, exit 0"))
+    func reusedUIDLAfterVanishing() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("vanish A kept")
+        let (b, d) = (faultMessage("vanish B first"), faultMessage("vanish D later"))
+        let (c, e) = (faultMessage("vanish C added"), faultMessage("vanish E added"))
+        #expect(b.count == d.count, "the same LIST size")
+        let server = try FaultServer.start(
+            f, messages: [.init(uid: "ua", body: a, id: "a"), .init(uid: "ub", body: b, id: "b")])
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nflood_limit = 2", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        try server.set(messages: [.init(uid: "ua", body: a, id: "a")])
+        #expect(try f.poll().status == 0, "b deleted by another client")
+        let now: [FaultServer.Message] = [
+            .init(uid: "ua", body: a, id: "a"), .init(uid: "ub", body: d, id: "d"),
+            .init(uid: "uc", body: c, id: "c"), .init(uid: "ue", body: e, id: "e"),
+        ]
+        try server.set(messages: now)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try self.delivered(f) == Set([a, b, c, d, e].map { self.local($0) }))
+        #expect(try f.delivered().count == 5, "d delivered once, nothing twice")
+        // A listing without any message, then the same four again: compared, not delivered again, and not taken
+        // for four changed messages (over flood_limit: a pause).
+        try server.set(messages: [])
+        #expect(try f.poll().status == 0)
+        try server.set(messages: now)
+        for n in 0..<2 {
+            let again = try f.poll()
+            #expect(again.status == 0, "poll \(n): \(again.stderr)")
+        }
+        #expect(try f.delivered().count == 5, "nothing delivered again")
+        #expect(server.deleted().isEmpty)
+    }
+
     /// The same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
     @Test(
         "a shared UIDL whose messages move after a partial delivery: each recipient gets each message once",
