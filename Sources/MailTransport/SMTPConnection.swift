@@ -193,6 +193,11 @@ public final class SMTPConnection {
         } catch let e as SMTPTransportError {
             if let lost = self.machine.connectionLost(e.description) { throw lost }
             throw e
+        } catch let e as SMTPProtocolError {
+            // A reply that cannot be read (garbage, an over-long line) ends the session like a lost connection: the
+            // end-of-data replies read before it stand (LMTP), and nothing is sent again on a new connection now.
+            if let lost = self.machine.connectionLost(e.description) { throw lost }
+            throw e
         }
     }
 

@@ -95,3 +95,55 @@ extension SMTPFaultTests {
         #expect(f.user.messageCount() == 1, "message 1 was deleted although no verdict refused it: \(r.stderr)")
     }
 }
+
+extension SMTPFaultTests {
+    @Test(
+        "SMTP: a 250 sent in the middle of the body, the real 554 after the dot: not taken for delivered, kept",
+        .fault(
+            .smtp,
+            "the MTA answers 250 after the first body line (all of it in the kernel's buffers), 554 after the dot",
+            expect: "the NOOP behind the dot finds the replies out of step: deferred, kept; the next poll delivers it"))
+    func early250InBody() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.smtp, mode: "early-250-in-body", in: f)
+        defer { server.stop() }
+        try f.user.deliver([Corpus.message(1, seed: 151, bareCR: false)])
+        try f.writeConfig(
+            extra: "smtp = \"127.0.0.1:\(server.port)\"\nrecipient = \"a@mail.test\"\nsmtp_timeout = \"5s\"", mda: "")
+        let r1 = try f.poll()
+        #expect(r1.status == 75, "\(r1.stderr)")
+        #expect(r1.stderr.contains("out of step"), "\(r1.stderr)")
+        #expect(f.user.messageCount() == 1, "kept: the MTA refused it")
+        let saved = {
+            try FileManager.default.contentsOfDirectory(atPath: server.output).filter { $0.hasPrefix("msg.") }
+        }
+        #expect(try saved().isEmpty)
+        let r2 = try f.poll()
+        #expect(r2.status == 0, "\(r2.stderr)")
+        #expect(try saved().count == 1)
+        #expect(f.user.messageCount() == 0)
+    }
+
+    @Test(
+        "SMTP: an extra reply after a message's 250 is not blamed on the next message; nothing is deleted unsaved",
+        .fault(
+            .smtp, "the MTA saves each message and answers 250, then an extra 554; on_permanent_failure = delete",
+            expect: "no message refused or deleted for the extra reply; every one deleted was saved by the MTA"))
+    func extraReplyAfterMessage() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.smtp, mode: "extra-reply", in: f)
+        defer { server.stop() }
+        try f.user.deliver((1...3).map { Corpus.message($0, seed: 152, bareCR: false) })
+        try f.writeConfig(
+            extra:
+                "smtp = \"127.0.0.1:\(server.port)\"\nrecipient = \"a@mail.test\"\nsmtp_timeout = \"5s\"\n"
+                + "on_permanent_failure = \"delete\"",
+            mda: "")
+        let r = try f.poll()
+        #expect(r.status == 75, "out of step: deferred, said so: \(r.stderr)")
+        #expect(!r.stderr.contains("rejected permanently"), "\(r.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: server.output).filter { $0.hasPrefix("msg.") }
+        #expect(3 - f.user.messageCount() <= saved.count, "every message deleted was saved")
+        #expect(f.user.messageCount() == 3, "none stands proven: all kept")
+    }
+}

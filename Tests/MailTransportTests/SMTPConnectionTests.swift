@@ -22,7 +22,7 @@ struct SMTPConnectionTests {
     static func answer(_ line: String) -> [ServerStep] {
         switch line.prefix(4).uppercased() {
         case "EHLO": return [.send("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")]
-        case "MAIL", "RSET": return [.send("250 2.1.0 ok\r\n")]
+        case "MAIL", "RSET", "NOOP": return [.send("250 2.1.0 ok\r\n")]
         case "RCPT": return [.send(line.contains("refused") ? "550 5.1.1 no such user\r\n" : "250 2.1.5 ok\r\n")]
         case "DATA": return [.send("354 go ahead\r\n")]
         case "QUIT": return [.send("221 2.0.0 bye\r\n"), .close]
@@ -56,7 +56,7 @@ struct SMTPConnectionTests {
         #expect(
             server.lines == [
                 "EHLO client.test", "MAIL FROM:<a@x.test> BODY=8BITMIME", "RCPT TO:<b@y.test>", "RCPT TO:<c@y.test>",
-                "DATA", "QUIT",
+                "DATA", "NOOP", "QUIT",
             ])
         #expect(server.bodies == [Self.body("Subject: hi\r\n\r\n..dot\r\nlast line\r\n")])
     }

@@ -305,7 +305,8 @@ enum Table {
                 x(.reply(rcptOK), .send(.data), awaiting: [.data]),
                 x(.reply(goAhead), .action(.sendBody), awaiting: []),
                 x(.bodySent, .wait, awaiting: [.endOfData]),
-                x(.reply(queued), .complete(accepted("b@y.test", queued)), awaiting: []),
+                x(.reply(queued), .send(.noop)),
+                x(.reply(noopOK), .complete(accepted("b@y.test", queued)), awaiting: []),
                 x(.quit, .send(.quit), awaiting: [.quit]),
                 x(.reply(bye), .action(.close)),
             ], final: .closed),
@@ -320,8 +321,9 @@ enum Table {
                 x(.reply(rcptOK), .wait),
                 x(.reply(rcptOK), .wait, awaiting: [.data]),
                 x(.reply(goAhead), .action(.sendBody), awaiting: []),
-                x(.bodySent, .wait, awaiting: [.endOfData]),
-                x(.reply(queued), .complete(accepted("b@y.test", queued), accepted("c@y.test", queued))),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .noop]),
+                x(.reply(queued), .wait),
+                x(.reply(noopOK), .complete(accepted("b@y.test", queued), accepted("c@y.test", queued))),
             ], final: .ready),
         Row(
             "SIZE=, BODY=8BITMIME and SMTPUTF8 when announced (RFC 1870, RFC 6152, RFC 6531)",
@@ -398,7 +400,9 @@ enum Table {
                 x(.reply(goAhead), .action(.sendBody)),
                 x(.bodySent, .wait),
                 x(
-                    .reply(queued),
+                    .reply(queued), .send(.noop)),
+                x(
+                    .reply(noopOK),
                     .complete(
                         accepted("b@y.test", queued),
                         permanent("c@y.test", r(550, "5.1.1 no such user"), .rcptTo),
@@ -414,9 +418,11 @@ enum Table {
                 x(.reply(rcptOK), .wait),
                 x(.reply(r(552, "5.5.3 too many recipients")), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait),
+                x(.bodySent, .send(.noop)),
                 x(
-                    .reply(queued),
+                    .reply(queued), .wait),
+                x(
+                    .reply(noopOK),
                     .complete(
                         accepted("b@y.test", queued),
                         temporary("c@y.test", r(552, "5.5.3 too many recipients"), .rcptTo))),
@@ -502,9 +508,11 @@ enum Table {
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .rcptTo("c@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait),
+                x(.bodySent, .send(.noop)),
                 x(
-                    .reply(r(452, "4.3.1 insufficient storage")),
+                    .reply(r(452, "4.3.1 insufficient storage")), .wait),
+                x(
+                    .reply(noopOK),
                     .complete(
                         temporary("b@y.test", r(452, "4.3.1 insufficient storage"), .endOfData),
                         temporary("c@y.test", r(452, "4.3.1 insufficient storage"), .endOfData))),
@@ -517,8 +525,9 @@ enum Table {
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait),
-                x(.reply(r(554, "5.7.1 spam")), .complete(permanent("b@y.test", r(554, "5.7.1 spam"), .endOfData))),
+                x(.bodySent, .send(.noop)),
+                x(.reply(r(554, "5.7.1 spam")), .wait),
+                x(.reply(noopOK), .complete(permanent("b@y.test", r(554, "5.7.1 spam"), .endOfData))),
                 x(
                     .begin("a@x.test", ["b@y.test"]),
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
@@ -552,11 +561,13 @@ enum Table {
                         .rcptTo("d@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait, awaiting: [.endOfData, .endOfData, .endOfData]),
-                x(.reply(r(250, "2.0.0 <b@y.test> Saved")), .wait, awaiting: [.endOfData, .endOfData]),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .endOfData, .endOfData, .noop]),
+                x(.reply(r(250, "2.0.0 <b@y.test> Saved")), .wait, awaiting: [.endOfData, .endOfData, .noop]),
                 x(.reply(r(452, "4.2.2 <c@y.test> Mailbox full")), .wait),
                 x(
-                    .reply(r(550, "5.1.1 <d@y.test> gone")),
+                    .reply(r(550, "5.1.1 <d@y.test> gone")), .wait),
+                x(
+                    .reply(noopOK),
                     .complete(
                         accepted("b@y.test", r(250, "2.0.0 <b@y.test> Saved")),
                         temporary("c@y.test", r(452, "4.2.2 <c@y.test> Mailbox full"), .endOfData),
@@ -574,10 +585,12 @@ enum Table {
                 x(.reply(r(550, "5.1.1 no such user")), .wait),
                 x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait, awaiting: [.endOfData, .endOfData]),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .endOfData, .noop]),
                 x(.reply(r(250, "2.0.0 b ok")), .wait),
                 x(
-                    .reply(r(250, "2.0.0 d ok")),
+                    .reply(r(250, "2.0.0 d ok")), .wait),
+                x(
+                    .reply(noopOK),
                     .complete(
                         accepted("b@y.test", r(250, "2.0.0 b ok")),
                         permanent("c@y.test", r(550, "5.1.1 no such user"), .rcptTo),
@@ -593,7 +606,7 @@ enum Table {
                         .rcptTo("d@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait),
+                x(.bodySent, .send(.noop)),
                 x(.reply(r(250, "2.0.0 b ok")), .wait),
                 x(
                     .reply(closing),
@@ -632,7 +645,9 @@ enum Table {
                 x(.bodySent, .wait, awaiting: [.endOfData, .endOfData]),
                 x(.reply(r(250, "b ok")), .wait),
                 x(
-                    .reply(r(250, "c ok")),
+                    .reply(r(250, "c ok")), .send(.noop)),
+                x(
+                    .reply(noopOK),
                     .complete(accepted("b@y.test", r(250, "b ok")), accepted("c@y.test", r(250, "c ok")))),
             ]),
     ]
@@ -647,12 +662,14 @@ enum Table {
                     .begin("a@x.test", ["b@y.test"]),
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait), x(.reply(queued), .complete(accepted("b@y.test", queued))),
+                x(.bodySent, .send(.noop)), x(.reply(queued), .wait),
+                x(.reply(noopOK), .complete(accepted("b@y.test", queued))),
                 x(
                     .begin("a@x.test", ["c@y.test"]),
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("c@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait), x(.reply(queued), .complete(accepted("c@y.test", queued))),
+                x(.bodySent, .send(.noop)), x(.reply(queued), .wait),
+                x(.reply(noopOK), .complete(accepted("c@y.test", queued))),
             ], final: .ready),
         Row(
             "a refused RSET is ignored; the MAIL reply decides",
@@ -786,8 +803,8 @@ enum Table {
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .rcptTo("c@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(rcptOK), .wait),
                 x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait, awaiting: [.endOfData, .endOfData]),
-                x(.reply(r(250, "2.0.0 <b@y.test> Saved")), .wait, awaiting: [.endOfData]),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .endOfData, .noop]),
+                x(.reply(r(250, "2.0.0 <b@y.test> Saved")), .wait, awaiting: [.endOfData, .noop]),
                 x(
                     .connectionLost,
                     .error(
@@ -804,8 +821,38 @@ enum Table {
                     .begin("a@x.test", ["b@y.test"]),
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
                 x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
-                x(.bodySent, .wait, awaiting: [.endOfData]),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .noop]),
                 x(.connectionLost, .action(.close)),
+            ], final: .failed),
+        Row(
+            "SMTP: dropped after the end-of-data reply, before the NOOP's: nothing stands, deferred",
+            connected(pipelining) + [
+                x(
+                    .begin("a@x.test", ["b@y.test"]),
+                    .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
+                x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .noop]),
+                x(.reply(queued), .wait, awaiting: [.noop]),
+                x(
+                    .connectionLost,
+                    .error(
+                        .connectionLost, temporary: true,
+                        results: [temporary("b@y.test", r(421, "4.4.2 connection lost (dropped)"), .noop)])),
+            ], final: .failed),
+        Row(
+            "SMTP: a 250 sent before the end of data, the real verdict after it: the NOOP finds them out of step",
+            connected(pipelining) + [
+                x(
+                    .begin("a@x.test", ["b@y.test"]),
+                    .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
+                x(.reply(mailOK), .wait), x(.reply(rcptOK), .wait), x(.reply(goAhead), .action(.sendBody)),
+                x(.bodySent, .send(.noop), awaiting: [.endOfData, .noop]),
+                x(.reply(queued), .wait, awaiting: [.noop]),
+                x(
+                    .reply(r(554, "5.7.1 rejected after the dot")),
+                    .error(
+                        .unexpectedReply, temporary: true,
+                        results: [temporary("b@y.test", r(554, "5.7.1 rejected after the dot"), .noop)])),
             ], final: .failed),
     ]
 

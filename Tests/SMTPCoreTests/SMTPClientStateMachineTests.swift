@@ -130,6 +130,8 @@ struct SMTPClientStateMachineTests {
         _ = try machine.bodySent()
         #expect(machine.state == .transaction)
         _ = try machine.receivedReply(queued)
+        #expect(machine.state == .transaction, "the NOOP's reply proves the end of data's in step")
+        _ = try machine.receivedReply(noopOK)
         #expect(machine.state == .ready)
         _ = machine.quit()
         #expect(machine.state == .quitting)
@@ -224,13 +226,14 @@ struct SMTPClientStateMachineTests {
         #expect(actions == [.waitForReply, .waitForReply, .waitForReply, .sendBody])
         _ = try edge.machine.bodySent()
         #expect(edge.takeWire() == "Subject: hi\r\n\r\nhello\r\n.\r\n")
-        let done = try edge.receive("250 2.0.0 Ok: queued\r\n")
+        let done = try edge.receive("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok\r\n")
         #expect(
             done == [
+                .waitForReply,
                 .transactionComplete([
                     permanent("b@y.test", r(550, "5.1.1 <b@y.test> unknown"), .rcptTo),
                     accepted("c@y.test", r(250, "2.0.0 Ok: queued")),
-                ])
+                ]),
             ])
         // The next group starts with nothing to reset: the end of data ended the transaction.
         let next = try edge.machine.beginTransaction(

@@ -166,9 +166,28 @@ extension SMTPClientStateMachine {
             if t.endOfDataReceived == t.endOfDataExpected {
                 // RFC 5321 §4.1.1.4: the end of data consumes the server's transaction state, whatever the reply.
                 self.serverTransactionOpen = false
-                return self.complete(t)
+                if t.emptyBody {
+                    return self.complete(t)
+                }
+                if t.pipelined {
+                    // The NOOP went out behind the end of data: its reply decides.
+                    action = .waitForReply
+                } else {
+                    self.expect(.noop)
+                    action = .send([.noop])
+                }
+            } else {
+                action = .waitForReply
             }
-            action = .waitForReply
+        case .noop:
+            guard reply.isPositive else {
+                throw self.failure(
+                    .unexpectedReply, reply, step: step,
+                    "NOOP after the end of data answered \(reply.code): the replies are out of step with the commands "
+                        + "(a reply sent before the server had the whole message, or one too many), so none of this "
+                        + "transaction's stands")
+            }
+            return self.complete(t)
         default:
             preconditionFailure("not a transaction step: \(step)")
         }

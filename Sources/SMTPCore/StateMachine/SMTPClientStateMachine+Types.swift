@@ -60,6 +60,9 @@ extension SMTPClientStateMachine {
     /// The command a reply answers.
     public enum Step: Hashable, Sendable, CustomStringConvertible {
         case greeting, hello, helo, startTLS, authentication, rset, mailFrom, rcptTo, data, endOfData, quit
+        /// The NOOP sent after the end of data: its reply, in step, proves that the end-of-data replies answered the
+        /// end of data (not a reply sent early, before the server had the whole message, nor one too many).
+        case noop
 
         /// How long to wait for this reply at least, in seconds (RFC 5321 §4.5.3.2). §4.5.3.2 names no value for
         /// EHLO, STARTTLS, AUTH, RSET and QUIT; they get the 5 minutes of the other commands. (Writing one block of
@@ -85,6 +88,7 @@ extension SMTPClientStateMachine {
             case .data: return "DATA"
             case .endOfData: return "end of data"
             case .quit: return "QUIT"
+            case .noop: return "NOOP"
             }
         }
     }

@@ -202,6 +202,12 @@ public struct SMTPClientStateMachine: Sendable {
         self.transaction = t
         for _ in 0..<replies { self.expect(.endOfData) }
         self.state = .transaction
+        if t.pipelined && !t.emptyBody {
+            // Right behind the end of data: the NOOP's reply, in step after the end-of-data replies, proves that they
+            // answered the end of data (see ``Step/noop``). No round trip more.
+            self.expect(.noop)
+            return .send([.noop])
+        }
         return .waitForReply
     }
 
@@ -253,7 +259,7 @@ public struct SMTPClientStateMachine: Sendable {
             return try self.handleConnectionReply(reply, step: step)
         case .authentication:
             return try self.handleAuthenticationReply(reply)
-        case .rset, .mailFrom, .rcptTo, .data, .endOfData:
+        case .rset, .mailFrom, .rcptTo, .data, .endOfData, .noop:
             return try self.handleTransactionReply(reply, step: step)
         case .quit:
             preconditionFailure("QUIT reply handled above")
@@ -399,6 +405,15 @@ public struct SMTPClientStateMachine: Sendable {
             return nil
         }
         let reply = SMTPReply(code: 421, lines: ["4.4.2 connection lost (\(detail))"])
+        // Before any end-of-data reply: nothing was decided, and the message may be sent again whole.
+        if transaction.endOfDataReceived == 0 { return nil }
+        if transaction.endOfDataReceived == transaction.endOfDataExpected {
+            // Lost after every end-of-data reply, before the NOOP's that proves them in step: none stands, and the
+            // server may have the message. Deferred, every recipient: not sent again on a new connection now.
+            return self.failure(
+                .connectionLost, reply, step: .noop,
+                "the connection was lost after the end of data, before the server's answer was proven")
+        }
         return self.failure(
             .connectionLost, reply, step: .endOfData, "the connection was lost after part of the end-of-data replies")
     }
@@ -406,9 +421,15 @@ public struct SMTPClientStateMachine: Sendable {
     /// An error for `reply`; with a transaction in flight, its results (open recipients: temporary, because of
     /// `reply`).
     func failure(_ code: SMTPClientError.Code, _ reply: SMTPReply, step: Step?, _ detail: String) -> SMTPClientError {
-        let results =
+        var results =
             self.transaction?.results(
                 fallback: Verdict(status: .temporaryFailure, reply: reply, step: step ?? .endOfData)) ?? []
+        if step == .noop {
+            // Nothing proves the replies of this transaction in step: none of them stands.
+            results = results.map {
+                RecipientResult(recipient: $0.recipient, status: .temporaryFailure, reply: reply, step: .noop)
+            }
+        }
         return SMTPClientError(code: code, reply: reply, step: step, detail: detail, transactionResults: results)
     }
 }

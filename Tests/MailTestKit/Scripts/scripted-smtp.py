@@ -11,13 +11,17 @@
     MODE rcpt-552: RCPT is answered 552 ("too many recipients", temporary per RFC 5321 §4.5.3.1.10).
     MODE lmtp-drop-after-first: (LMTP) after the final dot, the first recipient's "250" is sent, then the connection
       is dropped before the other recipients' replies (an LMTP delivery process that crashed on the second mailbox).
-      Every such message is saved (it reached the first recipient).
+      Every such message is saved (it reached the first recipient). A transaction with one recipient goes through.
     MODE stall-after-dot-long: the reply after the final dot comes 30 s late (the message is saved then).
     MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
       was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
+    MODE early-250-in-body: in the first transaction a premature "250" is sent after the first line of the body
+      (the client's writes are all in the kernel's buffers by then); after the final dot it is refused 554 and nothing
+      is saved. Later transactions are accepted.
+    MODE extra-reply: every message is saved and answered "250", then an extra "554" follows that nobody asked for.
     MODE no-greeting: connections are accepted and never greeted (a wedged MTA); each is held until the peer closes.
-    MODE reject-then-no-greeting: the first connection's first message is refused 554 after its final dot and the
-      connection closed; later connections are never greeted (as no-greeting).
+    MODE reject-then-no-greeting: the first connection's first message is refused 554 after its final dot, the NOOP
+      behind it answered, and the connection closed; later connections are never greeted (as no-greeting).
     MODE drop-then-busy-once: the first connection is dropped in the middle of DATA, the second is greeted "421"
       and closed (an MTA restarting); later ones accept every message.
 Listens on 127.0.0.1 (a free port, written to PORTFILE); every accepted message is saved in OUTDIR (CRLF -> LF,
@@ -88,10 +92,14 @@ def serve(conn, number):
                 time.sleep(55)
                 return
             data = bytearray()
+            early = mode == "early-250-in-body" and transactions == 1
             while True:
                 l = f.readline()
                 if not l:
                     return
+                if early:
+                    send("250 2.0.0 premature, after the first line of the body")
+                    early = False
                 if mode in ("drop-mid-data", "drop-then-busy-once") and number == 1 and len(data) > 200:
                     conn.shutdown(socket.SHUT_RDWR)
                     conn.close()
@@ -107,7 +115,7 @@ def serve(conn, number):
                     out.write(str(empty))
                 send("554 5.5.1 no valid recipients")
                 continue
-            if mode == "lmtp-drop-after-first":
+            if mode == "lmtp-drop-after-first" and accepted > 1:
                 saved += 1
                 with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                     out.write(data)
@@ -115,11 +123,14 @@ def serve(conn, number):
                 conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
                 return
-            if mode == "early-250" and transactions == 1:
+            if mode in ("early-250", "early-250-in-body") and transactions == 1:
                 send("554 5.7.1 refused after the dot")
                 continue
             if mode == "reject-then-no-greeting":
                 send("554 5.6.0 content refused")
+                # The NOOP behind the dot is answered (it proves the refusal in step), then the connection closes.
+                if f.readline().strip().upper().startswith(b"NOOP"):
+                    send("250 ok")
                 conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
                 return
@@ -131,6 +142,8 @@ def serve(conn, number):
             with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                 out.write(data)
             send("250 saved")
+            if mode == "extra-reply":
+                send("554 5.7.1 an extra reply nobody asked for")
         elif cmd == b"QUIT":
             send("221 bye")
             return
