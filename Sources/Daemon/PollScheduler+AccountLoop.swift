@@ -45,6 +45,11 @@ extension PollScheduler {
                 if !self.mustEnd { self.removed(name) }
                 return
             }
+            guard self.store.isInPlace else {
+                self.slots.release()
+                self.stateGone()
+                return
+            }
             let report = await self.poll(account, repeatedFailure: rule.pollSummaryLevel != .error)
             self.slots.release()
             // Abandoned at the end of the grace period, or stopped at shutdown before it did anything: its outcome

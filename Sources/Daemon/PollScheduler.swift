@@ -8,6 +8,10 @@ import SystemSupport
 public import UIDLStore
 import UnixSignals
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The daemon's poller, a `Service`: polls every enabled account on its own interval, concurrently (at most
 /// `max_concurrent_polls`), with jitter, exponential backoff on failure, LOGIN-DELAY honoured; reloads the config
 /// on SIGHUP (keeping the old one if the new one is invalid); SIGUSR1 and the control socket wake accounts.
@@ -28,6 +32,8 @@ public final class PollScheduler: Service, Sendable {
         var config: Configuration
         var wakers: [String: Waker] = [:]
         var stopping = false
+        /// Why the daemon stopped of its own accord (its state database was removed or replaced): it exits 74.
+        var stoppedBecause: String?
         var spawn: AsyncStream<String>.Continuation?
         /// Accounts whose poll is in flight.
         var polling: Set<String> = []
@@ -109,6 +115,7 @@ public final class PollScheduler: Service, Sendable {
                     if let interval = self.notifier.watchdogInterval {
                         group.addTask { await self.watchdog(every: interval) }
                     }
+                    group.addTask { await self.watchState(every: Self.stateCheckInterval) }
                     // Ends at graceful shutdown (beginShutdown finishes it) or when the task is cancelled.
                     for await name in stream {
                         group.addTask { await self.accountLoop(name) }
@@ -175,6 +182,41 @@ public final class PollScheduler: Service, Sendable {
                 try await Task.sleep(for: .seconds(seconds))
             }
         }
+    }
+
+    /// How often the daemon checks that its state database is still where it was opened.
+    static let stateCheckInterval: Double = 5
+
+    /// Why the daemon stopped of its own accord, if it did: the caller exits with an error (74).
+    public var stoppedBecause: String? { self.state.withLock { $0.stoppedBecause } }
+
+    private func watchState(every seconds: Double) async {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: .seconds(seconds))
+                if !self.store.isInPlace {
+                    self.stateGone()
+                    return
+                }
+            }
+        }
+    }
+
+    /// The state database was removed or replaced under the daemon: what it records would go to a file nobody reads
+    /// (and `status` shows another one). Stop, loudly, so that a new start (systemd's Restart=on-failure) uses the
+    /// file now at the path, with its flood protection.
+    func stateGone() {
+        let first: Bool = self.state.withLock { s in
+            guard s.stoppedBecause == nil else { return false }
+            s.stoppedBecause =
+                "the state database \(self.store.path) was removed or replaced while the daemon ran; it stops (exit "
+                + "74) so that a new start uses the file there now"
+            return true
+        }
+        guard first else { return }
+        self.logger.error("\(self.stoppedBecause ?? "")")
+        // The way SIGTERM stops the daemon (polls in flight finish the message in hand), then the exit status.
+        kill(getpid(), SIGTERM)
     }
 
     /// SIGHUP: re-read the config. An invalid config is logged and the running one kept.

@@ -47,6 +47,7 @@ extension Popfetch {
                 configuration: DaemonGroup.configuration(
                     scheduler: scheduler, control: control, monitoring: monitoring.services, logger: logger))
             try await group.run()
+            if scheduler.stoppedBecause != nil { throw CommandExit(status: .ioError) }
         }
 
         /// One daemon per state database: a second one is refused (EX_TEMPFAIL), saying which process runs.

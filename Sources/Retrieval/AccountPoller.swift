@@ -236,19 +236,21 @@ public struct AccountPoller: Sendable {
         do {
             report = try await self.stoppableBeforeMessages(early) { [endpoint] in
                 let password = try await SecretResolver.resolve(account.authentication.password, account: account.name)
+                let redactor = SecretRedactor.login(user: account.authentication.user, password: password)
                 return try await POP3Connection.withConnection(to: endpoint, tlsContext: tlsContext) { conn in
                     if self.logger.logLevel <= .trace {
                         let logger = self.logger
-                        conn.trace = { line in logger.trace("\(line)") }
+                        // The server's replies too: one that quotes a refused PASS would show the password.
+                        conn.trace = { line in logger.trace("\(redactor.apply(line))") }
                         // Read before the session starts.
-                        if let greeting = conn.greeting { logger.trace("< \(greeting)") }
+                        if let greeting = conn.greeting { logger.trace("< \(redactor.apply("\(greeting)"))") }
                     }
                     let session = PollSession(
                         poller: self, conn: conn, password: password, report: start, earlyStop: early)
                     do {
                         try await session.run()
                     } catch {
-                        throw SessionFailure(error: error, report: session.report)
+                        throw SessionFailure(error: redactor.redact(error), report: session.report)
                     }
                     return session.report
                 }

@@ -35,17 +35,26 @@ extension AccountPoller {
         } else {
             methods = [account.authentication.method]
         }
-        for (index, method) in methods.enumerated() {
-            self.logger.debug("authenticating with \(method.rawValue)")
-            guard let refusal = try await self.attempt(method, conn, password: password, token: token) else {
-                return
+        // A server may quote what it refuses: the secrets sent are masked in whatever it says.
+        let redactor = SecretRedactor.login(user: account.authentication.user, password: password, token: token)
+        if token != nil, let trace = conn.trace { conn.trace = { line in trace(redactor.apply(line)) } }
+        do {
+            for (index, method) in methods.enumerated() {
+                self.logger.debug("authenticating with \(method.rawValue)")
+                guard let refusal = try await self.attempt(method, conn, password: password, token: token) else {
+                    return
+                }
+                switch LoginPlan.next(after: refusal, moreToTry: index + 1 < methods.count) {
+                case .tryNextMechanism:
+                    self.logger.info(
+                        "server refused \(method.rawValue) (\(redactor.apply("\(refusal)"))); trying the next mechanism"
+                    )
+                case .stop(let kind):
+                    throw self.loginError(refusal, kind: kind)
+                }
             }
-            switch LoginPlan.next(after: refusal, moreToTry: index + 1 < methods.count) {
-            case .tryNextMechanism:
-                self.logger.info("server refused \(method.rawValue) (\(refusal)); trying the next mechanism")
-            case .stop(let kind):
-                throw self.loginError(refusal, kind: kind)
-            }
+        } catch {
+            throw redactor.redact(error)
         }
         preconditionFailure("no authentication mechanism to try")
     }

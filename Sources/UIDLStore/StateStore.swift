@@ -14,6 +14,8 @@ public final class StateStore: Sendable {
     private let db: DatabaseQueue
     /// A shared lock on `<path>.inuse`, held while this process has the database open (see ``holdInUse(_:path:migrating:)``).
     private let inUse: Int32
+    /// The file opened (device and inode), to tell when the path no longer leads to it (``isInPlace``).
+    private let identity: (device: UInt64, inode: UInt64)?
 
     public init(path: String) throws {
         self.path = path
@@ -41,6 +43,7 @@ public final class StateStore: Sendable {
             let pending = migrator.migrations.filter { !done.contains($0) }
             self.inUse = try Self.holdInUse(path, migrating: done.isEmpty ? [] : pending)
             if !pending.isEmpty { try migrator.migrate(database) }
+            self.identity = Self.fileIdentity(path)
         } catch {
             throw StateError.wrapping(error, path: path)
         }
@@ -48,6 +51,19 @@ public final class StateStore: Sendable {
 
     deinit {
         if self.inUse >= 0 { close(self.inUse) }
+    }
+
+    private static func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (UInt64(st.st_dev), UInt64(st.st_ino))
+    }
+
+    /// Whether the path still leads to the database this store has open: false once it was removed (its directory
+    /// deleted) or replaced (a backup restored over it). Every write would then go to a file nobody will read again.
+    public var isInPlace: Bool {
+        guard let identity = self.identity, let now = Self.fileIdentity(self.path) else { return false }
+        return now == identity
     }
 
     /// Takes a shared lock on `<path>.inuse` for as long as this process has the database open. An upgrade of an
@@ -180,7 +196,38 @@ public final class StateStore: Sendable {
         if fd < 0 {
             throw StateError(path: file, message: "cannot open: \(String(cString: strerror(errno)))")
         }
-        close(fd)
+        defer { close(fd) }
+        try Self.keepPrivate(fd, file)
+        // SQLite's own files beside it, when they exist (it makes new ones with the database's mode).
+        for sibling in [file + "-wal", file + "-shm"] {
+            let other = open(sibling, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+            guard other >= 0 else { continue }
+            defer { close(other) }
+            try Self.keepPrivate(other, sibling)
+        }
+    }
+
+    /// The state holds OAuth2 refresh tokens and what was delivered where: a file of another user's is refused (in
+    /// a shared directory, someone else could have made it to read them), and one readable by others (restored
+    /// with `cp` or `tar` under umask 022) is made the owner's alone again.
+    private static func keepPrivate(_ fd: Int32, _ file: String) throws {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw StateError(path: file, message: "cannot read its mode: \(String(cString: strerror(errno)))")
+        }
+        guard st.st_uid == geteuid() else {
+            throw StateError(
+                path: file,
+                message: "belongs to another user (uid \(st.st_uid)); popfetch keeps OAuth2 tokens there: use a state "
+                    + "file of your own (--state, or the default in ~/.local/state/popfetch)")
+        }
+        if st.st_mode & 0o077 != 0 {
+            guard fchmod(fd, 0o600) == 0 else {
+                throw StateError(
+                    path: file,
+                    message: "is readable by others and cannot be made private: \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     func write<T: Sendable>(_ body: @Sendable (GRDB.Database) throws -> T) throws -> T {

@@ -109,6 +109,22 @@ struct DaemonTests {
         #expect(noDaemon.status == 69)
     }
 
+    @Test(
+        "its state database removed or replaced while it runs: the daemon says so and exits 74",
+        .fault(
+            .process, "the state file is renamed away while the daemon runs (its directory cleaned, a backup restored)",
+            expect: "within seconds: an error naming the file, exit 74 (systemd restarts it on the file there now)"))
+    func stateMovedAway() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        #expect(rename(f.statePath, f.statePath + ".moved") == 0)
+        let status = daemon.child.wait(timeout: 30)
+        #expect(status == 74, "\(daemon.output)")
+        #expect(daemon.output.contains("was removed or replaced"), "\(daemon.output)")
+    }
+
     @Test("SIGTERM in the middle of a large poll: exit 0 within the grace period, nothing lost, ≤ 1 duplicate")
     func sigtermMidPoll() throws {
         let f = try PopfetchFixture()

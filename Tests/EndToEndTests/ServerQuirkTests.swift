@@ -103,6 +103,34 @@ struct ServerQuirkTests {
     }
 
     @Test(
+        "a server that quotes the password in its refusal: the password is masked in the log, status and the state",
+        .fault(
+            .pop3, "PASS answered -ERR [SYS/TEMP] quoting the password, as sent and in base64",
+            expect: "exit 75; the trace, the error, status and status --json show ******** and never the password"))
+    func echoedPasswordMasked() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.pop3, mode: "echo-pass", in: f)
+        defer { server.stop() }
+        try f.writeConfig(port: server.port, timeout: "5s")
+        let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "--log-level", "trace", "poll"])
+        #expect(r.status == 75, "\(r.stderr)")
+        #expect(r.stderr.contains("you sent PASS ********"), "\(r.stderr)")
+        let password = f.user.password
+        let encoded = Data(password.utf8).base64EncodedString()
+        let status = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        let json = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        for (name, text) in [("poll", r.stdout + r.stderr), ("status", status.stdout), ("json", json.stdout)] {
+            #expect(!text.contains(password) && !text.contains(encoded), "\(name): \(text)")
+        }
+        #expect(status.stdout.contains("********"), "\(status.stdout)")
+        let state = try Data(contentsOf: URL(fileURLWithPath: f.statePath))
+        let wal = (try? Data(contentsOf: URL(fileURLWithPath: f.statePath + "-wal"))) ?? Data()
+        for bytes in [state, wal] {
+            #expect(bytes.range(of: Data(password.utf8)) == nil, "the password is in the state database")
+        }
+    }
+
+    @Test(
         "UTF8 is sent in the AUTHORIZATION state (before login) when CAPA offers it, and not otherwise",
         arguments: [("utf8", true), ("login-ok", false)])
     func utf8(mode: String, offered: Bool) throws {

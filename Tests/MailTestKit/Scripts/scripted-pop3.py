@@ -7,7 +7,8 @@ strict-255 (SASL XOAUTH2 offered; an AUTH line over 255 octets is refused, as Of
 huge-login-delay (CAPA LOGIN-DELAY 100000000000), uidl-8bit (three messages, the second with an 8-bit UIDL),
 cram-fallback (SASL CRAM-MD5 offered, refused without a code, USER/PASS works: Courier), auth-code (CRAM-MD5
 refused with [AUTH]), apop-fallback (APOP timestamp, APOP refused, USER/PASS works: solid-pop3d), sys-perm (PASS
-answered -ERR [SYS/PERM]), utf8 (CAPA offers UTF8).
+answered -ERR [SYS/PERM]), utf8 (CAPA offers UTF8), echo-pass (PASS answered -ERR [SYS/TEMP] quoting the password,
+as sent and in base64).
 Everything the client sends is appended to LOGFILE. One connection at a time; exits after 60 s.
 """
 import socket, sys, time
@@ -80,6 +81,10 @@ def session(conn):
                 send(b"-ERR [SYS/TEMP] mail store temporarily unavailable\r\n")
             elif mode == "sys-perm":
                 send(b"-ERR [SYS/PERM] mailbox is damaged\r\n")
+            elif mode == "echo-pass":
+                import base64
+                secret = line.strip()[5:]
+                send(b"-ERR [SYS/TEMP] you sent PASS " + secret + b" (" + base64.b64encode(secret) + b")\r\n")
             else:
                 send(b"+OK logged in\r\n")
         elif cmd == b"UIDL":
