@@ -156,6 +156,14 @@ extension PollSession {
                         // (commit, queue its DELE) before this message's delivery starts.
                         inFlight?.confirmed = true
                         try await settle()
+                        if self.poller.environment.stopRequested() {
+                            // Asked to stop while the message before was delivered: that was the message in hand.
+                            // This one, received but not delivered, stays on the server for the next poll.
+                            self.logger.notice("stopping: remaining messages are left for the next poll")
+                            self.report.stopped = true
+                            _ = try await self.drainRequested()
+                            break messages
+                        }
                         var item = item
                         var recipients = recipients
                         if item.identify {
@@ -339,19 +347,21 @@ extension PollSession {
     private static func deliver(_ message: SpooledMessage, groups: [[String]], deliverer: any Deliverer) async
         -> [RecipientOutcome]
     {
+        // Every group is tried: one recipient's failure (its mailbox full, its MDA run refused) must not keep the
+        // message from the others. Only a cancelled poll (the daemon's grace ran out) starts no more runs.
         var out: [RecipientOutcome] = []
-        for group in groups {
+        for (index, group) in groups.enumerated() {
             let outcomes: [RecipientOutcome]
             do {
                 outcomes = try await deliverer.deliver(message, to: group)
             } catch is CancellationError {
                 let why = AccountPoller.abandoned
-                outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure(why))]
+                let rest = groups[index...].flatMap { $0 }
+                return out + [RecipientOutcome(recipients: rest, result: .temporaryFailure(why))]
             } catch {
                 outcomes = [RecipientOutcome(recipients: group, result: .temporaryFailure("\(error)"))]
             }
             out += outcomes
-            if outcomes.contains(where: { $0.result != .delivered }) { break }
         }
         return out
     }

@@ -56,7 +56,8 @@ struct PollStopTests {
         #expect(status == 75, "messages left for the next poll: EX_TEMPFAIL\n\(stderr)")
         #expect(stderr.contains("outcome=partial") && !stderr.contains("outcome=ok"), "\(stderr)")
         let delivered = try f.delivered().count
-        #expect(delivered >= 1 && delivered < 3, "the message in hand was finished, the rest left: \(delivered)")
+        // Only the message in hand: the next one, received while it was delivered, is not started after the signal.
+        #expect(delivered == 1, "the message in hand was finished, the rest left: \(delivered)")
         let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
         #expect(s.stdout.contains("\"partial\""), "\(s.stdout)")
         try f.writeConfig(extra: "keep = true")

@@ -342,6 +342,33 @@ struct SharedUIDLTests {
     }
 
     @Test(
+        "%T: a recipient whose MDA run fails does not keep the message from the recipients after it",
+        .fault(
+            .mda, "three recipients, the MDA defers the middle one (exit 75)",
+            expect:
+                "the first and the third get it in the same poll (exit 75); the next poll gives it to the second only"))
+    func laterRecipientsStillTried() throws {
+        let f = try PopfetchFixture()
+        let a = faultMessage("three recipients")
+        let server = try FaultServer.start(f, messages: [.init(uid: "t", body: a, id: "a")])
+        defer { server.stop() }
+        let flag = f.directory + "/defer-you"
+        let mda = try f.writePerRecipientMDA(deferYou: flag)
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        try f.writeConfig(
+            extra: "recipient = [\"me\", \"you\", \"them\"]", mda: "\(mda) %T", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 75, "you deferred")
+        #expect(try f.delivered(to: "me") == [self.local(a)])
+        #expect(try f.delivered(to: "them") == [self.local(a)], "the recipient after the deferred one has it")
+        #expect(server.deleted().isEmpty)
+        try FileManager.default.removeItem(atPath: flag)
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered(to: "you") == [self.local(a)])
+        #expect(try f.delivered(to: "me").count == 1 && f.delivered(to: "them").count == 1, "nothing twice")
+        #expect(server.deleted() == ["a"])
+    }
+
+    @Test(
         "a content that comes back under its UIDL is not sent again to the recipients that got it",
         .fault(
             .pop3,
