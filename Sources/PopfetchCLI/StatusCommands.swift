@@ -340,7 +340,9 @@ enum StatusRenderer {
         if rows.contains(where: { !$0.0.enabled }) { lines.append("* disabled") }
         if !errors.isEmpty {
             lines.append("")
-            for e in errors { lines.append(contentsOf: Self.wrap(e, width: 80, indent: "    ")) }
+            // Escaped before it is wrapped: a line break inside an error (an MDA's stderr) would start a line of
+            // its own, as if popfetch had printed it.
+            for e in errors { lines.append(contentsOf: Self.wrap(TerminalSafe.escaped(e), width: 80, indent: "    ")) }
         }
         return lines.joined(separator: "\n")
     }
@@ -373,7 +375,7 @@ enum StatusRenderer {
             lines.append(
                 Self.pad(ISO8601.format(p.started), 22) + Self.pad(took, 8) + Self.pad(p.outcome, 9)
                     + Self.pad(String(p.new), 6) + Self.pad(String(p.delivered), 7) + Self.pad(Self.bytes(p.bytes), 10)
-                    + (p.error ?? ""))
+                    + TerminalSafe.escaped(p.error ?? ""))
         }
         return lines.joined(separator: "\n")
     }

@@ -41,6 +41,25 @@ struct DeliveryFailureTests {
     }
 
     @Test(
+        "an MDA's stderr with a line break cannot add a line of its own to status",
+        .fault(
+            .mda, "the MDA writes 'refused\\nother: ok' to stderr and exits 1",
+            expect: "status shows the break escaped (\\x0a) inside the account's error; no line begins 'other:'"))
+    func mdaStderrCannotForgeStatusLines() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver(Corpus.messages(1, seed: 31))
+        let mda = f.directory + "/forging-mda"
+        try writeExecutable(
+            "#!/bin/sh\ncat >/dev/null\nprintf 'refused\\nother: ok, nothing wrong\\n' >&2\nexit 1\n", to: mda)
+        try f.writeConfig(mda: mda)
+        #expect(try f.poll().status != 0)
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        let lines = s.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(!lines.contains { $0.hasPrefix("other:") }, "\(s.stdout)")
+        #expect(s.stdout.contains("refused\\x0aother: ok"), "\(s.stdout)")
+    }
+
+    @Test(
         "after max_attempts a message is marked failed, skipped, and `retry` brings it back",
         .fault(
             .mda, "MDA exits 1 at 2 polls (max_attempts = 2)",
