@@ -139,6 +139,8 @@ extension SMTPDeliverer {
             // The server ended the session mid-transaction (421) or broke the protocol (a 2xx to DATA): what it
             // decided stands, the rest is deferred. Not sent again: the server may have taken part of it.
             return .done(self.outcomes(e.transactionResults, for: request.recipients, ending: e))
+        case is AfterEndOfData:
+            return resent ? everyone(.failure("\(error)")) : .resend
         case is SMTPTransportError, is SMTPProtocolError, is SMTPClientError:
             // Dropped, timed out, or the session could not be set up: once more from the spool, then deferred.
             return resent ? everyone(.temporaryFailure("\(error)")) : .resend
@@ -174,7 +176,22 @@ extension SMTPDeliverer {
             return self.outcomes(results, for: request.recipients)
         case .sendBody:
             try await Self.sendBody(message, on: conn)
-            return self.outcomes(try await conn.bodySent(), for: request.recipients)
+            do {
+                return self.outcomes(try await conn.bodySent(), for: request.recipients)
+            } catch let e where e is SMTPTransportError || e is SMTPProtocolError {
+                throw AfterEndOfData(underlying: e)
+            }
+        }
+    }
+
+    /// The connection failed after the whole message and its end-of-data line were written, before any reply:
+    /// the MTA may have stored it. Sent once more on a new connection; if that fails too, the failure counts
+    /// toward `max_attempts`, so that an MTA that stores every message and then drops the connection does not get
+    /// a copy at every poll for ever.
+    struct AfterEndOfData: Error, CustomStringConvertible {
+        var underlying: any Error
+        var description: String {
+            "\(self.underlying) (after the end of data: the MTA may have the message)"
         }
     }
 
@@ -210,6 +227,8 @@ extension SMTPDeliverer {
             let delivery: DeliveryResult
             switch result.status {
             case .accepted: delivery = .delivered
+            // Out of step after the end of data: the MTA may have stored it. Counted toward max_attempts.
+            case .temporaryFailure where result.step == .noop: delivery = .failure(text)
             case .temporaryFailure: delivery = .temporaryFailure(text)
             case .permanentFailure: delivery = .permanentFailure(text)
             }

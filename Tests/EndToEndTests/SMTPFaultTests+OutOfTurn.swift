@@ -147,3 +147,33 @@ extension SMTPFaultTests {
         #expect(f.user.messageCount() == 3, "none stands proven: all kept")
     }
 }
+
+extension SMTPFaultTests {
+    @Test(
+        "SMTP: an MTA that stores each message and then drops the connection: copies bounded by max_attempts",
+        .fault(
+            .smtp, "the MTA saves the message after the dot and drops the connection without a reply; max_attempts = 2",
+            expect: "one resend per poll; marked failed after 2 polls (status says so); a third poll sends nothing"))
+    func storeThenDropIsBounded() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.smtp, mode: "store-then-drop", in: f)
+        defer { server.stop() }
+        try f.user.deliver([Corpus.message(1, seed: 153, bareCR: false)])
+        try f.writeConfig(
+            extra:
+                "smtp = \"127.0.0.1:\(server.port)\"\nrecipient = \"a@mail.test\"\nsmtp_timeout = \"5s\"\n"
+                + "max_attempts = 2",
+            mda: "")
+        let saved = {
+            try FileManager.default.contentsOfDirectory(atPath: server.output).filter { $0.hasPrefix("msg.") }
+        }
+        for n in 0..<2 { #expect(try f.poll().status != 0, "poll \(n)") }
+        let afterTwo = try saved().count
+        #expect(afterTwo <= 4, "two copies a poll at most: \(afterTwo)")
+        _ = try f.poll()
+        #expect(try saved().count == afterTwo, "marked failed: not sent again")
+        let s = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(s.stdout.contains("marked failed"), "\(s.stdout)")
+        #expect(f.user.messageCount() == 1, "kept on the server")
+    }
+}

@@ -18,6 +18,7 @@
     MODE early-250-in-body: in the first transaction a premature "250" is sent after the first line of the body
       (the client's writes are all in the kernel's buffers by then); after the final dot it is refused 554 and nothing
       is saved. Later transactions are accepted.
+    MODE store-then-drop: every message is saved after its final dot, and the connection dropped without a reply.
     MODE extra-reply: every message is saved and answered "250", then an extra "554" follows that nobody asked for.
     MODE no-greeting: connections are accepted and never greeted (a wedged MTA); each is held until the peer closes.
     MODE reject-then-no-greeting: the first connection's first message is refused 554 after its final dot, the NOOP
@@ -115,6 +116,13 @@ def serve(conn, number):
                     out.write(str(empty))
                 send("554 5.5.1 no valid recipients")
                 continue
+            if mode == "store-then-drop":
+                saved += 1
+                with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
+                    out.write(data)
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+                return
             if mode == "lmtp-drop-after-first" and accepted > 1:
                 saved += 1
                 with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
