@@ -85,6 +85,9 @@ public struct PollPlan: Hashable, Sendable {
     /// For each UIDL identified by content (``Item/identify``): the keys of its records (the plain UIDL's, those of
     /// its listing places, those keyed by content), sorted.
     public var sharedRecords: [String: [String]] = [:]
+    /// Delivered messages no longer listed under their UIDL, by digest: a new UIDL whose message has one of these
+    /// digests is that message renumbered (a server that reassigned some UIDLs), not delivered again.
+    public var vanishedByDigest: [String: String] = [:]
 
     public struct Policy: Hashable, Sendable {
         public var keep: Bool
@@ -341,6 +344,15 @@ public struct PollPlan: Hashable, Sendable {
         self.items = items
         self.listed = listed
         self.diff = diff
+        if diff.matched < known.count {
+            // Only when some record matched nothing listed: the quiet poll does not walk the records.
+            for (key, r) in known
+            where listed[key] == nil && r.deletedAt == nil && r.deliveredAt != nil && !r.seenOnly
+                && Self.sharedUID(ofKey: key) == nil
+            {
+                if let digest = r.digest { self.vanishedByDigest[digest] = key }
+            }
+        }
         let quiet = allKept && diff.new.isEmpty && diff.changed == 0 && diff.unsized.isEmpty
         self.quietUntil = quiet ? Date(timeIntervalSince1970: quietUntil) : nil
     }

@@ -174,6 +174,24 @@ extension PollSession {
                             else { continue }
                             recipients = to
                         }
+                        if known[item.key] == nil, !item.identify, let was = plan.vanishedByDigest[message.digest] {
+                            // A message delivered under another UIDL that is no longer listed: the server gave it a
+                            // new one (a partial UIDL reset). Recorded under the new UIDL, not delivered again.
+                            self.logger.notice(
+                                "message \(item.number) is one delivered before under another UIDL (same content); not delivered again",
+                                metadata: ["uid": "\(item.uid)", "was": "\(was)"])
+                            self.report.alreadyDelivered += 1
+                            if trackState {
+                                let all = self.account.delivery.recipients
+                                try self.store.recordDelivered(
+                                    mailbox: self.key, uid: item.key, recipients: all, allRecipients: all,
+                                    digest: message.digest, at: Date())
+                            }
+                            if !self.account.retention.keep {
+                                self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
+                            }
+                            continue
+                        }
                         if let expected = item.verify, message.digest == expected {
                             if item.deleteIfSame {
                                 // The message delivered, whose DELE is due: the same content, so it is deleted.

@@ -165,6 +165,36 @@ struct LossPathTests {
         #expect(server.deleted().isEmpty)
     }
 
+    @Test(
+        "keep = true: some messages given new UIDLs (a partial reset, under the flood guard's bar) are not delivered again",
+        .fault(
+            .pop3, "6 delivered messages; the server gives 2 of them new UIDLs and a new message arrives",
+            expect: "only the new message is delivered; the renumbered two are recognised by content; exit 0"))
+    func renumberedNotDeliveredAgain() throws {
+        let f = try PopfetchFixture()
+        let bodies = (1...6).map { faultMessage("renumbered \($0)") }
+        let fresh = faultMessage("renumbered new one")
+        let first = bodies.enumerated().map {
+            FaultServer.Message(uid: "u\($0.offset)", body: $0.element, id: "m\($0.offset)")
+        }
+        let server = try FaultServer.start(f, messages: first)
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nflood_limit = 10", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 6)
+        var second = first
+        second[4].uid = "v4"
+        second[5].uid = "v5"
+        second.append(.init(uid: "n7", body: fresh, id: "n7"))
+        try server.set(messages: second)
+        let r = try f.poll()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try f.delivered().count == 7, "the new one only: \(r.stderr)")
+        #expect(try self.delivered(f).contains(self.local(fresh)))
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 7, "and not at the next poll either")
+    }
+
     /// The same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
     @Test(
         "a shared UIDL whose messages move after a partial delivery: each recipient gets each message once",
