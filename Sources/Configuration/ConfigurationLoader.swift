@@ -94,6 +94,14 @@ public struct ConfigurationLoader: Sendable {
         // Every error of the file is collected (root keys, [defaults], each account) and thrown together at the end.
         var errors: [ConfigurationError] = []
         for key in table.keys where !Self.rootKeys.contains(key) {
+            if Self.accountKeys.contains(key) {
+                // A key of the accounts' own, written above every table: "did you mean interval?" would puzzle.
+                errors.append(
+                    ctx.error(
+                        .root, key: key,
+                        "is an account key: put it in [defaults] (for every account) or in an [[account]]"))
+                continue
+            }
             errors.append(
                 ctx.error(.root, key: key, "unknown key" + Self.suggestion(key, Self.rootKeys.union(Self.accountKeys))))
         }
@@ -176,7 +184,7 @@ public struct ConfigurationLoader: Sendable {
                         ))
                     continue
                 }
-                if let prior = byStateKey[account.stateKey].map({ accounts[$0] }) {
+                if let prior = byStateKey[Self.comparableMailbox(account.stateKey)].map({ accounts[$0] }) {
                     errors.append(
                         ctx.error(
                             .account(i), key: account.mailboxID == nil ? "user" : "mailbox_id",
@@ -188,7 +196,7 @@ public struct ConfigurationLoader: Sendable {
                     continue
                 }
                 byName[account.name] = accounts.count
-                byStateKey[account.stateKey] = accounts.count
+                byStateKey[Self.comparableMailbox(account.stateKey)] = accounts.count
                 accounts.append(account)
             }
         }
@@ -421,6 +429,15 @@ public struct ConfigurationLoader: Sendable {
                 "imap:// to \(destination.host) would send the password in clear text; use imaps://, or "
                     + "imap_tls = \"starttls\", or set allow_insecure_auth = true if you accept that risk")
         }
+    }
+
+    /// A mailbox identity `user@host` as DNS compares hosts: without case or a final dot, so that one mailbox
+    /// written two ways is found to be one (two accounts on one mailbox would each fetch it, with separate records).
+    static func comparableMailbox(_ key: String) -> String {
+        guard let at = key.lastIndex(of: "@") else { return key }
+        var host = key[key.index(after: at)...].lowercased()
+        if host.hasSuffix(".") { host.removeLast() }
+        return key[...at] + host
     }
 
     static func suggestion(_ key: String, _ known: Set<String>) -> String {

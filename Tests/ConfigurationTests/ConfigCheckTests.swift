@@ -38,6 +38,18 @@ struct ConfigCheckTests {
         }
     }
 
+    @Test("an account key at the top level is named as one; one mailbox written with another host case is a duplicate")
+    func misplacedKeyAndHostSpelling() throws {
+        let r = try self.check(
+            "interval = \"5m\"\n\n" + Self.account("a", "password = \"p\"\nmda = \"/bin/cat\"")
+                + "[[account]]\nname = \"b\"\nhost = \"POP.Example.org.\"\nuser = \"a\"\npassword = \"p\"\n"
+                + "mda = \"/bin/cat\"\n")
+        #expect(r.status == 78)
+        #expect(r.stderr.contains(":1: interval: is an account key: put it in [defaults]"), "\(r.stderr)")
+        #expect(!r.stderr.contains("did you mean interval"), "\(r.stderr)")
+        #expect(r.stderr.contains("are both the mailbox"), "\(r.stderr)")
+    }
+
     @Test("what a poll would meet: an open password_file, a missing MDA, an unwritable Maildir, AUTH in clear text")
     func runTimeProblems() throws {
         let dir = try makeTempDirectory("secrets")
