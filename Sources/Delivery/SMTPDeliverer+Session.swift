@@ -175,9 +175,9 @@ extension SMTPDeliverer {
         case .complete(let results):
             return self.outcomes(results, for: request.recipients)
         case .sendBody:
-            try await Self.sendBody(message, on: conn)
+            let last = try await Self.sendBody(message, on: conn)
             do {
-                return self.outcomes(try await conn.bodySent(), for: request.recipients)
+                return self.outcomes(try await conn.finishBody(last), for: request.recipients)
             } catch let e where e is SMTPTransportError || e is SMTPProtocolError {
                 throw AfterEndOfData(underlying: e)
             }
@@ -198,16 +198,21 @@ extension SMTPDeliverer {
     /// Streams the spool file (trace header and message) as DATA: CRLF, dot-stuffed, `.CRLF` at the end, which
     /// rides in the last block (one write and one wait fewer per message). The spool reader ends exactly at the
     /// recorded length, or throws.
-    static func sendBody(_ message: SpooledMessage, on conn: SMTPConnection) async throws {
+    /// Returns the last block, not yet written: ``SMTPConnection/finishBody(_:)`` writes it with what follows the
+    /// end of data.
+    static func sendBody(_ message: SpooledMessage, on conn: SMTPConnection) async throws -> [UInt8] {
         var encoder = DataEncoder()
         var reader = message.makeReader()
         var out: [UInt8] = []
-        repeat {
+        while true {
             out.removeAll(keepingCapacity: true)
             _ = try reader.nextChunk { encoder.encode($0, into: &out) }
-            if reader.isAtEnd { encoder.finish(into: &out) }
+            if reader.isAtEnd {
+                encoder.finish(into: &out)
+                return out
+            }
             try await conn.writeBody(out)
-        } while !reader.isAtEnd
+        }
     }
 
     /// The machine's verdicts as delivery outcomes, for the recipients as configured (`results` has them as sent,

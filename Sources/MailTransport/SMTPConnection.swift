@@ -183,10 +183,35 @@ public final class SMTPConnection {
     /// A connection lost after part of the LMTP replies throws an ``SMTPClientError`` with the verdicts received
     /// (see ``SMTPClientStateMachine/connectionLost(_:)``); lost before any, the transport error.
     public func bodySent() async throws -> [SMTPClientStateMachine.RecipientResult] {
+        try await self.finishBody(nil)
+    }
+
+    /// Writes the body's last block (ending with the end-of-data line) and, in the same write, what the machine
+    /// sends behind it (the NOOP that proves the replies in step, under PIPELINING), then reads the replies as
+    /// ``bodySent()`` does. One write: the MTA reads the dot and the NOOP together and answers both at once.
+    public func finishBody(_ lastBlock: [UInt8]?) async throws -> [SMTPClientStateMachine.RecipientResult] {
+        var out = ByteBuffer()
+        if let lastBlock {
+            precondition(self.machine.state == .sendingBody, "body written without a 354")
+            self.phase = "sending the message"
+            try await self.refuseEarlyReply()
+            out.writeBytes(lastBlock)
+            self.tracedBodyBytes += lastBlock.count
+        }
         self.trace?("> (the message: \(self.tracedBodyBytes) bytes, dot-stuffed, with the end-of-data line)")
         self.tracedBodyBytes = 0
         do {
-            switch try await self.drive(try self.machine.bodySent()) {
+            var action = try self.machine.bodySent()
+            if case .send(let commands) = action, lastBlock != nil {
+                for command in commands {
+                    let line = try command.encoded()
+                    out.writeBytes(line)
+                    self.trace?("> " + String(decoding: line.prefix { $0 != 13 }, as: UTF8.self))
+                }
+                action = .waitForReply
+            }
+            if out.readableBytes > 0 { try await self.write(out) }
+            switch try await self.drive(action) {
             case .transactionComplete(let results): return results
             case let other: preconditionFailure("the end of data ended in \(other)")
             }
