@@ -54,6 +54,8 @@ public enum ControlReply: Hashable, Sendable, CustomStringConvertible {
     case ok
     /// `wake NAME` named no account of the running configuration.
     case unknownAccount(String)
+    /// `wake NAME` named an account with `enabled = false`: the daemon does not poll it.
+    case disabledAccount(String)
     /// The request could not be parsed; the text says why.
     case badRequest(String)
     /// The daemon got SIGTERM/SIGINT and is letting its polls finish; it starts no new one.
@@ -76,6 +78,7 @@ public enum ControlReply: Hashable, Sendable, CustomStringConvertible {
         let detail = parts.count > 1 ? String(parts[1]) : ""
         switch parts.first {
         case "unknown-account": self = .unknownAccount(detail)
+        case "disabled-account": self = .disabledAccount(detail)
         case "bad-request": self = .badRequest(detail)
         case "shutting-down": self = .shuttingDown
         default: self = .failed(String(rest))
@@ -88,6 +91,7 @@ public enum ControlReply: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .ok: line = "ok"
         case .unknownAccount(let name): line = "error unknown-account \(name)"
+        case .disabledAccount(let name): line = "error disabled-account \(name)"
         case .badRequest(let why): line = "error bad-request \(why)"
         case .shuttingDown: line = "error shutting-down"
         case .failed(let text): line = "error \(text)"
@@ -104,6 +108,9 @@ public enum ControlReply: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .ok: return "ok"
         case .unknownAccount(let name): return "the daemon has no account named \"\(name)\""
+        case .disabledAccount(let name):
+            return "account \"\(name)\" is disabled (enabled = false): the daemon does not poll it; "
+                + "`popfetch poll --account \(name)` polls it once"
         case .badRequest(let why): return "the daemon did not understand the request: \(why)"
         case .shuttingDown: return "the daemon is shutting down and starts no new poll"
         case .failed(let text): return "the daemon answered: \(text)"

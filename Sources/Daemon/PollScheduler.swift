@@ -78,6 +78,13 @@ public final class PollScheduler: Service, Sendable {
         switch request {
         case .wake(let name):
             if self.isStopping { return .shuttingDown }
+            if let name,
+                self.state.withLock({ s in
+                    s.wakers[name] == nil && s.config.accounts.contains { $0.name == name && !$0.enabled }
+                })
+            {
+                return .disabledAccount(name)
+            }
             return self.wake(name) ? .ok : .unknownAccount(name ?? "")
         }
     }

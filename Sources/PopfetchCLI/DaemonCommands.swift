@@ -97,7 +97,7 @@ extension Popfetch {
             switch reply {
             case .ok:
                 print(self.account.map { "woke \($0)" } ?? "woke every account")
-            case .unknownAccount:
+            case .unknownAccount, .disabledAccount:
                 Popfetch.printError(reply.description)
                 throw CommandExit(status: .config)
             case .shuttingDown:

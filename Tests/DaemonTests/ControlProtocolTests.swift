@@ -85,6 +85,7 @@ struct ControlProtocolTests {
         .init(line: "ok\n", expected: .ok),
         .init(line: "error unknown-account nope", expected: .unknownAccount("nope")),
         .init(line: "error unknown-account two words\n", expected: .unknownAccount("two words")),
+        .init(line: "error disabled-account old", expected: .disabledAccount("old")),
         .init(line: "error bad-request unknown request \"x\"", expected: .badRequest("unknown request \"x\"")),
         .init(line: "error shutting-down", expected: .shuttingDown),
         // What a daemon of an earlier version answered: still an error, shown verbatim.
@@ -105,7 +106,8 @@ struct ControlProtocolTests {
     }
 
     static let roundTrips: [ControlReply] = [
-        .ok, .unknownAccount("work"), .unknownAccount("a b"), .badRequest("unknown request \"x\""), .shuttingDown,
+        .ok, .unknownAccount("work"), .unknownAccount("a b"), .disabledAccount("old"),
+        .badRequest("unknown request \"x\""), .shuttingDown,
         .failed("something new"),
     ]
 

@@ -109,6 +109,19 @@ struct DaemonTests {
         #expect(noDaemon.status == 69)
     }
 
+    @Test("wake for a disabled account says it is disabled (exit 78), not that it was woken")
+    func wakeDisabledAccount() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        try f.writeConfig(extra: "enabled = false", name: "off", append: true, user: "someone-else")
+        let daemon = try RunningDaemon.start(f)
+        defer { _ = daemon.stop() }
+        let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "wake", "--account", "off"])
+        #expect(r.status == 78, "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("is disabled"), "\(r.stderr)")
+        #expect(!r.stdout.contains("woke"), "\(r.stdout)")
+    }
+
     @Test(
         "its state database removed or replaced while it runs: the daemon says so and exits 74",
         .fault(
