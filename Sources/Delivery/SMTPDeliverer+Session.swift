@@ -131,7 +131,8 @@ extension SMTPDeliverer {
         case let e as SMTPAuthPlan.Refusal:
             return e.tryNextMechanism ? .nextMechanism : everyone(.temporaryFailure(e.description))
         case let e as SMTPClientError
-        where e.code == .serviceClosing && !resent && e.transactionResults.allSatisfy({ $0.reply == e.reply }):
+        where e.code == .serviceClosing && !resent && e.step != .noop
+            && e.transactionResults.allSatisfy({ $0.reply == e.reply }):
             // 421 before the server decided anything in this transaction (an MTA that timed out the connection while
             // popfetch was fetching): once more, on a new connection.
             return .resend

@@ -157,6 +157,26 @@ struct SMTPDeliveryTests {
     }
 
     @Test(
+        "a message Postfix refuses after the dot does not make it refuse the next ones (503 nested MAIL)",
+        .fault(
+            .smtp, "Postfix refuses the first of 3 messages after its final dot (554); on_permanent_failure = delete",
+            expect: "the other two delivered to Postfix and deleted; the refused one handled as refused; exit 75"))
+    func endOfDataRefusalLeavesNoTransactionOpen() throws {
+        let postfix = try PostfixServer.get()
+        let rcpt = postfix.newRecipient()
+        let (f, _) = try self.fixture(recipients: [rcpt], extra: "on_permanent_failure = \"delete\"")
+        try f.user.deliver([Corpus.message(1, seed: 116, bareCR: false, returnPath: "eod-reject@sender.test")])
+        // Listed once first, so that Dovecot numbers it before the two that follow: it is sent first.
+        _ = try popfetch(["--config", f.configPath, "--state", f.statePath, "check"])
+        try f.user.deliver((2...3).map { Corpus.message($0, seed: 116, bareCR: false) })
+        let r = try f.poll()
+        #expect(r.stderr.contains("554"), "the first one refused: \(r.stderr)")
+        #expect(!r.stderr.contains("503"), "\(r.stderr)")
+        #expect(eventually(15) { postfix.count(rcpt) == 2 }, "\(r.stderr)")
+        #expect(f.user.messageCount() == 0, "the two delivered and the refused one deleted: \(r.stderr)")
+    }
+
+    @Test(
         "MTA unreachable: the poll stops fetching after two failed sessions; nothing lost; all delivered later",
         .fault(
             .smtp, "MTA unreachable (connection refused), 8 messages waiting",

@@ -470,7 +470,7 @@ enum Table {
                     .complete(permanent("b@y.test", r(550, "5.1.1 no such user"), .rcptTo))),
                 x(
                     .begin("a@x.test", ["c@y.test"]),
-                    .send(.mailFrom("a@x.test", parameters: []), .rcptTo("c@y.test"), .data)),
+                    .send(.rset, .mailFrom("a@x.test", parameters: []), .rcptTo("c@y.test"), .data)),
             ]),
         Row(
             "DATA 451: the accepted recipients are temporary; RSET before the next MAIL",
@@ -490,7 +490,7 @@ enum Table {
                 x(.reply(rcptOK), .send(.data)),
                 x(
                     .reply(r(250, "ok?")),
-                    .error(.unexpectedReply, temporary: true, results: [temporary("b@y.test", r(250, "ok?"), .data)])),
+                    .error(.unexpectedReply, temporary: true, results: [temporary("b@y.test", r(250, "ok?"), .noop)])),
             ]),
         Row(
             "MAIL answered 354 is a protocol error",
@@ -518,7 +518,7 @@ enum Table {
                         temporary("c@y.test", r(452, "4.3.1 insufficient storage"), .endOfData))),
             ]),
         Row(
-            "end of data 554: permanent; no RSET before the next transaction",
+            "end of data 554: permanent; RSET before the next transaction (Postfix keeps its transaction open)",
             connected(pipelining) + [
                 x(
                     .begin("a@x.test", ["b@y.test"]),
@@ -530,7 +530,22 @@ enum Table {
                 x(.reply(noopOK), .complete(permanent("b@y.test", r(554, "5.7.1 spam"), .endOfData))),
                 x(
                     .begin("a@x.test", ["b@y.test"]),
+                    .send(.rset, .mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
+            ]),
+        Row(
+            "MAIL answered 503 (a transaction the server kept open): temporary, and RSET before the next",
+            connected(pipelining) + [
+                x(
+                    .begin("a@x.test", ["b@y.test"]),
                     .send(.mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
+                x(.reply(r(503, "5.5.1 Error: nested MAIL command")), .wait),
+                x(.reply(rcptOK), .wait),
+                x(
+                    .reply(r(503, "5.5.1 Error: need MAIL command")),
+                    .complete(temporary("b@y.test", r(503, "5.5.1 Error: nested MAIL command"), .mailFrom))),
+                x(
+                    .begin("a@x.test", ["b@y.test"]),
+                    .send(.rset, .mailFrom("a@x.test", parameters: []), .rcptTo("b@y.test"), .data)),
             ]),
         Row(
             "end of data answered 354 is a protocol error",

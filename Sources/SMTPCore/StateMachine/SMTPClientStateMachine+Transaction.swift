@@ -25,6 +25,8 @@ extension SMTPClientStateMachine {
         var acceptedAtEndOfData: [Int] = []
         var endOfDataReceived = 0
         var endOfDataExpected = 0
+        /// Some end-of-data reply was not 2xx.
+        var endOfDataRefused = false
 
         init(recipients: [String], pipelined: Bool, mailCommand: SMTPCommand) {
             self.recipients = recipients
@@ -100,7 +102,13 @@ extension SMTPClientStateMachine {
                 action = .send([t.mailCommand])
             }
         case .mailFrom:
-            let v = try self.verdict(reply, step: step)
+            var v = try self.verdict(reply, step: step)
+            if reply.code == 503 {
+                // "Bad sequence of commands": the server's state, not the message, is at fault (a transaction it
+                // kept open). Temporary, never a permanent refusal of this message.
+                v.status = .temporaryFailure
+                self.serverTransactionOpen = true
+            }
             t.mail = v
             if v.status == .accepted { self.serverTransactionOpen = true }
             if t.pipelined {
@@ -150,7 +158,12 @@ extension SMTPClientStateMachine {
                 if t.mailAccepted && !t.acceptedRecipients.isEmpty { t.dataRefusal = v }
                 return self.complete(t)
             } else {
-                throw self.failure(.unexpectedReply, reply, step: step, "DATA must be answered 354, 4yz or 5yz")
+                // A 2xx to DATA is a reply out of step (a stale one read as MAIL's, every reply since shifted by one):
+                // none of this group's replies can be trusted, the MAIL and RCPT verdicts included.
+                throw self.failure(
+                    .unexpectedReply, reply, step: .noop,
+                    "DATA answered \(reply.code): the replies are out of step with the commands, so none of this "
+                        + "transaction's stands")
             }
         case .endOfData:
             let v = try self.verdict(reply, step: step)
@@ -163,9 +176,12 @@ extension SMTPClientStateMachine {
                 }
             }
             t.endOfDataReceived += 1
+            if v.status != .accepted { t.endOfDataRefused = true }
             if t.endOfDataReceived == t.endOfDataExpected {
-                // RFC 5321 §4.1.1.4: the end of data consumes the server's transaction state, whatever the reply.
-                self.serverTransactionOpen = false
+                // RFC 5321 §4.1.1.4: the end of data consumes the server's transaction state, whatever the reply. Not
+                // every server does: Postfix, refusing at the end of data, answers the next MAIL "503 nested MAIL
+                // command". After a refusal the next transaction starts with RSET (one pipelined command).
+                self.serverTransactionOpen = t.endOfDataRefused
                 if t.emptyBody {
                     return self.complete(t)
                 }
