@@ -67,6 +67,10 @@ public struct PollPlan: Hashable, Sendable {
         /// still is (its UIDL may name a new message by now); other content is compared again as for
         /// ``deleteIfSame``, and when found new goes to every recipient.
         public var partialDigest: String? = nil
+        /// A delivered message that vanished from a listing and is listed again (its record uncertain): other content
+        /// is a new message only once two comparisons agree (``otherDigest``), so that a server that rewrites
+        /// messages at every RETR does not have each of them delivered again after a listing that dropped them.
+        public var confirmOther = false
     }
 
     public var items: [Item]
@@ -119,11 +123,12 @@ public struct PollPlan: Hashable, Sendable {
     }
 
     /// Whether the flood guard counts `record` as a message changed under its key (fetched as new): one that does
-    /// not describe the listed message for certain, except an uncertain one (possibly deleted, listed with its
-    /// size) with a digest: that one is fetched and compared, and delivered only if its content differs.
+    /// not describe the listed message for certain, except one that vanished from a listing and is back with its
+    /// size, with a digest: that one is fetched and compared, and delivered only if two comparisons find the same
+    /// other content.
     public static func countsAsChanged(_ record: MessageRecord, listedSize: Int?) -> Bool {
         guard record.deletedAt == nil, !Self.isSameMessage(record, listedSize: listedSize) else { return false }
-        if record.deletePending, record.digest != nil, record.deliveredAt != nil,
+        if record.vanished, record.digest != nil, record.deliveredAt != nil,
             record.size == nil || listedSize == nil || record.size == listedSize
         {
             return false
@@ -281,6 +286,12 @@ public struct PollPlan: Hashable, Sendable {
                 // A record of an earlier message under this key: compare contents if it was delivered, else start
                 // the record over.
                 let earlier = refetch ? record : (same ? nil : raw)
+                if !refetch, let raw, raw.vanished, raw.deletedAt == nil, raw.deliveredAt != nil,
+                    raw.digest != nil, raw.size == nil || listedSize == nil || raw.size == listedSize
+                {
+                    item.confirmOther = true
+                    item.otherDigest = raw.otherDigest
+                }
                 if let earlier {
                     if earlier.deliveredAt != nil, let digest = earlier.digest {
                         item.verify = digest
@@ -348,7 +359,7 @@ public struct PollPlan: Hashable, Sendable {
             // Only when some record matched nothing listed: the quiet poll does not walk the records.
             for (key, r) in known
             where listed[key] == nil && r.deletedAt == nil && r.deliveredAt != nil && !r.seenOnly
-                && Self.sharedUID(ofKey: key) == nil
+                && (!r.deletePending || r.vanished) && Self.sharedUID(ofKey: key) == nil
             {
                 if let digest = r.digest { self.vanishedByDigest[digest] = key }
             }

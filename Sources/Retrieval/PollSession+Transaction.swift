@@ -75,6 +75,8 @@ extension PollSession {
             // The message settled last, kept open until the next delivery has started: closing a spool file frees
             // its pages, work better done while the next MDA runs than between one MDA's exit and the next start.
             var retired: SpooledMessage?
+            // Records of vanished messages already matched by a renumbered one in this poll: each matches once.
+            var claimed: Set<String> = []
 
             func settle() async throws {
                 guard let pending = inFlight else { return }
@@ -174,7 +176,9 @@ extension PollSession {
                             else { continue }
                             recipients = to
                         }
-                        if known[item.key] == nil, !item.identify, let was = plan.vanishedByDigest[message.digest] {
+                        if known[item.key] == nil, !item.identify, let was = plan.vanishedByDigest[message.digest],
+                            claimed.insert(was).inserted
+                        {
                             // A message delivered under another UIDL that is no longer listed: the server gave it a
                             // new one (a partial UIDL reset). Recorded under the new UIDL, not delivered again.
                             self.logger.notice(
@@ -186,6 +190,8 @@ extension PollSession {
                                 try self.store.recordDelivered(
                                     mailbox: self.key, uid: item.key, recipients: all, allRecipients: all,
                                     digest: message.digest, at: Date())
+                                // Its old record is used up: a second copy under yet another UIDL is new.
+                                try self.store.recordDeleted(mailbox: self.key, uids: [was], at: Date())
                             }
                             if !self.account.retention.keep {
                                 self.pendingDeles.append(PendingDele(number: item.number, key: item.key))
@@ -215,7 +221,7 @@ extension PollSession {
                             }
                             continue
                         }
-                        if item.deleteIfSame {
+                        if item.deleteIfSame || item.confirmOther {
                             guard try self.otherContentIsNew(item, message, trackState: trackState) else { continue }
                         }
                         if let first = item.partialDigest, message.digest != first {

@@ -28,6 +28,10 @@ public struct MessageRecord: Hashable, Sendable {
     /// The server acknowledged a DELE, but popfetch does not know whether the QUIT that commits it took effect (it
     /// was refused, dropped, or popfetch died): the message may be gone, and its UIDL reused.
     public var deletePending: Bool = false
+    /// Uncertain because it vanished from a listing (another client may have deleted it), not because of a DELE of
+    /// popfetch's own (``deletePending`` is true too): other content under its UIDL is new only once two
+    /// comparisons agree, and it may be matched by a renumbered message.
+    public var vanished: Bool = false
     /// Delivered, its DELE due, and fetched to compare: the digest of the other content found then (see
     /// ``PollPlan/Item/deleteIfSame``).
     public var otherDigest: String?

@@ -39,6 +39,7 @@ extension StateStore {
                     lastError: includingErrors ? Self.text(s, 13) : nil, failedAt: Self.date(s, 8),
                     digest: Self.text(s, 9), seenOnly: sqlite3_column_int64(s, 10) != 0,
                     deletePending: sqlite3_column_int64(s, 11) != 0)
+                out[uid]?.vanished = sqlite3_column_int64(s, 11) == Self.vanishedMark
                 out[uid]?.otherDigest = Self.text(s, 12)
             }
             let d = try Row.fetchCursor(
@@ -82,6 +83,10 @@ extension StateStore {
     /// `last_seen` is refreshed at most this often, so a poll that finds nothing new writes almost nothing.
     package static let lastSeenGranularity: Double = 86_400
 
+    /// `delete_pending` of a record marked uncertain because it vanished from a listing (1: a DELE of popfetch's own
+    /// was acknowledged, its QUIT uncertain).
+    static let vanishedMark: Int64 = 2
+
     /// Records a successful UIDL listing: new keys are inserted with their LIST size; keys not listed for
     /// `forgetAfter` seconds are forgotten. Only changed rows are written. (A key whose record describes another
     /// message, deleted before or of another size, is settled by the poll: ``restartMessage`` or ``recordSameAgain``.)
@@ -116,9 +121,11 @@ extension StateStore {
             }
         }
         let firstListing = try self.mailboxState(mailbox: mailbox).firstListed == nil
-        let (newRows, refreshRows, sizedRows, forgotten) = (new, refresh, sized, forget)
-        let uncertain = diff.uncertain + vanished
-        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && uncertain.isEmpty && !firstListing {
+        let (newRows, refreshRows, sizedRows, forgotten, vanishedRows) = (new, refresh, sized, forget, vanished)
+        let uncertain = diff.uncertain
+        if new.isEmpty && refresh.isEmpty && sized.isEmpty && forget.isEmpty && uncertain.isEmpty && vanished.isEmpty
+            && !firstListing
+        {
             return
         }
         try self.write { db in
@@ -155,6 +162,9 @@ extension StateStore {
             let pending = try db.makeStatement(
                 sql: "UPDATE messages SET delete_pending = 1 WHERE account = ? AND uidl = ?")
             for uid in uncertain { try pending.execute(arguments: [mailbox.rawValue, uid]) }
+            let gone = try db.makeStatement(
+                sql: "UPDATE messages SET delete_pending = \(Self.vanishedMark) WHERE account = ? AND uidl = ?")
+            for uid in vanishedRows { try gone.execute(arguments: [mailbox.rawValue, uid]) }
         }
     }
 

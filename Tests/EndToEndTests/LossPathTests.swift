@@ -148,6 +148,9 @@ struct LossPathTests {
             .init(uid: "uc", body: c, id: "c"), .init(uid: "ue", body: e, id: "e"),
         ]
         try server.set(messages: now)
+        let held = try f.poll()
+        #expect(held.status == 0, "\(held.stderr)")
+        #expect(!(try self.delivered(f)).contains(self.local(d)), "other content: held for a second comparison")
         let r = try f.poll()
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try self.delivered(f) == Set([a, b, c, d, e].map { self.local($0) }))
@@ -162,6 +165,35 @@ struct LossPathTests {
             #expect(again.status == 0, "poll \(n): \(again.stderr)")
         }
         #expect(try f.delivered().count == 5, "nothing delivered again")
+        #expect(server.deleted().isEmpty)
+    }
+
+    @Test(
+        "keep = true: a server that rewrites messages at every RETR, after a listing that dropped them: nothing again",
+        .fault(
+            .pop3,
+            "4 messages delivered; a listing without them; then the same UIDLs and sizes, each RETR a new version",
+            expect: "nothing delivered again over 3 polls, nothing deleted, exit 0 (each compared, held)"))
+    func rewrittenAfterVanishing() throws {
+        let f = try PopfetchFixture()
+        let versions = (0..<4).map { n in (0..<4).map { faultMessage("rewritten \(n) v\($0)") } }
+        let at = { (v: Int) in
+            versions.enumerated().map {
+                FaultServer.Message(uid: "w\($0.offset)", body: $0.element[v], id: "w\($0.offset)")
+            }
+        }
+        let server = try FaultServer.start(f, messages: at(0))
+        defer { server.stop() }
+        try f.writeConfig(extra: "keep = true\nflood_limit = 10", port: server.port, timeout: "5s")
+        #expect(try f.poll().status == 0)
+        try server.set(messages: [])
+        #expect(try f.poll().status == 0)
+        for v in 1..<4 {
+            try server.set(messages: at(v))
+            let r = try f.poll()
+            #expect(r.status == 0, "version \(v): \(r.stderr)")
+        }
+        #expect(try f.delivered().count == 4, "never delivered again")
         #expect(server.deleted().isEmpty)
     }
 
@@ -193,6 +225,11 @@ struct LossPathTests {
         #expect(try self.delivered(f).contains(self.local(fresh)))
         #expect(try f.poll().status == 0)
         #expect(try f.delivered().count == 7, "and not at the next poll either")
+        // A record of a vanished message matches one renumbered copy only: another copy under yet another UIDL is new.
+        second.append(.init(uid: "x5", body: bodies[5], id: "x5"))
+        try server.set(messages: second)
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 8, "the second copy is delivered")
     }
 
     /// The same, after a delivery that reached only some recipients (see `sharedUIDLShiftKept`).
