@@ -364,13 +364,21 @@ public struct AccountPoller: Sendable {
                 if case .tcp(let h, _) = target { return AccountConfiguration.Server.isLoopback(h) }
                 return true
             }()
-            return SMTPDeliverer(
+            let smtp = SMTPDeliverer(
                 endpoint: target, lmtp: lmtp, heloName: self.environment.localHostName,
                 connectTimeout: .seconds(Int64(account.server.timeout)), tls: account.delivery.relay.tls,
                 tlsContext: tlsContext,
                 credentials: credentials, clearTextAuthAllowed: clearOK,
                 timeoutCap: account.delivery.relay.timeout.map { .seconds(Int64($0)) },
-                stopRequested: self.environment.stopRequested, trace: self.mtaTrace)
+                stopRequested: self.environment.stopRequested,
+                trace: self.mtaTrace.map { trace in
+                    let redactor = credentials.map { SecretRedactor.login(user: $0.user, password: $0.password) }
+                    return { line in trace(redactor?.apply(line) ?? line) }
+                })
+            guard let credentials else { return smtp }
+            // An MTA may quote the relay password in a refusal: masked in whatever the delivery says.
+            return RedactingDeliverer(
+                inner: smtp, redactor: SecretRedactor.login(user: credentials.user, password: credentials.password))
         case .imap(let destination):
             return try await self.makeIMAPDeliverer(destination)
         }

@@ -131,7 +131,7 @@ extension PollSession {
         if status.isOK {
             self.deletedKeys.append(d.key)
         } else {
-            self.logger.warning("server refused DELE \(d.number): \(status)")
+            self.logger.warning("server refused DELE \(d.number): \(self.redactor.apply("\(status)"))")
         }
     }
 }

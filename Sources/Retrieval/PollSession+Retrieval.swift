@@ -134,18 +134,20 @@ extension PollSession {
             if trackState && !blamesPrevious {
                 _ = try? self.store.recordRetrievalFailure(
                     mailbox: self.key, uid: item.key,
-                    error: "retrieval failed: \(AccountPoller.classify(error).message)",
+                    error: "retrieval failed: \(self.redactor.apply(AccountPoller.classify(error).message))",
                     maxAttempts: maxRetrievals, at: Date())
             }
             throw error
         }
         if let refused {
+            // The server's words, with the secrets of the login masked (a server may quote them).
+            let said = self.redactor.apply("\(refused)")
             self.report.failed += 1
-            self.report.latestFailure = "server refused RETR: \(refused)"
-            self.logger.error("server refused RETR \(item.number): \(refused)", metadata: ["uid": "\(item.uid)"])
+            self.report.latestFailure = "server refused RETR: \(said)"
+            self.logger.error("server refused RETR \(item.number): \(said)", metadata: ["uid": "\(item.uid)"])
             if trackState {
                 try self.store.recordRetrievalFailure(
-                    mailbox: self.key, uid: item.key, error: "server refused RETR: \(refused)",
+                    mailbox: self.key, uid: item.key, error: "server refused RETR: \(said)",
                     maxAttempts: maxRetrievals, at: Date())
             }
             return .refused

@@ -22,6 +22,8 @@ final class PollSession {
     let poller: AccountPoller
     let conn: POP3Connection
     let password: String
+    /// Masks the login's secrets in what the server says (it may quote them back).
+    let redactor: SecretRedactor
     var report: PollReport
 
     /// Computed once: read on every message.
@@ -63,6 +65,7 @@ final class PollSession {
         self.poller = poller
         self.conn = conn
         self.password = password
+        self.redactor = SecretRedactor.login(user: poller.account.authentication.user, password: password)
         self.report = report
         self.account = poller.account
         self.store = poller.environment.store
@@ -234,7 +237,8 @@ final class PollSession {
             }
         } else if !self.deletedKeys.isEmpty {
             // RFC 1939 §6: -ERR to QUIT means some deletions may not have happened; the next poll retries them.
-            self.logger.warning("server answered QUIT with \(bye); deletions may not have taken effect")
+            self.logger.warning(
+                "server answered QUIT with \(self.redactor.apply("\(bye)")); deletions may not have taken effect")
         }
     }
 

@@ -108,13 +108,18 @@ struct ServerQuirkTests {
             .pop3, "PASS answered -ERR [SYS/TEMP] quoting the password, as sent and in base64",
             expect: "exit 75; the trace, the error, status and status --json show ******** and never the password"))
     func echoedPasswordMasked() throws {
+        try self.echoedPasswordMasked(mode: "echo-pass", status: 75, said: "you sent PASS ********")
+        try self.echoedPasswordMasked(mode: "echo-retr", status: 75, said: "password is ********")
+    }
+
+    func echoedPasswordMasked(mode: String, status expected: Int32, said: String) throws {
         let f = try PopfetchFixture()
-        let server = try ScriptedServer.start(.pop3, mode: "echo-pass", in: f)
+        let server = try ScriptedServer.start(.pop3, mode: mode, in: f)
         defer { server.stop() }
         try f.writeConfig(port: server.port, timeout: "5s")
         let r = try popfetch(["--config", f.configPath, "--state", f.statePath, "--log-level", "trace", "poll"])
-        #expect(r.status == 75, "\(r.stderr)")
-        #expect(r.stderr.contains("you sent PASS ********"), "\(r.stderr)")
+        #expect(r.status == expected, "\(mode): \(r.stderr)")
+        #expect(r.stderr.contains(said), "\(mode): \(r.stderr)")
         let password = f.user.password
         let encoded = Data(password.utf8).base64EncodedString()
         let status = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])

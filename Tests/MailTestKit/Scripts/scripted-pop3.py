@@ -8,7 +8,7 @@ huge-login-delay (CAPA LOGIN-DELAY 100000000000), uidl-8bit (three messages, the
 cram-fallback (SASL CRAM-MD5 offered, refused without a code, USER/PASS works: Courier), auth-code (CRAM-MD5
 refused with [AUTH]), apop-fallback (APOP timestamp, APOP refused, USER/PASS works: solid-pop3d), sys-perm (PASS
 answered -ERR [SYS/PERM]), utf8 (CAPA offers UTF8), echo-pass (PASS answered -ERR [SYS/TEMP] quoting the password,
-as sent and in base64).
+as sent and in base64), echo-retr (RETR answered -ERR quoting the password).
 Everything the client sends is appended to LOGFILE. One connection at a time; exits after 60 s.
 """
 import socket, sys, time
@@ -24,6 +24,7 @@ import os
 os.rename(portfile + ".tmp", portfile)
 MESSAGE = b"From: a@b.test\r\nSubject: scripted\r\n\r\n" + b"line of the message body\r\n" * 2000
 UIDLS = [b"scripted-uid-1"]
+SECRET = [b""]
 if mode == "uidl-8bit":
     UIDLS = [b"first-uid", b"caf\xe9-\xff", b"third-uid"]
 
@@ -81,6 +82,9 @@ def session(conn):
                 send(b"-ERR [SYS/TEMP] mail store temporarily unavailable\r\n")
             elif mode == "sys-perm":
                 send(b"-ERR [SYS/PERM] mailbox is damaged\r\n")
+            elif mode == "echo-retr":
+                SECRET[0] = line.strip()[5:]
+                send(b"+OK logged in\r\n")
             elif mode == "echo-pass":
                 import base64
                 secret = line.strip()[5:]
@@ -91,6 +95,8 @@ def session(conn):
             send(b"+OK\r\n" + b"".join(b"%d %s\r\n" % (i + 1, u) for i, u in enumerate(UIDLS)) + b".\r\n")
         elif cmd == b"LIST":
             send(b"+OK\r\n" + b"".join(b"%d %d\r\n" % (i + 1, len(MESSAGE)) for i in range(len(UIDLS))) + b".\r\n")
+        elif cmd == b"RETR" and mode == "echo-retr":
+            send(b"-ERR cannot open the mailbox of a user whose password is " + SECRET[0] + b"\r\n")
         elif cmd == b"RETR":
             if mode == "drop-mid-retr":
                 send(b"+OK\r\n" + MESSAGE[: len(MESSAGE) // 2])
