@@ -27,6 +27,9 @@ extension SMTPClientStateMachine {
         var endOfDataExpected = 0
         /// Some end-of-data reply was not 2xx.
         var endOfDataRefused = false
+        /// The NOOP behind the end of data was answered in step: the end-of-data replies stand. Until then they
+        /// are only read, not believed (one sent before the server had the whole message shifts every other).
+        var proven = false
 
         init(recipients: [String], pipelined: Bool, mailCommand: SMTPCommand) {
             self.recipients = recipients
@@ -51,7 +54,7 @@ extension SMTPClientStateMachine {
                     verdict = self.rcpt[i]
                 } else if i < self.rcpt.count, let refusal = self.dataRefusal {
                     verdict = refusal
-                } else if let reply = self.endOfData[i] {
+                } else if self.proven, let reply = self.endOfData[i] {
                     verdict = reply
                 } else if let fallback {
                     verdict = fallback
@@ -203,6 +206,7 @@ extension SMTPClientStateMachine {
                         + "(a reply sent before the server had the whole message, or one too many), so none of this "
                         + "transaction's stands")
             }
+            t.proven = true
             return self.complete(t)
         default:
             preconditionFailure("not a transaction step: \(step)")

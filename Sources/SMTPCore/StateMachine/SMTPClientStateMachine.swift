@@ -401,26 +401,22 @@ public struct SMTPClientStateMachine: Sendable {
             self.pending = []
             self.pendingHead = 0
         }
-        guard let transaction = self.transaction, transaction.endOfData.contains(where: { $0 != nil }) else {
-            return nil
-        }
-        let reply = SMTPReply(code: 421, lines: ["4.4.2 connection lost (\(detail))"])
         // Before any end-of-data reply: nothing was decided, and the message may be sent again whole.
-        if transaction.endOfDataReceived == 0 { return nil }
-        if transaction.endOfDataReceived == transaction.endOfDataExpected {
-            // Lost after every end-of-data reply, before the NOOP's that proves them in step: none stands, and the
-            // server may have the message. Deferred, every recipient: not sent again on a new connection now.
-            return self.failure(
-                .connectionLost, reply, step: .noop,
-                "the connection was lost after the end of data, before the server's answer was proven")
-        }
+        guard let transaction = self.transaction, transaction.endOfDataReceived > 0 else { return nil }
+        // Lost after some or every end-of-data reply, before the NOOP's that proves them in step: none stands (an
+        // early reply would credit a recipient with another's verdict), and the server may have the message for
+        // some. Deferred, every recipient, counted toward max_attempts: not sent again on a new connection now.
+        let reply = SMTPReply(code: 421, lines: ["4.4.2 connection lost (\(detail))"])
         return self.failure(
-            .connectionLost, reply, step: .endOfData, "the connection was lost after part of the end-of-data replies")
+            .connectionLost, reply, step: .noop,
+            "the connection was lost after the end of data, before the server's answers were proven")
     }
 
     /// An error for `reply`; with a transaction in flight, its results (open recipients: temporary, because of
     /// `reply`).
     func failure(_ code: SMTPClientError.Code, _ reply: SMTPReply, step: Step?, _ detail: String) -> SMTPClientError {
+        // After the end of data and before the NOOP's reply, nothing the server said is proven: as at the NOOP.
+        let step = (self.transaction.map { $0.endOfDataReceived > 0 && !$0.proven } ?? false) ? .noop : step
         var results =
             self.transaction?.results(
                 fallback: Verdict(status: .temporaryFailure, reply: reply, step: step ?? .endOfData)) ?? []

@@ -11,7 +11,8 @@
     MODE rcpt-552: RCPT is answered 552 ("too many recipients", temporary per RFC 5321 §4.5.3.1.10).
     MODE lmtp-drop-after-first: (LMTP) after the final dot, the first recipient's "250" is sent, then the connection
       is dropped before the other recipients' replies (an LMTP delivery process that crashed on the second mailbox).
-      Every such message is saved (it reached the first recipient). A transaction with one recipient goes through.
+      Every such message is saved (it reached the first recipient). Only on the first connection: later ones, and a
+      transaction with one recipient, go through.
     MODE stall-after-dot-long: the reply after the final dot comes 30 s late (the message is saved then).
     MODE early-250: the first transaction's 354 comes in one write with a premature "250" (before any of the body
       was sent); after its final dot that transaction is refused 554 and nothing is saved. Later ones are accepted.
@@ -58,6 +59,7 @@ def serve(conn, number):
         return
     send("220 scripted ESMTP")
     accepted = 0
+    lmtp = False
     refusing = False
     while True:
         line = f.readline()
@@ -65,6 +67,7 @@ def serve(conn, number):
             return
         cmd = line.strip().upper()
         if cmd.startswith(b"EHLO") or cmd.startswith(b"LHLO"):
+            lmtp = cmd.startswith(b"LHLO")
             conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n")
         elif cmd.startswith(b"MAIL"):
             transactions += 1
@@ -123,7 +126,7 @@ def serve(conn, number):
                 conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
                 return
-            if mode == "lmtp-drop-after-first" and accepted > 1:
+            if mode == "lmtp-drop-after-first" and accepted > 1 and number == 1:
                 saved += 1
                 with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                     out.write(data)
@@ -149,7 +152,9 @@ def serve(conn, number):
             saved += 1
             with open(os.path.join(outdir, "msg.%d" % saved), "wb") as out:
                 out.write(data)
-            send("250 saved")
+            # LMTP (RFC 2033 §4.2): one reply per accepted recipient.
+            for _ in range(accepted if lmtp else 1):
+                send("250 saved")
             if mode == "extra-reply":
                 send("554 5.7.1 an extra reply nobody asked for")
         elif cmd == b"QUIT":
