@@ -160,6 +160,15 @@ public final class SMTPConnection {
     public func beginTransaction(
         sender: String, recipients: [String], size: Int?, needsUTF8: Bool, eightBit: Bool
     ) async throws -> TransactionStep {
+        // A reply waiting before the first command of a transaction answers nothing of it: the replies of the one
+        // before were out of step (a reply sent early, or one too many). Read as this transaction's, it would shift
+        // every verdict (a RCPT refusal taken for DATA's, for every recipient). Nothing of it is sent: the session
+        // ends, and the message goes on a new connection.
+        if self.buffer.readableBytes > 0 || self.io.hasUnreadBytes {
+            throw SMTPTransportError(
+                .connectionClosed, endpoint: self.endpoint,
+                phase: "starting a transaction (a reply nobody asked for was waiting: the replies were out of step)")
+        }
         let action = try self.machine.beginTransaction(
             sender: sender, recipients: recipients, size: size, needsUTF8: needsUTF8, eightBit: eightBit)
         switch try await self.drive(action) {
@@ -212,7 +221,21 @@ public final class SMTPConnection {
             }
             if out.readableBytes > 0 { try await self.write(out) }
             switch try await self.drive(action) {
-            case .transactionComplete(let results): return results
+            case .transactionComplete(let results):
+                // More bytes already in after the NOOP's reply: one reply too many came, so the one read as the
+                // NOOP's may have been another's (a reply sent before the end of the message shifts every reply by
+                // one). None stands; the session ends.
+                if self.buffer.readableBytes > 0 || self.io.hasUnreadBytes {
+                    let reply = SMTPReply(code: 421, lines: ["4.5.0 a reply nobody asked for followed the NOOP's"])
+                    throw SMTPClientError(
+                        code: .unexpectedReply, reply: reply, step: .noop,
+                        detail: "the replies are out of step with the commands (one too many after the end of data), "
+                            + "so none of this transaction's stands",
+                        transactionResults: results.map {
+                            .init(recipient: $0.recipient, status: .temporaryFailure, reply: reply, step: .noop)
+                        })
+                }
+                return results
             case let other: preconditionFailure("the end of data ended in \(other)")
             }
         } catch let e as SMTPTransportError {

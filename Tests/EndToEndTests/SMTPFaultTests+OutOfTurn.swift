@@ -182,3 +182,28 @@ extension SMTPFaultTests {
         #expect(f.user.messageCount() == 1, "kept on the server")
     }
 }
+
+extension SMTPFaultTests {
+    @Test(
+        "SMTP: one reply too many in the stream does not turn the next message's RCPT refusal into a DATA refusal",
+        .fault(
+            .smtp,
+            "an early 250 in the first message's body (then accepted); 2 recipients, the second always refused 550; "
+                + "on_permanent_failure = delete",
+            expect: "no message deleted that the MTA did not store for the accepted recipient; no DATA refusal"))
+    func leftoverReplyDoesNotShiftTheNext() throws {
+        let f = try PopfetchFixture()
+        let server = try ScriptedServer.start(.smtp, mode: "early-250-then-accept", in: f)
+        defer { server.stop() }
+        try f.user.deliver((1...2).map { Corpus.message($0, seed: 154, bareCR: false) })
+        try f.writeConfig(
+            extra:
+                "smtp = \"127.0.0.1:\(server.port)\"\nrecipient = [\"a@mail.test\", \"refuse@mail.test\"]\n"
+                + "smtp_timeout = \"5s\"\non_permanent_failure = \"delete\"",
+            mda: "")
+        let r = try f.poll()
+        #expect(!r.stderr.contains("DATA: MTA said 550"), "\(r.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: server.output).filter { $0.hasPrefix("msg.") }
+        #expect(2 - f.user.messageCount() <= saved.count, "every message deleted was stored: \(r.stderr)")
+    }
+}

@@ -20,6 +20,9 @@
       (the client's writes are all in the kernel's buffers by then); after the final dot it is refused 554 and nothing
       is saved. Later transactions are accepted.
     MODE store-then-drop: every message is saved after its final dot, and the connection dropped without a reply.
+    MODE early-250-then-accept: as early-250-in-body, but the first transaction is then accepted and saved (so one
+      reply too many is in the stream: it shifts the next transaction's replies by one).
+    Any RCPT whose address contains "refuse" (any case) is refused 550.
     MODE extra-reply: every message is saved and answered "250", then an extra "554" follows that nobody asked for.
     MODE no-greeting: connections are accepted and never greeted (a wedged MTA); each is held until the peer closes.
     MODE reject-then-no-greeting: the first connection's first message is refused 554 after its final dot, the NOOP
@@ -74,6 +77,8 @@ def serve(conn, number):
             accepted = 0
             refusing = mode == "refuse-first-transaction" and transactions == 1
             send("250 ok")
+        elif cmd.startswith(b"RCPT") and b"REFUSE" in cmd:
+            send("550 5.1.1 no such user")
         elif cmd.startswith(b"RCPT") and (refusing or mode == "rcpt-552"):
             send("550 5.1.1 no such user" if refusing else "552 5.5.3 too many recipients")
         elif cmd.startswith(b"RCPT"):
@@ -96,7 +101,7 @@ def serve(conn, number):
                 time.sleep(55)
                 return
             data = bytearray()
-            early = mode == "early-250-in-body" and transactions == 1
+            early = mode in ("early-250-in-body", "early-250-then-accept") and transactions == 1
             while True:
                 l = f.readline()
                 if not l:
