@@ -843,6 +843,7 @@ class Bench:
         timeout = self.lab.timeout
         if scn.peer_timeout and not tool.reference and tool.name != "popfetch":
             timeout = min(timeout, scn.peer_timeout)
+        rec["busy_before"] = wait_for_quiet()
         offset = log_offset(self.lab)
         rec.update(measure(cmd, job.dir, "run", timeout))
         rec["server"] = server_sent(self.lab, offset)
@@ -1232,6 +1233,13 @@ def closing_notes(lab, records, tools):
         busy = max(loads) > (os.cpu_count() or 1)
         notes.append(f"Load average (1 min) before the timed runs: {min(loads):.1f}–{max(loads):.1f} on "
                      f"{os.cpu_count()} cores" + ("; the machine was busy, so timings are noisy." if busy else "."))
+    quiet = [r["busy_before"] for r in records if "busy_before" in r]
+    if quiet:
+        loud = sum(1 for b in quiet if b > 0.15)
+        notes.append(f"Each timed run waited for a quiet machine (at most 15 % of the cores busy for 1 s, or 30 s): "
+                     f"busy just before a run {100 * statistics.median(quiet):.0f} % median, "
+                     f"{100 * max(quiet):.0f} % at most" + (f"; {loud} of {len(quiet)} runs started on a busy "
+                                                             "machine after the 30 s wait." if loud else "."))
     return notes
 
 
@@ -1875,6 +1883,31 @@ def build_rawpop(lab: Lab):
         return f"bench-rawpop.c did not compile: no limit and floor columns ({p.stderr.strip()[:200]})"
     lab.rawpop = exe
     return "bench-rawpop built without TLS (install libssl-dev): no limit and floor in S2"
+
+
+def cpu_busy(window=0.5):
+    """The share of all cores' time spent busy (not idle or waiting for I/O) over `window` seconds."""
+    def sample():
+        fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+    total0, idle0 = sample()
+    time.sleep(window)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(busy_at_most=0.15, most_s=30.0):
+    """Waits until the machine is quiet before a timed run: the previous run's leftovers (Dovecot ending 1,000
+    sessions after S7, a daemon's exit) otherwise land in the next run's time. Two half-second windows in a row
+    with at most `busy_at_most` of the cores busy, or `most_s` seconds; returns the last window's share."""
+    deadline = time.monotonic() + most_s
+    quiet_windows, busy = 0, 1.0
+    while time.monotonic() < deadline:
+        busy = cpu_busy()
+        quiet_windows = quiet_windows + 1 if busy <= busy_at_most else 0
+        if quiet_windows >= 2:
+            break
+    return round(busy, 3)
 
 
 def environment(lab):
