@@ -12,6 +12,11 @@ public enum POP3Defaults {
     /// realistic for POP3; a server that sends more is treated as broken rather than exhausting memory.
     public static let maximumListingEntries = 5_000_000
 
+    /// The longest CAPA reply accepted, in octets (its lines and line breaks). RFC 2449 servers send a dozen short
+    /// lines (Dovecot some 150 octets); each word becomes a string of its own, so without a bound a hostile server
+    /// could fill memory with one reply (issue 9's review: 240 MB of capabilities took 1.9 GB).
+    public static let maximumCapabilityOctets = 65_536
+
     /// RFC 2449 §4: a command line is at most 255 octets including the terminating CRLF.
     public static let maximumCommandLength = 255
 

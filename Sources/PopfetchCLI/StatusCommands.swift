@@ -73,6 +73,12 @@ extension Popfetch {
             for a in accounts {
                 var record = try store.accountStatus(accountName: a.name, mailbox: a.mailbox)
                 if daemon == nil { record.nextPoll = nil }
+                if let poll = record.unfinishedPoll {
+                    // Still running, unless no process holds the mailbox's lock (the kernel drops it with its
+                    // holder, whatever killed it); read again, so that a poll that just ended is not taken for dead.
+                    let lock = LockFile.accountLockPath(stateDirectory: g.stateDirectory, stateKey: a.mailbox.rawValue)
+                    record.interrupted = try LockFile.probe(path: lock) == nil && store.pollIsRunning(id: poll.id)
+                }
                 rows.append((a, record))
                 if record.failedMessages > 0 { failures[a.name] = try store.failedMessages(mailbox: a.mailbox) }
             }
@@ -81,10 +87,11 @@ extension Popfetch {
             } else {
                 print(Self.safe(StatusRenderer.table(daemon: daemon, rows: rows, now: Date(), failures: failures)))
             }
-            // Exit 1 while anything needs attention: a failed or partial last poll, a message marked failed, a pause.
+            // Exit 1 while anything needs attention: a failed, partial or interrupted last poll, a message marked
+            // failed, a pause.
             let bad = rows.contains {
                 ($0.1.lastPoll.map { $0.outcome == "error" || $0.outcome == "partial" } ?? false)
-                    || $0.1.failedMessages > 0 || $0.1.pausedReason != nil
+                    || $0.1.failedMessages > 0 || $0.1.pausedReason != nil || $0.1.interrupted
             }
             if bad { throw ExitCode(1) }
         }
@@ -224,6 +231,7 @@ extension Popfetch {
 enum StatusRenderer {
     static func outcome(_ r: AccountStatusRecord) -> String {
         if r.pausedReason != nil { return "paused" }
+        if r.interrupted { return "aborted" }
         guard let p = r.lastPoll else { return "never" }
         switch p.outcome {
         case "ok", "partial", "error": return p.outcome
@@ -243,13 +251,13 @@ enum StatusRenderer {
         let accounts: [JSONValue] = rows.map { a, r in
             .object([
                 ("account", .string(a.name)),
-                ("last_poll_started", .optional(r.lastPoll?.started)),
-                ("last_poll_finished", .optional(r.lastPoll?.finished)),
+                ("last_poll_started", .optional(Self.shownPoll(r)?.started)),
+                ("last_poll_finished", .optional(Self.shownPoll(r)?.finished)),
                 ("outcome", .string(Self.outcome(r))),
-                ("error", .optional(r.lastPoll?.error)),
-                ("delivered_last_poll", .optional(r.lastPoll?.delivered)),
-                ("bytes_last_poll", .optional(r.lastPoll?.bytes)),
-                ("pending", .optional(r.lastPoll?.pending)),
+                ("error", .optional(Self.error(r))),
+                ("delivered_last_poll", .optional(r.interrupted ? nil : r.lastPoll?.delivered)),
+                ("bytes_last_poll", .optional(r.interrupted ? nil : r.lastPoll?.bytes)),
+                ("pending", .optional(r.interrupted ? nil : r.lastPoll?.pending)),
                 ("failed", .int(r.failedMessages)),
                 (
                     "failed_messages",
@@ -265,6 +273,20 @@ enum StatusRenderer {
             ])
         }
         return JSONValue.object([("daemon", d), ("accounts", .array(accounts))]).render()
+    }
+
+    /// The poll a summary shows: the last one that finished, or one whose process died after it.
+    static func shownPoll(_ r: AccountStatusRecord) -> PollRecord? {
+        r.interrupted ? r.unfinishedPoll : r.lastPoll
+    }
+
+    /// What went wrong in the poll shown.
+    static func error(_ r: AccountStatusRecord) -> String? {
+        if r.interrupted {
+            return "the poll started \(r.unfinishedPoll.map { ISO8601.format($0.started) } ?? "last") never finished: "
+                + "popfetch was killed or crashed during it (the next poll fetches again what it had not committed)"
+        }
+        return r.lastPoll?.error
     }
 
     static func relative(_ date: Date, now: Date) -> String {
@@ -313,17 +335,20 @@ enum StatusRenderer {
                 + Self.pad("BYTES", 9) + Self.pad("PEND", 6) + Self.pad("FAIL", 6) + Self.pad("TOTAL", 7) + "NEXT")
         var errors: [String] = []
         for (a, r) in rows {
-            let last = r.lastPoll
+            let last = Self.shownPoll(r)
+            // A poll that never finished recorded no counts.
+            let counts = r.interrupted ? nil : last
             let when = last.map { Self.relative($0.started, now: now) } ?? "never"
             let next = r.nextPoll.map { Self.relative($0, now: now) } ?? "-"
             lines.append(
                 Self.pad(a.name + (a.enabled ? "" : "*"), 14) + Self.pad(when, 12) + Self.pad(Self.outcome(r), 9)
-                    + Self.pad(last.map { String($0.delivered) } ?? "-", 7)
-                    + Self.pad(last.map { Self.bytes($0.bytes) } ?? "-", 9)
-                    + Self.pad(last.map { String($0.pending) } ?? "-", 6) + Self.pad(String(r.failedMessages), 6)
+                    + Self.pad(counts.map { String($0.delivered) } ?? "-", 7)
+                    + Self.pad(counts.map { Self.bytes($0.bytes) } ?? "-", 9)
+                    + Self.pad(counts.map { String($0.pending) } ?? "-", 6) + Self.pad(String(r.failedMessages), 6)
                     + Self.pad(String(r.deliveredTotal), 7) + next)
-            if let e = last?.error {
-                let streak = r.consecutiveFailures > 1 ? " (\(r.consecutiveFailures) failures in a row)" : ""
+            if let e = Self.error(r) {
+                let streak =
+                    r.consecutiveFailures > 1 && !r.interrupted ? " (\(r.consecutiveFailures) failures in a row)" : ""
                 errors.append("\(a.name): \(e)\(streak)")
             }
             if let why = r.pausedReason {

@@ -13,6 +13,10 @@ public struct ListedSizes: Sendable, ExpressibleByDictionaryLiteral {
     /// The largest run of unlisted numbers the array bridges before a number goes to the dictionary.
     static let gapLimit = 1024
 
+    /// Slots the array holds, listed or not: at most twice the numbers listed plus ``gapLimit``, however a server
+    /// spreads its numbers (1, 1026, 2051, … once bridged every gap, 8 KB per 14-byte listing line).
+    var arraySlots: Int { self.dense.count }
+
     public init(capacity: Int = 0) {
         self.dense.reserveCapacity(capacity)
     }
@@ -27,7 +31,9 @@ public struct ListedSizes: Sendable, ExpressibleByDictionaryLiteral {
         let slot = number &- 1  // wraps for Int.min, which then goes to the dictionary
         if size >= 0, slot >= 0, slot < self.dense.count {
             self.dense[slot] = size
-        } else if size >= 0, slot >= self.dense.count, slot - self.dense.count <= Self.gapLimit {
+        } else if size >= 0, slot >= self.dense.count, slot - self.dense.count <= Self.gapLimit,
+            slot < 2 * self.count + Self.gapLimit
+        {
             // A listing names the next number: the generic gap fill only for a gap.
             if slot > self.dense.count {
                 self.dense.append(contentsOf: repeatElement(-1, count: slot - self.dense.count))

@@ -92,6 +92,10 @@ public struct AccountStatusRecord: Hashable, Sendable {
     public var lastSuccess: Date?
     /// Messages left on the server after the last poll that logged in (a failed poll does not know).
     public var lastKnownPending: Int?
+    /// The newest poll, when it is still recorded as running: in flight, or its process died.
+    public var unfinishedPoll: PollRecord?
+    /// Set by `popfetch status` when ``unfinishedPoll``'s process is gone (nobody holds the mailbox's lock).
+    public var interrupted = false
 }
 
 /// Failure of the state database (the CLI maps it to EX_IOERR).

@@ -39,8 +39,18 @@ extension StateStore {
 
     // MARK: - Polls
 
+    /// What a poll that never finished says in the history once the next poll of its mailbox starts.
+    public static let interruptedPollError =
+        "this poll never finished: popfetch was killed or crashed during it (what it had not committed is fetched "
+        + "again)"
+
+    /// Records the start of a poll. The caller holds the mailbox's lock, so a poll of the mailbox still unfinished
+    /// is one whose process died (kill -9, a crash, the OOM killer): it is closed as an error, not left "running".
     public func beginPoll(mailbox: MailboxID, accountName name: String, at now: Date) throws -> Int64 {
         try self.write { db in
+            try db.execute(
+                sql: "UPDATE polls SET outcome = 'error', error = ? WHERE account = ? AND outcome = 'running'",
+                arguments: [Self.interruptedPollError, mailbox.rawValue])
             try db.execute(
                 sql: "INSERT INTO polls (account, account_name, started) VALUES (?, ?, ?)",
                 arguments: [mailbox.rawValue, name, now.timeIntervalSince1970])
@@ -93,6 +103,10 @@ extension StateStore {
         try self.read { db in
             // A poll still marked "running" is in flight (or was killed): the summary shows the last finished one.
             let last = try Self.polls(db, accountName: accountName, limit: 1, finishedOnly: true).first
+            // The newest poll when it has not finished: in flight, or its process died (the caller tells which).
+            let unfinished = try Self.polls(db, accountName: accountName, limit: 1).first.flatMap {
+                $0.finished == nil && $0.outcome == "running" ? $0 : nil
+            }
             let failed =
                 try Int.fetchOne(
                     db,
@@ -130,7 +144,8 @@ extension StateStore {
             return AccountStatusRecord(
                 lastPoll: last, failedMessages: failed, deliveredTotal: total, consecutiveFailures: consecutive,
                 nextPoll: next.map(Date.init(timeIntervalSince1970:)), pausedReason: paused,
-                lastSuccess: success.map(Date.init(timeIntervalSince1970:)), lastKnownPending: pending)
+                lastSuccess: success.map(Date.init(timeIntervalSince1970:)), lastKnownPending: pending,
+                unfinishedPoll: unfinished)
         }
     }
 
@@ -166,6 +181,15 @@ extension StateStore {
                 finished: (r[4] as Double?).map(Date.init(timeIntervalSince1970:)), outcome: r[5], listed: r[6],
                 new: r[7], delivered: r[8], bytes: r[9], deleted: r[10], deferred: r[11], failed: r[12],
                 skipped: r[13], error: r[14], pending: r[15])
+        }
+    }
+
+    /// Whether the poll `id` is still recorded as running.
+    public func pollIsRunning(id: Int64) throws -> Bool {
+        try self.read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT outcome = 'running' AND finished IS NULL FROM polls WHERE id = ?", arguments: [id])
+                ?? false
         }
     }
 

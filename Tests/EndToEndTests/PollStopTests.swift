@@ -65,6 +65,54 @@ struct PollStopTests {
         #expect(try f.delivered().count == 3, "each message delivered once over the two polls")
     }
 
+    @Test(
+        "a poll killed with SIGKILL shows in status as aborted (exit 1) until the next poll closes it as an error",
+        .fault(
+            .process, "`popfetch poll` killed with SIGKILL while its MDA runs (as the OOM killer or a crash would)",
+            expect: "while it runs, status says the last poll's outcome (exit 0); once it is dead, 'aborted' and "
+                + "exit 1; the next poll records it as an error in the history and delivers the message"))
+    func killedPollShowsAborted() throws {
+        let f = try PopfetchFixture()
+        try f.user.deliver([Corpus.message(1, seed: 171, bareCR: false)])
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        try f.user.deliver([Corpus.message(2, seed: 171, bareCR: false)])
+        let started = f.directory + "/mda-started"
+        let mda = f.directory + "/stuck-mda"
+        try writeExecutable(
+            "#!/bin/sh\necho $$ > '\(started).tmp'\nmv '\(started).tmp' '\(started)'\nexec sleep 60\n", to: mda)
+        try f.writeConfig(extra: "keep = true", mda: mda, timeout: "30s")
+        let child = try Child.spawn(
+            [Package.binary, "--config", f.configPath, "--state", f.statePath, "poll"],
+            stdout: f.directory + "/poll.out", stderr: f.directory + "/poll.err")
+        #expect(eventually(30) { FileManager.default.fileExists(atPath: started) }, "the MDA started")
+        let status = ["--config", f.configPath, "--state", f.statePath, "status", "--json"]
+        let running = try popfetch(status)
+        #expect(running.status == 0 && running.stdout.contains("\"ok\""), "a poll in flight is not a failure")
+        kill(child.pid, SIGKILL)
+        _ = child.wait(timeout: 10)
+        if let pid = Int32(
+            ((try? String(contentsOfFile: started, encoding: .utf8)) ?? "").trimmingCharacters(
+                in: .whitespacesAndNewlines))
+        {
+            kill(pid, SIGKILL)
+        }
+        let dead = try popfetch(status)
+        #expect(dead.status == 1, "\(dead.stdout)")
+        #expect(dead.stdout.contains("\"aborted\"") && dead.stdout.contains("never finished"), "\(dead.stdout)")
+        let table = try popfetch(["--config", f.configPath, "--state", f.statePath, "status"])
+        #expect(table.status == 1 && table.stdout.contains("aborted"), "\(table.stdout)")
+        try f.writeConfig(extra: "keep = true")
+        #expect(try f.poll().status == 0)
+        #expect(try f.delivered().count == 2, "the message in flight was delivered by the next poll")
+        let after = try popfetch(status)
+        #expect(after.status == 0 && !after.stdout.contains("aborted"), "\(after.stdout)")
+        let history = try popfetch(
+            ["--config", f.configPath, "--state", f.statePath, "status", "--account", f.accountName, "--history", "5"])
+        #expect(
+            history.stdout.contains("never finished"), "the killed poll is an error in the history\n\(history.stdout)")
+    }
+
     /// Runs `popfetch poll` with an MDA that takes a second before saving, and sends SIGTERM as the first MDA starts.
     /// Returns the exit status and stderr.
     static func stopDuringFirstDelivery(_ f: PopfetchFixture, extra: String = "", port: Int? = nil) throws

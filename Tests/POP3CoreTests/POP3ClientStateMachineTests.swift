@@ -459,6 +459,29 @@ struct POP3ClientStateMachineTests {
         }
     }
 
+    @Test("a CAPA reply past the octet limit throws capabilitiesTooLong; one just under it is accepted")
+    func capaReplyTooLong() throws {
+        // Many lines, each under the line limit: the reply as a whole is what is bounded (issue 9's review, 2).
+        let line = "X-" + String(repeating: "w ", count: 1_000) + "\r\n"
+        let fits = POP3Defaults.maximumCapabilityOctets / line.utf8.count
+        var session = try Session.greeted()
+        try session.send(.capa)
+        let events = try session.receive("+OK\r\n" + String(repeating: line, count: fits) + ".\r\n")
+        guard case .capabilities(let caps, _)? = events.first else {
+            Issue.record("expected capabilities, got \(events)")
+            return
+        }
+        #expect(caps.all.count == fits)
+
+        var flooded = try Session.greeted()
+        try flooded.send(.capa)
+        _ = try flooded.receive("+OK\r\n")
+        #expect(throws: POP3ProtocolError(.capabilitiesTooLong(limit: POP3Defaults.maximumCapabilityOctets))) {
+            for _ in 0...fits { _ = try flooded.receive(line) }
+        }
+        #expect(flooded.state == .failed)
+    }
+
     @Test("a long CAPA line under the listing limit is accepted")
     func longCapaLineAccepted() throws {
         var session = try Session.greeted()

@@ -1,5 +1,6 @@
-import Retrieval
 import Testing
+
+@testable import Retrieval
 
 @Suite("LIST sizes by message number")
 struct ListedSizesTests {
@@ -31,6 +32,26 @@ struct ListedSizesTests {
         let once = sizes.insert(42, for: 3200)
         let twice = sizes.insert(43, for: 3200)
         #expect(once && !twice && sizes[3200] == 42)
+    }
+
+    @Test("numbers spread out by a server keep the array at most twice the numbers listed, and each is found")
+    func spreadNumbers() {
+        // Each gap under the bridging limit, but every number a gap's width from the last: a hostile listing of
+        // 100,000 such lines used to take 2.5 GB (review of issue 9, finding 1).
+        var sizes = ListedSizes()
+        let step = ListedSizes.gapLimit + 1
+        for k in 0..<20_000 {
+            let inserted = sizes.insert(k, for: 1 + k * step)
+            #expect(inserted)
+        }
+        #expect(sizes.count == 20_000)
+        #expect(sizes.arraySlots <= 2 * sizes.count + ListedSizes.gapLimit)
+        #expect((0..<20_000).allSatisfy { sizes[1 + $0 * step] == $0 })
+        #expect(sizes[2] == nil && sizes[1 + 19_999 * step + 1] == nil)
+        // A listing 1...n still goes into the array whole.
+        var dense = ListedSizes()
+        for n in 1...50_000 { _ = dense.insert(n, for: n) }
+        #expect(dense.arraySlots == 50_000)
     }
 
     @Test("numbers listed in any order, and a zero size, are kept the same")

@@ -11,6 +11,8 @@ public struct POP3ProtocolError: Error, Hashable, Sendable, CustomStringConverti
         case invalidListingLine(excerpt: String)
         /// More listing entries than ``POP3Defaults/maximumListingEntries``.
         case tooManyListingEntries(limit: Int)
+        /// A CAPA reply longer than ``POP3Defaults/maximumCapabilityOctets``.
+        case capabilitiesTooLong(limit: Int)
         /// The server sent a response while no command was outstanding.
         case unsolicitedResponse(excerpt: String)
         /// A single-line reply (STAT, `UIDL n`, `LIST n`) whose arguments do not parse.
@@ -33,6 +35,7 @@ public struct POP3ProtocolError: Error, Hashable, Sendable, CustomStringConverti
         case .listingLineTooLong(let limit): return "server sent a listing line longer than \(limit) octets"
         case .invalidListingLine(let e): return "server sent an invalid listing line: \(e.debugDescription)"
         case .tooManyListingEntries(let limit): return "server sent more than \(limit) listing entries"
+        case .capabilitiesTooLong(let limit): return "server sent a CAPA reply longer than \(limit) octets"
         case .unsolicitedResponse(let e): return "server sent a response nobody asked for: \(e.debugDescription)"
         case .malformedReply(let c, let e): return "server's reply to \(c) does not parse: \(e.debugDescription)"
         case .unexpectedContinuation(let c): return "server sent a SASL continuation in reply to \(c)"

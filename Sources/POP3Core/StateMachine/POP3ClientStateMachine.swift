@@ -57,6 +57,8 @@ public struct POP3ClientStateMachine: Sendable {
     private var parser = ResponseParser()
     private var listing: Listing?
     private var capabilityEntries: [Capability] = []
+    /// Octets of the CAPA reply so far, lines and their line breaks.
+    private var capabilityOctets = 0
     private var uidlEntries: [UIDLEntry] = []
     private var scanEntries: [ScanEntry] = []
     /// The length of the last listing of this session: the next one (LIST after UIDL) most likely has as many
@@ -180,6 +182,7 @@ public struct POP3ClientStateMachine: Sendable {
             case .capa:
                 self.listing = .capabilities(status)
                 self.capabilityEntries = []
+                self.capabilityOctets = 0
             case .uidl:
                 self.listing = .uidl
                 self.uidlEntries = []
@@ -255,6 +258,10 @@ public struct POP3ClientStateMachine: Sendable {
         guard let listing = self.listing else { return }
         switch listing {
         case .capabilities:
+            self.capabilityOctets += line.count + 2
+            guard self.capabilityOctets <= POP3Defaults.maximumCapabilityOctets else {
+                throw POP3ProtocolError(.capabilitiesTooLong(limit: POP3Defaults.maximumCapabilityOctets))
+            }
             if let cap = Capability(line: String(decoding: line, as: UTF8.self)) { self.capabilityEntries.append(cap) }
         case .uidl:
             guard self.uidlEntries.count < POP3Defaults.maximumListingEntries else {
