@@ -42,10 +42,20 @@ package enum AnonymousFile {
 
     /// One in memory (`memfd_create`, close-on-exec): no filesystem, no journal, nothing to free on disk when it
     /// closes. For small files only: its pages are memory for as long as it is open. Nil when the system has none.
-    package static func createInMemory(name: String) -> Int32? {
+    /// `sealable` allows ``sealAgainstWrites(_:)``.
+    package static func createInMemory(name: String, sealable: Bool = false) -> Int32? {
         guard let memfdCreate = Self.memfdCreate else { return nil }
-        let fd = name.withCString { memfdCreate($0, 1) }  // MFD_CLOEXEC
+        let fd = name.withCString { memfdCreate($0, sealable ? 3 : 1) }  // MFD_CLOEXEC, MFD_ALLOW_SEALING
         return fd >= 0 ? fd : nil
+    }
+
+    /// Seals a file made by ``createInMemory(name:sealable:)`` with `sealable`: from now on every write to it, through
+    /// any descriptor in any process, fails (F_SEAL_WRITE, F_SEAL_GROW, F_SEAL_SHRINK, F_SEAL_SEAL). Returns false,
+    /// changing nothing, for any other file.
+    @discardableResult
+    package static func sealAgainstWrites(_ fd: Int32) -> Bool {
+        // F_ADD_SEALS (F_LINUX_SPECIFIC_BASE + 9); seals SEAL 1, SHRINK 2, GROW 4, WRITE 8.
+        fcntl(fd, 1033, Int32(1 | 2 | 4 | 8)) == 0
     }
 
     /// `preferred` (when given), then $TMPDIR, then /tmp, without repeats.

@@ -72,6 +72,8 @@ extension ProcessRunner {
     /// The outcome of a reaped child: how it ended, and the tail of its output (read from `outputFD`, which the
     /// caller closes).
     static func outcome(status: Int32, outputFD: Int32, timedOut: Bool) -> ProcessOutcome {
+        // The child is reaped: whatever it left running writes no more into its output.
+        AnonymousFile.sealAgainstWrites(outputFD)
         let termination: ProcessOutcome.Termination
         if status & 0x7f == 0 {
             termination = .exited((status >> 8) & 0xff)

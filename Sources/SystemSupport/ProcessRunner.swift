@@ -405,9 +405,7 @@ public enum ProcessRunner {
     /// leaves none: the next child's file is then made when it starts, and that error is reported.
     static func prepareSpareOutputFile() {
         guard Self.spareOutputFile.withLock({ $0 == nil }) else { return }
-        guard let fd = try? AnonymousFile.create(in: AnonymousFile.directories(preferring: nil), append: true) else {
-            return
-        }
+        guard let fd = try? Self.newOutputFile() else { return }
         let unused = Self.spareOutputFile.withLock { spare -> Int32? in
             guard spare == nil else { return fd }
             spare = fd
@@ -416,11 +414,22 @@ public enum ProcessRunner {
         if let unused { close(unused) }
     }
 
-    /// An unlinked file opened for appending, for a child's stdout and stderr.
+    /// A file with no name opened for appending, for a child's stdout and stderr: in memory and sealable where the
+    /// system allows, so that once the child is reaped no process it left behind (a background job holding its
+    /// stderr) can grow it (the size cap applies only while the child runs); else on disk.
+    private static func newOutputFile() throws(AnonymousFileError) -> Int32 {
+        if let fd = AnonymousFile.createInMemory(name: "popfetch-child-output", sealable: true) {
+            _ = fcntl(fd, F_SETFL, O_APPEND)
+            return fd
+        }
+        return try AnonymousFile.create(in: AnonymousFile.directories(preferring: nil), append: true)
+    }
+
+    /// The output file for the next child: the spare one made ahead, or a new one.
     private static func makeOutputFile(program: String) throws -> Int32 {
         if let spare = Self.spareOutputFile.withLock({ $0.take() }) { return spare }
         do {
-            return try AnonymousFile.create(in: AnonymousFile.directories(preferring: nil), append: true)
+            return try Self.newOutputFile()
         } catch {
             throw ProcessLaunchError(
                 program: program, message: "cannot create a file for its output: \(error.message)", code: error.code)

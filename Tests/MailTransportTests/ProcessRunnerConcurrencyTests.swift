@@ -69,4 +69,30 @@ struct ProcessRunnerConcurrencyTests {
         #expect(hung.0.output == "hung")
         #expect(hung.1 < .seconds(10), "the hung child was killed after \(hung.1)")
     }
+
+    @Test("a process a child leaves running can no longer write into the child's output once the child is reaped")
+    func leftoverProcessCannotGrowTheOutput() async throws {
+        // An MDA that starts a background job holding its stderr, then exits 0: the job used to grow the unlinked
+        // output file without end (10 MB/s filled /tmp; review of issue 9, daemon finding 3), as the size cap
+        // applies only while the child runs. Now its first write after the reap fails, and it stops.
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devnull) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("leftover-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script =
+            "sh -c 'echo $$ > \"$1/pid\"; while printf x >&2; do sleep 0.01; done; touch \"$1/stopped\"' _ '\(dir)' & "
+            + "while [ ! -e '\(dir)/pid' ]; do sleep 0.01; done; echo done"
+        let outcome = try await ProcessRunner.run(arguments: ["/bin/sh", "-c", script], stdin: devnull, timeout: 30)
+        #expect(outcome.termination == .exited(0))
+        let stopped = eventually(10) { FileManager.default.fileExists(atPath: dir + "/stopped") }
+        #expect(stopped, "the background job could still write into the output after its parent was reaped")
+        if !stopped,
+            let pid = Int32(
+                (try? String(contentsOfFile: dir + "/pid", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        {
+            kill(pid, SIGKILL)
+        }
+    }
 }
