@@ -111,6 +111,10 @@ public final class PollScheduler: Service, Sendable {
         for name in initial { continuation.yield(name) }
         let count = initial.count
         self.logger.info("daemon started: \(count) account\(count == 1 ? "" : "s") to poll")
+        // Trapped before READY=1: systemd may send the reload (SIGHUP) the moment it reads that, and an untrapped
+        // SIGHUP or SIGUSR1 ends the process (review: 7 of 10 starts died of a SIGHUP sent on READY=1). Signals
+        // that come before the loop below reads them wait in the sequence.
+        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
         self.notifier.notify("READY=1\nSTATUS=polling \(count) account\(count == 1 ? "" : "s")")
 
         await withTaskCancellationHandler {
@@ -118,7 +122,7 @@ public final class PollScheduler: Service, Sendable {
                 // One child task per account loop, plus the signal handler and the watchdog. A discarding group
                 // frees each child as it ends; it is awaited as a whole, no polling.
                 await withDiscardingTaskGroup { group in
-                    group.addTask { await self.handleSignals() }
+                    group.addTask { await self.handleSignals(signals) }
                     if let interval = self.notifier.watchdogInterval {
                         group.addTask { await self.watchdog(every: interval) }
                     }
@@ -168,8 +172,7 @@ public final class PollScheduler: Service, Sendable {
         }
     }
 
-    private func handleSignals() async {
-        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr1)
+    private func handleSignals(_ signals: UnixSignalsSequence) async {
         for await signal in signals.cancelOnGracefulShutdown() {
             if signal == .sighup {
                 self.reload()

@@ -304,45 +304,47 @@ struct DaemonDetailTests {
     func systemdNotify() throws {
         let f = try PopfetchFixture()
         try f.writeConfig(extra: "interval = \"1h\"")
-        let path = f.directory + "/notify.sock"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in Array(path.utf8).enumerated() { p[i] = b }
-        }
-        let rc = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        try #require(rc == 0)
-        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        func receive(until text: String, timeout: Double) -> String {
-            var all = ""
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline && !all.contains(text) {
-                var buf = [UInt8](repeating: 0, count: 1024)
-                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n > 0 { all += String(decoding: buf[0..<n], as: UTF8.self) + "\n" }
-            }
-            return all
-        }
+        let notify = try NotifySocket(path: f.directory + "/notify.sock")
         let log = f.directory + "/daemon.log"
         let child = try Child.spawn(
             [Package.binary, "--config", f.configPath, "--state", f.statePath, "daemon"],
-            environment: ["NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"], stdout: log, stderr: log)
-        let ready = receive(until: "READY=1", timeout: 15)
+            environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"], stdout: log, stderr: log)
+        let ready = notify.receive(until: "READY=1", timeout: 15)
         #expect(ready.contains("READY=1"))
         #expect(ready.contains("STATUS="))
-        let pings = receive(until: "WATCHDOG=1", timeout: 3)
+        let pings = notify.receive(until: "WATCHDOG=1", timeout: 3)
         #expect(pings.contains("WATCHDOG=1"), "watchdog pings when WATCHDOG_USEC is set")
         kill(child.pid, SIGTERM)
-        let stopping = receive(until: "STOPPING=1", timeout: 10)
+        let stopping = notify.receive(until: "STOPPING=1", timeout: 10)
         #expect(stopping.contains("STOPPING=1"))
         #expect(child.wait(timeout: 30) == 0)
+    }
+
+    @Test(
+        "a reload (SIGHUP) or a wake (SIGUSR1) sent the moment the daemon says READY=1 is handled, never fatal",
+        .fault(
+            .process, "SIGHUP and SIGUSR1 sent as soon as READY=1 arrives, five daemon starts (as systemd may reload)",
+            expect: "each daemon alive, the reload logged, exit 0 at SIGTERM"))
+    func signalRightAfterReady() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        for attempt in 1...5 {
+            let notify = try NotifySocket(path: f.directory + "/notify\(attempt).sock")
+            let log = f.directory + "/daemon\(attempt).log"
+            let child = try Child.spawn(
+                [Package.binary, "--config", f.configPath, "--state", f.statePath, "daemon"],
+                environment: ["NOTIFY_SOCKET": notify.path], stdout: log, stderr: log)
+            #expect(notify.receive(until: "READY=1", timeout: 15).contains("READY=1"))
+            kill(child.pid, SIGHUP)
+            kill(child.pid, SIGUSR1)
+            let reloaded = eventually(10) {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("configuration reloaded")
+            }
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(reloaded && child.isRunning, "start \(attempt): the daemon ended or did not reload\n\(text)")
+            kill(child.pid, SIGTERM)
+            #expect(child.wait(timeout: 30) == 0, "start \(attempt)\n\(text)")
+        }
     }
 
     @Test("max_concurrent_polls bounds concurrency; accounts keep their own intervals; SIGUSR1 wakes all")
@@ -420,5 +422,46 @@ struct PopfetchKitStoreReader {
                 arguments: [name]
             ).map { Poll(start: $0[0], end: $0[1]) }
         }
+    }
+}
+
+/// A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+private final class NotifySocket {
+    let path: String
+    private let fd: Int32
+
+    init(path: String) throws {
+        self.path = path
+        self.fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in
+            for (i, b) in Array(path.utf8).enumerated() { p[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(self.fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard rc == 0 else {
+            close(self.fd)
+            throw TestFailure("cannot bind \(path)")
+        }
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(self.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(self.fd) }
+
+    /// What arrives until a datagram holds `text` or `timeout` seconds pass.
+    func receive(until text: String, timeout: Double) -> String {
+        var all = ""
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && !all.contains(text) {
+            var buf = [UInt8](repeating: 0, count: 1024)
+            let n = buf.withUnsafeMutableBytes { recv(self.fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { all += String(decoding: buf[0..<n], as: UTF8.self) + "\n" }
+        }
+        return all
     }
 }
