@@ -11,11 +11,12 @@ public enum ControlClient {
     /// How long the whole exchange may take.
     public static let deadline: Duration = .seconds(5)
 
-    public static func send(_ request: ControlRequest, stateDirectory: String, deadline: Duration = Self.deadline)
-        async throws(ControlClientError) -> ControlReply
-    {
+    public static func send(
+        _ request: ControlRequest, stateDirectory: String, stateFile: String = "state.sqlite",
+        deadline: Duration = Self.deadline
+    ) async throws(ControlClientError) -> ControlReply {
         let limit = TimeAmount(deadline)
-        let path = ControlSocket.path(stateDirectory: stateDirectory)
+        let path = ControlSocket.path(stateDirectory: stateDirectory, stateFile: stateFile)
         let line: String
         do {
             line = try request.encoded()

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -25,14 +26,17 @@ public struct ControlSocket: Service {
     /// Set when the service itself closes the socket; a close without it is a failure.
     private let closing: NIOLockedValueBox<Bool>
 
-    public static func path(stateDirectory: String) -> String { stateDirectory + "/daemon.sock" }
+    /// The socket of the daemon of the state database `stateFile` in `stateDirectory`.
+    public static func path(stateDirectory: String, stateFile: String = "state.sqlite") -> String {
+        stateDirectory + "/" + LockFile.daemonFileStem(stateFile: stateFile) + ".sock"
+    }
 
     /// Binds the socket, replacing a stale one (the caller holds the daemon lock, so no other daemon uses it), and
     /// accepts connections at once; `handler` answers each request, on the connection's event loop.
-    public static func bind(stateDirectory: String, logger: Logger, handler: @escaping Handler) async throws
-        -> ControlSocket
-    {
-        let path = Self.path(stateDirectory: stateDirectory)
+    public static func bind(
+        stateDirectory: String, stateFile: String = "state.sqlite", logger: Logger, handler: @escaping Handler
+    ) async throws -> ControlSocket {
+        let path = Self.path(stateDirectory: stateDirectory, stateFile: stateFile)
         let deadline = TimeAmount(Self.requestDeadline)
         let server: any Channel
         do {

@@ -44,7 +44,9 @@ extension Popfetch {
             let scheduler = PollScheduler(
                 configuration: config, loader: loader, store: store, stateDirectory: g.stateDirectory, logger: logger,
                 observer: monitoring.observer, reloaded: monitoring.reloaded)
-            let control = try await ControlSocket.bind(stateDirectory: g.stateDirectory, logger: logger) {
+            let control = try await ControlSocket.bind(
+                stateDirectory: g.stateDirectory, stateFile: g.stateFileName, logger: logger
+            ) {
                 scheduler.handle($0)
             }
             let group = ServiceGroup(
@@ -56,7 +58,9 @@ extension Popfetch {
 
         /// One daemon per state database: a second one is refused (EX_TEMPFAIL), saying which process runs.
         private static func takeDaemonLock(_ g: GlobalOptions) throws -> LockFile {
-            switch try LockFile.tryAcquire(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory)) {
+            switch try LockFile.tryAcquire(
+                path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory, stateFile: g.stateFileName))
+            {
             case .acquired(let lock):
                 return lock
             case .heldBy(let holder):
@@ -84,7 +88,8 @@ extension Popfetch {
             let g = self.globals.merged(with: self.root.globals)
             let reply: ControlReply
             do {
-                reply = try await ControlClient.send(.wake(account: self.account), stateDirectory: g.stateDirectory)
+                reply = try await ControlClient.send(
+                    .wake(account: self.account), stateDirectory: g.stateDirectory, stateFile: g.stateFileName)
             } catch {
                 switch error.code {
                 case .notRunning:

@@ -102,6 +102,8 @@ extension GlobalOptions {
     }
 
     var stateDirectory: String { (self.statePath as NSString).deletingLastPathComponent }
+    /// The state database's file name: the daemon's lock and socket are named after it.
+    var stateFileName: String { (self.statePath as NSString).lastPathComponent }
 
     /// For the commands that only look (`check`, `serverinfo`, `poll --dry-run`): the state database and its
     /// directory when the database exists; otherwise an empty one in a temporary directory, removed afterwards, so

@@ -61,7 +61,8 @@ extension Popfetch {
                 }
             }
             let store = try g.openStore()
-            let daemon = LockFile.probe(path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory))
+            let daemon = LockFile.probe(
+                path: LockFile.daemonLockPath(stateDirectory: g.stateDirectory, stateFile: g.stateFileName))
             if let n = self.history, let a = accounts.first {
                 let polls = try store.recentPolls(accountName: a.name, limit: n)
                 print(

@@ -31,8 +31,18 @@ public final class LockFile: Sendable {
         return stateDirectory + "/locks/" + safe + ".lock"
     }
 
-    /// The daemon lock's path.
-    public static func daemonLockPath(stateDirectory: String) -> String { stateDirectory + "/daemon.lock" }
+    /// The daemon lock's path: one daemon per state database, even with several databases in one directory.
+    public static func daemonLockPath(stateDirectory: String, stateFile: String = "state.sqlite") -> String {
+        stateDirectory + "/" + Self.daemonFileStem(stateFile: stateFile) + ".lock"
+    }
+
+    /// The name the daemon's lock and control socket share, before their extensions: `daemon` for the default
+    /// database name (`state.sqlite`), `daemon-<name>` for any other, so that daemons of two databases in one
+    /// directory neither refuse each other nor answer for each other.
+    public static func daemonFileStem(stateFile: String) -> String {
+        if stateFile == "state.sqlite" { return "daemon" }
+        return "daemon-" + String(stateFile.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" })
+    }
 
     /// What trying to take a lock found.
     public enum Attempt: Sendable {

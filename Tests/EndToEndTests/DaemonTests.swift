@@ -347,6 +347,31 @@ struct DaemonDetailTests {
         }
     }
 
+    @Test("two state databases in one directory: each its own daemon, status and wake (review: one refused the other)")
+    func twoDatabasesOneDirectory() throws {
+        let f = try PopfetchFixture()
+        try f.writeConfig(extra: "interval = \"1h\"")
+        let daemon = try RunningDaemon.start(f)
+        let other = (f.statePath as NSString).deletingLastPathComponent + "/other.sqlite"
+        let args = ["--config", f.configPath, "--state", other]
+        let status = try popfetch(args + ["status", "--json"])
+        #expect(status.stdout.contains("\"running\": false"), "the other database has no daemon\n\(status.stdout)")
+        let wake = try popfetch(args + ["wake"])
+        #expect(wake.status == 69, "no daemon runs for the other database: \(wake.stdout) \(wake.stderr)")
+        let log = f.directory + "/other-daemon.log"
+        let second = try Child.spawn([Package.binary] + args + ["daemon"], stdout: log + ".out", stderr: log)
+        let started = eventually(15) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("daemon started")
+        }
+        #expect(started && second.isRunning, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(try popfetch(args + ["wake"]).status == 0)
+        let mine = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
+        #expect(mine.stdout.contains("\"pid\": \(daemon.child.pid)"), "\(mine.stdout)")
+        kill(second.pid, SIGTERM)
+        #expect(second.wait(timeout: 30) == 0)
+        #expect(daemon.stop() == 0)
+    }
+
     @Test("max_concurrent_polls bounds concurrency; accounts keep their own intervals; SIGUSR1 wakes all")
     func concurrencyAndIntervals() throws {
         let f = try PopfetchFixture()
