@@ -35,14 +35,14 @@ extension PollPlan {
     /// The record is the one keyed by this content (and copy); failing that, an older record of the UIDL (its plain
     /// key's, or a listing place's from before) of a message delivered with this digest. With none, the message is
     /// new. A record found is that content's whatever its key says of the server (deleted before, another place):
-    /// the same content is the message delivered, never delivered twice.
+    /// the same content is the message delivered, never delivered twice. `known` is the plan's own records.
     public func identify(
         _ item: Item, digest: String, copy: Int, known: [String: MessageRecord], claimed: Set<String>
     ) -> (key: String, record: MessageRecord?, action: Action) {
         var key = Self.contentKey(uid: item.uid, digest: digest, copy: copy)
         var record = known[key]
         if record == nil {
-            for k in self.sharedRecords[item.uid] ?? [] where !claimed.contains(k) && !k.contains(" #=") {
+            for k in self.sharedDelivered[item.uid]?[digest] ?? [] where !claimed.contains(k) {
                 if let r = known[k], r.digest == digest, r.deliveredAt != nil {
                     key = k
                     record = r
