@@ -45,7 +45,8 @@ public struct GlobalOptions: ParsableArguments {
     }
 
     var configPath: String { self.config.map(Paths.expandTilde) ?? Paths.defaultConfigFile() }
-    var statePath: String { self.state.map(Paths.expandTilde) ?? Paths.defaultStateFile() }
+    /// The state database, its symbolic links resolved (``Paths/canonical(_:)``).
+    var statePath: String { Paths.canonical(self.state.map(Paths.expandTilde) ?? Paths.defaultStateFile()) }
 
     func level() throws -> Logger.Level {
         if let raw = self.logLevel {

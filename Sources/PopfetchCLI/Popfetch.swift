@@ -31,6 +31,27 @@ public struct Popfetch: AsyncParsableCommand {
     /// What `popfetch --version` prints.
     public static let versionLine = "popfetch \(PopfetchVersion.current)"
 
+    /// The subcommand named in `arguments` (those after the program's name), read without the argument parser:
+    /// the first word that is neither an option nor the value of one of the global options that take a value
+    /// (`--config`, `--state`, `--log-level`, unless written `--option=value`). For what must happen before the
+    /// parser runs (the daemon's signals); an account or file named like a subcommand is not taken for one.
+    public static func subcommandName(_ arguments: some Sequence<String>) -> String? {
+        let takingValue: Set<String> = ["--config", "--state", "--log-level"]
+        var skipNext = false
+        for argument in arguments {
+            if skipNext {
+                skipNext = false
+                continue
+            }
+            if argument.hasPrefix("-") {
+                skipNext = takingValue.contains(argument)
+                continue
+            }
+            return argument
+        }
+        return nil
+    }
+
     public init() {}
 
     /// Entry point used by `main.swift`: maps every error to a sysexits code, never a crash.

@@ -285,7 +285,8 @@ enum StatusRenderer {
     static func error(_ r: AccountStatusRecord) -> String? {
         if r.interrupted {
             return "the poll started \(r.unfinishedPoll.map { ISO8601.format($0.started) } ?? "last") never finished: "
-                + "popfetch was killed or crashed during it (the next poll fetches again what it had not committed)"
+                + "popfetch was killed or crashed during it, or could not write its end to the state database (the "
+                + "next poll fetches again what it had not committed)"
         }
         return r.lastPoll?.error
     }

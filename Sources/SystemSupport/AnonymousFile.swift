@@ -54,8 +54,11 @@ package enum AnonymousFile {
     /// changing nothing, for any other file.
     @discardableResult
     package static func sealAgainstWrites(_ fd: Int32) -> Bool {
-        // F_ADD_SEALS (F_LINUX_SPECIFIC_BASE + 9); seals SEAL 1, SHRINK 2, GROW 4, WRITE 8.
-        fcntl(fd, 1033, Int32(1 | 2 | 4 | 8)) == 0
+        // F_ADD_SEALS (F_LINUX_SPECIFIC_BASE + 9); seals SEAL 1, SHRINK 2, GROW 4, WRITE 8. The size first and on
+        // its own: F_SEAL_WRITE fails while some process maps the file writable, and the file must not grow even then.
+        let sized = fcntl(fd, 1033, Int32(2 | 4)) == 0
+        let written = fcntl(fd, 1033, Int32(1 | 8)) == 0
+        return sized && written
     }
 
     /// `preferred` (when given), then $TMPDIR, then /tmp, without repeats.

@@ -37,11 +37,15 @@ public final class LockFile: Sendable {
     }
 
     /// The name the daemon's lock and control socket share, before their extensions: `daemon` for the default
-    /// database name (`state.sqlite`), `daemon-<name>` for any other, so that daemons of two databases in one
-    /// directory neither refuse each other nor answer for each other.
+    /// database name (`state.sqlite`), `daemon-<16 hex digits of the name's FNV-1a hash>` for any other, so that
+    /// daemons of two databases in one directory neither refuse each other nor answer for each other, and a long
+    /// name still fits a socket's path (108 bytes).
     public static func daemonFileStem(stateFile: String) -> String {
         if stateFile == "state.sqlite" { return "daemon" }
-        return "daemon-" + String(stateFile.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" ? $0 : "_" })
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in stateFile.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        let hex = String(hash, radix: 16)
+        return "daemon-" + String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// What trying to take a lock found.

@@ -42,6 +42,23 @@ public enum Paths {
         ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
     }
 
+    /// `path` with its symbolic links and `..` resolved: the file's real path when it exists, else its directory's
+    /// real path and its name, else `path` as it is. The state database's path is taken this way, so that every
+    /// spelling of one database (a symlink to it, a symlinked directory) names the same locks and control socket.
+    public static func canonical(_ path: String) -> String {
+        if let real = Self.realPath(path) { return real }
+        let name = (path as NSString).lastPathComponent
+        let directory = (path as NSString).deletingLastPathComponent
+        if !name.isEmpty, let real = Self.realPath(directory.isEmpty ? "." : directory) { return real + "/" + name }
+        return path
+    }
+
+    private static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     public static func expandTilde(_ path: String) -> String {
         if path == "~" { return home() }
         if path.hasPrefix("~/") { return home() + String(path.dropFirst(1)) }

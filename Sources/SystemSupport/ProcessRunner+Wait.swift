@@ -36,7 +36,7 @@ extension ProcessRunner {
             Self.capOutputFile(outputFD)
             if pidfd >= 0 {
                 var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                let ms = timedOut ? 50 : Int32(max(1, min(1000, remaining * 1000)))
+                let ms = timedOut ? 50 : Int32(max(1, min(50, remaining * 1000)))
                 _ = poll(&pfd, 1, ms)
             } else {
                 usleep(pause)
@@ -66,8 +66,19 @@ extension ProcessRunner {
     /// end).
     static func capOutputFile(_ fd: Int32) {
         var st = stat()
-        if fstat(fd, &st) == 0 && Int(st.st_size) > Self.outputFileLimit { _ = ftruncate(fd, 0) }
+        guard fstat(fd, &st) == 0, Int(st.st_size) > Self.outputFileLimit else { return }
+        // The tail is what the error message shows: kept, the rest dropped (the file is appended to, so the
+        // child's next write goes after it).
+        var tail = [UInt8](repeating: 0, count: Self.keptTail)
+        let n = tail.withUnsafeMutableBytes {
+            pread(fd, $0.baseAddress, $0.count, off_t(Int(st.st_size) - Self.keptTail))
+        }
+        _ = ftruncate(fd, 0)
+        if n > 0 { _ = tail.withUnsafeBytes { write(fd, $0.baseAddress, n) } }
     }
+
+    /// How much of a capped output file's end is kept.
+    static let keptTail = 64 * 1024
 
     /// The outcome of a reaped child: how it ended, and the tail of its output (read from `outputFD`, which the
     /// caller closes).

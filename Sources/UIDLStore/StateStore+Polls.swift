@@ -41,8 +41,8 @@ extension StateStore {
 
     /// What a poll that never finished says in the history once the next poll of its mailbox starts.
     public static let interruptedPollError =
-        "this poll never finished: popfetch was killed or crashed during it (what it had not committed is fetched "
-        + "again)"
+        "this poll never finished: popfetch was killed or crashed during it, or could not write its end to the state "
+        + "database (what it had not committed is fetched again)"
 
     /// Records the start of a poll. The caller holds the mailbox's lock, so a poll of the mailbox still unfinished
     /// is one whose process died (kill -9, a crash, the OOM killer): it is closed as an error, not left "running".

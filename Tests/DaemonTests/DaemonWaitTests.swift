@@ -15,30 +15,32 @@ import Testing
 struct DaemonWaitTests {
     @Test("Waker: a timer ends the sleep; a wake ends it early or is kept for the next; cancellation ends it")
     func waker() async throws {
+        // Each bound is far below the hour it guards: a loaded machine (a full CI run took 6.3 s for one wake)
+        // must not fail what only asks whether the sleep ended early.
         try await withTaskExecutorPreference(TestExecutor.shared) {
             let waker = Waker()
             var start = Date()
             await waker.sleep(seconds: 0.05)
-            #expect(Date().timeIntervalSince(start) < 5)
+            #expect(Date().timeIntervalSince(start) < 60)
 
             waker.wake()
             start = Date()
             await waker.sleep(seconds: 3600)
-            #expect(Date().timeIntervalSince(start) < 1, "a wake that came before the sleep is kept")
+            #expect(Date().timeIntervalSince(start) < 60, "a wake that came before the sleep is kept")
 
             start = Date()
             let sleeper = Task(executorPreference: TestExecutor.shared) { await waker.sleep(seconds: 3600) }
             try await Task.sleep(for: .milliseconds(100))
             waker.wake()
             await sleeper.value
-            #expect(Date().timeIntervalSince(start) < 5)
+            #expect(Date().timeIntervalSince(start) < 60)
 
             start = Date()
             let cancelled = Task(executorPreference: TestExecutor.shared) { await waker.sleep(seconds: 3600) }
             try await Task.sleep(for: .milliseconds(100))
             cancelled.cancel()
             await cancelled.value
-            #expect(Date().timeIntervalSince(start) < 5, "cancellation ends an hour's sleep")
+            #expect(Date().timeIntervalSince(start) < 60, "cancellation ends an hour's sleep")
 
             let early = Task(executorPreference: TestExecutor.shared) {
                 withUnsafeCurrentTask { $0?.cancel() }

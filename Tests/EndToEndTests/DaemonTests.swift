@@ -365,6 +365,15 @@ struct DaemonDetailTests {
         }
         #expect(started && second.isRunning, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         #expect(try popfetch(args + ["wake"]).status == 0)
+        // The first database through a symbolic link, or a symlinked directory: the same daemon, refused.
+        let directory = (f.statePath as NSString).deletingLastPathComponent
+        try FileManager.default.createSymbolicLink(
+            atPath: directory + "/alias.sqlite", withDestinationPath: "state.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: f.directory + "/linked", withDestinationPath: directory)
+        for spelling in [directory + "/alias.sqlite", f.directory + "/linked/state.sqlite"] {
+            let again = try popfetch(["--config", f.configPath, "--state", spelling, "daemon"])
+            #expect(again.status == 75, "\(spelling): \(again.stderr)")
+        }
         let mine = try popfetch(["--config", f.configPath, "--state", f.statePath, "status", "--json"])
         #expect(mine.stdout.contains("\"pid\": \(daemon.child.pid)"), "\(mine.stdout)")
         kill(second.pid, SIGTERM)

@@ -95,4 +95,17 @@ struct ProcessRunnerConcurrencyTests {
             kill(pid, SIGKILL)
         }
     }
+
+    @Test("a child's output past the cap keeps its tail, what the error message shows")
+    func cappedOutputKeepsTail() async throws {
+        // 1.5 MB of noise, then the real error, then a pause longer than the size check's period: the cap used to
+        // empty the file, and the error was lost (review of issue 9's fixes, B4).
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(devnull) }
+        let script =
+            "head -c 1500000 /dev/zero | tr '\\0' x >&2; echo 'ERRTAIL: quota exceeded' >&2; sleep 0.5; exit 75"
+        let outcome = try await ProcessRunner.run(arguments: ["/bin/sh", "-c", script], stdin: devnull, timeout: 30)
+        #expect(outcome.termination == .exited(75))
+        #expect(outcome.output.contains("ERRTAIL: quota exceeded"), "\(outcome.output.suffix(200))")
+    }
 }
