@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+public import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -12,7 +13,7 @@ public enum ControlClient {
     public static let deadline: Duration = .seconds(5)
 
     public static func send(
-        _ request: ControlRequest, stateDirectory: String, stateFile: String = "state.sqlite",
+        _ request: ControlRequest, stateDirectory: String, stateFile: String = LockFile.defaultStateFileName,
         deadline: Duration = Self.deadline
     ) async throws(ControlClientError) -> ControlReply {
         let limit = TimeAmount(deadline)

@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
-import SystemSupport
+public import SystemSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -27,14 +27,15 @@ public struct ControlSocket: Service {
     private let closing: NIOLockedValueBox<Bool>
 
     /// The socket of the daemon of the state database `stateFile` in `stateDirectory`.
-    public static func path(stateDirectory: String, stateFile: String = "state.sqlite") -> String {
+    public static func path(stateDirectory: String, stateFile: String = LockFile.defaultStateFileName) -> String {
         stateDirectory + "/" + LockFile.daemonFileStem(stateFile: stateFile) + ".sock"
     }
 
     /// Binds the socket, replacing a stale one (the caller holds the daemon lock, so no other daemon uses it), and
     /// accepts connections at once; `handler` answers each request, on the connection's event loop.
     public static func bind(
-        stateDirectory: String, stateFile: String = "state.sqlite", logger: Logger, handler: @escaping Handler
+        stateDirectory: String, stateFile: String = LockFile.defaultStateFileName, logger: Logger,
+        handler: @escaping Handler
     ) async throws -> ControlSocket {
         let path = Self.path(stateDirectory: stateDirectory, stateFile: stateFile)
         let deadline = TimeAmount(Self.requestDeadline)

@@ -26,10 +26,6 @@ extension Popfetch {
         @ParentCommand var root: Popfetch
 
         func run() async throws {
-            // Until the scheduler traps them (before it tells systemd it is ready), SIGHUP and SIGUSR1 would end the
-            // daemon: ignored meanwhile (main does it first thing; again here for a caller of this library).
-            signal(SIGHUP, SIG_IGN)
-            signal(SIGUSR1, SIG_IGN)
             let g = self.globals.merged(with: self.root.globals)
             let logger = try g.makeLogger()
             let loader = ConfigurationLoader()

@@ -31,8 +31,11 @@ public final class LockFile: Sendable {
         return stateDirectory + "/locks/" + safe + ".lock"
     }
 
+    /// The state database's default file name (``Paths/defaultStateFile()``): its daemon's files keep plain names.
+    public static let defaultStateFileName = "state.sqlite"
+
     /// The daemon lock's path: one daemon per state database, even with several databases in one directory.
-    public static func daemonLockPath(stateDirectory: String, stateFile: String = "state.sqlite") -> String {
+    public static func daemonLockPath(stateDirectory: String, stateFile: String = defaultStateFileName) -> String {
         stateDirectory + "/" + Self.daemonFileStem(stateFile: stateFile) + ".lock"
     }
 
@@ -41,7 +44,7 @@ public final class LockFile: Sendable {
     /// daemons of two databases in one directory neither refuse each other nor answer for each other, and a long
     /// name still fits a socket's path (108 bytes).
     public static func daemonFileStem(stateFile: String) -> String {
-        if stateFile == "state.sqlite" { return "daemon" }
+        if stateFile == Self.defaultStateFileName { return "daemon" }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in stateFile.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
         let hex = String(hash, radix: 16)

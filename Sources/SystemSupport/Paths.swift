@@ -76,6 +76,6 @@ public enum Paths {
     public static func defaultStateFile() -> String {
         let env = ProcessInfo.processInfo.environment
         let base = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? home() + "/.local/state"
-        return base + "/popfetch/state.sqlite"
+        return base + "/popfetch/" + LockFile.defaultStateFileName
     }
 }
